@@ -1,0 +1,5 @@
+import sys
+
+from pqfile.cli import main
+
+sys.exit(main())

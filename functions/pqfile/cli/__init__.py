@@ -1,0 +1,63 @@
+"""The `pqfile` command. Each sub-module registers its own sub-commands.
+
+Exit codes: 0 success; 1 a refused operation (bad package, wrong key, ...); 2 usage error.
+Errors print one line to stderr: ``pqfile: error: <reason>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from pqfile import __version__
+from pqfile.errors import PQFileError
+
+# Sub-command modules; each defines register(subparsers) -> None and sets
+# `func` (args -> int exit code) on every parser it adds.
+_COMMAND_MODULES = (
+    "pqfile.cli.files",  # keygen, encrypt, decrypt, inspect
+    "pqfile.cli.db",  # db migrate
+    "pqfile.cli.keys",  # keys status/refill/revoke
+    "pqfile.cli.audit",  # audit verify/tail
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pqfile",
+        description="Post-quantum document encryption (PQF v1).",
+    )
+    parser.add_argument("--version", action="version", version=f"pqfile {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # not written yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return func(args)
+    except PQFileError as exc:
+        print(f"pqfile: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pqfile: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

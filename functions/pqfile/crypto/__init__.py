@@ -1,0 +1,1 @@
+"""Pure cryptography: KEM suites, HPKE key wrap, STREAM body (pyca/cryptography only)."""

@@ -1,0 +1,94 @@
+"""The project's own exceptions. Adapters translate ClientError / pg8000 errors into these.
+
+Decryption failures are deliberately one opaque type (DecryptionError) that says nothing
+about *why* authentication failed (docs/FORMAT.md, "Error model").
+"""
+
+from __future__ import annotations
+
+
+class PQFileError(Exception):
+    """Base class for every error PQFile raises on purpose."""
+
+
+# --- package / format errors (docs/FORMAT.md "Error model") ---------------------------
+
+
+class NotAPackageError(PQFileError):
+    """The input does not start with the PQF magic bytes."""
+
+
+class UnsupportedVersionError(PQFileError):
+    """The package has a version byte this build does not understand."""
+
+
+class UnsupportedSuiteError(PQFileError):
+    """The package (or key) names a KEM suite this build does not support."""
+
+
+class MalformedPackageError(PQFileError):
+    """The header is structurally invalid (truncated, bad lengths, limits exceeded)."""
+
+
+class LimitExceededError(MalformedPackageError):
+    """A field exceeds a documented limit (header size, context, segment size/count)."""
+
+
+class WrongKeyError(PQFileError):
+    """The package was encrypted to a different key id than the one supplied."""
+
+    def __init__(self, expected_key_id: str, supplied_key_id: str) -> None:
+        super().__init__(
+            f"this package is for key id {expected_key_id}, not {supplied_key_id}"
+        )
+        self.expected_key_id = expected_key_id
+        self.supplied_key_id = supplied_key_id
+
+
+class DecryptionError(PQFileError):
+    """Authentication failed. Opaque on purpose: no detail about which check failed."""
+
+    def __init__(self, message: str = "decryption failed: package is not authentic") -> None:
+        super().__init__(message)
+
+
+class KeyFormatError(PQFileError):
+    """A public or secret key is malformed (wrong length, modulus check, bad PEM/OID)."""
+
+
+# --- key pool / custody / audit --------------------------------------------------------
+
+
+class KeyNotFoundError(PQFileError):
+    """No key with this id exists."""
+
+
+class KeyNotUsableError(PQFileError):
+    """The key exists but its status forbids this use (e.g. revoked, or expired for encrypt)."""
+
+
+class NoActiveKeyError(PQFileError):
+    """The pool has no active key for the requested suite."""
+
+
+class CustodyError(PQFileError):
+    """KMS refused to wrap/unwrap a seed (wrong context, disabled key, access denied)."""
+
+
+class AuditChainBrokenError(PQFileError):
+    """The hash chain of the audit log does not verify."""
+
+
+# --- pipeline --------------------------------------------------------------------------
+
+
+class InvalidEventError(PQFileError):
+    """A malformed or foreign event (wrong bucket/prefix, missing fields)."""
+
+
+class DocumentNotFoundError(PQFileError):
+    """No such document (or the uploaded object no longer exists)."""
+
+
+class TransientError(PQFileError):
+    """A retryable failure (throttling, connection dropped). Step Functions retries these."""

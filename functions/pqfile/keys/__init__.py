@@ -1,0 +1,1 @@
+"""Pure key-pool domain: key records, statuses, selection and rotation policy."""
