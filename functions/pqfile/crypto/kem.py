@@ -1,0 +1,203 @@
+"""KEM suites and key objects (docs/FORMAT.md section "Suites", docs/CONTRACTS.md).
+
+Two suites, both usable with HPKE (RFC 9180) through pyca/cryptography:
+
+- ``Suite.XWING``: X-Wing, MLKEM768-X25519 (draft-connolly-cfrg-xwing-kem, HPKE KEM 0x647a),
+  the default. Secret key = the 32-byte X-Wing seed; public key = ML-KEM-768 ek (1184 bytes)
+  || X25519 public key (32 bytes).
+- ``Suite.MLKEM768``: pure ML-KEM-768 (FIPS 203, HPKE KEM 0x0041). Secret key = the 64-byte
+  FIPS 203 seed d || z; public key = ek (1184 bytes).
+
+Secret keys are always held as seeds; the expanded keys exist only inside pyca objects.
+Inputs are checked by exact length, and encapsulation keys by the FIPS 203 modulus check
+(section 7.2, "input checking"), before any cryptography runs.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes, hpke
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+
+from pqfile.errors import KeyFormatError, UnsupportedSuiteError
+
+# FIPS 203 ML-KEM-768 parameters.
+MLKEM768_EK_SIZE = 1184
+MLKEM768_CT_SIZE = 1088
+MLKEM768_SEED_SIZE = 64  # d || z
+_MLKEM_Q = 3329
+_MLKEM768_K = 3
+X25519_KEY_SIZE = 32
+XWING_SEED_SIZE = 32
+XWING_PUBLIC_KEY_SIZE = MLKEM768_EK_SIZE + X25519_KEY_SIZE  # 1216
+XWING_CT_SIZE = MLKEM768_CT_SIZE + X25519_KEY_SIZE  # 1120
+
+KEY_ID_SIZE = 16
+_KEY_ID_LABEL = b"pqfile/key-id/v1"
+
+
+class Suite(enum.Enum):
+    """A KEM suite. ``value`` is its name in key files, the database and the CLI."""
+
+    XWING = "xwing"
+    MLKEM768 = "mlkem768"
+
+    @property
+    def wire_id(self) -> int:
+        """The HPKE KEM identifier, used as the suite id in PQF headers."""
+        return _WIRE_IDS[self]
+
+    @property
+    def public_key_size(self) -> int:
+        return XWING_PUBLIC_KEY_SIZE if self is Suite.XWING else MLKEM768_EK_SIZE
+
+    @property
+    def seed_size(self) -> int:
+        return XWING_SEED_SIZE if self is Suite.XWING else MLKEM768_SEED_SIZE
+
+    @property
+    def enc_size(self) -> int:
+        """Length of the HPKE encapsulated key (the KEM ciphertext)."""
+        return XWING_CT_SIZE if self is Suite.XWING else MLKEM768_CT_SIZE
+
+    @property
+    def hpke_kem(self) -> hpke.KEM:
+        return hpke.KEM.MLKEM768_X25519 if self is Suite.XWING else hpke.KEM.MLKEM768
+
+    @classmethod
+    def from_name(cls, name: str) -> Suite:
+        try:
+            return cls(name.lower())
+        except ValueError:
+            known = ", ".join(s.value for s in cls)
+            raise UnsupportedSuiteError(f"unknown suite {name!r} (known: {known})") from None
+
+    @classmethod
+    def from_wire_id(cls, wire_id: int) -> Suite:
+        for suite, value in _WIRE_IDS.items():
+            if value == wire_id:
+                return suite
+        raise UnsupportedSuiteError(f"unsupported suite id 0x{wire_id:04x}")
+
+
+_WIRE_IDS = {Suite.XWING: 0x647A, Suite.MLKEM768: 0x0041}
+DEFAULT_SUITE = Suite.XWING
+
+
+def _check_mlkem768_ek(ek: bytes) -> None:
+    """FIPS 203 section 7.2: ByteEncode12(ByteDecode12(ek[:384k])) == ek[:384k].
+
+    Equivalent to: every 12-bit coefficient of t-hat is below q = 3329.
+    """
+    if len(ek) != MLKEM768_EK_SIZE:
+        raise KeyFormatError(
+            f"ML-KEM-768 encapsulation key must be {MLKEM768_EK_SIZE} bytes, got {len(ek)}"
+        )
+    packed = ek[: 384 * _MLKEM768_K]
+    for i in range(0, len(packed), 3):
+        b0, b1, b2 = packed[i], packed[i + 1], packed[i + 2]
+        if (b0 | ((b1 & 0x0F) << 8)) >= _MLKEM_Q or ((b1 >> 4) | (b2 << 4)) >= _MLKEM_Q:
+            raise KeyFormatError("ML-KEM-768 encapsulation key fails the FIPS 203 modulus check")
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A recipient's public key. Build it with :func:`public_key_from_bytes`."""
+
+    suite: Suite
+    raw: bytes
+
+    @property
+    def key_id_bytes(self) -> bytes:
+        """First 16 bytes of SHA-256(label || wire id || raw public key)."""
+        digest = hashlib.sha256(
+            _KEY_ID_LABEL + self.suite.wire_id.to_bytes(2, "big") + self.raw
+        ).digest()
+        return digest[:KEY_ID_SIZE]
+
+    @property
+    def key_id(self) -> str:
+        return self.key_id_bytes.hex()
+
+    def to_pyca(self) -> mlkem.MLKEM768PublicKey | hpke.MLKEM768X25519PublicKey:
+        """The object pyca's ``hpke.Suite.encrypt`` accepts."""
+        if self.suite is Suite.MLKEM768:
+            return mlkem.MLKEM768PublicKey.from_public_bytes(self.raw)
+        return hpke.MLKEM768X25519PublicKey(
+            mlkem.MLKEM768PublicKey.from_public_bytes(self.raw[:MLKEM768_EK_SIZE]),
+            x25519.X25519PublicKey.from_public_bytes(self.raw[MLKEM768_EK_SIZE:]),
+        )
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """A secret key, held as its seed. ``repr`` never shows the seed."""
+
+    suite: Suite
+    seed: bytes = field(repr=False)
+
+    def _components(self) -> tuple[mlkem.MLKEM768PrivateKey, x25519.X25519PrivateKey | None]:
+        if self.suite is Suite.MLKEM768:
+            return mlkem.MLKEM768PrivateKey.from_seed_bytes(self.seed), None
+        # draft-connolly-cfrg-xwing-kem: expanded = SHAKE256(seed, 96 bytes); ML-KEM-768
+        # KeyGen_internal(d = expanded[0:32], z = expanded[32:64]); sk_X = expanded[64:96].
+        shake = hashes.Hash(hashes.SHAKE256(96))
+        shake.update(self.seed)
+        expanded = shake.finalize()
+        return (
+            mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64]),
+            x25519.X25519PrivateKey.from_private_bytes(expanded[64:96]),
+        )
+
+    def to_pyca(self) -> mlkem.MLKEM768PrivateKey | hpke.MLKEM768X25519PrivateKey:
+        """The object pyca's ``hpke.Suite.decrypt`` accepts."""
+        mlkem_key, x_key = self._components()
+        if x_key is None:
+            return mlkem_key
+        return hpke.MLKEM768X25519PrivateKey(mlkem_key, x_key)
+
+    def components(self) -> tuple[mlkem.MLKEM768PrivateKey, x25519.X25519PrivateKey | None]:
+        """The ML-KEM-768 key and, for X-Wing, the X25519 key (for tests and tooling)."""
+        return self._components()
+
+    def public_key(self) -> PublicKey:
+        mlkem_key, x_key = self._components()
+        raw = mlkem_key.public_key().public_bytes_raw()
+        if x_key is not None:
+            raw += x_key.public_key().public_bytes_raw()
+        return PublicKey(self.suite, raw)
+
+
+def generate(suite: Suite = DEFAULT_SUITE) -> SecretKey:
+    """A fresh secret key from the operating system's CSPRNG."""
+    return SecretKey(suite, os.urandom(suite.seed_size))
+
+
+def secret_key_from_seed(suite: Suite, seed: bytes) -> SecretKey:
+    """A secret key from its seed; the length must be exact."""
+    seed = bytes(seed)
+    if len(seed) != suite.seed_size:
+        raise KeyFormatError(
+            f"{suite.value} secret seed must be {suite.seed_size} bytes, got {len(seed)}"
+        )
+    return SecretKey(suite, seed)
+
+
+def public_key_from_bytes(suite: Suite, raw: bytes) -> PublicKey:
+    """A public key from its raw encoding: exact length, then the FIPS 203 modulus check."""
+    raw = bytes(raw)
+    if len(raw) != suite.public_key_size:
+        raise KeyFormatError(
+            f"{suite.value} public key must be {suite.public_key_size} bytes, got {len(raw)}"
+        )
+    _check_mlkem768_ek(raw[:MLKEM768_EK_SIZE])
+    try:
+        key = PublicKey(suite, raw)
+        key.to_pyca()  # let OpenSSL reject anything else it dislikes, now rather than later
+    except ValueError as exc:
+        raise KeyFormatError(f"invalid {suite.value} public key") from exc
+    return key
