@@ -92,3 +92,7 @@ class DocumentNotFoundError(PQFileError):
 
 class TransientError(PQFileError):
     """A retryable failure (throttling, connection dropped). Step Functions retries these."""
+
+
+class StorageError(PQFileError):
+    """Object storage refused a request for a non-transient reason (access denied, no bucket)."""

@@ -1,0 +1,61 @@
+"""boto3 clients built once per process (per Lambda execution environment).
+
+botocore honours ``AWS_ENDPOINT_URL`` itself; we pass it explicitly as well so a client built
+before the variable changed (tests) still points where the settings say.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_s3 import S3Client
+
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=5,
+    read_timeout=60,
+    signature_version="s3v4",
+)
+
+
+def endpoint_url() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@functools.cache
+def _client(service: str, endpoint: str | None, region: str | None) -> Any:
+    session = boto3.session.Session()
+    return session.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=endpoint,
+        region_name=region,
+        config=_CONFIG,
+    )
+
+
+def client(service: str) -> Any:
+    """A cached client for ``service`` at the configured endpoint and region."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return _client(service, endpoint_url(), region)
+
+
+def s3_client() -> S3Client:
+    c: S3Client = client("s3")
+    return c
+
+
+def kms_client() -> KMSClient:
+    c: KMSClient = client("kms")
+    return c
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests that move the endpoint)."""
+    _client.cache_clear()
