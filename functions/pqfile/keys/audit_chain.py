@@ -1,0 +1,187 @@
+"""The audit chain's canonical encoding and its verification (docs/KEYS.md, "Audit chain").
+
+The database computes each row's hash in ``audit_append()`` (sql/migrations/0004_audit.sql);
+this module recomputes it independently from the stored fields::
+
+    row_hash = SHA-256("pqfile/audit/v1" || F(seq) || F(occurred_at) || F(operation)
+                       || F(outcome) || F(actor) || F(document_id) || F(key_id)
+                       || F(request_id) || F(details) || F(prev_hash))
+
+    F(None) = FF FF FF FF;  F(x) = uint32_be(len(bytes(x))) || bytes(x), text as UTF-8;
+    seq as decimal text; occurred_at as UTC "YYYY-MM-DDTHH:MM:SS.ffffffZ".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+DOMAIN = b"pqfile/audit/v1"
+GENESIS_HASH = bytes(32)
+_NULL = b"\xff\xff\xff\xff"
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    seq: int
+    occurred_at: dt.datetime
+    operation: str
+    outcome: str
+    actor: str
+    document_id: str | None
+    key_id: str | None
+    request_id: str | None
+    details: str | None
+    prev_hash: bytes
+    row_hash: bytes
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "seq": self.seq,
+            "occurred_at": format_timestamp(self.occurred_at),
+            "operation": self.operation,
+            "outcome": self.outcome,
+            "actor": self.actor,
+            "document_id": self.document_id,
+            "key_id": self.key_id,
+            "request_id": self.request_id,
+            "details": json.loads(self.details) if self.details is not None else None,
+            "prev_hash": self.prev_hash.hex(),
+            "row_hash": self.row_hash.hex(),
+        }
+
+
+def canonical_details(details: Mapping[str, object] | None) -> str | None:
+    """The stored text of ``details``: compact JSON with sorted keys, or None."""
+    if details is None:
+        return None
+    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def format_timestamp(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("audit timestamps must be timezone-aware")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _field(value: str | bytes | None) -> bytes:
+    if value is None:
+        return _NULL
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def encode_row(
+    *,
+    seq: int,
+    occurred_at: dt.datetime,
+    operation: str,
+    outcome: str,
+    actor: str,
+    document_id: str | None,
+    key_id: str | None,
+    request_id: str | None,
+    details: str | None,
+    prev_hash: bytes,
+) -> bytes:
+    return b"".join(
+        [
+            DOMAIN,
+            _field(str(seq)),
+            _field(format_timestamp(occurred_at)),
+            _field(operation),
+            _field(outcome),
+            _field(actor),
+            _field(document_id),
+            _field(key_id),
+            _field(request_id),
+            _field(details),
+            _field(prev_hash),
+        ]
+    )
+
+
+def compute_hash(row: AuditRow) -> bytes:
+    return hashlib.sha256(
+        encode_row(
+            seq=row.seq,
+            occurred_at=row.occurred_at,
+            operation=row.operation,
+            outcome=row.outcome,
+            actor=row.actor,
+            document_id=row.document_id,
+            key_id=row.key_id,
+            request_id=row.request_id,
+            details=row.details,
+            prev_hash=row.prev_hash,
+        )
+    ).digest()
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """Result of a verification. ``broken_seq`` names the first row that does not verify."""
+
+    ok: bool
+    rows: int
+    head_seq: int
+    head_hash: bytes
+    broken_seq: int | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "rows": self.rows,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash.hex(),
+            "broken_seq": self.broken_seq,
+            "reason": self.reason,
+        }
+
+
+def verify_rows(
+    rows: Iterable[AuditRow], head: tuple[int, bytes] | None = None
+) -> ChainReport:
+    """Recompute the chain over ``rows`` (ordered by seq) and compare with the recorded head.
+
+    Detects a changed field (hash mismatch), a deleted row (sequence gap / broken link),
+    an inserted or forged row (broken link, or a tail beyond the recorded head) and swapped
+    rows (the sequence number is hashed, so a row moved elsewhere no longer verifies).
+    """
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    count = 0
+    last_seq, last_hash = 0, GENESIS_HASH
+
+    def broken(seq: int, reason: str) -> ChainReport:
+        return ChainReport(False, count, last_seq, last_hash, broken_seq=seq, reason=reason)
+
+    for row in rows:
+        if row.seq != expected_seq:
+            if row.seq > expected_seq:
+                return broken(row.seq, f"row(s) missing before seq {row.seq} "
+                                       f"(expected seq {expected_seq})")
+            return broken(row.seq, f"sequence out of order (expected {expected_seq})")
+        if row.prev_hash != expected_prev:
+            return broken(row.seq, "prev_hash does not match the previous row's hash")
+        if compute_hash(row) != row.row_hash:
+            return broken(row.seq, "row_hash does not match the row's contents")
+        count += 1
+        last_seq, last_hash = row.seq, row.row_hash
+        expected_prev = row.row_hash
+        expected_seq += 1
+    if head is not None:
+        head_seq, head_hash = head
+        if head_seq > last_seq:
+            return broken(last_seq + 1, f"row(s) {last_seq + 1}..{head_seq} are missing "
+                                        "(the chain head is further on)")
+        if head_seq < last_seq:
+            return broken(head_seq + 1, "row(s) beyond the recorded chain head")
+        if head_hash != last_hash:
+            return broken(last_seq, "last row's hash differs from the recorded chain head")
+    return ChainReport(True, count, last_seq, last_hash)

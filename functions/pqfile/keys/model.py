@@ -1,0 +1,88 @@
+"""Key records and the key lifecycle (docs/KEYS.md, "Lifecycle").
+
+The same transition table is enforced by the database (trigger ``encryption_keys_guard``,
+sql/migrations/0002_keys.sql); this copy lets the domain refuse early and explain why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+
+from pqfile.errors import KeyNotUsableError
+
+
+class KeyStatus(enum.Enum):
+    ACTIVE = "active"  # encrypts and decrypts
+    ROTATION_QUEUED = "rotation_queued"  # decrypts; no new documents; waiting for rewrap
+    EXPIRED = "expired"  # decrypt only
+    REVOKED = "revoked"  # nothing, ever again
+
+    @classmethod
+    def from_name(cls, name: str) -> KeyStatus:
+        try:
+            return cls(name)
+        except ValueError:
+            raise ValueError(f"unknown key status {name!r}") from None
+
+
+class Purpose(enum.Enum):
+    ENCRYPT = "encrypt"
+    DECRYPT = "decrypt"
+    REWRAP = "rewrap"  # decrypt the data key under the old key during rotation
+
+
+ALLOWED_TRANSITIONS: dict[KeyStatus, frozenset[KeyStatus]] = {
+    KeyStatus.ACTIVE: frozenset(
+        {KeyStatus.ROTATION_QUEUED, KeyStatus.EXPIRED, KeyStatus.REVOKED}
+    ),
+    KeyStatus.ROTATION_QUEUED: frozenset({KeyStatus.EXPIRED, KeyStatus.REVOKED}),
+    KeyStatus.EXPIRED: frozenset({KeyStatus.REVOKED}),
+    KeyStatus.REVOKED: frozenset(),
+}
+
+_USABLE_FOR: dict[Purpose, frozenset[KeyStatus]] = {
+    Purpose.ENCRYPT: frozenset({KeyStatus.ACTIVE}),
+    Purpose.DECRYPT: frozenset({KeyStatus.ACTIVE, KeyStatus.ROTATION_QUEUED, KeyStatus.EXPIRED}),
+    Purpose.REWRAP: frozenset({KeyStatus.ACTIVE, KeyStatus.ROTATION_QUEUED, KeyStatus.EXPIRED}),
+}
+
+
+def can_transition(old: KeyStatus, new: KeyStatus) -> bool:
+    return new in ALLOWED_TRANSITIONS[old]
+
+
+def usable_for(status: KeyStatus, purpose: Purpose) -> bool:
+    return status in _USABLE_FOR[purpose]
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One row of ``encryption_keys``: public data only (the wrapped seed stays in adapters)."""
+
+    key_id: str
+    suite: str
+    public_key: bytes = field(repr=False)
+    kms_key_arn: str
+    status: KeyStatus
+    usage_count: int
+    bytes_encrypted: int
+    created_at: dt.datetime
+    activated_at: dt.datetime | None
+    rotate_after: dt.datetime
+    rotation_queued_at: dt.datetime | None = None
+    expired_at: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
+    revoke_reason: str | None = None
+    last_used_at: dt.datetime | None = None
+
+    def require(self, purpose: Purpose) -> None:
+        """Raise KeyNotUsableError unless this key's status allows ``purpose``."""
+        if not usable_for(self.status, purpose):
+            raise KeyNotUsableError(
+                f"key {self.key_id} is {self.status.value}: not usable to {purpose.value}"
+            )
+
+    def age(self, now: dt.datetime) -> dt.timedelta:
+        return now - self.created_at

@@ -1,0 +1,112 @@
+"""Pool policy: how many keys to keep, when a key must be rotated (docs/KEYS.md, "Pool").
+
+Pure functions over :class:`~pqfile.keys.model.KeyRecord`; the adapters run the queries.
+Selection itself ("least-used active key, no lock contention") is one SQL statement in
+``adapters/postgres.py``; :func:`pick_least_used` is its reference model for fakes and tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pqfile.keys.model import KeyRecord, KeyStatus
+
+
+class RotationReason(enum.Enum):
+    AGE = "age"
+    DOCUMENT_CAP = "document_cap"
+    BYTES_CAP = "bytes_cap"
+
+
+@dataclass(frozen=True)
+class PoolPolicy:
+    """Targets and limits. Defaults: 100 active keys per suite, refilled when below 80,
+    rotated after 30 days, 1,000,000 documents or 1 TiB encrypted per key."""
+
+    target_active: int = 100
+    floor_active: int = 80
+    max_age: dt.timedelta = dt.timedelta(days=30)
+    max_documents: int = 1_000_000
+    max_bytes: int = 1 << 40
+
+    def __post_init__(self) -> None:
+        if self.target_active < 1:
+            raise ValueError("target_active must be at least 1")
+        if not 0 <= self.floor_active <= self.target_active:
+            raise ValueError("floor_active must be between 0 and target_active")
+        if self.max_age <= dt.timedelta(0):
+            raise ValueError("max_age must be positive")
+        if self.max_documents < 1 or self.max_bytes < 1:
+            raise ValueError("usage caps must be positive")
+
+    def rotate_after(self, created_at: dt.datetime) -> dt.datetime:
+        return created_at + self.max_age
+
+    def keys_to_create(self, active_count: int) -> int:
+        """How many keys a refill creates: none while at or above the floor, else up to target."""
+        if active_count >= self.floor_active and active_count > 0:
+            return 0
+        return max(0, self.target_active - active_count)
+
+    def rotation_reason(self, key: KeyRecord, now: dt.datetime) -> RotationReason | None:
+        """Why an active key must be queued for rotation now, or None."""
+        if key.status is not KeyStatus.ACTIVE:
+            return None
+        if now >= key.rotate_after:
+            return RotationReason.AGE
+        if key.usage_count >= self.max_documents:
+            return RotationReason.DOCUMENT_CAP
+        if key.bytes_encrypted >= self.max_bytes:
+            return RotationReason.BYTES_CAP
+        return None
+
+    def due_for_rotation(
+        self, keys: Iterable[KeyRecord], now: dt.datetime
+    ) -> list[tuple[KeyRecord, RotationReason]]:
+        due: list[tuple[KeyRecord, RotationReason]] = []
+        for key in keys:
+            reason = self.rotation_reason(key, now)
+            if reason is not None:
+                due.append((key, reason))
+        return due
+
+    def selectable(self, key: KeyRecord, now: dt.datetime) -> bool:
+        """May this key be handed out for a new document?"""
+        return key.status is KeyStatus.ACTIVE and self.rotation_reason(key, now) is None
+
+
+def pick_least_used(
+    keys: Sequence[KeyRecord], suite: str, policy: PoolPolicy, now: dt.datetime
+) -> KeyRecord | None:
+    """The reference selection: least usage_count, then key id, among selectable keys."""
+    candidates = [k for k in keys if k.suite == suite and policy.selectable(k, now)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda k: (k.usage_count, k.key_id))
+
+
+@dataclass(frozen=True)
+class UsageSpread:
+    """Summary of how evenly the pool is used (``pqfile keys status``)."""
+
+    keys: int
+    min_usage: int
+    max_usage: int
+    total_usage: int
+
+    @property
+    def ratio(self) -> float | None:
+        """max/min usage; None while some key is unused or the pool is empty."""
+        if self.keys == 0 or self.min_usage == 0:
+            return None
+        return self.max_usage / self.min_usage
+
+
+def usage_spread(usages: Iterable[int]) -> UsageSpread:
+    values = list(usages)
+    if not values:
+        return UsageSpread(0, 0, 0, 0)
+    return UsageSpread(len(values), min(values), max(values), sum(values))
