@@ -1,0 +1,5 @@
+"""Shared pytest configuration: fixture plugins for the local stack."""
+
+pytest_plugins = [
+    "tests.fixtures.emulator",
+]
