@@ -1,0 +1,354 @@
+"""The ingest workflow, one function per Step Functions state (statemachines/ingest.asl.json).
+
+Steps pass references only (bucket, key, version id, document id, key id). Every step is
+idempotent, keyed by the upload's identity (DESIGN.md "Shape"):
+
+- the document id is derived from (bucket, key, version id or ETag), so a replay finds the
+  same row and the same encrypted object key;
+- the first writer wins everywhere: the key recorded on the row, the `stored` commit;
+  a concurrent loser deletes its own redundant encrypted version;
+- the plaintext version is deleted only after the row is committed and the encrypted
+  object verified.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pqfile.crypto.kem import Suite
+from pqfile.errors import (
+    DocumentNotFoundError,
+    InvalidEventError,
+    PQFileError,
+    StorageError,
+)
+from pqfile.ports import ObjectInfo
+from pqfile.usecases.common import (
+    PACKAGE_CONTENT_TYPE,
+    PIPELINE_ACTOR,
+    CountingReader,
+    Pipeline,
+)
+from pqfile.usecases.events import (
+    SourceRef,
+    document_id_for,
+    encrypted_key_for,
+    parse_object_created,
+)
+
+log = logging.getLogger(__name__)
+
+#: Tags put on an upload whose ingest failed (kept for a re-run; see docs/OPERATIONS.md).
+FAILED_TAG = "pqfile-status"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    document_id: str
+    source: SourceRef
+    content_type: str
+    #: "new" to process, "stored" when a replay finds the document already done.
+    status: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "document_id": self.document_id,
+            "source": self.source.to_dict(),
+            "content_type": self.content_type,
+            "status": self.status,
+        }
+
+
+def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
+    """Check the event, then the object's existence, size and identity; open the row."""
+    s = p.settings
+    source = parse_object_created(
+        event, uploads_bucket=s.uploads_bucket, max_size=s.max_document_size
+    )
+    document_id = document_id_for(source)
+    existing = p.documents.get(document_id)
+    if existing is not None and existing.status == "stored":
+        # A replay of an event already processed: the plaintext is gone by design.
+        return FetchResult(document_id, source, "application/octet-stream", "stored")
+
+    info = p.blobs.stat(source.bucket, source.key, source.version_id)
+    if source.size is not None and info.size != source.size:
+        raise DocumentNotFoundError(
+            f"the object is {info.size} bytes, the event said {source.size}: it changed"
+        )
+    if source.version_id is None and source.etag and info.etag != source.etag:
+        raise DocumentNotFoundError("the object was overwritten after the event")
+    if info.size > s.max_document_size:
+        raise InvalidEventError(f"object of {info.size} bytes exceeds the configured limit")
+    # Pin the identity: from here on, every step reads exactly this version.
+    source = SourceRef(
+        bucket=source.bucket,
+        key=source.key,
+        version_id=source.version_id or info.version_id,
+        etag=source.etag or info.etag,
+        size=info.size,
+    )
+    if document_id_for(source) != document_id:  # the event lacked the version id
+        document_id = document_id_for(source)
+    record = p.documents.begin(
+        document_id=document_id,
+        source_bucket=source.bucket,
+        source_key=source.key,
+        source_version_id=source.version_id,
+        source_etag=source.etag,
+        plaintext_size=info.size,
+    )
+    status = "stored" if record.status == "stored" else "new"
+    return FetchResult(record.document_id, source, info.content_type, status)
+
+
+@dataclass(frozen=True)
+class KeyChoice:
+    key_id: str
+    suite: str
+
+
+def select_key(p: Pipeline, document_id: str, suite: str | None = None) -> KeyChoice:
+    """The key this document is encrypted to; a replay gets the key recorded first."""
+    record = p.documents.get(document_id)
+    if record is None:
+        raise DocumentNotFoundError(f"no document {document_id}")
+    if record.key_id and record.suite:
+        return KeyChoice(record.key_id, record.suite)
+    wanted = Suite.from_name(suite or p.settings.default_suite)
+    public = p.keys.select_encryption_key(wanted)
+    record = p.documents.assign_key(document_id, public.key_id, wanted.value)
+    assert record.key_id and record.suite  # assign_key returns the winning key
+    return KeyChoice(record.key_id, record.suite)
+
+
+def encrypt_document(
+    p: Pipeline,
+    document_id: str,
+    source: SourceRef,
+    key_id: str,
+    content_type: str = "application/octet-stream",
+) -> ObjectInfo:
+    """Stream the upload through encrypt_stream into a multipart upload under encrypted/.
+
+    Memory is bounded by one body segment plus one multipart part, whatever the size.
+    """
+    s = p.settings
+    record = p.documents.get(document_id)
+    if record is None:
+        raise DocumentNotFoundError(f"no document {document_id}")
+    target_key = encrypted_key_for(document_id)
+    if record.status == "stored" and record.encrypted_key:
+        # Already done by an earlier or concurrent execution: nothing to write.
+        return p.blobs.stat(
+            record.encrypted_bucket or s.encrypted_bucket,
+            record.encrypted_key,
+            record.encrypted_version_id,
+        )
+    public = p.keys.public_key(key_id)
+    context = {"pqfile:source-bucket": source.bucket, "pqfile:content-type": content_type}
+    reader = CountingReader(p.blobs.open_read(source.bucket, source.key, source.version_id))
+    writer = p.blobs.open_write(s.encrypted_bucket, target_key, content_type=PACKAGE_CONTENT_TYPE)
+    try:
+        p.cipher.encrypt_stream(
+            reader,  # type: ignore[arg-type]
+            writer,
+            public,
+            context,
+            segment_size=s.segment_size,
+            document_id=document_id,
+        )
+        if source.size is not None and reader.count != source.size:
+            raise StorageError(
+                f"read {reader.count} bytes, the object has {source.size}: it changed"
+            )
+        written = writer.complete()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        reader.close()
+    return written
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    outcome: str  # "stored" (this execution committed) or "duplicate"
+    encrypted: ObjectInfo
+    plaintext_deleted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "encrypted": asdict(self.encrypted),
+            "plaintext_deleted": self.plaintext_deleted,
+        }
+
+
+def store_document(
+    p: Pipeline, document_id: str, source: SourceRef, encrypted: ObjectInfo
+) -> StoreResult:
+    """Verify the package, commit the row, then delete the plaintext version."""
+    current = p.blobs.stat(encrypted.bucket, encrypted.key, encrypted.version_id)
+    if current.size != encrypted.size or (
+        encrypted.etag and current.etag and current.etag != encrypted.etag
+    ):
+        raise StorageError("the encrypted object does not match what the encrypt step wrote")
+    record, stored_now = p.documents.mark_stored(
+        document_id,
+        encrypted_bucket=encrypted.bucket,
+        encrypted_key=encrypted.key,
+        encrypted_version_id=encrypted.version_id,
+        encrypted_size=encrypted.size,
+    )
+    outcome = "stored" if stored_now else "duplicate"
+    kept = encrypted
+    if not stored_now:
+        winner = record.encrypted_version_id
+        if encrypted.version_id and winner and winner != encrypted.version_id:
+            # A concurrent execution committed first: our package is a redundant version.
+            p.blobs.delete_version(encrypted.bucket, encrypted.key, encrypted.version_id)
+        kept = p.blobs.stat(
+            record.encrypted_bucket or encrypted.bucket,
+            record.encrypted_key or encrypted.key,
+            winner,
+        )
+    deleted = _delete_plaintext(p, source)
+    if deleted:
+        p.documents.mark_plaintext_deleted(document_id)
+    return StoreResult(outcome, kept, deleted)
+
+
+def _delete_plaintext(p: Pipeline, source: SourceRef) -> bool:
+    if source.version_id and source.version_id != "null":
+        p.blobs.delete_version(source.bucket, source.key, source.version_id)
+        return True
+    # Unversioned bucket: delete only if the key still holds the object we encrypted.
+    try:
+        info = p.blobs.stat(source.bucket, source.key)
+    except DocumentNotFoundError:
+        return True
+    if source.etag and info.etag != source.etag:
+        log.warning("upload replaced since the event; leaving the newer object in place")
+        return False
+    p.blobs.delete_version(source.bucket, source.key, None)
+    return True
+
+
+def audit_ingest(
+    p: Pipeline, document_id: str, outcome: str, *, request_id: str | None = None
+) -> int:
+    """One audit row per execution: `stored` for the one that committed, else `duplicate`."""
+    record = p.documents.get(document_id)
+    if record is None:
+        raise DocumentNotFoundError(f"no document {document_id}")
+    return p.audit.append(
+        operation="encrypt",
+        outcome=outcome,
+        actor=PIPELINE_ACTOR,
+        document_id=document_id,
+        key_id=record.key_id,
+        request_id=request_id,
+        details={
+            "source_bucket": record.source_bucket,
+            "source_key": record.source_key,
+            "source_version_id": record.source_version_id,
+            "encrypted_key": record.encrypted_key,
+            "encrypted_version_id": record.encrypted_version_id,
+            "plaintext_size": record.plaintext_size,
+            "encrypted_size": record.encrypted_size,
+            "suite": record.suite,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class FailureReport:
+    step: str
+    error_type: str
+    document_id: str | None
+    upload_tagged: bool
+    audit_seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_STEP_BY_RESULT = (
+    ("stored", "WriteAudit"),
+    ("encrypted", "StoreDocument"),
+    ("key", "EncryptDocument"),
+    ("document", "SelectKey"),
+)
+
+
+def record_failure(
+    p: Pipeline, state: Mapping[str, Any], *, request_id: str | None = None
+) -> FailureReport:
+    """The Catch path: keep the upload (tagged), mark the row failed, audit the failure.
+
+    ``state`` is the workflow state at the failure: the original event plus the results of
+    the steps that completed, plus ``error`` ({Error, Cause}) from the Catch.
+    """
+    raw_error = state.get("error")
+    error: Mapping[str, Any] = raw_error if isinstance(raw_error, Mapping) else {}
+    error_type = str(error.get("Error", "Unknown"))[:200]
+    step = next((s for k, s in _STEP_BY_RESULT if k in state), "FetchDocument")
+
+    document = state.get("document") if isinstance(state.get("document"), Mapping) else None
+    source: SourceRef | None = None
+    document_id: str | None = None
+    if document is not None:
+        document_id = str(document.get("document_id")) or None
+        try:
+            source = SourceRef.from_dict(document.get("source") or {})
+        except InvalidEventError:
+            source = None
+    else:
+        try:
+            source = parse_object_created(state, uploads_bucket=p.settings.uploads_bucket)
+        except PQFileError:
+            source = None  # a foreign or malformed event: touch nothing
+
+    tagged = False
+    if source is not None and source.bucket == p.settings.uploads_bucket:
+        try:
+            p.blobs.tag_version(
+                source.bucket,
+                source.key,
+                source.version_id,
+                {FAILED_TAG: "failed", "pqfile-error": _tag_value(error_type)},
+            )
+            tagged = True
+        except DocumentNotFoundError:
+            tagged = False  # nothing left to keep
+    if document_id:
+        try:
+            p.documents.mark_failed(document_id, f"{step}: {error_type}")
+        except DocumentNotFoundError:
+            pass
+    seq = p.audit.append(
+        operation="encrypt",
+        outcome="failed",
+        actor=PIPELINE_ACTOR,
+        document_id=document_id,
+        request_id=request_id,
+        details={
+            "step": step,
+            "error": error_type,
+            "source_bucket": source.bucket if source else None,
+            "source_key": source.key if source else None,
+            "source_version_id": source.version_id if source else None,
+            "upload_kept": tagged,
+        },
+    )
+    return FailureReport(step, error_type, document_id, tagged, seq)
+
+
+def _tag_value(value: str) -> str:
+    # S3 tag values: letters, digits, spaces and + - = . _ : / @, at most 256 characters.
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 +-=._:/@")
+    return "".join(c if c in allowed else "_" for c in value)[:256]
