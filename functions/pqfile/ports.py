@@ -5,7 +5,7 @@ tests implement them with fakes. Extend a Protocol here when a use case needs mo
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -173,8 +173,14 @@ class DocumentRepository(Protocol):
 class KeyStore(Protocol):
     """The key pool (PostgreSQL + KMS-wrapped seeds)."""
 
-    def select_encryption_key(self, suite: Suite) -> PublicKey:
+    def select_encryption_key(self, suite: Suite, plaintext_size: int = 0) -> PublicKey:
         """An active key of `suite`, least used first; raise NoActiveKeyError if none."""
+        ...
+
+    def refill(
+        self, suite: Suite, *, actor: str | None = None, request_id: str | None = None
+    ) -> Sequence[object]:
+        """Top the pool up when below its floor (wraps new seeds with KMS)."""
         ...
 
     def public_key(self, key_id: str) -> PublicKey:

@@ -22,6 +22,7 @@ from pqfile.crypto.kem import Suite
 from pqfile.errors import (
     DocumentNotFoundError,
     InvalidEventError,
+    NoActiveKeyError,
     PQFileError,
     StorageError,
 )
@@ -119,7 +120,14 @@ def select_key(p: Pipeline, document_id: str, suite: str | None = None) -> KeyCh
     if record.key_id and record.suite:
         return KeyChoice(record.key_id, record.suite)
     wanted = Suite.from_name(suite or p.settings.default_suite)
-    public = p.keys.select_encryption_key(wanted)
+    size = record.plaintext_size or 0
+    try:
+        public = p.keys.select_encryption_key(wanted, size)
+    except NoActiveKeyError:
+        # An empty pool heals itself here (new seeds are wrapped with KMS) instead of
+        # failing every upload until the next scheduled refill.
+        p.keys.refill(wanted, actor=PIPELINE_ACTOR)
+        public = p.keys.select_encryption_key(wanted, size)
     record = p.documents.assign_key(document_id, public.key_id, wanted.value)
     assert record.key_id and record.suite  # assign_key returns the winning key
     return KeyChoice(record.key_id, record.suite)
