@@ -1,0 +1,409 @@
+"""The emulator's additions, end to end through boto3 against a running server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.emulator import Emulator
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def _invoke(emulator: Emulator, function: str, event: Any) -> tuple[Any, str | None]:
+    response = emulator.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event))
+    return json.loads(response["Payload"].read()), response.get("FunctionError")
+
+
+def _wait_for_execution(emulator: Emulator, arn: str, timeout: float = 60.0) -> dict[str, Any]:
+    sfn = emulator.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            return dict(described)
+        time.sleep(0.2)
+    raise AssertionError(f"execution {arn} still running after {timeout} s")
+
+
+def _wait_for_executions(
+    emulator: Emulator, state_machine_arn: str, count: int, timeout: float = 60.0
+) -> list[dict[str, Any]]:
+    sfn = emulator.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    executions: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        executions = sfn.list_executions(stateMachineArn=state_machine_arn)["executions"]
+        if len(executions) >= count:
+            return [_wait_for_execution(emulator, e["executionArn"]) for e in executions]
+        time.sleep(0.2)
+    raise AssertionError(f"{len(executions)} executions of {state_machine_arn}, wanted {count}")
+
+
+def _bucket_with_eventbridge(emulator: Emulator) -> str:
+    s3 = emulator.client("s3")
+    bucket = f"emulator-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    return bucket
+
+
+def _rule_for_uploads(emulator: Emulator, bucket: str, target: dict[str, Any]) -> str:
+    events = emulator.client("events")
+    name = f"uploads-{uuid.uuid4().hex[:8]}"
+    pattern = {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": "uploads/"}]}},
+    }
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
+    events.put_targets(Rule=name, Targets=[{"Id": "target", **target}])
+    return name
+
+
+# -- Lambda ---------------------------------------------------------------------------------
+
+
+def test_invoke_runs_the_handler_with_its_environment_and_a_context(
+    aws_emulator: Emulator, make_lambda: Callable[..., str]
+) -> None:
+    arn = make_lambda("emulator_probe.echo", environment={"PROBE_SETTING": "from-config"})
+    response = aws_emulator.client("lambda").invoke(
+        FunctionName=arn, Payload=json.dumps({"hello": "world"}), LogType="Tail"
+    )
+    assert response["StatusCode"] == 200
+    assert "FunctionError" not in response
+    body = json.loads(response["Payload"].read())
+    assert body["event"] == {"hello": "world"}
+    assert body["invoked_function_arn"] == arn
+    assert body["function_name"] == arn.rsplit(":", 1)[-1]
+    assert body["memory_limit_in_mb"] == 128
+    assert 0 < body["remaining_ms"] <= 30_000
+    uuid.UUID(body["aws_request_id"])
+    assert body["env"] == {
+        "PROBE_SETTING": "from-config",
+        "AWS_ENDPOINT_URL": aws_emulator.endpoint_url,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_XRAY_SDK_ENABLED": "false",
+        "AWS_LAMBDA_FUNCTION_NAME": body["function_name"],
+        "MOTO_PORT": None,  # nothing of the server's environment leaks into a worker
+    }
+    log_tail = base64.b64decode(response["LogResult"]).decode()
+    assert "echo called with {'hello': 'world'}" in log_tail
+    assert "a line on stderr" in log_tail
+    assert f"END RequestId: {body['aws_request_id']}" in log_tail
+
+
+def test_warm_worker_is_reused_and_logs_reach_cloudwatch(
+    aws_emulator: Emulator, make_lambda: Callable[..., str]
+) -> None:
+    arn = make_lambda("emulator_probe.echo")
+    first, _ = _invoke(aws_emulator, arn, {"n": 1})
+    second, _ = _invoke(aws_emulator, arn, {"n": 2})
+    assert first["pid"] == second["pid"]
+    logs = aws_emulator.client("logs")
+    group = f"/aws/lambda/{first['function_name']}"
+    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    messages = [
+        event["message"]
+        for stream in streams
+        for event in logs.get_log_events(
+            logGroupName=group, logStreamName=stream["logStreamName"]
+        )["events"]
+    ]
+    assert any("echo called with {'n': 2}" in m for m in messages)
+
+
+def test_configuration_change_gets_a_fresh_worker(
+    aws_emulator: Emulator, make_lambda: Callable[..., str]
+) -> None:
+    arn = make_lambda("emulator_probe.echo", environment={"PROBE_SETTING": "one"})
+    before, _ = _invoke(aws_emulator, arn, {})
+    aws_emulator.client("lambda").update_function_configuration(
+        FunctionName=arn, Environment={"Variables": {"PROBE_SETTING": "two"}}
+    )
+    after, _ = _invoke(aws_emulator, arn, {})
+    assert (before["env"]["PROBE_SETTING"], after["env"]["PROBE_SETTING"]) == ("one", "two")
+    assert before["pid"] != after["pid"]
+
+
+def test_exception_surfaces_as_function_error_with_its_class_name(
+    aws_emulator: Emulator, make_lambda: Callable[..., str]
+) -> None:
+    arn = make_lambda("emulator_probe.fail")
+    payload, function_error = _invoke(aws_emulator, arn, {"reason": "because"})
+    assert function_error == "Unhandled"
+    assert payload["errorType"] == "PermanentProbeError"
+    assert payload["errorMessage"] == "refused because"
+    assert any("emulator_probe.py" in line for line in payload["stackTrace"])
+
+
+def test_missing_module_and_unserialisable_result_fail_like_the_runtime(
+    aws_emulator: Emulator, make_lambda: Callable[..., str]
+) -> None:
+    missing, error = _invoke(aws_emulator, make_lambda("no_such_module.handler"), {})
+    assert error and missing["errorType"] == "Runtime.ImportModuleError"
+    marshal, error = _invoke(aws_emulator, make_lambda("emulator_probe.not_json"), {})
+    assert error and marshal["errorType"] == "Runtime.MarshalError"
+
+
+def test_timeout_kills_the_worker_and_reports_task_timed_out(
+    aws_emulator: Emulator, make_lambda: Callable[..., str]
+) -> None:
+    arn = make_lambda("emulator_probe.sleep", timeout=1)
+    started = time.monotonic()
+    payload, function_error = _invoke(aws_emulator, arn, {"seconds": 30})
+    assert time.monotonic() - started < 10
+    assert function_error == "Unhandled"
+    assert payload["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+    quick, function_error = _invoke(aws_emulator, arn, {"seconds": 0})
+    assert function_error is None and quick["slept"] == 0
+
+
+def test_concurrent_invocations_run_in_parallel_workers(
+    aws_emulator: Emulator, make_lambda: Callable[..., str]
+) -> None:
+    arn = make_lambda("emulator_probe.sleep")
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda _: _invoke(aws_emulator, arn, {"seconds": 1.5}), range(6)))
+    elapsed = time.monotonic() - started
+    assert all(error is None for _, error in results)
+    assert len({payload["pid"] for payload, _ in results}) == 6
+    assert elapsed < 8, f"6 concurrent 1.5 s invocations took {elapsed:.1f} s"
+
+
+def test_asynchronous_invoke_returns_at_once_and_runs(
+    aws_emulator: Emulator, make_lambda: Callable[..., str], tmp_path: Path
+) -> None:
+    arn = make_lambda("emulator_probe.record")
+    record_file = tmp_path / "record.txt"
+    response = aws_emulator.client("lambda").invoke(
+        FunctionName=arn,
+        InvocationType="Event",
+        Payload=json.dumps({"record_file": str(record_file), "error": {"Error": "async"}}),
+    )
+    assert response["StatusCode"] == 202
+    deadline = time.monotonic() + 30
+    while not record_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert record_file.read_text() == "async"
+
+
+# -- Step Functions -------------------------------------------------------------------------
+
+
+def test_terraform_step_functions_calls_answer(
+    aws_emulator: Emulator, emulator_role_arn: str
+) -> None:
+    sfn = aws_emulator.client("stepfunctions")
+    good = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    assert sfn.validate_state_machine_definition(definition=good)["result"] == "OK"
+    bad = sfn.validate_state_machine_definition(definition='{"StartAt": "Nowhere"}')
+    assert bad["result"] == "FAIL" and bad["diagnostics"]
+    machine = sfn.create_state_machine(
+        name=f"versions-{uuid.uuid4().hex[:8]}", definition=good, roleArn=emulator_role_arn,
+        publish=True,
+    )  # fmt: skip
+    versions = sfn.list_state_machine_versions(stateMachineArn=machine["stateMachineArn"])
+    assert [v["stateMachineVersionArn"] for v in versions["stateMachineVersions"]] == [
+        machine["stateMachineVersionArn"]
+    ]
+
+
+def _pipeline_definition(flaky_arn: str, fail_arn: str, record_arn: str) -> str:
+    retry = [{"ErrorEquals": ["TransientProbeError"], "IntervalSeconds": 1, "MaxAttempts": 3,
+              "BackoffRate": 1.0}]  # fmt: skip
+    return json.dumps(
+        {
+            "StartAt": "Flaky",
+            "States": {
+                "Flaky": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::lambda:invoke",
+                    "Parameters": {"FunctionName": flaky_arn, "Payload.$": "$"},
+                    "ResultSelector": {"attempts.$": "$.Payload.attempts"},
+                    "ResultPath": "$.flaky",
+                    "Retry": retry,
+                    "Next": "Refuse",
+                },
+                "Refuse": {
+                    "Type": "Task",
+                    "Resource": fail_arn,
+                    "Catch": [
+                        {"ErrorEquals": ["PermanentProbeError"], "ResultPath": "$.error",
+                         "Next": "Record"}  # fmt: skip
+                    ],
+                    "Next": "Unreachable",
+                },
+                "Unreachable": {"Type": "Succeed"},
+                "Record": {"Type": "Task", "Resource": record_arn, "ResultPath": "$.recorded",
+                           "Next": "Failed"},  # fmt: skip
+                "Failed": {"Type": "Fail", "Error": "ProbeFailed", "Cause": "caught"},
+            },
+        }
+    )
+
+
+def test_state_machine_runs_lambda_tasks_with_retry_and_catch_on_error_type(
+    aws_emulator: Emulator,
+    make_lambda: Callable[..., str],
+    emulator_role_arn: str,
+    tmp_path: Path,
+) -> None:
+    definition = _pipeline_definition(
+        make_lambda("emulator_probe.flaky"),
+        make_lambda("emulator_probe.fail"),
+        make_lambda("emulator_probe.record"),
+    )
+    sfn = aws_emulator.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=f"probe-{uuid.uuid4().hex[:8]}", definition=definition, roleArn=emulator_role_arn
+    )
+    execution_input = {
+        "counter_file": str(tmp_path / "attempts"),
+        "fail_times": 2,
+        "record_file": str(tmp_path / "caught"),
+    }
+    execution = sfn.start_execution(
+        stateMachineArn=machine["stateMachineArn"],
+        name="run-1",
+        input=json.dumps(execution_input),
+    )
+    result = _wait_for_execution(aws_emulator, execution["executionArn"])
+    assert result["status"] == "FAILED", result
+    assert result.get("error") == "ProbeFailed"
+    assert (tmp_path / "attempts").read_text() == "3"  # two TransientProbeErrors retried
+    assert (tmp_path / "caught").read_text() == "PermanentProbeError"  # Catch matched by type
+
+
+# -- EventBridge ----------------------------------------------------------------------------
+
+
+def test_s3_upload_starts_the_state_machine_through_an_eventbridge_rule(
+    aws_emulator: Emulator, make_lambda: Callable[..., str], emulator_role_arn: str
+) -> None:
+    echo = make_lambda("emulator_probe.echo")
+    definition = {"StartAt": "Echo", "States": {"Echo": {"Type": "Task", "Resource": echo,
+                                                         "End": True}}}  # fmt: skip
+    sfn = aws_emulator.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=f"ingest-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(definition),
+        roleArn=emulator_role_arn,
+    )
+    bucket = _bucket_with_eventbridge(aws_emulator)
+    _rule_for_uploads(
+        aws_emulator, bucket, {"Arn": machine["stateMachineArn"], "RoleArn": emulator_role_arn}
+    )
+    s3 = aws_emulator.client("s3")
+    s3.put_object(Bucket=bucket, Key="ignored/not-an-upload.txt", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="uploads/one.txt", Body=b"one")
+    s3.put_object(Bucket=bucket, Key="uploads/two.txt", Body=b"two")
+
+    executions = _wait_for_executions(aws_emulator, machine["stateMachineArn"], 2)
+    assert [e["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
+    events = [json.loads(e["output"])["event"] for e in executions]
+    assert sorted(e["detail"]["object"]["key"] for e in events) == [
+        "uploads/one.txt",
+        "uploads/two.txt",
+    ]
+    for event in events:
+        assert event["source"] == "aws.s3"
+        assert event["detail-type"] == "Object Created"
+        assert event["detail"]["bucket"]["name"] == bucket
+        assert event["time"].endswith("Z")
+    assert events[0]["id"] != events[1]["id"]
+    assert len(sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]) == 2
+
+
+def test_rule_with_input_transformer_and_lambda_target(
+    aws_emulator: Emulator, make_lambda: Callable[..., str], tmp_path: Path
+) -> None:
+    record = make_lambda("emulator_probe.record")
+    bucket = _bucket_with_eventbridge(aws_emulator)
+    record_file = tmp_path / "from-rule"
+    template = json.dumps({"record_file": str(record_file), "error": {"Error": "<key>"}})
+    _rule_for_uploads(
+        aws_emulator,
+        bucket,
+        {
+            "Arn": record,
+            "InputTransformer": {
+                "InputPathsMap": {"key": "$.detail.object.key"},
+                "InputTemplate": template,
+            },
+        },
+    )
+    aws_emulator.client("s3").put_object(Bucket=bucket, Key="uploads/doc.pdf", Body=b"pdf")
+    deadline = time.monotonic() + 30
+    while not record_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert record_file.read_text() == "uploads/doc.pdf"
+
+
+def test_put_events_reaches_a_state_machine_target(
+    aws_emulator: Emulator, emulator_role_arn: str
+) -> None:
+    sfn = aws_emulator.client("stepfunctions")
+    definition = {"StartAt": "Pass", "States": {"Pass": {"Type": "Pass", "End": True}}}
+    machine = sfn.create_state_machine(
+        name=f"custom-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(definition),
+        roleArn=emulator_role_arn,
+    )
+    events = aws_emulator.client("events")
+    rule = f"custom-{uuid.uuid4().hex[:8]}"
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["pqfile.test"]}))
+    events.put_targets(
+        Rule=rule,
+        Targets=[{"Id": "sm", "Arn": machine["stateMachineArn"], "InputPath": "$.detail"}],
+    )
+    for n in range(2):
+        events.put_events(
+            Entries=[{"Source": "pqfile.test", "DetailType": "t", "Detail": json.dumps({"n": n})}]
+        )
+    executions = _wait_for_executions(aws_emulator, machine["stateMachineArn"], 2)
+    assert sorted(json.loads(e["output"])["n"] for e in executions) == [0, 1]
+
+
+def test_handler_putting_to_a_notifying_bucket_does_not_deadlock(
+    aws_emulator: Emulator, make_lambda: Callable[..., str], emulator_role_arn: str
+) -> None:
+    # The put inside the invocation triggers EventBridge -> state machine -> another Lambda,
+    # all while the first invocation's worker is still busy.
+    echo = make_lambda("emulator_probe.echo")
+    definition = {"StartAt": "Echo", "States": {"Echo": {"Type": "Task", "Resource": echo,
+                                                         "End": True}}}  # fmt: skip
+    sfn = aws_emulator.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=f"nested-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(definition),
+        roleArn=emulator_role_arn,
+    )
+    bucket = _bucket_with_eventbridge(aws_emulator)
+    _rule_for_uploads(aws_emulator, bucket, {"Arn": machine["stateMachineArn"]})
+    putter = make_lambda("emulator_probe.s3_put", timeout=20)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(
+            pool.map(
+                lambda n: _invoke(aws_emulator, putter, {"bucket": bucket, "key": f"uploads/{n}"}),
+                range(4),
+            )
+        )
+    assert [error for _, error in results] == [None] * 4
+    executions = _wait_for_executions(aws_emulator, machine["stateMachineArn"], 4)
+    assert {e["status"] for e in executions} == {"SUCCEEDED"}
