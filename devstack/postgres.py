@@ -15,6 +15,9 @@ Usage::
     handle.stop()
 """
 
+# Commands are built from binaries found on PATH and paths we created; no user input.
+# ruff: noqa: S603
+
 from __future__ import annotations
 
 import contextlib
@@ -111,8 +114,19 @@ def _start_system(base_dir: Path, initdb: str, pg_ctl: str) -> PostgresHandle:
         )
         proc = run(
             _as_postgres_user(
-                [pg_ctl, "-D", str(data_dir), "-w", "-t", "60", "-l", str(data_dir / "server.log"),
-                 "-o", opts, "start"]
+                [
+                    pg_ctl,
+                    "-D",
+                    str(data_dir),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(data_dir / "server.log"),
+                    "-o",
+                    opts,
+                    "start",
+                ]
             ),
             capture_output=True,
             text=True,

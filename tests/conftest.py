@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.fixtures.emulator",
+    "tests.fixtures.postgres",
 ]

@@ -55,6 +55,10 @@ BEGIN
        OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
         RAISE EXCEPTION 'key material and identity are immutable' USING ERRCODE = 'PQ002';
     END IF;
+    IF OLD.status = 'revoked' AND NEW IS DISTINCT FROM OLD THEN
+        RAISE EXCEPTION 'key % is revoked: nothing about it may change', OLD.id
+            USING ERRCODE = 'PQ001';
+    END IF;
     IF NEW.usage_count < OLD.usage_count OR NEW.bytes_encrypted < OLD.bytes_encrypted THEN
         RAISE EXCEPTION 'usage counters only grow' USING ERRCODE = 'PQ002';
     END IF;

@@ -58,8 +58,9 @@ def canonical_details(details: Mapping[str, object] | None) -> str | None:
     """The stored text of ``details``: compact JSON with sorted keys, or None."""
     if details is None:
         return None
-    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
+    return json.dumps(
+        details, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
 
 
 def format_timestamp(value: dt.datetime) -> str:
@@ -144,9 +145,7 @@ class ChainReport:
         }
 
 
-def verify_rows(
-    rows: Iterable[AuditRow], head: tuple[int, bytes] | None = None
-) -> ChainReport:
+def verify_rows(rows: Iterable[AuditRow], head: tuple[int, bytes] | None = None) -> ChainReport:
     """Recompute the chain over ``rows`` (ordered by seq) and compare with the recorded head.
 
     Detects a changed field (hash mismatch), a deleted row (sequence gap / broken link),
@@ -164,8 +163,9 @@ def verify_rows(
     for row in rows:
         if row.seq != expected_seq:
             if row.seq > expected_seq:
-                return broken(row.seq, f"row(s) missing before seq {row.seq} "
-                                       f"(expected seq {expected_seq})")
+                return broken(
+                    row.seq, f"row(s) missing before seq {row.seq} (expected seq {expected_seq})"
+                )
             return broken(row.seq, f"sequence out of order (expected {expected_seq})")
         if row.prev_hash != expected_prev:
             return broken(row.seq, "prev_hash does not match the previous row's hash")
@@ -178,8 +178,10 @@ def verify_rows(
     if head is not None:
         head_seq, head_hash = head
         if head_seq > last_seq:
-            return broken(last_seq + 1, f"row(s) {last_seq + 1}..{head_seq} are missing "
-                                        "(the chain head is further on)")
+            return broken(
+                last_seq + 1,
+                f"row(s) {last_seq + 1}..{head_seq} are missing (the chain head is further on)",
+            )
         if head_seq < last_seq:
             return broken(head_seq + 1, "row(s) beyond the recorded chain head")
         if head_hash != last_hash:

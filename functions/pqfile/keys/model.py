@@ -34,9 +34,7 @@ class Purpose(enum.Enum):
 
 
 ALLOWED_TRANSITIONS: dict[KeyStatus, frozenset[KeyStatus]] = {
-    KeyStatus.ACTIVE: frozenset(
-        {KeyStatus.ROTATION_QUEUED, KeyStatus.EXPIRED, KeyStatus.REVOKED}
-    ),
+    KeyStatus.ACTIVE: frozenset({KeyStatus.ROTATION_QUEUED, KeyStatus.EXPIRED, KeyStatus.REVOKED}),
     KeyStatus.ROTATION_QUEUED: frozenset({KeyStatus.EXPIRED, KeyStatus.REVOKED}),
     KeyStatus.EXPIRED: frozenset({KeyStatus.REVOKED}),
     KeyStatus.REVOKED: frozenset(),
