@@ -1,0 +1,441 @@
+"""Encrypt, decrypt, inspect and rewrap PQF v1 packages (docs/FORMAT.md).
+
+The public API:
+
+- :func:`encrypt_stream` / :func:`decrypt_stream` between binary file objects, constant memory;
+- :func:`decrypt_to_path` (temporary file, renamed only after the final segment verified);
+- :func:`encrypt_bytes` / :func:`decrypt_bytes`, the in-memory fast path;
+- :func:`read_header` (no key needed) and :func:`rewrap_header` / :func:`rewrap_stream`.
+
+Deterministic internals (:func:`_seal_header`, the ``_randomness`` parameters) exist for the
+vector generator and tests; the public functions draw from ``os.urandom``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from pqfile.crypto import stream
+from pqfile.crypto.kem import PublicKey, SecretKey
+from pqfile.crypto.keyschedule import (
+    BodyKeys,
+    constant_time_equal,
+    derive_body_keys,
+    header_mac,
+)
+from pqfile.crypto.stream import ProgressCallback, Sink
+from pqfile.crypto.wrap import WrapFunction, hpke_info, hpke_unwrap, hpke_wrap
+from pqfile.errors import DecryptionError, WrongKeyError
+from pqfile.format.header import (
+    DATA_KEY_SIZE,
+    DEFAULT_SEGMENT_SIZE,
+    MAX_HEADER_SIZE,
+    NONCE_PREFIX_SIZE,
+    SALT_SIZE,
+    Header,
+    check_segment_size,
+    decode_context,
+    document_id_bytes,
+    encode_context,
+    new_header,
+    parse_header,
+    read_header_from,
+)
+
+__all__ = [
+    "DEFAULT_SEGMENT_SIZE",
+    "DecryptResult",
+    "EncryptResult",
+    "Header",
+    "Randomness",
+    "decrypt_bytes",
+    "decrypt_stream",
+    "decrypt_to_path",
+    "encrypt_bytes",
+    "encrypt_stream",
+    "read_header",
+    "rewrap_header",
+    "rewrap_stream",
+]
+
+
+class BinarySource(Protocol):
+    """A readable binary file object (``open(..., "rb")``, ``sys.stdin.buffer``, BytesIO)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Randomness:
+    """The per-package random values; fixed only by tests and the vector generator."""
+
+    data_key: bytes = field(repr=False)
+    salt: bytes = field(repr=False)
+    nonce_prefix: bytes = field(repr=False)
+
+    @classmethod
+    def fresh(cls) -> Randomness:
+        return cls(os.urandom(DATA_KEY_SIZE), os.urandom(SALT_SIZE), os.urandom(NONCE_PREFIX_SIZE))
+
+
+@dataclass(frozen=True)
+class EncryptResult:
+    header: Header
+    plaintext_size: int
+    package_size: int
+
+    @property
+    def header_size(self) -> int:
+        return self.header.size
+
+    @property
+    def key_id(self) -> str:
+        return self.header.key_id
+
+    @property
+    def segment_count(self) -> int:
+        return stream.segment_count(self.plaintext_size, self.header.segment_size)
+
+
+@dataclass(frozen=True)
+class DecryptResult:
+    header: Header
+    plaintext_size: int
+
+
+# --- header sealing and opening ------------------------------------------------------------
+
+
+def _seal_header(
+    recipient: PublicKey,
+    *,
+    context: Mapping[str, str],
+    document_id: str | bytes | None,
+    segment_size: int,
+    randomness: Randomness,
+    wrap: WrapFunction = hpke_wrap,
+) -> tuple[Header, BodyKeys]:
+    """Build and authenticate a header (FORMAT.md §1-5, §7); returns it with the body keys."""
+    check_segment_size(segment_size)
+    keys = derive_body_keys(randomness.data_key, randomness.salt)
+    header = new_header(
+        suite=recipient.suite,
+        segment_size=segment_size,
+        salt=randomness.salt,
+        nonce_prefix=randomness.nonce_prefix,
+        commitment=keys.commitment,
+        document_id=document_id_bytes(document_id),
+        context_bytes=encode_context(context),
+    )
+    header = _wrap_into(header, keys, randomness.data_key, recipient, wrap)
+    header.check()
+    return header, keys
+
+
+def _wrap_into(
+    header: Header, keys: BodyKeys, data_key: bytes, recipient: PublicKey, wrap: WrapFunction
+) -> Header:
+    """Fill the stanza for ``recipient`` (FORMAT.md §4) and recompute the MAC (§7)."""
+    # The core header carries the suite id, so set the new suite before computing info.
+    header = header.with_stanza(recipient.suite, recipient.key_id_bytes, b"", b"")
+    info = hpke_info(header.core_bytes(), recipient.key_id_bytes)
+    enc, wrapped = wrap(data_key, recipient, info)
+    header = header.with_stanza(recipient.suite, recipient.key_id_bytes, enc, wrapped)
+    return header.with_mac(header_mac(keys.mac_key, header.mac_input()))
+
+
+def open_header(
+    header: Header,
+    identity: SecretKey,
+    *,
+    expected_context: Mapping[str, str] | None = None,
+    expected_document_id: str | bytes | None = None,
+) -> tuple[bytes, BodyKeys]:
+    """FORMAT.md §10 steps 5-6 for the header: key id, unwrap, commitment, MAC.
+
+    Returns (data key, body keys). Raises WrongKeyError or the opaque DecryptionError.
+    """
+    public = identity.public_key()
+    if header.key_id_bytes != public.key_id_bytes:
+        raise WrongKeyError(header.key_id, public.key_id)
+    info = hpke_info(header.core_bytes(), header.key_id_bytes)
+    data_key = hpke_unwrap(header.enc, header.wrapped_key, identity, info)
+    keys = derive_body_keys(data_key, header.salt)
+    ok = constant_time_equal(keys.commitment, header.commitment)
+    ok &= constant_time_equal(header_mac(keys.mac_key, header.mac_input()), header.mac)
+    if expected_context is not None:
+        ok &= encode_context(expected_context) == header.context_bytes
+    if expected_document_id is not None:
+        ok &= document_id_bytes(expected_document_id) == header.document_id
+    if not ok:
+        raise DecryptionError()
+    return data_key, keys
+
+
+# --- streaming ------------------------------------------------------------------------------
+
+
+def encrypt_stream(
+    src: BinarySource,
+    dst: Sink,
+    recipient: PublicKey,
+    *,
+    context: Mapping[str, str] | None = None,
+    document_id: str | bytes | None = None,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    progress: ProgressCallback | None = None,
+    _randomness: Randomness | None = None,
+    _wrap: WrapFunction = hpke_wrap,
+) -> EncryptResult:
+    """Encrypt everything ``src`` yields into a PQF v1 package written to ``dst``."""
+    header, keys = _seal_header(
+        recipient,
+        context=context or {},
+        document_id=document_id,
+        segment_size=segment_size,
+        randomness=_randomness or Randomness.fresh(),
+        wrap=_wrap,
+    )
+    raw = header.to_bytes()
+    stream.write_all(dst, memoryview(raw))
+    plain, body = stream.encrypt_body(
+        src, dst, keys.body_key, header.nonce_prefix, segment_size, progress=progress
+    )
+    return EncryptResult(header=header, plaintext_size=plain, package_size=len(raw) + body)
+
+
+def read_header(src: BinarySource | bytes | bytearray | memoryview) -> Header:
+    """Parse the header at the start of a stream or buffer; needs no key.
+
+    A stream is left positioned at the start of the body.
+    """
+    if isinstance(src, bytes | bytearray | memoryview):
+        return parse_header(bytes(src))
+    return read_header_from(src)[0]
+
+
+def decrypt_stream(
+    src: BinarySource,
+    dst: Sink,
+    identity: SecretKey,
+    *,
+    expected_context: Mapping[str, str] | None = None,
+    expected_document_id: str | bytes | None = None,
+    progress: ProgressCallback | None = None,
+) -> DecryptResult:
+    """Decrypt a package from ``src`` to ``dst``.
+
+    Each segment is written to ``dst`` as soon as it verifies. The package is authentic
+    only if this returns: on any exception the caller MUST discard everything written to
+    ``dst``. Use :func:`decrypt_to_path` or :func:`decrypt_bytes` for the safe behaviour.
+    """
+    header = read_header_from(src)[0]
+    _, keys = open_header(
+        header,
+        identity,
+        expected_context=expected_context,
+        expected_document_id=expected_document_id,
+    )
+    plain = stream.decrypt_body(
+        src, dst, keys.body_key, header.nonce_prefix, header.segment_size, progress=progress
+    )
+    return DecryptResult(header=header, plaintext_size=plain)
+
+
+def _commit_temp(tmp: str, target: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # atomic and refuses to clobber (FileExistsError)
+    finally:
+        os.unlink(tmp)
+
+
+def write_atomically(target: str | os.PathLike[str], *, overwrite: bool = False) -> _AtomicFile:
+    """A file object that appears at ``target`` (mode 0600) only when committed."""
+    return _AtomicFile(Path(target), overwrite)
+
+
+class _AtomicFile:
+    """Temporary file next to the target; ``commit`` renames it, ``discard`` removes it."""
+
+    def __init__(self, target: Path, overwrite: bool) -> None:
+        self.target = target
+        self.overwrite = overwrite
+        if not overwrite and target.exists():
+            raise FileExistsError(f"{target} exists")
+        fd, self.tmp = tempfile.mkstemp(
+            dir=target.parent or Path("."), prefix=f".{target.name}.", suffix=".partial"
+        )
+        self.file = os.fdopen(fd, "wb")
+
+    def write(self, data: memoryview, /) -> int:
+        return self.file.write(data)
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        _commit_temp(self.tmp, self.target, self.overwrite)
+
+    def discard(self) -> None:
+        self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+    def __enter__(self) -> _AtomicFile:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def decrypt_to_path(
+    src: BinarySource,
+    path: str | os.PathLike[str],
+    identity: SecretKey,
+    *,
+    overwrite: bool = False,
+    expected_context: Mapping[str, str] | None = None,
+    expected_document_id: str | bytes | None = None,
+    progress: ProgressCallback | None = None,
+) -> DecryptResult:
+    """Decrypt to a file that appears only after the whole package verified (mode 0600)."""
+    with write_atomically(path, overwrite=overwrite) as out:
+        return decrypt_stream(
+            src,
+            out,
+            identity,
+            expected_context=expected_context,
+            expected_document_id=expected_document_id,
+            progress=progress,
+        )
+
+
+# --- in memory --------------------------------------------------------------------------------
+
+
+def encrypt_bytes(
+    plaintext: bytes | bytearray | memoryview,
+    recipient: PublicKey,
+    *,
+    context: Mapping[str, str] | None = None,
+    document_id: str | bytes | None = None,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    _randomness: Randomness | None = None,
+    _wrap: WrapFunction = hpke_wrap,
+) -> bytearray:
+    """Encrypt a buffer; returns the package (one allocation, no per-segment copies)."""
+    header, keys = _seal_header(
+        recipient,
+        context=context or {},
+        document_id=document_id,
+        segment_size=segment_size,
+        randomness=_randomness or Randomness.fresh(),
+        wrap=_wrap,
+    )
+    raw = header.to_bytes()
+    src = memoryview(plaintext).cast("B")
+    out = bytearray(len(raw) + stream.body_size(len(src), segment_size))
+    out[: len(raw)] = raw
+    view = memoryview(out)
+    stream.encrypt_body_into(
+        src, view[len(raw) :], keys.body_key, header.nonce_prefix, segment_size
+    )
+    return out
+
+
+def decrypt_bytes(
+    package: bytes | bytearray | memoryview,
+    identity: SecretKey,
+    *,
+    expected_context: Mapping[str, str] | None = None,
+    expected_document_id: str | bytes | None = None,
+) -> bytearray:
+    """Decrypt a whole package in memory; returns the plaintext only if all of it verified."""
+    view = memoryview(package).cast("B")
+    header = parse_header(bytes(view[:MAX_HEADER_SIZE]))
+    _, keys = open_header(
+        header,
+        identity,
+        expected_context=expected_context,
+        expected_document_id=expected_document_id,
+    )
+    body = view[header.size :]
+    out = bytearray(stream.plaintext_size(len(body), header.segment_size))
+    stream.decrypt_body_into(
+        body, memoryview(out), keys.body_key, header.nonce_prefix, header.segment_size
+    )
+    return out
+
+
+# --- rewrap (FORMAT.md §8) -----------------------------------------------------------------
+
+
+def rewrap_header(
+    header_bytes: bytes,
+    old: SecretKey,
+    new: PublicKey,
+    *,
+    _wrap: WrapFunction = hpke_wrap,
+) -> bytes:
+    """A new header for ``new`` carrying the same data key; the body stays byte for byte.
+
+    ``header_bytes`` may hold more than the header (e.g. the first KiB of the package); only
+    the header is read. The old header is fully verified before anything is rewrapped.
+    """
+    header = parse_header(header_bytes)
+    data_key, keys = open_header(header, old)
+    return _wrap_into(header, keys, data_key, new, _wrap).to_bytes()
+
+
+def rewrap_stream(
+    src: BinarySource, dst: Sink, old: SecretKey, new: PublicKey, *, chunk_size: int = 1 << 20
+) -> Header:
+    """Copy a package from ``src`` to ``dst`` with a rewrapped header; the body is copied."""
+    _, raw = read_header_from(src)
+    new_raw = rewrap_header(raw, old, new)
+    stream.write_all(dst, memoryview(new_raw))
+    buf = bytearray(chunk_size)
+    view = memoryview(buf)
+    while True:
+        n = src.readinto(view)
+        if not n:
+            break
+        stream.write_all(dst, view[:n])
+    return parse_header(new_raw)
+
+
+def describe(header: Header) -> dict[str, object]:
+    """A JSON-ready summary of a header (for inspect and logs; holds no secrets)."""
+    return {
+        "format": "PQF",
+        "version": header.version,
+        "suite": header.suite.value,
+        "suite_id": f"0x{header.suite.wire_id:04x}",
+        "key_id": header.key_id,
+        "document_id": _text_or_hex(header.document_id),
+        "context": decode_context(header.context_bytes),
+        "segment_size": header.segment_size,
+        "header_size": header.size,
+    }
+
+
+def _text_or_hex(raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "hex:" + raw.hex()
+    return text if text.isprintable() else "hex:" + raw.hex()

@@ -1,0 +1,235 @@
+"""STREAM body: AES-256-GCM per segment (docs/FORMAT.md section 6).
+
+Constant memory: three preallocated buffers (two input segments for the one-segment
+look-ahead that finds the final segment, one output), ``readinto`` and pyca's
+``encrypt_into``/``decrypt_into``; no per-segment allocation or concatenation.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from pqfile.errors import DecryptionError, LimitExceededError
+from pqfile.format.header import MAX_SEGMENTS, NONCE_PREFIX_SIZE, TAG_SIZE
+
+_COUNTER = struct.Struct(">IB")  # counter (4) || last flag (1), after the 7-byte prefix
+NONCE_SIZE = 12
+
+ProgressCallback = Callable[[int], None]  # called with the plaintext bytes of each segment
+
+
+class Source(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+class Sink(Protocol):
+    def write(self, data: memoryview, /) -> int | None: ...
+
+
+def segment_nonce(nonce: bytearray, counter: int, last: bool) -> bytearray:
+    """Fill bytes 7..12 of ``nonce`` (prefix already in 0..7) in place."""
+    _COUNTER.pack_into(nonce, NONCE_PREFIX_SIZE, counter, 1 if last else 0)
+    return nonce
+
+
+def new_nonce(nonce_prefix: bytes) -> bytearray:
+    if len(nonce_prefix) != NONCE_PREFIX_SIZE:
+        raise ValueError("nonce prefix must be 7 bytes")
+    return bytearray(nonce_prefix) + bytearray(NONCE_SIZE - NONCE_PREFIX_SIZE)
+
+
+def _fill(src: Source, view: memoryview) -> int:
+    """readinto until ``view`` is full or the input ends; returns the bytes read."""
+    total = 0
+    size = len(view)
+    while total < size:
+        n = src.readinto(view[total:])
+        if not n:
+            break
+        total += n
+    return total
+
+
+def write_all(dst: Sink, view: memoryview) -> None:
+    written = dst.write(view)
+    # Buffered writers write everything; raw ones may not, so loop on a short count.
+    while written is not None and written < len(view):
+        view = view[written:]
+        written = dst.write(view)
+
+
+def encrypt_body(
+    src: Source,
+    dst: Sink,
+    body_key: bytes,
+    nonce_prefix: bytes,
+    segment_size: int,
+    *,
+    start_counter: int = 0,
+    progress: ProgressCallback | None = None,
+) -> tuple[int, int]:
+    """Encrypt ``src`` to ``dst`` as STREAM segments; returns (plaintext bytes, body bytes).
+
+    ``start_counter`` exists for tests of the counter arithmetic near its limit.
+    """
+    aead = AESGCM(body_key)
+    nonce = new_nonce(nonce_prefix)
+    current = bytearray(segment_size)
+    ahead = bytearray(segment_size)
+    out = bytearray(segment_size + TAG_SIZE)
+    cur_view, ahead_view, out_view = memoryview(current), memoryview(ahead), memoryview(out)
+
+    counter = start_counter
+    plain_total = 0
+    body_total = 0
+    filled = _fill(src, cur_view)
+    while True:
+        last = filled < segment_size
+        ahead_filled = 0
+        if not last:
+            ahead_filled = _fill(src, ahead_view)
+            last = ahead_filled == 0
+        if counter >= MAX_SEGMENTS:
+            raise LimitExceededError("input exceeds the maximum number of segments")
+        segment_nonce(nonce, counter, last)
+        n_out = filled + TAG_SIZE
+        aead.encrypt_into(nonce, cur_view[:filled], None, out_view[:n_out])
+        write_all(dst, out_view[:n_out])
+        plain_total += filled
+        body_total += n_out
+        if progress is not None:
+            progress(filled)
+        if last:
+            return plain_total, body_total
+        counter += 1
+        cur_view, ahead_view = ahead_view, cur_view
+        filled = ahead_filled
+
+
+def decrypt_body(
+    src: Source,
+    dst: Sink,
+    body_key: bytes,
+    nonce_prefix: bytes,
+    segment_size: int,
+    *,
+    start_counter: int = 0,
+    progress: ProgressCallback | None = None,
+) -> int:
+    """Decrypt STREAM segments from ``src`` to ``dst``; returns the plaintext bytes.
+
+    Each segment is written only after it verified; on DecryptionError the caller must
+    discard what was written so far (the final-segment check comes last).
+    """
+    aead = AESGCM(body_key)
+    nonce = new_nonce(nonce_prefix)
+    wire = segment_size + TAG_SIZE
+    current = bytearray(wire)
+    ahead = bytearray(wire)
+    out = bytearray(segment_size)
+    cur_view, ahead_view, out_view = memoryview(current), memoryview(ahead), memoryview(out)
+
+    counter = start_counter
+    plain_total = 0
+    filled = _fill(src, cur_view)
+    while True:
+        if filled < TAG_SIZE:
+            raise DecryptionError()  # truncated (or empty) body
+        last = filled < wire
+        ahead_filled = 0
+        if not last:
+            ahead_filled = _fill(src, ahead_view)
+            last = ahead_filled == 0
+        if counter >= MAX_SEGMENTS:
+            raise DecryptionError()
+        if last and filled == TAG_SIZE and counter != start_counter:
+            raise DecryptionError()  # an empty final segment only for an empty plaintext
+        segment_nonce(nonce, counter, last)
+        n_plain = filled - TAG_SIZE
+        try:
+            aead.decrypt_into(nonce, cur_view[:filled], None, out_view[:n_plain])
+        except InvalidTag:
+            raise DecryptionError() from None
+        write_all(dst, out_view[:n_plain])
+        plain_total += n_plain
+        if progress is not None:
+            progress(n_plain)
+        if last:
+            return plain_total
+        counter += 1
+        cur_view, ahead_view = ahead_view, cur_view
+        filled = ahead_filled
+
+
+def encrypt_body_into(
+    plaintext: memoryview,
+    out: memoryview,
+    body_key: bytes,
+    nonce_prefix: bytes,
+    segment_size: int,
+) -> None:
+    """In-memory fast path: ``out`` is exactly body_size(len(plaintext)) bytes."""
+    aead = AESGCM(body_key)
+    nonce = new_nonce(nonce_prefix)
+    count = segment_count(len(plaintext), segment_size)
+    for counter in range(count):
+        start = counter * segment_size
+        chunk = plaintext[start : start + segment_size]
+        o = counter * (segment_size + TAG_SIZE)
+        segment_nonce(nonce, counter, counter == count - 1)
+        aead.encrypt_into(nonce, chunk, None, out[o : o + len(chunk) + TAG_SIZE])
+
+
+def decrypt_body_into(
+    body: memoryview,
+    out: memoryview,
+    body_key: bytes,
+    nonce_prefix: bytes,
+    segment_size: int,
+) -> None:
+    """In-memory fast path: ``out`` is exactly plaintext_size(len(body)) bytes."""
+    aead = AESGCM(body_key)
+    nonce = new_nonce(nonce_prefix)
+    wire = segment_size + TAG_SIZE
+    count = max(1, -(-len(body) // wire))
+    if count > MAX_SEGMENTS:
+        raise DecryptionError()
+    for counter in range(count):
+        o = counter * wire
+        chunk = body[o : o + wire]
+        last = counter == count - 1
+        if len(chunk) < TAG_SIZE or (last and len(chunk) == TAG_SIZE and counter != 0):
+            raise DecryptionError()
+        segment_nonce(nonce, counter, last)
+        p = counter * segment_size
+        try:
+            aead.decrypt_into(nonce, chunk, None, out[p : p + len(chunk) - TAG_SIZE])
+        except InvalidTag:
+            raise DecryptionError() from None
+
+
+def segment_count(plaintext_size: int, segment_size: int) -> int:
+    """Segments for a plaintext: at least one; exact multiples end with a full segment."""
+    return max(1, -(-plaintext_size // segment_size))
+
+
+def body_size(plaintext_size: int, segment_size: int) -> int:
+    return plaintext_size + TAG_SIZE * segment_count(plaintext_size, segment_size)
+
+
+def plaintext_size(body_len: int, segment_size: int) -> int:
+    """Plaintext bytes in a body of ``body_len`` bytes; raises DecryptionError if impossible."""
+    wire = segment_size + TAG_SIZE
+    full, rest = divmod(body_len, wire)
+    if rest == 0:
+        if full == 0:
+            raise DecryptionError()
+        return full * segment_size
+    if rest < TAG_SIZE:
+        raise DecryptionError()
+    return full * segment_size + rest - TAG_SIZE

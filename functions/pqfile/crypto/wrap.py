@@ -1,0 +1,57 @@
+"""HPKE wrap and unwrap of the data key (docs/FORMAT.md section 4).
+
+One tiny interface, as in age: ``wrap_data_key`` seals a data key to a recipient,
+``unwrap_data_key`` opens it. Only pyca's public HPKE API is used (base mode, empty AAD).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from functools import cache
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hpke
+
+from pqfile.crypto.kem import PublicKey, SecretKey, Suite
+from pqfile.errors import DecryptionError
+from pqfile.format.header import DATA_KEY_SIZE, WRAPPED_KEY_SIZE
+
+WRAP_LABEL = b"pqfile/v1/wrap"
+
+# (data key, recipient, info) -> (enc, wrapped data key). Swappable for deterministic vectors.
+WrapFunction = Callable[[bytes, PublicKey, bytes], tuple[bytes, bytes]]
+
+
+@cache
+def hpke_suite(suite: Suite) -> hpke.Suite:
+    """HPKE with the suite's KEM, HKDF-SHA256 and AES-256-GCM (FORMAT.md §4)."""
+    return hpke.Suite(suite.hpke_kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+
+
+def hpke_info(core_header: bytes, key_id: bytes) -> bytes:
+    """info = "pqfile/v1/wrap" || SHA-256(core header) || key id (FORMAT.md §4)."""
+    return WRAP_LABEL + hashlib.sha256(core_header).digest() + key_id
+
+
+def hpke_wrap(data_key: bytes, recipient: PublicKey, info: bytes) -> tuple[bytes, bytes]:
+    """Seal the data key to the recipient; returns (enc, ciphertext)."""
+    if len(data_key) != DATA_KEY_SIZE:
+        raise ValueError("data key must be 32 bytes")
+    sealed = hpke_suite(recipient.suite).encrypt(data_key, recipient.to_pyca(), info=info)
+    enc_size = recipient.suite.enc_size
+    enc, wrapped = sealed[:enc_size], sealed[enc_size:]
+    if len(wrapped) != WRAPPED_KEY_SIZE:  # pragma: no cover - pyca contract
+        raise RuntimeError("unexpected HPKE ciphertext length")
+    return enc, wrapped
+
+
+def hpke_unwrap(enc: bytes, wrapped: bytes, identity: SecretKey, info: bytes) -> bytes:
+    """Open the data key; any failure is the opaque DecryptionError."""
+    try:
+        data_key = hpke_suite(identity.suite).decrypt(enc + wrapped, identity.to_pyca(), info=info)
+    except (InvalidTag, ValueError):
+        raise DecryptionError() from None
+    if len(data_key) != DATA_KEY_SIZE:
+        raise DecryptionError()
+    return data_key

@@ -1,0 +1,376 @@
+"""PQF v1 header <-> bytes (docs/FORMAT.md sections 1-4, 7, 9, 10).
+
+Pure byte functions: no keys, no cryptography. Parsing checks the magic, version, suite,
+reserved bits, exact lengths and every limit before anything else looks at the bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from pqfile.crypto.kem import KEY_ID_SIZE, Suite
+from pqfile.errors import (
+    LimitExceededError,
+    MalformedPackageError,
+    NotAPackageError,
+    UnsupportedSuiteError,
+    UnsupportedVersionError,
+)
+
+MAGIC = b"\x89PQF"
+VERSION = 1
+
+# FORMAT.md §1: magic(4) version(1) flags(1) suite(2) segment size(4) context length(2)
+# document id length(2) salt(32) nonce prefix(7) reserved(1) commitment(32).
+_FIXED = struct.Struct(">4sBBHIHH32s7sB32s")
+FIXED_SIZE = _FIXED.size  # 88
+PREAMBLE_SIZE = 8
+SALT_SIZE = 32
+NONCE_PREFIX_SIZE = 7
+COMMITMENT_SIZE = 32
+MAC_SIZE = 32
+DATA_KEY_SIZE = 32
+WRAPPED_KEY_SIZE = DATA_KEY_SIZE + 16  # HPKE AES-256-GCM ciphertext || tag
+
+# FORMAT.md §9 limits.
+MIN_SEGMENT_SIZE = 1024
+MAX_SEGMENT_SIZE = 16 * 1024 * 1024
+DEFAULT_SEGMENT_SIZE = 1024 * 1024
+MAX_SEGMENTS = 2**32
+MAX_CONTEXT_ENTRIES = 64
+MAX_CONTEXT_KEY_SIZE = 255
+MAX_CONTEXT_VALUE_SIZE = 2048
+MAX_CONTEXT_SIZE = 8192
+MAX_DOCUMENT_ID_SIZE = 256
+TAG_SIZE = 16
+
+
+def stanza_size(suite: Suite) -> int:
+    """FORMAT.md §4: key id || HPKE enc || wrapped data key."""
+    return KEY_ID_SIZE + suite.enc_size + WRAPPED_KEY_SIZE
+
+
+MAX_HEADER_SIZE = (
+    FIXED_SIZE
+    + MAX_DOCUMENT_ID_SIZE
+    + MAX_CONTEXT_SIZE
+    + max(stanza_size(s) for s in Suite)
+    + MAC_SIZE
+)
+
+
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+# --- encryption context (FORMAT.md §3) -------------------------------------------------
+
+
+def encode_context(context: Mapping[str, str]) -> bytes:
+    """The canonical encoding: entries sorted by the key's UTF-8 bytes."""
+    if len(context) > MAX_CONTEXT_ENTRIES:
+        raise LimitExceededError(
+            f"encryption context has {len(context)} entries (limit {MAX_CONTEXT_ENTRIES})"
+        )
+    items: list[tuple[bytes, bytes]] = []
+    for key, value in context.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("encryption context keys and values must be str")
+        items.append((key.encode("utf-8"), value.encode("utf-8")))
+    items.sort()
+    out = bytearray()
+    for kb, vb in items:
+        if not 1 <= len(kb) <= MAX_CONTEXT_KEY_SIZE:
+            raise LimitExceededError(
+                f"encryption context key must be 1..{MAX_CONTEXT_KEY_SIZE} bytes"
+            )
+        if len(vb) > MAX_CONTEXT_VALUE_SIZE:
+            raise LimitExceededError(
+                f"encryption context value exceeds {MAX_CONTEXT_VALUE_SIZE} bytes"
+            )
+        out += bytes((len(kb),)) + kb + len(vb).to_bytes(2, "big") + vb
+    if len(out) > MAX_CONTEXT_SIZE:
+        raise LimitExceededError(
+            f"encryption context is {len(out)} bytes encoded (limit {MAX_CONTEXT_SIZE})"
+        )
+    return bytes(out)
+
+
+def decode_context(data: bytes) -> dict[str, str]:
+    """Inverse of :func:`encode_context`; rejects every non-canonical encoding."""
+    if len(data) > MAX_CONTEXT_SIZE:
+        raise LimitExceededError("encryption context too large")
+    result: dict[str, str] = {}
+    previous: bytes | None = None
+    pos = 0
+    while pos < len(data):
+        if len(result) >= MAX_CONTEXT_ENTRIES:
+            raise LimitExceededError("too many encryption context entries")
+        klen = data[pos]
+        pos += 1
+        if klen == 0 or pos + klen + 2 > len(data):
+            raise MalformedPackageError("malformed encryption context")
+        kb = data[pos : pos + klen]
+        pos += klen
+        vlen = int.from_bytes(data[pos : pos + 2], "big")
+        pos += 2
+        if vlen > MAX_CONTEXT_VALUE_SIZE:
+            raise LimitExceededError("encryption context value too large")
+        if pos + vlen > len(data):
+            raise MalformedPackageError("malformed encryption context")
+        vb = data[pos : pos + vlen]
+        pos += vlen
+        if previous is not None and kb <= previous:
+            raise MalformedPackageError("encryption context entries not in canonical order")
+        previous = kb
+        try:
+            result[kb.decode("utf-8")] = vb.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedPackageError("encryption context is not valid UTF-8") from None
+    return result
+
+
+def document_id_bytes(document_id: str | bytes | None) -> bytes:
+    """FORMAT.md §2: text is UTF-8 encoded; None is empty."""
+    if document_id is None:
+        raw = b""
+    elif isinstance(document_id, str):
+        raw = document_id.encode("utf-8")
+    else:
+        raw = bytes(document_id)
+    if len(raw) > MAX_DOCUMENT_ID_SIZE:
+        raise LimitExceededError(f"document id exceeds {MAX_DOCUMENT_ID_SIZE} bytes")
+    return raw
+
+
+def check_segment_size(segment_size: int) -> None:
+    if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
+        raise LimitExceededError(
+            f"segment size {segment_size} outside {MIN_SEGMENT_SIZE}..{MAX_SEGMENT_SIZE}"
+        )
+
+
+# --- the header ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Header:
+    """A parsed PQF v1 header. ``context`` is the decoded map, ``context_bytes`` the wire form."""
+
+    suite: Suite
+    segment_size: int
+    salt: bytes = field(repr=False)
+    nonce_prefix: bytes = field(repr=False)
+    commitment: bytes = field(repr=False)
+    document_id: bytes
+    context_bytes: bytes = field(repr=False)
+    key_id_bytes: bytes
+    enc: bytes = field(repr=False)
+    wrapped_key: bytes = field(repr=False)
+    mac: bytes = field(repr=False)
+
+    @property
+    def version(self) -> int:
+        return VERSION
+
+    @property
+    def key_id(self) -> str:
+        return self.key_id_bytes.hex()
+
+    @property
+    def context(self) -> dict[str, str]:
+        return decode_context(self.context_bytes)
+
+    @property
+    def size(self) -> int:
+        """Header length in bytes = offset of the body."""
+        return (
+            FIXED_SIZE
+            + len(self.document_id)
+            + len(self.context_bytes)
+            + stanza_size(self.suite)
+            + MAC_SIZE
+        )
+
+    def core_bytes(self) -> bytes:
+        """Fixed part || document id || context (FORMAT.md: the core header)."""
+        fixed = _FIXED.pack(
+            MAGIC,
+            VERSION,
+            0,
+            self.suite.wire_id,
+            self.segment_size,
+            len(self.context_bytes),
+            len(self.document_id),
+            self.salt,
+            self.nonce_prefix,
+            0,
+            self.commitment,
+        )
+        return fixed + self.document_id + self.context_bytes
+
+    def stanza_bytes(self) -> bytes:
+        return self.key_id_bytes + self.enc + self.wrapped_key
+
+    def mac_input(self) -> bytes:
+        """Every header byte before the MAC (FORMAT.md §7)."""
+        return self.core_bytes() + self.stanza_bytes()
+
+    def to_bytes(self) -> bytes:
+        return self.mac_input() + self.mac
+
+    def with_stanza(
+        self, suite: Suite, key_id_bytes: bytes, enc: bytes, wrapped_key: bytes
+    ) -> Header:
+        return replace(
+            self, suite=suite, key_id_bytes=key_id_bytes, enc=enc, wrapped_key=wrapped_key
+        )
+
+    def with_mac(self, mac: bytes) -> Header:
+        return replace(self, mac=mac)
+
+    def check(self) -> None:
+        """Exact lengths and limits of every field (the writer calls this too)."""
+        check_segment_size(self.segment_size)
+        lengths = (
+            (self.salt, SALT_SIZE),
+            (self.nonce_prefix, NONCE_PREFIX_SIZE),
+            (self.commitment, COMMITMENT_SIZE),
+            (self.key_id_bytes, KEY_ID_SIZE),
+            (self.enc, self.suite.enc_size),
+            (self.wrapped_key, WRAPPED_KEY_SIZE),
+        )
+        for value, size in lengths:
+            if len(value) != size:
+                raise ValueError(f"header field must be {size} bytes, got {len(value)}")
+        if len(self.mac) not in (0, MAC_SIZE):
+            raise ValueError("header MAC must be 32 bytes")
+        if len(self.document_id) > MAX_DOCUMENT_ID_SIZE:
+            raise LimitExceededError(f"document id exceeds {MAX_DOCUMENT_ID_SIZE} bytes")
+        decode_context(self.context_bytes)
+
+
+def check_preamble(data: bytes) -> Suite:
+    """FORMAT.md §10 steps 1-3 on the first bytes of a package; returns the suite."""
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise NotAPackageError("not a PQF package (bad magic)")
+    if len(data) < 5:
+        raise MalformedPackageError("truncated PQF header")
+    if data[4] != VERSION:
+        raise UnsupportedVersionError(
+            f"unsupported PQF version {data[4]} (this build reads version {VERSION})"
+        )
+    if len(data) < PREAMBLE_SIZE:
+        raise MalformedPackageError("truncated PQF header")
+    wire_id = int.from_bytes(data[6:8], "big")
+    try:
+        return Suite.from_wire_id(wire_id)
+    except UnsupportedSuiteError:
+        raise UnsupportedSuiteError(f"unsupported suite id 0x{wire_id:04x} in package") from None
+
+
+def _parse_fixed(fixed: bytes) -> tuple[Suite, int, int, int, bytes, bytes, bytes]:
+    suite = check_preamble(fixed)
+    if len(fixed) < FIXED_SIZE:
+        raise MalformedPackageError("truncated PQF header")
+    (_, _, flags, _, segment_size, ctx_len, doc_len, salt, prefix, reserved, commitment) = (
+        _FIXED.unpack(fixed[:FIXED_SIZE])
+    )
+    if flags != 0 or reserved != 0:
+        raise MalformedPackageError("reserved header bits are set")
+    check_segment_size(segment_size)
+    if ctx_len > MAX_CONTEXT_SIZE:
+        raise LimitExceededError(f"encryption context length {ctx_len} exceeds limit")
+    if doc_len > MAX_DOCUMENT_ID_SIZE:
+        raise LimitExceededError(f"document id length {doc_len} exceeds limit")
+    return suite, segment_size, ctx_len, doc_len, salt, prefix, commitment
+
+
+def _build(fixed: bytes, rest: bytes) -> Header:
+    suite, segment_size, ctx_len, doc_len, salt, prefix, commitment = _parse_fixed(fixed)
+    need = doc_len + ctx_len + stanza_size(suite) + MAC_SIZE
+    if len(rest) < need:
+        raise MalformedPackageError("truncated PQF header")
+    pos = 0
+    document_id = rest[pos : pos + doc_len]
+    pos += doc_len
+    context_bytes = rest[pos : pos + ctx_len]
+    pos += ctx_len
+    decode_context(context_bytes)  # canonical encoding and limits, before any crypto
+    key_id = rest[pos : pos + KEY_ID_SIZE]
+    pos += KEY_ID_SIZE
+    enc = rest[pos : pos + suite.enc_size]
+    pos += suite.enc_size
+    wrapped = rest[pos : pos + WRAPPED_KEY_SIZE]
+    pos += WRAPPED_KEY_SIZE
+    mac = rest[pos : pos + MAC_SIZE]
+    return Header(
+        suite=suite,
+        segment_size=segment_size,
+        salt=salt,
+        nonce_prefix=prefix,
+        commitment=commitment,
+        document_id=document_id,
+        context_bytes=context_bytes,
+        key_id_bytes=key_id,
+        enc=enc,
+        wrapped_key=wrapped,
+        mac=mac,
+    )
+
+
+def parse_header(data: bytes) -> Header:
+    """Parse a header from the start of ``data`` (extra bytes after it are ignored)."""
+    data = bytes(data[:MAX_HEADER_SIZE])
+    return _build(data[:FIXED_SIZE], data[FIXED_SIZE:])
+
+
+def read_exact(src: Readable, size: int) -> bytes:
+    """Read ``size`` bytes unless the input ends first (then fewer)."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = src.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_header_from(src: Readable) -> tuple[Header, bytes]:
+    """Read exactly one header from a stream: (header, its raw bytes). No key needed."""
+    fixed = read_exact(src, FIXED_SIZE)
+    suite, _, ctx_len, doc_len, *_ = _parse_fixed(fixed)
+    rest = read_exact(src, doc_len + ctx_len + stanza_size(suite) + MAC_SIZE)
+    header = _build(fixed, rest)
+    return header, fixed + rest
+
+
+def new_header(
+    *,
+    suite: Suite,
+    segment_size: int,
+    salt: bytes,
+    nonce_prefix: bytes,
+    commitment: bytes,
+    document_id: bytes,
+    context_bytes: bytes,
+) -> Header:
+    """A header with an empty stanza and MAC, to be filled by the wrap step."""
+    return Header(
+        suite=suite,
+        segment_size=segment_size,
+        salt=salt,
+        nonce_prefix=nonce_prefix,
+        commitment=commitment,
+        document_id=document_id,
+        context_bytes=context_bytes,
+        key_id_bytes=b"\0" * KEY_ID_SIZE,
+        enc=b"\0" * suite.enc_size,
+        wrapped_key=b"\0" * WRAPPED_KEY_SIZE,
+        mac=b"",
+    )
