@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from devstack.emulator import Emulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -118,9 +117,9 @@ def test_warm_worker_is_reused_and_logs_reach_cloudwatch(
     messages = [
         event["message"]
         for stream in streams
-        for event in logs.get_log_events(
-            logGroupName=group, logStreamName=stream["logStreamName"]
-        )["events"]
+        for event in logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])[
+            "events"
+        ]
     ]
     assert any("echo called with {'n': 2}" in m for m in messages)
 
@@ -214,9 +213,11 @@ def test_terraform_step_functions_calls_answer(
     bad = sfn.validate_state_machine_definition(definition='{"StartAt": "Nowhere"}')
     assert bad["result"] == "FAIL" and bad["diagnostics"]
     machine = sfn.create_state_machine(
-        name=f"versions-{uuid.uuid4().hex[:8]}", definition=good, roleArn=emulator_role_arn,
+        name=f"versions-{uuid.uuid4().hex[:8]}",
+        definition=good,
+        roleArn=emulator_role_arn,
         publish=True,
-    )  # fmt: skip
+    )
     versions = sfn.list_state_machine_versions(stateMachineArn=machine["stateMachineArn"])
     assert [v["stateMachineVersionArn"] for v in versions["stateMachineVersions"]] == [
         machine["stateMachineVersionArn"]
@@ -224,8 +225,14 @@ def test_terraform_step_functions_calls_answer(
 
 
 def _pipeline_definition(flaky_arn: str, fail_arn: str, record_arn: str) -> str:
-    retry = [{"ErrorEquals": ["TransientProbeError"], "IntervalSeconds": 1, "MaxAttempts": 3,
-              "BackoffRate": 1.0}]  # fmt: skip
+    retry = [
+        {
+            "ErrorEquals": ["TransientProbeError"],
+            "IntervalSeconds": 1,
+            "MaxAttempts": 3,
+            "BackoffRate": 1.0,
+        }
+    ]
     return json.dumps(
         {
             "StartAt": "Flaky",
@@ -243,14 +250,21 @@ def _pipeline_definition(flaky_arn: str, fail_arn: str, record_arn: str) -> str:
                     "Type": "Task",
                     "Resource": fail_arn,
                     "Catch": [
-                        {"ErrorEquals": ["PermanentProbeError"], "ResultPath": "$.error",
-                         "Next": "Record"}  # fmt: skip
+                        {
+                            "ErrorEquals": ["PermanentProbeError"],
+                            "ResultPath": "$.error",
+                            "Next": "Record",
+                        }
                     ],
                     "Next": "Unreachable",
                 },
                 "Unreachable": {"Type": "Succeed"},
-                "Record": {"Type": "Task", "Resource": record_arn, "ResultPath": "$.recorded",
-                           "Next": "Failed"},  # fmt: skip
+                "Record": {
+                    "Type": "Task",
+                    "Resource": record_arn,
+                    "ResultPath": "$.recorded",
+                    "Next": "Failed",
+                },
                 "Failed": {"Type": "Fail", "Error": "ProbeFailed", "Cause": "caught"},
             },
         }
@@ -296,8 +310,10 @@ def test_s3_upload_starts_the_state_machine_through_an_eventbridge_rule(
     aws_emulator: Emulator, make_lambda: Callable[..., str], emulator_role_arn: str
 ) -> None:
     echo = make_lambda("emulator_probe.echo")
-    definition = {"StartAt": "Echo", "States": {"Echo": {"Type": "Task", "Resource": echo,
-                                                         "End": True}}}  # fmt: skip
+    definition = {
+        "StartAt": "Echo",
+        "States": {"Echo": {"Type": "Task", "Resource": echo, "End": True}},
+    }
     sfn = aws_emulator.client("stepfunctions")
     machine = sfn.create_state_machine(
         name=f"ingest-{uuid.uuid4().hex[:8]}",
@@ -385,8 +401,10 @@ def test_handler_putting_to_a_notifying_bucket_does_not_deadlock(
     # The put inside the invocation triggers EventBridge -> state machine -> another Lambda,
     # all while the first invocation's worker is still busy.
     echo = make_lambda("emulator_probe.echo")
-    definition = {"StartAt": "Echo", "States": {"Echo": {"Type": "Task", "Resource": echo,
-                                                         "End": True}}}  # fmt: skip
+    definition = {
+        "StartAt": "Echo",
+        "States": {"Echo": {"Type": "Task", "Resource": echo, "End": True}},
+    }
     sfn = aws_emulator.client("stepfunctions")
     machine = sfn.create_state_machine(
         name=f"nested-{uuid.uuid4().hex[:8]}",

@@ -10,14 +10,13 @@ import inspect
 
 import moto
 import pytest
-
 from devstack.emulator import MOTO_VERSION, check_moto_internals
 
 
 def test_moto_internals_the_emulator_patches_are_unchanged() -> None:
     problems = check_moto_internals()
-    assert not problems, (
-        "devstack.emulator patches moto internals that changed:\n  " + "\n  ".join(problems)
+    assert not problems, "devstack.emulator patches moto internals that changed:\n  " + "\n  ".join(
+        problems
     )
 
 
