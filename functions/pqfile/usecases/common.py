@@ -20,7 +20,9 @@ PIPELINE_ACTOR = "pqfile-ingest"
 
 
 class Writable(Protocol):
-    def write(self, data: bytes, /) -> int: ...
+    """What encrypt_stream/decrypt_stream write to (they pass memoryviews of reused buffers)."""
+
+    def write(self, data: Any, /) -> Any: ...
 
 
 class PackageCipher(Protocol):
@@ -89,7 +91,7 @@ class HashingWriter:
         self.sha256 = hashlib.sha256()
         self.count = 0
 
-    def write(self, data: bytes, /) -> int:
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
         self.count += len(data)
         if self._limit is not None and self.count > self._limit:
             raise OverflowError("more plaintext than the document index records")

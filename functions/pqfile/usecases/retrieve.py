@@ -88,6 +88,24 @@ def _clean_actor(actor: str) -> str:
     return "".join(c for c in actor if c.isprintable())[:256] or "unknown"
 
 
+def retrieve_payload(
+    p: Pipeline, payload: Any, *, actor: str, request_id: str | None = None
+) -> dict[str, Any]:
+    """Parse an invocation payload and retrieve; a malformed payload is refused and audited."""
+    try:
+        req = RetrieveRequest.from_payload(payload, actor=actor, request_id=request_id)
+    except InvalidEventError as exc:
+        p.audit.append(
+            operation="decrypt",
+            outcome="refused",
+            actor=actor,
+            request_id=request_id,
+            details={"reason": type(exc).__name__},
+        )
+        raise
+    return retrieve_document(p, req)
+
+
 def retrieve_document(p: Pipeline, req: RetrieveRequest) -> dict[str, Any]:
     """Decrypt and deliver one document; raise (after auditing) when refused."""
     record: DocumentRecord | None = None
