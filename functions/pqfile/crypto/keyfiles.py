@@ -1,0 +1,245 @@
+"""Key files: PEM SubjectPublicKeyInfo and PKCS#8 (docs/FORMAT.md section 11).
+
+A deliberately tiny DER codec for exactly two structures (X.690 DER, definite lengths):
+
+    SubjectPublicKeyInfo ::= SEQUENCE { SEQUENCE { OID }, BIT STRING }
+    PrivateKeyInfo       ::= SEQUENCE { INTEGER 0, SEQUENCE { OID }, OCTET STRING }
+
+ML-KEM-768 (OID 2.16.840.1.101.3.4.4.2): the BIT STRING is ek; the private OCTET STRING
+holds the ``seed [0] OCTET STRING (64)`` choice (``80 40 || d || z``), byte-identical to
+what pyca/cryptography and OpenSSL 3.5 write. X-Wing (OID 1.3.6.1.4.1.62253.25722, from
+draft-connolly-cfrg-xwing-kem): the BIT STRING is the 1216-byte public key, the OCTET
+STRING the raw 32-byte seed. Anything else is a KeyFormatError.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from pqfile.crypto.kem import (
+    PublicKey,
+    SecretKey,
+    Suite,
+    public_key_from_bytes,
+    secret_key_from_seed,
+)
+from pqfile.errors import KeyFormatError
+
+OID_MLKEM768 = "2.16.840.1.101.3.4.4.2"
+OID_XWING = "1.3.6.1.4.1.62253.25722"
+_OIDS = {Suite.MLKEM768: OID_MLKEM768, Suite.XWING: OID_XWING}
+
+_SEQUENCE, _INTEGER, _BIT_STRING, _OCTET_STRING, _OID = 0x30, 0x02, 0x03, 0x04, 0x06
+_MLKEM_SEED_TAG = 0x80  # [0] IMPLICIT OCTET STRING, the seed choice
+
+PUBLIC_LABEL = "PUBLIC KEY"
+PRIVATE_LABEL = "PRIVATE KEY"
+
+
+# --- DER ------------------------------------------------------------------------------------
+
+
+def encode_oid(dotted: str) -> bytes:
+    """The content octets of an OBJECT IDENTIFIER (X.690 8.19)."""
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray((40 * arcs[0] + arcs[1],))
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(reversed(chunk))
+    return bytes(body)
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        length = bytes((n,))
+    else:
+        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        length = bytes((0x80 | len(raw),)) + raw
+    return bytes((tag,)) + length + content
+
+
+def _read_tlv(data: bytes, pos: int, tag: int) -> tuple[bytes, int]:
+    """One DER element with the expected tag at ``pos``: (content, position after it)."""
+    if pos + 2 > len(data) or data[pos] != tag:
+        raise KeyFormatError("malformed key: unexpected DER structure")
+    first = data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 3 or pos + count > len(data):
+            raise KeyFormatError("malformed key: bad DER length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        if length < 0x80 or data[pos] == 0:  # DER requires the shortest length form
+            raise KeyFormatError("malformed key: non-minimal DER length")
+        pos += count
+    end = pos + length
+    if end > len(data):
+        raise KeyFormatError("malformed key: truncated DER")
+    return data[pos:end], end
+
+
+def _expect_end(data: bytes, pos: int) -> None:
+    if pos != len(data):
+        raise KeyFormatError("malformed key: trailing bytes in DER")
+
+
+def _algorithm(oid: str) -> bytes:
+    return _tlv(_SEQUENCE, _tlv(_OID, encode_oid(oid)))
+
+
+def _suite_from_algorithm(content: bytes) -> Suite:
+    oid, end = _read_tlv(content, 0, _OID)
+    _expect_end(content, end)  # parameters must be absent
+    for suite, dotted in _OIDS.items():
+        if oid == encode_oid(dotted):
+            return suite
+    raise KeyFormatError("unsupported key algorithm (expected ML-KEM-768 or X-Wing)")
+
+
+def public_key_to_der(key: PublicKey) -> bytes:
+    return _tlv(_SEQUENCE, _algorithm(_OIDS[key.suite]) + _tlv(_BIT_STRING, b"\0" + key.raw))
+
+
+def public_key_from_der(der: bytes) -> PublicKey:
+    spki, end = _read_tlv(der, 0, _SEQUENCE)
+    _expect_end(der, end)
+    alg, pos = _read_tlv(spki, 0, _SEQUENCE)
+    suite = _suite_from_algorithm(alg)
+    bits, pos = _read_tlv(spki, pos, _BIT_STRING)
+    _expect_end(spki, pos)
+    if not bits or bits[0] != 0:
+        raise KeyFormatError("malformed key: BIT STRING with unused bits")
+    return public_key_from_bytes(suite, bits[1:])
+
+
+def secret_key_to_der(key: SecretKey) -> bytes:
+    if key.suite is Suite.MLKEM768:
+        private = _tlv(_MLKEM_SEED_TAG, key.seed)
+    else:
+        private = key.seed
+    return _tlv(
+        _SEQUENCE,
+        _tlv(_INTEGER, b"\0") + _algorithm(_OIDS[key.suite]) + _tlv(_OCTET_STRING, private),
+    )
+
+
+def secret_key_from_der(der: bytes) -> SecretKey:
+    info, end = _read_tlv(der, 0, _SEQUENCE)
+    _expect_end(der, end)
+    version, pos = _read_tlv(info, 0, _INTEGER)
+    if version != b"\0":
+        raise KeyFormatError("unsupported PKCS#8 version")
+    alg, pos = _read_tlv(info, pos, _SEQUENCE)
+    suite = _suite_from_algorithm(alg)
+    private, pos = _read_tlv(info, pos, _OCTET_STRING)
+    _expect_end(info, pos)  # no attributes, no public key
+    if suite is Suite.MLKEM768:
+        if not private or private[0] != _MLKEM_SEED_TAG:
+            raise KeyFormatError("ML-KEM-768 private key must be in the seed form")
+        seed, end = _read_tlv(private, 0, _MLKEM_SEED_TAG)
+        _expect_end(private, end)
+    else:
+        seed = private
+    return secret_key_from_seed(suite, seed)
+
+
+# --- PEM ------------------------------------------------------------------------------------
+
+
+def _pem(label: str, der: bytes) -> bytes:
+    b64 = base64.b64encode(der).decode("ascii")
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    return (f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n").encode(
+        "ascii"
+    )
+
+
+_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+
+
+def _unpem(data: bytes, label: str) -> bytes:
+    match = _PEM_RE.search(data)
+    if match is None:
+        raise KeyFormatError("not a PEM key file")
+    if match.group(1).decode("ascii") != label:
+        raise KeyFormatError(
+            f"expected a PEM {label!r} block, found {match.group(1).decode('ascii')!r}"
+        )
+    body = b"".join(match.group(2).split())
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyFormatError("PEM body is not valid base64") from None
+
+
+def public_key_to_pem(key: PublicKey) -> bytes:
+    return _pem(PUBLIC_LABEL, public_key_to_der(key))
+
+
+def public_key_from_pem(data: bytes) -> PublicKey:
+    return public_key_from_der(_unpem(data, PUBLIC_LABEL))
+
+
+def secret_key_to_pem(key: SecretKey) -> bytes:
+    return _pem(PRIVATE_LABEL, secret_key_to_der(key))
+
+
+def secret_key_from_pem(data: bytes) -> SecretKey:
+    return secret_key_from_der(_unpem(data, PRIVATE_LABEL))
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def _write_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
+    if not overwrite:
+        # O_EXCL: never follow or replace an existing file; the mode applies at creation.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return
+    fd_tmp, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd_tmp, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_public_key(
+    path: str | os.PathLike[str], key: PublicKey, *, overwrite: bool = False
+) -> None:
+    """Write a PEM public key (mode 0644)."""
+    _write_file(Path(path), public_key_to_pem(key), 0o644, overwrite)
+
+
+def write_secret_key(
+    path: str | os.PathLike[str], key: SecretKey, *, overwrite: bool = False
+) -> None:
+    """Write a PEM PKCS#8 secret key, created with mode 0600."""
+    _write_file(Path(path), secret_key_to_pem(key), 0o600, overwrite)
+
+
+def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
+    return public_key_from_pem(Path(path).read_bytes())
+
+
+def load_secret_key(path: str | os.PathLike[str]) -> SecretKey:
+    return secret_key_from_pem(Path(path).read_bytes())
