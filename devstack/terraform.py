@@ -1,0 +1,247 @@
+"""Terraform for the local stack, and the helpers the Terraform checks share.
+
+`deploy_local(state)` applies `terraform/` with `envs/local.tfvars` against the emulator in
+`state["endpoint_url"]`, with the database in `state["database_url"]`, and returns the
+outputs. `destroy_local(state)` removes it again.
+
+Terraform never runs in the repository tree: `working_copy()` copies the root (and the
+state machines it templates) under `.devstack/terraform/`, adds a local-backend override
+and keeps `.terraform/`, the lock file and the state there. `terraform_env()` points
+Terraform at the offline provider mirror when the machine has one (`find_provider_mirror`)
+and at the public registry otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TERRAFORM_ROOT = REPO_ROOT / "terraform"
+STATEMACHINES = REPO_ROOT / "statemachines"
+DEVSTACK_DIR = REPO_ROOT / ".devstack"
+LOCAL_TFVARS = "envs/local.tfvars"
+SOURCE_ZIP = REPO_ROOT / "build" / "lambda" / "pqfile-function.zip"
+
+#: Where machine images put provider mirrors; searched before a full-disk walk.
+MIRROR_CANDIDATES = (
+    "/opt/tf-plugins",
+    "/usr/share/terraform/plugins",
+    "/usr/local/share/terraform/plugins",
+    "~/.terraform.d/plugins",
+    "~/.local/share/terraform/plugins",
+)
+PROVIDER_GLOB = "registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_*"
+
+# The emulator's dummy credentials; never used against AWS.
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",  # noqa: S105 - the emulator's fixed dummy key
+    "AWS_SESSION_TOKEN": "",
+    "AWS_PROFILE": "",
+}
+
+
+class TerraformError(RuntimeError):
+    """A terraform command failed; the message carries its output."""
+
+
+def find_provider_mirror() -> Path | None:
+    """The folder holding `registry.terraform.io/hashicorp/aws/...`, or None.
+
+    `PQFILE_TF_PLUGIN_DIR` wins; then the usual places; then a walk of the root filesystem
+    (what ENVIRONMENT.md describes), skipping /proc and /sys.
+    """
+    explicit = os.environ.get("PQFILE_TF_PLUGIN_DIR")
+    if explicit:
+        return Path(explicit) if Path(explicit).is_dir() else None
+    for candidate in MIRROR_CANDIDATES:
+        root = Path(candidate).expanduser()
+        if root.is_dir() and any(root.glob(PROVIDER_GLOB)):
+            return root
+    return _walk_for_mirror()
+
+
+def _walk_for_mirror() -> Path | None:
+    skip = {"/proc", "/sys", "/dev", "/run", "/tmp", str(REPO_ROOT)}  # noqa: S108
+    for dirpath, dirnames, filenames in os.walk("/", topdown=True):
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if os.path.join(dirpath, d) not in skip
+            and d not in {"node_modules", ".git", "__pycache__", "site-packages"}
+        ]
+        if any(f.startswith("terraform-provider-aws_") for f in filenames):
+            path = Path(dirpath)
+            # .../registry.terraform.io/hashicorp/aws/VERSION/OS_ARCH/terraform-provider-aws_*
+            if len(path.parents) >= 5 and path.parents[3].name == "registry.terraform.io":
+                return path.parents[4]
+    return None
+
+
+def terraform_env(
+    workdir: Path, extra: Mapping[str, str] | None = None, local: bool = False
+) -> dict[str, str]:
+    """Environment for terraform: a CLI config using the mirror (if any), no prompts."""
+    env = dict(os.environ)
+    env["TF_IN_AUTOMATION"] = "1"
+    env["TF_INPUT"] = "0"
+    env["CHECKPOINT_DISABLE"] = "1"
+    env.pop("TF_WORKSPACE", None)
+    mirror = find_provider_mirror()
+    config = workdir / "terraform.rc"
+    if mirror is not None:
+        config.write_text(
+            "provider_installation {\n"
+            f'  filesystem_mirror {{\n    path    = "{mirror}"\n'
+            '    include = ["registry.terraform.io/hashicorp/*"]\n  }\n'
+            '  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n'
+            "}\n"
+        )
+    else:
+        config.write_text("# no offline mirror on this machine: the public registry\n")
+    env["TF_CLI_CONFIG_FILE"] = str(config)
+    if local:
+        for key, value in LOCAL_CREDENTIALS.items():
+            if value:
+                env[key] = value
+            else:
+                env.pop(key, None)
+        env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def working_copy(workdir: Path, backend_path: Path | None = None) -> Path:
+    """Copy `terraform/` (and `statemachines/`) to `workdir`; return the root to run in.
+
+    Keeps `.terraform/` and the lock file from an earlier copy so init stays fast. With
+    `backend_path`, an override file swaps the S3 backend for a local state file there.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = workdir / "terraform"
+    root.mkdir(exist_ok=True)
+    for old in root.glob("*.tf"):
+        old.unlink()
+    for source in TERRAFORM_ROOT.glob("*.tf"):
+        shutil.copy2(source, root / source.name)
+    shutil.rmtree(root / "envs", ignore_errors=True)
+    shutil.copytree(TERRAFORM_ROOT / "envs", root / "envs")
+    shutil.rmtree(workdir / "statemachines", ignore_errors=True)
+    shutil.copytree(STATEMACHINES, workdir / "statemachines")
+    if backend_path is not None:
+        (root / "backend_override.tf").write_text(
+            'terraform {\n  backend "local" {\n'
+            f"    path = {json.dumps(str(backend_path))}\n  }}\n}}\n"
+        )
+    return root
+
+
+def run(
+    root: Path,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float = 600,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """`terraform -chdir=root ARGS`; raise TerraformError with the output on failure."""
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        raise TerraformError("terraform is not on PATH")
+    proc = subprocess.run(
+        [terraform, f"-chdir={root}", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise TerraformError(
+            f"terraform {' '.join(args[:1])} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def init(root: Path, env: Mapping[str, str], backend: bool = True) -> None:
+    args = ["init", "-input=false", "-no-color"]
+    if not backend:
+        args.append("-backend=false")
+    run(root, args, env)
+
+
+def build_source_zip(output: Path = SOURCE_ZIP) -> Path:
+    """The small zip the local stack deploys (the emulator runs handlers from the tree)."""
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "build_lambda"), "--source-only",
+         "--output-dir", str(output.parent)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return output
+
+
+def local_vars(state: Mapping[str, Any], package: Path) -> list[str]:
+    """`-var` arguments for envs/local.tfvars from the devstack state."""
+    endpoint = str(state["endpoint_url"]).rstrip("/")
+    args = [
+        f"-var-file={LOCAL_TFVARS}",
+        f"-var=local_endpoint={endpoint}",
+        f"-var=lambda_package_path={package}",
+    ]
+    if state.get("database_url"):
+        args.append(f"-var=database_url={state['database_url']}")
+    return args
+
+
+def _state_dir(state: Mapping[str, Any]) -> Path:
+    base = Path(state.get("devstack_dir") or DEVSTACK_DIR)
+    return base / "terraform"
+
+
+def deploy_local(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply `envs/local.tfvars` against the emulator; return `{output: value}`.
+
+    `state` needs `endpoint_url` and `database_url`; `devstack_dir` (default `.devstack/`)
+    says where the working copy and the state file live.
+    """
+    workdir = _state_dir(state)
+    root = working_copy(workdir, backend_path=workdir / "terraform.tfstate")
+    env = terraform_env(workdir, local=True)
+    package = build_source_zip()
+    init(root, env)
+    run(root, ["apply", "-input=false", "-no-color", "-auto-approve",
+               *local_vars(state, package)], env, timeout=900)
+    return outputs(root, env)
+
+
+def outputs(root: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    proc = run(root, ["output", "-json", "-no-color"], env)
+    raw: dict[str, dict[str, Any]] = json.loads(proc.stdout or "{}")
+    return {name: item.get("value") for name, item in raw.items()}
+
+
+def destroy_local(state: Mapping[str, Any]) -> None:
+    """Destroy what `deploy_local` created (a no-op when nothing was deployed)."""
+    workdir = _state_dir(state)
+    if not (workdir / "terraform.tfstate").exists():
+        return
+    root = working_copy(workdir, backend_path=workdir / "terraform.tfstate")
+    env = terraform_env(workdir, local=True)
+    package = SOURCE_ZIP if SOURCE_ZIP.exists() else build_source_zip()
+    init(root, env)
+    run(root, ["destroy", "-input=false", "-no-color", "-auto-approve",
+               *local_vars(state, package)], env, timeout=900)
+
+
+# `destroy` is the name devstack/__main__.py may call.
+destroy = destroy_local

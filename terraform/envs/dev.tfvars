@@ -1,0 +1,26 @@
+# A shared development account: the full production shape, smaller and disposable.
+environment = "dev"
+region      = "eu-west-1"
+
+lambda_package_path = "../build/lambda/pqfile-function.zip"
+lambda_layer_path   = "../build/lambda/pqfile-deps-layer.zip"
+
+create_vpc         = true
+vpc_cidr           = "10.41.0.0/16"
+availability_zones = ["eu-west-1a", "eu-west-1b"]
+
+create_database          = true
+db_instance_class        = "db.t4g.small"
+db_allocated_storage_gb  = 20
+db_multi_az              = false
+db_deletion_protection   = false
+db_skip_final_snapshot   = true
+db_backup_retention_days = 3
+
+force_destroy_buckets    = true
+kms_deletion_window_days = 7
+log_retention_days       = 30
+
+lambda_reserved_concurrency = { encrypt = 5, fetch = 5, store = 5, select_key = 5, audit = 5 }
+
+alarm_email_addresses = []

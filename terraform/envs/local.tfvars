@@ -1,0 +1,21 @@
+# The local stack (`make deploy-local`): the emulator at 127.0.0.1:4566 and a throwaway
+# PostgreSQL. devstack/terraform.py passes local_endpoint, database_url and
+# lambda_package_path (the function zip alone: the emulator runs the handlers from the tree).
+environment    = "local"
+region         = "us-east-1"
+local_endpoint = "http://127.0.0.1:4566"
+
+lambda_package_path = "../build/lambda/pqfile-function.zip"
+lambda_layer_path   = ""
+
+# Nothing the emulator cannot serve: no VPC, no RDS, no alarms, no X-Ray daemon.
+create_vpc            = false
+create_vpc_endpoints  = false
+create_database       = false
+create_alarms         = false
+enable_xray           = false
+enable_access_logging = false
+
+force_destroy_buckets    = true
+kms_deletion_window_days = 7
+log_retention_days       = 1

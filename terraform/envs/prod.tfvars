@@ -1,0 +1,43 @@
+# Production. Replace the placeholder values (marked CHANGE ME) with the account's own;
+# the remote state settings live in envs/prod.s3.tfbackend.
+environment = "prod"
+region      = "eu-west-1"
+
+lambda_package_path = "../build/lambda/pqfile-function.zip"
+lambda_layer_path   = "../build/lambda/pqfile-deps-layer.zip"
+
+# CHANGE ME: the roles that administer (never use) the KMS keys. Include the role that
+# runs Terraform, or the key policy locks it out.
+kms_admin_role_arns = ["arn:aws:iam::123456789012:role/pqfile-platform-admin"]
+
+create_vpc         = true
+vpc_cidr           = "10.40.0.0/16"
+availability_zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+# To use an existing VPC instead:
+# create_vpc              = false
+# vpc_id                  = "vpc-0123456789abcdef0"
+# private_subnet_ids      = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+# private_route_table_ids = ["rtb-0123456789abcdef0"]
+
+create_database          = true
+db_instance_class        = "db.m7g.large"
+db_allocated_storage_gb  = 100
+db_multi_az              = true
+db_deletion_protection   = true
+db_skip_final_snapshot   = false
+db_backup_retention_days = 35
+
+force_destroy_buckets    = false
+enable_access_logging    = true
+kms_deletion_window_days = 30
+log_retention_days       = 400
+
+key_pool_floor = 50
+
+# CHANGE ME: who is paged.
+alarm_email_addresses = ["security-oncall@example.com"]
+
+tags = {
+  CostCenter         = "security-platform"
+  DataClassification = "confidential"
+}

@@ -1,0 +1,162 @@
+# One role per function, each scoped to the exact ARNs (and object prefixes) it touches.
+
+locals {
+  uploads_arn   = aws_s3_bucket.this["uploads"].arn
+  encrypted_arn = aws_s3_bucket.this["encrypted"].arn
+
+  # Object access per function: which bucket prefix, which actions.
+  s3_access = {
+    fetch = [
+      { sid = "ReadUploads", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
+    ]
+    select_key = []
+    encrypt = [
+      { sid = "ReadUploads", actions = ["s3:GetObject", "s3:GetObjectVersion"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
+      { sid = "WritePackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
+    ]
+    store = [
+      { sid = "VerifyPackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
+      { sid = "DeletePlaintext", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
+    ]
+    audit = []
+    record_failure = [
+      { sid = "QuarantineUploads", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
+      { sid = "WriteQuarantine", actions = ["s3:PutObject"], resources = ["${local.uploads_arn}/${local.quarantine_prefix}*"] },
+    ]
+    retrieve = [
+      { sid = "ReadPackages", actions = ["s3:GetObject", "s3:GetObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
+      { sid = "WriteRetrievalCopies", actions = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], resources = ["${local.encrypted_arn}/${local.retrievals_prefix}*"] },
+    ]
+  }
+}
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "function" {
+  for_each = local.functions
+
+  name               = "${local.function_names[each.key]}-${local.region}"
+  description        = "Execution role of ${local.function_names[each.key]}"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "function" {
+  for_each = local.functions
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+
+  statement {
+    sid       = "FailureDestination"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.function_failures.arn]
+  }
+
+  # The data key, only through the services that hold our data (SSE-KMS objects, the
+  # encrypted queue, the database secret).
+  statement {
+    sid       = "DataKeyThroughServices"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.data.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [for s in ["s3", "sqs", "secretsmanager"] : "${s}.${local.region}.amazonaws.com"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.has_database_secret ? [local.database_secret_arn] : []
+
+    content {
+      sid       = "ReadDatabaseSecret"
+      actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+      resources = [statement.value]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.s3_access[each.key]
+
+    content {
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = statement.value.resources
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.seed_access == "encrypt" ? [1] : []
+
+    content {
+      sid       = "WrapSeeds"
+      actions   = ["kms:Encrypt", "kms:DescribeKey"]
+      resources = [aws_kms_key.seeds.arn]
+
+      condition {
+        test     = "Null"
+        variable = "kms:EncryptionContext:${var.seed_encryption_context_key}"
+        values   = ["false"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.seed_access == "decrypt" ? [1] : []
+
+    content {
+      sid       = "UnwrapSeeds"
+      actions   = ["kms:Decrypt"]
+      resources = [aws_kms_key.seeds.arn]
+
+      condition {
+        test     = "Null"
+        variable = "kms:EncryptionContext:${var.seed_encryption_context_key}"
+        values   = ["false"]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.functions
+
+  name   = "pqfile-${replace(each.key, "_", "-")}"
+  role   = aws_iam_role.function[each.key].id
+  policy = data.aws_iam_policy_document.function[each.key].json
+}
+
+# X-Ray segments and VPC network interfaces take "*" resources by design: the AWS managed
+# policies for exactly those actions and nothing more.
+resource "aws_iam_role_policy_attachment" "function_xray" {
+  for_each = var.enable_xray ? local.functions : {}
+
+  role       = aws_iam_role.function[each.key].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+}
+
+resource "aws_iam_role_policy_attachment" "function_vpc" {
+  for_each = local.use_vpc ? local.functions : {}
+
+  role       = aws_iam_role.function[each.key].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AWSLambdaENIManagementAccess"
+}

@@ -1,0 +1,194 @@
+# The functions of docs/CONTRACTS.md: one zip (the pqfile package) shared by all, one
+# dependencies layer, one role, log group and failure destination per function.
+
+locals {
+  # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
+  functions = {
+    fetch = {
+      handler     = "pqfile.handlers.fetch.handler"
+      description = "Ingest step FetchDocument: identifies the uploaded object"
+      seed_access = "none"
+    }
+    select_key = {
+      handler     = "pqfile.handlers.select_key.handler"
+      description = "Ingest step SelectKey: picks (and refills) the encryption key pool"
+      seed_access = "encrypt"
+    }
+    encrypt = {
+      handler     = "pqfile.handlers.encrypt.handler"
+      description = "Ingest step EncryptDocument: streams the upload into a PQF package"
+      seed_access = "none"
+    }
+    store = {
+      handler     = "pqfile.handlers.store.handler"
+      description = "Ingest step StoreDocument: commits the document row, deletes the plaintext"
+      seed_access = "none"
+    }
+    audit = {
+      handler     = "pqfile.handlers.audit.handler"
+      description = "Ingest step WriteAudit: appends to the hash-chained audit log"
+      seed_access = "none"
+    }
+    record_failure = {
+      handler     = "pqfile.handlers.record_failure.handler"
+      description = "Ingest step RecordFailure: audits the failure, quarantines the upload"
+      seed_access = "none"
+    }
+    retrieve = {
+      handler     = "pqfile.handlers.retrieve.handler"
+      description = "Decrypts a document on direct invocation"
+      seed_access = "decrypt"
+    }
+  }
+
+  function_names = { for k, _ in local.functions : k => "${local.name}-${replace(k, "_", "-")}" }
+
+  has_database_url    = var.create_database || var.database_url != ""
+  has_database_secret = var.create_database || var.database_secret_arn != ""
+  database_secret_arn = var.create_database ? aws_db_instance.this[0].master_user_secret[0].secret_arn : var.database_secret_arn
+  # On RDS the URL names host, port and database; the credentials come from the secret.
+  database_url = var.create_database ? "postgresql://${aws_db_instance.this[0].username}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?sslmode=verify-full" : var.database_url
+
+  # Every variable the handlers read (functions/pqfile/config.py).
+  function_environment = merge(
+    {
+      PQFILE_KMS_KEY_ID            = aws_kms_key.seeds.arn
+      PQFILE_UPLOADS_BUCKET        = aws_s3_bucket.this["uploads"].id
+      PQFILE_ENCRYPTED_BUCKET      = aws_s3_bucket.this["encrypted"].id
+      PQFILE_DEFAULT_SUITE         = var.default_suite
+      PQFILE_SEGMENT_SIZE          = tostring(var.segment_size_bytes)
+      PQFILE_PART_SIZE             = tostring(var.part_size_bytes)
+      PQFILE_MAX_DOCUMENT_SIZE     = tostring(var.max_document_size_bytes)
+      PQFILE_INLINE_LIMIT          = tostring(var.inline_limit_bytes)
+      PQFILE_PRESIGN_SECONDS       = tostring(var.presign_seconds)
+      PQFILE_RETRIEVALS_KMS_KEY_ID = aws_kms_key.data.arn
+      POWERTOOLS_SERVICE_NAME      = "pqfile"
+      POWERTOOLS_METRICS_NAMESPACE = var.metrics_namespace
+    },
+    local.has_database_url ? { PQFILE_DATABASE_URL = local.database_url } : {},
+    local.has_database_secret ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
+    # Locally: the emulator's endpoint, and no X-Ray daemon (the SDK stays silent).
+    local.is_local ? { AWS_ENDPOINT_URL = var.local_endpoint, AWS_XRAY_SDK_ENABLED = "false" } : {},
+  )
+
+  layer_arns = var.lambda_layer_path == "" ? [] : [aws_lambda_layer_version.deps[0].arn]
+}
+
+resource "aws_lambda_layer_version" "deps" {
+  count = var.lambda_layer_path == "" ? 0 : 1
+
+  layer_name               = "${local.name}-deps"
+  description              = "PQFile runtime dependencies (manylinux aarch64 wheels)"
+  filename                 = var.lambda_layer_path
+  source_code_hash         = filebase64sha256(var.lambda_layer_path)
+  compatible_runtimes      = [var.lambda_runtime]
+  compatible_architectures = ["arm64"]
+}
+
+resource "aws_cloudwatch_log_group" "function" {
+  for_each = local.functions
+
+  name              = "/aws/lambda/${local.function_names[each.key]}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.data.arn
+}
+
+resource "aws_lambda_function" "this" {
+  #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile per account; the zips are reproducible and their hash is pinned by source_code_hash.
+  #checkov:skip=CKV_AWS_117:VPC attachment is on whenever a VPC is created or given (dev, prod); only the local emulator runs without one.
+  for_each = local.functions
+
+  function_name = local.function_names[each.key]
+  description   = each.value.description
+  role          = aws_iam_role.function[each.key].arn
+  handler       = each.value.handler
+  runtime       = var.lambda_runtime
+  architectures = ["arm64"]
+  memory_size   = lookup(var.lambda_memory_mb, each.key, 512)
+  timeout       = lookup(var.lambda_timeout_seconds, each.key, 60)
+  # Caps concurrent database connections and the blast radius of a runaway loop.
+  reserved_concurrent_executions = lookup(var.lambda_reserved_concurrency, each.key, 5)
+
+  filename         = var.lambda_package_path
+  source_code_hash = filebase64sha256(var.lambda_package_path)
+  layers           = local.layer_arns
+  kms_key_arn      = aws_kms_key.data.arn
+
+  environment {
+    variables = local.function_environment
+  }
+
+  tracing_config {
+    mode = var.enable_xray ? "Active" : "PassThrough"
+  }
+
+  dead_letter_config {
+    target_arn = aws_sqs_queue.function_failures.arn
+  }
+
+  dynamic "vpc_config" {
+    for_each = local.use_vpc ? [1] : []
+
+    content {
+      subnet_ids         = local.private_subnet_ids
+      security_group_ids = [aws_security_group.lambda[0].id]
+    }
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.function[each.key].name
+  }
+
+  depends_on = [
+    aws_iam_role_policy.function,
+    aws_cloudwatch_log_group.function,
+  ]
+}
+
+# Asynchronous invocations (retrieve with --invocation-type Event, retries) that still
+# fail land in the failure queue with their request and error.
+resource "aws_lambda_function_event_invoke_config" "this" {
+  for_each = local.functions
+
+  function_name                = aws_lambda_function.this[each.key].function_name
+  maximum_retry_attempts       = 2
+  maximum_event_age_in_seconds = 3600
+
+  destination_config {
+    on_failure {
+      destination = aws_sqs_queue.function_failures.arn
+    }
+  }
+}
+
+resource "aws_sqs_queue" "function_failures" {
+  name                      = "${local.name}-function-failures"
+  kms_master_key_id         = aws_kms_key.data.arn
+  message_retention_seconds = 1209600
+}
+
+data "aws_iam_policy_document" "function_failures" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [aws_sqs_queue.function_failures.arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "function_failures" {
+  queue_url = aws_sqs_queue.function_failures.id
+  policy    = data.aws_iam_policy_document.function_failures.json
+}

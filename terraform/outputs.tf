@@ -1,0 +1,57 @@
+output "uploads_bucket_name" {
+  description = "Bucket that receives documents under uploads/."
+  value       = aws_s3_bucket.this["uploads"].id
+}
+
+output "encrypted_bucket_name" {
+  description = "Bucket that holds the encrypted packages under encrypted/."
+  value       = aws_s3_bucket.this["encrypted"].id
+}
+
+output "retrieve_function_name" {
+  description = "Function to invoke with {\"document_id\": ...} to decrypt a document."
+  value       = aws_lambda_function.this["retrieve"].function_name
+}
+
+output "ingest_state_machine_arn" {
+  description = "The ingest workflow (Standard)."
+  value       = aws_sfn_state_machine.ingest.arn
+}
+
+output "function_names" {
+  description = "Function name per Terraform key (docs/CONTRACTS.md)."
+  value       = { for k, f in aws_lambda_function.this : k => f.function_name }
+}
+
+output "seeds_kms_key_arn" {
+  description = "KMS key that wraps the private-key seeds (PQFILE_KMS_KEY_ID)."
+  value       = aws_kms_key.seeds.arn
+}
+
+output "data_kms_key_arn" {
+  description = "KMS key of S3, logs, queues, the topic and the database."
+  value       = aws_kms_key.data.arn
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms publish to (null when create_alarms is false)."
+  value       = var.create_alarms ? aws_sns_topic.alarms[0].arn : null
+}
+
+output "database_endpoint" {
+  description = "RDS endpoint (host:port), null when create_database is false."
+  value       = var.create_database ? aws_db_instance.this[0].endpoint : null
+}
+
+output "database_secret_arn" {
+  description = "Secrets Manager secret holding the database credentials (RDS managed)."
+  value       = local.has_database_secret ? local.database_secret_arn : null
+}
+
+output "failure_queue_urls" {
+  description = "Dead-letter queues: undelivered events and failed asynchronous invocations."
+  value = {
+    events    = aws_sqs_queue.event_failures.id
+    functions = aws_sqs_queue.function_failures.id
+  }
+}

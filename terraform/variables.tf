@@ -1,0 +1,498 @@
+# ---------------------------------------------------------------------------------------
+# Environment
+# ---------------------------------------------------------------------------------------
+variable "environment" {
+  description = "Environment name (local, dev, prod, ...); part of every resource name."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,15}$", var.environment))
+    error_message = "environment must be 2-16 characters: lower-case letters, digits, hyphens."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "pqfile"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.name_prefix))
+    error_message = "name_prefix must be 2-20 characters: lower-case letters, digits, hyphens."
+  }
+}
+
+variable "region" {
+  description = "AWS region of the stack."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must look like an AWS region, for example eu-west-1."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags applied to every resource (merged into the provider's default_tags)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "local_endpoint" {
+  description = "Endpoint of the local AWS emulator (for example http://127.0.0.1:4566); empty for real AWS."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.local_endpoint == "" || can(regex("^https?://", var.local_endpoint))
+    error_message = "local_endpoint must be empty or an http(s) URL."
+  }
+}
+
+# ---------------------------------------------------------------------------------------
+# Lambda packages (built by scripts/build_lambda, never by Terraform)
+# ---------------------------------------------------------------------------------------
+variable "lambda_package_path" {
+  description = "Path of the function zip (pqfile package) built by scripts/build_lambda."
+  type        = string
+  default     = "../build/lambda/pqfile-function.zip"
+
+  validation {
+    condition     = can(regex("\\.zip$", var.lambda_package_path))
+    error_message = "lambda_package_path must name a .zip file."
+  }
+}
+
+variable "lambda_layer_path" {
+  description = "Path of the dependencies layer zip built by scripts/build_lambda; empty for no layer (local stack)."
+  type        = string
+  default     = "../build/lambda/pqfile-deps-layer.zip"
+
+  validation {
+    condition     = var.lambda_layer_path == "" || can(regex("\\.zip$", var.lambda_layer_path))
+    error_message = "lambda_layer_path must be empty or name a .zip file."
+  }
+}
+
+variable "lambda_runtime" {
+  description = "Lambda runtime; the layer's wheels are built for this CPython version."
+  type        = string
+  default     = "python3.12"
+
+  validation {
+    condition     = contains(["python3.12", "python3.13"], var.lambda_runtime)
+    error_message = "lambda_runtime must be python3.12 or python3.13."
+  }
+}
+
+variable "lambda_memory_mb" {
+  description = "Memory of each function, MiB (map keyed by function; missing keys use 512)."
+  type        = map(number)
+  default     = { encrypt = 1024, retrieve = 1024 }
+
+  validation {
+    condition     = alltrue([for v in values(var.lambda_memory_mb) : v >= 128 && v <= 10240])
+    error_message = "Lambda memory must be between 128 and 10240 MiB."
+  }
+}
+
+variable "lambda_timeout_seconds" {
+  description = "Timeout of each function, seconds (map keyed by function; missing keys use 60)."
+  type        = map(number)
+  default     = { encrypt = 900, retrieve = 300 }
+
+  validation {
+    condition     = alltrue([for v in values(var.lambda_timeout_seconds) : v >= 1 && v <= 900])
+    error_message = "Lambda timeouts must be between 1 and 900 seconds."
+  }
+}
+
+variable "lambda_reserved_concurrency" {
+  description = "Reserved concurrency of each function (map keyed by function; missing keys use 5). Caps the load on the database."
+  type        = map(number)
+  default     = { encrypt = 20, fetch = 20, store = 20, select_key = 20, audit = 20 }
+
+  validation {
+    condition     = alltrue([for v in values(var.lambda_reserved_concurrency) : v >= 1 && v <= 1000])
+    error_message = "Reserved concurrency must be between 1 and 1000."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of every CloudWatch log group, days."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)."
+  }
+}
+
+variable "enable_xray" {
+  description = "Active X-Ray tracing on the functions and the state machine."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------------------
+# Pipeline settings passed to the handlers (docs/CONTRACTS.md)
+# ---------------------------------------------------------------------------------------
+variable "default_suite" {
+  description = "KEM suite of new documents: xwing (hybrid, default) or mlkem768 (FIPS 203 only)."
+  type        = string
+  default     = "xwing"
+
+  validation {
+    condition     = contains(["xwing", "mlkem768"], var.default_suite)
+    error_message = "default_suite must be xwing or mlkem768."
+  }
+}
+
+variable "segment_size_bytes" {
+  description = "Body segment size of new packages, bytes."
+  type        = number
+  default     = 1048576
+
+  validation {
+    condition     = var.segment_size_bytes >= 1024 && var.segment_size_bytes <= 16777216
+    error_message = "segment_size_bytes must be between 1 KiB and 16 MiB."
+  }
+}
+
+variable "part_size_bytes" {
+  description = "Multipart part size of encrypted uploads, bytes (bounds the encrypt step's buffer)."
+  type        = number
+  default     = 8388608
+
+  validation {
+    condition     = var.part_size_bytes >= 5242880 && var.part_size_bytes <= 134217728
+    error_message = "part_size_bytes must be between 5 MiB (the S3 minimum) and 128 MiB."
+  }
+}
+
+variable "max_document_size_bytes" {
+  description = "Largest upload the pipeline accepts, bytes."
+  type        = number
+  default     = 5497558138880
+
+  validation {
+    condition     = var.max_document_size_bytes > 0
+    error_message = "max_document_size_bytes must be positive."
+  }
+}
+
+variable "inline_limit_bytes" {
+  description = "Largest plaintext retrieve returns inline; larger ones go through a presigned URL."
+  type        = number
+  default     = 4194304
+
+  validation {
+    condition     = var.inline_limit_bytes >= 0 && var.inline_limit_bytes <= 4194304
+    error_message = "inline_limit_bytes must be between 0 and 4 MiB (Lambda's 6 MB response cap)."
+  }
+}
+
+variable "presign_seconds" {
+  description = "Lifetime of presigned retrieval URLs, seconds."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.presign_seconds >= 1 && var.presign_seconds <= 3600
+    error_message = "presign_seconds must be between 1 and 3600."
+  }
+}
+
+variable "key_pool_floor" {
+  description = "Alarm when the active key pool (per suite) drops below this many keys."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.key_pool_floor >= 1
+    error_message = "key_pool_floor must be at least 1."
+  }
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the application metrics (key pool size, audit verification)."
+  type        = string
+  default     = "PQFile"
+}
+
+# ---------------------------------------------------------------------------------------
+# S3
+# ---------------------------------------------------------------------------------------
+variable "force_destroy_buckets" {
+  description = "Let `terraform destroy` delete non-empty buckets (local and dev only)."
+  type        = bool
+  default     = false
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days after which non-current object versions expire."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.noncurrent_version_expiration_days >= 1
+    error_message = "noncurrent_version_expiration_days must be at least 1."
+  }
+}
+
+variable "quarantine_expiration_days" {
+  description = "Days after which uploads the pipeline quarantined (under quarantine/) expire."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.quarantine_expiration_days >= 1
+    error_message = "quarantine_expiration_days must be at least 1."
+  }
+}
+
+variable "retrieval_expiration_days" {
+  description = "Days after which retrieval copies (under retrievals/) expire."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.retrieval_expiration_days >= 1
+    error_message = "retrieval_expiration_days must be at least 1."
+  }
+}
+
+variable "enable_access_logging" {
+  description = "Create an access-log bucket and turn on S3 server access logging for both buckets."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------------------
+# KMS
+# ---------------------------------------------------------------------------------------
+variable "kms_admin_role_arns" {
+  description = "IAM principals allowed to administer (never use) the KMS keys; empty means the account root."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.kms_admin_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:", a))])
+    error_message = "kms_admin_role_arns must hold IAM ARNs."
+  }
+}
+
+variable "kms_deletion_window_days" {
+  description = "Waiting period before a scheduled KMS key deletion, days."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_days >= 7 && var.kms_deletion_window_days <= 30
+    error_message = "kms_deletion_window_days must be between 7 and 30."
+  }
+}
+
+variable "seed_encryption_context_key" {
+  description = "Encryption context key naming the key id under which seeds are wrapped."
+  type        = string
+  default     = "pqfile:key-id"
+}
+
+# ---------------------------------------------------------------------------------------
+# Network
+# ---------------------------------------------------------------------------------------
+variable "create_vpc" {
+  description = "Create a VPC with private subnets only (no internet gateway, no NAT)."
+  type        = bool
+  default     = true
+}
+
+variable "vpc_id" {
+  description = "Existing VPC to use when create_vpc is false; empty (with create_vpc false) runs the functions outside a VPC (local stack only)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.vpc_id == "" || can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
+    error_message = "vpc_id must be empty or a VPC id (vpc-...)."
+  }
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets of the existing VPC (at least two, in different AZs) when create_vpc is false."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.private_subnet_ids : can(regex("^subnet-[0-9a-f]+$", s))])
+    error_message = "private_subnet_ids must hold subnet ids (subnet-...)."
+  }
+}
+
+variable "private_route_table_ids" {
+  description = "Route tables of the existing private subnets (for the S3 gateway endpoint) when create_vpc is false."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC created when create_vpc is true."
+  type        = string
+  default     = "10.40.0.0/16"
+
+  validation {
+    condition     = can(cidrnetmask(var.vpc_cidr))
+    error_message = "vpc_cidr must be an IPv4 CIDR block."
+  }
+}
+
+variable "availability_zones" {
+  description = "Availability zones of the created private subnets (two or more)."
+  type        = list(string)
+  default     = ["us-east-1a", "us-east-1b"]
+
+  validation {
+    condition     = length(var.availability_zones) >= 2
+    error_message = "Give at least two availability zones."
+  }
+}
+
+variable "create_vpc_endpoints" {
+  description = "Create VPC endpoints for S3, KMS, Step Functions, Secrets Manager, Logs, X-Ray and STS so no NAT is needed."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------------------
+# Database
+# ---------------------------------------------------------------------------------------
+variable "create_database" {
+  description = "Create an RDS PostgreSQL instance; false uses database_url (local stack) or an existing database."
+  type        = bool
+  default     = true
+}
+
+variable "database_url" {
+  description = "PostgreSQL URL given to the functions when create_database is false (the local stack's throwaway server)."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.database_url == "" || can(regex("^postgres(ql)?://", var.database_url))
+    error_message = "database_url must be empty or a postgresql:// URL."
+  }
+}
+
+variable "database_secret_arn" {
+  description = "Secrets Manager secret with the credentials of an existing database (create_database false)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.database_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:", var.database_secret_arn))
+    error_message = "database_secret_arn must be empty or a Secrets Manager ARN."
+  }
+}
+
+variable "db_engine_version" {
+  description = "PostgreSQL major (or major.minor) version of the RDS instance."
+  type        = string
+  default     = "16"
+
+  validation {
+    condition     = can(regex("^1[5-9](\\.[0-9]+)?$", var.db_engine_version))
+    error_message = "db_engine_version must be PostgreSQL 15 or later."
+  }
+}
+
+variable "db_instance_class" {
+  description = "RDS instance class (Graviton classes match the arm64 functions)."
+  type        = string
+  default     = "db.t4g.medium"
+
+  validation {
+    condition     = can(regex("^db\\.", var.db_instance_class))
+    error_message = "db_instance_class must start with db."
+  }
+}
+
+variable "db_allocated_storage_gb" {
+  description = "Allocated storage of the RDS instance, GiB."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.db_allocated_storage_gb >= 20 && var.db_allocated_storage_gb <= 65536
+    error_message = "db_allocated_storage_gb must be between 20 and 65536."
+  }
+}
+
+variable "db_max_allocated_storage_gb" {
+  description = "Storage autoscaling ceiling, GiB (0 disables autoscaling)."
+  type        = number
+  default     = 200
+}
+
+variable "db_backup_retention_days" {
+  description = "Automated backup retention, days."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.db_backup_retention_days >= 1 && var.db_backup_retention_days <= 35
+    error_message = "db_backup_retention_days must be between 1 and 35."
+  }
+}
+
+variable "db_multi_az" {
+  description = "Run the RDS instance Multi-AZ."
+  type        = bool
+  default     = true
+}
+
+variable "db_deletion_protection" {
+  description = "Deletion protection on the RDS instance (always on in prod)."
+  type        = bool
+  default     = true
+}
+
+variable "db_skip_final_snapshot" {
+  description = "Skip the final snapshot when the instance is destroyed (dev only)."
+  type        = bool
+  default     = false
+}
+
+variable "db_monitoring_interval" {
+  description = "Enhanced Monitoring interval, seconds (0 disables it)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = contains([0, 1, 5, 10, 15, 30, 60], var.db_monitoring_interval)
+    error_message = "db_monitoring_interval must be one of 0, 1, 5, 10, 15, 30, 60."
+  }
+}
+
+# ---------------------------------------------------------------------------------------
+# Alarms
+# ---------------------------------------------------------------------------------------
+variable "create_alarms" {
+  description = "Create the CloudWatch alarms and their SNS topic."
+  type        = bool
+  default     = true
+}
+
+variable "alarm_email_addresses" {
+  description = "E-mail addresses subscribed to the alarm topic (each must confirm)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alarm_email_addresses : can(regex("^[^@ ]+@[^@ ]+$", e))])
+    error_message = "alarm_email_addresses must hold e-mail addresses."
+  }
+}
