@@ -1,0 +1,66 @@
+"""`pqfile audit verify|tail`: the hash-chained audit trail (docs/KEYS.md, "Audit chain")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pqfile.cli.db import add_database_option, open_database, print_json
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser("audit", help="the audit trail")
+    sub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
+
+    verify = sub.add_parser("verify", help="recompute the hash chain; name the first broken row")
+    add_database_option(verify)
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.set_defaults(func=_verify)
+
+    tail = sub.add_parser("tail", help="show the most recent events")
+    add_database_option(tail)
+    tail.add_argument("-n", "--limit", type=int, default=20, help="how many rows (default 20)")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.set_defaults(func=_tail)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pqfile.adapters.postgres import PostgresAuditLog
+
+    db = open_database(args)
+    try:
+        report = PostgresAuditLog(db).verify_chain()
+    finally:
+        db.close()
+    if args.json:
+        print_json(report.as_dict())
+    elif report.ok:
+        print(
+            f"audit chain OK: {report.rows} rows, head {report.head_seq} {report.head_hash.hex()}"
+        )
+    else:
+        print(f"audit chain BROKEN at row {report.broken_seq}: {report.reason}")
+    return 0 if report.ok else 1
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from pqfile.adapters.postgres import PostgresAuditLog
+
+    db = open_database(args)
+    try:
+        rows = list(PostgresAuditLog(db).tail(args.limit))
+    finally:
+        db.close()
+    for row in rows:
+        if args.json:
+            print(json.dumps(row, sort_keys=True, default=str))
+            continue
+        subject = " ".join(
+            f"{name}={row[name]}" for name in ("document_id", "key_id", "request_id") if row[name]
+        )
+        print(
+            f"{row['seq']:>8} {row['occurred_at']} {row['operation']:<22} "
+            f"{row['outcome']:<8} {row['actor']} {subject}".rstrip()
+        )
+    return 0

@@ -1,0 +1,72 @@
+"""`pqfile db migrate`: apply sql/migrations/NNNN_*.sql (forward-only, safe to re-run).
+
+Also holds the helpers the other database-backed commands (keys, audit) share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pqfile.adapters.postgres import Database
+
+
+# --- helpers shared with `pqfile keys` and `pqfile audit` ----------------------------------
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://... (default: PQFILE_DATABASE_URL or PQFILE_DATABASE_SECRET_ARN)",
+    )
+
+
+def open_database(args: argparse.Namespace) -> Database:
+    from pqfile.adapters.postgres import Database
+
+    url: str | None = getattr(args, "database_url", None)
+    return Database.from_url(url) if url else Database.from_env()
+
+
+def actor() -> str:
+    """Who is acting, for the audit trail: PQFILE_ACTOR, else the local user."""
+    return os.environ.get("PQFILE_ACTOR") or f"cli:{getpass.getuser()}"
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+# --- db migrate ------------------------------------------------------------------------
+
+
+def register(subparsers: Any) -> None:
+    db = subparsers.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION")
+    migrate_p = db_sub.add_parser("migrate", help="apply pending migrations")
+    add_database_option(migrate_p)
+    migrate_p.add_argument(
+        "--dir", type=Path, help="migrations directory (default: sql/migrations)"
+    )
+    migrate_p.set_defaults(func=_migrate)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from pqfile.adapters.postgres import applied_versions, migrate
+
+    db = open_database(args)
+    try:
+        applied = migrate(db, args.dir)
+        versions = applied_versions(db)
+    finally:
+        db.close()
+    for name in applied:
+        print(f"applied {name}")
+    print(f"database at version {max(versions, default=0):04d} ({len(applied)} applied now)")
+    return 0

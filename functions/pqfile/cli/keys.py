@@ -1,0 +1,159 @@
+"""`pqfile keys status|refill|revoke|queue-rotation`: the key pool (docs/KEYS.md)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from pqfile.cli.db import actor, add_database_option, open_database, print_json
+
+if TYPE_CHECKING:
+    from pqfile.adapters.postgres import Database, PostgresKeyStore
+
+
+def register(subparsers: Any) -> None:
+    keys = subparsers.add_parser("keys", help="the key pool")
+    sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+
+    status = sub.add_parser("status", help="counts per suite and status, age, usage spread")
+    add_database_option(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_status)
+
+    refill = sub.add_parser(
+        "refill", help="queue due keys for rotation, then top each suite up to the target"
+    )
+    add_database_option(refill)
+    refill.add_argument(
+        "--suite",
+        choices=["xwing", "mlkem768", "all"],
+        default="all",
+        help="which suite to refill (default: all)",
+    )
+    _policy_options(refill)
+    refill.set_defaults(func=_refill)
+
+    revoke = sub.add_parser("revoke", help="revoke a key: it never encrypts or decrypts again")
+    add_database_option(revoke)
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.add_argument("--reason", required=True, help="why (kept in the key and audit rows)")
+    revoke.set_defaults(func=_revoke)
+
+    queue = sub.add_parser("queue-rotation", help="queue keys past their age or usage caps")
+    add_database_option(queue)
+    _policy_options(queue)
+    queue.set_defaults(func=_queue)
+
+
+def _policy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", type=int, default=100, help="active keys per suite")
+    parser.add_argument("--floor", type=int, default=80, help="refill when below this")
+    parser.add_argument("--max-age-days", type=float, default=30.0, help="rotate after")
+
+
+def _store(db: Database, args: argparse.Namespace) -> PostgresKeyStore:
+    from pqfile.adapters.postgres import PostgresKeyStore
+    from pqfile.keys.policy import PoolPolicy
+
+    policy = PoolPolicy(
+        target_active=getattr(args, "target", 100),
+        floor_active=min(getattr(args, "floor", 80), getattr(args, "target", 100)),
+        max_age=dt.timedelta(days=getattr(args, "max_age_days", 30.0)),
+    )
+    return PostgresKeyStore(db, _LazyProtector(), policy=policy, actor=actor())
+
+
+class _LazyProtector:
+    """Builds the KMS client only when a command really wraps or unwraps a seed."""
+
+    def __init__(self) -> None:
+        self._inner: Any = None
+
+    def _get(self) -> Any:
+        if self._inner is None:
+            from pqfile.adapters.kms import KmsSeedProtector
+
+            self._inner = KmsSeedProtector.from_env()
+        return self._inner
+
+    def wrap(self, seed: bytes, context: Any) -> tuple[bytes, str]:
+        result: tuple[bytes, str] = self._get().wrap(seed, context)
+        return result
+
+    def unwrap(self, wrapped: bytes, context: Any) -> bytes:
+        result: bytes = self._get().unwrap(wrapped, context)
+        return result
+
+
+def _status(args: argparse.Namespace) -> int:
+    db = open_database(args)
+    try:
+        summary = _store(db, args).status_summary()
+    finally:
+        db.close()
+    if args.json:
+        print_json(summary)
+        return 0
+    print(
+        f"{'suite':<10} {'active':>7} {'queued':>7} {'expired':>8} {'revoked':>8} "
+        f"{'oldest active':>14} {'usage min/max':>14} {'max/min':>8}"
+    )
+    for suite, entry in summary["suites"].items():
+        counts = entry["counts"]
+        age = entry["oldest_active_age_seconds"]
+        age_text = "-" if age is None else _age(age)
+        usage = entry["usage"]
+        ratio = "-" if usage["max_over_min"] is None else f"{usage['max_over_min']:.2f}"
+        flag = "  (below floor)" if entry["below_floor"] else ""
+        print(
+            f"{suite:<10} {counts['active']:>7} {counts['rotation_queued']:>7} "
+            f"{counts['expired']:>8} {counts['revoked']:>8} {age_text:>14} "
+            f"{usage['min']:>6}/{usage['max']:<7} {ratio:>8}{flag}"
+        )
+    return 0
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _refill(args: argparse.Namespace) -> int:
+    suites = ["xwing", "mlkem768"] if args.suite == "all" else [args.suite]
+    db = open_database(args)
+    try:
+        store = _store(db, args)
+        for key_id, reason in store.queue_due_for_rotation():
+            print(f"queued {key_id} for rotation ({reason})")
+        for suite in suites:
+            created = store.refill(suite)
+            print(f"{suite}: created {len(created)} key(s)")
+    finally:
+        db.close()
+    return 0
+
+
+def _queue(args: argparse.Namespace) -> int:
+    db = open_database(args)
+    try:
+        queued = _store(db, args).queue_due_for_rotation()
+    finally:
+        db.close()
+    for key_id, reason in queued:
+        print(f"queued {key_id} for rotation ({reason})")
+    print(f"{len(queued)} key(s) queued")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    db = open_database(args)
+    try:
+        record = _store(db, args).revoke(args.key_id, args.reason)
+    finally:
+        db.close()
+    print(f"revoked {record.key_id} ({record.suite}) at {record.revoked_at}")
+    return 0
