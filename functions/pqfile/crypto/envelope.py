@@ -14,6 +14,7 @@ vector generator and tests; the public functions draw from ``os.urandom``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Mapping
@@ -272,7 +273,7 @@ class _AtomicFile:
         self.target = target
         self.overwrite = overwrite
         if not overwrite and target.exists():
-            raise FileExistsError(f"{target} exists")
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
         fd, self.tmp = tempfile.mkstemp(
             dir=target.parent or Path("."), prefix=f".{target.name}.", suffix=".partial"
         )

@@ -1,0 +1,88 @@
+"""Shared CLI output helpers: human text or ``--json``, and a progress bar on terminals.
+
+Human output goes to stdout as aligned ``name: value`` lines; ``--json`` prints one JSON
+document. Progress (rich) is drawn on stderr only when stderr is a terminal and the input
+is large, so pipes and scripts see silence.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO, Any
+
+PROGRESS_THRESHOLD = 32 * 1024 * 1024  # bytes; smaller inputs finish before a bar helps
+
+
+def print_json(obj: Any, stream: IO[str] | None = None) -> None:
+    """One JSON document, keys sorted, on stdout (or ``stream``)."""
+    out = stream if stream is not None else sys.stdout
+    out.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def print_fields(fields: Mapping[str, Any], stream: IO[str] | None = None) -> None:
+    """Aligned ``name: value`` lines; nested mappings are indented one level."""
+    out = stream if stream is not None else sys.stdout
+    width = max((len(k) for k in fields), default=0)
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            out.write(f"{key + ':':<{width + 1}} {'(none)' if not value else ''}\n".rstrip() + "\n")
+            for sub_key, sub_value in value.items():
+                out.write(f"  {sub_key} = {sub_value}\n")
+        else:
+            out.write(f"{key + ':':<{width + 1}} {value}\n")
+
+
+def human_size(n: int) -> str:
+    """1536 -> '1.5 KiB (1536 bytes)'."""
+    if n < 1024:
+        return f"{n} bytes"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        value /= 1024
+        if value < 1024 or unit == "PiB":
+            return f"{value:.1f} {unit} ({n} bytes)"
+    return f"{n} bytes"  # pragma: no cover
+
+
+def progress_wanted(total: int | None, *, stream: IO[str] | None = None) -> bool:
+    out = stream if stream is not None else sys.stderr
+    try:
+        interactive = out.isatty()
+    except (AttributeError, ValueError):
+        return False
+    return interactive and (total is None or total >= PROGRESS_THRESHOLD)
+
+
+@contextmanager
+def progress_bar(total: int | None, description: str) -> Iterator[Callable[[int], None] | None]:
+    """Yields an ``advance(n_bytes)`` callback, or None when no bar should be drawn."""
+    if not progress_wanted(total):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int) -> None:
+            bar.update(task, advance=n)
+
+        yield advance
