@@ -1,0 +1,253 @@
+"""The ingest use cases with fakes of the ports and the real PQF cipher."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import threading
+
+import pytest
+
+from pqfile.crypto import envelope
+from pqfile.errors import DocumentNotFoundError, InvalidEventError
+from pqfile.usecases import ingest
+from pqfile.usecases.events import encrypted_key_for
+from pqfile.usecases.retrieve import RetrieveRequest, retrieve_document
+from tests.functional.fakes import ENCRYPTED, UPLOADS, event_for, make_pipeline, run_workflow
+
+
+def _upload(p, key: str, data: bytes):
+    return p.blobs.put(UPLOADS, key, data)
+
+
+@pytest.mark.parametrize("size", [0, 1, 1024, 64 * 1024, 64 * 1024 + 1, 3 * 1024 * 1024 + 7])
+def test_round_trip_sizes(size: int) -> None:
+    p = make_pipeline()
+    data = os.urandom(size)
+    info = _upload(p, "uploads/doc.bin", data)
+    state = run_workflow(p, event_for(info))
+    assert state["status"] == "SUCCEEDED", state.get("error")
+    doc_id = state["document"]["document_id"]
+    # plaintext gone, one package under encrypted/
+    assert p.blobs.keys(UPLOADS) == []
+    assert p.blobs.keys(ENCRYPTED) == [encrypted_key_for(doc_id)]
+    package = p.blobs.data(ENCRYPTED, encrypted_key_for(doc_id))
+    header = envelope.read_header(package)
+    assert header.key_id == p.documents.get(doc_id).key_id
+    out = retrieve_document(p, RetrieveRequest(doc_id, None, None, "alice"))
+    assert out["delivery"] == "inline"
+    assert base64.b64decode(out["content_base64"]) == data
+    assert out["sha256"] == hashlib.sha256(data).hexdigest()
+    assert [r["outcome"] for r in p.audit.rows] == ["stored", "success"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["uploads/with space.txt", "uploads/ünïcødé/文件.pdf", "uploads/a+b%20c&d=e?f#g.txt",
+     "uploads/deep/er/tilde~!$'()*,;:@.bin"],
+)
+def test_odd_keys(key: str) -> None:
+    p = make_pipeline()
+    info = _upload(p, key, b"hello")
+    state = run_workflow(p, event_for(info))
+    assert state["status"] == "SUCCEEDED", state.get("error")
+    assert p.blobs.keys(UPLOADS) == []
+    row = p.documents.get(state["document"]["document_id"])
+    assert row.source_key == key
+
+
+def test_s3_notification_keys_are_url_decoded() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/with space+plus.txt", b"x")
+    event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+        "bucket": {"name": UPLOADS},
+        "object": {"key": "uploads/with+space%2Bplus.txt", "size": 1, "eTag": info.etag,
+                   "versionId": info.version_id}}}]}
+    fetched = ingest.fetch_document(p, event)
+    assert fetched.source.key == "uploads/with space+plus.txt"
+
+
+def test_eventbridge_keys_are_not_decoded() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/100%25+real.txt", b"x")
+    fetched = ingest.fetch_document(p, event_for(info))
+    assert fetched.source.key == "uploads/100%25+real.txt"
+
+
+def test_replayed_event_is_a_duplicate() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/a.txt", b"abc" * 1000)
+    event = event_for(info)
+    states = [run_workflow(p, event, execution=f"e{i}") for i in range(3)]
+    assert [s["status"] for s in states] == ["SUCCEEDED"] * 3
+    assert len(p.documents.rows) == 1
+    assert p.blobs.keys(ENCRYPTED) == [encrypted_key_for(states[0]["document"]["document_id"])]
+    assert len(p.blobs.objects[(ENCRYPTED, p.blobs.keys(ENCRYPTED)[0])]) == 1
+    assert [r["outcome"] for r in p.audit.rows] == ["stored", "duplicate", "duplicate"]
+
+
+def test_concurrent_duplicates_leave_one_package() -> None:
+    p = make_pipeline()
+    data = os.urandom(200_000)
+    info = _upload(p, "uploads/c.bin", data)
+    event = event_for(info)
+    barrier = threading.Barrier(3)
+    results: list[dict] = []
+
+    def go(i: int) -> None:
+        barrier.wait()
+        results.append(run_workflow(p, event, execution=f"c{i}"))
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r["status"] == "SUCCEEDED" for r in results), [r.get("error") for r in results]
+    assert len(p.documents.rows) == 1
+    (doc_id,) = p.documents.rows
+    versions = p.blobs.objects[(ENCRYPTED, encrypted_key_for(doc_id))]
+    assert len(versions) == 1
+    assert p.blobs.keys(UPLOADS) == []
+    outcomes = sorted(r["outcome"] for r in p.audit.rows)
+    assert outcomes.count("stored") == 1 and len(outcomes) == 3
+    out = retrieve_document(p, RetrieveRequest(doc_id, None, None, "bob"))
+    assert base64.b64decode(out["content_base64"]) == data
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda e: e["detail"]["bucket"].update(name="other-bucket"), "uploads bucket"),
+        (lambda e: e["detail"]["object"].update(key="elsewhere/x.txt"), "outside"),
+        (lambda e: e["detail"]["object"].update(key="uploads/folder/"), "folder"),
+        (lambda e: e.update(source="aws.ec2"), "aws.s3"),
+        (lambda e: e.update({"detail-type": "Object Deleted"}), "Object Created"),
+        (lambda e: e["detail"].pop("object"), "lacks"),
+    ],
+)
+def test_foreign_events_are_refused(mutate, message: str) -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/x.txt", b"x")
+    event = event_for(info)
+    mutate(event)
+    with pytest.raises(InvalidEventError, match=message):
+        ingest.fetch_document(p, event)
+    state = run_workflow(p, event)
+    assert state["status"] == "FAILED"
+    assert state["failure"]["error_type"] == "InvalidEventError"
+    assert p.blobs.tags == {}  # foreign objects are never touched
+    assert p.audit.rows[-1]["outcome"] == "failed"
+    assert p.blobs.keys(UPLOADS) == ["uploads/x.txt"]
+
+
+def test_object_deleted_before_fetch() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/gone.txt", b"x")
+    p.blobs.delete_version(UPLOADS, info.key, info.version_id)
+    with pytest.raises(DocumentNotFoundError):
+        ingest.fetch_document(p, event_for(info))
+    state = run_workflow(p, event_for(info))
+    assert state["failure"]["step"] == "FetchDocument"
+    assert state["failure"]["error_type"] == "DocumentNotFoundError"
+
+
+def test_size_mismatch_is_refused() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/s.txt", b"xyz")
+    event = event_for(info)
+    event["detail"]["object"]["size"] = 4
+    with pytest.raises(DocumentNotFoundError, match="changed"):
+        ingest.fetch_document(p, event)
+
+
+def test_too_large_is_refused() -> None:
+    p = make_pipeline(max_document_size=10)
+    info = _upload(p, "uploads/big.txt", b"x" * 11)
+    with pytest.raises(InvalidEventError, match="exceeds"):
+        ingest.fetch_document(p, event_for(info))
+
+
+def _assert_failed_then_rerun(p, info, step: str, error: str, heal) -> None:
+    event = event_for(info)
+    state = run_workflow(p, event, execution="fail")
+    assert state["status"] == "FAILED"
+    assert state["failure"]["step"] == step
+    assert state["failure"]["error_type"] == error
+    # plaintext kept and tagged; failure audited
+    assert p.blobs.data(UPLOADS, info.key, info.version_id) is not None
+    assert p.blobs.tags[(UPLOADS, info.key, info.version_id)]["pqfile-status"] == "failed"
+    failed = p.audit.rows[-1]
+    assert failed["outcome"] == "failed" and failed["details"]["step"] == step
+    heal()
+    again = run_workflow(p, event, execution="rerun")
+    assert again["status"] == "SUCCEEDED", again.get("error")
+    assert p.blobs.keys(UPLOADS) == []
+    assert p.audit.rows[-1]["outcome"] == "stored"
+
+
+def test_database_down_at_store_then_rerun() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/db.txt", b"payload")
+    real = p.documents.mark_stored
+
+    def down(*a, **k):
+        from pqfile.errors import TransientError
+        raise TransientError("database: connection refused")
+
+    p.documents.mark_stored = down  # type: ignore[method-assign]
+
+    def heal() -> None:
+        p.documents.mark_stored = real  # type: ignore[method-assign]
+
+    _assert_failed_then_rerun(p, info, "StoreDocument", "TransientError", heal)
+    assert p.documents.rows[next(iter(p.documents.rows))].status == "stored"
+
+
+def test_s3_put_failing_during_encrypt_aborts_then_rerun() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/s3.txt", b"payload" * 100)
+    p.blobs.fail_writes = True
+
+    def heal() -> None:
+        p.blobs.fail_writes = False
+
+    _assert_failed_then_rerun(p, info, "EncryptDocument", "StorageError", heal)
+    assert p.blobs.aborted == 1
+
+
+def test_kms_failing_at_key_select_then_rerun() -> None:
+    p = make_pipeline()
+    p.keys.status = {k: "revoked" for k in p.keys.status}  # empty pool: select must refill
+    p.keys.kms_down = True
+    info = _upload(p, "uploads/kms.txt", b"payload")
+
+    def heal() -> None:
+        p.keys.kms_down = False
+
+    _assert_failed_then_rerun(p, info, "SelectKey", "CustodyError", heal)
+    assert p.keys.refills == 1
+
+
+def test_rerun_after_failure_reuses_the_recorded_key() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/k.txt", b"k")
+    p.blobs.fail_writes = True
+    first = run_workflow(p, event_for(info))
+    p.blobs.fail_writes = False
+    second = run_workflow(p, event_for(info))
+    assert first["key"] == second["key"]
+
+
+def test_package_binds_document_id() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/bind.txt", b"bind")
+    state = run_workflow(p, event_for(info))
+    doc_id = state["document"]["document_id"]
+    package = p.blobs.data(ENCRYPTED, encrypted_key_for(doc_id))
+    sk = p.keys.secrets[p.documents.get(doc_id).key_id]
+    with pytest.raises(Exception):
+        envelope.decrypt_stream(io.BytesIO(package), io.BytesIO(), sk,
+                                expected_document_id="0" * 32)
