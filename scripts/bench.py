@@ -1,0 +1,931 @@
+#!/usr/bin/env python3
+"""PQFile benchmarks (``make bench``; ``make bench BENCH_ARGS="--quick --only crypto"``).
+
+Sections:
+  crypto    - this script: file encrypt/decrypt throughput and peak RSS for pqfile (CLI and
+              library), plain ``cp``, the AWS Encryption SDK (streaming), ``age`` (where
+              installed) and the seed's CBC design, on the same generated files; plus the
+              20 MiB in-memory medians. Writes the "Crypto core" section of BENCHMARKS.md.
+  db        - scripts/bench_db.py ("Key pool and audit"), run if present.
+  pipeline  - scripts/bench_pipeline.py ("Pipeline"), run if present.
+
+Every file measurement runs in its own child process; peak RSS is that child's
+``ru_maxrss`` (``os.wait4``). Files are generated once into ``bench-data/`` (git-ignored)
+and stay in the page cache (warm cache: dropping caches needs root privileges we do not
+assume, and every tool reads and writes the same cached files without fsync).
+
+The parent imports only the standard library; each child imports what it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import filecmp
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = ROOT / "bench-data"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+SECTION_TITLE = "## Crypto core"
+MiB = 1 << 20
+GiB = 1 << 30
+
+# Targets (issue 2, item 7).
+TARGET_CP_RATIO = 1.5  # 1 GiB encrypt / decrypt time <= 1.5 x cp
+TARGET_ESDK_RATIO = 10.0  # pqfile MB/s >= 10 x ESDK streaming MB/s
+TARGET_RSS_MIB = 64.0  # peak RSS for the 1 GiB file
+TARGET_INMEM_MS = 8.0  # 20 MiB encrypt_bytes / decrypt_bytes median
+
+HEADER = """# Benchmarks
+
+Measured by `make bench` (`scripts/bench.py`), which runs every section below in one go;
+`--only crypto,db,pipeline` picks sections, `--quick` uses smaller files (and does not
+rewrite this file unless `--write` is given). Each section is rewritten only by its own
+script: "Crypto core" by `scripts/bench.py`, "Key pool and audit" by `scripts/bench_db.py`,
+"Pipeline" by `scripts/bench_pipeline.py`. Figures are for the machine named in each
+section; rerun them on yours.
+"""
+
+
+# ---------------------------------------------------------------------------------------
+# Child processes
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    wall: float  # seconds, measured by the parent around the child
+    inner: float | None  # seconds reported by the child for the operation alone, if any
+    maxrss_kib: int
+    stdout: str
+
+
+class ChildFailed(RuntimeError):
+    pass
+
+
+def run_child(argv: Sequence[str], env: dict[str, str] | None = None) -> Run:
+    """Run one child, return wall time, its own timing (JSON on stdout) and peak RSS."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise ChildFailed(
+            f"{' '.join(argv[:3])}... exited {proc.returncode}: {stderr.strip()[-400:]}"
+        )
+    inner = None
+    for line in stdout.splitlines()[::-1]:
+        if line.startswith("{"):
+            inner = json.loads(line).get("seconds")
+            break
+    return Run(wall=wall, inner=inner, maxrss_kib=usage.ru_maxrss, stdout=stdout)
+
+
+def _self(*args: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--child", *args]
+
+
+def _timed(fn: Callable[[], object]) -> None:
+    start = time.perf_counter()
+    fn()
+    print(json.dumps({"seconds": time.perf_counter() - start}))
+
+
+def _pqfile_api() -> object:
+    """The module exposing encrypt_stream / decrypt_to_path / encrypt_bytes / decrypt_bytes."""
+    import importlib
+
+    for name in ("pqfile.crypto", "pqfile.crypto.envelope"):
+        module = importlib.import_module(name)
+        if hasattr(module, "encrypt_stream") and hasattr(module, "decrypt_bytes"):
+            return module
+    raise SystemExit("pqfile streaming API not found (pqfile.crypto[.envelope])")
+
+
+def _pqfile_keys() -> tuple[object, object]:
+    from pqfile.crypto import kem
+
+    suite = kem.Suite.from_name(os.environ["BENCH_PQFILE_SUITE"])
+    sk = kem.secret_key_from_seed(suite, bytes.fromhex(os.environ["BENCH_PQFILE_SEED"]))
+    return sk, sk.public_key()
+
+
+def _esdk() -> tuple[object, object]:
+    import aws_encryption_sdk
+    from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
+    from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
+    from aws_cryptographic_material_providers.mpl.models import (
+        AesWrappingAlg,
+        CreateRawAesKeyringInput,
+    )
+    from aws_encryption_sdk import CommitmentPolicy
+
+    client = aws_encryption_sdk.EncryptionSDKClient(
+        commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
+    )
+    mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
+    keyring = mpl.create_raw_aes_keyring(
+        input=CreateRawAesKeyringInput(
+            key_namespace="pqfile-bench",
+            key_name="raw-aes",
+            wrapping_key=bytes.fromhex(os.environ["BENCH_ESDK_KEY"]),
+            wrapping_alg=AesWrappingAlg.ALG_AES256_GCM_IV12_TAG16,
+        )
+    )
+    return client, keyring
+
+
+def child_main(kind: str, args: list[str]) -> None:
+    """Entry point of the measurement children (``bench.py --child KIND ...``)."""
+    if kind == "pqfile-encrypt":
+        api = _pqfile_api()
+        _, pub = _pqfile_keys()
+        src, dst = args
+
+        def enc() -> None:
+            with open(src, "rb") as fin, open(dst, "wb") as fout:
+                api.encrypt_stream(fin, fout, pub)  # type: ignore[attr-defined]
+
+        _timed(enc)
+    elif kind == "pqfile-decrypt":
+        api = _pqfile_api()
+        sk, _ = _pqfile_keys()
+        src, dst = args
+
+        def dec() -> None:
+            with open(src, "rb") as fin:
+                api.decrypt_to_path(fin, dst, sk, overwrite=True)  # type: ignore[attr-defined]
+
+        _timed(dec)
+    elif kind in ("esdk-encrypt", "esdk-decrypt"):
+        client, keyring = _esdk()
+        src, dst = args
+        mode = "e" if kind == "esdk-encrypt" else "d"
+
+        def run() -> None:
+            with open(src, "rb") as fin, open(dst, "wb") as fout:
+                with client.stream(mode=mode, source=fin, keyring=keyring) as s:  # type: ignore[attr-defined]
+                    for chunk in s:
+                        fout.write(chunk)
+
+        _timed(run)
+    elif kind in ("seed-encrypt", "seed-decrypt"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import seed_design
+
+        src, dst = args
+
+        def run() -> None:
+            data = Path(src).read_bytes()
+            if kind == "seed-encrypt":
+                out = seed_design.encrypt(bytes.fromhex(os.environ["BENCH_SEED_PUB"]), data)
+            else:
+                out = seed_design.decrypt(bytes.fromhex(os.environ["BENCH_SEED_SECRET"]), data)
+            Path(dst).write_bytes(out)
+
+        _timed(run)
+    elif kind == "inmem":
+        inmem_child(int(args[0]), int(args[1]))
+    else:
+        raise SystemExit(f"unknown child kind {kind}")
+
+
+def inmem_child(size: int, runs: int) -> None:
+    """Median in-memory encrypt/decrypt for pqfile and the seed design (JSON on stdout)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import seed_design
+
+    data = os.urandom(size)
+    result: dict[str, object] = {"size": size, "runs": runs}
+
+    def measure(fn: Callable[[], object]) -> list[float]:
+        for _ in range(2):
+            fn()  # warm-up
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return times
+
+    try:
+        api = _pqfile_api()
+        sk, pub = _pqfile_keys()
+        package = api.encrypt_bytes(data, pub)  # type: ignore[attr-defined]
+        assert api.decrypt_bytes(package, sk) == data  # type: ignore[attr-defined]
+        result["pqfile_encrypt"] = measure(lambda: api.encrypt_bytes(data, pub))  # type: ignore[attr-defined]
+        result["pqfile_decrypt"] = measure(lambda: api.decrypt_bytes(package, sk))  # type: ignore[attr-defined]
+    except (ImportError, SystemExit, AttributeError) as exc:
+        result["pqfile_error"] = str(exc)
+    pub_s, sec_s = seed_design.generate()
+    blob = seed_design.encrypt(pub_s, data)
+    assert seed_design.decrypt(sec_s, blob) == data
+    result["seed_encrypt"] = measure(lambda: seed_design.encrypt(pub_s, data))
+    result["seed_decrypt"] = measure(lambda: seed_design.decrypt(sec_s, blob))
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------
+# The crypto section
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    size: int
+    tool: str
+    op: str  # encrypt | decrypt | copy
+    seconds: float | None = None
+    rss_mib: float | None = None
+    runs: int = 0
+    timing: str = "wall"  # wall (whole child) | in-process (operation only)
+    note: str = ""
+
+    @property
+    def mb_s(self) -> float | None:
+        return None if not self.seconds else self.size / MiB / self.seconds
+
+
+@dataclass
+class Tool:
+    name: str
+    encrypt: Callable[[Path, Path], Run] | None
+    decrypt: Callable[[Path, Path], Run] | None
+    timing: str
+    unavailable: str = ""
+    max_size: int | None = None
+    runs_scale: float = 1.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def size_label(size: int) -> str:
+    return f"{size // GiB} GiB" if size >= GiB and size % GiB == 0 else f"{size // MiB} MiB"
+
+
+def make_file(size: int) -> Path:
+    DATA_DIR.mkdir(exist_ok=True)
+    path = DATA_DIR / f"plain-{size_label(size).replace(' ', '')}.bin"
+    if path.exists() and path.stat().st_size == size:
+        return path
+    tmp = path.with_suffix(".tmp")
+    chunk = 8 * MiB
+    with tmp.open("wb") as fh:
+        left = size
+        while left:
+            n = min(chunk, left)
+            fh.write(os.urandom(n))
+            left -= n
+    tmp.replace(path)
+    return path
+
+
+def _pqfile_cli() -> tuple[list[str] | None, str]:
+    exe = shutil.which("pqfile", path=str(Path(sys.executable).parent)) or shutil.which("pqfile")
+    base = [exe] if exe else [sys.executable, "-m", "pqfile"]
+    try:
+        help_enc = subprocess.run(
+            [*base, "encrypt", "--help"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"pqfile CLI not runnable: {exc}"
+    if help_enc.returncode != 0:
+        return None, "`pqfile encrypt` not available yet"
+    return base, ""
+
+
+def _cli_option(base: list[str], command: str, candidates: Sequence[str]) -> str | None:
+    text = subprocess.run(
+        [*base, command, "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    for option in candidates:
+        if re.search(rf"(^|[\s,\[]){re.escape(option)}\b", text):
+            return option
+    return None
+
+
+def build_tools(workdir: Path, suite: str) -> tuple[list[Tool], dict[str, str]]:
+    seed_hex = os.urandom(32 if suite == "xwing" else 64).hex()
+    env = dict(os.environ)
+    env.update(
+        BENCH_PQFILE_SUITE=suite,
+        BENCH_PQFILE_SEED=seed_hex,
+        BENCH_ESDK_KEY=os.urandom(32).hex(),
+    )
+    info: dict[str, str] = {}
+    # seed design keys (derived in a child so the parent stays stdlib-only)
+    keys = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import seed_design;"
+            "p, s = seed_design.generate(); print(p.hex()); print(s.hex())",
+            str(Path(__file__).resolve().parent),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    env.update(BENCH_SEED_PUB=keys[0], BENCH_SEED_SECRET=keys[1])
+
+    def child(kind: str) -> Callable[[Path, Path], Run]:
+        return lambda src, dst: run_child(_self(kind, str(src), str(dst)), env)
+
+    tools: list[Tool] = []
+
+    # pqfile CLI
+    cli, why = _pqfile_cli()
+    if cli is not None:
+        try:
+            cli_tool = _cli_tool(cli, workdir, suite, seed_hex, env)
+            tools.append(cli_tool)
+        except (ChildFailed, OSError, subprocess.SubprocessError, RuntimeError) as exc:
+            tools.append(Tool("pqfile CLI", None, None, "wall", unavailable=str(exc)[:200]))
+    else:
+        tools.append(Tool("pqfile CLI", None, None, "wall", unavailable=why))
+
+    # pqfile library (streaming API)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import pqfile.crypto.envelope"], capture_output=True, text=True
+    )
+    if probe.returncode == 0:
+        tools.append(
+            Tool("pqfile library", child("pqfile-encrypt"), child("pqfile-decrypt"), "in-process")
+        )
+    else:
+        tools.append(
+            Tool("pqfile library", None, None, "in-process", unavailable="API not importable")
+        )
+
+    # AWS Encryption SDK
+    probe = subprocess.run(
+        [sys.executable, "-c", "import aws_encryption_sdk, aws_cryptographic_material_providers"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode == 0:
+        tools.append(
+            Tool(
+                "AWS Encryption SDK",
+                child("esdk-encrypt"),
+                child("esdk-decrypt"),
+                "in-process",
+                runs_scale=0.34,
+            )
+        )
+        info["esdk"] = _version("aws-encryption-sdk")
+    else:
+        tools.append(
+            Tool(
+                "AWS Encryption SDK",
+                None,
+                None,
+                "in-process",
+                unavailable="not installed (pip install -c constraints.txt -e '.[bench]')",
+            )
+        )
+
+    # age
+    age = shutil.which("age")
+    keygen = shutil.which("age-keygen")
+    if age and keygen:
+        key_file = workdir / "age-key.txt"
+        key_file.unlink(missing_ok=True)
+        subprocess.run([keygen, "-o", str(key_file)], check=True, capture_output=True)
+        recipient = re.search(r"public key: (age1\w+)", key_file.read_text())
+        assert recipient, "age-keygen wrote no public key"
+        r = recipient.group(1)
+        tools.append(
+            Tool(
+                "age",
+                lambda s, d: run_child([age, "-e", "-r", r, "-o", str(d), str(s)]),
+                lambda s, d: run_child([age, "-d", "-i", str(key_file), "-o", str(d), str(s)]),
+                "wall",
+            )
+        )
+        info["age"] = subprocess.run(
+            [age, "--version"], capture_output=True, text=True
+        ).stdout.strip()
+    else:
+        tools.append(Tool("age", None, None, "wall", unavailable="not installed"))
+
+    # the seed's design: whole file in memory, CBC; 20 MiB-class files only
+    tools.append(
+        Tool(
+            "seed design (CBC, in memory)",
+            child("seed-encrypt"),
+            child("seed-decrypt"),
+            "in-process",
+            max_size=64 * MiB,
+        )
+    )
+    return tools, info
+
+
+def _cli_tool(
+    base: list[str], workdir: Path, suite: str, seed_hex: str, env: dict[str, str]
+) -> Tool:
+    """pqfile CLI: create a key pair with `pqfile keygen` and find the option names."""
+    keydir = workdir / "pqfile-keys"
+    shutil.rmtree(keydir, ignore_errors=True)
+    keydir.mkdir()
+    pub = keydir / "bench.pub"
+    sec = keydir / "bench.key"
+    keygen_help = subprocess.run(
+        [*base, "keygen", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    argv = [*base, "keygen"]
+    if "--suite" in keygen_help:
+        argv += ["--suite", suite]
+    out_opt = next((o for o in ("--out", "--output", "-o") if o in keygen_help), None)
+    pub_opt = next((o for o in ("--public-out", "--pub", "--public") if o in keygen_help), None)
+    if out_opt and pub_opt:
+        argv += [out_opt, str(sec), pub_opt, str(pub)]
+    elif out_opt:
+        argv += [out_opt, str(sec)]
+    else:
+        raise RuntimeError("cannot work out `pqfile keygen` options")
+    run_child(argv, env)
+    if not pub.exists():
+        candidates = [p for p in keydir.iterdir() if p != sec]
+        if not candidates:
+            raise RuntimeError(f"`pqfile keygen` wrote no public key file in {keydir}")
+        pub = candidates[0]
+    rec_opt = _cli_option(base, "encrypt", ("--recipient", "-r"))
+    id_opt = _cli_option(base, "decrypt", ("--identity", "--key", "-i", "-k"))
+    in_e = _cli_option(base, "encrypt", ("--in", "--input", "-i"))
+    out_e = _cli_option(base, "encrypt", ("--out", "--output", "-o"))
+    in_d = _cli_option(base, "decrypt", ("--in", "--input"))
+    out_d = _cli_option(base, "decrypt", ("--out", "--output", "-o"))
+    if not (rec_opt and id_opt and in_e and out_e and in_d and out_d):
+        raise RuntimeError("cannot work out `pqfile encrypt/decrypt` options")
+    force_d = _cli_option(base, "decrypt", ("--force", "--overwrite"))
+    force_e = _cli_option(base, "encrypt", ("--force", "--overwrite"))
+
+    def enc(s: Path, d: Path) -> Run:
+        extra = [force_e] if force_e else []
+        return run_child(
+            [*base, "encrypt", rec_opt, str(pub), in_e, str(s), out_e, str(d), *extra], env
+        )
+
+    def dec(s: Path, d: Path) -> Run:
+        extra = [force_d] if force_d else []
+        return run_child(
+            [*base, "decrypt", id_opt, str(sec), in_d, str(s), out_d, str(d), *extra], env
+        )
+
+    return Tool("pqfile CLI", enc, dec, "wall")
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def _median_run(
+    fn: Callable[[Path, Path], Run], src: Path, dst: Path, runs: int, timing: str
+) -> tuple[float, float]:
+    times, rss = [], 0
+    for _ in range(runs):
+        dst.unlink(missing_ok=True)
+        r = fn(src, dst)
+        times.append(r.inner if (timing == "in-process" and r.inner is not None) else r.wall)
+        rss = max(rss, r.maxrss_kib)
+    return statistics.median(times), rss / 1024
+
+
+def bench_files(
+    sizes: list[int], suite: str, log: Callable[[str], None]
+) -> tuple[list[Row], dict[str, str]]:
+    workdir = DATA_DIR
+    workdir.mkdir(exist_ok=True)
+    tools, info = build_tools(workdir, suite)
+    rows: list[Row] = []
+    for size in sizes:
+        src = make_file(size)
+        runs = 5 if size <= 64 * MiB else 3
+        enc_path = workdir / "out.enc"
+        dec_path = workdir / "out.dec"
+        # cp first: it also makes sure the source is in the page cache
+        cp = shutil.which("cp") or "cp"
+        run_child([cp, str(src), str(dec_path)])
+        t, rss = _median_run(_cp_runner(cp), src, dec_path, runs, "wall")
+        rows.append(Row(size, "cp", "copy", t, rss, runs))
+        log(_log_line(size, "cp", "copy", t, rss))
+        for tool in tools:
+            if tool.unavailable or tool.encrypt is None or tool.decrypt is None:
+                rows.append(Row(size, tool.name, "encrypt", note=f"skipped: {tool.unavailable}"))
+                continue
+            if tool.max_size is not None and size > tool.max_size:
+                rows.append(
+                    Row(
+                        size,
+                        tool.name,
+                        "encrypt",
+                        note="not run at this size (whole file in memory)",
+                    )
+                )
+                continue
+            n = max(1, round(runs * tool.runs_scale))
+            try:
+                te, re_ = _median_run(tool.encrypt, src, enc_path, n, tool.timing)
+                td, rd = _median_run(tool.decrypt, enc_path, dec_path, n, tool.timing)
+            except ChildFailed as exc:
+                rows.append(Row(size, tool.name, "encrypt", note=f"failed: {exc}"[:300]))
+                log(f"  {size_label(size):>7} {tool.name}: FAILED {exc}")
+                continue
+            ok = filecmp.cmp(src, dec_path, shallow=False)
+            note = "" if ok else "ROUND TRIP MISMATCH"
+            rows.append(Row(size, tool.name, "encrypt", te, re_, n, tool.timing, note))
+            rows.append(Row(size, tool.name, "decrypt", td, rd, n, tool.timing, note))
+            for op, t, rss in (("encrypt", te, re_), ("decrypt", td, rd)):
+                log(_log_line(size, tool.name, op, t, rss) + f" {note}")
+            enc_path.unlink(missing_ok=True)
+            dec_path.unlink(missing_ok=True)
+        enc_path.unlink(missing_ok=True)
+        dec_path.unlink(missing_ok=True)
+    return rows, info
+
+
+def _cp_runner(cp: str) -> Callable[[Path, Path], Run]:
+    return lambda s, d: run_child([cp, str(s), str(d)])
+
+
+def _log_line(size: int, tool: str, op: str, seconds: float, rss_mib: float) -> str:
+    mb_s = size / MiB / seconds
+    return (
+        f"  {size_label(size):>7} {tool:<30} {op:<7} {seconds:8.3f} s "
+        f"{mb_s:8.0f} MB/s {rss_mib:7.1f} MiB"
+    )
+
+
+def bench_inmem(size: int, runs: int, suite: str) -> dict[str, object]:
+    env = dict(os.environ)
+    env.update(
+        BENCH_PQFILE_SUITE=suite,
+        BENCH_PQFILE_SEED=os.urandom(32 if suite == "xwing" else 64).hex(),
+    )
+    r = run_child(_self("inmem", str(size), str(runs)), env)
+    line = next(x for x in r.stdout.splitlines()[::-1] if x.startswith("{"))
+    result: dict[str, object] = json.loads(line)
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------
+def _md_row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _find(rows: list[Row], size: int, tool: str, op: str) -> Row | None:
+    for r in rows:
+        if r.size == size and r.tool == tool and r.op == op and r.seconds:
+            return r
+    return None
+
+
+def build_report(
+    rows: list[Row],
+    inmem: dict[str, object],
+    sizes: list[int],
+    suite: str,
+    info: dict[str, str],
+    quick: bool,
+    command: str,
+) -> tuple[str, list[tuple[str, bool | None, str]]]:
+    lines: list[str] = []
+    checks: list[tuple[str, bool | None, str]] = []
+    big = max(sizes)
+    lines.append(
+        _md_row(
+            "file",
+            "tool",
+            "operation",
+            "runs",
+            "time (s)",
+            "MB/s",
+            "peak RSS (MiB)",
+            "x cp time",
+            "pqfile / ESDK MB/s",
+            "note",
+        )
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    for size in sizes:
+        cp = _find(rows, size, "cp", "copy")
+        for r in [x for x in rows if x.size == size]:
+            x_cp = r.seconds / cp.seconds if (cp and r.seconds and r.tool != "cp") else None
+            esdk = _find(rows, size, "AWS Encryption SDK", r.op)
+            x_esdk = (
+                r.mb_s / esdk.mb_s
+                if (esdk and r.mb_s and esdk.mb_s and r.tool.startswith("pqfile"))
+                else None
+            )
+            timing = "" if r.timing == "wall" else " (in-process timing)"
+            lines.append(
+                _md_row(
+                    size_label(size),
+                    r.tool + timing,
+                    r.op,
+                    str(r.runs or "-"),
+                    _fmt(r.seconds, ".3f"),
+                    _fmt(r.mb_s, ".0f"),
+                    _fmt(r.rss_mib, ".1f"),
+                    _fmt(x_cp, ".2f"),
+                    _fmt(x_esdk, ".1f"),
+                    r.note,
+                )
+            )
+
+    # targets on the largest file
+    cp = _find(rows, big, "cp", "copy")
+    for tool in ("pqfile CLI", "pqfile library"):
+        for op in ("encrypt", "decrypt"):
+            r = _find(rows, big, tool, op)
+            if r is None or cp is None:
+                checks.append(
+                    (
+                        f"{size_label(big)} {tool} {op} <= {TARGET_CP_RATIO}x cp time",
+                        None,
+                        "not measured",
+                    )
+                )
+                checks.append(
+                    (
+                        f"{size_label(big)} {tool} {op} peak RSS <= {TARGET_RSS_MIB:.0f} MiB",
+                        None,
+                        "not measured",
+                    )
+                )
+                continue
+            ratio = r.seconds / cp.seconds  # type: ignore[operator]
+            checks.append(
+                (
+                    f"{size_label(big)} {tool} {op} <= {TARGET_CP_RATIO}x cp time",
+                    ratio <= TARGET_CP_RATIO,
+                    f"{ratio:.2f}x ({r.seconds:.3f} s vs cp {cp.seconds:.3f} s)",
+                )
+            )
+            checks.append(
+                (
+                    f"{size_label(big)} {tool} {op} peak RSS <= {TARGET_RSS_MIB:.0f} MiB",
+                    (r.rss_mib or 0) <= TARGET_RSS_MIB,
+                    f"{r.rss_mib:.1f} MiB",
+                )
+            )
+    for op in ("encrypt", "decrypt"):
+        r = _find(rows, big, "pqfile library", op)
+        e = _find(rows, big, "AWS Encryption SDK", op)
+        esdk_target = (
+            f"{size_label(big)} pqfile library {op} >= {TARGET_ESDK_RATIO:.0f}x ESDK streaming MB/s"
+        )
+        if r and e and r.mb_s and e.mb_s:
+            ratio = r.mb_s / e.mb_s
+            checks.append(
+                (
+                    esdk_target,
+                    ratio >= TARGET_ESDK_RATIO,
+                    f"{ratio:.1f}x ({r.mb_s:.0f} vs {e.mb_s:.0f} MB/s)",
+                )
+            )
+        else:
+            checks.append(
+                (
+                    esdk_target,
+                    None,
+                    "not measured",
+                )
+            )
+
+    size = int(inmem.get("size", 0))  # type: ignore[call-overload]
+    lines.append("")
+    lines.append(
+        f"In memory, {size_label(size)}, median of {inmem.get('runs')} runs "
+        "after 2 warm-up runs (one process):"
+    )
+    lines.append("")
+    lines.append(
+        _md_row(
+            "implementation",
+            "encrypt median (ms)",
+            "decrypt median (ms)",
+            "encrypt min / max (ms)",
+            "decrypt min / max (ms)",
+        )
+    )
+    lines.append("|---|---|---|---|---|")
+    for label, key in (
+        ("pqfile encrypt_bytes / decrypt_bytes", "pqfile"),
+        ("seed design (ML-KEM + SHA-256 + AES-256-CBC/PKCS7)", "seed"),
+    ):
+        e = inmem.get(f"{key}_encrypt")
+        d = inmem.get(f"{key}_decrypt")
+        if isinstance(e, list) and isinstance(d, list):
+            lines.append(
+                _md_row(
+                    label,
+                    f"{statistics.median(e) * 1e3:.2f}",
+                    f"{statistics.median(d) * 1e3:.2f}",
+                    f"{min(e) * 1e3:.2f} / {max(e) * 1e3:.2f}",
+                    f"{min(d) * 1e3:.2f} / {max(d) * 1e3:.2f}",
+                )
+            )
+        else:
+            lines.append(f"| {label} | - | - | - | {inmem.get(key + '_error', 'not measured')} |")
+    for op in ("encrypt", "decrypt"):
+        v = inmem.get(f"pqfile_{op}")
+        name = f"{size_label(size)} in-memory pqfile {op} median <= {TARGET_INMEM_MS:.0f} ms"
+        if isinstance(v, list):
+            med = statistics.median(v) * 1e3
+            seed_v = inmem.get(f"seed_{op}")
+            vs = (
+                f" (seed design {statistics.median(seed_v) * 1e3:.1f} ms)"
+                if isinstance(seed_v, list)
+                else ""
+            )
+            checks.append((name, med <= TARGET_INMEM_MS, f"{med:.2f} ms{vs}"))
+        else:
+            checks.append((name, None, "not measured"))
+
+    lines.append("")
+    lines.append("Targets:")
+    lines.append("")
+    lines.append("| target | result | measured |")
+    lines.append("|---|---|---|")
+    for name, ok, measured in checks:
+        verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
+        lines.append(f"| {name} | {verdict} | {measured} |")
+    return "\n".join(lines), checks
+
+
+def machine_info(suite: str, info: dict[str, str]) -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    crypto = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import cryptography; from cryptography.hazmat.backends.openssl import backend;"
+            "print(cryptography.__version__, backend.openssl_version_text())",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    parts = [
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs ({cpu})",
+        f"Python {platform.python_version()}, pyca/cryptography {crypto}",
+        f"pqfile suite {suite}",
+    ]
+    if "esdk" in info:
+        parts.append(
+            f"aws-encryption-sdk {info['esdk']} (raw AES keyring, default suite, streaming)"
+        )
+    if "age" in info:
+        parts.append(f"age {info['age']}")
+    return "; ".join(parts)
+
+
+def write_section(body: str) -> None:
+    section = f"{SECTION_TITLE}\n\n{body.rstrip()}\n"
+    if BENCHMARKS_MD.exists():
+        text = BENCHMARKS_MD.read_text()
+    else:
+        text = HEADER
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION_TITLE), None)
+    if start is None:
+        text = text.rstrip() + "\n\n" + section
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        tail = "".join(lines[end:])
+        text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    BENCHMARKS_MD.write_text(text)
+
+
+def crypto_section(args: argparse.Namespace, command: str) -> bool:
+    sizes = [4 * MiB, 64 * MiB] if args.quick else [20 * MiB, GiB]
+    print(f"crypto: files {', '.join(size_label(s) for s in sizes)} in {DATA_DIR}")
+    rows, info = bench_files(sizes, args.suite, print)
+    inmem_size = 20 * MiB
+    print(f"crypto: {size_label(inmem_size)} in memory, {args.runs} runs")
+    inmem = bench_inmem(inmem_size, args.runs, args.suite)
+    table, checks = build_report(rows, inmem, sizes, args.suite, info, args.quick, command)
+    print()
+    print(table)
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = "\n".join(
+        [
+            f"Command: `{command}` ({when}).",
+            "",
+            f"Machine: {machine_info(args.suite, info)}.",
+            "",
+            "Conditions: warm page cache (the input files are generated once into the git-ignored "
+            "`bench-data/` and stay cached; dropping caches needs root and is not attempted); "
+            "outputs go to the same file system without fsync, for every tool alike. Each file "
+            "measurement runs in its own child process; peak RSS is that child's `ru_maxrss`. "
+            '"wall" rows time the whole child (process start included: `cp`, `age`, the '
+            'pqfile CLI); "in-process" rows time the operation inside the child (the pqfile '
+            "library's `encrypt_stream` / `decrypt_to_path`, the ESDK's `stream()`, the seed "
+            "design's read-encrypt-write). Ratios are computed within this same run. "
+            "The seed design runs only on the small file (it holds the whole file in memory).",
+            "",
+            table,
+            "",
+        ]
+    )
+    if args.quick:
+        body = "**Quick run (small files): not the reference figures.**\n\n" + body
+    if args.write or not args.quick:
+        write_section(body)
+        print(f"\nwrote the '{SECTION_TITLE[3:]}' section of {BENCHMARKS_MD.relative_to(ROOT)}")
+    return all(ok is not False for _, ok, _ in checks)
+
+
+def run_other(script: str, quick: bool) -> bool | None:
+    path = ROOT / "scripts" / script
+    if not path.exists():
+        print(f"{script}: not present, skipped")
+        return None
+    argv = [sys.executable, str(path)]
+    if quick:
+        helptext = subprocess.run([*argv, "--help"], capture_output=True, text=True).stdout
+        if "--quick" in helptext:
+            argv.append("--quick")
+    print(f"running {' '.join(argv[1:])}")
+    return subprocess.run(argv, cwd=ROOT).returncode == 0
+
+
+SECTIONS = ("crypto", "db", "pipeline")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--child"]:
+        child_main(argv[1], argv[2:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help="comma-separated: crypto,db,pipeline"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small files (4 MiB, 64 MiB); no BENCHMARKS.md rewrite"
+    )
+    parser.add_argument(
+        "--write", action="store_true", help="rewrite BENCHMARKS.md even with --quick"
+    )
+    parser.add_argument("--runs", type=int, default=30, help="in-memory runs (default 30)")
+    parser.add_argument("--suite", default="xwing", choices=["xwing", "mlkem768"])
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    command = "python scripts/bench.py" + (" " + " ".join(argv) if argv else "")
+    if not argv:
+        command = "make bench"
+    ok = True
+    if "crypto" in only:
+        ok = crypto_section(args, command) and ok
+    if "db" in only:
+        ok = run_other("bench_db.py", args.quick) is not False and ok
+    if "pipeline" in only:
+        ok = run_other("bench_pipeline.py", args.quick) is not False and ok
+    print("\nall targets met" if ok else "\nsome targets NOT met (see above)")
+    return 1 if (args.strict and not ok) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
