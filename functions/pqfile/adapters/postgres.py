@@ -640,7 +640,9 @@ class PostgresKeyStore:
         self._db = db
         self._protector = protector
         self.policy = policy or PoolPolicy()
-        self.cache: UnwrappedKeyCache[kem.SecretKey] = cache or UnwrappedKeyCache()
+        self.cache: UnwrappedKeyCache[kem.SecretKey] = (
+            cache if cache is not None else UnwrappedKeyCache()
+        )
         self._actor = actor
 
     # -- selection (ingest) --
