@@ -36,7 +36,9 @@ class BlobStore(Protocol):
 
     def open_read(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO: ...
 
-    def head(self, bucket: str, key: str, version_id: str | None = None) -> Mapping[str, object]: ...
+    def head(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> Mapping[str, object]: ...
 
     def delete_version(self, bucket: str, key: str, version_id: str | None) -> None: ...
 
@@ -188,5 +190,8 @@ class KeyStore(Protocol):
         ...
 
     def load_decryption_key(self, key_id: str) -> SecretKey:
-        """Unwrap a key's seed; raise KeyNotFoundError, KeyNotUsableError (revoked), CustodyError."""
+        """Unwrap a key's seed.
+
+        Raise KeyNotFoundError, KeyNotUsableError (revoked) or CustodyError.
+        """
         ...

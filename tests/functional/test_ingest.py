@@ -40,7 +40,9 @@ def test_round_trip_sizes(size: int) -> None:
     assert out["delivery"] == "inline"
     assert base64.b64decode(out["content_base64"]) == data
     assert out["sha256"] == hashlib.sha256(data).hexdigest()
-    assert [r["outcome"] for r in p.audit.rows] == ["stored", "success"]
+    assert [(r["operation"], r["outcome"]) for r in p.audit.rows] == [
+        ("document.encrypt", "success"), ("document.decrypt", "success")]
+    assert p.audit.rows[0]["details"]["result"] == "stored"
 
 
 @pytest.mark.parametrize(
@@ -85,7 +87,7 @@ def test_replayed_event_is_a_duplicate() -> None:
     assert len(p.documents.rows) == 1
     assert p.blobs.keys(ENCRYPTED) == [encrypted_key_for(states[0]["document"]["document_id"])]
     assert len(p.blobs.objects[(ENCRYPTED, p.blobs.keys(ENCRYPTED)[0])]) == 1
-    assert [r["outcome"] for r in p.audit.rows] == ["stored", "duplicate", "duplicate"]
+    assert [r["details"]["result"] for r in p.audit.rows] == ["stored", "duplicate", "duplicate"]
 
 
 def test_concurrent_duplicates_leave_one_package() -> None:
@@ -111,7 +113,7 @@ def test_concurrent_duplicates_leave_one_package() -> None:
     versions = p.blobs.objects[(ENCRYPTED, encrypted_key_for(doc_id))]
     assert len(versions) == 1
     assert p.blobs.keys(UPLOADS) == []
-    outcomes = sorted(r["outcome"] for r in p.audit.rows)
+    outcomes = sorted(r["details"]["result"] for r in p.audit.rows)
     assert outcomes.count("stored") == 1 and len(outcomes) == 3
     out = retrieve_document(p, RetrieveRequest(doc_id, None, None, "bob"))
     assert base64.b64decode(out["content_base64"]) == data
@@ -139,7 +141,7 @@ def test_foreign_events_are_refused(mutate, message: str) -> None:
     assert state["status"] == "FAILED"
     assert state["failure"]["error_type"] == "InvalidEventError"
     assert p.blobs.tags == {}  # foreign objects are never touched
-    assert p.audit.rows[-1]["outcome"] == "failed"
+    assert p.audit.rows[-1]["outcome"] == "failure"
     assert p.blobs.keys(UPLOADS) == ["uploads/x.txt"]
 
 
@@ -180,12 +182,12 @@ def _assert_failed_then_rerun(p, info, step: str, error: str, heal) -> None:
     assert p.blobs.data(UPLOADS, info.key, info.version_id) is not None
     assert p.blobs.tags[(UPLOADS, info.key, info.version_id)]["pqfile-status"] == "failed"
     failed = p.audit.rows[-1]
-    assert failed["outcome"] == "failed" and failed["details"]["step"] == step
+    assert failed["outcome"] == "failure" and failed["details"]["step"] == step
     heal()
     again = run_workflow(p, event, execution="rerun")
     assert again["status"] == "SUCCEEDED", again.get("error")
     assert p.blobs.keys(UPLOADS) == []
-    assert p.audit.rows[-1]["outcome"] == "stored"
+    assert p.audit.rows[-1]["details"]["result"] == "stored"
 
 
 def test_database_down_at_store_then_rerun() -> None:

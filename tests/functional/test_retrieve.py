@@ -35,7 +35,7 @@ def test_inline_round_trip_and_audit() -> None:
     assert out["size"] == 5000 and out["sha256"] == hashlib.sha256(data).hexdigest()
     row = p.audit.rows[-1]
     assert (row["operation"], row["outcome"], row["actor"], row["request_id"]) == (
-        "decrypt", "success", "alice", "req-1")
+        "document.decrypt", "success", "alice", "req-1")
     assert row["key_id"] == p.documents.get(doc).key_id
 
 

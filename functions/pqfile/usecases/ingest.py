@@ -42,6 +42,10 @@ from pqfile.usecases.events import (
 
 log = logging.getLogger(__name__)
 
+#: Audit operation names of the pipeline (outcomes: success, failure, refused).
+OP_ENCRYPT = "document.encrypt"
+OP_DECRYPT = "document.decrypt"
+
 #: Tags put on an upload whose ingest failed (kept for a re-run; see docs/OPERATIONS.md).
 FAILED_TAG = "pqfile-status"
 
@@ -249,18 +253,20 @@ def _delete_plaintext(p: Pipeline, source: SourceRef) -> bool:
 def audit_ingest(
     p: Pipeline, document_id: str, outcome: str, *, request_id: str | None = None
 ) -> int:
-    """One audit row per execution: `stored` for the one that committed, else `duplicate`."""
+    """One audit row per execution; details.result says `stored` (this execution committed
+    the document) or `duplicate` (a replay found it done)."""
     record = p.documents.get(document_id)
     if record is None:
         raise DocumentNotFoundError(f"no document {document_id}")
     return p.audit.append(
-        operation="encrypt",
-        outcome=outcome,
+        operation=OP_ENCRYPT,
+        outcome="success",
         actor=PIPELINE_ACTOR,
         document_id=document_id,
         key_id=record.key_id,
         request_id=request_id,
         details={
+            "result": outcome,
             "source_bucket": record.source_bucket,
             "source_key": record.source_key,
             "source_version_id": record.source_version_id,
@@ -339,8 +345,8 @@ def record_failure(
         except DocumentNotFoundError:
             pass
     seq = p.audit.append(
-        operation="encrypt",
-        outcome="failed",
+        operation=OP_ENCRYPT,
+        outcome="failure",
         actor=PIPELINE_ACTOR,
         document_id=document_id,
         request_id=request_id,

@@ -27,6 +27,7 @@ from pqfile.config import RETRIEVALS_PREFIX
 from pqfile.errors import DecryptionError, DocumentNotFoundError, InvalidEventError, PQFileError
 from pqfile.ports import DocumentRecord
 from pqfile.usecases.common import HashingWriter, Pipeline
+from pqfile.usecases.ingest import OP_DECRYPT
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def retrieve_payload(
         req = RetrieveRequest.from_payload(payload, actor=actor, request_id=request_id)
     except InvalidEventError as exc:
         p.audit.append(
-            operation="decrypt",
+            operation=OP_DECRYPT,
             outcome="refused",
             actor=actor,
             request_id=request_id,
@@ -115,7 +116,7 @@ def retrieve_document(p: Pipeline, req: RetrieveRequest) -> dict[str, Any]:
         result = _deliver(p, record, identity)
     except PQFileError as exc:
         p.audit.append(
-            operation="decrypt",
+            operation=OP_DECRYPT,
             outcome="refused",
             actor=req.actor,
             document_id=record.document_id if record else req.document_id,
@@ -128,7 +129,7 @@ def retrieve_document(p: Pipeline, req: RetrieveRequest) -> dict[str, Any]:
         )
         raise
     p.audit.append(
-        operation="decrypt",
+        operation=OP_DECRYPT,
         outcome="success",
         actor=req.actor,
         document_id=record.document_id,
