@@ -167,6 +167,8 @@ def open_header(
     public = identity.public_key()
     if header.key_id_bytes != public.key_id_bytes:
         raise WrongKeyError(header.key_id, public.key_id)
+    if header.suite is not identity.suite:  # same key id, other suite: a tampered header
+        raise DecryptionError()
     info = hpke_info(header.core_bytes(), header.key_id_bytes)
     data_key = hpke_unwrap(header.enc, header.wrapped_key, identity, info)
     keys = derive_body_keys(data_key, header.salt)
