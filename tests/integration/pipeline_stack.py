@@ -1,0 +1,303 @@
+"""The ingest pipeline deployed on the emulator for integration tests (and the bench).
+
+What Terraform deploys, reproduced with boto3 so the tests do not depend on a Terraform
+run: two versioned buckets (uploads with EventBridge notifications), a KMS key for seeds,
+the seven Lambda functions (handlers and environment variables as docs/CONTRACTS.md lists),
+the ingest state machine rendered from statemachines/ingest.asl.json, and an EventBridge
+rule that starts it for "Object Created" under uploads/. PostgreSQL is a fresh migrated
+database with a small key pool.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.emulator import placeholder_zip
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL = ROOT / "statemachines" / "ingest.asl.json"
+FUNCTIONS = ("fetch", "select_key", "encrypt", "store", "audit", "record_failure", "retrieve")
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+@dataclass
+class PipelineStack:
+    emulator: Any
+    db_url: str
+    uploads: str
+    encrypted: str
+    kms_key_id: str
+    functions: dict[str, str]  # name -> function name
+    state_machine_arn: str
+    environment: dict[str, str]
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.emulator.client(service)
+        return self._clients[service]
+
+    # -- database --------------------------------------------------------------------------
+
+    def db(self) -> Any:
+        from pqfile.adapters.postgres import Database
+
+        return Database.from_url(self.db_url)
+
+    def sql(self, query: str, **params: Any) -> list[list[Any]]:
+        db = self.db()
+        try:
+            return db.run(query, **params)
+        finally:
+            db.close()
+
+    def keystore(self) -> Any:
+        from pqfile.adapters.kms import KmsSeedProtector
+        from pqfile.adapters.postgres import PostgresKeyStore
+
+        return PostgresKeyStore(self.db(), KmsSeedProtector(self.client("kms"), self.kms_key_id))
+
+    def audit_rows(self, document_id: str | None = None) -> list[dict[str, Any]]:
+        rows = self.sql(
+            "SELECT seq, operation, outcome, actor, document_id, key_id, request_id, details "
+            "FROM access_logs WHERE (CAST(:d AS text) IS NULL OR document_id = CAST(:d AS text)) "
+            "ORDER BY seq",
+            d=document_id,
+        )
+        cols = ["seq", "operation", "outcome", "actor", "document_id", "key_id", "request_id"]
+        out = []
+        for r in rows:
+            row = dict(zip(cols, r[:7], strict=True))
+            row["details"] = json.loads(r[7]) if r[7] else {}
+            out.append(row)
+        return out
+
+    def document(self, document_id: str) -> dict[str, Any] | None:
+        rows = self.sql(
+            "SELECT document_id, status, key_id, encrypted_key, encrypted_version_id, "
+            "plaintext_size, source_key, plaintext_deleted_at FROM documents "
+            "WHERE document_id = :d",
+            d=document_id,
+        )
+        if not rows:
+            return None
+        cols = ["document_id", "status", "key_id", "encrypted_key", "encrypted_version_id",
+                "plaintext_size", "source_key", "plaintext_deleted_at"]  # fmt: skip
+        return dict(zip(cols, rows[0], strict=True))
+
+    def documents_for(self, key: str) -> list[dict[str, Any]]:
+        rows = self.sql("SELECT document_id FROM documents WHERE source_key = :k", k=key)
+        return [d for r in rows if (d := self.document(r[0])) is not None]
+
+    # -- S3 ----------------------------------------------------------------------------------
+
+    def upload(self, key: str, data: bytes | Path) -> dict[str, Any]:
+        s3 = self.client("s3")
+        if isinstance(data, Path):
+            with data.open("rb") as f:
+                s3.upload_fileobj(f, self.uploads, key)
+            head = s3.head_object(Bucket=self.uploads, Key=key)
+        else:
+            head = s3.put_object(Bucket=self.uploads, Key=key, Body=data)
+        return {"key": key, "version_id": head.get("VersionId"), "etag": head["ETag"].strip('"')}
+
+    def versions(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
+        resp = self.client("s3").list_object_versions(Bucket=bucket, Prefix=prefix)
+        return [v for v in resp.get("Versions", []) if v["Key"].startswith(prefix)]
+
+    def event_for(self, key: str, version_id: str | None, etag: str, size: int) -> dict[str, Any]:
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": "123456789012",
+            "time": "2026-11-28T12:00:00Z",
+            "region": "us-east-1",
+            "resources": [f"arn:aws:s3:::{self.uploads}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": self.uploads},
+                "object": {"key": key, "size": size, "etag": etag, "version-id": version_id},
+                "reason": "PutObject",
+            },
+        }
+
+    # -- Step Functions -------------------------------------------------------------------------
+
+    def start(self, event: dict[str, Any], name: str | None = None) -> str:
+        resp = self.client("stepfunctions").start_execution(
+            stateMachineArn=self.state_machine_arn,
+            name=name or f"t-{uuid.uuid4().hex}",
+            input=json.dumps(event),
+        )
+        return str(resp["executionArn"])
+
+    def wait(self, execution_arn: str, timeout: float = 120.0) -> dict[str, Any]:
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            desc = sfn.describe_execution(executionArn=execution_arn)
+            if desc["status"] in TERMINAL:
+                return dict(desc)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"execution {execution_arn} still {desc['status']}")
+            time.sleep(0.1)
+
+    def executions_for(self, key: str, version_id: str | None = None) -> list[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        found = []
+        for e in sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]:
+            desc = sfn.describe_execution(executionArn=e["executionArn"])
+            obj = json.loads(desc.get("input") or "{}").get("detail", {}).get("object", {})
+            if obj.get("key") == key and (version_id is None or obj.get("version-id") == version_id):
+                found.append(dict(desc))
+        return found
+
+    def wait_for_upload(
+        self, key: str, version_id: str | None = None, timeout: float = 120.0
+    ) -> dict[str, Any]:
+        """The execution EventBridge started for this upload, once it finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.executions_for(key, version_id)
+            if found:
+                return self.wait(found[0]["executionArn"], max(1.0, deadline - time.monotonic()))
+            time.sleep(0.2)
+        raise AssertionError(f"no execution started for {key!r}")
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        return list(sfn.get_execution_history(executionArn=execution_arn)["events"])
+
+    def entered_states(self, execution_arn: str) -> list[str]:
+        return [
+            e["stateEnteredEventDetails"]["name"]
+            for e in self.history(execution_arn)
+            if "stateEnteredEventDetails" in e
+        ]
+
+    # -- Lambda ------------------------------------------------------------------------------
+
+    def invoke(self, function: str, payload: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        resp = self.client("lambda").invoke(
+            FunctionName=self.functions[function], Payload=json.dumps(payload).encode()
+        )
+        body = json.loads(resp["Payload"].read() or b"null")
+        return body, resp.get("FunctionError")
+
+    def set_env(self, function: str, **changes: str) -> None:
+        """Change one function's environment (a new warm worker picks it up)."""
+        lam = self.client("lambda")
+        name = self.functions[function]
+        env = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+        env.update(changes)
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+
+
+def render_asl(arns: dict[str, str]) -> str:
+    text = ASL.read_text(encoding="utf-8")
+    return re.sub(r"\$\{(\w+)_function_arn\}", lambda m: arns[m.group(1)], text)
+
+
+def deploy_pipeline(
+    emulator: Any, role_arn: str, db_url: str, *, keys: int = 3, suite: str = "xwing"
+) -> PipelineStack:
+    suffix = uuid.uuid4().hex[:8]
+    s3 = emulator.client("s3")
+    uploads, encrypted = f"pqfile-uploads-{suffix}", f"pqfile-encrypted-{suffix}"
+    for bucket in (uploads, encrypted):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    kms = emulator.client("kms")
+    kms_key_id = kms.create_key(Description=f"pqfile seeds {suffix}")["KeyMetadata"]["KeyId"]
+
+    environment = {
+        "PQFILE_DATABASE_URL": db_url,
+        "PQFILE_KMS_KEY_ID": kms_key_id,
+        "PQFILE_UPLOADS_BUCKET": uploads,
+        "PQFILE_ENCRYPTED_BUCKET": encrypted,
+        "PQFILE_DEFAULT_SUITE": suite,
+        "POWERTOOLS_SERVICE_NAME": "pqfile",
+        "POWERTOOLS_METRICS_NAMESPACE": "PQFile",
+    }
+    lam = emulator.client("lambda")
+    functions: dict[str, str] = {}
+    arns: dict[str, str] = {}
+    for fn in FUNCTIONS:
+        name = f"pqfile-{fn.replace('_', '-')}-{suffix}"
+        resp = lam.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role_arn,
+            Handler=f"pqfile.handlers.{fn}.handler",
+            Code={"ZipFile": placeholder_zip()},
+            Timeout=900 if fn in ("encrypt", "retrieve") else 60,
+            MemorySize=512,
+            Environment={"Variables": environment},
+        )
+        functions[fn] = name
+        arns[fn] = resp["FunctionArn"]
+
+    sfn = emulator.client("stepfunctions")
+    sm_arn = sfn.create_state_machine(
+        name=f"pqfile-ingest-{suffix}", definition=render_asl(arns), roleArn=role_arn
+    )["stateMachineArn"]
+
+    events = emulator.client("events")
+    rule = f"pqfile-ingest-{suffix}"
+    events.put_rule(
+        Name=rule,
+        EventPattern=json.dumps(
+            {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {
+                    "bucket": {"name": [uploads]},
+                    "object": {"key": [{"prefix": "uploads/"}]},
+                },
+            }
+        ),
+    )
+    events.put_targets(Rule=rule, Targets=[{"Id": "ingest", "Arn": sm_arn, "RoleArn": role_arn}])
+    s3.put_bucket_notification_configuration(
+        Bucket=uploads, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+
+    stack = PipelineStack(
+        emulator=emulator,
+        db_url=db_url,
+        uploads=uploads,
+        encrypted=encrypted,
+        kms_key_id=kms_key_id,
+        functions=functions,
+        state_machine_arn=sm_arn,
+        environment=environment,
+    )
+    if keys:
+        stack.keystore().create_keys(suite, keys, actor="tests")
+    return stack
+
+
+@pytest.fixture(scope="module")
+def pipeline_stack(
+    aws_emulator: Any, emulator_role_arn: str, migrated_db_url: str
+) -> Iterator[PipelineStack]:
+    yield deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
