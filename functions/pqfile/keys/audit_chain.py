@@ -161,11 +161,14 @@ def verify_rows(rows: Iterable[AuditRow], head: tuple[int, bytes] | None = None)
         return ChainReport(False, count, last_seq, last_hash, broken_seq=seq, reason=reason)
 
     for row in rows:
-        if row.seq != expected_seq:
-            if row.seq > expected_seq:
-                return broken(
-                    row.seq, f"row(s) missing before seq {row.seq} (expected seq {expected_seq})"
-                )
+        if row.seq > expected_seq:
+            missing = (
+                f"row {expected_seq} is missing"
+                if row.seq == expected_seq + 1
+                else f"rows {expected_seq}..{row.seq - 1} are missing"
+            )
+            return broken(expected_seq, missing)
+        if row.seq < expected_seq:
             return broken(row.seq, f"sequence out of order (expected {expected_seq})")
         if row.prev_hash != expected_prev:
             return broken(row.seq, "prev_hash does not match the previous row's hash")

@@ -1,0 +1,246 @@
+"""The audit trail: linear under concurrent writers, tamper-evident, append-only by
+privilege and by trigger; `pqfile audit verify` names the first broken row."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pqfile.adapters.postgres import (
+    Database,
+    ImmutableRowError,
+    PermissionDeniedError,
+    PostgresAuditLog,
+    migrate,
+)
+from pqfile.cli import main as cli_main
+from pqfile.keys.audit_chain import GENESIS_HASH
+from tests.fixtures.postgres import AUDITOR, INGEST, RETRIEVE, ROTATE, role_url
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def db_url(make_database: Callable[[], str]) -> str:
+    url = make_database()
+    db = Database.from_url(url)
+    migrate(db)
+    db.close()
+    return url
+
+
+@pytest.fixture
+def owner(db_url: str) -> Iterator[Database]:
+    db = Database.from_url(db_url)
+    yield db
+    db.close()
+
+
+def _fill(url: str, n: int = 10) -> PostgresAuditLog:
+    log = PostgresAuditLog(Database.from_url(role_url(url, INGEST)))
+    for i in range(1, n + 1):
+        seq = log.append(
+            operation="encrypt" if i % 2 else "decrypt",
+            outcome="success",
+            actor=f"arn:aws:sts::123456789012:assumed-role/pqfile-ingest/fn-{i}",
+            document_id=f"doc-{i}",
+            key_id="ab" * 16 if i % 3 else None,
+            request_id=f"exec-{i}",
+            details={"size": i * 1000, "note": "ünïcødé ✓"} if i % 4 else None,
+        )
+        assert seq == i
+    return log
+
+
+def _as_dba(owner: Database, *statements: str) -> None:
+    """Tamper as a database superuser would: with the append-only triggers bypassed."""
+    with owner.transaction() as s:
+        s.script("SET LOCAL session_replication_role = replica")
+        for statement in statements:
+            s.script(statement)
+
+
+def _verify(url: str) -> dict[str, object]:
+    report = PostgresAuditLog(Database.from_url(role_url(url, AUDITOR))).verify_chain(batch_size=3)
+    return report.as_dict()
+
+
+def test_chain_verifies_and_python_matches_database(db_url: str, owner: Database) -> None:
+    _fill(db_url)
+    report = _verify(db_url)
+    assert report["ok"] and report["rows"] == 10 and report["head_seq"] == 10
+    rows = owner.run("SELECT seq, prev_hash, row_hash FROM access_logs ORDER BY seq")
+    assert bytes(rows[0][1]) == GENESIS_HASH
+    for prev, row in itertools.pairwise(rows):
+        assert bytes(row[1]) == bytes(prev[2])
+    tail = list(PostgresAuditLog(owner).tail(3))
+    assert [r["seq"] for r in tail] == [8, 9, 10]
+    assert tail[0]["details"] is None
+    assert tail[1]["details"] == {"note": "ünïcødé ✓", "size": 9000}
+    assert (
+        tail[1]["actor"].endswith("fn-9")
+        and tail[1]["key_id"] is None
+        and tail[2]["key_id"] == "ab" * 16
+    )
+
+
+def test_many_concurrent_writers_keep_the_chain_linear(db_url: str) -> None:
+    writers, per_writer = 8, 150
+    errors: list[BaseException] = []
+    seqs: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(writers)
+
+    def work(i: int) -> None:
+        role = (INGEST, RETRIEVE, ROTATE)[i % 3]
+        log = PostgresAuditLog(Database.from_url(role_url(db_url, role)))
+        try:
+            barrier.wait()
+            for j in range(per_writer):
+                seq = log.append(
+                    operation="decrypt", outcome="success", actor=f"w{i}", request_id=f"{i}-{j}"
+                )
+                with lock:
+                    seqs.append(seq)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert sorted(seqs) == list(range(1, writers * per_writer + 1))
+    report = _verify(db_url)
+    assert report["ok"] and report["rows"] == writers * per_writer
+
+
+@pytest.mark.parametrize(
+    ("tamper", "broken_seq"),
+    [
+        # change one field of a middle row
+        (["UPDATE access_logs SET actor = 'someone-else' WHERE seq = 5"], 5),
+        (["UPDATE access_logs SET outcome = 'failure' WHERE seq = 5"], 5),
+        (["UPDATE access_logs SET details = NULL WHERE seq = 6"], 6),
+        (["UPDATE access_logs SET occurred_at = occurred_at + interval '1 hour' WHERE seq = 4"], 4),
+        # delete a middle row, the last row, the first row
+        (["DELETE FROM access_logs WHERE seq = 5"], 5),
+        (["DELETE FROM access_logs WHERE seq = 10"], 10),
+        (["DELETE FROM access_logs WHERE seq = 1"], 1),
+        # swap two rows (their positions in the chain)
+        (
+            [
+                "UPDATE access_logs SET seq = 1000 WHERE seq = 3",
+                "UPDATE access_logs SET seq = 3 WHERE seq = 7",
+                "UPDATE access_logs SET seq = 7 WHERE seq = 1000",
+            ],
+            3,
+        ),
+        # swap the contents of two rows, keeping each row's own seq and hashes
+        (
+            [
+                "CREATE TEMP TABLE t AS SELECT * FROM access_logs WHERE seq IN (4, 8)",
+                "UPDATE access_logs a SET actor = t.actor, request_id = t.request_id "
+                "FROM t WHERE a.seq IN (4, 8) AND t.seq = 12 - a.seq",
+            ],
+            4,
+        ),
+    ],
+)
+def test_tampering_is_detected_and_named(
+    db_url: str, owner: Database, tamper: list[str], broken_seq: int
+) -> None:
+    _fill(db_url)
+    _as_dba(owner, *tamper)
+    report = _verify(db_url)
+    assert report["ok"] is False
+    assert report["broken_seq"] == broken_seq, report
+
+
+def test_forged_rows_are_detected(db_url: str, owner: Database) -> None:
+    _fill(db_url)
+    # A forged row appended after the tail, with a correctly computed hash: the recorded
+    # chain head (updated only by audit_append) no longer matches.
+    _as_dba(
+        owner,
+        "INSERT INTO access_logs SELECT 11, now(), 'decrypt', 'success', 'mallory', 'doc-1', "
+        "NULL, NULL, NULL, row_hash, audit_row_hash(11, now(), 'decrypt', 'success', "
+        "'mallory', 'doc-1', NULL, NULL, NULL, row_hash) FROM access_logs WHERE seq = 10",
+    )
+    report = _verify(db_url)
+    assert report["ok"] is False and report["broken_seq"] == 11
+    assert "beyond the recorded chain head" in str(report["reason"])
+
+
+def test_forged_row_in_the_middle_is_detected(db_url: str, owner: Database) -> None:
+    _fill(db_url)
+    forged_hash = hashlib.sha256(b"forged").hexdigest()
+    _as_dba(
+        owner,
+        "UPDATE access_logs SET seq = seq + 1000 WHERE seq >= 5",
+        "UPDATE access_logs SET seq = seq - 999 WHERE seq > 1000",
+        "INSERT INTO access_logs SELECT 5, now(), 'decrypt', 'success', 'mallory', 'doc-x', "
+        f"NULL, NULL, NULL, row_hash, '\\x{forged_hash}'::bytea FROM access_logs WHERE seq = 4",
+    )
+    report = _verify(db_url)
+    assert report["ok"] is False and report["broken_seq"] == 5
+
+
+@pytest.mark.parametrize("role", [INGEST, RETRIEVE, ROTATE, AUDITOR])
+def test_pipeline_roles_cannot_change_audit_rows(db_url: str, role: str) -> None:
+    _fill(db_url, 3)
+    db = Database.from_url(role_url(db_url, role))
+    for statement in (
+        "UPDATE access_logs SET actor = 'x' WHERE seq = 2",
+        "DELETE FROM access_logs WHERE seq = 2",
+        "TRUNCATE access_logs",
+        "INSERT INTO access_logs (seq, occurred_at, operation, outcome, actor, prev_hash, "
+        "row_hash) SELECT 4, now(), 'x', 'success', 'x', row_hash, row_hash FROM "
+        "audit_chain_head",
+        "UPDATE audit_chain_head SET seq = 0",
+    ):
+        with pytest.raises(PermissionDeniedError, match="permission denied"):
+            db.run(statement)
+    db.close()
+    assert _verify(db_url)["ok"]
+
+
+def test_even_the_owner_meets_the_append_only_trigger(db_url: str, owner: Database) -> None:
+    _fill(db_url, 3)
+    for statement in (
+        "UPDATE access_logs SET actor = 'x' WHERE seq = 2",
+        "DELETE FROM access_logs WHERE seq = 2",
+        "TRUNCATE access_logs",
+    ):
+        with pytest.raises(ImmutableRowError, match="append-only"):
+            owner.run(statement)
+    assert _verify(db_url)["ok"]
+
+
+def test_cli_audit_verify_and_tail(
+    db_url: str,
+    owner: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _fill(db_url, 6)
+    monkeypatch.setenv("PQFILE_DATABASE_URL", db_url)
+    assert cli_main(["audit", "verify"]) == 0
+    assert "audit chain OK: 6 rows" in capsys.readouterr().out
+    assert cli_main(["audit", "tail", "-n", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[-1].split()[0] == "6"
+    assert cli_main(["audit", "tail", "--json", "-n", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["request_id"] == "exec-6"
+    _as_dba(owner, "UPDATE access_logs SET key_id = NULL WHERE seq = 4")
+    assert cli_main(["audit", "verify", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["broken_seq"] == 4
+    assert cli_main(["audit", "verify"]) == 1
+    assert "BROKEN at row 4" in capsys.readouterr().out
