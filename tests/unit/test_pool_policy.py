@@ -1,0 +1,189 @@
+"""Pure key-pool policy: lifecycle table, refill arithmetic, rotation reasons, selection
+model, the unwrapped-key cache and the audit chain's canonical encoding."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+
+import pytest
+
+from pqfile.errors import KeyNotUsableError
+from pqfile.keys.audit_chain import (
+    GENESIS_HASH,
+    AuditRow,
+    canonical_details,
+    compute_hash,
+    encode_row,
+    verify_rows,
+)
+from pqfile.keys.cache import UnwrappedKeyCache
+from pqfile.keys.model import KeyRecord, KeyStatus, Purpose, can_transition, usable_for
+from pqfile.keys.policy import PoolPolicy, RotationReason, pick_least_used, usage_spread
+
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+
+
+def _key(
+    key_id: str, usage: int = 0, status: KeyStatus = KeyStatus.ACTIVE, **kw: object
+) -> KeyRecord:
+    fields: dict[str, object] = {
+        "key_id": key_id,
+        "suite": "xwing",
+        "public_key": b"",
+        "kms_key_arn": "arn",
+        "status": status,
+        "usage_count": usage,
+        "bytes_encrypted": 0,
+        "created_at": NOW - dt.timedelta(days=1),
+        "activated_at": NOW - dt.timedelta(days=1),
+        "rotate_after": NOW + dt.timedelta(days=29),
+    }
+    fields.update(kw)
+    return KeyRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_lifecycle_table() -> None:
+    assert can_transition(KeyStatus.ACTIVE, KeyStatus.ROTATION_QUEUED)
+    assert can_transition(KeyStatus.ROTATION_QUEUED, KeyStatus.EXPIRED)
+    assert can_transition(KeyStatus.EXPIRED, KeyStatus.REVOKED)
+    for old in KeyStatus:
+        assert not can_transition(old, KeyStatus.ACTIVE)
+        assert not can_transition(KeyStatus.REVOKED, old)
+    assert usable_for(KeyStatus.EXPIRED, Purpose.DECRYPT)
+    assert not usable_for(KeyStatus.EXPIRED, Purpose.ENCRYPT)
+    assert not any(usable_for(KeyStatus.REVOKED, p) for p in Purpose)
+    with pytest.raises(KeyNotUsableError, match="revoked"):
+        _key("a", status=KeyStatus.REVOKED).require(Purpose.DECRYPT)
+
+
+@pytest.mark.parametrize(("active", "expected"), [(0, 100), (79, 21), (80, 0), (100, 0), (120, 0)])
+def test_refill_counts(active: int, expected: int) -> None:
+    assert PoolPolicy().keys_to_create(active) == expected
+
+
+def test_policy_validation() -> None:
+    with pytest.raises(ValueError):
+        PoolPolicy(target_active=10, floor_active=11)
+    with pytest.raises(ValueError):
+        PoolPolicy(max_age=dt.timedelta(0))
+    assert PoolPolicy().max_age == dt.timedelta(days=30)
+
+
+def test_rotation_reasons() -> None:
+    policy = PoolPolicy(max_documents=10, max_bytes=1000)
+    assert policy.rotation_reason(_key("a"), NOW) is None
+    assert policy.rotation_reason(_key("a", rotate_after=NOW), NOW) is RotationReason.AGE
+    assert policy.rotation_reason(_key("a", usage=10), NOW) is RotationReason.DOCUMENT_CAP
+    assert policy.rotation_reason(_key("a", bytes_encrypted=1000), NOW) is RotationReason.BYTES_CAP
+    assert policy.rotation_reason(_key("a", usage=99, status=KeyStatus.EXPIRED), NOW) is None
+    due = policy.due_for_rotation([_key("a"), _key("b", usage=11)], NOW)
+    assert [(k.key_id, r) for k, r in due] == [("b", RotationReason.DOCUMENT_CAP)]
+    assert policy.rotate_after(NOW) == NOW + dt.timedelta(days=30)
+
+
+def test_pick_least_used_never_hands_out_inactive_keys() -> None:
+    policy = PoolPolicy(max_documents=50)
+    keys = [
+        _key("c", usage=3),
+        _key("b", usage=3),
+        _key("a", usage=0, status=KeyStatus.REVOKED),
+        _key("d", usage=1, status=KeyStatus.ROTATION_QUEUED),
+        _key("e", usage=0, rotate_after=NOW),
+        _key("f", usage=50),
+    ]
+    assert pick_least_used(keys, "xwing", policy, NOW).key_id == "b"  # type: ignore[union-attr]
+    assert pick_least_used(keys, "mlkem768", policy, NOW) is None
+
+
+def test_usage_spread() -> None:
+    assert usage_spread([]).ratio is None
+    assert usage_spread([0, 5]).ratio is None
+    spread = usage_spread([80, 81, 96])
+    assert (spread.min_usage, spread.max_usage, spread.total_usage) == (80, 96, 257)
+    assert spread.ratio == pytest.approx(1.2)
+
+
+def test_cache_ttl_cap_and_repr() -> None:
+    now = [0.0]
+    cache: UnwrappedKeyCache[bytes] = UnwrappedKeyCache(
+        ttl_seconds=10, max_entries=2, clock=lambda: now[0]
+    )
+    cache.put("a", b"secret-a")
+    cache.put("b", b"secret-b")
+    assert cache.get("a") == b"secret-a"  # a is now most recently used
+    cache.put("c", b"secret-c")  # evicts b
+    assert cache.get("b") is None and cache.get("c") == b"secret-c"
+    now[0] = 10.0
+    assert cache.get("a") is None and len(cache) == 1
+    assert "secret" not in repr(cache)
+    cache.discard("c")
+    assert len(cache) == 0
+    with pytest.raises(ValueError):
+        UnwrappedKeyCache(ttl_seconds=0)
+
+
+def _row(seq: int, prev: bytes, **kw: object) -> AuditRow:
+    base: dict[str, object] = {
+        "seq": seq,
+        "occurred_at": NOW + dt.timedelta(microseconds=seq),
+        "operation": "encrypt",
+        "outcome": "success",
+        "actor": "me",
+        "document_id": f"doc-{seq}",
+        "key_id": None,
+        "request_id": None,
+        "details": canonical_details({"b": 1, "a": "x"}),
+        "prev_hash": prev,
+        "row_hash": b"",
+    }
+    base.update(kw)
+    row = AuditRow(**base)  # type: ignore[arg-type]
+    return dataclasses.replace(row, row_hash=compute_hash(row))
+
+
+def _chain(n: int) -> list[AuditRow]:
+    rows: list[AuditRow] = []
+    prev = GENESIS_HASH
+    for seq in range(1, n + 1):
+        rows.append(_row(seq, prev))
+        prev = rows[-1].row_hash
+    return rows
+
+
+def test_canonical_encoding_is_pinned() -> None:
+    encoded = encode_row(
+        seq=1,
+        occurred_at=dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+        operation="encrypt",
+        outcome="success",
+        actor="a",
+        document_id=None,
+        key_id="k",
+        request_id=None,
+        details='{"a":1}',
+        prev_hash=bytes(32),
+    )
+    assert encoded.startswith(
+        b"pqfile/audit/v1\x00\x00\x00\x011\x00\x00\x00\x1b2026-01-02T03:04:05.000006Z"
+    )
+    assert b"\x00\x00\x00\x01a\xff\xff\xff\xff\x00\x00\x00\x01k\xff\xff\xff\xff" in encoded
+    assert encoded.endswith(b"\x00\x00\x00\x20" + bytes(32))
+    assert canonical_details({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'
+    assert canonical_details(None) is None
+    assert len(hashlib.sha256(encoded).digest()) == 32
+
+
+def test_verify_rows_pure() -> None:
+    rows = _chain(5)
+    assert verify_rows(rows, (5, rows[-1].row_hash)).ok
+    assert verify_rows(rows[:2] + rows[3:]).broken_seq == 3  # deleted
+    edited = [*rows[:2], dataclasses.replace(rows[2], actor="x"), *rows[3:]]
+    assert verify_rows(edited).broken_seq == 3
+    assert verify_rows(rows[:4], (5, rows[-1].row_hash)).broken_seq == 5  # tail deleted
+    assert verify_rows(rows, (4, rows[3].row_hash)).broken_seq == 5  # beyond head
+    report = verify_rows(rows, (5, b"\x00" * 32))
+    assert not report.ok and report.broken_seq == 5
+    with pytest.raises(ValueError):
+        compute_hash(dataclasses.replace(rows[0], occurred_at=dt.datetime(2026, 1, 1)))
