@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -53,6 +54,14 @@ UP_TIMEOUT_SECONDS = 120.0
 # -- supervisor (runs detached) ---------------------------------------------------------------
 
 
+def _postgres_base(base: Path) -> Path:
+    """Where the cluster lives. As root the server runs as `postgres`, which must reach it:
+    a private directory under the system's temporary directory, not one under the tree."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path(tempfile.mkdtemp(prefix="pqfile-devstack-pg-"))
+    return base / "postgres"
+
+
 def supervise(base: Path, host: str, port: int) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
@@ -77,11 +86,14 @@ def supervise(base: Path, host: str, port: int) -> int:
     try:
         from devstack.postgres import start_postgres
 
-        postgres = start_postgres(base / "postgres")
+        postgres_base = _postgres_base(base)
+        update_state(base, postgres={"base_dir": str(postgres_base), "started": False})
+        postgres = start_postgres(postgres_base)
         update_state(
             base,
             database_url=postgres.url,
             postgres={
+                "base_dir": str(postgres_base),
                 "started": postgres.started,
                 "data_dir": str(postgres.data_dir) if postgres.data_dir else None,
                 "port": postgres.port,
@@ -241,6 +253,8 @@ def _tear_down(base: Path) -> bool:
     postgres = state.get("postgres") or {}
     if postgres.get("started") and postgres.get("data_dir"):
         _stop_postgres_cluster(postgres["data_dir"])
+    if postgres.get("base_dir"):
+        shutil.rmtree(postgres["base_dir"], ignore_errors=True)
     shutil.rmtree(base, ignore_errors=True)
     return True
 

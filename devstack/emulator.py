@@ -53,6 +53,8 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_PORT = 4566
 MOTO_VERSION = "5.2.5"
 LOG_TAIL_BYTES = 4096  # Lambda's x-amz-log-result carries the last 4 KB
+_MOTO_CONSTANT_EVENT_ID = "17793124-05d4-b198-2fde-7ededc63b103"  # moto.events.utils
+_MOTO_CONSTANT_SEQUENCER = "617f08299329d189"  # moto.s3.notifications
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,6 +143,15 @@ def check_moto_internals() -> list[str]:
         expect(
             "send_to_targets" in inspect.getsource(notifications._send_event_bridge_message),
             "moto.s3.notifications._send_event_bridge_message no longer calls Rule.send_to_targets",
+        )
+        from moto.events.utils import _BASE_EVENT_MESSAGE
+
+        expect(
+            _BASE_EVENT_MESSAGE.get("id") == _MOTO_CONSTANT_EVENT_ID
+            and _MOTO_CONSTANT_SEQUENCER
+            in inspect.getsource(notifications._send_event_bridge_message),
+            "moto's constant S3 event id / sequencer changed (devstack.emulator._normalised_event "
+            "replaces them with unique values)",
         )
     except (ImportError, AttributeError) as exc:
         problems.append(f"moto.s3.notifications internals missing: {exc}")
@@ -343,8 +354,6 @@ def _patch_stepfunctions() -> None:
 # EventBridge: rules that target state machines and Lambda functions.
 # --------------------------------------------------------------------------------------------
 
-_MOTO_CONSTANT_EVENT_ID = "17793124-05d4-b198-2fde-7ededc63b103"  # moto.events.utils
-
 
 def _normalised_event(event: dict[str, Any]) -> dict[str, Any]:
     """The event as AWS delivers it: a unique id, an ISO-8601 `time`."""
@@ -355,6 +364,10 @@ def _normalised_event(event: dict[str, Any]) -> dict[str, Any]:
                               sort_keys=True, default=str)  # fmt: skip
         event["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, identity))
     when = event.get("time")
+    s3_object = event.get("detail", {}).get("object") if event.get("source") == "aws.s3" else None
+    if isinstance(s3_object, dict) and isinstance(when, float):
+        if s3_object.get("sequencer") == _MOTO_CONSTANT_SEQUENCER:
+            s3_object["sequencer"] = f"{int(when * 1_000_000):016X}"  # grows with time, per key
     if isinstance(when, int | float):
         event["time"] = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     event.pop("ingestion-time", None)

@@ -232,7 +232,7 @@ class LambdaWorkerPool:
             [self.python, "-u", str(WORKER_SCRIPT), spec.handler, *self.code_paths],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=None,  # start-up failures land in the emulator's log; then fd 2 is captured
             env=self._environment(spec),
             cwd=self.code_paths[0],
             close_fds=True,

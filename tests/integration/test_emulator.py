@@ -325,9 +325,12 @@ def test_s3_upload_starts_the_state_machine_through_an_eventbridge_rule(
         aws_emulator, bucket, {"Arn": machine["stateMachineArn"], "RoleArn": emulator_role_arn}
     )
     s3 = aws_emulator.client("s3")
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket=bucket, Key="ignored/not-an-upload.txt", Body=b"x")
-    s3.put_object(Bucket=bucket, Key="uploads/one.txt", Body=b"one")
-    s3.put_object(Bucket=bucket, Key="uploads/two.txt", Body=b"two")
+    versions = {
+        key: s3.put_object(Bucket=bucket, Key=key, Body=key.encode())["VersionId"]
+        for key in ("uploads/one.txt", "uploads/two.txt")
+    }
 
     executions = _wait_for_executions(aws_emulator, machine["stateMachineArn"], 2)
     assert [e["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
@@ -341,7 +344,10 @@ def test_s3_upload_starts_the_state_machine_through_an_eventbridge_rule(
         assert event["detail-type"] == "Object Created"
         assert event["detail"]["bucket"]["name"] == bucket
         assert event["time"].endswith("Z")
+        assert event["detail"]["object"]["version-id"] == versions[event["detail"]["object"]["key"]]
     assert events[0]["id"] != events[1]["id"]
+    sequencers = {e["detail"]["object"]["sequencer"] for e in events}
+    assert len(sequencers) == 2
     assert len(sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]) == 2
 
 
