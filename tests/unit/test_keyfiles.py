@@ -1,0 +1,139 @@
+"""PEM key files (docs/FORMAT.md section 11)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization as ser
+from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
+
+from pqfile.crypto import keyfiles as K
+from pqfile.crypto.kem import Suite, generate
+from pqfile.errors import KeyFormatError
+
+
+def test_oid_encodings() -> None:
+    assert K.encode_oid(K.OID_MLKEM768) == bytes.fromhex("608648016503040402")
+    # draft-connolly-cfrg-xwing-kem: id-XWing 1.3.6.1.4.1.62253.25722
+    assert K.encode_oid(K.OID_XWING) == bytes.fromhex("2b0601040183e62d81c87a")
+
+
+def test_mlkem768_matches_pyca_byte_for_byte() -> None:
+    sk = generate(Suite.MLKEM768)
+    pyca = MLKEM768PrivateKey.from_seed_bytes(sk.seed)
+    assert K.secret_key_to_pem(sk) == pyca.private_bytes(
+        ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()
+    )
+    assert K.public_key_to_pem(sk.public_key()) == pyca.public_key().public_bytes(
+        ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo
+    )
+    # and pyca reads what we write
+    loaded = ser.load_pem_private_key(K.secret_key_to_pem(sk), None)
+    assert isinstance(loaded, MLKEM768PrivateKey)
+    assert loaded.private_bytes_raw() == sk.seed
+
+
+def test_xwing_der_layout() -> None:
+    sk = generate(Suite.XWING)
+    der = K.secret_key_to_der(sk)
+    assert der[:20] == bytes.fromhex("3034020100300d060b2b0601040183e62d81c87a")
+    assert der[20:22] == b"\x04\x20" and der[22:] == sk.seed
+    spki = K.public_key_to_der(sk.public_key())
+    assert spki[:24] == bytes.fromhex("308204d4300d060b2b0601040183e62d81c87a038204c100")
+    assert spki[24:] == sk.public_key().raw
+
+
+@pytest.mark.parametrize("suite", list(Suite), ids=lambda s: s.value)
+def test_round_trip(suite: Suite) -> None:
+    sk = generate(suite)
+    assert K.secret_key_from_pem(K.secret_key_to_pem(sk)) == sk
+    assert K.public_key_from_pem(K.public_key_to_pem(sk.public_key())) == sk.public_key()
+
+
+def _pem(label: str, der: bytes) -> bytes:
+    return (
+        f"-----BEGIN {label}-----\n".encode()
+        + base64.encodebytes(der)
+        + f"-----END {label}-----\n".encode()
+    )
+
+
+@pytest.mark.parametrize("suite", list(Suite), ids=lambda s: s.value)
+def test_rejects_malformed(suite: Suite) -> None:
+    sk = generate(suite)
+    der = K.secret_key_to_der(sk)
+    pub = K.public_key_to_der(sk.public_key())
+    bad = [
+        der + b"\x00",  # trailing
+        der[:-1],  # truncated
+        der[:2] + b"\x02\x01\x01" + der[5:],  # version 1
+        pub,  # a public key where a secret key belongs
+    ]
+    for item in bad:
+        with pytest.raises(KeyFormatError):
+            K.secret_key_from_der(item)
+    with pytest.raises(KeyFormatError):
+        K.public_key_from_der(pub[:-1])
+    with pytest.raises(KeyFormatError):
+        K.public_key_from_pem(K.secret_key_to_pem(sk))  # wrong PEM label
+    with pytest.raises(KeyFormatError):
+        K.public_key_from_pem(b"-----BEGIN PUBLIC KEY-----\n!!!\n-----END PUBLIC KEY-----\n")
+    with pytest.raises(KeyFormatError):
+        K.public_key_from_pem(b"not pem")
+
+
+def test_rejects_other_algorithms() -> None:
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    other = x25519.X25519PrivateKey.generate()
+    pem = other.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+    with pytest.raises(KeyFormatError):
+        K.secret_key_from_pem(pem)
+
+
+def test_mlkem_expanded_form_rejected() -> None:
+    sk = generate(Suite.MLKEM768)
+    der = bytearray(K.secret_key_to_der(sk))
+    der[der.index(b"\x80\x40")] = 0x81  # not the seed [0] choice
+    with pytest.raises(KeyFormatError):
+        K.secret_key_from_der(bytes(der))
+
+
+def test_modulus_check_applies_to_pem() -> None:
+    sk = generate(Suite.MLKEM768)
+    spki = bytearray(K.public_key_to_der(sk.public_key()))
+    start = len(spki) - 1184  # ek is the BIT STRING payload
+    spki[start : start + 2] = b"\xff\xff"  # first coefficient 0xfff >= q
+    with pytest.raises(KeyFormatError):
+        K.public_key_from_der(bytes(spki))
+
+
+def test_secret_file_mode_and_no_clobber(tmp_path: Path) -> None:
+    sk = generate()
+    path = tmp_path / "id.sec"
+    K.write_secret_key(path, sk)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert K.load_secret_key(path) == sk
+    with pytest.raises(FileExistsError):
+        K.write_secret_key(path, generate())
+    other = generate()
+    K.write_secret_key(path, other, overwrite=True)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert K.load_secret_key(path) == other
+    assert [p.name for p in tmp_path.iterdir()] == ["id.sec"]
+    pub = tmp_path / "id.pub"
+    K.write_public_key(pub, other.public_key())
+    assert K.load_public_key(pub) == other.public_key()
+
+
+def test_secret_file_refuses_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    link = tmp_path / "link.sec"
+    link.symlink_to(target)
+    with pytest.raises(FileExistsError):
+        K.write_secret_key(link, generate())
+    assert not target.exists()
