@@ -26,6 +26,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 bench: venv
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 up: venv
