@@ -485,8 +485,12 @@ def apply_patches(
     return pool
 
 
-def serve(host: str, port: int, code_paths: Iterable[Path]) -> None:
-    """Run the patched moto server in this process until SIGTERM or SIGINT."""
+def serve(host: str, port: int, code_paths: Iterable[Path], exit_with_parent: bool = False) -> None:
+    """Run the patched moto server in this process until SIGTERM or SIGINT.
+
+    `exit_with_parent`: also stop when the process that started this one goes away (a test
+    run killed mid-way must not leave a server behind).
+    """
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -503,6 +507,16 @@ def serve(host: str, port: int, code_paths: Iterable[Path]) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if exit_with_parent:
+        parent = os.getppid()
+
+        def watch_parent() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            LOG.warning("parent process %s is gone: stopping", parent)
+            server.shutdown()
+
+        threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     LOG.info("emulated AWS listening on http://%s:%s", host, port)
     try:
         server.serve_forever()
@@ -521,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="directory put on the handlers' sys.path (repeatable; default: functions/)",
     )
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the starting process exits"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -528,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    serve(args.host, args.port, args.code_path or list(DEFAULT_CODE_PATHS))
+    serve(args.host, args.port, args.code_path or list(DEFAULT_CODE_PATHS), args.exit_with_parent)
     return 0
 
 
@@ -600,6 +617,13 @@ class Emulator:
             **kwargs,
         )
 
+    def reset(self) -> None:
+        """Forget every resource (moto's /moto-api/reset); the patches and warm workers stay."""
+        url = f"{self.endpoint_url}/moto-api/reset"
+        request = urllib.request.Request(url, method="POST")  # noqa: S310 - loopback http
+        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 - loopback
+            reply.read()
+
     def logs(self) -> str:
         if self.log_path and self.log_path.exists():
             return self.log_path.read_text(errors="replace")
@@ -630,6 +654,8 @@ def start_emulator(
     """
     port = port or free_port(host)
     command = [sys.executable, "-m", "devstack.emulator", "--host", host, "--port", str(port)]
+    if not detach:
+        command.append("--exit-with-parent")
     for path in code_paths:
         command += ["--code-path", str(path)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}

@@ -16,6 +16,17 @@ from devstack.emulator import Emulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
+_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "states.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
 
 def _invoke(emulator: Emulator, function: str, event: Any) -> tuple[Any, str | None]:
     response = emulator.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event))
@@ -431,3 +442,29 @@ def test_handler_putting_to_a_notifying_bucket_does_not_deadlock(
     assert [error for _, error in results] == [None] * 4
     executions = _wait_for_executions(aws_emulator, machine["stateMachineArn"], 4)
     assert {e["status"] for e in executions} == {"SUCCEEDED"}
+
+
+def test_reset_forgets_resources_but_keeps_the_additions() -> None:
+    # A private emulator: resetting the shared one would pull resources from under other tests.
+    from devstack.emulator import start_emulator
+
+    emulator = start_emulator()
+    try:
+        emulator.client("s3").create_bucket(Bucket="before-reset")
+        emulator.reset()
+        assert emulator.client("s3").list_buckets()["Buckets"] == []
+        sfn = emulator.client("stepfunctions")
+        good = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+        assert sfn.validate_state_machine_definition(definition=good)["result"] == "OK"
+        role = emulator.client("iam").create_role(
+            RoleName="after-reset", AssumeRolePolicyDocument=json.dumps(_TRUST)
+        )["Role"]["Arn"]
+        definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 7, "End": True}}}
+        machine = sfn.create_state_machine(
+            name="after-reset", definition=json.dumps(definition), roleArn=role
+        )
+        run = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="r")
+        finished = _wait_for_execution(emulator, run["executionArn"])
+        assert (finished["status"], finished.get("output")) == ("SUCCEEDED", "7")
+    finally:
+        emulator.stop()
