@@ -42,7 +42,7 @@ import re
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -578,8 +578,9 @@ _KEY_COLUMNS = (
 
 # Least-used active key of a suite; SKIP LOCKED lets concurrent callers take the next one
 # instead of queueing behind each other. The outer status check re-validates the row after
-# the lock (a key revoked meanwhile is never handed out).
-_SELECT_KEY_SQL = f"""
+# the lock (a key revoked meanwhile is never handed out). Few columns come back: this is
+# the hot path, and every timestamp costs client-side parsing.
+_SELECT_KEY_SQL = """
 UPDATE encryption_keys AS k
    SET usage_count = k.usage_count + 1,
        bytes_encrypted = k.bytes_encrypted + :nbytes,
@@ -592,8 +593,19 @@ UPDATE encryption_keys AS k
           LIMIT 1
           FOR UPDATE SKIP LOCKED)
    AND k.status = 'active'
-RETURNING {", ".join("k." + c.strip() for c in _KEY_COLUMNS.split(","))}
+RETURNING k.id, k.suite, k.public_key, k.usage_count, k.bytes_encrypted
 """
+
+
+@dataclass(frozen=True)
+class SelectedKey:
+    """What a selection returns: the key to encrypt to, and its usage after this use."""
+
+    key_id: str
+    suite: str
+    public_key: bytes = field(repr=False)
+    usage_count: int
+    bytes_encrypted: int
 
 
 def _key_record(r: Sequence[Any]) -> KeyRecord:
@@ -644,10 +656,11 @@ class PostgresKeyStore:
             cache if cache is not None else UnwrappedKeyCache()
         )
         self._actor = actor
+        self._public_keys: dict[str, kem.PublicKey] = {}
 
     # -- selection (ingest) --
 
-    def select_key_record(self, suite: kem.Suite | str, plaintext_size: int = 0) -> KeyRecord:
+    def select_key_record(self, suite: kem.Suite | str, plaintext_size: int = 0) -> SelectedKey:
         """Take the least-used active key of ``suite`` and count one use of it."""
         name = _suite_name(suite)
         for _attempt in range(3):
@@ -659,7 +672,8 @@ class PostgresKeyStore:
                 max_bytes=self.policy.max_bytes,
             )
             if rows:
-                return _key_record(rows[0])
+                r = rows[0]
+                return SelectedKey(r[0], r[1], bytes(r[2]), int(r[3]), int(r[4]))
             # Nothing returned: no eligible key, or every eligible key was locked right now.
             if not self._has_eligible(name):
                 break
@@ -679,8 +693,20 @@ class PostgresKeyStore:
     def select_encryption_key(
         self, suite: kem.Suite | str, plaintext_size: int = 0
     ) -> kem.PublicKey:
-        record = self.select_key_record(suite, plaintext_size)
-        return kem.public_key_from_bytes(kem.Suite.from_name(record.suite), record.public_key)
+        selected = self.select_key_record(suite, plaintext_size)
+        return self._public(selected.key_id, selected.suite, selected.public_key)
+
+    def _public(self, key_id: str, suite: str, raw: bytes) -> kem.PublicKey:
+        # Public keys never change (trigger-enforced): check and parse each one once.
+        cached = self._public_keys.get(key_id)
+        if cached is None:
+            cached = kem.public_key_from_bytes(kem.Suite.from_name(suite), raw)
+            if cached.key_id != key_id:
+                raise CustodyError(f"public key does not match key id {key_id}")
+            if len(self._public_keys) >= 4096:
+                self._public_keys.clear()
+            self._public_keys[key_id] = cached
+        return cached
 
     # -- lookups --
 
@@ -692,7 +718,7 @@ class PostgresKeyStore:
 
     def public_key(self, key_id: str) -> kem.PublicKey:
         record = self.get_key(key_id)
-        return kem.public_key_from_bytes(kem.Suite.from_name(record.suite), record.public_key)
+        return self._public(record.key_id, record.suite, record.public_key)
 
     def list_keys(self, suite: str | None = None) -> list[KeyRecord]:
         rows = self._db.run(
