@@ -263,17 +263,23 @@ def _commit_temp(tmp: str, target: Path, overwrite: bool) -> None:
         os.unlink(tmp)
 
 
-def write_atomically(target: str | os.PathLike[str], *, overwrite: bool = False) -> _AtomicFile:
-    """A file object that appears at ``target`` (mode 0600) only when committed."""
-    return _AtomicFile(Path(target), overwrite)
+def write_atomically(
+    target: str | os.PathLike[str], *, overwrite: bool = False, durable: bool = False
+) -> _AtomicFile:
+    """A file object that appears at ``target`` (mode 0600) only when committed.
+
+    ``durable`` fsyncs before the rename (slower; off by default, as for ``cp``).
+    """
+    return _AtomicFile(Path(target), overwrite, durable)
 
 
 class _AtomicFile:
     """Temporary file next to the target; ``commit`` renames it, ``discard`` removes it."""
 
-    def __init__(self, target: Path, overwrite: bool) -> None:
+    def __init__(self, target: Path, overwrite: bool, durable: bool = False) -> None:
         self.target = target
         self.overwrite = overwrite
+        self.durable = durable
         if not overwrite and target.exists():
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
         fd, self.tmp = tempfile.mkstemp(
@@ -286,7 +292,8 @@ class _AtomicFile:
 
     def commit(self) -> None:
         self.file.flush()
-        os.fsync(self.file.fileno())
+        if self.durable:
+            os.fsync(self.file.fileno())
         self.file.close()
         _commit_temp(self.tmp, self.target, self.overwrite)
 
