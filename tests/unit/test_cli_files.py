@@ -174,3 +174,21 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     proc = run("keygen", "--suite", "rsa", "--public", "a", "--secret", "b", cwd=tmp_path)
     assert proc.returncode == 2
+
+
+def test_progress_is_silent_when_not_a_terminal() -> None:
+    import io
+
+    from pqfile.cli import _output
+
+    class FakeTty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert not _output.progress_wanted(10**12, stream=io.StringIO())
+    assert _output.progress_wanted(10**12, stream=FakeTty())
+    assert not _output.progress_wanted(1000, stream=FakeTty())  # small inputs: no bar
+    assert _output.progress_wanted(None, stream=FakeTty())  # unknown size (a pipe)
+    with _output.progress_bar(10**12, "x") as advance:  # pytest's stderr is not a tty
+        assert advance is None
+    assert _output.human_size(1536) == "1.5 KiB (1536 bytes)"
