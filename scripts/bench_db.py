@@ -146,9 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         default="processes",
         help="workers as processes (like concurrent Lambdas, default) or threads in one process",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short run (8 x 300 / 8 x 200), BENCHMARKS.md untouched",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.selections, args.appends, args.no_write = 300, 200, True
 
     load = os.getloadavg()
     handle = start_postgres(Path(tempfile.gettempdir()) / f"pqfile-bench-{os.getpid()}")
