@@ -295,3 +295,33 @@ def test_hash_of_vectors_helper_is_stable() -> None:
     b = bytearray(b"\xff" * 16)
     assert r.readinto(b) == 10 and bytes(b[:10]) == bytes(10)
     assert hashlib.sha256(bytes(b[:10])).digest() == hashlib.sha256(bytes(10)).digest()
+
+
+class ReadOnlyBody:
+    """Only ``read(n)``, like botocore's StreamingBody; returns short chunks."""
+
+    def __init__(self, data: bytes) -> None:
+        self._src = io.BytesIO(data)
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._src.read(min(size, 333) if size >= 0 else -1)
+
+
+def test_sources_without_readinto(key: SecretKey) -> None:
+    data = os.urandom(3 * SEG + 17)
+    out = io.BytesIO()
+    envelope.encrypt_stream(ReadOnlyBody(data), out, key.public_key(), segment_size=SEG)
+    plain = io.BytesIO()
+    envelope.decrypt_stream(ReadOnlyBody(out.getvalue()), plain, key)
+    assert plain.getvalue() == data
+    rewrapped = io.BytesIO()
+    new = generate()
+    envelope.rewrap_stream(ReadOnlyBody(out.getvalue()), rewrapped, key, new.public_key())
+    assert envelope.decrypt_bytes(rewrapped.getvalue(), new) == data
+
+
+def test_header_size_from_the_fixed_part(key: SecretKey) -> None:
+    from pqfile.format.header import FIXED_SIZE, header_size
+
+    pkg = envelope.encrypt_bytes(b"abc", key.public_key(), context={"a": "b"}, document_id="x")
+    assert header_size(pkg[:FIXED_SIZE]) == parse_header(pkg).size

@@ -67,11 +67,10 @@ __all__ = [
 
 
 class BinarySource(Protocol):
-    """A readable binary file object (``open(..., "rb")``, ``sys.stdin.buffer``, BytesIO)."""
+    """A readable binary file object (``open(..., "rb")``, ``sys.stdin.buffer``, BytesIO, an
+    HTTP body). ``readinto`` is used when present (no copies), else ``read``."""
 
     def read(self, size: int = ..., /) -> bytes: ...
-
-    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -420,8 +419,9 @@ def rewrap_stream(
     stream.write_all(dst, memoryview(new_raw))
     buf = bytearray(chunk_size)
     view = memoryview(buf)
+    body = stream.as_source(src)
     while True:
-        n = src.readinto(view)
+        n = body.readinto(view)
         if not n:
             break
         stream.write_all(dst, view[:n])

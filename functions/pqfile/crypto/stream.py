@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -27,6 +27,10 @@ class Source(Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
+class ReadOnly(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
 class Sink(Protocol):
     def write(self, data: memoryview, /) -> int | None: ...
 
@@ -41,6 +45,26 @@ def new_nonce(nonce_prefix: bytes) -> bytearray:
     if len(nonce_prefix) != NONCE_PREFIX_SIZE:
         raise ValueError("nonce prefix must be 7 bytes")
     return bytearray(nonce_prefix) + bytearray(NONCE_SIZE - NONCE_PREFIX_SIZE)
+
+
+class _ReadAdapter:
+    """``readinto`` for sources that only have ``read`` (e.g. an HTTP response body)."""
+
+    def __init__(self, src: ReadOnly) -> None:
+        self._read = src.read
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        data = self._read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+
+def as_source(src: Source | ReadOnly) -> Source:
+    """``src`` itself if it has ``readinto``, else an adapter over its ``read``."""
+    if hasattr(src, "readinto"):
+        return cast(Source, src)
+    return _ReadAdapter(src)
 
 
 def _fill(src: Source, view: memoryview) -> int:
@@ -64,7 +88,7 @@ def write_all(dst: Sink, view: memoryview) -> None:
 
 
 def encrypt_body(
-    src: Source,
+    src: Source | ReadOnly,
     dst: Sink,
     body_key: bytes,
     nonce_prefix: bytes,
@@ -77,6 +101,7 @@ def encrypt_body(
 
     ``start_counter`` exists for tests of the counter arithmetic near its limit.
     """
+    src = as_source(src)
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
     current = bytearray(segment_size)
@@ -112,7 +137,7 @@ def encrypt_body(
 
 
 def decrypt_body(
-    src: Source,
+    src: Source | ReadOnly,
     dst: Sink,
     body_key: bytes,
     nonce_prefix: bytes,
@@ -126,6 +151,7 @@ def decrypt_body(
     Each segment is written only after it verified; on DecryptionError the caller must
     discard what was written so far (the final-segment check comes last).
     """
+    src = as_source(src)
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
     wire = segment_size + TAG_SIZE

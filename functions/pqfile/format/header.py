@@ -289,6 +289,15 @@ def _parse_fixed(fixed: bytes) -> tuple[Suite, int, int, int, bytes, bytes, byte
     return suite, segment_size, ctx_len, doc_len, salt, prefix, commitment
 
 
+def header_size(prefix: bytes) -> int:
+    """The full header length (= body offset) from the first FIXED_SIZE bytes of a package.
+
+    Lets a caller fetch exactly the header (e.g. an S3 range request) before parsing it.
+    """
+    suite, _, ctx_len, doc_len, *_ = _parse_fixed(bytes(prefix[:FIXED_SIZE]))
+    return FIXED_SIZE + doc_len + ctx_len + stanza_size(suite) + MAC_SIZE
+
+
 def _build(fixed: bytes, rest: bytes) -> Header:
     suite, segment_size, ctx_len, doc_len, salt, prefix, commitment = _parse_fixed(fixed)
     need = doc_len + ctx_len + stanza_size(suite) + MAC_SIZE
