@@ -157,6 +157,19 @@ def check_moto_internals() -> list[str]:
         problems.append(f"moto.s3.notifications internals missing: {exc}")
 
     try:
+        from moto.iam.access_control import PermissionResult
+        from moto.s3.models import FakeBucket
+
+        expect(
+            _parameters(FakeBucket.get_permission) == ["self", "action", "resource"]
+            and hasattr(PermissionResult, "NEUTRAL"),
+            "moto.s3.models.FakeBucket.get_permission(self, action, resource) or "
+            "moto.iam.access_control.PermissionResult.NEUTRAL changed",
+        )
+    except ImportError as exc:
+        problems.append(f"moto S3 bucket policy internals not importable: {exc}")
+
+    try:
         from moto.core.config import default_user_config
         from moto.stepfunctions import responses as sfn_responses
         from moto.stepfunctions.parser.asl.utils import boto_client
@@ -306,6 +319,23 @@ def invoke_async(fn: Any, event: Any) -> None:
 # --------------------------------------------------------------------------------------------
 # Step Functions: the two calls Terraform needs, and real execution.
 # --------------------------------------------------------------------------------------------
+
+
+def _patch_s3_bucket_policies() -> None:
+    """Do not enforce bucket policies, as LocalStack does not by default.
+
+    moto 5.2.5 evaluates a bucket policy without the request's context and returns DENIED for
+    every Deny statement that has a Condition, whether or not it holds: the standard TLS-only
+    statement (`aws:SecureTransport` false -> Deny) would refuse every local request. Policies
+    are checked on AWS and by the Terraform checks, not here.
+    """
+    from moto.iam.access_control import PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        return PermissionResult.NEUTRAL
+
+    FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
 
 
 def _patch_stepfunctions() -> None:
@@ -482,6 +512,7 @@ def apply_patches(
     _patch_lambda(pool)
     _patch_stepfunctions()
     _patch_events()
+    _patch_s3_bucket_policies()
     return pool
 
 

@@ -468,3 +468,29 @@ def test_reset_forgets_resources_but_keeps_the_additions() -> None:
         assert (finished["status"], finished.get("output")) == ("SUCCEEDED", "7")
     finally:
         emulator.stop()
+
+
+def test_tls_only_bucket_policy_does_not_refuse_local_requests(aws_emulator: Emulator) -> None:
+    # moto would deny every request under a Deny-with-Condition statement; the emulator does
+    # not enforce bucket policies (as LocalStack does not by default).
+    s3 = aws_emulator.client("s3")
+    bucket = f"tls-only-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    s3.put_object(Bucket=bucket, Key="uploads/a.txt", Body=b"a")
+    assert s3.get_object(Bucket=bucket, Key="uploads/a.txt")["Body"].read() == b"a"
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "uploads/a.txt"}]})
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0

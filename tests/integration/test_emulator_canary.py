@@ -56,3 +56,26 @@ def test_lambda_function_methods_exist(internal: str) -> None:
     assert callable(getattr(LambdaFunction, internal, None)), (
         f"moto.awslambda.models.LambdaFunction.{internal} is gone"
     )
+
+
+def test_moto_still_denies_under_any_deny_statement_with_a_condition() -> None:
+    # Why devstack.emulator._patch_s3_bucket_policies exists; when this fails, moto evaluates
+    # conditions properly and the patch may go.
+    import json
+
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": "arn:aws:s3:::b/*",
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+    result = IAMPolicy(json.dumps(policy)).is_action_permitted("s3:PutObject", "arn:aws:s3:::b/k")
+    assert result == PermissionResult.DENIED, "moto now evaluates bucket policy conditions"
