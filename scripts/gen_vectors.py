@@ -1,4 +1,4 @@
-"""Generate the PQF v1 scenario vectors in tests/vectors/ (docs/FORMAT.md section 12).
+"""Generate the PQF v1 scenario vectors in tests/vectors/ (docs/FORMAT.md section 13).
 
     .venv/bin/python scripts/gen_vectors.py            # (re)write tests/vectors/*.pqfv
     .venv/bin/python scripts/gen_vectors.py --check    # verify the committed files

@@ -1,4 +1,4 @@
-"""PEM key files (docs/FORMAT.md section 11)."""
+"""PEM key files (docs/FORMAT.md section 12)."""
 
 from __future__ import annotations
 

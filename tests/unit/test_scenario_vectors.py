@@ -1,4 +1,4 @@
-"""Run every scenario vector in tests/vectors/ (docs/FORMAT.md section 12).
+"""Run every scenario vector in tests/vectors/ (docs/FORMAT.md section 13).
 
 Each file names its expected outcome; a failed decrypt must leave no output file.
 """

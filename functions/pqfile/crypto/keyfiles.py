@@ -1,4 +1,4 @@
-"""Key files: PEM SubjectPublicKeyInfo and PKCS#8 (docs/FORMAT.md section 11).
+"""Key files: PEM SubjectPublicKeyInfo and PKCS#8 (docs/FORMAT.md section 12).
 
 A deliberately tiny DER codec for exactly two structures (X.690 DER, definite lengths):
 
