@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
@@ -98,15 +99,16 @@ def _append_worker(args: tuple[str, int, int]) -> tuple[float, float, list[float
     return t0, t0 + (time.perf_counter() - start), latencies
 
 
-def _run(pool_fn: object, jobs: list[tuple[object, ...]], mode: str) -> dict[str, float]:
+def _run(pool_fn: Any, jobs: list[Any], mode: str) -> dict[str, float]:
+    results: list[tuple[float, float, list[float]]]
     if mode == "threads":
         from multiprocessing.pool import ThreadPool
 
         with ThreadPool(len(jobs)) as tpool:
-            results = tpool.map(pool_fn, jobs)  # type: ignore[arg-type]
+            results = tpool.map(pool_fn, jobs)
     else:
         with mp.get_context("fork").Pool(len(jobs)) as pool:
-            results = pool.map(pool_fn, jobs)  # type: ignore[arg-type]
+            results = pool.map(pool_fn, jobs)
     begin = min(r[0] for r in results)
     end = max(r[1] for r in results)
     latencies = sorted(x for r in results for x in r[2])
