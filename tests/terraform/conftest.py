@@ -1,0 +1,58 @@
+"""Fixtures of the Terraform checks: a working copy of terraform/ initialised once per
+session (offline provider mirror when the machine has one), and the function zip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devstack import terraform as tf
+
+REPO_ROOT = tf.REPO_ROOT
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; a missing tool fails under CI and skips elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not on PATH (required in CI)")
+        pytest.skip(f"{name} is not on PATH")
+    return path
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return tf.run(self.root, list(args), env or self.env, timeout=timeout, check=check)
+
+
+@pytest.fixture(scope="session")
+def tf_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    require_tool("terraform")
+    workdir = tmp_path_factory.mktemp("terraform")
+    root = tf.working_copy(workdir, backend_path=workdir / "terraform.tfstate")
+    env = tf.terraform_env(workdir)
+    tf.init(root, env)
+    return Workspace(root=root, env=env)
+
+
+@pytest.fixture(scope="session")
+def function_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lambda")
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "build_lambda"), "--source-only",
+         "--output-dir", str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    return out / "pqfile-function.zip"

@@ -1,0 +1,33 @@
+"""Terraform checks that need no AWS: formatting, init from the mirror, validate."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from tests.terraform.conftest import REPO_ROOT, Workspace, require_tool
+
+
+def test_terraform_fmt_check() -> None:
+    terraform = require_tool("terraform")
+    proc = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(REPO_ROOT / "terraform")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, f"terraform fmt -check found unformatted files:\n{proc.stdout}"
+
+
+def test_terraform_init_uses_offline_mirror_and_validates(tf_workspace: Workspace) -> None:
+    proc = tf_workspace.run("validate", "-no-color")
+    assert "Success" in proc.stdout, proc.stdout + proc.stderr
+    version = tf_workspace.run("version", "-json").stdout
+    assert "registry.terraform.io/hashicorp/aws" in version
+    assert '"5.' in version, version
+
+
+def test_every_environment_file_names_its_environment() -> None:
+    envs = sorted((REPO_ROOT / "terraform" / "envs").glob("*.tfvars"))
+    assert {p.name for p in envs} >= {"local.tfvars", "dev.tfvars", "prod.tfvars"}
+    for path in envs:
+        match = re.search(r'^environment\s*=\s*"([a-z0-9-]+)"', path.read_text(), re.M)
+        assert match and match.group(1) == path.stem, path
