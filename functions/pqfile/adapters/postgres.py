@@ -97,6 +97,19 @@ _DB_ERRORS = (pg8000.native.DatabaseError, pg8000.native.InterfaceError, OSError
 _TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "53400"}
 
 
+def _sqlstate(exc: BaseException) -> str:
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return str(info.get("C", ""))
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Is this connection unusable now (so the next call must open a new one)?"""
+    if not isinstance(exc, pg8000.native.DatabaseError):
+        return True  # InterfaceError, socket errors
+    code = _sqlstate(exc)
+    return code.startswith("08") or code in {"57P01", "57P02", "57P03"}
+
+
 def _translate(exc: BaseException) -> PQFileError:
     if isinstance(exc, pg8000.native.DatabaseError):
         info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
@@ -328,7 +341,7 @@ class Database:
         try:
             yield session
         except _DB_ERRORS as exc:
-            if not isinstance(exc, pg8000.native.DatabaseError):
+            if _connection_lost(exc):
                 self._drop(session)
             raise _translate(exc) from None
 
@@ -347,11 +360,11 @@ class Database:
                 raise
             session.script("COMMIT")
         except _DB_ERRORS as exc:
-            if isinstance(exc, pg8000.native.DatabaseError):
+            if _connection_lost(exc):
+                self._drop(session)
+            else:
                 with contextlib.suppress(Exception):
                     session.script("ROLLBACK")
-            else:
-                self._drop(session)
             raise _translate(exc) from None
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:

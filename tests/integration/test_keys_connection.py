@@ -1,0 +1,88 @@
+"""Connection settings: PQFILE_DATABASE_URL parsing, TLS modes, error translation."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+from devstack.postgres import free_port
+
+from pqfile.adapters.postgres import (
+    Database,
+    PermissionDeniedError,
+    params_from_env,
+    parse_database_url,
+    ssl_context_for,
+)
+from pqfile.errors import PQFileError, TransientError
+from tests.fixtures.postgres import role_url
+
+
+def test_parse_database_url() -> None:
+    p = parse_database_url(
+        "postgresql://pq%40user:s%3Acret@db.example:6543/pqfile?sslmode=verify-full"
+        "&sslrootcert=/etc/rds-ca.pem&connect_timeout=3"
+    )
+    assert (p.user, p.password, p.host, p.port, p.database) == (
+        "pq@user",
+        "s:cret",
+        "db.example",
+        6543,
+        "pqfile",
+    )
+    assert p.sslmode == "verify-full" and p.sslrootcert == "/etc/rds-ca.pem" and p.timeout == 3
+    assert "s:cret" not in repr(p)
+    sock = parse_database_url("postgresql://me@/db?host=/tmp/pg&port=5433")
+    assert sock.unix_sock == "/tmp/pg/.s.PGSQL.5433"
+    with pytest.raises(ValueError):
+        parse_database_url("mysql://x@y/z")
+    with pytest.raises(ValueError):
+        parse_database_url("postgresql://x@y/z?sslmode=sometimes")
+
+
+def test_tls_modes() -> None:
+    assert ssl_context_for(parse_database_url("postgresql://u@h/d")) is None
+    req = ssl_context_for(parse_database_url("postgresql://u@h/d?sslmode=require"))
+    assert req is not None and req.verify_mode is ssl.CERT_NONE
+    full = ssl_context_for(parse_database_url("postgresql://u@h/d?sslmode=verify-full"))
+    assert full is not None and full.verify_mode is ssl.CERT_REQUIRED and full.check_hostname
+    ca = ssl_context_for(parse_database_url("postgresql://u@h/d?sslmode=verify-ca"))
+    assert ca is not None and ca.verify_mode is ssl.CERT_REQUIRED and not ca.check_hostname
+
+
+def test_environment_is_required() -> None:
+    with pytest.raises(PQFileError, match="PQFILE_DATABASE_URL"):
+        params_from_env({})
+    build = params_from_env({"PQFILE_DATABASE_URL": "postgresql://u@h:1/d"})
+    assert build().port == 1
+
+
+@pytest.mark.integration
+def test_unreachable_server_is_transient() -> None:
+    db = Database.from_url(f"postgresql://u@127.0.0.1:{free_port()}/d?connect_timeout=2")
+    with pytest.raises(TransientError):
+        db.run("SELECT 1")
+
+
+@pytest.mark.integration
+def test_dropped_connection_is_transient_then_recovers(migrated_db_url: str) -> None:
+    db = Database.from_url(migrated_db_url)
+    pid = db.run("SELECT pg_backend_pid()")[0][0]
+    killer = Database.from_url(migrated_db_url)
+    killer.run("SELECT pg_terminate_backend(:pid)", pid=pid)
+    killer.close()
+    with pytest.raises(TransientError):
+        db.run("SELECT 1")
+    assert db.run("SELECT 1") == [[1]]  # a new connection on the next call
+    db.close()
+
+
+@pytest.mark.integration
+def test_wrong_role_privilege_is_permission_denied(migrated_db_url: str) -> None:
+    db = Database.from_url(role_url(migrated_db_url, "pqfile_retrieve"))
+    with pytest.raises(PermissionDeniedError, match="permission denied"):
+        db.run(
+            "INSERT INTO documents (document_id, source_bucket, source_key, source_etag) "
+            "VALUES ('d', 'b', 'k', 'e')"
+        )
+    db.close()
