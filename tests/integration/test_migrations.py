@@ -141,3 +141,20 @@ def test_key_material_is_immutable_and_keys_never_deleted(empty_db: Database) ->
             pk=b"p",
             ws=b"w",
         )
+
+
+def test_cli_db_migrate(
+    make_database: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pqfile.cli import main as cli_main
+
+    url = make_database()
+    monkeypatch.setenv("PQFILE_DATABASE_URL", url)
+    assert cli_main(["db", "migrate"]) == 0
+    out = capsys.readouterr().out
+    n = len(load_migrations(default_migrations_dir()))
+    assert "applied 0001_roles" in out and f"({n} applied now)" in out
+    assert cli_main(["db", "migrate", "--database-url", url]) == 0
+    assert "(0 applied now)" in capsys.readouterr().out
