@@ -299,8 +299,8 @@ def _patch_lambda(pool: LambdaWorkerPool) -> None:
         except Exception:
             LOG.exception("S3 notification to %s failed", fn_arn)
 
-    LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign,assignment]
-    LambdaFunction.invoke = invoke  # type: ignore[method-assign,assignment]
+    LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
     notifications._invoke_awslambda = _invoke_awslambda
 
 
@@ -429,7 +429,7 @@ def _target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
         return EventTemplateParser.parse(
             input_template=transformer.get("InputTemplate"),
             input_paths_map=transformer.get("InputPathsMap", {}),
-            event=with_ingestion,
+            event=with_ingestion,  # type: ignore[arg-type]
         )
     return event
 
