@@ -137,3 +137,18 @@ def test_secret_file_refuses_symlink(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         K.write_secret_key(link, generate())
     assert not target.exists()
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "vectors" / "keyfiles"
+
+
+def test_xwing_draft_fixtures_byte_for_byte() -> None:
+    """The X-Wing draft's own key files (see tests/vectors/keyfiles/PROVENANCE.md)."""
+    priv_pem = (FIXTURES / "xwing-draft.priv.pem").read_bytes()
+    pub_pem = (FIXTURES / "xwing-draft.pub.pem").read_bytes()
+    sk = K.secret_key_from_pem(priv_pem)
+    assert sk.suite is Suite.XWING and sk.seed == bytes(range(32))
+    pk = K.public_key_from_pem(pub_pem)
+    assert pk == sk.public_key()  # same seed expansion and key layout as the draft
+    assert K.secret_key_to_pem(sk) == priv_pem
+    assert K.public_key_to_pem(pk) == pub_pem
