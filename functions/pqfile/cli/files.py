@@ -25,6 +25,9 @@ from pqfile.crypto.kem import DEFAULT_SUITE, Suite, generate
 from pqfile.errors import LimitExceededError, PQFileError
 from pqfile.format.header import MIN_SEGMENT_SIZE, Header
 
+# Decrypting to stdout spools this much in memory, then in an unlinked temporary file.
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
 
 class CommandError(PQFileError):
     """A refused command (existing output, unreadable file, ...): one line, exit 1."""
@@ -240,7 +243,7 @@ def _decrypt(args: argparse.Namespace) -> int:
                 )
             else:
                 # Verify everything before the first byte reaches stdout.
-                with tempfile.TemporaryFile() as spool:
+                with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
                     result = envelope.decrypt_stream(
                         src, spool, identity, expected_context=expected, progress=advance
                     )
