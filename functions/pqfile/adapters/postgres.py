@@ -795,12 +795,16 @@ class PostgresKeyStore:
     def _create_in(
         self, s: Session, suite: str, count: int, actor: str, request_id: str | None
     ) -> list[KeyRecord]:
-        created: list[KeyRecord] = []
+        # KMS calls first, audit rows last: audit_append() holds the chain head's row lock
+        # until this transaction commits, and every other audit writer waits on it.
+        wrapped_keys: list[tuple[str, bytes, bytes, str]] = []
         for _ in range(count):
             secret = kem.generate(kem.Suite.from_name(suite))
             public = secret.public_key()
-            key_id = public.key_id
-            wrapped, arn = self._protector.wrap(secret.seed, seed_context(key_id, suite))
+            wrapped, arn = self._protector.wrap(secret.seed, seed_context(public.key_id, suite))
+            wrapped_keys.append((public.key_id, public.raw, wrapped, arn))
+        created: list[KeyRecord] = []
+        for key_id, raw, wrapped, arn in wrapped_keys:
             rows = s.run(
                 "INSERT INTO encryption_keys (id, suite, public_key, wrapped_seed, kms_key_arn, "
                 "rotate_after) VALUES (:id, :suite, :pk, :ws, :arn, now() + "
@@ -808,21 +812,22 @@ class PostgresKeyStore:
                 f"RETURNING {_KEY_COLUMNS}",
                 id=key_id,
                 suite=suite,
-                pk=public.raw,
+                pk=raw,
                 ws=wrapped,
                 arn=arn,
                 age=self.policy.max_age.total_seconds(),
             )
+            created.append(_key_record(rows[0]))
+        for record in created:
             append_audit(
                 s,
                 operation="key.create",
                 outcome="success",
                 actor=actor,
-                key_id=key_id,
+                key_id=record.key_id,
                 request_id=request_id,
-                details={"suite": suite, "kms_key_arn": arn},
+                details={"suite": suite, "kms_key_arn": record.kms_key_arn},
             )
-            created.append(_key_record(rows[0]))
         return created
 
     def refill(
