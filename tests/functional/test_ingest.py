@@ -253,3 +253,20 @@ def test_package_binds_document_id() -> None:
     with pytest.raises(Exception):
         envelope.decrypt_stream(io.BytesIO(package), io.BytesIO(), sk,
                                 expected_document_id="0" * 32)
+
+
+def test_plaintext_deleted_by_a_concurrent_winner_before_fetch_and_encrypt() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/race.txt", b"race")
+    event = event_for(info)
+    # Execution B fetched and selected a key, then A ran to completion.
+    fetched = ingest.fetch_document(p, event)
+    choice = ingest.select_key(p, fetched.document_id)
+    assert run_workflow(p, event, execution="A")["status"] == "SUCCEEDED"
+    # B's encrypt finds the plaintext gone: it reuses A's package instead of failing
+    written = ingest.encrypt_document(p, fetched.document_id, fetched.source, choice.key_id)
+    stored = ingest.store_document(p, fetched.document_id, fetched.source, written)
+    assert stored.outcome == "duplicate"
+    assert len(p.blobs.objects[(ENCRYPTED, encrypted_key_for(fetched.document_id))]) == 1
+    # and a fetch after the deletion is a duplicate, not a failure
+    assert ingest.fetch_document(p, event).status == "stored"

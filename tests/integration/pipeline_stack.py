@@ -179,6 +179,15 @@ class PipelineStack:
         sfn = self.client("stepfunctions")
         return list(sfn.get_execution_history(executionArn=execution_arn)["events"])
 
+    def explain(self, execution_arn: str) -> str:
+        """The states entered and the failure events, for assertion messages."""
+        lines = [" -> ".join(self.entered_states(execution_arn))]
+        for e in self.history(execution_arn):
+            for k, v in e.items():
+                if k.endswith("FailedEventDetails") or k == "executionFailedEventDetails":
+                    lines.append(f"{e['type']}: {v}")
+        return "\n".join(lines)
+
     def entered_states(self, execution_arn: str) -> list[str]:
         return [
             e["stateEnteredEventDetails"]["name"]

@@ -41,3 +41,241 @@ def test_upload_is_encrypted_and_retrievable(pipeline_stack: PipelineStack) -> N
     assert [(r["operation"], r["outcome"]) for r in trail] == [
         ("document.encrypt", "success"), ("document.decrypt", "success")]
     assert trail[1]["actor"] == "tester"
+
+
+def _stored_doc(stack: PipelineStack, key: str) -> dict:
+    docs = stack.documents_for(key)
+    assert len(docs) == 1, docs
+    assert docs[0]["status"] == "stored"
+    return docs[0]
+
+
+def _retrieve_bytes(stack: PipelineStack, document_id: str) -> tuple[bytes, dict]:
+    import urllib.request
+
+    body, error = stack.invoke("retrieve", {"document_id": document_id})
+    assert error is None, body
+    if body["delivery"] == "inline":
+        return base64.b64decode(body["content_base64"]), body
+    with urllib.request.urlopen(body["url"], timeout=120) as resp:  # noqa: S310 - local
+        return resp.read(), body
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1024, 20 * 1024 * 1024], ids=["0B", "1KiB", "20MiB"]
+)
+def test_round_trip(pipeline_stack: PipelineStack, size: int) -> None:
+    stack = pipeline_stack
+    data = os.urandom(size)
+    key = f"uploads/rt-{size}.bin"
+    up, execution = _ingest(stack, key, data)
+    assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
+    doc = _stored_doc(stack, key)
+    assert doc["plaintext_size"] == size
+    assert stack.versions(stack.uploads, key) == []
+    assert len(stack.versions(stack.encrypted, doc["encrypted_key"])) == 1
+    out, body = _retrieve_bytes(stack, doc["document_id"])
+    assert out == data
+    assert body["sha256"] == hashlib.sha256(data).hexdigest()
+    assert body["delivery"] == ("inline" if size <= 4 * 1024 * 1024 else "url")
+
+
+@pytest.mark.slow
+def test_round_trip_200_mib(pipeline_stack: PipelineStack, tmp_path) -> None:
+    stack = pipeline_stack
+    path = tmp_path / "big.bin"
+    digest = hashlib.sha256()
+    block = os.urandom(1024 * 1024)
+    with path.open("wb") as f:
+        for i in range(200):
+            chunk = i.to_bytes(4, "big") + block[4:]
+            digest.update(chunk)
+            f.write(chunk)
+    key = "uploads/big 200MiB.bin"
+    stack.upload(key, path)
+    execution = stack.wait_for_upload(key, timeout=300)
+    assert execution["status"] == "SUCCEEDED"
+    doc = _stored_doc(stack, key)
+    assert doc["plaintext_size"] == 200 * 1024 * 1024
+    assert stack.versions(stack.uploads, key) == []
+    import urllib.request
+
+    body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
+    assert error is None, body
+    assert body["delivery"] == "url" and body["sha256"] == digest.hexdigest()
+    got = hashlib.sha256()
+    with urllib.request.urlopen(body["url"], timeout=300) as resp:  # noqa: S310 - local
+        while chunk := resp.read(1024 * 1024):
+            got.update(chunk)
+    assert got.hexdigest() == digest.hexdigest()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "uploads/with space and  two.txt",
+        "uploads/ünïcødé/文件 résumé.pdf",
+        "uploads/enc%41ded+plus&amp=eq?q#frag.txt",
+        "uploads/odd/~!$'()*,;:@[]{}^`|\\.bin",
+    ],
+    ids=["spaces", "unicode", "url-encoded", "punctuation"],
+)
+def test_odd_object_keys(pipeline_stack: PipelineStack, key: str) -> None:
+    stack = pipeline_stack
+    data = key.encode() * 10
+    up, execution = _ingest(stack, key, data)
+    assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
+    doc = _stored_doc(stack, key)
+    assert doc["source_key"] == key
+    assert stack.versions(stack.uploads, key) == []
+    assert _retrieve_bytes(stack, doc["document_id"])[0] == data
+
+
+def test_duplicate_events(pipeline_stack: PipelineStack) -> None:
+    stack = pipeline_stack
+    key = "uploads/dup.txt"
+    data = b"duplicate me" * 100
+    up, first = _ingest(stack, key, data)
+    assert first["status"] == "SUCCEEDED"
+    event = stack.event_for(key, up["version_id"], up["etag"], len(data))
+    for _ in range(2):
+        again = stack.wait(stack.start(event))
+        assert again["status"] == "SUCCEEDED"
+        assert "MarkDuplicate" in stack.entered_states(again["executionArn"])
+    doc = _stored_doc(stack, key)
+    assert len(stack.versions(stack.encrypted, doc["encrypted_key"])) == 1
+    trail = [r for r in stack.audit_rows(doc["document_id"]) if r["operation"] == "document.encrypt"]
+    assert [r["details"]["result"] for r in trail] == ["stored", "duplicate", "duplicate"]
+    assert len({r["request_id"] for r in trail}) == 3  # one row per execution
+
+
+def test_concurrent_duplicate_events(pipeline_stack: PipelineStack) -> None:
+    stack = pipeline_stack
+    key = "uploads/concurrent.bin"
+    data = os.urandom(3 * 1024 * 1024)
+    up = stack.upload(key, data)  # EventBridge starts one execution ...
+    event = stack.event_for(key, up["version_id"], up["etag"], len(data))
+    arns = [stack.start(event) for _ in range(2)]  # ... and the same event twice more, at once
+    finished = [stack.wait(a, timeout=180) for a in arns]
+    finished.append(stack.wait_for_upload(key, up["version_id"], timeout=180))
+    assert [f["status"] for f in finished] == ["SUCCEEDED"] * 3
+    doc = _stored_doc(stack, key)
+    assert len(stack.versions(stack.encrypted, doc["encrypted_key"])) == 1
+    assert stack.versions(stack.uploads, key) == []
+    trail = [r for r in stack.audit_rows(doc["document_id"]) if r["operation"] == "document.encrypt"]
+    results = sorted(r["details"]["result"] for r in trail)
+    assert results == ["duplicate", "duplicate", "stored"]
+    assert _retrieve_bytes(stack, doc["document_id"])[0] == data
+
+
+def _failed_execution(stack: PipelineStack, key: str, data: bytes) -> tuple[dict, dict]:
+    up, execution = _ingest(stack, key, data)
+    assert execution["status"] == "FAILED"
+    states = stack.entered_states(execution["executionArn"])
+    assert states[-2:] == ["RecordFailure", "Failed"], states
+    return up, execution
+
+
+def _assert_kept_and_audited(stack: PipelineStack, up: dict, key: str, step: str, error: str):
+    versions = stack.versions(stack.uploads, key)
+    assert [v["VersionId"] for v in versions] == [up["version_id"]]  # plaintext kept
+    tags = stack.client("s3").get_object_tagging(
+        Bucket=stack.uploads, Key=key, VersionId=up["version_id"])["TagSet"]
+    assert {"Key": "pqfile-status", "Value": "failed"} in tags
+    failures = [r for r in stack.audit_rows() if r["outcome"] == "failure"
+                and r["details"].get("source_key") == key]
+    assert failures, "the failure is audited"
+    assert failures[-1]["details"]["step"] == step
+    assert failures[-1]["details"]["error"] == error
+
+
+def _rerun(stack: PipelineStack, up: dict, key: str, size: int) -> None:
+    event = stack.event_for(key, up["version_id"], up["etag"], size)
+    again = stack.wait(stack.start(event), timeout=120)
+    assert again["status"] == "SUCCEEDED", stack.entered_states(again["executionArn"])
+    _stored_doc(stack, key)
+    assert stack.versions(stack.uploads, key) == []
+
+
+def test_database_down_at_store(pipeline_stack: PipelineStack) -> None:
+    stack = pipeline_stack
+    from devstack.postgres import free_port, replace_url  # noqa: F401
+
+    good = stack.environment["PQFILE_DATABASE_URL"]
+    dead = good.replace(good.split("@", 1)[1].split("/", 1)[0], f"127.0.0.1:{free_port()}")
+    stack.set_env("store", PQFILE_DATABASE_URL=dead)
+    try:
+        key = "uploads/db-down.txt"
+        data = b"keep me"
+        up, execution = _failed_execution(stack, key, data)
+        states = stack.entered_states(execution["executionArn"])
+        assert "StoreDocument" in states
+        _assert_kept_and_audited(stack, up, key, "StoreDocument", "TransientError")
+    finally:
+        stack.set_env("store", PQFILE_DATABASE_URL=good)
+    _rerun(stack, up, key, len(data))
+
+
+def test_s3_put_failing_during_encrypt(pipeline_stack: PipelineStack) -> None:
+    stack = pipeline_stack
+    stack.set_env("encrypt", PQFILE_ENCRYPTED_BUCKET="pqfile-no-such-bucket-here")
+    try:
+        key = "uploads/s3-put-fails.txt"
+        data = b"keep me too"
+        up, execution = _failed_execution(stack, key, data)
+        _assert_kept_and_audited(stack, up, key, "EncryptDocument", "StorageError")
+    finally:
+        stack.set_env("encrypt", PQFILE_ENCRYPTED_BUCKET=stack.encrypted)
+    _rerun(stack, up, key, len(data))
+
+
+def test_kms_failing_at_key_select(pipeline_stack: PipelineStack) -> None:
+    stack = pipeline_stack
+    # An empty pool makes SelectKey refill it, which needs KMS. moto does not refuse a
+    # disabled key, so the KMS failure is a key that does not exist (a deleted key).
+    ks = stack.keystore()
+    active = [k for k in ks.list_keys("xwing") if k.status.value == "active"]
+    for k in active:
+        ks.expire(k.key_id, actor="tests")
+    gone = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-4000-8000-000000000000"
+    stack.set_env("select_key", PQFILE_KMS_KEY_ID=gone)
+    try:
+        key = "uploads/kms-fails.txt"
+        data = b"keep me three"
+        up, execution = _failed_execution(stack, key, data)
+        _assert_kept_and_audited(stack, up, key, "SelectKey", "CustodyError")
+    finally:
+        stack.set_env("select_key", PQFILE_KMS_KEY_ID=stack.kms_key_id)
+    _rerun(stack, up, key, len(data))
+    refilled = [k for k in ks.list_keys("xwing") if k.status.value == "active"]
+    assert refilled, "the re-run refilled the pool"
+
+
+def test_event_for_another_bucket_or_prefix(pipeline_stack: PipelineStack) -> None:
+    stack = pipeline_stack
+    up = stack.upload("uploads/foreign.txt", b"x")
+    stack.wait_for_upload("uploads/foreign.txt", up["version_id"])
+    for bucket, key in (("someone-elses-bucket", "uploads/x.txt"), (stack.uploads, "other/x.txt")):
+        event = stack.event_for(key, "v1", "etag", 1)
+        event["detail"]["bucket"]["name"] = bucket
+        execution = stack.wait(stack.start(event))
+        assert execution["status"] == "FAILED"
+        assert stack.entered_states(execution["executionArn"]) == [
+            "FetchDocument", "RecordFailure", "Failed"]
+        failure = [r for r in stack.audit_rows() if r["outcome"] == "failure"][-1]
+        assert failure["details"]["error"] == "InvalidEventError"
+        assert failure["details"]["upload_kept"] is False
+
+
+def test_object_deleted_before_fetch(pipeline_stack: PipelineStack) -> None:
+    stack = pipeline_stack
+    key = "uploads/deleted-early.txt"
+    s3 = stack.client("s3")
+    head = s3.put_object(Bucket=stack.uploads, Key=key + ".tmp", Body=b"gone")  # no trigger race
+    s3.delete_object(Bucket=stack.uploads, Key=key + ".tmp", VersionId=head["VersionId"])
+    event = stack.event_for(key, head["VersionId"], head["ETag"].strip('"'), 4)
+    execution = stack.wait(stack.start(event))
+    assert execution["status"] == "FAILED"
+    failure = [r for r in stack.audit_rows() if r["outcome"] == "failure"][-1]
+    assert failure["details"]["step"] == "FetchDocument"
+    assert failure["details"]["error"] == "DocumentNotFoundError"

@@ -48,6 +48,8 @@ def s3_errors(what: str) -> Iterator[None]:
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        if code == "NoSuchBucket":  # a deployment problem, not a missing document
+            raise StorageError(f"{what}: {code}") from exc
         if code in _NOT_FOUND or status == "404":
             raise DocumentNotFoundError(f"{what}: not found") from exc
         if code in _TRANSIENT or status in _TRANSIENT:

@@ -79,7 +79,14 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
         # A replay of an event already processed: the plaintext is gone by design.
         return FetchResult(document_id, source, "application/octet-stream", "stored")
 
-    info = p.blobs.stat(source.bucket, source.key, source.version_id)
+    try:
+        info = p.blobs.stat(source.bucket, source.key, source.version_id)
+    except DocumentNotFoundError:
+        # A concurrent execution may have finished and deleted the plaintext just now.
+        existing = p.documents.get(document_id)
+        if existing is not None and existing.status == "stored":
+            return FetchResult(document_id, source, "application/octet-stream", "stored")
+        raise
     if source.size is not None and info.size != source.size:
         raise DocumentNotFoundError(
             f"the object is {info.size} bytes, the event said {source.size}: it changed"
@@ -162,7 +169,19 @@ def encrypt_document(
         )
     public = p.keys.public_key(key_id)
     context = {"pqfile:source-bucket": source.bucket, "pqfile:content-type": content_type}
-    reader = CountingReader(p.blobs.open_read(source.bucket, source.key, source.version_id))
+    try:
+        body = p.blobs.open_read(source.bucket, source.key, source.version_id)
+    except DocumentNotFoundError:
+        # Gone because a concurrent execution committed and deleted it: reuse its package.
+        record = p.documents.get(document_id)
+        if record is not None and record.status == "stored" and record.encrypted_key:
+            return p.blobs.stat(
+                record.encrypted_bucket or s.encrypted_bucket,
+                record.encrypted_key,
+                record.encrypted_version_id,
+            )
+        raise
+    reader = CountingReader(body)
     writer = p.blobs.open_write(s.encrypted_bucket, target_key, content_type=PACKAGE_CONTENT_TYPE)
     try:
         p.cipher.encrypt_stream(
