@@ -10,6 +10,7 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +44,22 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """`pqfile keys` alone: show that command's help and exit 2 (usage error)."""
+
+    def show(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    return show
+
+
 # --- db migrate ------------------------------------------------------------------------
 
 
 def register(subparsers: Any) -> None:
     db = subparsers.add_parser("db", help="database schema")
+    db.set_defaults(func=_usage(db))
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION")
     migrate_p = db_sub.add_parser("migrate", help="apply pending migrations")
     add_database_option(migrate_p)

@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from pqfile.cli.db import actor, add_database_option, open_database, print_json
+from pqfile.cli.db import _usage, actor, add_database_option, open_database, print_json
 
 if TYPE_CHECKING:
     from pqfile.adapters.postgres import Database, PostgresKeyStore
@@ -14,11 +14,13 @@ if TYPE_CHECKING:
 
 def register(subparsers: Any) -> None:
     keys = subparsers.add_parser("keys", help="the key pool")
+    keys.set_defaults(func=_usage(keys))
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
 
     status = sub.add_parser("status", help="counts per suite and status, age, usage spread")
     add_database_option(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    _policy_options(status)
     status.set_defaults(func=_status)
 
     refill = sub.add_parser(
