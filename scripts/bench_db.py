@@ -66,13 +66,13 @@ class LocalProtector:
 def _select_worker(args: tuple[str, int]) -> tuple[float, float, list[float]]:
     url, count = args
     store = PostgresKeyStore(Database.from_url(url), LocalProtector())
-    store.select_key_record("xwing")  # connect and prepare outside the timed loop
+    store.select_encryption_key("xwing")  # connect and prepare outside the timed loop
     latencies: list[float] = []
     start = time.perf_counter()
     t0 = time.time()
     for _ in range(count):
         t = time.perf_counter()
-        store.select_key_record("xwing", plaintext_size=1 << 20)
+        store.select_encryption_key("xwing", plaintext_size=1 << 20)
         latencies.append(time.perf_counter() - t)
     return t0, t0 + (time.perf_counter() - start), latencies
 

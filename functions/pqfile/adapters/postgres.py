@@ -42,7 +42,7 @@ import re
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -592,7 +592,7 @@ _KEY_COLUMNS = (
 # Least-used active key of a suite; SKIP LOCKED lets concurrent callers take the next one
 # instead of queueing behind each other. The outer status check re-validates the row after
 # the lock (a key revoked meanwhile is never handed out). Few columns come back: this is
-# the hot path, and every timestamp costs client-side parsing.
+# the hot path; public keys never change, so callers take them from a per-process cache.
 _SELECT_KEY_SQL = """
 UPDATE encryption_keys AS k
    SET usage_count = k.usage_count + 1,
@@ -606,7 +606,7 @@ UPDATE encryption_keys AS k
           LIMIT 1
           FOR UPDATE SKIP LOCKED)
    AND k.status = 'active'
-RETURNING k.id, k.suite, k.public_key, k.usage_count, k.bytes_encrypted
+RETURNING k.id, k.suite, k.usage_count, k.bytes_encrypted
 """
 
 
@@ -616,7 +616,6 @@ class SelectedKey:
 
     key_id: str
     suite: str
-    public_key: bytes = field(repr=False)
     usage_count: int
     bytes_encrypted: int
 
@@ -686,7 +685,7 @@ class PostgresKeyStore:
             )
             if rows:
                 r = rows[0]
-                return SelectedKey(r[0], r[1], bytes(r[2]), int(r[3]), int(r[4]))
+                return SelectedKey(r[0], r[1], int(r[2]), int(r[3]))
             # Nothing returned: no eligible key, or every eligible key was locked right now.
             if not self._has_eligible(name):
                 break
@@ -707,7 +706,8 @@ class PostgresKeyStore:
         self, suite: kem.Suite | str, plaintext_size: int = 0
     ) -> kem.PublicKey:
         selected = self.select_key_record(suite, plaintext_size)
-        return self._public(selected.key_id, selected.suite, selected.public_key)
+        cached = self._public_keys.get(selected.key_id)
+        return cached if cached is not None else self.public_key(selected.key_id)
 
     def _public(self, key_id: str, suite: str, raw: bytes) -> kem.PublicKey:
         # Public keys never change (trigger-enforced): check and parse each one once.
