@@ -67,6 +67,7 @@ class _Worker:
     buffer: bytearray = field(default_factory=bytearray)
     init_error: dict[str, Any] | None = None
     init_logs: str = ""
+    log_offset: int = 0  # where the current invocation's output starts in the worker's log
     last_used: float = field(default_factory=time.monotonic)
 
     def kill(self) -> None:
@@ -100,7 +101,6 @@ class LambdaWorkerPool:
         self, spec: FunctionSpec, event: Any, request_id: str | None = None
     ) -> InvocationResult:
         request_id = request_id or str(uuid.uuid4())
-        started = time.monotonic()
         key = self._key(spec)
         try:
             worker = self._acquire(spec, key)
@@ -113,6 +113,7 @@ class LambdaWorkerPool:
             return InvocationResult(
                 json.dumps(worker.init_error), True, worker.init_logs, request_id
             )
+        started = time.monotonic()  # after a cold start: Lambda's timeout excludes init
         header = {
             "request_id": request_id,
             "invoked_function_arn": spec.function_arn,
@@ -126,9 +127,10 @@ class LambdaWorkerPool:
             worker.process.stdin.flush()
             reply = self._read_message(worker, started + spec.timeout_seconds)
         except TimeoutError:
+            logs = self._logs_so_far(worker)
             self._discard(worker)
             message = f"Task timed out after {spec.timeout_seconds:.2f} seconds"
-            return self._failure(request_id, "Sandbox.Timedout", message, "", started)
+            return self._failure(request_id, "Sandbox.Timedout", message, logs, started)
         except (_WorkerGone, OSError) as exc:
             self._discard(worker)
             code = worker.process.returncode
@@ -136,6 +138,7 @@ class LambdaWorkerPool:
                 f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}"
             )
             return self._failure(request_id, "Runtime.ExitError", message, str(exc), started)
+        worker.log_offset = int(reply.get("log_end", worker.log_offset))
         self._release(worker)
         return InvocationResult(
             payload=reply["payload"],
@@ -246,8 +249,19 @@ class LambdaWorkerPool:
             raise RuntimeError(f"worker for {spec.handler} did not start: {exc!r}") from exc
         worker.init_error = ready.get("init_error")
         worker.init_logs = ready.get("logs", "")
+        worker.log_offset = int(ready.get("log_end", 0))
         LOG.info("started worker pid %s for %s (%s)", process.pid, spec.function_name, spec.handler)
         return worker
+
+    @staticmethod
+    def _logs_so_far(worker: _Worker) -> str:
+        """What a still-running invocation has written (Linux: the worker's fd 1 via /proc)."""
+        try:
+            with open(f"/proc/{worker.process.pid}/fd/1", "rb") as log:
+                log.seek(worker.log_offset)
+                return log.read(1 << 20).decode("utf-8", errors="replace")
+        except OSError:
+            return ""
 
     def _environment(self, spec: FunctionSpec) -> dict[str, str]:
         """What Lambda gives a function, plus its own variables; nothing from the emulator."""

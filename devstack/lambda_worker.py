@@ -97,6 +97,10 @@ class _LogCapture:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
 
+    @property
+    def offset(self) -> int:
+        return self._offset
+
     def take(self) -> str:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -130,7 +134,8 @@ def main(argv: list[str]) -> int:
         init_error = exc.payload()
     except Exception as exc:  # noqa: BLE001 - reported to the caller, as Lambda's init does
         init_error = _error(exc)
-    _write(protocol_out, {"ready": True, "init_error": init_error, "logs": capture.take()})
+    ready = {"ready": True, "init_error": init_error, "logs": capture.take()}
+    _write(protocol_out, {**ready, "log_end": capture.offset})
 
     while True:
         header_line = protocol_in.readline()
@@ -156,7 +161,9 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # noqa: BLE001 - a handler's exception is the function's error
             traceback.print_exc()
             payload, errored = json.dumps(_error(exc, request_id)), True
-        _write(protocol_out, {"errored": errored, "payload": payload, "logs": capture.take()})
+        logs = capture.take()
+        reply = {"errored": errored, "payload": payload, "logs": logs, "log_end": capture.offset}
+        _write(protocol_out, reply)
 
 
 if __name__ == "__main__":

@@ -173,8 +173,12 @@ def test_timeout_kills_the_worker_and_reports_task_timed_out(
 ) -> None:
     arn = make_lambda("emulator_probe.sleep", timeout=1)
     started = time.monotonic()
-    payload, function_error = _invoke(aws_emulator, arn, {"seconds": 30})
+    response = aws_emulator.client("lambda").invoke(
+        FunctionName=arn, Payload=json.dumps({"seconds": 30}), LogType="Tail"
+    )
+    payload, function_error = json.loads(response["Payload"].read()), response["FunctionError"]
     assert time.monotonic() - started < 10
+    assert "sleeping 30 s" in base64.b64decode(response["LogResult"]).decode()
     assert function_error == "Unhandled"
     assert payload["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
