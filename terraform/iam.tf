@@ -95,6 +95,16 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
+    for_each = var.create_database && var.database_iam_auth ? [1] : []
+
+    content {
+      sid       = "ConnectWithIamToken"
+      actions   = ["rds-db:connect"]
+      resources = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${aws_db_instance.this[0].resource_id}/${aws_db_instance.this[0].username}"]
+    }
+  }
+
+  dynamic "statement" {
     for_each = local.s3_access[each.key]
 
     content {

@@ -43,11 +43,25 @@ locals {
 
   function_names = { for k, _ in local.functions : k => "${local.name}-${replace(k, "_", "-")}" }
 
-  has_database_url    = var.create_database || var.database_url != ""
+  # Local: a full URL. AWS: the RDS-managed secret (user name, password) plus host, port
+  # and database name, TLS verified (functions/pqfile/adapters/postgres.py).
+  has_database_url    = !var.create_database && var.database_url != ""
   has_database_secret = var.create_database || var.database_secret_arn != ""
   database_secret_arn = var.create_database ? aws_db_instance.this[0].master_user_secret[0].secret_arn : var.database_secret_arn
-  # On RDS the URL names host, port and database; the credentials come from the secret.
-  database_url = var.create_database ? "postgresql://${aws_db_instance.this[0].username}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?sslmode=verify-full" : var.database_url
+  database_connection = merge(
+    var.create_database ? {
+      PQFILE_DATABASE_HOST = aws_db_instance.this[0].address
+      PQFILE_DATABASE_PORT = tostring(aws_db_instance.this[0].port)
+      PQFILE_DATABASE_NAME = aws_db_instance.this[0].db_name
+      } : var.database_host != "" ? {
+      PQFILE_DATABASE_HOST = var.database_host
+      PQFILE_DATABASE_PORT = tostring(var.database_port)
+      PQFILE_DATABASE_NAME = var.database_name
+    } : {},
+    local.has_database_secret ? { PQFILE_DATABASE_SSLMODE = "verify-full" } : {},
+    var.database_ssl_root_cert != "" ? { PQFILE_DATABASE_SSLROOTCERT = var.database_ssl_root_cert } : {},
+    var.database_iam_auth ? { PQFILE_DATABASE_IAM_AUTH = "1" } : {},
+  )
 
   # Every variable the handlers read (functions/pqfile/config.py).
   function_environment = merge(
@@ -65,8 +79,9 @@ locals {
       POWERTOOLS_SERVICE_NAME      = "pqfile"
       POWERTOOLS_METRICS_NAMESPACE = var.metrics_namespace
     },
-    local.has_database_url ? { PQFILE_DATABASE_URL = local.database_url } : {},
+    local.has_database_url ? { PQFILE_DATABASE_URL = var.database_url } : {},
     local.has_database_secret ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
+    local.database_connection,
     # Locally: the emulator's endpoint, and no X-Ray daemon (the SDK stays silent).
     local.is_local ? { AWS_ENDPOINT_URL = var.local_endpoint, AWS_XRAY_SDK_ENABLED = "false" } : {},
   )

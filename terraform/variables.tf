@@ -398,6 +398,36 @@ variable "database_secret_arn" {
   }
 }
 
+variable "database_host" {
+  description = "Host of an existing database (create_database false, database_secret_arn set) when its secret does not name one."
+  type        = string
+  default     = ""
+}
+
+variable "database_port" {
+  description = "Port of an existing database."
+  type        = number
+  default     = 5432
+}
+
+variable "database_name" {
+  description = "Database name of an existing database."
+  type        = string
+  default     = "pqfile"
+}
+
+variable "database_ssl_root_cert" {
+  description = "Path (inside the function package or layer) of the CA bundle that verifies the database's TLS certificate, e.g. the RDS global bundle; empty uses the system trust store."
+  type        = string
+  default     = ""
+}
+
+variable "database_iam_auth" {
+  description = "Connect with an RDS IAM token instead of the secret's password (the database user must have rds_iam)."
+  type        = bool
+  default     = false
+}
+
 variable "db_engine_version" {
   description = "PostgreSQL major (or major.minor) version of the RDS instance."
   type        = string

@@ -1,0 +1,79 @@
+"""Every function Terraform defines points at a handler that exists, and every environment
+variable the Lambda code reads is set by Terraform (terraform/lambda.tf)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from tests.terraform.conftest import REPO_ROOT
+
+LAMBDA_TF = REPO_ROOT / "terraform" / "lambda.tf"
+PACKAGE = REPO_ROOT / "functions" / "pqfile"
+# The code a function runs: handlers, use cases, adapters and the settings module.
+LAMBDA_CODE = ["handlers", "usecases", "adapters", "config.py"]
+# Read by the code above, but only on paths no function takes.
+NOT_FOR_FUNCTIONS = {
+    "PQFILE_MIGRATIONS_DIR": "migrations run from the CLI (`pqfile db migrate`), never in a function",
+    "PQFILE_ACTOR": "names the operator in CLI audit rows; functions audit as themselves",
+}
+CONTRACT_FUNCTIONS = {"fetch", "select_key", "encrypt", "store", "audit", "record_failure", "retrieve"}
+
+
+def _terraform_handlers() -> dict[str, str]:
+    text = LAMBDA_TF.read_text()
+    block = text[text.index("functions = {"):text.index("function_names")]
+    return dict(re.findall(r'^\s{4}(\w+) = \{\s*handler\s*=\s*"([\w.]+)"', block, re.M))
+
+
+def _environment_names() -> set[str]:
+    text = LAMBDA_TF.read_text()
+    return set(re.findall(r"\b((?:PQFILE|POWERTOOLS|AWS)_[A-Z0-9_]+)\s*=", text))
+
+
+def _variables_read(path: Path) -> set[str]:
+    """String constants naming PQFILE_* variables (os.environ[...], .get(...), getenv)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if re.fullmatch(r"PQFILE_[A-Z0-9_]+", node.value):
+                names.add(node.value)
+    return names
+
+
+def test_terraform_defines_the_contract_functions() -> None:
+    assert set(_terraform_handlers()) == CONTRACT_FUNCTIONS
+
+
+def test_every_function_handler_exists() -> None:
+    for key, handler in _terraform_handlers().items():
+        module, _, function = handler.rpartition(".")
+        assert module == f"pqfile.handlers.{key}", (key, handler)
+        path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+        assert path.is_file(), f"{key}: {path} does not exist"
+        tree = ast.parse(path.read_text())
+        defined = {
+            n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+        } | {
+            t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        assert function in defined, f"{key}: {path.name} defines no {function}()"
+
+
+def test_every_environment_variable_the_code_reads_is_set() -> None:
+    read: dict[str, set[str]] = {}
+    for entry in LAMBDA_CODE:
+        base = PACKAGE / entry
+        for path in [base] if base.is_file() else sorted(base.rglob("*.py")):
+            for name in _variables_read(path):
+                read.setdefault(name, set()).add(str(path.relative_to(REPO_ROOT)))
+    assert "PQFILE_UPLOADS_BUCKET" in read, "scan found nothing: did the package move?"
+    missing = {
+        name: sorted(files) for name, files in read.items()
+        if name not in _environment_names() and name not in NOT_FOR_FUNCTIONS
+    }
+    assert not missing, f"read by the code but never set in terraform/lambda.tf: {missing}"
+    assert {"AWS_ENDPOINT_URL", "POWERTOOLS_SERVICE_NAME"} <= _environment_names()
