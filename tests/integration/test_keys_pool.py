@@ -235,3 +235,27 @@ def test_cli_keys_status_refill_revoke(
         assert "already revoked" in capsys.readouterr().err
     finally:
         aws.reset_clients()
+
+
+def test_pool_smaller_than_callers_never_reports_an_empty_pool(
+    db_url: str, protector: KmsSeedProtector
+) -> None:
+    admin = _store(role_url(db_url, ROTATE), protector)
+    (only,) = admin.create_keys("xwing", 1)
+    ingest = PostgresKeyStore(Database.from_url(role_url(db_url, INGEST)), protector)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(50):
+                assert ingest.select_key_record("xwing").key_id == only.key_id
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert admin.get_key(only.key_id).usage_count == 400

@@ -610,6 +610,9 @@ RETURNING k.id, k.suite, k.usage_count, k.bytes_encrypted
 """
 
 
+_SELECT_KEY_WAIT_SQL = _SELECT_KEY_SQL.replace("FOR UPDATE SKIP LOCKED", "FOR UPDATE")
+
+
 @dataclass(frozen=True)
 class SelectedKey:
     """What a selection returns: the key to encrypt to, and its usage after this use."""
@@ -675,9 +678,11 @@ class PostgresKeyStore:
     def select_key_record(self, suite: kem.Suite | str, plaintext_size: int = 0) -> SelectedKey:
         """Take the least-used active key of ``suite`` and count one use of it."""
         name = _suite_name(suite)
-        for _attempt in range(3):
+        for attempt in range(3):
+            # Every eligible key may be locked at once when the pool is smaller than the
+            # number of callers: the last attempt waits for a lock instead of skipping.
             rows = self._db.run(
-                _SELECT_KEY_SQL,
+                _SELECT_KEY_SQL if attempt < 2 else _SELECT_KEY_WAIT_SQL,
                 suite=name,
                 nbytes=max(0, int(plaintext_size)),
                 max_documents=self.policy.max_documents,
