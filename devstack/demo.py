@@ -1,0 +1,171 @@
+"""`make demo`: the whole job on the local stack, step by step.
+
+Uploads a sample document to the uploads bucket, follows the ingest execution that
+EventBridge starts, shows the package with `pqfile inspect`, retrieves it through the
+retrieve Lambda (comparing SHA-256), and prints the audit trail (`pqfile audit tail`,
+`pqfile audit verify`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+REQUIRED_OUTPUTS = (
+    "uploads_bucket_name",
+    "encrypted_bucket_name",
+    "retrieve_function_name",
+    "ingest_state_machine_arn",
+)
+
+
+def _say(step: str, text: str = "") -> None:
+    print(f"\n== {step}" + (f": {text}" if text else ""), flush=True)
+
+
+def _client(state: Mapping[str, Any], service: str) -> Any:
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=state["endpoint_url"],
+        region_name=state.get("region") or "us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # noqa: S106 - the emulator accepts any credentials
+    )
+
+
+def _sample_document() -> bytes:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    text = (
+        f"PQFile demo document, uploaded {now}.\n"
+        "Quarterly figures, board minutes, anything that must stay confidential against\n"
+        "'harvest now, decrypt later'. Encrypted with X-Wing (ML-KEM-768 + X25519) and\n"
+        "AES-256-GCM in 1 MiB segments.\n\n"
+    )
+    return text.encode() + os.urandom(256 * 1024)
+
+
+def _find_execution(sfn: Any, arn: str, key: str, version_id: str | None) -> str | None:
+    for e in sfn.list_executions(stateMachineArn=arn)["executions"]:
+        desc = sfn.describe_execution(executionArn=e["executionArn"])
+        obj = json.loads(desc.get("input") or "{}").get("detail", {}).get("object", {})
+        if obj.get("key") == key and (version_id is None or obj.get("version-id") == version_id):
+            return str(e["executionArn"])
+    return None
+
+
+def _follow(sfn: Any, execution_arn: str, timeout: float) -> dict[str, Any]:
+    seen: set[str] = set()
+    started = time.monotonic()
+    while True:
+        events = sfn.get_execution_history(executionArn=execution_arn)["events"]
+        for ev in events:
+            entered = ev.get("stateEnteredEventDetails")
+            if entered and entered["name"] not in seen:
+                seen.add(entered["name"])
+                print(f"   {time.monotonic() - started:6.2f}s  {entered['name']}", flush=True)
+        desc = sfn.describe_execution(executionArn=execution_arn)
+        if desc["status"] in TERMINAL:
+            return dict(desc)
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"execution still {desc['status']} after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def _pqfile(args: list[str], database_url: str | None = None) -> int:
+    env = dict(os.environ)
+    if database_url:
+        env["PQFILE_DATABASE_URL"] = database_url
+    print(f"   $ pqfile {' '.join(args)}", flush=True)
+    proc = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "pqfile", *args], env=env, check=False, text=True,
+        capture_output=True,
+    )
+    for line in (proc.stdout + proc.stderr).splitlines():
+        print(f"   {line}")
+    return proc.returncode
+
+
+def run(state: Mapping[str, Any], *, timeout: float = 180.0) -> int:
+    outputs = state.get("terraform_outputs") or {}
+    missing = [name for name in REQUIRED_OUTPUTS if not outputs.get(name)]
+    if missing:
+        print(f"error: the deploy did not output {', '.join(missing)}", file=sys.stderr)
+        return 1
+    uploads = outputs["uploads_bucket_name"]
+    encrypted = outputs["encrypted_bucket_name"]
+    s3, sfn, lam = (_client(state, s) for s in ("s3", "stepfunctions", "lambda"))
+
+    data = _sample_document()
+    digest = hashlib.sha256(data).hexdigest()
+    key = f"uploads/demo/{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S} board minutes.txt"
+    _say("1. upload", f"s3://{uploads}/{key} ({len(data):,} bytes, sha256 {digest[:16]}...)")
+    put = s3.put_object(Bucket=uploads, Key=key, Body=data, ContentType="text/plain")
+    version_id = put.get("VersionId")
+
+    _say("2. ingest", "S3 -> EventBridge -> Step Functions")
+    deadline = time.monotonic() + timeout
+    execution_arn = None
+    while execution_arn is None:
+        execution_arn = _find_execution(sfn, outputs["ingest_state_machine_arn"], key, version_id)
+        if execution_arn is None:
+            if time.monotonic() > deadline:
+                print("error: no execution started for the upload", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+    print(f"   execution {execution_arn.rsplit(':', 1)[-1]}")
+    desc = _follow(sfn, execution_arn, timeout)
+    if desc["status"] != "SUCCEEDED":
+        print(f"error: the execution {desc['status']}", file=sys.stderr)
+        return 1
+    output = json.loads(desc.get("output") or "{}")
+    document_id = output["document"]["document_id"]
+    package_key = output["encrypted"]["encrypted"]["key"]
+    left = s3.list_object_versions(Bucket=uploads, Prefix=key).get("Versions", [])
+    print(f"   document {document_id} -> s3://{encrypted}/{package_key}")
+    print(f"   plaintext versions left under uploads/: {len(left)}")
+
+    _say("3. the package", "pqfile inspect (no key needed)")
+    with tempfile.TemporaryDirectory(prefix="pqfile-demo-") as tmp:
+        path = Path(tmp) / "document.pqf"
+        s3.download_file(encrypted, package_key, str(path))
+        _pqfile(["inspect", str(path)])
+
+    _say("4. retrieve", "aws lambda invoke (direct)")
+    payload = {"document_id": document_id, "requested_by": "demo-user"}
+    print(f"   payload {json.dumps(payload)}")
+    resp = lam.invoke(FunctionName=outputs["retrieve_function_name"],
+                      Payload=json.dumps(payload).encode())  # fmt: skip
+    body = json.loads(resp["Payload"].read() or b"null")
+    if resp.get("FunctionError"):
+        print(f"error: retrieve refused: {body.get('errorType')}: {body.get('errorMessage')}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    if body["delivery"] == "inline":
+        got = base64.b64decode(body["content_base64"])
+    else:
+        with urllib.request.urlopen(body["url"], timeout=60) as r:  # noqa: S310 - local URL
+            got = r.read()
+    same = hashlib.sha256(got).hexdigest() == digest == body["sha256"]
+    print(f"   delivery {body['delivery']}, {body['size']:,} bytes, "
+          f"sha256 {body['sha256'][:16]}...")  # fmt: skip
+    print(f"   byte-identical to the upload: {'yes' if same else 'NO'}")
+
+    _say("5. audit trail")
+    db = state.get("database_url")
+    _pqfile(["audit", "tail", "-n", "6"], db)
+    _pqfile(["audit", "verify"], db)
+    return 0 if same else 1
