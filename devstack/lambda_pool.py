@@ -92,6 +92,7 @@ class LambdaWorkerPool:
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()  # guards the two collections above, never held for I/O
         self._source_stamp = ("", 0.0)
+        self._cold_starts = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
         self._closed = False
         threading.Thread(target=self._reap_idle_forever, name="lambda-reaper", daemon=True).start()
 
@@ -192,26 +193,43 @@ class LambdaWorkerPool:
         return stamp
 
     def _acquire(self, spec: FunctionSpec, key: str) -> _Worker:
+        # Cold starts are CPU-bound: at most `_cold_starts` at once. While one waits its turn,
+        # a worker that another invocation releases is taken instead (a burst reuses workers).
+        while True:
+            worker = self._take_idle(spec, key)
+            if worker is not None:
+                return worker
+            if self._cold_starts.acquire(timeout=0.05):
+                break
+        try:
+            worker = self._take_idle(spec, key) or self._spawn(spec, key)
+        finally:
+            self._cold_starts.release()
+        with self._lock:
+            self._busy.add(worker)
+        return worker
+
+    def _take_idle(self, spec: FunctionSpec, key: str) -> _Worker | None:
         outdated: list[_Worker] = []
+        found: _Worker | None = None
         with self._lock:
             if self._closed:
                 raise RuntimeError("the Lambda worker pool is closed")
             idle = self._idle.get(key, [])
-            while idle:
+            while idle and found is None:
                 worker = idle.pop()
                 if worker.process.poll() is None:
                     self._busy.add(worker)
-                    return worker
+                    found = worker
+                else:
+                    outdated.append(worker)
             # Same function, other configuration or source: those workers will not serve again.
             for other_key, workers in list(self._idle.items()):
                 if other_key != key and workers and workers[0].function_arn == spec.function_arn:
                     outdated.extend(self._idle.pop(other_key))
         for old in outdated:
             old.kill()
-        worker = self._spawn(spec, key)
-        with self._lock:
-            self._busy.add(worker)
-        return worker
+        return found
 
     def _release(self, worker: _Worker) -> None:
         worker.last_used = time.monotonic()
