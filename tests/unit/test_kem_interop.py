@@ -108,8 +108,11 @@ AEAD_AES_256_GCM = 0x0002
 
 
 def _suite_id(kem_id: int) -> bytes:
-    return b"HPKE" + kem_id.to_bytes(2, "big") + KDF_HKDF_SHA256.to_bytes(2, "big") + (
-        AEAD_AES_256_GCM.to_bytes(2, "big")
+    return (
+        b"HPKE"
+        + kem_id.to_bytes(2, "big")
+        + KDF_HKDF_SHA256.to_bytes(2, "big")
+        + (AEAD_AES_256_GCM.to_bytes(2, "big"))
     )
 
 

@@ -256,8 +256,10 @@ def test_cctv_ipd_keys_encaps_decaps(relative: str, monkeypatch: pytest.MonkeyPa
     # Key generation: final FIPS 203 (pyca and kyber-py agree) differs from the ipd one.
     seed = r["d"] + r["z"]
     final_ek = mlkem.MLKEM768PrivateKey.from_seed_bytes(seed).public_key().public_bytes_raw()
-    assert final_ek == ML_KEM_768.key_derive(seed)[0] == (
-        kem.secret_key_from_seed(kem.Suite.MLKEM768, seed).public_key().raw
+    assert (
+        final_ek
+        == ML_KEM_768.key_derive(seed)[0]
+        == (kem.secret_key_from_seed(kem.Suite.MLKEM768, seed).public_key().raw)
     )
     assert final_ek != ek
     assert _ipd_keygen(monkeypatch, r["d"], r["z"]) == (ek, dk)
