@@ -643,6 +643,31 @@ def _key_record(r: Sequence[Any]) -> KeyRecord:
     )
 
 
+_ROTATION_COLUMNS = (
+    "id, old_key_id, new_key_id, reason, status, documents_total, documents_rewrapped, "
+    "documents_failed, error"
+)
+
+
+@dataclass(frozen=True)
+class RotationRun:
+    """One row of ``key_rotations``."""
+
+    rotation_id: int
+    old_key_id: str
+    new_key_id: str | None
+    reason: str
+    status: str  # queued | running | completed | failed
+    documents_total: int
+    documents_rewrapped: int
+    documents_failed: int
+    error: str | None
+
+
+def _rotation(r: Sequence[Any]) -> RotationRun:
+    return RotationRun(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7]), r[8])
+
+
 def seed_context(key_id: str, suite: str) -> dict[str, str]:
     """The KMS encryption context of a key's seed: binds the wrapped seed to its row."""
     return {"pqfile:purpose": "key-seed", "pqfile:key-id": key_id, "pqfile:suite": suite}
@@ -959,6 +984,192 @@ class PostgresKeyStore:
             reason=None,
             request_id=request_id,
         )
+
+    # -- rotation runs (pqfile_rotate) --
+
+    def rotations(self, status: str | None = None) -> list[RotationRun]:
+        rows = self._db.run(
+            f"SELECT {_ROTATION_COLUMNS} FROM key_rotations "
+            "WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text)) ORDER BY id",
+            status=status,
+        )
+        return [_rotation(r) for r in rows]
+
+    def begin_rotation(
+        self, rotation_id: int, *, actor: str | None = None, request_id: str | None = None
+    ) -> RotationRun:
+        """Pick the new key (least-used active key of the same suite) and start the run.
+        Idempotent: a running run is returned as it is."""
+        with self._db.transaction() as s:
+            rows = s.run(
+                f"SELECT {_ROTATION_COLUMNS} FROM key_rotations WHERE id = :id FOR UPDATE",
+                id=rotation_id,
+            )
+            if not rows:
+                raise PQFileError(f"no rotation run {rotation_id}")
+            run = _rotation(rows[0])
+            if run.status != "queued":
+                return run
+            new = s.run(
+                "SELECT n.id FROM encryption_keys n JOIN encryption_keys o ON o.id = :old "
+                "WHERE n.suite = o.suite AND n.status = 'active' AND n.id <> o.id "
+                "AND n.rotate_after > now() ORDER BY n.usage_count, n.id LIMIT 1",
+                old=run.old_key_id,
+            )
+            if not new:
+                raise NoActiveKeyError(f"no active key to rotate {run.old_key_id} onto")
+            updated = s.run(
+                "UPDATE key_rotations SET status = 'running', new_key_id = :new, "
+                "started_at = now(), updated_at = now(), documents_total = "
+                "(SELECT count(*) FROM documents WHERE key_id = :old) "
+                f"WHERE id = :id RETURNING {_ROTATION_COLUMNS}",
+                new=new[0][0],
+                old=run.old_key_id,
+                id=rotation_id,
+            )
+            run = _rotation(updated[0])
+            append_audit(
+                s,
+                operation="key.rotation_started",
+                outcome="success",
+                actor=actor or self._actor,
+                key_id=run.old_key_id,
+                request_id=request_id,
+                details={
+                    "rotation_id": run.rotation_id,
+                    "new_key_id": run.new_key_id,
+                    "documents_total": run.documents_total,
+                },
+            )
+        return run
+
+    def documents_on_key(self, key_id: str, limit: int = 100) -> list[str]:
+        """Ids of documents still encrypted to ``key_id`` (a rotation's work list)."""
+        rows = self._db.run(
+            "SELECT document_id FROM documents WHERE key_id = :k ORDER BY document_id LIMIT :n",
+            k=key_id,
+            n=limit,
+        )
+        return [str(r[0]) for r in rows]
+
+    def record_rewrap(
+        self,
+        rotation_id: int,
+        document_id: str,
+        *,
+        encrypted_version_id: str | None,
+        encrypted_size: int,
+        actor: str | None = None,
+        request_id: str | None = None,
+    ) -> bool:
+        """Point a rewrapped document at the run's new key; False if it was already moved."""
+        with self._db.transaction() as s:
+            rows = s.run(
+                "SELECT old_key_id, new_key_id, status FROM key_rotations WHERE id = :id",
+                id=rotation_id,
+            )
+            if not rows or rows[0][2] != "running" or rows[0][1] is None:
+                raise PQFileError(f"rotation run {rotation_id} is not running")
+            old, new = str(rows[0][0]), str(rows[0][1])
+            moved = s.run(
+                "UPDATE documents SET key_id = :new, encrypted_version_id = :v, "
+                "encrypted_size = :n, updated_at = now() "
+                "WHERE document_id = :d AND key_id = :old RETURNING plaintext_size",
+                new=new,
+                old=old,
+                v=encrypted_version_id,
+                n=encrypted_size,
+                d=document_id,
+            )
+            if not moved:
+                return False
+            s.run(
+                "UPDATE encryption_keys SET usage_count = usage_count + 1, "
+                "bytes_encrypted = bytes_encrypted + :b, last_used_at = now() WHERE id = :id",
+                b=int(moved[0][0] or 0),
+                id=new,
+            )
+            s.run(
+                "UPDATE key_rotations SET documents_rewrapped = documents_rewrapped + 1, "
+                "updated_at = now() WHERE id = :id",
+                id=rotation_id,
+            )
+            append_audit(
+                s,
+                operation="document.rewrap",
+                outcome="success",
+                actor=actor or self._actor,
+                document_id=document_id,
+                key_id=new,
+                request_id=request_id,
+                details={"rotation_id": rotation_id, "from_key_id": old},
+            )
+        return True
+
+    def finish_rotation(
+        self, rotation_id: int, *, actor: str | None = None, request_id: str | None = None
+    ) -> RotationRun:
+        """Complete the run and expire the old key once no document uses it; else mark the
+        run failed (the old key keeps decrypting)."""
+        actor = actor or self._actor
+        with self._db.transaction() as s:
+            rows = s.run(
+                f"SELECT {_ROTATION_COLUMNS} FROM key_rotations WHERE id = :id FOR UPDATE",
+                id=rotation_id,
+            )
+            if not rows:
+                raise PQFileError(f"no rotation run {rotation_id}")
+            run = _rotation(rows[0])
+            if run.status != "running":
+                return run
+            left = int(
+                s.run("SELECT count(*) FROM documents WHERE key_id = :k", k=run.old_key_id)[0][0]
+            )
+            if left:
+                status, error = "failed", f"{left} document(s) still use the old key"
+            else:
+                status, error = "completed", None
+                s.run(
+                    "UPDATE encryption_keys SET status = 'expired' WHERE id = :id "
+                    "AND status IN ('active', 'rotation_queued')",
+                    id=run.old_key_id,
+                )
+            updated = s.run(
+                "UPDATE key_rotations SET status = :st, error = :err, updated_at = now(), "
+                "completed_at = CASE WHEN :st = 'completed' THEN now() END, "
+                "documents_failed = :left "
+                f"WHERE id = :id RETURNING {_ROTATION_COLUMNS}",
+                st=status,
+                err=error,
+                left=left,
+                id=rotation_id,
+            )
+            run = _rotation(updated[0])
+            if status == "completed":
+                append_audit(
+                    s,
+                    operation="key.expire",
+                    outcome="success",
+                    actor=actor,
+                    key_id=run.old_key_id,
+                    request_id=request_id,
+                    details={"rotation_id": rotation_id, "to": "expired"},
+                )
+            append_audit(
+                s,
+                operation="key.rotation_finished",
+                outcome="success" if status == "completed" else "failure",
+                actor=actor,
+                key_id=run.old_key_id,
+                request_id=request_id,
+                details={
+                    "rotation_id": rotation_id,
+                    "new_key_id": run.new_key_id,
+                    "documents_rewrapped": run.documents_rewrapped,
+                    "documents_left": left,
+                },
+            )
+        return run
 
     # -- reporting --
 
