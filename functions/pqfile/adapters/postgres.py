@@ -11,11 +11,13 @@ API (docs/KEYS.md describes the behaviour):
   order, each in its own transaction, recording versions and checksums; safe to re-run.
 - ``PostgresKeyStore(db, protector, audit=..., policy=..., cache=...)`` (ports.KeyStore):
   ``select_encryption_key(suite, plaintext_size=0) -> PublicKey``,
-  ``select_key_record(suite, plaintext_size=0) -> KeyRecord``, ``get_key(key_id) -> KeyRecord``,
+  ``select_key_record(suite, plaintext_size=0) -> SelectedKey``, ``get_key(key_id) -> KeyRecord``,
   ``public_key(key_id)``, ``load_secret_key(key_id, purpose)``, ``load_decryption_key(key_id)``,
   ``create_keys(suite, count, actor)``, ``refill(suite, actor)``,
   ``queue_due_for_rotation(actor)``, ``revoke(key_id, reason, actor)``,
-  ``expire(key_id, actor)``, ``status_summary()``.
+  ``expire(key_id, actor)``, ``status_summary()``; rotation runs: ``rotations(status)``,
+  ``begin_rotation(id)``, ``documents_on_key(key_id)``, ``record_rewrap(id, document_id, ...)``,
+  ``finish_rotation(id)``.
 - ``PostgresDocumentRepository(db)`` (ports.DocumentRepository): ``begin``, ``get``,
   ``find_by_source``, ``find_by_encrypted_object``, ``assign_key``, ``mark_stored``,
   ``mark_plaintext_deleted``, ``mark_failed``.
