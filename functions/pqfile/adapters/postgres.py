@@ -9,7 +9,7 @@ API (docs/KEYS.md describes the behaviour):
   ``PQFILE_DATABASE_IAM_AUTH=1`` for an RDS IAM token instead of a password.
 - ``migrate(db, directory=None) -> list[str]``: applies ``sql/migrations/NNNN_*.sql`` in
   order, each in its own transaction, recording versions and checksums; safe to re-run.
-- ``PostgresKeyStore(db, protector, audit=..., policy=..., cache=...)`` (ports.KeyStore):
+- ``PostgresKeyStore(db, protector, policy=..., cache=..., actor=...)`` (ports.KeyStore):
   ``select_encryption_key(suite, plaintext_size=0) -> PublicKey``,
   ``select_key_record(suite, plaintext_size=0) -> SelectedKey``, ``get_key(key_id) -> KeyRecord``,
   ``public_key(key_id)``, ``load_secret_key(key_id, purpose)``, ``load_decryption_key(key_id)``,
