@@ -5,9 +5,11 @@ locals {
   encrypted_arn = aws_s3_bucket.this["encrypted"].arn
 
   # Object access per function: which bucket prefix, which actions.
+  # Object access per function (functions/pqfile/usecases): which prefix, which actions.
+  # Version actions are listed with their plain forms: the code addresses object versions.
   s3_access = {
     fetch = [
-      { sid = "ReadUploads", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
+      { sid = "StatUploads", actions = ["s3:GetObject", "s3:GetObjectVersion"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
     ]
     select_key = []
     encrypt = [
@@ -15,17 +17,18 @@ locals {
       { sid = "WritePackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
     ]
     store = [
-      { sid = "VerifyPackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
+      # Verifies the package; deletes a package version that fails verification.
+      { sid = "VerifyPackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
       { sid = "DeletePlaintext", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
     ]
     audit = []
     record_failure = [
-      { sid = "QuarantineUploads", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
-      { sid = "WriteQuarantine", actions = ["s3:PutObject"], resources = ["${local.uploads_arn}/${local.quarantine_prefix}*"] },
+      # Keeps the failed upload, tagged for the quarantine lifecycle rule.
+      { sid = "TagFailedUploads", actions = ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
     ]
     retrieve = [
       { sid = "ReadPackages", actions = ["s3:GetObject", "s3:GetObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
-      { sid = "WriteRetrievalCopies", actions = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], resources = ["${local.encrypted_arn}/${local.retrievals_prefix}*"] },
+      { sid = "WriteRetrievalCopies", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.retrievals_prefix}*"] },
     ]
   }
 }
@@ -123,8 +126,14 @@ data "aws_iam_policy_document" "function" {
       resources = [aws_kms_key.seeds.arn]
 
       condition {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:pqfile:purpose"
+        values   = ["key-seed"]
+      }
+
+      condition {
         test     = "Null"
-        variable = "kms:EncryptionContext:${var.seed_encryption_context_key}"
+        variable = "kms:EncryptionContext:pqfile:key-id"
         values   = ["false"]
       }
     }
@@ -139,8 +148,14 @@ data "aws_iam_policy_document" "function" {
       resources = [aws_kms_key.seeds.arn]
 
       condition {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:pqfile:purpose"
+        values   = ["key-seed"]
+      }
+
+      condition {
         test     = "Null"
-        variable = "kms:EncryptionContext:${var.seed_encryption_context_key}"
+        variable = "kms:EncryptionContext:pqfile:key-id"
         values   = ["false"]
       }
     }

@@ -31,6 +31,10 @@ locals {
     "kms:UpdateKeyDescription",
   ]
 
+  # The encryption context of a wrapped seed (functions/pqfile/adapters/postgres.py,
+  # seed_context): purpose "key-seed", the key id, the suite. Nothing else is accepted.
+  seed_context_keys = ["pqfile:purpose", "pqfile:key-id", "pqfile:suite"]
+
   seed_encrypt_functions = [for k, f in local.functions : k if f.seed_access == "encrypt"]
   seed_decrypt_functions = [for k, f in local.functions : k if f.seed_access == "decrypt"]
 }
@@ -62,15 +66,21 @@ data "aws_iam_policy_document" "seeds_key" {
     }
 
     condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:pqfile:purpose"
+      values   = ["key-seed"]
+    }
+
+    condition {
       test     = "Null"
-      variable = "kms:EncryptionContext:${var.seed_encryption_context_key}"
+      variable = "kms:EncryptionContext:pqfile:key-id"
       values   = ["false"]
     }
 
     condition {
       test     = "ForAllValues:StringEquals"
       variable = "kms:EncryptionContextKeys"
-      values   = [var.seed_encryption_context_key]
+      values   = local.seed_context_keys
     }
   }
 
@@ -85,15 +95,21 @@ data "aws_iam_policy_document" "seeds_key" {
     }
 
     condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:pqfile:purpose"
+      values   = ["key-seed"]
+    }
+
+    condition {
       test     = "Null"
-      variable = "kms:EncryptionContext:${var.seed_encryption_context_key}"
+      variable = "kms:EncryptionContext:pqfile:key-id"
       values   = ["false"]
     }
 
     condition {
       test     = "ForAllValues:StringEquals"
       variable = "kms:EncryptionContextKeys"
-      values   = [var.seed_encryption_context_key]
+      values   = local.seed_context_keys
     }
   }
 

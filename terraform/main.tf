@@ -12,9 +12,10 @@ locals {
   region     = data.aws_region.current.name
 
   # Object prefixes the pipeline owns (functions/pqfile/config.py).
-  uploads_prefix    = "uploads/"
-  encrypted_prefix  = "encrypted/"
-  quarantine_prefix = "quarantine/"
+  uploads_prefix   = "uploads/"
+  encrypted_prefix = "encrypted/"
+  # record_failure tags the upload it failed on (functions/pqfile/usecases/ingest.py).
+  failed_tag        = "pqfile-status"
   retrievals_prefix = "retrievals/"
 
   # The network the functions run in: a created VPC, an existing one, or none (local).

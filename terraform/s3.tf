@@ -1,4 +1,5 @@
-# Two buckets: `uploads` (plaintext arrives under uploads/, failures move to quarantine/)
+# Two buckets: `uploads` (plaintext arrives under uploads/; uploads the pipeline failed on
+# stay there, tagged pqfile-status=failed, until the quarantine rule expires them)
 # and `encrypted` (packages under encrypted/, short-lived retrieval copies under
 # retrievals/). Both: private, owner-enforced, TLS-only, versioned, SSE-KMS with bucket
 # keys, lifecycle-managed, optionally access-logged.
@@ -11,10 +12,10 @@ locals {
 
   lifecycle_rules = {
     uploads = [
-      { id = "expire-quarantined-uploads", prefix = local.quarantine_prefix, days = var.quarantine_expiration_days },
+      { id = "expire-quarantined-uploads", prefix = local.uploads_prefix, tags = { (local.failed_tag) = "failed" }, days = var.quarantine_expiration_days },
     ]
     encrypted = [
-      { id = "expire-retrieval-copies", prefix = local.retrievals_prefix, days = var.retrieval_expiration_days },
+      { id = "expire-retrieval-copies", prefix = local.retrievals_prefix, tags = {}, days = var.retrieval_expiration_days },
     ]
   }
 }
@@ -184,11 +185,24 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       status = "Enabled"
 
       filter {
-        prefix = rule.value.prefix
+        dynamic "and" {
+          for_each = length(rule.value.tags) > 0 ? [1] : []
+
+          content {
+            prefix = rule.value.prefix
+            tags   = rule.value.tags
+          }
+        }
+
+        prefix = length(rule.value.tags) > 0 ? null : rule.value.prefix
       }
 
       expiration {
         days = rule.value.days
+      }
+
+      noncurrent_version_expiration {
+        noncurrent_days = rule.value.days
       }
     }
   }

@@ -243,7 +243,7 @@ variable "noncurrent_version_expiration_days" {
 }
 
 variable "quarantine_expiration_days" {
-  description = "Days after which uploads the pipeline quarantined (under quarantine/) expire."
+  description = "Days after which uploads the pipeline failed on (tagged pqfile-status=failed) expire."
   type        = number
   default     = 30
 
@@ -293,12 +293,6 @@ variable "kms_deletion_window_days" {
     condition     = var.kms_deletion_window_days >= 7 && var.kms_deletion_window_days <= 30
     error_message = "kms_deletion_window_days must be between 7 and 30."
   }
-}
-
-variable "seed_encryption_context_key" {
-  description = "Encryption context key naming the key id under which seeds are wrapped."
-  type        = string
-  default     = "pqfile:key-id"
 }
 
 # ---------------------------------------------------------------------------------------
