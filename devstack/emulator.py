@@ -103,6 +103,22 @@ def check_moto_internals() -> list[str]:
                 f"self.{attribute} =" in init_source or f"self.{attribute}:" in init_source,
                 f"LambdaFunction.__init__ no longer sets self.{attribute}",
             )
+        expect(
+            _parameters(LambdaFunction.__init__)[:3] == ["self", "account_id", "spec"]
+            and _parameters(LambdaFunction.update_configuration) == ["self", "config_updates"]
+            and _parameters(LambdaFunction.get_configuration)[:1] == ["self"],
+            "LambdaFunction.__init__(self, account_id, spec, ...), update_configuration(self, "
+            "config_updates) or get_configuration(self, ...) changed signature",
+        )
+        expect(
+            "DeadLetterConfig" not in init_source,
+            "LambdaFunction now keeps DeadLetterConfig itself: drop "
+            "devstack.emulator._patch_lambda_dead_letter_config",
+        )
+        expect(
+            "self.event_invoke_config" in init_source,
+            "LambdaFunction.__init__ no longer sets self.event_invoke_config",
+        )
     except ImportError as exc:
         problems.append(f"moto.awslambda.models.LambdaFunction not importable: {exc}")
 
@@ -304,16 +320,134 @@ def _patch_lambda(pool: LambdaWorkerPool) -> None:
     notifications._invoke_awslambda = _invoke_awslambda
 
 
+ASYNC_RETRY_DELAYS = (1.0, 2.0)  # AWS waits about 1 and 2 minutes; locally, seconds
+
+
 def invoke_async(fn: Any, event: Any) -> None:
-    """Lambda's `Event` invocation type: run in the background, report nothing to the caller."""
+    """Lambda's `Event` invocation: run in the background with Lambda's retries, then deliver
+    the outcome to the function's destinations and, on failure, its dead-letter queue."""
 
     def run() -> None:
         try:
-            fn._invoke_lambda(event=event)
+            config = _event_invoke_config(fn)
+            retries = int(config.get("MaximumRetryAttempts", 2))
+            attempts = 0
+            while True:
+                attempts += 1
+                payload, errored, logs = fn._invoke_lambda(event=event)
+                if not errored or attempts > retries:
+                    break
+                time.sleep(ASYNC_RETRY_DELAYS[min(attempts, len(ASYNC_RETRY_DELAYS)) - 1])
+            _deliver_async_outcome(fn, event, payload, errored, logs, attempts, config)
         except Exception:
             LOG.exception("asynchronous invocation of %s failed", fn.function_name)
 
     threading.Thread(target=run, name=f"async-{fn.function_name}", daemon=True).start()
+
+
+def _event_invoke_config(fn: Any) -> dict[str, Any]:
+    configs = getattr(fn, "event_invoke_config", None) or []
+    # moto appends on every put/update; the last one is the current one.
+    return dict(configs[-1].config) if configs else {}
+
+
+def _send_to_queue(queue_arn: str, body: Any, attributes: dict[str, str] | None = None) -> None:
+    from moto.sqs.models import sqs_backends
+    from moto.utilities.arns import parse_arn
+
+    arn = parse_arn(queue_arn)
+    if arn.service != "sqs":
+        LOG.warning("only SQS destinations are emulated, not %s", queue_arn)
+        return
+    sqs_backends[arn.account][arn.region].send_message(
+        queue_name=arn.resource_id,
+        message_body=body if isinstance(body, str) else json.dumps(body),
+        message_attributes={
+            name: {"DataType": "String", "StringValue": value}
+            for name, value in (attributes or {}).items()
+        },
+    )
+
+
+def _deliver_async_outcome(
+    fn: Any,
+    event: Any,
+    payload: str,
+    errored: bool,
+    logs: str,
+    attempts: int,
+    config: dict[str, Any],
+) -> None:
+    request_id = logs.split("START RequestId: ", 1)[-1].split(" ", 1)[0] if logs else ""
+    destinations = config.get("DestinationConfig") or {}
+    destination = (destinations.get("OnFailure" if errored else "OnSuccess") or {}).get(
+        "Destination"
+    )
+    try:
+        response: Any = json.loads(payload)
+    except ValueError:
+        response = payload
+    if destination:
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "requestContext": {
+                "requestId": request_id,
+                "functionArn": f"{fn.function_arn}:$LATEST",
+                "condition": "RetriesExhausted" if errored else "Success",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {
+                "statusCode": 200,
+                "executedVersion": "$LATEST",
+                **({"functionError": "Unhandled"} if errored else {}),
+            },
+            "responsePayload": response,
+        }
+        _send_to_queue(destination, record)
+    dead_letter_queue = (getattr(fn, "dead_letter_config", None) or {}).get("TargetArn")
+    if errored and dead_letter_queue:
+        error = response if isinstance(response, dict) else {}
+        _send_to_queue(
+            dead_letter_queue,
+            event,
+            {
+                "RequestID": request_id,
+                "ErrorCode": "200",
+                "ErrorMessage": str(error.get("errorMessage", payload))[:1000],
+            },
+        )
+
+
+def _patch_lambda_dead_letter_config() -> None:
+    """moto drops a function's DeadLetterConfig; keep it, report it, use it."""
+    from moto.awslambda.models import LambdaFunction
+
+    original_init = LambdaFunction.__init__
+    original_update = LambdaFunction.update_configuration
+    original_get = LambdaFunction.get_configuration
+
+    def __init__(
+        self: Any, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> None:
+        original_init(self, account_id, spec, *args, **kwargs)
+        self.dead_letter_config = dict(spec.get("DeadLetterConfig") or {})
+
+    def update_configuration(self: Any, config_updates: dict[str, Any]) -> Any:
+        if "DeadLetterConfig" in config_updates:
+            self.dead_letter_config = dict(config_updates["DeadLetterConfig"] or {})
+        return original_update(self, config_updates)
+
+    def get_configuration(self: Any, *args: Any, **kwargs: Any) -> Any:
+        configuration = original_get(self, *args, **kwargs)
+        if getattr(self, "dead_letter_config", None):
+            configuration["DeadLetterConfig"] = dict(self.dead_letter_config)
+        return configuration
+
+    LambdaFunction.__init__ = __init__  # type: ignore[method-assign]
+    LambdaFunction.update_configuration = update_configuration  # type: ignore[method-assign]
+    LambdaFunction.get_configuration = get_configuration  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,8 +620,22 @@ def _patch_events() -> None:
                     _start_execution(self, target, event)
                 else:
                     _invoke_target_lambda(target, event)
-            except Exception:  # EventBridge delivery is asynchronous: the sender never sees it
+            except (
+                Exception
+            ) as exc:  # EventBridge delivery is asynchronous: the sender never sees it
                 LOG.exception("rule %s could not deliver to %s", self.name, target["Arn"])
+                dead_letter_queue = (target.get("DeadLetterConfig") or {}).get("Arn")
+                if dead_letter_queue:
+                    _send_to_queue(
+                        dead_letter_queue,
+                        event,
+                        {
+                            "ERROR_CODE": type(exc).__name__,
+                            "ERROR_MESSAGE": str(exc)[:1000],
+                            "RULE_ARN": self.arn,
+                            "TARGET_ARN": target["Arn"],
+                        },
+                    )
 
     Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
 
@@ -510,6 +658,7 @@ def apply_patches(
     os.environ["MOTO_PORT"] = str(port)  # moto's Step Functions calls Lambda at localhost:MOTO_PORT
     pool = LambdaWorkerPool(list(code_paths), endpoint_url=f"http://{host}:{port}")
     _patch_lambda(pool)
+    _patch_lambda_dead_letter_config()
     _patch_stepfunctions()
     _patch_events()
     _patch_s3_bucket_policies()

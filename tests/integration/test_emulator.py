@@ -498,3 +498,66 @@ def test_tls_only_bucket_policy_does_not_refuse_local_requests(aws_emulator: Emu
     assert s3.get_object(Bucket=bucket, Key="uploads/a.txt")["Body"].read() == b"a"
     s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "uploads/a.txt"}]})
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def _queue(emulator: Emulator, name: str) -> tuple[str, str]:
+    sqs = emulator.client("sqs")
+    url = sqs.create_queue(QueueName=f"{name}-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    return url, arn["QueueArn"]
+
+
+def _receive(emulator: Emulator, url: str, timeout: float = 30.0) -> dict[str, Any]:
+    sqs = emulator.client("sqs")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        messages = sqs.receive_message(
+            QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=1
+        ).get("Messages", [])
+        if messages:
+            return dict(messages[0])
+    raise AssertionError(f"nothing arrived on {url} within {timeout} s")
+
+
+def test_failed_asynchronous_invocation_is_retried_then_dead_lettered(
+    aws_emulator: Emulator, make_lambda: Callable[..., str], tmp_path: Path
+) -> None:
+    dlq_url, dlq_arn = _queue(aws_emulator, "function-dlq")
+    destination_url, destination_arn = _queue(aws_emulator, "on-failure")
+    arn = make_lambda("emulator_probe.flaky", DeadLetterConfig={"TargetArn": dlq_arn})
+    lam = aws_emulator.client("lambda")
+    assert lam.get_function_configuration(FunctionName=arn)["DeadLetterConfig"] == {
+        "TargetArn": dlq_arn
+    }
+    lam.put_function_event_invoke_config(
+        FunctionName=arn,
+        MaximumRetryAttempts=1,
+        DestinationConfig={"OnFailure": {"Destination": destination_arn}},
+    )
+    event = {"counter_file": str(tmp_path / "attempts"), "fail_times": 5}
+    lam.invoke(FunctionName=arn, InvocationType="Event", Payload=json.dumps(event))
+
+    dead_letter = _receive(aws_emulator, dlq_url)
+    assert json.loads(dead_letter["Body"]) == event
+    assert "attempt 2 failed" in dead_letter["MessageAttributes"]["ErrorMessage"]["StringValue"]
+    record = json.loads(_receive(aws_emulator, destination_url)["Body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["requestPayload"] == event
+    assert record["responsePayload"]["errorType"] == "TransientProbeError"
+    assert (tmp_path / "attempts").read_text() == "2"  # one try and one retry
+
+
+def test_undeliverable_eventbridge_target_goes_to_its_dead_letter_queue(
+    aws_emulator: Emulator,
+) -> None:
+    dlq_url, dlq_arn = _queue(aws_emulator, "events-dlq")
+    bucket = _bucket_with_eventbridge(aws_emulator)
+    missing = "arn:aws:states:us-east-1:123456789012:stateMachine:does-not-exist"
+    _rule_for_uploads(aws_emulator, bucket, {"Arn": missing, "DeadLetterConfig": {"Arn": dlq_arn}})
+    aws_emulator.client("s3").put_object(Bucket=bucket, Key="uploads/lost.txt", Body=b"x")
+    message = _receive(aws_emulator, dlq_url)
+    assert json.loads(message["Body"])["detail"]["object"]["key"] == "uploads/lost.txt"
+    attributes = message["MessageAttributes"]
+    assert attributes["TARGET_ARN"]["StringValue"] == missing
+    assert attributes["ERROR_CODE"]["StringValue"]
