@@ -8,7 +8,15 @@ rest. Before the server starts, this module:
 - turns on moto's ASL interpreter, so state machines really execute;
 - runs Lambda handlers from the source tree in warm worker subprocesses
   (`devstack.lambda_pool`) instead of Docker, with each function's own environment;
-- lets EventBridge rules target Step Functions state machines and Lambda functions.
+- makes `Event` invocations asynchronous, with Lambda's retries, OnSuccess/OnFailure SQS
+  destinations and the function's DeadLetterConfig (which moto drops);
+- lets EventBridge rules target Step Functions state machines and Lambda functions (named
+  executions, Input/InputPath/InputTransformer, the target's dead-letter queue), and gives
+  S3 events unique ids, ISO times and growing sequencers;
+- does not enforce S3 bucket policies (moto denies under any conditional Deny statement).
+
+Not emulated: scheduled rules never fire (start those executions yourself), EventBridge
+retry policies, Lambda concurrency limits and IAM authorisation.
 
 The patches touch moto internals; `check_moto_internals()` (run at start-up and by the canary
 test) names the one that changed when moto is upgraded.
@@ -284,8 +292,14 @@ def _patch_lambda(pool: LambdaWorkerPool) -> None:
         except Exception:  # logs are a convenience; never fail the invocation for them
             LOG.exception("could not write CloudWatch logs for %s", spec.function_name)
         level = logging.WARNING if result.errored else logging.INFO
-        LOG.log(level, "invoke %s %s errored=%s %.0f ms", spec.function_name,
-                result.request_id, result.errored, result.duration_ms)  # fmt: skip
+        LOG.log(
+            level,
+            "invoke %s %s errored=%s %.0f ms",
+            spec.function_name,
+            result.request_id,
+            result.errored,
+            result.duration_ms,
+        )
         return result.payload, result.errored, logs
 
     def invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> bytes:
