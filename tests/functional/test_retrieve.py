@@ -115,3 +115,12 @@ def test_actor_order() -> None:
     assert identify_actor({"requested_by": "p"}) == "p"
     assert identify_actor({}) == "unknown"
     assert identify_actor({"requested_by": "a\nb"}) == "ab"
+
+
+def test_content_type_comes_back_from_the_authenticated_context() -> None:
+    p = make_pipeline()
+    info = p.blobs.put(UPLOADS, "uploads/t.txt", b"text", content_type="text/plain")
+    assert run_workflow(p, event_for(info))["status"] == "SUCCEEDED"
+    (doc,) = p.documents.rows
+    out = retrieve_payload(p, {"document_id": doc}, actor="a")
+    assert out["content_type"] == "text/plain"

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 OP_ENCRYPT = "document.encrypt"
 OP_DECRYPT = "document.decrypt"
 
+#: The encryption-context entry that records the upload's content type (authenticated).
+CONTENT_TYPE_CONTEXT = "pqfile:content-type"
+
 #: Tags put on an upload whose ingest failed (kept for a re-run; see docs/OPERATIONS.md).
 FAILED_TAG = "pqfile-status"
 
@@ -168,7 +171,7 @@ def encrypt_document(
             record.encrypted_version_id,
         )
     public = p.keys.public_key(key_id)
-    context = {"pqfile:source-bucket": source.bucket, "pqfile:content-type": content_type}
+    context = {"pqfile:source-bucket": source.bucket, CONTENT_TYPE_CONTEXT: content_type}
     try:
         body = p.blobs.open_read(source.bucket, source.key, source.version_id)
     except DocumentNotFoundError:

@@ -27,7 +27,7 @@ from pqfile.config import RETRIEVALS_PREFIX
 from pqfile.errors import DecryptionError, DocumentNotFoundError, InvalidEventError, PQFileError
 from pqfile.ports import DocumentRecord
 from pqfile.usecases.common import HashingWriter, Pipeline
-from pqfile.usecases.ingest import OP_DECRYPT
+from pqfile.usecases.ingest import CONTENT_TYPE_CONTEXT, OP_DECRYPT
 
 
 @dataclass(frozen=True)
@@ -169,12 +169,12 @@ def _deliver(p: Pipeline, record: DocumentRecord, identity: Any) -> dict[str, An
         if size is not None and size <= s.inline_limit:
             buffer = io.BytesIO()
             sink = HashingWriter(buffer, limit=s.inline_limit)
-            _decrypt(p, src, sink, identity, record.document_id)
+            content_type = _decrypt(p, src, sink, identity, record.document_id)
             return {
                 "document_id": record.document_id,
                 "delivery": "inline",
                 "size": sink.count,
-                "content_type": "application/octet-stream",
+                "content_type": content_type,
                 "sha256": sink.sha256.hexdigest(),
                 "content_base64": base64.b64encode(buffer.getvalue()).decode("ascii"),
             }
@@ -187,7 +187,7 @@ def _deliver(p: Pipeline, record: DocumentRecord, identity: Any) -> dict[str, An
         )
         try:
             sink = HashingWriter(writer)
-            _decrypt(p, src, sink, identity, record.document_id)
+            content_type = _decrypt(p, src, sink, identity, record.document_id)
             copy = writer.complete()
         except BaseException:
             writer.abort()
@@ -197,7 +197,7 @@ def _deliver(p: Pipeline, record: DocumentRecord, identity: Any) -> dict[str, An
             "document_id": record.document_id,
             "delivery": "url",
             "size": sink.count,
-            "content_type": "application/octet-stream",
+            "content_type": content_type,
             "sha256": sink.sha256.hexdigest(),
             "url": url,
             "expires_in": s.presign_seconds,
@@ -208,9 +208,17 @@ def _deliver(p: Pipeline, record: DocumentRecord, identity: Any) -> dict[str, An
         src.close()
 
 
-def _decrypt(p: Pipeline, src: Any, sink: HashingWriter, identity: Any, document_id: str) -> None:
+def _decrypt(p: Pipeline, src: Any, sink: HashingWriter, identity: Any, document_id: str) -> str:
+    """Decrypt into ``sink``; return the content type the package's context records."""
     try:
-        p.cipher.decrypt_stream(src, sink, identity, document_id=document_id)
+        result = p.cipher.decrypt_stream(src, sink, identity, document_id=document_id)
     except OverflowError:
         # More plaintext than the index recorded: treat as not authentic.
         raise DecryptionError() from None
+    header = getattr(result, "header", None)
+    context = getattr(header, "context", None)
+    if isinstance(context, dict):
+        content_type = context.get(CONTENT_TYPE_CONTEXT)
+        if isinstance(content_type, str) and content_type:
+            return content_type
+    return "application/octet-stream"
