@@ -110,7 +110,7 @@ def _start_system(base_dir: Path, initdb: str, pg_ctl: str) -> PostgresHandle:
         port = free_port()
         opts = (
             f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         )
         proc = run(
             _as_postgres_user(
