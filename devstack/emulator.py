@@ -127,8 +127,8 @@ def check_moto_internals() -> list[str]:
             "self.event_invoke_config" in init_source,
             "LambdaFunction.__init__ no longer sets self.event_invoke_config",
         )
-    except ImportError as exc:
-        problems.append(f"moto.awslambda.models.LambdaFunction not importable: {exc}")
+    except (ImportError, AttributeError) as exc:
+        problems.append(f"moto.awslambda.models.LambdaFunction internals changed: {exc}")
 
     try:
         from moto.events.models import Rule
@@ -148,8 +148,8 @@ def check_moto_internals() -> list[str]:
         rule_source = inspect.getsource(Rule)
         for attribute in ("targets", "event_pattern", "state", "arn", "name"):
             expect(f"self.{attribute}" in rule_source, f"moto.events Rule lost self.{attribute}")
-    except ImportError as exc:
-        problems.append(f"moto.events.models.Rule not importable: {exc}")
+    except (ImportError, AttributeError) as exc:
+        problems.append(f"moto.events Rule.send_to_targets / EventTemplateParser changed: {exc}")
 
     try:
         from moto.s3 import notifications
@@ -190,8 +190,8 @@ def check_moto_internals() -> list[str]:
             "moto.s3.models.FakeBucket.get_permission(self, action, resource) or "
             "moto.iam.access_control.PermissionResult.NEUTRAL changed",
         )
-    except ImportError as exc:
-        problems.append(f"moto S3 bucket policy internals not importable: {exc}")
+    except (ImportError, AttributeError) as exc:
+        problems.append(f"moto S3 bucket policy internals changed: {exc}")
 
     try:
         from moto.core.config import default_user_config
@@ -223,8 +223,8 @@ def check_moto_internals() -> list[str]:
             "StepFunctionsParserBackend.start_execution(self, state_machine_arn, name, "
             "execution_input) changed signature",
         )
-    except ImportError as exc:
-        problems.append(f"moto Step Functions internals not importable: {exc}")
+    except (ImportError, AttributeError) as exc:
+        problems.append(f"moto Step Functions internals changed: {exc}")
 
     try:
         from moto.moto_server.werkzeug_app import (
@@ -232,7 +232,7 @@ def check_moto_internals() -> list[str]:
             MotoRequestHandler,  # noqa: F401
             create_backend_app,  # noqa: F401
         )
-    except ImportError as exc:
+    except (ImportError, AttributeError) as exc:
         problems.append(f"moto.moto_server.werkzeug_app changed: {exc}")
     return problems
 

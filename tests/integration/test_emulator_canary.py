@@ -79,3 +79,17 @@ def test_moto_still_denies_under_any_deny_statement_with_a_condition() -> None:
     }
     result = IAMPolicy(json.dumps(policy)).is_action_permitted("s3:PutObject", "arn:aws:s3:::b/k")
     assert result == PermissionResult.DENIED, "moto now evaluates bucket policy conditions"
+
+
+def test_the_canary_names_the_internal_that_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.awslambda.models import LambdaFunction
+    from moto.events.models import Rule
+
+    def renamed(self, event=None, context=None):  # type: ignore[no-untyped-def]
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(LambdaFunction, "_invoke_lambda", renamed)
+    monkeypatch.delattr(Rule, "send_to_targets")
+    problems = "\n".join(check_moto_internals())
+    assert "LambdaFunction._invoke_lambda(self, event) changed signature" in problems
+    assert "Rule.send_to_targets" in problems
