@@ -180,6 +180,20 @@ def start_postgres(base_dir: Path | None = None, *, use_env: bool = True) -> Pos
     )
 
 
+def stop_cluster(data_dir: Path | str, *, remove: bool = True) -> None:
+    """Stop a cluster started by another process (``python -m devstack down``)."""
+    pg_ctl = _find_binary("pg_ctl")
+    data = Path(data_dir)
+    if pg_ctl and (data / "postmaster.pid").exists():
+        subprocess.run(
+            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+            check=False,
+        )
+    if remove:
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def wait_ready(url: str, timeout: float = 30.0) -> None:
     """Block until the server accepts connections."""
     import pg8000.native
