@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import ssl
+from typing import Any
 
 import pytest
 from devstack.postgres import free_port
@@ -86,3 +88,54 @@ def test_wrong_role_privilege_is_permission_denied(migrated_db_url: str) -> None
             "VALUES ('d', 'b', 'k', 'e')"
         )
     db.close()
+
+
+@pytest.mark.integration
+def test_credentials_from_secrets_manager(
+    migrated_db_url: str,
+    custody_kms: tuple[Any, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+
+    from pqfile.adapters import aws
+
+    client, _ = custody_kms
+    endpoint = client.meta.endpoint_url
+    params = parse_database_url(role_url(migrated_db_url, "pqfile_retrieve"))
+    secrets = boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    arn = secrets.create_secret(
+        Name=f"pqfile-db-{params.database}",
+        SecretString=json.dumps(
+            {
+                "username": params.user,
+                "password": "not-checked-locally",
+                "host": params.host,
+                "port": params.port,
+                "dbname": params.database,
+            }
+        ),
+    )["ARN"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    aws.reset_clients()
+    try:
+        env = {
+            "PQFILE_DATABASE_SECRET_ARN": arn,
+            "PQFILE_DATABASE_SSLMODE": "disable",  # the local server has no certificate
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        db = Database.from_env(env)
+        assert db.run("SELECT current_user") == [["pqfile_retrieve"]]
+        db.close()
+        built = params_from_env(env)()
+        assert built.password == "not-checked-locally" and "not-checked" not in repr(built)
+        assert params_from_env({"PQFILE_DATABASE_SECRET_ARN": arn})().sslmode == "verify-full"
+    finally:
+        aws.reset_clients()
