@@ -43,6 +43,7 @@ class PostgresHandle:
     data_dir: Path | None = None
     port: int | None = None
     started: bool = False
+    ca_file: Path | None = None  # the server's self-signed certificate, when TLS is on
     _stopper: Callable[[], None] | None = field(default=None, repr=False)
 
     def stop(self) -> None:
@@ -105,12 +106,16 @@ def _start_system(base_dir: Path, initdb: str, pg_ctl: str) -> PostgresHandle:
         check=True,
         capture_output=True,
     )
+    cert = _write_server_certificate(data_dir)
     last_error = ""
     for _attempt in range(5):
         port = free_port()
+        # TLS is on but optional (pg_hba from initdb trusts both): ?sslmode=verify-full with
+        # sslrootcert=<ca_file> exercises the encrypted path, plain URLs keep working.
         opts = (
             f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
+            f"-c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={data_dir / 'server.key'}"
         )
         proc = run(
             _as_postgres_user(
@@ -150,8 +155,56 @@ def _start_system(base_dir: Path, initdb: str, pg_ctl: str) -> PostgresHandle:
         data_dir=data_dir,
         port=port,
         started=True,
+        ca_file=cert,
         _stopper=stop,
     )
+
+
+def _write_server_certificate(data_dir: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 / localhost, readable only by the server."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = data_dir / "server.crt", data_dir / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    cert_path.chmod(0o644)
+    if os.geteuid() == 0:
+        shutil.chown(key_path, user=SUPERUSER)
+        shutil.chown(cert_path, user=SUPERUSER)
+    return cert_path
 
 
 def _start_pgserver(base_dir: Path) -> PostgresHandle:  # pragma: no cover - fallback only

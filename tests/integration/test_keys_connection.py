@@ -7,7 +7,7 @@ import ssl
 from typing import Any
 
 import pytest
-from devstack.postgres import free_port
+from devstack.postgres import PostgresHandle, free_port
 
 from pqfile.adapters.postgres import (
     Database,
@@ -43,13 +43,16 @@ def test_parse_database_url() -> None:
 
 
 def test_tls_modes() -> None:
-    assert ssl_context_for(parse_database_url("postgresql://u@h/d")) is None
+    assert ssl_context_for(parse_database_url("postgresql://u@h/d")) is False  # default: off
+    assert ssl_context_for(parse_database_url("postgresql://u@h/d?sslmode=prefer")) is None
     req = ssl_context_for(parse_database_url("postgresql://u@h/d?sslmode=require"))
-    assert req is not None and req.verify_mode is ssl.CERT_NONE
+    assert isinstance(req, ssl.SSLContext) and req.verify_mode is ssl.CERT_NONE
     full = ssl_context_for(parse_database_url("postgresql://u@h/d?sslmode=verify-full"))
-    assert full is not None and full.verify_mode is ssl.CERT_REQUIRED and full.check_hostname
+    assert isinstance(full, ssl.SSLContext) and full.verify_mode is ssl.CERT_REQUIRED
+    assert full.check_hostname
     ca = ssl_context_for(parse_database_url("postgresql://u@h/d?sslmode=verify-ca"))
-    assert ca is not None and ca.verify_mode is ssl.CERT_REQUIRED and not ca.check_hostname
+    assert isinstance(ca, ssl.SSLContext) and ca.verify_mode is ssl.CERT_REQUIRED
+    assert not ca.check_hostname
 
 
 def test_environment_is_required() -> None:
@@ -139,3 +142,26 @@ def test_credentials_from_secrets_manager(
         assert params_from_env({"PQFILE_DATABASE_SECRET_ARN": arn})().sslmode == "verify-full"
     finally:
         aws.reset_clients()
+
+
+@pytest.mark.integration
+def test_tls_connections(migrated_db_url: str, postgres_server: PostgresHandle) -> None:
+    if postgres_server.ca_file is None:
+        pytest.skip("the server was given through PQFILE_DATABASE_URL; its TLS is unknown")
+    ca = postgres_server.ca_file
+    query = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    for suffix, encrypted in (
+        ("", False),
+        ("?sslmode=disable", False),
+        ("?sslmode=prefer", True),
+        ("?sslmode=require", True),
+        (f"?sslmode=verify-full&sslrootcert={ca}", True),
+        (f"?sslmode=verify-ca&sslrootcert={ca}", True),
+    ):
+        db = Database.from_url(migrated_db_url + suffix)
+        assert db.run(query) == [[encrypted]], suffix
+        db.close()
+    # verify-full against the system CAs: the self-signed certificate is refused
+    db = Database.from_url(migrated_db_url + "?sslmode=verify-full")
+    with pytest.raises(TransientError):
+        db.run(query)

@@ -181,8 +181,12 @@ def parse_database_url(url: str) -> ConnectionParams:
     )
 
 
-def ssl_context_for(params: ConnectionParams) -> ssl.SSLContext | None:
-    if params.sslmode in {"disable", "allow", "prefer"}:
+def ssl_context_for(params: ConnectionParams) -> ssl.SSLContext | bool | None:
+    """pg8000's ``ssl_context``: False = no TLS, None = TLS if offered (unverified),
+    a context = TLS required (verified for verify-ca / verify-full)."""
+    if params.sslmode == "disable":
+        return False
+    if params.sslmode in {"allow", "prefer"}:
         return None
     if params.sslmode == "require":
         ctx = ssl.create_default_context()
