@@ -158,3 +158,42 @@ def test_cli_db_migrate(
     assert "applied 0001_roles" in out and f"({n} applied now)" in out
     assert cli_main(["db", "migrate", "--database-url", url]) == 0
     assert "(0 applied now)" in capsys.readouterr().out
+
+
+def test_database_newer_than_code_is_refused(empty_db: Database, tmp_path: Path) -> None:
+    migrate(empty_db)
+    older = tmp_path / "older"
+    older.mkdir()
+    for path in sorted(default_migrations_dir().glob("*.sql"))[:3]:
+        shutil.copy(path, older / path.name)
+    with pytest.raises(MigrationError, match="newer than these migrations"):
+        migrate(empty_db, older)
+
+
+def test_concurrent_migrators(make_database: Callable[[], str]) -> None:
+    import threading
+
+    url = make_database()
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        db = Database.from_url(url)
+        try:
+            results.append(migrate(db))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    applied = sorted(name for names in results for name in names)
+    expected = sorted(
+        f"{m.version:04d}_{m.name}" for m in load_migrations(default_migrations_dir())
+    )
+    assert applied == expected  # each migration applied exactly once

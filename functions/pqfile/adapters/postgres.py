@@ -435,11 +435,18 @@ def migrate(db: Database, directory: Path | None = None) -> list[str]:
     migrations = load_migrations(directory or default_migrations_dir())
     applied_now: list[str] = []
     with db.transaction() as s:
+        s.run("SELECT pg_advisory_xact_lock(:k)", k=_MIGRATION_LOCK)
         s.script(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
+        newest = s.run("SELECT max(version) FROM schema_migrations")[0][0]
+        if newest is not None and int(newest) > len(migrations):
+            raise MigrationError(
+                f"the database is at version {int(newest):04d}, newer than these migrations "
+                f"({len(migrations):04d}): deploy the newer code instead"
+            )
     for migration in migrations:
         with db.transaction() as s:
             # Serialise concurrent migrators; the lock ends with the transaction.
