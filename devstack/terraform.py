@@ -42,7 +42,7 @@ PROVIDER_GLOB = "registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_
 # The emulator's dummy credentials; never used against AWS.
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",  # noqa: S105 - the emulator's fixed dummy key
+    "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_SESSION_TOKEN": "",
     "AWS_PROFILE": "",
 }
@@ -155,7 +155,7 @@ def run(
     terraform = shutil.which("terraform")
     if terraform is None:
         raise TerraformError("terraform is not on PATH")
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: S603 - terraform from PATH, our own arguments
         [terraform, f"-chdir={root}", *args],
         env=dict(env),
         capture_output=True,
@@ -180,9 +180,14 @@ def init(root: Path, env: Mapping[str, str], backend: bool = True) -> None:
 
 def build_source_zip(output: Path = SOURCE_ZIP) -> Path:
     """The small zip the local stack deploys (the emulator runs handlers from the tree)."""
-    subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "build_lambda"), "--source-only",
-         "--output-dir", str(output.parent)],
+    subprocess.run(  # noqa: S603 - our interpreter and script
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "build_lambda"),
+            "--source-only",
+            "--output-dir",
+            str(output.parent),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -215,13 +220,46 @@ def deploy_local(state: Mapping[str, Any]) -> dict[str, Any]:
     says where the working copy and the state file live.
     """
     workdir = _state_dir(state)
+    _forget_state_of_a_previous_emulator(workdir / "terraform.tfstate", state)
     root = working_copy(workdir, backend_path=workdir / "terraform.tfstate")
     env = terraform_env(workdir, local=True)
     package = build_source_zip()
     init(root, env)
-    run(root, ["apply", "-input=false", "-no-color", "-auto-approve",
-               *local_vars(state, package)], env, timeout=900)
+    run(
+        root,
+        ["apply", "-input=false", "-no-color", "-auto-approve", *local_vars(state, package)],
+        env,
+        timeout=900,
+    )
     return outputs(root, env)
+
+
+def _forget_state_of_a_previous_emulator(state_file: Path, state: Mapping[str, Any]) -> None:
+    """The emulator keeps nothing across restarts: a state file describing resources it no
+    longer has would only make Terraform refresh them away one by one."""
+    if not state_file.exists():
+        return
+    try:
+        recorded = json.loads(state_file.read_text())
+        bucket = recorded["outputs"]["uploads_bucket_name"]["value"]
+    except (ValueError, KeyError, TypeError):
+        return
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=str(state["endpoint_url"]),
+        region_name="us-east-1",
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError:
+        state_file.rename(state_file.with_suffix(".tfstate.stale"))
+    except BotoCoreError:
+        return
 
 
 def outputs(root: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -239,8 +277,12 @@ def destroy_local(state: Mapping[str, Any]) -> None:
     env = terraform_env(workdir, local=True)
     package = SOURCE_ZIP if SOURCE_ZIP.exists() else build_source_zip()
     init(root, env)
-    run(root, ["destroy", "-input=false", "-no-color", "-auto-approve",
-               *local_vars(state, package)], env, timeout=900)
+    run(
+        root,
+        ["destroy", "-input=false", "-no-color", "-auto-approve", *local_vars(state, package)],
+        env,
+        timeout=900,
+    )
 
 
 # `destroy` is the name devstack/__main__.py may call.

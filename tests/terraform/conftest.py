@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from devstack import terraform as tf
 
 REPO_ROOT = tf.REPO_ROOT
@@ -32,8 +31,13 @@ class Workspace:
     root: Path
     env: dict[str, str]
 
-    def run(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess[str]:
         return tf.run(self.root, list(args), env or self.env, timeout=timeout, check=check)
 
 
@@ -51,8 +55,15 @@ def tf_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 def function_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("lambda")
     subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "build_lambda"), "--source-only",
-         "--output-dir", str(out)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "build_lambda"),
+            "--source-only",
+            "--output-dir",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return out / "pqfile-function.zip"

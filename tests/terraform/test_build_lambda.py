@@ -28,7 +28,10 @@ UNZIPPED_LIMIT = 250 * 1024 * 1024
 def _build(out: Path, *args: str) -> None:
     proc = subprocess.run(
         [sys.executable, str(BUILD), "--output-dir", str(out), *args],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -29,7 +29,11 @@ def test_checkov_has_no_failed_checks() -> None:
     require_tool("python3")
     proc = subprocess.run(
         [str(REPO_ROOT / "scripts" / "checkov")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     report = proc.stdout + proc.stderr
     assert "Failed checks: 0" in report, report[-6000:]

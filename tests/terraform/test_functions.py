@@ -15,15 +15,23 @@ PACKAGE = REPO_ROOT / "functions" / "pqfile"
 LAMBDA_CODE = ["handlers", "usecases", "adapters", "config.py"]
 # Read by the code above, but only on paths no function takes.
 NOT_FOR_FUNCTIONS = {
-    "PQFILE_MIGRATIONS_DIR": "migrations run from the CLI (`pqfile db migrate`), never in a function",
+    "PQFILE_MIGRATIONS_DIR": "migrations run from the CLI (`pqfile db migrate`), not in functions",
     "PQFILE_ACTOR": "names the operator in CLI audit rows; functions audit as themselves",
 }
-CONTRACT_FUNCTIONS = {"fetch", "select_key", "encrypt", "store", "audit", "record_failure", "retrieve"}
+CONTRACT_FUNCTIONS = {
+    "fetch",
+    "select_key",
+    "encrypt",
+    "store",
+    "audit",
+    "record_failure",
+    "retrieve",
+}
 
 
 def _terraform_handlers() -> dict[str, str]:
     text = LAMBDA_TF.read_text()
-    block = text[text.index("functions = {"):text.index("function_names")]
+    block = text[text.index("functions = {") : text.index("function_names")]
     return dict(re.findall(r'^\s{4}(\w+) = \{\s*handler\s*=\s*"([\w.]+)"', block, re.M))
 
 
@@ -57,7 +65,10 @@ def test_every_function_handler_exists() -> None:
         defined = {
             n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
         } | {
-            t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+            t.id
+            for n in tree.body
+            if isinstance(n, ast.Assign)
+            for t in n.targets
             if isinstance(t, ast.Name)
         }
         assert function in defined, f"{key}: {path.name} defines no {function}()"
@@ -72,7 +83,8 @@ def test_every_environment_variable_the_code_reads_is_set() -> None:
                 read.setdefault(name, set()).add(str(path.relative_to(REPO_ROOT)))
     assert "PQFILE_UPLOADS_BUCKET" in read, "scan found nothing: did the package move?"
     missing = {
-        name: sorted(files) for name, files in read.items()
+        name: sorted(files)
+        for name, files in read.items()
         if name not in _environment_names() and name not in NOT_FOR_FUNCTIONS
     }
     assert not missing, f"read by the code but never set in terraform/lambda.tf: {missing}"

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from devstack import terraform as tf
+
 from tests.terraform.conftest import Workspace
 
 pytestmark = pytest.mark.integration
@@ -30,38 +30,51 @@ OUTPUTS = {
 def _plan(ws: Workspace, env: dict[str, str], name: str, *args: str) -> dict[str, Any]:
     plan_file = f"{name}.tfplan"
     proc = ws.run(
-        "plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={plan_file}", *args,
-        env=env, check=False,
+        "plan",
+        "-input=false",
+        "-no-color",
+        "-detailed-exitcode",
+        f"-out={plan_file}",
+        *args,
+        env=env,
+        check=False,
     )
     # -detailed-exitcode: 2 = a valid plan with changes; 0 would mean nothing to create.
-    assert proc.returncode == 2, f"plan {name} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr}"
+    assert proc.returncode == 2, (
+        f"plan {name} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr}"
+    )
     assert "Error" not in proc.stderr, proc.stderr
     shown = ws.run("show", "-json", plan_file, env=env)
     return json.loads(shown.stdout)
 
 
 def _resources(plan: dict[str, Any], type_: str) -> list[dict[str, Any]]:
-    return [
-        r for r in plan["planned_values"]["root_module"]["resources"] if r["type"] == type_
-    ]
+    return [r for r in plan["planned_values"]["root_module"]["resources"] if r["type"] == type_]
 
 
 @pytest.fixture(scope="module")
 def local_plan(tf_workspace: Workspace, aws_emulator: Any, function_zip: Path) -> dict[str, Any]:
     env = tf.terraform_env(tf_workspace.root.parent, local=True)
-    state = {"endpoint_url": aws_emulator.endpoint_url,
-             "database_url": "postgresql://pqfile@127.0.0.1:5432/pqfile"}
+    state = {
+        "endpoint_url": aws_emulator.endpoint_url,
+        "database_url": "postgresql://pqfile@127.0.0.1:5432/pqfile",
+    }
     return _plan(tf_workspace, env, "local", *tf.local_vars(state, function_zip))
 
 
 @pytest.fixture(scope="module")
 def prod_plan(tf_workspace: Workspace, aws_emulator: Any, function_zip: Path) -> dict[str, Any]:
     env = tf.terraform_env(
-        tf_workspace.root.parent, local=True,
+        tf_workspace.root.parent,
+        local=True,
         extra={"AWS_ENDPOINT_URL": aws_emulator.endpoint_url},
     )
     return _plan(
-        tf_workspace, env, "prod", "-refresh=false", "-var-file=envs/prod.tfvars",
+        tf_workspace,
+        env,
+        "prod",
+        "-refresh=false",
+        "-var-file=envs/prod.tfvars",
         f"-var=lambda_package_path={function_zip}",
         # Any zip stands in for the layer: a plan only hashes it.
         f"-var=lambda_layer_path={function_zip}",
@@ -72,12 +85,22 @@ def test_local_plan_creates_the_core_stack(local_plan: dict[str, Any]) -> None:
     assert OUTPUTS <= set(local_plan["planned_values"]["outputs"])
     types = {r["type"] for r in local_plan["planned_values"]["root_module"]["resources"]}
     assert {
-        "aws_s3_bucket", "aws_s3_bucket_notification", "aws_kms_key", "aws_iam_role",
-        "aws_lambda_function", "aws_sfn_state_machine", "aws_cloudwatch_event_rule",
+        "aws_s3_bucket",
+        "aws_s3_bucket_notification",
+        "aws_kms_key",
+        "aws_iam_role",
+        "aws_lambda_function",
+        "aws_sfn_state_machine",
+        "aws_cloudwatch_event_rule",
         "aws_cloudwatch_event_target",
     } <= types
     # Nothing the emulator cannot serve.
-    assert not types & {"aws_db_instance", "aws_vpc", "aws_vpc_endpoint", "aws_cloudwatch_metric_alarm"}
+    assert not types & {
+        "aws_db_instance",
+        "aws_vpc",
+        "aws_vpc_endpoint",
+        "aws_cloudwatch_metric_alarm",
+    }
     functions = _resources(local_plan, "aws_lambda_function")
     assert len(functions) == 7
     for function in functions:
@@ -93,17 +116,21 @@ def test_local_state_machine_is_the_templated_asl(local_plan: dict[str, Any]) ->
     (machine,) = _resources(local_plan, "aws_sfn_state_machine")
     assert machine["values"]["type"] == "STANDARD"
     # Function ARNs are unknown until apply; the template itself must have rendered.
-    change = next(
-        c for c in local_plan["resource_changes"] if c["type"] == "aws_sfn_state_machine"
-    )
+    change = next(c for c in local_plan["resource_changes"] if c["type"] == "aws_sfn_state_machine")
     assert change["change"]["after_unknown"].get("definition") is True
 
 
 def test_prod_plan_is_production_grade(prod_plan: dict[str, Any]) -> None:
     types = {r["type"] for r in prod_plan["planned_values"]["root_module"]["resources"]}
     assert {
-        "aws_db_instance", "aws_db_parameter_group", "aws_vpc", "aws_vpc_endpoint",
-        "aws_cloudwatch_metric_alarm", "aws_sns_topic", "aws_flow_log", "aws_s3_bucket_logging",
+        "aws_db_instance",
+        "aws_db_parameter_group",
+        "aws_vpc",
+        "aws_vpc_endpoint",
+        "aws_cloudwatch_metric_alarm",
+        "aws_sns_topic",
+        "aws_flow_log",
+        "aws_s3_bucket_logging",
         "aws_lambda_layer_version",
     } <= types
     (db,) = _resources(prod_plan, "aws_db_instance")
@@ -111,10 +138,12 @@ def test_prod_plan_is_production_grade(prod_plan: dict[str, Any]) -> None:
     assert v["deletion_protection"] and v["storage_encrypted"] and v["multi_az"]
     assert v["manage_master_user_password"] and not v["publicly_accessible"]
     (params,) = _resources(prod_plan, "aws_db_parameter_group")
-    assert {"name": "rds.force_ssl", "value": "1", "apply_method": "immediate"} in params[
-        "values"]["parameter"]
+    assert {"name": "rds.force_ssl", "value": "1", "apply_method": "immediate"} in params["values"][
+        "parameter"
+    ]
     endpoints = {
-        r["values"]["service_name"].rsplit(".", 1)[-1] for r in _resources(prod_plan, "aws_vpc_endpoint")
+        r["values"]["service_name"].rsplit(".", 1)[-1]
+        for r in _resources(prod_plan, "aws_vpc_endpoint")
     }
     assert {"s3", "kms", "states", "secretsmanager", "logs"} <= endpoints
     assert not types & {"aws_nat_gateway", "aws_internet_gateway", "aws_eip"}
@@ -129,8 +158,12 @@ def test_prod_plan_is_production_grade(prod_plan: dict[str, Any]) -> None:
     (machine,) = _resources(prod_plan, "aws_sfn_state_machine")
     assert machine["values"]["tracing_configuration"] == [{"enabled": True}]
     assert machine["values"]["logging_configuration"][0]["level"] == "ALL"
-    alarms = {r["values"]["alarm_name"] for r in _resources(prod_plan, "aws_cloudwatch_metric_alarm")}
+    alarms = {
+        r["values"]["alarm_name"] for r in _resources(prod_plan, "aws_cloudwatch_metric_alarm")
+    }
     assert "pqfile-prod-ingest-executions-failed" in alarms
     assert "pqfile-prod-audit-verification-failed" in alarms
     assert any(a.startswith("pqfile-prod-key-pool-low-") for a in alarms)
-    assert any(a.endswith("-throttles") for a in alarms) and any(a.endswith("-errors") for a in alarms)
+    assert any(a.endswith("-throttles") for a in alarms) and any(
+        a.endswith("-errors") for a in alarms
+    )

@@ -12,7 +12,9 @@ def test_terraform_fmt_check() -> None:
     terraform = require_tool("terraform")
     proc = subprocess.run(
         [terraform, "fmt", "-check", "-recursive", "-diff", str(REPO_ROOT / "terraform")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, f"terraform fmt -check found unformatted files:\n{proc.stdout}"
 
