@@ -244,3 +244,44 @@ def test_cli_audit_verify_and_tail(
     assert report["ok"] is False and report["broken_seq"] == 4
     assert cli_main(["audit", "verify"]) == 1
     assert "BROKEN at row 4" in capsys.readouterr().out
+
+
+def test_consistent_rewrite_by_the_owner_is_caught_by_an_anchor(
+    db_url: str,
+    owner: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _fill(db_url, 8)
+    anchor_seq, anchor_hash = PostgresAuditLog(owner).head()  # recorded outside, e.g. in S3
+    _fill_more = PostgresAuditLog(Database.from_url(role_url(db_url, INGEST)))
+    _fill_more.append(operation="decrypt", outcome="success", actor="late")
+    # A superuser rewrites row 5 and recomputes every later hash and the head: the chain
+    # alone verifies again ...
+    _as_dba(
+        owner,
+        "UPDATE access_logs SET actor = 'nobody' WHERE seq = 5",
+        """DO $$
+        DECLARE r record; prev bytea;
+        BEGIN
+          SELECT row_hash INTO prev FROM access_logs WHERE seq = 4;
+          FOR r IN SELECT * FROM access_logs WHERE seq >= 5 ORDER BY seq LOOP
+            UPDATE access_logs SET prev_hash = prev, row_hash = audit_row_hash(r.seq,
+              r.occurred_at, r.operation, r.outcome, r.actor, r.document_id, r.key_id,
+              r.request_id, r.details, prev) WHERE seq = r.seq
+            RETURNING row_hash INTO prev;
+          END LOOP;
+          UPDATE audit_chain_head SET row_hash = prev;
+        END $$""",
+    )
+    assert _verify(db_url)["ok"]
+    # ... but not against the anchor recorded before the rewrite.
+    log = PostgresAuditLog(Database.from_url(role_url(db_url, AUDITOR)))
+    report = log.verify_chain(anchors={anchor_seq: anchor_hash})
+    assert not report.ok and report.broken_seq == anchor_seq
+    monkeypatch.setenv("PQFILE_DATABASE_URL", db_url)
+    assert cli_main(["audit", "verify", "--anchor", f"{anchor_seq}:{anchor_hash.hex()}"]) == 1
+    assert f"BROKEN at row {anchor_seq}" in capsys.readouterr().out
+    assert cli_main(["audit", "verify", "--anchor", f"2:{log.verify_chain().head_hash.hex()}"]) == 1
+    with pytest.raises(SystemExit):
+        cli_main(["audit", "verify", "--anchor", "not-an-anchor"])

@@ -187,3 +187,10 @@ def test_verify_rows_pure() -> None:
     assert not report.ok and report.broken_seq == 5
     with pytest.raises(ValueError):
         compute_hash(dataclasses.replace(rows[0], occurred_at=dt.datetime(2026, 1, 1)))
+
+
+def test_verify_rows_with_anchors() -> None:
+    rows = _chain(5)
+    assert verify_rows(rows, anchors={3: rows[2].row_hash}).ok
+    assert verify_rows(rows, anchors={3: b"\x01" * 32}).broken_seq == 3
+    assert verify_rows(rows[:2], anchors={4: rows[3].row_hash}).broken_seq == 4

@@ -570,7 +570,9 @@ class PostgresAuditLog:
         rows = self._db.run("SELECT seq, row_hash FROM audit_chain_head WHERE singleton")
         return int(rows[0][0]), bytes(rows[0][1])
 
-    def verify_chain(self, batch_size: int = 5000) -> ChainReport:
+    def verify_chain(
+        self, batch_size: int = 5000, anchors: Mapping[int, bytes] | None = None
+    ) -> ChainReport:
         """Recompute every hash from a consistent snapshot; name the first broken row."""
         with self._db.transaction("REPEATABLE READ READ ONLY") as s:
             head_rows = s.run("SELECT seq, row_hash FROM audit_chain_head WHERE singleton")
@@ -591,7 +593,7 @@ class PostgresAuditLog:
                         return
                     after = int(chunk[-1][0])
 
-            return verify_rows(rows(), head)
+            return verify_rows(rows(), head, anchors)
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -17,6 +17,14 @@ def register(subparsers: Any) -> None:
     verify = sub.add_parser("verify", help="recompute the hash chain; name the first broken row")
     add_database_option(verify)
     verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument(
+        "--anchor",
+        action="append",
+        default=[],
+        type=_anchor,
+        metavar="SEQ:HASH",
+        help="a head recorded earlier outside the database (repeatable): must still be there",
+    )
     verify.set_defaults(func=_verify)
 
     tail = sub.add_parser("tail", help="show the most recent events")
@@ -31,7 +39,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     db = open_database(args)
     try:
-        report = PostgresAuditLog(db).verify_chain()
+        report = PostgresAuditLog(db).verify_chain(anchors=dict(args.anchor))
     finally:
         db.close()
     if args.json:
@@ -43,6 +51,19 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print(f"audit chain BROKEN at row {report.broken_seq}: {report.reason}")
     return 0 if report.ok else 1
+
+
+def _anchor(value: str) -> tuple[int, bytes]:
+    seq, sep, digest = value.partition(":")
+    try:
+        raw = bytes.fromhex(digest)
+        if not sep or len(raw) != 32:
+            raise ValueError
+        return int(seq), raw
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected SEQ:HASH (64 hex digits), got {value!r}"
+        ) from None
 
 
 def _tail(args: argparse.Namespace) -> int:

@@ -145,13 +145,20 @@ class ChainReport:
         }
 
 
-def verify_rows(rows: Iterable[AuditRow], head: tuple[int, bytes] | None = None) -> ChainReport:
+def verify_rows(
+    rows: Iterable[AuditRow],
+    head: tuple[int, bytes] | None = None,
+    anchors: Mapping[int, bytes] | None = None,
+) -> ChainReport:
     """Recompute the chain over ``rows`` (ordered by seq) and compare with the recorded head.
 
     Detects a changed field (hash mismatch), a deleted row (sequence gap / broken link),
     an inserted or forged row (broken link, or a tail beyond the recorded head) and swapped
     rows (the sequence number is hashed, so a row moved elsewhere no longer verifies).
+    ``anchors`` maps seq -> row_hash recorded earlier outside the database (a head printed by
+    ``pqfile audit verify``): a chain rewritten consistently from an anchor on fails there.
     """
+    anchors = dict(anchors or {})
     expected_prev = GENESIS_HASH
     expected_seq = 1
     count = 0
@@ -174,6 +181,9 @@ def verify_rows(rows: Iterable[AuditRow], head: tuple[int, bytes] | None = None)
             return broken(row.seq, "prev_hash does not match the previous row's hash")
         if compute_hash(row) != row.row_hash:
             return broken(row.seq, "row_hash does not match the row's contents")
+        anchored = anchors.pop(row.seq, None)
+        if anchored is not None and anchored != row.row_hash:
+            return broken(row.seq, "row_hash differs from the anchored hash recorded earlier")
         count += 1
         last_seq, last_hash = row.seq, row.row_hash
         expected_prev = row.row_hash
@@ -189,4 +199,7 @@ def verify_rows(rows: Iterable[AuditRow], head: tuple[int, bytes] | None = None)
             return broken(head_seq + 1, "row(s) beyond the recorded chain head")
         if head_hash != last_hash:
             return broken(last_seq, "last row's hash differs from the recorded chain head")
+    if anchors:
+        first = min(anchors)
+        return broken(first, f"anchored row {first} is no longer in the chain")
     return ChainReport(True, count, last_seq, last_hash)
