@@ -14,12 +14,10 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.fixtures.emulator import placeholder_zip
 
@@ -159,7 +157,8 @@ class PipelineStack:
         for e in sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]:
             desc = sfn.describe_execution(executionArn=e["executionArn"])
             obj = json.loads(desc.get("input") or "{}").get("detail", {}).get("object", {})
-            if obj.get("key") == key and (version_id is None or obj.get("version-id") == version_id):
+            same_version = version_id is None or obj.get("version-id") == version_id
+            if obj.get("key") == key and same_version:
                 found.append(dict(desc))
         return found
 
@@ -295,13 +294,6 @@ def deploy_pipeline(
     if keys:
         stack.keystore().create_keys(suite, keys, actor="tests")
     return stack
-
-
-@pytest.fixture(scope="module")
-def pipeline_stack(
-    aws_emulator: Any, emulator_role_arn: str, migrated_db_url: str
-) -> Iterator[PipelineStack]:
-    yield deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:

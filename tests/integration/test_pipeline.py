@@ -10,9 +10,14 @@ import os
 import pytest
 
 from pqfile.crypto import envelope
-from tests.integration.pipeline_stack import PipelineStack, pipeline_stack  # noqa: F401
+from tests.integration.pipeline_stack import PipelineStack, deploy_pipeline
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(aws_emulator, emulator_role_arn, migrated_db_url) -> PipelineStack:
+    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url)
 
 
 def _ingest(stack: PipelineStack, key: str, data: bytes) -> tuple[dict, dict]:
@@ -21,10 +26,9 @@ def _ingest(stack: PipelineStack, key: str, data: bytes) -> tuple[dict, dict]:
     return up, execution
 
 
-def test_upload_is_encrypted_and_retrievable(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_upload_is_encrypted_and_retrievable(stack: PipelineStack) -> None:
     data = os.urandom(1024)
-    up, execution = _ingest(stack, "uploads/smoke.bin", data)
+    _, execution = _ingest(stack, "uploads/smoke.bin", data)
     assert execution["status"] == "SUCCEEDED", stack.history(execution["executionArn"])[-3:]
     (doc,) = stack.documents_for("uploads/smoke.bin")
     assert doc["status"] == "stored" and doc["plaintext_deleted_at"] is not None
@@ -43,6 +47,10 @@ def test_upload_is_encrypted_and_retrievable(pipeline_stack: PipelineStack) -> N
     assert trail[1]["actor"] == "tester"
 
 
+def _encrypt_rows(stack: PipelineStack, document_id: str) -> list[dict]:
+    return [r for r in stack.audit_rows(document_id) if r["operation"] == "document.encrypt"]
+
+
 def _stored_doc(stack: PipelineStack, key: str) -> dict:
     docs = stack.documents_for(key)
     assert len(docs) == 1, docs
@@ -57,18 +65,17 @@ def _retrieve_bytes(stack: PipelineStack, document_id: str) -> tuple[bytes, dict
     assert error is None, body
     if body["delivery"] == "inline":
         return base64.b64decode(body["content_base64"]), body
-    with urllib.request.urlopen(body["url"], timeout=120) as resp:  # noqa: S310 - local
+    with urllib.request.urlopen(body["url"], timeout=120) as resp:
         return resp.read(), body
 
 
 @pytest.mark.parametrize(
     "size", [0, 1024, 20 * 1024 * 1024], ids=["0B", "1KiB", "20MiB"]
 )
-def test_round_trip(pipeline_stack: PipelineStack, size: int) -> None:
-    stack = pipeline_stack
+def test_round_trip(stack: PipelineStack, size: int) -> None:
     data = os.urandom(size)
     key = f"uploads/rt-{size}.bin"
-    up, execution = _ingest(stack, key, data)
+    _, execution = _ingest(stack, key, data)
     assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
     doc = _stored_doc(stack, key)
     assert doc["plaintext_size"] == size
@@ -81,8 +88,7 @@ def test_round_trip(pipeline_stack: PipelineStack, size: int) -> None:
 
 
 @pytest.mark.slow
-def test_round_trip_200_mib(pipeline_stack: PipelineStack, tmp_path) -> None:
-    stack = pipeline_stack
+def test_round_trip_200_mib(stack: PipelineStack, tmp_path) -> None:
     path = tmp_path / "big.bin"
     digest = hashlib.sha256()
     block = os.urandom(1024 * 1024)
@@ -104,7 +110,7 @@ def test_round_trip_200_mib(pipeline_stack: PipelineStack, tmp_path) -> None:
     assert error is None, body
     assert body["delivery"] == "url" and body["sha256"] == digest.hexdigest()
     got = hashlib.sha256()
-    with urllib.request.urlopen(body["url"], timeout=300) as resp:  # noqa: S310 - local
+    with urllib.request.urlopen(body["url"], timeout=300) as resp:
         while chunk := resp.read(1024 * 1024):
             got.update(chunk)
     assert got.hexdigest() == digest.hexdigest()
@@ -120,10 +126,9 @@ def test_round_trip_200_mib(pipeline_stack: PipelineStack, tmp_path) -> None:
     ],
     ids=["spaces", "unicode", "url-encoded", "punctuation"],
 )
-def test_odd_object_keys(pipeline_stack: PipelineStack, key: str) -> None:
-    stack = pipeline_stack
+def test_odd_object_keys(stack: PipelineStack, key: str) -> None:
     data = key.encode() * 10
-    up, execution = _ingest(stack, key, data)
+    _, execution = _ingest(stack, key, data)
     assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
     doc = _stored_doc(stack, key)
     assert doc["source_key"] == key
@@ -131,8 +136,7 @@ def test_odd_object_keys(pipeline_stack: PipelineStack, key: str) -> None:
     assert _retrieve_bytes(stack, doc["document_id"])[0] == data
 
 
-def test_duplicate_events(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_duplicate_events(stack: PipelineStack) -> None:
     key = "uploads/dup.txt"
     data = b"duplicate me" * 100
     up, first = _ingest(stack, key, data)
@@ -144,13 +148,12 @@ def test_duplicate_events(pipeline_stack: PipelineStack) -> None:
         assert "MarkDuplicate" in stack.entered_states(again["executionArn"])
     doc = _stored_doc(stack, key)
     assert len(stack.versions(stack.encrypted, doc["encrypted_key"])) == 1
-    trail = [r for r in stack.audit_rows(doc["document_id"]) if r["operation"] == "document.encrypt"]
+    trail = _encrypt_rows(stack, doc["document_id"])
     assert [r["details"]["result"] for r in trail] == ["stored", "duplicate", "duplicate"]
     assert len({r["request_id"] for r in trail}) == 3  # one row per execution
 
 
-def test_concurrent_duplicate_events(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_concurrent_duplicate_events(stack: PipelineStack) -> None:
     key = "uploads/concurrent.bin"
     data = os.urandom(3 * 1024 * 1024)
     up = stack.upload(key, data)  # EventBridge starts one execution ...
@@ -162,7 +165,7 @@ def test_concurrent_duplicate_events(pipeline_stack: PipelineStack) -> None:
     doc = _stored_doc(stack, key)
     assert len(stack.versions(stack.encrypted, doc["encrypted_key"])) == 1
     assert stack.versions(stack.uploads, key) == []
-    trail = [r for r in stack.audit_rows(doc["document_id"]) if r["operation"] == "document.encrypt"]
+    trail = _encrypt_rows(stack, doc["document_id"])
     results = sorted(r["details"]["result"] for r in trail)
     assert results == ["duplicate", "duplicate", "stored"]
     assert _retrieve_bytes(stack, doc["document_id"])[0] == data
@@ -197,8 +200,7 @@ def _rerun(stack: PipelineStack, up: dict, key: str, size: int) -> None:
     assert stack.versions(stack.uploads, key) == []
 
 
-def test_database_down_at_store(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_database_down_at_store(stack: PipelineStack) -> None:
     from devstack.postgres import free_port, replace_url  # noqa: F401
 
     good = stack.environment["PQFILE_DATABASE_URL"]
@@ -216,21 +218,19 @@ def test_database_down_at_store(pipeline_stack: PipelineStack) -> None:
     _rerun(stack, up, key, len(data))
 
 
-def test_s3_put_failing_during_encrypt(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_s3_put_failing_during_encrypt(stack: PipelineStack) -> None:
     stack.set_env("encrypt", PQFILE_ENCRYPTED_BUCKET="pqfile-no-such-bucket-here")
     try:
         key = "uploads/s3-put-fails.txt"
         data = b"keep me too"
-        up, execution = _failed_execution(stack, key, data)
+        up, _ = _failed_execution(stack, key, data)
         _assert_kept_and_audited(stack, up, key, "EncryptDocument", "StorageError")
     finally:
         stack.set_env("encrypt", PQFILE_ENCRYPTED_BUCKET=stack.encrypted)
     _rerun(stack, up, key, len(data))
 
 
-def test_kms_failing_at_key_select(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_kms_failing_at_key_select(stack: PipelineStack) -> None:
     # An empty pool makes SelectKey refill it, which needs KMS. moto does not refuse a
     # disabled key, so the KMS failure is a key that does not exist (a deleted key).
     ks = stack.keystore()
@@ -242,7 +242,7 @@ def test_kms_failing_at_key_select(pipeline_stack: PipelineStack) -> None:
     try:
         key = "uploads/kms-fails.txt"
         data = b"keep me three"
-        up, execution = _failed_execution(stack, key, data)
+        up, _ = _failed_execution(stack, key, data)
         _assert_kept_and_audited(stack, up, key, "SelectKey", "CustodyError")
     finally:
         stack.set_env("select_key", PQFILE_KMS_KEY_ID=stack.kms_key_id)
@@ -251,8 +251,7 @@ def test_kms_failing_at_key_select(pipeline_stack: PipelineStack) -> None:
     assert refilled, "the re-run refilled the pool"
 
 
-def test_event_for_another_bucket_or_prefix(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_event_for_another_bucket_or_prefix(stack: PipelineStack) -> None:
     up = stack.upload("uploads/foreign.txt", b"x")
     stack.wait_for_upload("uploads/foreign.txt", up["version_id"])
     for bucket, key in (("someone-elses-bucket", "uploads/x.txt"), (stack.uploads, "other/x.txt")):
@@ -267,8 +266,7 @@ def test_event_for_another_bucket_or_prefix(pipeline_stack: PipelineStack) -> No
         assert failure["details"]["upload_kept"] is False
 
 
-def test_object_deleted_before_fetch(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_object_deleted_before_fetch(stack: PipelineStack) -> None:
     key = "uploads/deleted-early.txt"
     s3 = stack.client("s3")
     head = s3.put_object(Bucket=stack.uploads, Key=key + ".tmp", Body=b"gone")  # no trigger race

@@ -10,9 +10,14 @@ import urllib.request
 
 import pytest
 
-from tests.integration.pipeline_stack import PipelineStack, pipeline_stack  # noqa: F401
+from tests.integration.pipeline_stack import PipelineStack, deploy_pipeline
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(aws_emulator, emulator_role_arn, migrated_db_url) -> PipelineStack:
+    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url)
 
 
 def _ingest(stack: PipelineStack, key: str, data: bytes) -> dict:
@@ -27,13 +32,13 @@ def _last_decrypt(stack: PipelineStack) -> dict:
     return [r for r in stack.audit_rows() if r["operation"] == "document.decrypt"][-1]
 
 
-def test_inline_by_id_and_by_object(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_inline_by_id_and_by_object(stack: PipelineStack) -> None:
     data = os.urandom(70_000)
     doc = _ingest(stack, "uploads/r-inline.bin", data)
+    who = {"requested_by": "alice@example.com"}
     for payload in (
-        {"document_id": doc["document_id"], "requested_by": "alice@example.com"},
-        {"bucket": stack.encrypted, "key": doc["encrypted_key"], "requested_by": "alice@example.com"},
+        {"document_id": doc["document_id"], **who},
+        {"bucket": stack.encrypted, "key": doc["encrypted_key"], **who},
     ):
         body, error = stack.invoke("retrieve", payload)
         assert error is None, body
@@ -45,8 +50,7 @@ def test_inline_by_id_and_by_object(pipeline_stack: PipelineStack) -> None:
         assert row["key_id"] == doc["key_id"] and row["request_id"]
 
 
-def test_large_document_by_presigned_url(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_large_document_by_presigned_url(stack: PipelineStack) -> None:
     data = os.urandom(5 * 1024 * 1024 + 3)
     doc = _ingest(stack, "uploads/r-large.bin", data)
     body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
@@ -56,7 +60,7 @@ def test_large_document_by_presigned_url(pipeline_stack: PipelineStack) -> None:
     assert body["key"].startswith(f"retrievals/{doc['document_id']}/")
     head = stack.client("s3").head_object(Bucket=stack.encrypted, Key=body["key"])
     assert head.get("ServerSideEncryption") == "aws:kms"
-    with urllib.request.urlopen(body["url"], timeout=60) as resp:  # noqa: S310 - local
+    with urllib.request.urlopen(body["url"], timeout=60) as resp:
         assert resp.read() == data
     assert len(json.dumps(body)) < 4096  # the response stays small
     assert _last_decrypt(stack)["actor"] == "unknown"
@@ -72,27 +76,25 @@ def _refused(stack: PipelineStack, payload: dict, error_type: str) -> dict:
     return row
 
 
-def test_unknown_document_is_refused(pipeline_stack: PipelineStack) -> None:
-    row = _refused(pipeline_stack, {"document_id": "0" * 32, "requested_by": "mallory"},
+def test_unknown_document_is_refused(stack: PipelineStack) -> None:
+    row = _refused(stack, {"document_id": "0" * 32, "requested_by": "mallory"},
                    "DocumentNotFoundError")
     assert row["actor"] == "mallory"
-    _refused(pipeline_stack, {"bucket": pipeline_stack.encrypted, "key": "encrypted/nope.pqf"},
+    _refused(stack, {"bucket": stack.encrypted, "key": "encrypted/nope.pqf"},
              "DocumentNotFoundError")
-    _refused(pipeline_stack, {"hello": "world"}, "InvalidEventError")
+    _refused(stack, {"hello": "world"}, "InvalidEventError")
 
 
-def test_revoked_key_is_refused(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_revoked_key_is_refused(stack: PipelineStack) -> None:
     doc = _ingest(stack, "uploads/r-revoked.txt", b"revoke me")
-    body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
+    _, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
     assert error is None  # decryptable (and the secret now sits in the warm cache) ...
     stack.keystore().revoke(doc["key_id"], "compromised in a test", actor="tests")
     row = _refused(stack, {"document_id": doc["document_id"]}, "KeyNotUsableError")
     assert row["key_id"] == doc["key_id"]  # ... and refused once revoked
 
 
-def test_tampered_package_is_refused(pipeline_stack: PipelineStack) -> None:
-    stack = pipeline_stack
+def test_tampered_package_is_refused(stack: PipelineStack) -> None:
     data = b"tamper with me" * 1000
     doc = _ingest(stack, "uploads/r-tampered.txt", data)
     s3 = stack.client("s3")
