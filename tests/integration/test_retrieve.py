@@ -46,7 +46,10 @@ def test_inline_by_id_and_by_object(stack: PipelineStack) -> None:
         assert body["size"] == len(data) and body["sha256"] == hashlib.sha256(data).hexdigest()
         row = _last_decrypt(stack)
         assert (row["outcome"], row["actor"], row["document_id"]) == (
-            "success", "alice@example.com", doc["document_id"])
+            "success",
+            "alice@example.com",
+            doc["document_id"],
+        )
         assert row["key_id"] == doc["key_id"] and row["request_id"]
 
 
@@ -77,11 +80,13 @@ def _refused(stack: PipelineStack, payload: dict, error_type: str) -> dict:
 
 
 def test_unknown_document_is_refused(stack: PipelineStack) -> None:
-    row = _refused(stack, {"document_id": "0" * 32, "requested_by": "mallory"},
-                   "DocumentNotFoundError")
+    row = _refused(
+        stack, {"document_id": "0" * 32, "requested_by": "mallory"}, "DocumentNotFoundError"
+    )
     assert row["actor"] == "mallory"
-    _refused(stack, {"bucket": stack.encrypted, "key": "encrypted/nope.pqf"},
-             "DocumentNotFoundError")
+    _refused(
+        stack, {"bucket": stack.encrypted, "key": "encrypted/nope.pqf"}, "DocumentNotFoundError"
+    )
     _refused(stack, {"hello": "world"}, "InvalidEventError")
 
 
@@ -99,16 +104,37 @@ def test_tampered_package_is_refused(stack: PipelineStack) -> None:
     doc = _ingest(stack, "uploads/r-tampered.txt", data)
     s3 = stack.client("s3")
     package = bytearray(
-        s3.get_object(Bucket=stack.encrypted, Key=doc["encrypted_key"])["Body"].read())
+        s3.get_object(Bucket=stack.encrypted, Key=doc["encrypted_key"])["Body"].read()
+    )
     package[-50] ^= 0x01
     # Overwriting creates a new version; the index pins the original, so nothing changes ...
     forged = s3.put_object(Bucket=stack.encrypted, Key=doc["encrypted_key"], Body=bytes(package))
     body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
     assert error is None and base64.b64decode(body["content_base64"]) == data
     # ... unless the index is pointed at the forged version too: then decryption refuses.
-    stack.sql("UPDATE documents SET encrypted_version_id = :v WHERE document_id = :d",
-              v=forged["VersionId"], d=doc["document_id"])
+    stack.sql(
+        "UPDATE documents SET encrypted_version_id = :v WHERE document_id = :d",
+        v=forged["VersionId"],
+        d=doc["document_id"],
+    )
     _refused(stack, {"document_id": doc["document_id"]}, "DecryptionError")
     assert stack.versions(stack.encrypted, "retrievals/") == [] or all(
-        not v["Key"].startswith(f"retrievals/{doc['document_id']}") for v in
-        stack.versions(stack.encrypted, "retrievals/"))
+        not v["Key"].startswith(f"retrievals/{doc['document_id']}")
+        for v in stack.versions(stack.encrypted, "retrievals/")
+    )
+
+
+def test_inline_limit_boundary_fits_the_response_cap(stack: PipelineStack) -> None:
+    from pqfile.config import DEFAULT_INLINE_LIMIT, LAMBDA_RESPONSE_CAP
+
+    data = os.urandom(DEFAULT_INLINE_LIMIT)
+    doc = _ingest(stack, "uploads/r-boundary.bin", data)
+    resp = stack.client("lambda").invoke(
+        FunctionName=stack.functions["retrieve"],
+        Payload=json.dumps({"document_id": doc["document_id"]}).encode(),
+    )
+    raw = resp["Payload"].read()
+    assert "FunctionError" not in resp
+    assert len(raw) < LAMBDA_RESPONSE_CAP  # what Lambda would accept
+    body = json.loads(raw)
+    assert body["delivery"] == "inline" and base64.b64decode(body["content_base64"]) == data
