@@ -217,9 +217,23 @@ def render_asl(arns: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)_function_arn\}", lambda m: arns[m.group(1)], text)
 
 
+def _with_db(
+    environment: dict[str, str], fn: str, urls: dict[str, str] | None, default: str
+) -> dict[str, str]:
+    return {**environment, "PQFILE_DATABASE_URL": (urls or {}).get(fn, default)}
+
+
 def deploy_pipeline(
-    emulator: Any, role_arn: str, db_url: str, *, keys: int = 3, suite: str = "xwing"
+    emulator: Any,
+    role_arn: str,
+    db_url: str,
+    *,
+    keys: int = 3,
+    suite: str = "xwing",
+    function_db_urls: dict[str, str] | None = None,
 ) -> PipelineStack:
+    """Deploy on the emulator. ``function_db_urls`` overrides the database URL per function
+    (least-privilege roles); ``db_url`` is the owner's, used by the tests themselves."""
     suffix = uuid.uuid4().hex[:8]
     s3 = emulator.client("s3")
     uploads, encrypted = f"pqfile-uploads-{suffix}", f"pqfile-encrypted-{suffix}"
@@ -251,7 +265,7 @@ def deploy_pipeline(
             Code={"ZipFile": placeholder_zip()},
             Timeout=900 if fn in ("encrypt", "retrieve") else 60,
             MemorySize=512,
-            Environment={"Variables": environment},
+            Environment={"Variables": _with_db(environment, fn, function_db_urls, db_url)},
         )
         functions[fn] = name
         arns[fn] = resp["FunctionArn"]
