@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pqfile.adapters.postgres import (
     Database,
@@ -22,7 +24,7 @@ from pqfile.cli import main as cli_main
 from pqfile.keys.audit_chain import GENESIS_HASH
 from tests.fixtures.postgres import AUDITOR, INGEST, RETRIEVE, ROTATE, role_url
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
 
 @pytest.fixture
@@ -285,3 +287,59 @@ def test_consistent_rewrite_by_the_owner_is_caught_by_an_anchor(
     assert cli_main(["audit", "verify", "--anchor", f"2:{log.verify_chain().head_hash.hex()}"]) == 1
     with pytest.raises(SystemExit):
         cli_main(["audit", "verify", "--anchor", "not-an-anchor"])
+
+
+_pg_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(
+    operation=st.text(alphabet="abcdefghijklmnopqrstuvwxyz._", min_size=1, max_size=64),
+    outcome=st.sampled_from(["success", "failure", "refused"]),
+    actor=_pg_text,
+    document_id=st.none() | _pg_text,
+    key_id=st.none() | st.text(alphabet="0123456789abcdef", min_size=32, max_size=32),
+    request_id=st.none() | _pg_text,
+    details=st.none()
+    | st.dictionaries(_pg_text, st.integers() | _pg_text | st.booleans() | st.none(), max_size=4),
+)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_python_and_database_agree_on_the_encoding(
+    migrated_db_url: str,
+    operation: str,
+    outcome: str,
+    actor: str,
+    document_id: str | None,
+    key_id: str | None,
+    request_id: str | None,
+    details: dict[str, object] | None,
+) -> None:
+    with (
+        Database.from_url(role_url(migrated_db_url, RETRIEVE)) as writer,
+        Database.from_url(role_url(migrated_db_url, AUDITOR)) as reader,
+    ):
+        log = PostgresAuditLog(writer)
+        seq = log.append(
+            operation=operation,
+            outcome=outcome,
+            actor=actor,
+            document_id=document_id,
+            key_id=key_id,
+            request_id=request_id,
+            details=details,
+        )
+        audit = PostgresAuditLog(reader)
+        (row,) = list(audit.tail(1))
+        assert row["seq"] == seq and row["actor"] == actor and row["details"] == details
+        assert (row["document_id"], row["key_id"], row["request_id"]) == (
+            document_id,
+            key_id,
+            request_id,
+        )
+        report = audit.verify_chain()
+        assert report.ok, report

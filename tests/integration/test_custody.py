@@ -24,7 +24,7 @@ from pqfile.keys.cache import UnwrappedKeyCache
 from pqfile.keys.model import Purpose
 from tests.fixtures.postgres import RETRIEVE, ROTATE, role_url
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
 
 class CountingProtector:

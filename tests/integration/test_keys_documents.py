@@ -18,7 +18,7 @@ from pqfile.adapters.postgres import (
 from pqfile.errors import DocumentNotFoundError
 from tests.fixtures.postgres import INGEST, RETRIEVE, ROTATE, role_url
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from pqfile.keys.model import KeyStatus
 from pqfile.keys.policy import PoolPolicy
 from tests.fixtures.postgres import INGEST, ROTATE, role_url
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pqfile.adapters.postgres import (
     migrate,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
 
 @pytest.fixture

@@ -377,7 +377,15 @@ class Database:
         with self.session() as s:
             return s.run(sql, **params)
 
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Close every thread's connection (pg8000 connections hold reference cycles, so an
+        unreferenced Database may keep its connections open until the garbage collector runs)."""
         with self._lock:
             sessions, self._sessions = self._sessions, []
         for session in sessions:
