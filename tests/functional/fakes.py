@@ -37,6 +37,10 @@ class RealCipher:
     def decrypt_stream(self, src, dst, identity, *, document_id):
         return envelope.decrypt_stream(src, dst, identity, expected_document_id=document_id)
 
+    def package_ids(self, src):
+        header = envelope.read_header(src)
+        return header.key_id, header.document_id.decode("utf-8", "replace")
+
 
 class _Writer:
     def __init__(self, store: FakeBlobStore, bucket: str, key: str, content_type: str,

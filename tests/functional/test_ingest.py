@@ -270,3 +270,20 @@ def test_plaintext_deleted_by_a_concurrent_winner_before_fetch_and_encrypt() -> 
     assert len(p.blobs.objects[(ENCRYPTED, encrypted_key_for(fetched.document_id))]) == 1
     # and a fetch after the deletion is a duplicate, not a failure
     assert ingest.fetch_document(p, event).status == "stored"
+
+
+def test_store_refuses_a_package_that_is_not_this_documents() -> None:
+    from pqfile.errors import StorageError
+
+    p = make_pipeline()
+    a = _upload(p, "uploads/a.bin", b"a")
+    b = _upload(p, "uploads/b.bin", b"b")
+    fa = ingest.fetch_document(p, event_for(a))
+    fb = ingest.fetch_document(p, event_for(b))
+    ka = ingest.select_key(p, fa.document_id)
+    kb = ingest.select_key(p, fb.document_id)
+    ingest.encrypt_document(p, fa.document_id, fa.source, ka.key_id)
+    written_b = ingest.encrypt_document(p, fb.document_id, fb.source, kb.key_id)
+    with pytest.raises(StorageError, match="not this document"):
+        ingest.store_document(p, fa.document_id, fa.source, written_b)
+    assert p.blobs.keys(UPLOADS) == ["uploads/a.bin", "uploads/b.bin"]  # nothing deleted

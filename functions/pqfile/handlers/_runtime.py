@@ -68,6 +68,12 @@ class CryptoCipher:
             src, dst, identity, expected_document_id=document_id
         )
 
+    def package_ids(self, src: Any) -> tuple[str, str]:
+        from pqfile.crypto import envelope
+
+        header = envelope.read_header(src)
+        return header.key_id, header.document_id.decode("utf-8", "replace")
+
 
 def pipeline() -> Pipeline:
     """The process-wide Pipeline (adapters created on first use)."""

@@ -45,6 +45,10 @@ class PackageCipher(Protocol):
         """Write the plaintext; raise DecryptionError (opaque) if anything fails to verify."""
         ...
 
+    def package_ids(self, src: BinaryIO) -> tuple[str, str]:
+        """(key id, document id) from a package's header; needs no key, reads the header only."""
+        ...
+
 
 @dataclass
 class Pipeline:

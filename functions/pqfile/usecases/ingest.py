@@ -231,6 +231,7 @@ def store_document(
         encrypted.etag and current.etag and current.etag != encrypted.etag
     ):
         raise StorageError("the encrypted object does not match what the encrypt step wrote")
+    _check_package(p, document_id, encrypted)
     record, stored_now = p.documents.mark_stored(
         document_id,
         encrypted_bucket=encrypted.bucket,
@@ -254,6 +255,20 @@ def store_document(
     if deleted:
         p.documents.mark_plaintext_deleted(document_id)
     return StoreResult(outcome, kept, deleted)
+
+
+def _check_package(p: Pipeline, document_id: str, encrypted: ObjectInfo) -> None:
+    """Re-read the package header: it must name this document and the recorded key."""
+    record = p.documents.get(document_id)
+    if record is None:
+        raise DocumentNotFoundError(f"no document {document_id}")
+    src = p.blobs.open_read(encrypted.bucket, encrypted.key, encrypted.version_id)
+    try:
+        key_id, package_document_id = p.cipher.package_ids(src)
+    finally:
+        src.close()
+    if package_document_id != document_id or (record.key_id and key_id != record.key_id):
+        raise StorageError("the encrypted object is not this document's package")
 
 
 def _delete_plaintext(p: Pipeline, source: SourceRef) -> bool:
