@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import shutil
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +20,7 @@ from pqfile.adapters.postgres import (
     ImmutableRowError,
     PermissionDeniedError,
     PostgresAuditLog,
+    default_migrations_dir,
     migrate,
 )
 from pqfile.cli import main as cli_main
@@ -130,6 +133,8 @@ def test_many_concurrent_writers_keep_the_chain_linear(db_url: str) -> None:
         (["UPDATE access_logs SET actor = 'someone-else' WHERE seq = 5"], 5),
         (["UPDATE access_logs SET outcome = 'failure' WHERE seq = 5"], 5),
         (["UPDATE access_logs SET details = NULL WHERE seq = 6"], 6),
+        (["UPDATE access_logs SET db_role = 'pqfile_rotate' WHERE seq = 7"], 7),
+        (["UPDATE access_logs SET db_role = NULL WHERE seq = 7"], 7),
         (["UPDATE access_logs SET occurred_at = occurred_at + interval '1 hour' WHERE seq = 4"], 4),
         # delete a middle row, the last row, the first row
         (["DELETE FROM access_logs WHERE seq = 5"], 5),
@@ -268,9 +273,9 @@ def test_consistent_rewrite_by_the_owner_is_caught_by_an_anchor(
         BEGIN
           SELECT row_hash INTO prev FROM access_logs WHERE seq = 4;
           FOR r IN SELECT * FROM access_logs WHERE seq >= 5 ORDER BY seq LOOP
-            UPDATE access_logs SET prev_hash = prev, row_hash = audit_row_hash(r.seq,
+            UPDATE access_logs SET prev_hash = prev, row_hash = audit_row_hash_v2(r.seq,
               r.occurred_at, r.operation, r.outcome, r.actor, r.document_id, r.key_id,
-              r.request_id, r.details, prev) WHERE seq = r.seq
+              r.request_id, r.details, r.db_role, prev) WHERE seq = r.seq
             RETURNING row_hash INTO prev;
           END LOOP;
           UPDATE audit_chain_head SET row_hash = prev;
@@ -336,6 +341,7 @@ def test_python_and_database_agree_on_the_encoding(
         audit = PostgresAuditLog(reader)
         (row,) = list(audit.tail(1))
         assert row["seq"] == seq and row["actor"] == actor and row["details"] == details
+        assert row["db_role"] == "pqfile_retrieve"  # recorded by the database, not the caller
         assert (row["document_id"], row["key_id"], row["request_id"]) == (
             document_id,
             key_id,
@@ -343,3 +349,26 @@ def test_python_and_database_agree_on_the_encoding(
         )
         report = audit.verify_chain()
         assert report.ok, report
+
+
+def test_rows_from_before_and_after_0008_verify_together(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    url = make_database()
+    older = tmp_path / "migrations"
+    older.mkdir()
+    for path in sorted(default_migrations_dir().glob("*.sql")):
+        if int(path.name[:4]) < 8:
+            shutil.copy(path, older / path.name)
+    with Database.from_url(url) as owner:
+        migrate(owner, older)
+        log = PostgresAuditLog(owner)
+        for i in range(3):
+            log.append(operation="encrypt", outcome="success", actor=f"v1-{i}")
+        migrate(owner)
+        for i in range(3):
+            log.append(operation="encrypt", outcome="success", actor=f"v2-{i}")
+        rows = list(log.tail(6))
+        assert [r["db_role"] for r in rows] == [None] * 3 + ["postgres"] * 3
+        report = log.verify_chain()
+        assert report.ok and report.rows == 6

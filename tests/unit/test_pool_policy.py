@@ -194,3 +194,28 @@ def test_verify_rows_with_anchors() -> None:
     assert verify_rows(rows, anchors={3: rows[2].row_hash}).ok
     assert verify_rows(rows, anchors={3: b"\x01" * 32}).broken_seq == 3
     assert verify_rows(rows[:2], anchors={4: rows[3].row_hash}).broken_seq == 4
+
+
+def test_v2_encoding_adds_the_database_role() -> None:
+    common: dict[str, object] = {
+        "seq": 7,
+        "occurred_at": NOW,
+        "operation": "decrypt",
+        "outcome": "success",
+        "actor": "a",
+        "document_id": None,
+        "key_id": None,
+        "request_id": None,
+        "details": None,
+        "prev_hash": bytes(32),
+    }
+    v1 = encode_row(**common)  # type: ignore[arg-type]
+    v2 = encode_row(**common, db_role="pqfile_ingest")  # type: ignore[arg-type]
+    assert v1.startswith(b"pqfile/audit/v1") and v2.startswith(b"pqfile/audit/v2")
+    assert v2[len(b"pqfile/audit/v2") :].endswith(
+        b"\x00\x00\x00\x0dpqfile_ingest" + b"\x00\x00\x00\x20" + bytes(32)
+    )
+    assert v1[len(b"pqfile/audit/v1") :] + b"" != v2[len(b"pqfile/audit/v2") :]
+    rows = [_row(1, GENESIS_HASH, db_role="pqfile_ingest")]
+    assert verify_rows(rows).ok
+    assert verify_rows([dataclasses.replace(rows[0], db_role=None)]).broken_seq == 1

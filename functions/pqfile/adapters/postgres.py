@@ -489,7 +489,7 @@ def applied_versions(db: Database) -> list[int]:
 
 _AUDIT_COLUMNS = (
     "seq, occurred_at, operation, outcome, actor, document_id, key_id, request_id, details, "
-    "prev_hash, row_hash"
+    "prev_hash, row_hash, db_role"
 )
 _APPEND_SQL = (
     "SELECT audit_append(:operation, :outcome, :actor, :document_id, :key_id, :request_id, "
@@ -510,6 +510,7 @@ def _audit_row(r: Sequence[Any]) -> AuditRow:
         details=r[8],
         prev_hash=bytes(r[9]),
         row_hash=bytes(r[10]),
+        db_role=r[11],
     )
 
 

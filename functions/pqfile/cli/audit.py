@@ -79,7 +79,9 @@ def _tail(args: argparse.Namespace) -> int:
             print(json.dumps(row, sort_keys=True, default=str))
             continue
         subject = " ".join(
-            f"{name}={row[name]}" for name in ("document_id", "key_id", "request_id") if row[name]
+            f"{name}={row[name]}"
+            for name in ("document_id", "key_id", "request_id", "db_role")
+            if row.get(name)
         )
         print(
             f"{row['seq']:>8} {row['occurred_at']} {row['operation']:<22} "

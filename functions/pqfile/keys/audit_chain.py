@@ -9,6 +9,9 @@ this module recomputes it independently from the stored fields::
 
     F(None) = FF FF FF FF;  F(x) = uint32_be(len(bytes(x))) || bytes(x), text as UTF-8;
     seq as decimal text; occurred_at as UTC "YYYY-MM-DDTHH:MM:SS.ffffffZ".
+
+Rows that record the appending database role (migration 0008) use "pqfile/audit/v2", with
+F(db_role) between F(details) and F(prev_hash); rows without one keep the v1 encoding.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 DOMAIN = b"pqfile/audit/v1"
+DOMAIN_V2 = b"pqfile/audit/v2"
 GENESIS_HASH = bytes(32)
 _NULL = b"\xff\xff\xff\xff"
 
@@ -37,6 +41,7 @@ class AuditRow:
     details: str | None
     prev_hash: bytes
     row_hash: bytes
+    db_role: str | None = None  # the database role that appended the row (v2 rows)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -49,6 +54,7 @@ class AuditRow:
             "key_id": self.key_id,
             "request_id": self.request_id,
             "details": json.loads(self.details) if self.details is not None else None,
+            "db_role": self.db_role,
             "prev_hash": self.prev_hash.hex(),
             "row_hash": self.row_hash.hex(),
         }
@@ -88,10 +94,13 @@ def encode_row(
     request_id: str | None,
     details: str | None,
     prev_hash: bytes,
+    db_role: str | None = None,
 ) -> bytes:
+    """The bytes hashed for one row: v2 when ``db_role`` is set, else v1."""
+    role = [] if db_role is None else [_field(db_role)]
     return b"".join(
         [
-            DOMAIN,
+            DOMAIN if db_role is None else DOMAIN_V2,
             _field(str(seq)),
             _field(format_timestamp(occurred_at)),
             _field(operation),
@@ -101,6 +110,7 @@ def encode_row(
             _field(key_id),
             _field(request_id),
             _field(details),
+            *role,
             _field(prev_hash),
         ]
     )
@@ -119,6 +129,7 @@ def compute_hash(row: AuditRow) -> bytes:
             request_id=row.request_id,
             details=row.details,
             prev_hash=row.prev_hash,
+            db_role=row.db_role,
         )
     ).digest()
 
