@@ -223,7 +223,8 @@ def deploy_local(state: Mapping[str, Any]) -> dict[str, Any]:
     _forget_state_of_a_previous_emulator(workdir / "terraform.tfstate", state)
     root = working_copy(workdir, backend_path=workdir / "terraform.tfstate")
     env = terraform_env(workdir, local=True)
-    package = build_source_zip()
+    # A zip of our own: a shared build/ file rebuilt mid-apply changes its hash under us.
+    package = build_source_zip(workdir / "lambda" / "pqfile-function.zip")
     init(root, env)
     run(
         root,
@@ -275,7 +276,9 @@ def destroy_local(state: Mapping[str, Any]) -> None:
         return
     root = working_copy(workdir, backend_path=workdir / "terraform.tfstate")
     env = terraform_env(workdir, local=True)
-    package = SOURCE_ZIP if SOURCE_ZIP.exists() else build_source_zip()
+    package = workdir / "lambda" / "pqfile-function.zip"
+    if not package.exists():
+        package = build_source_zip(package)
     init(root, env)
     run(
         root,

@@ -184,17 +184,20 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       id     = rule.value.id
       status = "Enabled"
 
+      # One condition per rule: a prefix, or a tag (only uploads/ objects are ever tagged).
+      # A prefix-and-tag filter would make the provider send ObjectSizeGreaterThan = 0,
+      # which the local emulator drops, and the provider then waits forever for it.
       filter {
-        dynamic "and" {
-          for_each = length(rule.value.tags) > 0 ? [1] : []
+        prefix = length(rule.value.tags) > 0 ? null : rule.value.prefix
+
+        dynamic "tag" {
+          for_each = rule.value.tags
 
           content {
-            prefix = rule.value.prefix
-            tags   = rule.value.tags
+            key   = tag.key
+            value = tag.value
           }
         }
-
-        prefix = length(rule.value.tags) > 0 ? null : rule.value.prefix
       }
 
       expiration {
