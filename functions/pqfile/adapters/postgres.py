@@ -787,12 +787,16 @@ class PostgresKeyStore:
         record = self.get_key(key_id)
         return self._public(record.key_id, record.suite, record.public_key)
 
-    def list_keys(self, suite: str | None = None) -> list[KeyRecord]:
+    def list_keys(
+        self, suite: str | None = None, status: KeyStatus | None = None
+    ) -> list[KeyRecord]:
         rows = self._db.run(
             f"SELECT {_KEY_COLUMNS} FROM encryption_keys "
             "WHERE (CAST(:suite AS text) IS NULL OR suite = CAST(:suite AS text)) "
+            "AND (CAST(:status AS text) IS NULL OR status = CAST(:status AS text)) "
             "ORDER BY suite, created_at, id",
             suite=suite,
+            status=None if status is None else status.value,
         )
         return [_key_record(r) for r in rows]
 
@@ -908,9 +912,7 @@ class PostgresKeyStore:
         actor = actor or self._actor
         now_rows = self._db.run("SELECT now()")
         now: dt.datetime = now_rows[0][0]
-        due = self.policy.due_for_rotation(
-            [k for k in self.list_keys() if k.status is KeyStatus.ACTIVE], now
-        )
+        due = self.policy.due_for_rotation(self.list_keys(status=KeyStatus.ACTIVE), now)
         queued: list[tuple[str, str]] = []
         for key, reason in due:
             with self._db.transaction() as s:
