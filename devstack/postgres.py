@@ -76,6 +76,11 @@ def free_port() -> int:
         return port
 
 
+def find_binary(name: str) -> str | None:
+    """A PostgreSQL program (initdb, pg_ctl, pg_dump, ...) on PATH or in the Debian layout."""
+    return _find_binary(name)
+
+
 def _find_binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:
