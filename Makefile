@@ -43,3 +43,11 @@ demo: venv
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+.PHONY: lambda checkov
+# The Lambda artefacts Terraform deploys (build/lambda/), and checkov in its own venv.
+lambda: venv
+	$(PY) scripts/build_lambda
+
+checkov:
+	scripts/checkov
