@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+from devstack.postgres import find_binary
 
 from pqfile.adapters.kms import KmsSeedProtector
 from pqfile.adapters.postgres import (
@@ -57,9 +58,11 @@ def protector(custody_kms: tuple[Any, str]) -> KmsSeedProtector:
 
 def _pg_dump(url: str) -> bytes:
     params = parse_database_url(url)
+    pg_dump = find_binary("pg_dump")
+    assert pg_dump, "pg_dump not found (install the PostgreSQL client)"
     return subprocess.run(
         [
-            "pg_dump",
+            pg_dump,
             "--no-owner",
             "-h",
             params.host,
