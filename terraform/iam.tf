@@ -117,6 +117,18 @@ data "aws_iam_policy_document" "function" {
     }
   }
 
+  # Without ListBucket, S3 answers 403 instead of 404 for a missing object, and the
+  # idempotency checks (does the package exist yet?) could not tell the two apart.
+  dynamic "statement" {
+    for_each = length(local.s3_access[each.key]) > 0 ? [1] : []
+
+    content {
+      sid       = "ListForNotFound"
+      actions   = ["s3:ListBucket"]
+      resources = distinct([for access in local.s3_access[each.key] : split("/", access.resources[0])[0]])
+    }
+  }
+
   dynamic "statement" {
     for_each = each.value.seed_access == "encrypt" ? [1] : []
 
