@@ -134,15 +134,17 @@ class MultipartWriter:
         self._buffer += data
         self._size += n
         while len(self._buffer) >= self._part_size:
-            part = bytes(self._buffer[: self._part_size])
-            del self._buffer[: self._part_size]
+            # Hand the full buffer over as the part; only the small overflow is copied.
+            rest = self._buffer[self._part_size :]
+            del self._buffer[self._part_size :]
+            part, self._buffer = self._buffer, rest
             self._upload_part(part)
         return n
 
     def flush(self) -> None:  # file-like protocol; parts go out when full
         return None
 
-    def _upload_part(self, data: bytes) -> None:
+    def _upload_part(self, data: bytes | bytearray) -> None:
         with s3_errors(self._what):
             if self._upload_id is None:
                 created = self._s3.create_multipart_upload(
@@ -158,7 +160,7 @@ class MultipartWriter:
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=data,
+                Body=data,  # type: ignore[arg-type]  # botocore accepts any bytes-like blob
             )
         self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})
 
@@ -174,7 +176,7 @@ class MultipartWriter:
                 )
             else:
                 if self._buffer:
-                    self._upload_part(bytes(self._buffer))
+                    self._upload_part(self._buffer)
                 resp = self._s3.complete_multipart_upload(
                     Bucket=self._bucket,
                     Key=self._key,
