@@ -194,6 +194,11 @@ def test_ingest_role_cannot_manage_keys(db_url: str, protector: KmsSeedProtector
     db = Database.from_url(role_url(db_url, INGEST))
     db.run("SELECT id FROM encryption_keys FOR UPDATE SKIP LOCKED")  # selection may lock
     with pytest.raises(PermissionDeniedError, match="permission denied"):
+        db.run("SELECT wrapped_seed FROM encryption_keys")  # ingest never unwraps
+    with pytest.raises(PermissionDeniedError, match="permission denied"):
+        db.run("SELECT * FROM encryption_keys")
+    assert ingest.get_key(key.key_id).key_id == key.key_id  # every other column is readable
+    with pytest.raises(PermissionDeniedError, match="permission denied"):
         db.run("UPDATE encryption_keys SET rotate_after = now()")
     with pytest.raises(PermissionDeniedError, match="permission denied"):
         db.run("UPDATE encryption_keys SET status = 'active'")
