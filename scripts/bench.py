@@ -481,81 +481,6 @@ def _version(dist: str) -> str:
         return "?"
 
 
-def _median_run(
-    fn: Callable[[Path, Path], Run], src: Path, dst: Path, runs: int, timing: str
-) -> tuple[float, float]:
-    times, rss = [], 0
-    for _ in range(runs):
-        dst.unlink(missing_ok=True)
-        r = fn(src, dst)
-        times.append(r.inner if (timing == "in-process" and r.inner is not None) else r.wall)
-        rss = max(rss, r.maxrss_kib)
-    return statistics.median(times), rss / 1024
-
-
-def bench_files(
-    sizes: list[int], suite: str, log: Callable[[str], None]
-) -> tuple[list[Row], dict[str, str]]:
-    workdir = DATA_DIR
-    workdir.mkdir(exist_ok=True)
-    tools, info = build_tools(workdir, suite)
-    rows: list[Row] = []
-    for size in sizes:
-        src = make_file(size)
-        runs = 5 if size <= 64 * MiB else 3
-        enc_path = workdir / "out.enc"
-        dec_path = workdir / "out.dec"
-        # cp first: it also makes sure the source is in the page cache
-        cp = shutil.which("cp") or "cp"
-        run_child([cp, str(src), str(dec_path)])
-        t, rss = _median_run(_cp_runner(cp), src, dec_path, runs, "wall")
-        rows.append(Row(size, "cp", "copy", t, rss, runs))
-        log(_log_line(size, "cp", "copy", t, rss))
-        t, rss = _median_run(_cp_fsync_runner(cp), src, dec_path, runs, "wall")
-        rows.append(Row(size, CP_FSYNC, "copy", t, rss, runs, durable=True))
-        log(_log_line(size, CP_FSYNC, "copy", t, rss))
-        dd = shutil.which("dd")
-        if dd:
-            t, rss = _median_run(_dd_runner(dd), src, dec_path, runs, "wall")
-            rows.append(Row(size, DD_COPY, "copy", t, rss, runs, note="information only"))
-            log(_log_line(size, DD_COPY, "copy", t, rss))
-        for tool in tools:
-            if tool.unavailable or tool.encrypt is None or tool.decrypt is None:
-                rows.append(Row(size, tool.name, "encrypt", note=f"skipped: {tool.unavailable}"))
-                continue
-            if tool.max_size is not None and size > tool.max_size:
-                rows.append(
-                    Row(
-                        size,
-                        tool.name,
-                        "encrypt",
-                        note="not run at this size (whole file in memory)",
-                    )
-                )
-                continue
-            n = max(1, round(runs * tool.runs_scale))
-            try:
-                te, re_ = _median_run(tool.encrypt, src, enc_path, n, tool.timing)
-                td, rd = _median_run(tool.decrypt, enc_path, dec_path, n, tool.timing)
-            except ChildFailed as exc:
-                rows.append(Row(size, tool.name, "encrypt", note=f"failed: {exc}"[:300]))
-                log(f"  {size_label(size):>7} {tool.name}: FAILED {exc}")
-                continue
-            ok = filecmp.cmp(src, dec_path, shallow=False)
-            note = "" if ok else "ROUND TRIP MISMATCH"
-            rows.append(
-                Row(size, tool.name, "encrypt", te, re_, n, tool.timing, note, tool.durable)
-            )
-            rows.append(Row(size, tool.name, "decrypt", td, rd, n, tool.timing, note, tool.durable))
-            for op, t, rss in (("encrypt", te, re_), ("decrypt", td, rd)):
-                log(_log_line(size, tool.name, op, t, rss) + f" {note}")
-            enc_path.unlink(missing_ok=True)
-            dec_path.unlink(missing_ok=True)
-        enc_path.unlink(missing_ok=True)
-        dec_path.unlink(missing_ok=True)
-    return rows, info
-
-
 def _cp_runner(cp: str) -> Callable[[Path, Path], Run]:
     return lambda s, d: run_child([cp, str(s), str(d)])
 
@@ -580,6 +505,98 @@ def _log_line(size: int, tool: str, op: str, seconds: float, rss_mib: float) -> 
         f"  {size_label(size):>7} {tool:<30} {op:<7} {seconds:8.3f} s "
         f"{mb_s:8.0f} MB/s {rss_mib:7.1f} MiB"
     )
+
+
+def _one(fn: Callable[[Path, Path], Run], src: Path, dst: Path, timing: str) -> tuple[float, int]:
+    dst.unlink(missing_ok=True)
+    r = fn(src, dst)
+    t = r.inner if (timing == "in-process" and r.inner is not None) else r.wall
+    return t, r.maxrss_kib
+
+
+def bench_files(
+    sizes: list[int], suite: str, log: Callable[[str], None]
+) -> tuple[list[Row], dict[str, str]]:
+    """Rounds interleave every tool (cp, cp + fsync, dd, then each tool) so that all of
+    them see the same background load; each figure is the median over the rounds."""
+    workdir = DATA_DIR
+    workdir.mkdir(exist_ok=True)
+    tools, info = build_tools(workdir, suite)
+    rows: list[Row] = []
+    cp = shutil.which("cp") or "cp"
+    floors: list[tuple[str, Callable[[Path, Path], Run], bool, str]] = [
+        ("cp", _cp_runner(cp), False, ""),
+        (CP_FSYNC, _cp_fsync_runner(cp), True, ""),
+    ]
+    dd = shutil.which("dd")
+    if dd:
+        floors.append((DD_COPY, _dd_runner(dd), False, "information only"))
+    enc_path = workdir / "out.enc"
+    dec_path = workdir / "out.dec"
+    for size in sizes:
+        src = make_file(size)
+        runs = 5 if size <= 64 * MiB else 3
+        active: list[Tool] = []
+        for tool in tools:
+            if tool.unavailable or tool.encrypt is None or tool.decrypt is None:
+                rows.append(Row(size, tool.name, "encrypt", note=f"skipped: {tool.unavailable}"))
+            elif tool.max_size is not None and size > tool.max_size:
+                note = "not run at this size (whole file in memory)"
+                rows.append(Row(size, tool.name, "encrypt", note=note))
+            else:
+                active.append(tool)
+        samples: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        notes: dict[str, str] = {}
+        _one(floors[0][1], src, dec_path, "wall")  # warm the page cache with the source
+        for i in range(runs):
+            for name, fn, _, _ in floors:
+                samples.setdefault((name, "copy"), []).append(_one(fn, src, dec_path, "wall"))
+            for tool in active:
+                if tool.name in notes and notes[tool.name].startswith("failed"):
+                    continue
+                if i >= max(1, round(runs * tool.runs_scale)):
+                    continue
+                try:
+                    e = _one(tool.encrypt, src, enc_path, tool.timing)  # type: ignore[arg-type]
+                    d = _one(tool.decrypt, enc_path, dec_path, tool.timing)  # type: ignore[arg-type]
+                except ChildFailed as exc:
+                    notes[tool.name] = f"failed: {exc}"[:300]
+                    log(f"  {size_label(size):>7} {tool.name}: FAILED {exc}")
+                    continue
+                if i == 0:
+                    same = filecmp.cmp(src, dec_path, shallow=False)
+                    notes[tool.name] = "" if same else "ROUND TRIP MISMATCH"
+                samples.setdefault((tool.name, "encrypt"), []).append(e)
+                samples.setdefault((tool.name, "decrypt"), []).append(d)
+            enc_path.unlink(missing_ok=True)
+            dec_path.unlink(missing_ok=True)
+
+        def add(
+            name: str,
+            op: str,
+            timing: str,
+            note: str,
+            durable: bool,
+            samples: dict[tuple[str, str], list[tuple[float, int]]] = samples,
+            size: int = size,
+        ) -> None:
+            got = samples.get((name, op))
+            if not got:
+                rows.append(Row(size, name, op, note=note))
+                return
+            t = statistics.median(x[0] for x in got)
+            rss = max(x[1] for x in got) / 1024
+            rows.append(Row(size, name, op, t, rss, len(got), timing, note, durable))
+            log(_log_line(size, name, op, t, rss) + (f" {note}" if note else ""))
+
+        for name, _, durable, note in floors:
+            add(name, "copy", "wall", note, durable)
+        for tool in active:
+            note = notes.get(tool.name, "")
+            add(tool.name, "encrypt", tool.timing, note, tool.durable)
+            if (tool.name, "decrypt") in samples:
+                add(tool.name, "decrypt", tool.timing, note, tool.durable)
+    return rows, info
 
 
 def bench_inmem(size: int, runs: int, suite: str) -> dict[str, object]:
