@@ -561,3 +561,30 @@ def test_undeliverable_eventbridge_target_goes_to_its_dead_letter_queue(
     attributes = message["MessageAttributes"]
     assert attributes["TARGET_ARN"]["StringValue"] == missing
     assert attributes["ERROR_CODE"]["StringValue"]
+
+
+def test_lifecycle_and_filter_keeps_object_size_bounds(aws_emulator: Emulator) -> None:
+    # Terraform's provider sends ObjectSizeGreaterThan=0 in every `and` filter and waits until
+    # it reads the same rule back.
+    s3 = aws_emulator.client("s3")
+    bucket = f"lifecycle-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    rules = [
+        {
+            "ID": "quarantine",
+            "Status": "Enabled",
+            "Filter": {
+                "And": {
+                    "ObjectSizeGreaterThan": 0,
+                    "Prefix": "uploads/",
+                    "Tags": [{"Key": "pqfile-status", "Value": "failed"}],
+                }
+            },
+            "Expiration": {"Days": 30},
+        },
+        {"ID": "plain", "Status": "Enabled", "Filter": {"Prefix": "x/"}, "Expiration": {"Days": 1}},
+    ]
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+    read = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    assert read["quarantine"]["Filter"] == rules[0]["Filter"]
+    assert read["plain"]["Filter"] == {"Prefix": "x/"}
