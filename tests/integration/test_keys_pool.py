@@ -164,6 +164,14 @@ def test_refill_respects_floor_and_target(db_url: str, protector: KmsSeedProtect
     assert summary["counts"] == {"active": 10, "rotation_queued": 0, "expired": 0, "revoked": 4}
     assert summary["oldest_active_age_seconds"] is not None
     assert summary["usage"]["active_keys"] == 10
+    assert admin.status_summary()["rotations"] == {
+        "queued": 0,
+        "running": 0,
+        "completed": 0,
+        "failed": 0,
+    }
+    ingest = _store(role_url(db_url, INGEST), protector)
+    assert ingest.status_summary()["rotations"] is None  # no access to rotation runs
 
 
 def test_lifecycle_changes_are_audited(db_url: str, protector: KmsSeedProtector) -> None:

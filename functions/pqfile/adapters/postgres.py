@@ -1233,7 +1233,18 @@ class PostgresKeyStore:
                 "max_over_min": round(spread.ratio, 3) if spread.ratio is not None else None,
             }
             entry["below_floor"] = entry["counts"]["active"] < self.policy.floor_active
+        rotations: dict[str, int] | None
+        try:
+            counts = dict.fromkeys(("queued", "running", "completed", "failed"), 0)
+            for status, count in self._db.run(
+                "SELECT status, count(*) FROM key_rotations GROUP BY status"
+            ):
+                counts[str(status)] = int(count)
+            rotations = counts
+        except PermissionDeniedError:
+            rotations = None  # e.g. the ingest role: no access to rotation runs
         return {
+            "rotations": rotations,
             "policy": {
                 "target_active": self.policy.target_active,
                 "floor_active": self.policy.floor_active,

@@ -113,6 +113,9 @@ def _status(args: argparse.Namespace) -> int:
             f"{counts['expired']:>8} {counts['revoked']:>8} {age_text:>14} "
             f"{usage['min']:>6}/{usage['max']:<7} {ratio:>8}{flag}"
         )
+    runs = summary.get("rotations")
+    if runs is not None:
+        print("rotation runs: " + ", ".join(f"{name} {count}" for name, count in runs.items()))
     return 0
 
 
