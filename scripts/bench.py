@@ -924,9 +924,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(only) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
-    command = "python scripts/bench.py" + (" " + " ".join(argv) if argv else "")
-    if not argv:
-        command = "make bench"
+    if os.environ.get("MAKELEVEL"):  # run by `make bench`
+        command = "make bench" + (f' BENCH_ARGS="{" ".join(argv)}"' if argv else "")
+    else:
+        command = "python scripts/bench.py" + (" " + " ".join(argv) if argv else "")
     ok = True
     if "crypto" in only:
         ok = crypto_section(args, command) and ok
