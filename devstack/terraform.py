@@ -13,6 +13,7 @@ and at the public registry otherwise.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -52,6 +53,7 @@ class TerraformError(RuntimeError):
     """A terraform command failed; the message carries its output."""
 
 
+@functools.cache
 def find_provider_mirror() -> Path | None:
     """The folder holding `registry.terraform.io/hashicorp/aws/...`, or None.
 
@@ -68,20 +70,45 @@ def find_provider_mirror() -> Path | None:
     return _walk_for_mirror()
 
 
-def _walk_for_mirror() -> Path | None:
-    skip = {"/proc", "/sys", "/dev", "/run", "/tmp", str(REPO_ROOT)}  # noqa: S108
-    for dirpath, dirnames, filenames in os.walk("/", topdown=True):
-        dirnames[:] = [
-            d
-            for d in dirnames
-            if os.path.join(dirpath, d) not in skip
-            and d not in {"node_modules", ".git", "__pycache__", "site-packages"}
-        ]
-        if any(f.startswith("terraform-provider-aws_") for f in filenames):
-            path = Path(dirpath)
-            # .../registry.terraform.io/hashicorp/aws/VERSION/OS_ARCH/terraform-provider-aws_*
-            if len(path.parents) >= 5 and path.parents[3].name == "registry.terraform.io":
-                return path.parents[4]
+def _walk_for_mirror(max_depth: int = 4) -> Path | None:
+    """A bounded walk of / for a `registry.terraform.io` folder holding the aws provider.
+
+    Bounded in depth (mirrors live at /opt/x, /usr/share/x/y, ...) so a machine without a
+    mirror pays milliseconds, not a scan of the whole disk.
+    """
+    skip_names = {
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "node_modules",
+        ".git",
+        ".terraform",
+        "__pycache__",
+        "site-packages",
+        "dist-packages",
+        "lib",
+        "lib64",
+        "bin",
+        "sbin",
+        "include",
+        "src",
+        "share",
+    }
+    allowed_share = {"/usr/share", "/usr/local/share"}
+    for dirpath, dirnames, _ in os.walk("/", topdown=True):
+        depth = 0 if dirpath == "/" else dirpath.count(os.sep)
+        if "registry.terraform.io" in dirnames:
+            root = Path(dirpath)
+            if any(root.glob(PROVIDER_GLOB)):
+                return root
+        if depth >= max_depth:
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in skip_names or os.path.join(dirpath, d) in allowed_share
+        )
     return None
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
+
+from devstack import terraform as tf
 
 from tests.terraform.conftest import REPO_ROOT, Workspace, require_tool
 
@@ -22,6 +25,14 @@ def test_terraform_fmt_check() -> None:
 def test_terraform_init_uses_offline_mirror_and_validates(tf_workspace: Workspace) -> None:
     proc = tf_workspace.run("validate", "-no-color")
     assert "Success" in proc.stdout, proc.stdout + proc.stderr
+    mirror = tf.find_provider_mirror()
+    config = Path(tf_workspace.env["TF_CLI_CONFIG_FILE"]).read_text()
+    if mirror is not None:
+        # Installed from the mirror, never downloaded.
+        assert f'path    = "{mirror}"' in config
+        providers = tf_workspace.root / ".terraform" / "providers"
+        installed = next(providers.glob("registry.terraform.io/hashicorp/aws/*/*"))
+        assert installed.resolve().is_relative_to(mirror.resolve()), installed
     version = tf_workspace.run("version", "-json").stdout
     assert "registry.terraform.io/hashicorp/aws" in version
     assert '"5.' in version, version
