@@ -119,9 +119,14 @@ def check_moto_internals() -> list[str]:
             "config_updates) or get_configuration(self, ...) changed signature",
         )
         expect(
+            "LoggingConfig" not in init_source,
+            "LambdaFunction now keeps LoggingConfig itself: drop it from "
+            "devstack.emulator._patch_lambda_dropped_config",
+        )
+        expect(
             "DeadLetterConfig" not in init_source,
             "LambdaFunction now keeps DeadLetterConfig itself: drop "
-            "devstack.emulator._patch_lambda_dead_letter_config",
+            "devstack.emulator._patch_lambda_dropped_config",
         )
         expect(
             "self.event_invoke_config" in init_source,
@@ -194,6 +199,20 @@ def check_moto_internals() -> list[str]:
         from moto.s3.responses import S3Response
 
         expect(
+            _parameters(S3Response.get_bucket_notification) == ["self"]
+            and "self.serialized(ActionResult("
+            in inspect.getsource(S3Response.get_bucket_notification)
+            and "self.event_bridge" in inspect.getsource(s3_models.NotificationConfiguration),
+            "moto.s3 S3Response.get_bucket_notification(self) or "
+            "NotificationConfiguration.event_bridge changed",
+        )
+        expect(
+            "EventBridgeConfiguration" not in inspect.getsource(S3Response.get_bucket_notification),
+            "moto.s3 now reports EventBridgeConfiguration: drop "
+            "devstack.emulator._patch_s3_eventbridge_notification_readback",
+        )
+
+        expect(
             _parameters(FakeBucket.set_lifecycle) == ["self", "rules"]
             and _parameters(S3Response.get_bucket_lifecycle) == ["self"]
             and "self.serialized(ActionResult("
@@ -208,6 +227,25 @@ def check_moto_internals() -> list[str]:
         )
     except (ImportError, AttributeError) as exc:
         problems.append(f"moto S3 bucket policy internals changed: {exc}")
+
+    try:
+        from moto.kms import models as kms_models
+        from moto.kms.responses import KmsResponse
+
+        expect(
+            _parameters(KmsResponse.enable_key_rotation) == ["self"]
+            and _parameters(KmsResponse.get_key_rotation_status) == ["self"]
+            and callable(getattr(kms_models.KmsBackend, "get_key_id", None)),
+            "moto.kms KmsResponse.enable_key_rotation / get_key_rotation_status or "
+            "KmsBackend.get_key_id changed",
+        )
+        expect(
+            "RotationPeriodInDays" not in inspect.getsource(KmsResponse),
+            "moto.kms now handles RotationPeriodInDays: drop "
+            "devstack.emulator._patch_kms_rotation_period",
+        )
+    except (ImportError, AttributeError) as exc:
+        problems.append(f"moto KMS internals changed: {exc}")
 
     try:
         from moto.core.config import default_user_config
@@ -450,34 +488,102 @@ def _deliver_async_outcome(
         )
 
 
-def _patch_lambda_dead_letter_config() -> None:
-    """moto drops a function's DeadLetterConfig; keep it, report it, use it."""
+def _patch_lambda_dropped_config() -> None:
+    """moto drops a function's DeadLetterConfig and LoggingConfig; keep, report and use them.
+
+    Without them Terraform plans a change to every function on every run, and async failures
+    would have nowhere to go.
+    """
     from moto.awslambda.models import LambdaFunction
 
     original_init = LambdaFunction.__init__
     original_update = LambdaFunction.update_configuration
     original_get = LambdaFunction.get_configuration
 
+    def keep(self: Any, config: dict[str, Any]) -> None:
+        if "DeadLetterConfig" in config:
+            self.dead_letter_config = dict(config["DeadLetterConfig"] or {})
+        if "LoggingConfig" in config:
+            logging_config = {**self.logging_config, **(config["LoggingConfig"] or {})}
+            self.logging_config = logging_config
+            self.logs_group_name = logging_config["LogGroup"]
+
     def __init__(
         self: Any, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any
     ) -> None:
         original_init(self, account_id, spec, *args, **kwargs)
-        self.dead_letter_config = dict(spec.get("DeadLetterConfig") or {})
+        self.dead_letter_config = {}
+        # Lambda's default: plain-text logs in /aws/lambda/<name>.
+        self.logging_config = {"LogFormat": "Text", "LogGroup": self.logs_group_name}
+        keep(self, spec)
 
     def update_configuration(self: Any, config_updates: dict[str, Any]) -> Any:
-        if "DeadLetterConfig" in config_updates:
-            self.dead_letter_config = dict(config_updates["DeadLetterConfig"] or {})
+        keep(self, config_updates)
         return original_update(self, config_updates)
 
     def get_configuration(self: Any, *args: Any, **kwargs: Any) -> Any:
         configuration = original_get(self, *args, **kwargs)
         if getattr(self, "dead_letter_config", None):
             configuration["DeadLetterConfig"] = dict(self.dead_letter_config)
+        if getattr(self, "logging_config", None):
+            configuration["LoggingConfig"] = dict(self.logging_config)
         return configuration
 
     LambdaFunction.__init__ = __init__  # type: ignore[method-assign]
     LambdaFunction.update_configuration = update_configuration  # type: ignore[method-assign]
     LambdaFunction.get_configuration = get_configuration  # type: ignore[method-assign]
+
+
+def _patch_kms_rotation_period() -> None:
+    """Keep EnableKeyRotation's RotationPeriodInDays and report it, as KMS does (default 365)."""
+    from moto.kms.responses import KmsResponse
+
+    original_enable = KmsResponse.enable_key_rotation
+    original_status = KmsResponse.get_key_rotation_status
+
+    def key_of(self: Any) -> Any:
+        backend = self.kms_backend
+        return backend.keys[backend.get_key_id(self._get_param("KeyId"))]
+
+    def enable_key_rotation(self: Any) -> str:
+        result: str = original_enable(self)
+        period = self._get_param("RotationPeriodInDays")
+        key_of(self).devstack_rotation_period = int(period) if period else 365
+        return result
+
+    def get_key_rotation_status(self: Any) -> str:
+        status = json.loads(original_status(self))
+        key = key_of(self)
+        status["KeyId"] = key.id
+        if status.get("KeyRotationEnabled"):
+            status["RotationPeriodInDays"] = getattr(key, "devstack_rotation_period", 365)
+        return json.dumps(status)
+
+    KmsResponse.enable_key_rotation = enable_key_rotation  # type: ignore[method-assign]
+    KmsResponse.get_key_rotation_status = get_key_rotation_status  # type: ignore[method-assign]
+
+
+def _patch_s3_eventbridge_notification_readback() -> None:
+    """GetBucketNotificationConfiguration omits `EventBridgeConfiguration` in moto."""
+    from moto.s3.responses import S3Response
+
+    original = S3Response.get_bucket_notification
+
+    def get_bucket_notification(self: Any) -> Any:
+        configuration = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if configuration is not None and configuration.event_bridge is not None:
+            original_serialized = self.serialized  # a response object serves one request
+
+            def serialized(action_result: Any) -> Any:
+                result = getattr(action_result, "result", None)
+                if isinstance(result, dict):
+                    result["EventBridgeConfiguration"] = {}
+                return original_serialized(action_result)
+
+            self.serialized = serialized
+        return original(self)
+
+    S3Response.get_bucket_notification = get_bucket_notification  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,7 +845,9 @@ def apply_patches(
     os.environ["MOTO_PORT"] = str(port)  # moto's Step Functions calls Lambda at localhost:MOTO_PORT
     pool = LambdaWorkerPool(list(code_paths), endpoint_url=f"http://{host}:{port}")
     _patch_lambda(pool)
-    _patch_lambda_dead_letter_config()
+    _patch_lambda_dropped_config()
+    _patch_kms_rotation_period()
+    _patch_s3_eventbridge_notification_readback()
     _patch_stepfunctions()
     _patch_events()
     _patch_s3_bucket_policies()

@@ -588,3 +588,32 @@ def test_lifecycle_and_filter_keeps_object_size_bounds(aws_emulator: Emulator) -
     read = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert read["quarantine"]["Filter"] == rules[0]["Filter"]
     assert read["plain"]["Filter"] == {"Prefix": "x/"}
+
+
+def test_configuration_terraform_reads_back_is_kept(
+    aws_emulator: Emulator, make_lambda: Callable[..., str]
+) -> None:
+    # Each of these made `terraform plan` propose a change after every apply.
+    s3 = aws_emulator.client("s3")
+    bucket = _bucket_with_eventbridge(aws_emulator)
+    assert s3.get_bucket_notification_configuration(Bucket=bucket)["EventBridgeConfiguration"] == {}
+
+    kms = aws_emulator.client("kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.enable_key_rotation(KeyId=key, RotationPeriodInDays=180)
+    status = kms.get_key_rotation_status(KeyId=key)
+    assert (status["KeyRotationEnabled"], status["RotationPeriodInDays"]) == (True, 180)
+
+    lam = aws_emulator.client("lambda")
+    arn = make_lambda("emulator_probe.echo", LoggingConfig={"LogFormat": "JSON"})
+    name = arn.rsplit(":", 1)[-1]
+    assert lam.get_function_configuration(FunctionName=arn)["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": f"/aws/lambda/{name}",
+    }
+    lam.update_function_configuration(
+        FunctionName=arn, LoggingConfig={"LogFormat": "JSON", "LogGroup": "/custom/group"}
+    )
+    assert _invoke(aws_emulator, arn, {"n": 1})[1] is None
+    groups = aws_emulator.client("logs").describe_log_groups(logGroupNamePrefix="/custom/group")
+    assert [g["logGroupName"] for g in groups["logGroups"]] == ["/custom/group"]
