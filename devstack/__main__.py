@@ -233,14 +233,9 @@ def _migrate(database_url: str) -> int:
 
 def _stop_postgres_cluster(data_dir: str) -> None:
     """Fallback when the supervisor died without stopping its PostgreSQL."""
-    try:
-        from devstack import postgres
-    except ImportError:
-        return
-    pg_ctl = postgres._find_binary("pg_ctl")
-    if pg_ctl and Path(data_dir, "postmaster.pid").exists():
-        command = postgres._as_postgres_user([pg_ctl, "-D", data_dir, "-m", "immediate", "stop"])
-        subprocess.run(command, capture_output=True, check=False)  # noqa: S603
+    from devstack.postgres import stop_cluster
+
+    stop_cluster(data_dir)
 
 
 def _tear_down(base: Path) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,24 @@ def test_up_status_down(tmp_path: Path) -> None:
     assert not process_alive(state["emulator_pid"], "devstack.emulator")
     assert not is_answering(state["endpoint_url"])
     assert _devstack(base, port, "status").returncode == 1
+
+
+def test_down_cleans_up_after_a_killed_supervisor(tmp_path: Path) -> None:
+    base = tmp_path / "devstack"
+    port = free_port()
+    up = _devstack(base, port, "up")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads((base / "state.json").read_text())
+        os.kill(state["supervisor_pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while process_alive(state["emulator_pid"], "devstack.emulator"):
+            assert time.monotonic() < deadline, "the emulator outlived its supervisor"
+            time.sleep(0.2)
+        assert _devstack(base, port, "status").returncode == 1
+    finally:
+        down = _devstack(base, port, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    data_dir = Path(state["postgres"]["data_dir"])
+    assert not data_dir.exists()
+    assert not base.exists()
