@@ -109,9 +109,14 @@ class FakeRotationKeys:
             r, key_id=run.new_key_id, encrypted_version_id=encrypted_version_id,
             encrypted_size=encrypted_size)  # fmt: skip
         run.documents_rewrapped += 1
-        self.audit.append(operation="document.rewrap", outcome="success", actor=actor,
-                          document_id=document_id, key_id=run.new_key_id,
-                          details={"rotation_id": rotation_id, "from_key_id": run.old_key_id})
+        self.audit.append(
+            operation="document.rewrap",
+            outcome="success",
+            actor=actor,
+            document_id=document_id,
+            key_id=run.new_key_id,
+            details={"rotation_id": rotation_id, "from_key_id": run.old_key_id},
+        )
         return True
 
     def finish_rotation(self, rotation_id: int, *, actor=None, request_id=None) -> Run:

@@ -230,9 +230,7 @@ def maintain_pool(r: Rotation, *, request_id: str | None = None) -> dict[str, An
 # --- 2. planning -----------------------------------------------------------------------------
 
 
-def plan_rewrap(
-    r: Rotation, rotation_id: int, *, request_id: str | None = None
-) -> dict[str, Any]:
+def plan_rewrap(r: Rotation, rotation_id: int, *, request_id: str | None = None) -> dict[str, Any]:
     """Start the run if needed; return the next batch of documents on its old key.
 
     ``more`` is true when the batch is full and holds work, so the workflow plans again

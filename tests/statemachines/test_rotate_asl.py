@@ -1,0 +1,142 @@
+"""statemachines/rotate-keys.asl.json: valid ASL (asl-validator) and the workflow's rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL = ROOT / "statemachines" / "rotate-keys.asl.json"
+VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
+PLACEHOLDERS = {
+    "maintain_function_arn",
+    "plan_function_arn",
+    "rewrap_function_arn",
+    "finish_function_arn",
+    "failure_function_arn",
+}
+HANDLERS = {
+    "maintain": "maintain_handler",
+    "plan": "plan_handler",
+    "rewrap": "rewrap_handler",
+    "finish": "finish_handler",
+    "failure": "failure_handler",
+}
+
+
+def _definition() -> dict[str, Any]:
+    return dict(json.loads(ASL.read_text(encoding="utf-8")))
+
+
+def _scopes(sm: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The top-level States and every Map's ItemProcessor States."""
+    yield sm["States"]
+    for state in sm["States"].values():
+        if state["Type"] == "Map":
+            yield from _scopes(state["ItemProcessor"])
+
+
+def _all_states() -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for scope in _scopes(_definition()):
+        found.update(scope)
+    return found
+
+
+def _tasks() -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in _all_states().items() if s["Type"] == "Task"}
+
+
+def _render(text: str) -> str:
+    return re.sub(
+        r"\$\{(\w+)\}",
+        lambda m: f"arn:aws:lambda:us-east-1:123456789012:function:pqfile-{m.group(1)}",
+        text,
+    )
+
+
+@pytest.mark.skipif(
+    not VALIDATOR.exists() and shutil.which("npm") is None, reason="asl-validator not installed"
+)
+@pytest.mark.parametrize("rendered", [False, True], ids=["template", "rendered"])
+def test_asl_validator_accepts(tmp_path: Path, rendered: bool) -> None:
+    assert VALIDATOR.exists(), "run `npm ci` (make test does)"
+    path = ASL
+    if rendered:
+        path = tmp_path / "rotate-keys.rendered.asl.json"
+        path.write_text(_render(ASL.read_text(encoding="utf-8")), encoding="utf-8")
+    proc = subprocess.run(
+        [str(VALIDATOR), "--json-path", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_placeholders_are_exactly_the_contract() -> None:
+    found = set(re.findall(r"\$\{(\w+)\}", ASL.read_text(encoding="utf-8")))
+    assert found == PLACEHOLDERS
+
+
+def test_placeholders_name_real_entry_points() -> None:
+    from pqfile.handlers import rotate
+
+    for name in HANDLERS.values():
+        assert callable(getattr(rotate, name)), name
+
+
+def test_workflow_shape() -> None:
+    sm = _definition()
+    assert sm["StartAt"] == "MaintainPool"
+    assert 0 < sm["TimeoutSeconds"] < 86400  # ends before the next daily run
+    assert sm["States"]["MaintainPool"]["Next"] == "RotateKeys"
+    outer = sm["States"]["RotateKeys"]
+    assert outer["Type"] == "Map" and outer["ItemsPath"] == "$.maintain.rotations"
+    inner = outer["ItemProcessor"]["States"]
+    assert outer["ItemProcessor"]["StartAt"] == "PlanRewrap"
+    assert inner["PlanRewrap"]["Next"] == "RewrapDocuments"
+    docs = inner["RewrapDocuments"]
+    assert docs["Type"] == "Map" and docs["ItemsPath"] == "$.plan.documents"
+    assert 1 <= docs["MaxConcurrency"] <= 10 and 1 <= outer["MaxConcurrency"] <= 10
+    assert docs["Next"] == "MorePlanned"
+    (loop,) = inner["MorePlanned"]["Choices"]
+    assert loop["Next"] == "PlanRewrap" and inner["MorePlanned"]["Default"] == "FinishRotation"
+
+
+def test_every_task_has_timeout_and_transient_retry() -> None:
+    for name, task in _tasks().items():
+        assert task["Resource"] == "arn:aws:states:::lambda:invoke", name
+        assert 0 < task["TimeoutSeconds"] <= 900, name
+        retry = task["Retry"]
+        assert any("TransientError" in r["ErrorEquals"] for r in retry), name
+        assert all(r["BackoffRate"] > 1 and r["MaxAttempts"] >= 2 for r in retry), name
+        assert "States.ALL" not in {e for r in retry for e in r["ErrorEquals"]}, name
+        assert "ResultSelector" in task, name  # drop the Lambda envelope
+
+
+def test_failures_are_recorded_then_fail() -> None:
+    sm = _definition()
+    top = sm["States"]
+    rotation = top["RotateKeys"]["ItemProcessor"]["States"]
+    for scope, record, fail in ((top, "RecordFailure", "Failed"),
+                                (rotation, "RecordRotationFailure", "RotationFailed")):  # fmt: skip
+        assert scope[fail]["Type"] == "Fail"
+        assert scope[record]["Next"] == fail
+        assert scope[record]["Parameters"]["FunctionName"] == "${failure_function_arn}"
+        for name, state in scope.items():
+            if state["Type"] not in ("Task", "Map") or name == record:
+                continue
+            (catch,) = state["Catch"]
+            assert catch["ErrorEquals"] == ["States.ALL"], name
+            # a run's failure is recorded inside its iteration, so the outer Map only fails
+            assert catch["Next"] == ("Failed" if name == "RotateKeys" else record), name
+
+
+def test_steps_pass_references_only() -> None:
+    text = ASL.read_text(encoding="utf-8")
+    assert "content_base64" not in text and "Body" not in text
