@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -617,3 +618,32 @@ def test_configuration_terraform_reads_back_is_kept(
     assert _invoke(aws_emulator, arn, {"n": 1})[1] is None
     groups = aws_emulator.client("logs").describe_log_groups(logGroupNamePrefix="/custom/group")
     assert [g["logGroupName"] for g in groups["logGroups"]] == ["/custom/group"]
+
+
+def test_an_edited_handler_takes_effect_on_the_next_invocation(tmp_path: Path) -> None:
+    from devstack.emulator import start_emulator
+
+    from tests.fixtures.emulator import placeholder_zip
+
+    module = tmp_path / "edited_probe.py"
+    module.write_text("def handler(event, context):\n    return 'v1'\n")
+    emulator = start_emulator(code_paths=[tmp_path])
+    try:
+        role = emulator.client("iam").create_role(
+            RoleName="edits", AssumeRolePolicyDocument=json.dumps(_TRUST)
+        )["Role"]["Arn"]
+        emulator.client("lambda").create_function(
+            FunctionName="edited",
+            Runtime="python3.11",
+            Role=role,
+            Handler="edited_probe.handler",
+            Code={"ZipFile": placeholder_zip()},
+        )
+        assert _invoke(emulator, "edited", {}) == ("v1", None)
+        module.write_text("def handler(event, context):\n    return 'v2'\n")
+        later = time.time() + 5
+        os.utime(module, (later, later))  # a new mtime even on coarse-grained file systems
+        time.sleep(1.1)  # the pool looks at the tree at most once a second
+        assert _invoke(emulator, "edited", {}) == ("v2", None)
+    finally:
+        emulator.stop()
