@@ -314,7 +314,7 @@ def maintain_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "pool maintained",
         extra={
             "queued": len(result["queued"]),
-            "created": result["created"],
+            "keys_created": result["created"],
             "rotations": len(result["rotations"]),
         },
     )

@@ -1,0 +1,183 @@
+"""Key rotation on the local stack: the rotate-keys state machine (real ASL on the emulator)
+moves every document of a queued key onto a new key, body bytes unchanged, and expires it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.emulator import placeholder_zip
+from tests.fixtures.postgres import INGEST, RETRIEVE, ROTATE, role_url
+from tests.integration.pipeline_stack import PipelineStack, deploy_pipeline
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL = ROOT / "statemachines" / "rotate-keys.asl.json"
+ROTATE_FUNCTIONS = ("maintain", "plan", "rewrap", "finish", "failure")
+INGEST_STEPS = ("fetch", "select_key", "encrypt", "store", "audit", "record_failure")
+MIB = 1024 * 1024
+
+
+def _deploy_rotation(stack: PipelineStack, role_arn: str, rotate_url: str) -> str:
+    """The rotate Lambdas (pqfile_rotate role) and the rotate-keys state machine."""
+    suffix = uuid.uuid4().hex[:8]
+    lam = stack.client("lambda")
+    env = {
+        **stack.environment,
+        "PQFILE_DATABASE_URL": rotate_url,
+        "PQFILE_POOL_TARGET": "2",
+        "PQFILE_POOL_FLOOR": "2",
+        "PQFILE_REWRAP_BATCH": "2",  # two batches: exercises the plan loop
+    }
+    env.pop("PQFILE_UPLOADS_BUCKET", None)
+    arns: dict[str, str] = {}
+    for fn in ROTATE_FUNCTIONS:
+        name = f"pqfile-rotate-{fn}-{suffix}"
+        resp = lam.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role_arn,
+            Handler=f"pqfile.handlers.rotate.{fn}_handler",
+            Code={"ZipFile": placeholder_zip()},
+            Timeout=300,
+            MemorySize=512,
+            Environment={"Variables": env},
+        )
+        stack.functions[f"rotate_{fn}"] = name
+        arns[fn] = resp["FunctionArn"]
+    text = re.sub(
+        r"\$\{(\w+)_function_arn\}", lambda m: arns[m.group(1)], ASL.read_text(encoding="utf-8")
+    )
+    return str(
+        stack.client("stepfunctions").create_state_machine(
+            name=f"pqfile-rotate-keys-{suffix}", definition=text, roleArn=role_arn
+        )["stateMachineArn"]
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(aws_emulator: Any, emulator_role_arn: str, migrated_db_url: str) -> PipelineStack:
+    urls = {fn: role_url(migrated_db_url, INGEST) for fn in INGEST_STEPS}
+    urls["retrieve"] = role_url(migrated_db_url, RETRIEVE)
+    # One key: every document lands on it (key A).
+    return deploy_pipeline(
+        aws_emulator, emulator_role_arn, migrated_db_url, keys=1, function_db_urls=urls
+    )
+
+
+def _ingest(stack: PipelineStack, key: str, data: bytes) -> dict[str, Any]:
+    up = stack.upload(key, data)
+    execution = stack.wait_for_upload(key, up["version_id"])
+    assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
+    (doc,) = stack.documents_for(key)
+    return doc
+
+
+def _package(stack: PipelineStack, key: str, version_id: str) -> bytes:
+    resp = stack.client("s3").get_object(Bucket=stack.encrypted, Key=key, VersionId=version_id)
+    return bytes(resp["Body"].read())
+
+
+def _retrieve(stack: PipelineStack, document_id: str) -> bytes:
+    body, error = stack.invoke("retrieve", {"document_id": document_id, "requested_by": "t"})
+    assert error is None, body
+    if body["delivery"] == "inline":
+        return base64.b64decode(body["content_base64"])
+    import urllib.request
+
+    with urllib.request.urlopen(body["url"], timeout=30) as resp:
+        return bytes(resp.read())
+
+
+def test_rotate_keys_state_machine_rewraps_every_document(
+    stack: PipelineStack, emulator_role_arn: str, migrated_db_url: str
+) -> None:
+    from pqfile.crypto import envelope
+    from pqfile.format.header import header_size
+
+    sizes = [0, 1_000, 70_000, 9 * MIB + 12_345]  # the last one takes the multipart path
+    docs = []
+    for i, size in enumerate(sizes):
+        data = os.urandom(size)
+        doc = _ingest(stack, f"uploads/rot-{i}.bin", data)
+        docs.append((doc, data))
+    key_a = docs[0][0]["key_id"]
+    assert all(d["key_id"] == key_a for d, _ in docs)
+    before = {
+        d["document_id"]: _package(stack, d["encrypted_key"], d["encrypted_version_id"])
+        for d, _ in docs
+    }
+    seq_before = stack.sql("SELECT coalesce(max(seq), 0) FROM access_logs")[0][0]
+    # A is past its 30 days (as the owner: nothing else may move rotate_after)
+    stack.sql(
+        "UPDATE encryption_keys SET rotate_after = now() - interval '1 second' WHERE id = :k",
+        k=key_a,
+    )
+
+    sm_arn = _deploy_rotation(stack, emulator_role_arn, role_url(migrated_db_url, ROTATE))
+    sfn = stack.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=sm_arn, name=f"rot-{uuid.uuid4().hex}")[
+        "executionArn"
+    ]
+    done = stack.wait(arn, timeout=120)
+    assert done["status"] == "SUCCEEDED", stack.explain(arn)
+    output = json.loads(done["output"])
+    assert [q["key_id"] for q in output["maintain"]["queued"]] == [key_a]
+
+    # A is expired; every document is on one new key, and its body is byte-identical
+    status = stack.sql("SELECT status FROM encryption_keys WHERE id = :k", k=key_a)[0][0]
+    assert status == "expired"
+    (run,) = stack.sql(
+        "SELECT status, new_key_id, documents_rewrapped FROM key_rotations WHERE old_key_id = :k",
+        k=key_a,
+    )
+    assert run[0] == "completed" and run[2] == len(docs)
+    key_b = run[1]
+    for doc, data in docs:
+        now = stack.document(doc["document_id"])
+        assert now is not None and now["key_id"] == key_b
+        assert now["encrypted_version_id"] != doc["encrypted_version_id"]
+        new = _package(stack, now["encrypted_key"], now["encrypted_version_id"])
+        old = before[doc["document_id"]]
+        assert new[header_size(new[:88]) :] == old[header_size(old[:88]) :]
+        assert envelope.read_header(io.BytesIO(new)).key_id == key_b
+        got = _retrieve(stack, doc["document_id"])
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+        decrypt = [r for r in stack.audit_rows(doc["document_id"])
+                   if r["operation"] == "document.decrypt"][-1]  # fmt: skip
+        assert (decrypt["outcome"], decrypt["key_id"]) == ("success", key_b)
+
+    # one document.rewrap row per document, from the rotate role; the chain verifies
+    rows = [r for r in stack.audit_rows() if r["seq"] > seq_before]
+    rewraps = [r for r in rows if r["operation"] == "document.rewrap"]
+    assert sorted(r["document_id"] for r in rewraps) == sorted(d["document_id"] for d, _ in docs)
+    assert all(r["outcome"] == "success" and r["key_id"] == key_b for r in rewraps)
+    assert all(r["details"]["from_key_id"] == key_a for r in rewraps)
+    ops = [r["operation"] for r in rows]
+    for op in ("key.rotation_queued", "key.create", "key.rotation_started", "key.expire"):
+        assert op in ops, op
+    from pqfile.adapters.postgres import PostgresAuditLog
+
+    db = stack.db()
+    try:
+        report = PostgresAuditLog(db).verify_chain()
+    finally:
+        db.close()
+    assert report.ok, report
+
+    # a second scheduled run finds nothing to do and changes nothing
+    again = sfn.start_execution(stateMachineArn=sm_arn, name=f"rot-{uuid.uuid4().hex}")
+    done = stack.wait(again["executionArn"], timeout=60)
+    assert done["status"] == "SUCCEEDED", stack.explain(again["executionArn"])
+    output = json.loads(done["output"])
+    assert output["maintain"]["queued"] == [] and output["rotations"] == []
