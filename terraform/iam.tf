@@ -26,6 +26,10 @@ locals {
       # Keeps the failed upload, tagged for the quarantine lifecycle rule.
       { sid = "TagFailedUploads", actions = ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
     ]
+    # Rewrap rewrites a package in place (new header, body copied with UploadPartCopy).
+    rotate_rewrap = [
+      { sid = "RewritePackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
+    ]
     retrieve = [
       { sid = "ReadPackages", actions = ["s3:GetObject", "s3:GetObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
       { sid = "WriteRetrievalCopies", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.retrievals_prefix}*"] },
@@ -108,7 +112,7 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = local.s3_access[each.key]
+    for_each = lookup(local.s3_access, each.key, [])
 
     content {
       sid       = statement.value.sid
@@ -120,12 +124,12 @@ data "aws_iam_policy_document" "function" {
   # Without ListBucket, S3 answers 403 instead of 404 for a missing object, and the
   # idempotency checks (does the package exist yet?) could not tell the two apart.
   dynamic "statement" {
-    for_each = length(local.s3_access[each.key]) > 0 ? [1] : []
+    for_each = length(lookup(local.s3_access, each.key, [])) > 0 ? [1] : []
 
     content {
       sid       = "ListForNotFound"
       actions   = ["s3:ListBucket"]
-      resources = distinct([for access in local.s3_access[each.key] : split("/", access.resources[0])[0]])
+      resources = distinct([for access in lookup(local.s3_access, each.key, []) : split("/", access.resources[0])[0]])
     }
   }
 

@@ -215,6 +215,29 @@ data "aws_iam_policy_document" "data_key" {
     }
   }
 
+  statement {
+    sid       = "CloudTrailEncryptLogs"
+    actions   = ["kms:GenerateDataKey*", "kms:DescribeKey"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudtrail.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringLike"
+      variable = "kms:EncryptionContext:aws:cloudtrail:arn"
+      values   = ["arn:${local.partition}:cloudtrail:*:${local.account_id}:trail/*"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceArn"
+      values   = [local.trail_arn]
+    }
+  }
+
   # S3 server access logging and VPC flow logs run as AWS services.
   statement {
     sid       = "DeliveryServices"

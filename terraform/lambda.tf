@@ -3,7 +3,9 @@
 
 locals {
   # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
-  functions = {
+  functions = merge(local.core_functions, local.rotation_enabled ? local.rotation_functions : {})
+
+  core_functions = {
     fetch = {
       handler     = "pqfile.handlers.fetch.handler"
       description = "Ingest step FetchDocument: identifies the uploaded object"
@@ -76,6 +78,14 @@ locals {
       PQFILE_INLINE_LIMIT          = tostring(var.inline_limit_bytes)
       PQFILE_PRESIGN_SECONDS       = tostring(var.presign_seconds)
       PQFILE_RETRIEVALS_KMS_KEY_ID = aws_kms_key.data.arn
+      # Key pool policy (functions/pqfile/handlers/rotate.py; SelectKey refills to it too).
+      PQFILE_ROTATION_SUITES       = join(",", var.rotation_suites)
+      PQFILE_POOL_TARGET           = tostring(var.key_pool_target)
+      PQFILE_POOL_FLOOR            = tostring(var.key_pool_floor)
+      PQFILE_KEY_MAX_AGE_DAYS      = tostring(var.key_max_age_days)
+      PQFILE_KEY_MAX_DOCUMENTS     = tostring(var.key_max_documents)
+      PQFILE_KEY_MAX_BYTES         = tostring(var.key_max_bytes)
+      PQFILE_REWRAP_BATCH          = tostring(var.rewrap_batch_size)
       POWERTOOLS_SERVICE_NAME      = "pqfile"
       POWERTOOLS_METRICS_NAMESPACE = var.metrics_namespace
     },

@@ -18,6 +18,11 @@ output "ingest_state_machine_arn" {
   value       = aws_sfn_state_machine.ingest.arn
 }
 
+output "rotation_state_machine_arn" {
+  description = "The rotate-keys workflow (null until statemachines/rotate-keys.asl.json exists)."
+  value       = local.rotation_enabled ? aws_sfn_state_machine.rotation[0].arn : null
+}
+
 output "function_names" {
   description = "Function name per Terraform key (docs/CONTRACTS.md)."
   value       = { for k, f in aws_lambda_function.this : k => f.function_name }

@@ -220,21 +220,27 @@ resource "aws_s3_bucket_notification" "uploads" {
   eventbridge = true
 }
 
-# --- access logs (optional) ------------------------------------------------------------
+# --- log bucket: S3 server access logs (s3/) and CloudTrail (cloudtrail/), optional ------
+
+locals {
+  create_log_bucket = var.enable_access_logging || var.create_cloudtrail
+  trail_name        = "${local.name}-trail"
+  trail_arn         = "arn:${local.partition}:cloudtrail:${local.region}:${local.account_id}:trail/${local.trail_name}"
+}
 
 resource "aws_s3_bucket" "access_logs" {
   #checkov:skip=CKV_AWS_18:This is the access-log destination; logging it into itself would loop.
   #checkov:skip=CKV_AWS_144:Cross-region replication of access logs is a per-deployment choice.
   #checkov:skip=CKV2_AWS_62:No consumer needs events from the access-log bucket.
   #checkov:skip=CKV_AWS_145:S3 server access logging can only deliver to SSE-S3 buckets, not SSE-KMS.
-  count = var.enable_access_logging ? 1 : 0
+  count = local.create_log_bucket ? 1 : 0
 
-  bucket        = "${local.name}-access-logs-${local.account_id}"
+  bucket        = "${local.name}-logs-${local.account_id}"
   force_destroy = var.force_destroy_buckets
 }
 
 resource "aws_s3_bucket_public_access_block" "access_logs" {
-  count = var.enable_access_logging ? 1 : 0
+  count = local.create_log_bucket ? 1 : 0
 
   bucket                  = aws_s3_bucket.access_logs[0].id
   block_public_acls       = true
@@ -244,7 +250,7 @@ resource "aws_s3_bucket_public_access_block" "access_logs" {
 }
 
 resource "aws_s3_bucket_ownership_controls" "access_logs" {
-  count = var.enable_access_logging ? 1 : 0
+  count = local.create_log_bucket ? 1 : 0
 
   bucket = aws_s3_bucket.access_logs[0].id
 
@@ -254,7 +260,7 @@ resource "aws_s3_bucket_ownership_controls" "access_logs" {
 }
 
 resource "aws_s3_bucket_versioning" "access_logs" {
-  count = var.enable_access_logging ? 1 : 0
+  count = local.create_log_bucket ? 1 : 0
 
   bucket = aws_s3_bucket.access_logs[0].id
 
@@ -264,7 +270,7 @@ resource "aws_s3_bucket_versioning" "access_logs" {
 }
 
 resource "aws_s3_bucket_server_side_encryption_configuration" "access_logs" {
-  count = var.enable_access_logging ? 1 : 0
+  count = local.create_log_bucket ? 1 : 0
 
   bucket = aws_s3_bucket.access_logs[0].id
 
@@ -276,7 +282,7 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "access_logs" {
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
-  count = var.enable_access_logging ? 1 : 0
+  count = local.create_log_bucket ? 1 : 0
 
   bucket = aws_s3_bucket.access_logs[0].id
 
@@ -303,7 +309,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
 }
 
 data "aws_iam_policy_document" "access_logs" {
-  count = var.enable_access_logging ? 1 : 0
+  count = local.create_log_bucket ? 1 : 0
 
   statement {
     sid       = "S3ServerAccessLogsDelivery"
@@ -328,6 +334,48 @@ data "aws_iam_policy_document" "access_logs" {
     }
   }
 
+  dynamic "statement" {
+    for_each = var.create_cloudtrail ? [1] : []
+
+    content {
+      sid       = "CloudTrailAclCheck"
+      actions   = ["s3:GetBucketAcl"]
+      resources = [aws_s3_bucket.access_logs[0].arn]
+
+      principals {
+        type        = "Service"
+        identifiers = ["cloudtrail.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceArn"
+        values   = [local.trail_arn]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.create_cloudtrail ? [1] : []
+
+    content {
+      sid       = "CloudTrailDelivery"
+      actions   = ["s3:PutObject"]
+      resources = ["${aws_s3_bucket.access_logs[0].arn}/cloudtrail/AWSLogs/${local.account_id}/*"]
+
+      principals {
+        type        = "Service"
+        identifiers = ["cloudtrail.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceArn"
+        values   = [local.trail_arn]
+      }
+    }
+  }
+
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
@@ -348,7 +396,7 @@ data "aws_iam_policy_document" "access_logs" {
 }
 
 resource "aws_s3_bucket_policy" "access_logs" {
-  count = var.enable_access_logging ? 1 : 0
+  count = local.create_log_bucket ? 1 : 0
 
   bucket = aws_s3_bucket.access_logs[0].id
   policy = data.aws_iam_policy_document.access_logs[0].json
@@ -361,5 +409,5 @@ resource "aws_s3_bucket_logging" "this" {
 
   bucket        = each.value.id
   target_bucket = aws_s3_bucket.access_logs[0].id
-  target_prefix = "${each.key}/"
+  target_prefix = "s3/${each.key}/"
 }

@@ -2,10 +2,10 @@
 # transitions, a year of history, and the audit trail an auditor expects.
 
 locals {
+  ingest_functions = [for k in keys(local.core_functions) : k if k != "retrieve"]
   ingest_definition = templatefile("${path.module}/../statemachines/ingest.asl.json", {
-    for k, _ in local.functions : "${k}_function_arn" => aws_lambda_function.this[k].arn
+    for k in local.ingest_functions : "${k}_function_arn" => aws_lambda_function.this[k].arn
   })
-  ingest_functions = [for k in keys(local.functions) : k if k != "retrieve"]
 }
 
 resource "aws_cloudwatch_log_group" "ingest" {

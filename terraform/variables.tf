@@ -205,14 +205,87 @@ variable "presign_seconds" {
   }
 }
 
-variable "key_pool_floor" {
-  description = "Alarm when the active key pool (per suite) drops below this many keys."
+variable "key_pool_target" {
+  description = "Active keys per suite the pool is refilled to."
   type        = number
-  default     = 50
+  default     = 100
+
+  validation {
+    condition     = var.key_pool_target >= 1 && var.key_pool_target <= 10000
+    error_message = "key_pool_target must be between 1 and 10000."
+  }
+}
+
+variable "key_pool_floor" {
+  description = "Refill below this many active keys per suite; the key-pool alarm fires below it too."
+  type        = number
+  default     = 80
 
   validation {
     condition     = var.key_pool_floor >= 1
     error_message = "key_pool_floor must be at least 1."
+  }
+}
+
+variable "key_max_age_days" {
+  description = "Keys older than this are queued for rotation."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.key_max_age_days >= 1
+    error_message = "key_max_age_days must be at least 1."
+  }
+}
+
+variable "key_max_documents" {
+  description = "Keys that encrypted this many documents are queued for rotation."
+  type        = number
+  default     = 1000000
+}
+
+variable "key_max_bytes" {
+  description = "Keys that encrypted this many bytes are queued for rotation."
+  type        = number
+  default     = 1099511627776
+}
+
+variable "rotation_suites" {
+  description = "KEM suites whose pools the rotation workflow maintains."
+  type        = list(string)
+  default     = ["xwing"]
+
+  validation {
+    condition     = length(var.rotation_suites) > 0 && alltrue([for s in var.rotation_suites : contains(["xwing", "mlkem768"], s)])
+    error_message = "rotation_suites must list xwing and/or mlkem768."
+  }
+}
+
+variable "rewrap_batch_size" {
+  description = "Documents per planned rewrap batch of the rotation workflow."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.rewrap_batch_size >= 1 && var.rewrap_batch_size <= 1000
+    error_message = "rewrap_batch_size must be between 1 and 1000."
+  }
+}
+
+variable "enable_rotation" {
+  description = "Deploy the rotate-keys workflow (statemachines/rotate-keys.asl.json) and its daily schedule."
+  type        = bool
+  default     = true
+}
+
+variable "rotation_schedule" {
+  description = "EventBridge schedule of the rotate-keys workflow."
+  type        = string
+  default     = "rate(1 day)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.rotation_schedule))
+    error_message = "rotation_schedule must be a rate(...) or cron(...) expression."
   }
 }
 
@@ -266,6 +339,12 @@ variable "retrieval_expiration_days" {
 
 variable "enable_access_logging" {
   description = "Create an access-log bucket and turn on S3 server access logging for both buckets."
+  type        = bool
+  default     = true
+}
+
+variable "create_cloudtrail" {
+  description = "Create a multi-region CloudTrail trail with data events for both buckets and the retrieve function (who read, wrote, decrypted what)."
   type        = bool
   default     = true
 }

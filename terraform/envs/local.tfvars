@@ -15,6 +15,7 @@ create_database       = false
 create_alarms         = false
 enable_xray           = false
 enable_access_logging = false
+create_cloudtrail     = false
 
 force_destroy_buckets    = true
 kms_deletion_window_days = 7

@@ -96,13 +96,15 @@ def test_local_plan_creates_the_core_stack(local_plan: dict[str, Any]) -> None:
     } <= types
     # Nothing the emulator cannot serve.
     assert not types & {
+        "aws_cloudtrail",
         "aws_db_instance",
         "aws_vpc",
         "aws_vpc_endpoint",
         "aws_cloudwatch_metric_alarm",
     }
     functions = _resources(local_plan, "aws_lambda_function")
-    assert len(functions) == 7
+    rotation = (tf.STATEMACHINES / "rotate-keys.asl.json").exists()
+    assert len(functions) == 7 + (5 if rotation else 0)
     for function in functions:
         values = function["values"]
         # The environment names KMS keys and buckets: known only after apply
@@ -113,8 +115,9 @@ def test_local_plan_creates_the_core_stack(local_plan: dict[str, Any]) -> None:
 
 
 def test_local_state_machine_is_the_templated_asl(local_plan: dict[str, Any]) -> None:
-    (machine,) = _resources(local_plan, "aws_sfn_state_machine")
-    assert machine["values"]["type"] == "STANDARD"
+    machines = _resources(local_plan, "aws_sfn_state_machine")
+    assert [m["name"] for m in machines].count("ingest") == 1
+    assert all(m["values"]["type"] == "STANDARD" for m in machines)
     # Function ARNs are unknown until apply; the template itself must have rendered.
     change = next(c for c in local_plan["resource_changes"] if c["type"] == "aws_sfn_state_machine")
     assert change["change"]["after_unknown"].get("definition") is True
@@ -132,6 +135,7 @@ def test_prod_plan_is_production_grade(prod_plan: dict[str, Any]) -> None:
         "aws_flow_log",
         "aws_s3_bucket_logging",
         "aws_lambda_layer_version",
+        "aws_cloudtrail",
     } <= types
     (db,) = _resources(prod_plan, "aws_db_instance")
     v = db["values"]
@@ -155,9 +159,10 @@ def test_prod_plan_is_production_grade(prod_plan: dict[str, Any]) -> None:
         assert values["vpc_config"], function["address"]
     for group in _resources(prod_plan, "aws_cloudwatch_log_group"):
         assert group["values"]["retention_in_days"] == 400
-    (machine,) = _resources(prod_plan, "aws_sfn_state_machine")
-    assert machine["values"]["tracing_configuration"] == [{"enabled": True}]
-    assert machine["values"]["logging_configuration"][0]["level"] == "ALL"
+    for machine in _resources(prod_plan, "aws_sfn_state_machine"):
+        assert machine["values"]["type"] == "STANDARD"
+        assert machine["values"]["tracing_configuration"] == [{"enabled": True}]
+        assert machine["values"]["logging_configuration"][0]["level"] == "ALL"
     alarms = {
         r["values"]["alarm_name"] for r in _resources(prod_plan, "aws_cloudwatch_metric_alarm")
     }
