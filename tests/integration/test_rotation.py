@@ -181,3 +181,107 @@ def test_rotate_keys_state_machine_rewraps_every_document(
     assert done["status"] == "SUCCEEDED", stack.explain(again["executionArn"])
     output = json.loads(done["output"])
     assert output["maintain"]["queued"] == [] and output["rotations"] == []
+
+
+def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
+    stack: PipelineStack, migrated_db_url: str
+) -> None:
+    """The same use cases in process, on real S3 (If-Match, UploadPartCopy) and PostgreSQL."""
+    from pqfile.adapters.kms import KmsSeedProtector
+    from pqfile.adapters.postgres import (
+        Database,
+        PostgresAuditLog,
+        PostgresDocumentRepository,
+        PostgresKeyStore,
+    )
+    from pqfile.errors import TransientError
+    from pqfile.handlers.rotate import S3PackageStore
+    from pqfile.keys.policy import PoolPolicy
+    from pqfile.usecases import rotation as rot
+
+    data = os.urandom(6 * MIB + 777)  # multipart with a 5 MiB first part
+    doc = _ingest(stack, "uploads/rot-crash.bin", data)
+    key_old = doc["key_id"]
+    stack.sql(
+        "UPDATE encryption_keys SET rotate_after = now() - interval '1 second' WHERE id = :k",
+        k=key_old,
+    )
+
+    class CrashingKeyStore(PostgresKeyStore):
+        crashes = 1
+
+        def record_rewrap(self, *args: Any, **kwargs: Any) -> bool:
+            if self.crashes:
+                self.crashes -= 1
+                raise TransientError("injected: the Lambda died before the row update")
+            return super().record_rewrap(*args, **kwargs)
+
+    db = Database.from_url(role_url(migrated_db_url, ROTATE))
+    try:
+        keys = CrashingKeyStore(
+            db,
+            KmsSeedProtector(stack.client("kms"), stack.kms_key_id),
+            policy=PoolPolicy(target_active=2, floor_active=2),
+            actor=rot.ROTATION_ACTOR,
+        )
+        packages = S3PackageStore(stack.client("s3"), first_part=5 * MIB)
+        r = rot.Rotation(
+            keys=keys,
+            documents=PostgresDocumentRepository(db),
+            packages=packages,
+            audit=PostgresAuditLog(db),
+            encrypted_bucket=stack.encrypted,
+        )
+        result = rot.maintain_pool(r)
+        (run,) = [x for x in result["rotations"] if x["old_key_id"] == key_old]
+        rid = run["rotation_id"]
+        plan = rot.plan_rewrap(r, rid)
+        assert doc["document_id"] in [d["document_id"] for d in plan["documents"]]
+
+        # a stale ETag: the conditional write refuses, nothing changes
+        committed = packages.stat(
+            stack.encrypted, doc["encrypted_key"], doc["encrypted_version_id"]
+        )
+        with pytest.raises(TransientError):
+            packages.replace_head(
+                stack.encrypted,
+                doc["encrypted_key"],
+                source=committed,
+                body_offset=100,
+                new_head=b"x" * 100,
+                if_match="0" * 32,
+            )
+        assert len(stack.versions(stack.encrypted, doc["encrypted_key"])) == 1
+
+        # crash after the new version is written, before the row moves
+        with pytest.raises(TransientError):
+            rot.rewrap_document(r, rid, doc["document_id"])
+        row = stack.document(doc["document_id"])
+        assert row is not None and row["key_id"] == key_old
+        assert row["encrypted_version_id"] == doc["encrypted_version_id"]
+        assert len(stack.versions(stack.encrypted, doc["encrypted_key"])) == 2
+        assert _retrieve(stack, doc["document_id"]) == data  # the old package still serves
+
+        # the retry rewraps the committed version again and commits
+        assert rot.rewrap_document(r, rid, doc["document_id"]).outcome == "rewrapped"
+        row = stack.document(doc["document_id"])
+        assert row is not None and row["key_id"] != key_old
+        assert _retrieve(stack, doc["document_id"]) == data
+        assert rot.rewrap_document(r, rid, doc["document_id"]).outcome == "already_rewrapped"
+        _rewrap_rest(r, rid)
+        assert rot.finish_rotation(r, rid)["status"] == "completed"
+    finally:
+        db.close()
+    status = stack.sql("SELECT status FROM encryption_keys WHERE id = :k", k=key_old)[0][0]
+    assert status == "expired"
+
+
+def _rewrap_rest(r: Any, rid: int) -> None:
+    from pqfile.usecases import rotation as rot
+
+    while True:
+        plan = rot.plan_rewrap(r, rid)
+        for item in plan["documents"]:
+            rot.rewrap_document(r, rid, item["document_id"])
+        if not plan["more"]:
+            return

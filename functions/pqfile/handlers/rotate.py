@@ -192,6 +192,11 @@ class S3PackageStore:
                     )
                     parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
                     start = end + 1
+                # S3 checks If-Match atomically at completion; this early look also
+                # covers stores that ignore it there (moto), and saves a doomed completion.
+                current = self.s3.head_object(Bucket=bucket, Key=key)
+                if str(current.get("ETag", "")).strip('"') != if_match.strip('"'):
+                    raise TransientError(f"{what}: the object changed concurrently")
                 done: Mapping[str, Any] = self.s3.complete_multipart_upload(
                     Bucket=bucket,
                     Key=key,
