@@ -345,3 +345,35 @@ def test_rotation_id_from_events() -> None:
     for bad in ({}, {"rotation_id": True}, {"rotation_id": "x"}):
         with pytest.raises(InvalidEventError):
             rot.rotation_id_from(bad)
+
+
+def test_handler_settings_from_the_environment() -> None:
+    import datetime as dt
+
+    from pqfile.config import ConfigurationError
+    from pqfile.handlers.rotate import policy_from_env, suites_from_env
+
+    policy = policy_from_env({})
+    assert (policy.target_active, policy.floor_active) == (100, 80)
+    assert policy.max_age == dt.timedelta(days=30) and policy.max_bytes == 1 << 40
+    policy = policy_from_env(
+        {
+            "PQFILE_POOL_TARGET": "2",
+            "PQFILE_KEY_MAX_AGE_DAYS": "0.5",
+            "PQFILE_KEY_MAX_DOCUMENTS": "3",
+            "PQFILE_KEY_MAX_BYTES": "1099511627776",
+        }
+    )
+    assert (policy.target_active, policy.floor_active, policy.max_documents) == (2, 2, 3)
+    assert policy.max_age == dt.timedelta(hours=12)
+    for bad in ({"PQFILE_POOL_TARGET": "x"}, {"PQFILE_POOL_TARGET": "2", "PQFILE_POOL_FLOOR": "3"}):
+        with pytest.raises(ConfigurationError):
+            policy_from_env(bad)
+    assert suites_from_env({}) == ("xwing",)
+    assert suites_from_env({"PQFILE_DEFAULT_SUITE": "mlkem768"}) == ("mlkem768",)
+    assert suites_from_env({"PQFILE_ROTATION_SUITES": "xwing, mlkem768,xwing"}) == (
+        "xwing",
+        "mlkem768",
+    )
+    with pytest.raises(ConfigurationError):
+        suites_from_env({"PQFILE_ROTATION_SUITES": "kyber"})
