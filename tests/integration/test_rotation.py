@@ -285,3 +285,57 @@ def _rewrap_rest(r: Any, rid: int) -> None:
             rot.rewrap_document(r, rid, item["document_id"])
         if not plan["more"]:
             return
+
+
+def test_a_failing_document_fails_the_run_which_the_next_execution_resumes(
+    stack: PipelineStack, emulator_role_arn: str, migrated_db_url: str
+) -> None:
+    """The Catch path of the real ASL: the failure is audited, the old key keeps decrypting,
+    and once the cause is fixed the next execution finishes the same run."""
+    from pqfile.format.header import header_size
+
+    data = os.urandom(5_000)
+    doc = _ingest(stack, "uploads/rot-tampered.bin", data)
+    key_old = doc["key_id"]
+    s3 = stack.client("s3")
+    package = bytearray(_package(stack, doc["encrypted_key"], doc["encrypted_version_id"]))
+    package[header_size(bytes(package[:88])) - 1] ^= 1  # the header MAC
+    bad = s3.put_object(Bucket=stack.encrypted, Key=doc["encrypted_key"], Body=bytes(package))
+    stack.sql(
+        "UPDATE documents SET encrypted_version_id = :v WHERE document_id = :d",
+        v=bad["VersionId"],
+        d=doc["document_id"],
+    )
+    stack.sql(
+        "UPDATE encryption_keys SET rotate_after = now() - interval '1 second' WHERE id = :k",
+        k=key_old,
+    )
+    sm_arn = _deploy_rotation(stack, emulator_role_arn, role_url(migrated_db_url, ROTATE))
+    sfn = stack.client("stepfunctions")
+    first = sfn.start_execution(stateMachineArn=sm_arn, name=f"rot-{uuid.uuid4().hex}")
+    done = stack.wait(first["executionArn"], timeout=120)
+    assert done["status"] == "FAILED", stack.explain(first["executionArn"])
+    states = stack.entered_states(first["executionArn"])
+    assert "RecordRotationFailure" in states and "RecordFailure" not in states
+    failures = [r for r in stack.audit_rows() if r["operation"] == "key.rotation_failed"]
+    assert failures and failures[-1]["details"]["rotation_id"] is not None
+    refused = [r for r in stack.audit_rows(doc["document_id"])
+               if r["operation"] == "document.rewrap"]  # fmt: skip
+    assert refused[-1]["outcome"] == "failure"
+    assert refused[-1]["details"]["reason"] == "DecryptionError"
+    status = stack.sql("SELECT status FROM encryption_keys WHERE id = :k", k=key_old)[0][0]
+    assert status == "rotation_queued"
+
+    # an operator restores the good version; the next scheduled run resumes the open run
+    stack.sql(
+        "UPDATE documents SET encrypted_version_id = :v WHERE document_id = :d",
+        v=doc["encrypted_version_id"],
+        d=doc["document_id"],
+    )
+    second = sfn.start_execution(stateMachineArn=sm_arn, name=f"rot-{uuid.uuid4().hex}")
+    done = stack.wait(second["executionArn"], timeout=120)
+    assert done["status"] == "SUCCEEDED", stack.explain(second["executionArn"])
+    assert json.loads(done["output"])["maintain"]["queued"] == []  # resumed, not re-queued
+    status = stack.sql("SELECT status FROM encryption_keys WHERE id = :k", k=key_old)[0][0]
+    assert status == "expired"
+    assert _retrieve(stack, doc["document_id"]) == data
