@@ -140,8 +140,8 @@ resource "aws_cloudwatch_metric_alarm" "function_throttles" {
   ok_actions          = local.alarm_actions
 }
 
-# Runbook: OPERATIONS.md "Alarm: key pool below floor". The functions publish
-# KeyPoolActiveKeys (per suite) after every selection and refill.
+# Runbook: OPERATIONS.md "Alarm: key pool below floor". KeyPoolActiveKeys (dimensions
+# service, suite) is the pool size the key-management functions publish (Powertools EMF).
 resource "aws_cloudwatch_metric_alarm" "key_pool_low" {
   for_each = var.create_alarms ? toset(["xwing", "mlkem768"]) : toset([])
 
@@ -155,8 +155,8 @@ resource "aws_cloudwatch_metric_alarm" "key_pool_low" {
   evaluation_periods  = 1
   threshold           = var.key_pool_floor
   comparison_operator = "LessThanThreshold"
-  # Silence is not health for the suite in use; an unused suite publishes nothing.
-  treat_missing_data = each.key == var.default_suite ? "breaching" : "notBreaching"
+  # An unused suite publishes nothing; silence must not page.
+  treat_missing_data = "notBreaching"
   alarm_actions      = local.alarm_actions
   ok_actions         = local.alarm_actions
 }
