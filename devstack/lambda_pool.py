@@ -130,7 +130,8 @@ class LambdaWorkerPool:
         except TimeoutError:
             logs = self._logs_so_far(worker)
             self._discard(worker)
-            message = f"Task timed out after {spec.timeout_seconds:.2f} seconds"
+            seconds = f"{spec.timeout_seconds:.2f}"
+            message = f"RequestId: {request_id} Error: Task timed out after {seconds} seconds"
             return self._failure(request_id, "Sandbox.Timedout", message, logs, started)
         except (_WorkerGone, OSError) as exc:
             self._discard(worker)
