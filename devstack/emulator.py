@@ -70,6 +70,15 @@ _MOTO_CONSTANT_SEQUENCER = "617f08299329d189"  # moto.s3.notifications
 # --------------------------------------------------------------------------------------------
 
 
+# What the Lambda executor reads from moto's LambdaFunction.
+_LAMBDA_FUNCTION_ATTRIBUTES = " ".join(
+    [
+        "environment_vars handler timeout memory_size function_name run_time region",
+        "account_id logs_backend logs_group_name version function_arn event_invoke_config",
+    ]
+).split()
+
+
 def _parameters(function: Callable[..., Any]) -> list[str]:
     return list(inspect.signature(function).parameters)
 
@@ -102,11 +111,7 @@ def check_moto_internals() -> list[str]:
             "moto.awslambda.models.LambdaFunction.save_logs(self, output) changed signature",
         )
         init_source = inspect.getsource(LambdaFunction.__init__)
-        for attribute in (
-            "environment_vars", "handler", "timeout", "memory_size", "function_name",
-            "run_time", "region", "account_id", "logs_backend", "logs_group_name", "version",
-            "function_arn",
-        ):  # fmt: skip
+        for attribute in _LAMBDA_FUNCTION_ATTRIBUTES:
             expect(
                 f"self.{attribute} =" in init_source or f"self.{attribute}:" in init_source,
                 f"LambdaFunction.__init__ no longer sets self.{attribute}",
@@ -711,8 +716,11 @@ def _normalised_event(event: dict[str, Any]) -> dict[str, Any]:
     event = copy.deepcopy(event)
     if event.get("id") in (None, "", _MOTO_CONSTANT_EVENT_ID):
         # moto gives every S3 event the same id; derive one per event, the same for every rule.
-        identity = json.dumps([event.get("source"), event.get("time"), event.get("detail")],
-                              sort_keys=True, default=str)  # fmt: skip
+        identity = json.dumps(
+            [event.get("source"), event.get("time"), event.get("detail")],
+            sort_keys=True,
+            default=str,
+        )
         event["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, identity))
     when = event.get("time")
     s3_object = event.get("detail", {}).get("object") if event.get("source") == "aws.s3" else None
