@@ -177,6 +177,27 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints_from_lambda" {
 
 # --- endpoints -----------------------------------------------------------------------------
 
+# From inside the VPC only our own principals reach only our buckets: a compromised
+# function cannot copy documents to a bucket elsewhere.
+data "aws_iam_policy_document" "s3_endpoint" {
+  statement {
+    sid       = "OwnBucketsOwnPrincipals"
+    actions   = ["s3:*"]
+    resources = flatten([for b in aws_s3_bucket.this : [b.arn, "${b.arn}/*"]])
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:PrincipalAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
 resource "aws_vpc_endpoint" "s3" {
   count = local.use_vpc && var.create_vpc_endpoints ? 1 : 0
 
@@ -184,6 +205,7 @@ resource "aws_vpc_endpoint" "s3" {
   service_name      = "com.amazonaws.${local.region}.s3"
   vpc_endpoint_type = "Gateway"
   route_table_ids   = local.private_route_table_ids
+  policy            = data.aws_iam_policy_document.s3_endpoint.json
 
   tags = { Name = "${local.name}-s3" }
 }
