@@ -19,7 +19,7 @@ output "ingest_state_machine_arn" {
 }
 
 output "rotation_state_machine_arn" {
-  description = "The rotate-keys workflow (null until statemachines/rotate-keys.asl.json exists)."
+  description = "The rotate-keys workflow (null when enable_rotation is false)."
   value       = local.rotation_enabled ? aws_sfn_state_machine.rotation[0].arn : null
 }
 

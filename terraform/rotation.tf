@@ -1,11 +1,10 @@
 # The rotate-keys workflow (statemachines/rotate-keys.asl.json): keeps the key pool at its
 # target, queues old or heavily used keys, rewraps their documents onto new keys (the data
 # key is re-wrapped, the body is not re-encrypted) and expires them. Runs on a schedule.
-# Deployed only when the ASL file exists, so the root stays valid while it is written.
 
 locals {
   rotation_asl     = "${path.module}/../statemachines/rotate-keys.asl.json"
-  rotation_enabled = var.enable_rotation && fileexists(local.rotation_asl)
+  rotation_enabled = var.enable_rotation
 
   rotation_functions = {
     rotate_maintain = {

@@ -103,8 +103,7 @@ def test_local_plan_creates_the_core_stack(local_plan: dict[str, Any]) -> None:
         "aws_cloudwatch_metric_alarm",
     }
     functions = _resources(local_plan, "aws_lambda_function")
-    rotation = (tf.STATEMACHINES / "rotate-keys.asl.json").exists()
-    assert len(functions) == 7 + (5 if rotation else 0)
+    assert len(functions) == 7 + 5  # ingest and retrieve, rotate-keys
     for function in functions:
         values = function["values"]
         # The environment names KMS keys and buckets: known only after apply
