@@ -89,7 +89,7 @@ variable "lambda_runtime" {
 variable "lambda_memory_mb" {
   description = "Memory of each function, MiB (map keyed by function; missing keys use 512)."
   type        = map(number)
-  default     = { encrypt = 1024, retrieve = 1024 }
+  default     = { encrypt = 1024, retrieve = 1024, rotate_rewrap = 1024 }
 
   validation {
     condition     = alltrue([for v in values(var.lambda_memory_mb) : v >= 128 && v <= 10240])
@@ -98,9 +98,9 @@ variable "lambda_memory_mb" {
 }
 
 variable "lambda_timeout_seconds" {
-  description = "Timeout of each function, seconds (map keyed by function; missing keys use 60)."
+  description = "Timeout of each function, seconds (map keyed by function; missing keys use 60). Keep each at most its Task's TimeoutSeconds in statemachines/."
   type        = map(number)
-  default     = { encrypt = 900, retrieve = 300 }
+  default     = { encrypt = 900, store = 120, retrieve = 300, rotate_maintain = 300, rotate_plan = 120, rotate_rewrap = 900, rotate_finish = 120 }
 
   validation {
     condition     = alltrue([for v in values(var.lambda_timeout_seconds) : v >= 1 && v <= 900])

@@ -4,6 +4,7 @@ variable the Lambda code reads is set by Terraform (terraform/lambda.tf)."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -92,3 +93,47 @@ def test_every_environment_variable_the_code_reads_is_set() -> None:
     }
     assert not missing, f"read by the code but never set in terraform/lambda.tf: {missing}"
     assert {"AWS_ENDPOINT_URL", "POWERTOOLS_SERVICE_NAME"} <= _environment_names()
+
+
+def _default_map(variable: str) -> dict[str, int]:
+    text = (REPO_ROOT / "terraform" / "variables.tf").read_text()
+    block = text[text.index(f'variable "{variable}"') :]
+    body = re.search(r"default\s*=\s*\{([^}]*)\}", block)
+    assert body, variable
+    return {k: int(v) for k, v in re.findall(r"(\w+)\s*=\s*(\d+)", body.group(1))}
+
+
+def _tasks(states: dict[str, object]) -> list[tuple[str, str, int | None]]:
+    found = []
+    for name, state in states.items():
+        assert isinstance(state, dict)
+        if state.get("Type") == "Task":
+            function = state.get("Parameters", {}).get("FunctionName", "")
+            found.append((name, function, state.get("TimeoutSeconds")))
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                found += _tasks(state[key]["States"])
+        for branch in state.get("Branches", []):
+            found += _tasks(branch["States"])
+    return found
+
+
+def test_function_timeouts_fit_their_workflow_tasks() -> None:
+    """A function that outlives its Task's timeout keeps working after the workflow gave up."""
+    timeouts = _default_map("lambda_timeout_seconds")
+    placeholders = {
+        "ingest.asl.json": lambda p: p,
+        "rotate-keys.asl.json": lambda p: f"rotate_{p}",
+    }
+    checked = 0
+    for name, to_key in placeholders.items():
+        definition = json.loads((REPO_ROOT / "statemachines" / name).read_text())
+        for state, function, task_timeout in _tasks(definition["States"]):
+            match = re.fullmatch(r"\$\{(\w+)_function_arn\}", function)
+            assert match, (name, state, function)
+            key = to_key(match.group(1))
+            assert key in _terraform_handlers(), (name, state, key)
+            assert task_timeout, f"{name} {state}: Task without TimeoutSeconds"
+            assert timeouts.get(key, 60) <= task_timeout, (name, state, key)
+            checked += 1
+    assert checked >= 10
