@@ -3,7 +3,7 @@
 
 locals {
   # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
-  functions = merge(local.core_functions, local.rotation_enabled ? local.rotation_functions : {})
+  functions = merge(local.core_functions, local.rotation_functions)
 
   core_functions = {
     fetch = {

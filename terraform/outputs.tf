@@ -19,8 +19,8 @@ output "ingest_state_machine_arn" {
 }
 
 output "rotation_state_machine_arn" {
-  description = "The rotate-keys workflow (null when enable_rotation is false)."
-  value       = local.rotation_enabled ? aws_sfn_state_machine.rotation[0].arn : null
+  description = "The rotate-keys workflow."
+  value       = aws_sfn_state_machine.rotation.arn
 }
 
 output "function_names" {

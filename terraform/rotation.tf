@@ -1,10 +1,10 @@
 # The rotate-keys workflow (statemachines/rotate-keys.asl.json): keeps the key pool at its
 # target, queues old or heavily used keys, rewraps their documents onto new keys (the data
-# key is re-wrapped, the body is not re-encrypted) and expires them. Runs on a schedule.
+# key is re-wrapped, the body is not re-encrypted) and expires them. Runs on a schedule
+# (enable_rotation_schedule) or by hand.
 
 locals {
-  rotation_asl     = "${path.module}/../statemachines/rotate-keys.asl.json"
-  rotation_enabled = var.enable_rotation
+  rotation_asl = "${path.module}/../statemachines/rotate-keys.asl.json"
 
   rotation_functions = {
     rotate_maintain = {
@@ -36,24 +36,18 @@ locals {
 }
 
 resource "aws_cloudwatch_log_group" "rotation" {
-  count = local.rotation_enabled ? 1 : 0
-
   name              = "/aws/vendedlogs/states/${local.name}-rotate-keys"
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.data.arn
 }
 
 resource "aws_iam_role" "rotation" {
-  count = local.rotation_enabled ? 1 : 0
-
   name               = "${local.name}-rotate-keys-${local.region}"
   description        = "Execution role of the ${local.name}-rotate-keys state machine"
   assume_role_policy = data.aws_iam_policy_document.states_assume.json
 }
 
 data "aws_iam_policy_document" "rotation" {
-  count = local.rotation_enabled ? 1 : 0
-
   statement {
     sid       = "InvokeRotationSteps"
     actions   = ["lambda:InvokeFunction"]
@@ -89,25 +83,21 @@ data "aws_iam_policy_document" "rotation" {
 resource "aws_iam_role_policy" "rotation" {
   #checkov:skip=CKV_AWS_290:Log delivery and X-Ray actions support no resource-level permissions; every other action names exact ARNs.
   #checkov:skip=CKV_AWS_355:Same: the "*" resources are the log delivery and X-Ray actions, which accept nothing else.
-  count = local.rotation_enabled ? 1 : 0
-
   name   = "pqfile-rotate-keys"
-  role   = aws_iam_role.rotation[0].id
-  policy = data.aws_iam_policy_document.rotation[0].json
+  role   = aws_iam_role.rotation.id
+  policy = data.aws_iam_policy_document.rotation.json
 }
 
 resource "aws_sfn_state_machine" "rotation" {
-  count = local.rotation_enabled ? 1 : 0
-
   name     = "${local.name}-rotate-keys"
   type     = "STANDARD"
-  role_arn = aws_iam_role.rotation[0].arn
+  role_arn = aws_iam_role.rotation.arn
   definition = templatefile(local.rotation_asl, {
     for k in keys(local.rotation_functions) : "${trimprefix(k, "rotate_")}_function_arn" => aws_lambda_function.this[k].arn
   })
 
   logging_configuration {
-    log_destination        = "${aws_cloudwatch_log_group.rotation[0].arn}:*"
+    log_destination        = "${aws_cloudwatch_log_group.rotation.arn}:*"
     include_execution_data = true
     level                  = "ALL"
   }
@@ -122,7 +112,7 @@ resource "aws_sfn_state_machine" "rotation" {
 # --- schedule ------------------------------------------------------------------------------
 
 resource "aws_cloudwatch_event_rule" "rotation_schedule" {
-  count = local.rotation_enabled ? 1 : 0
+  count = var.enable_rotation_schedule ? 1 : 0
 
   name                = "${local.name}-rotate-keys"
   description         = "Runs the rotate-keys workflow"
@@ -130,7 +120,7 @@ resource "aws_cloudwatch_event_rule" "rotation_schedule" {
 }
 
 resource "aws_iam_role" "rotation_schedule" {
-  count = local.rotation_enabled ? 1 : 0
+  count = var.enable_rotation_schedule ? 1 : 0
 
   name               = "${local.name}-rotate-schedule-${local.region}"
   description        = "EventBridge: starts the ${local.name}-rotate-keys state machine"
@@ -138,17 +128,17 @@ resource "aws_iam_role" "rotation_schedule" {
 }
 
 data "aws_iam_policy_document" "rotation_schedule" {
-  count = local.rotation_enabled ? 1 : 0
+  count = var.enable_rotation_schedule ? 1 : 0
 
   statement {
     sid       = "StartRotation"
     actions   = ["states:StartExecution"]
-    resources = [aws_sfn_state_machine.rotation[0].arn]
+    resources = [aws_sfn_state_machine.rotation.arn]
   }
 }
 
 resource "aws_iam_role_policy" "rotation_schedule" {
-  count = local.rotation_enabled ? 1 : 0
+  count = var.enable_rotation_schedule ? 1 : 0
 
   name   = "start-rotate-keys"
   role   = aws_iam_role.rotation_schedule[0].id
@@ -156,17 +146,17 @@ resource "aws_iam_role_policy" "rotation_schedule" {
 }
 
 resource "aws_cloudwatch_event_target" "rotation" {
-  count = local.rotation_enabled ? 1 : 0
+  count = var.enable_rotation_schedule ? 1 : 0
 
   rule     = aws_cloudwatch_event_rule.rotation_schedule[0].name
-  arn      = aws_sfn_state_machine.rotation[0].arn
+  arn      = aws_sfn_state_machine.rotation.arn
   role_arn = aws_iam_role.rotation_schedule[0].arn
   input    = jsonencode({})
 }
 
 # Runbook: OPERATIONS.md "Alarm: rotation executions failed".
 resource "aws_cloudwatch_metric_alarm" "rotation_failed" {
-  count = var.create_alarms && local.rotation_enabled ? 1 : 0
+  count = var.create_alarms ? 1 : 0
 
   alarm_name          = "${local.name}-rotate-keys-executions-failed"
   alarm_description   = "rotate-keys executions failed, timed out or were aborted (runbook: docs/OPERATIONS.md#alarm-rotation-executions-failed)"
@@ -195,7 +185,7 @@ resource "aws_cloudwatch_metric_alarm" "rotation_failed" {
         metric_name = metric_query.value
         period      = 3600
         stat        = "Sum"
-        dimensions  = { StateMachineArn = aws_sfn_state_machine.rotation[0].arn }
+        dimensions  = { StateMachineArn = aws_sfn_state_machine.rotation.arn }
       }
     }
   }

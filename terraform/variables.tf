@@ -272,8 +272,8 @@ variable "rewrap_batch_size" {
   }
 }
 
-variable "enable_rotation" {
-  description = "Deploy the rotate-keys workflow (statemachines/rotate-keys.asl.json) and its daily schedule."
+variable "enable_rotation_schedule" {
+  description = "Start the rotate-keys workflow on rotation_schedule (off: run it by hand)."
   type        = bool
   default     = true
 }
