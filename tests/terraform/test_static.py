@@ -44,3 +44,18 @@ def test_every_environment_file_names_its_environment() -> None:
     for path in envs:
         match = re.search(r'^environment\s*=\s*"([a-z0-9-]+)"', path.read_text(), re.M)
         assert match and match.group(1) == path.stem, path
+
+
+def test_every_alarm_links_to_a_runbook_that_exists() -> None:
+    operations = (REPO_ROOT / "docs" / "OPERATIONS.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", operations, re.M)
+    }
+    linked = set()
+    for path in (REPO_ROOT / "terraform").glob("*.tf"):
+        text = path.read_text()
+        if "aws_cloudwatch_metric_alarm" in text:
+            linked |= set(re.findall(r"docs/OPERATIONS\.md#([a-z0-9-]+)", text))
+    assert len(linked) >= 6, linked
+    assert linked <= anchors, f"runbooks missing from docs/OPERATIONS.md: {linked - anchors}"
