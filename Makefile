@@ -1,5 +1,9 @@
 # The front door. `make demo` runs the whole job on the local stack; `make test` runs the tests.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+# Some machines' pip configuration names index folders that do not exist; pip warns once per
+# package. The filter keeps that noise out of the demo; real errors still fail the target.
+PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,7 +16,8 @@ venv: $(STAMP)
 # Installs exactly what was tested: constraints.txt locks every transitive version.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@echo "installing the Python environment into $(VENV) (constraints.txt) ..."
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' $(PIP_QUIET)
 	touch $(STAMP)
 
 node_modules/.bin/asl-validator: package.json package-lock.json
@@ -26,7 +31,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 bench: venv
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]' $(PIP_QUIET)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 up: venv
