@@ -102,12 +102,12 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = var.create_database && var.database_iam_auth ? [1] : []
+    for_each = local.database_iam ? [lookup(var.database_users, each.key, "pqfile_ingest")] : []
 
     content {
-      sid       = "ConnectWithIamToken"
+      sid       = "ConnectAsOwnDatabaseRole"
       actions   = ["rds-db:connect"]
-      resources = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${aws_db_instance.this[0].resource_id}/${aws_db_instance.this[0].username}"]
+      resources = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${aws_db_instance.this[0].resource_id}/${statement.value}"]
     }
   }
 

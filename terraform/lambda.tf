@@ -45,11 +45,15 @@ locals {
 
   function_names = { for k, _ in local.functions : k => "${local.name}-${replace(k, "_", "-")}" }
 
-  # Local: a full URL. AWS: the RDS-managed secret (user name, password) plus host, port
-  # and database name, TLS verified (functions/pqfile/adapters/postgres.py).
-  has_database_url    = !var.create_database && var.database_url != ""
-  has_database_secret = var.create_database || var.database_secret_arn != ""
-  database_secret_arn = var.create_database ? aws_db_instance.this[0].master_user_secret[0].secret_arn : var.database_secret_arn
+  # Local: a full URL. AWS, by default: the RDS-managed secret (master user name and
+  # password) plus host, port and database name, TLS verified. With database_iam_auth:
+  # no secret, each function connects as its own least-privilege database role
+  # (database_users) with a 15-minute IAM token (functions/pqfile/adapters/postgres.py).
+  database_iam            = var.create_database && var.database_iam_auth
+  has_database_url        = !var.create_database && var.database_url != ""
+  has_database_secret     = (var.create_database && !var.database_iam_auth) || var.database_secret_arn != ""
+  database_secret_arn     = var.create_database ? aws_db_instance.this[0].master_user_secret[0].secret_arn : var.database_secret_arn
+  database_tls_parameters = var.database_ssl_root_cert != "" ? "sslmode=verify-full&sslrootcert=${urlencode(var.database_ssl_root_cert)}" : "sslmode=verify-full"
   database_connection = merge(
     var.create_database ? {
       PQFILE_DATABASE_HOST = aws_db_instance.this[0].address
@@ -62,8 +66,14 @@ locals {
     } : {},
     local.has_database_secret ? { PQFILE_DATABASE_SSLMODE = "verify-full" } : {},
     var.database_ssl_root_cert != "" ? { PQFILE_DATABASE_SSLROOTCERT = var.database_ssl_root_cert } : {},
-    var.database_iam_auth ? { PQFILE_DATABASE_IAM_AUTH = "1" } : {},
   )
+  # Per function: its database role, when IAM authentication is on.
+  function_database = {
+    for k, _ in local.functions : k => local.database_iam ? {
+      PQFILE_DATABASE_URL      = "postgresql://${lookup(var.database_users, k, "pqfile_ingest")}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_tls_parameters}"
+      PQFILE_DATABASE_IAM_AUTH = "1"
+    } : {}
+  }
 
   # Every variable the handlers read (functions/pqfile/config.py).
   function_environment = merge(
@@ -140,7 +150,7 @@ resource "aws_lambda_function" "this" {
   kms_key_arn      = aws_kms_key.data.arn
 
   environment {
-    variables = local.function_environment
+    variables = merge(local.function_environment, local.function_database[each.key])
   }
 
   tracing_config {

@@ -49,8 +49,8 @@ output "database_endpoint" {
 }
 
 output "database_secret_arn" {
-  description = "Secrets Manager secret holding the database credentials (RDS managed)."
-  value       = local.has_database_secret ? local.database_secret_arn : null
+  description = "Secrets Manager secret with the database master credentials (RDS managed): migrations, break-glass."
+  value       = var.create_database || var.database_secret_arn != "" ? local.database_secret_arn : null
 }
 
 output "failure_queue_urls" {

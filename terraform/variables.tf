@@ -496,9 +496,33 @@ variable "database_ssl_root_cert" {
 }
 
 variable "database_iam_auth" {
-  description = "Connect with an RDS IAM token instead of the secret's password (the database user must have rds_iam)."
+  description = "Functions connect to the RDS instance with IAM tokens as their own database role (database_users) instead of the master user's secret. Needs `GRANT rds_iam TO <role>` once (docs/OPERATIONS.md)."
   type        = bool
   default     = false
+}
+
+variable "database_users" {
+  description = "Database role each function connects as when database_iam_auth is true (roles from sql/migrations/0001_roles.sql); missing keys use pqfile_ingest."
+  type        = map(string)
+  default = {
+    fetch           = "pqfile_ingest"
+    select_key      = "pqfile_rotate" # refills the pool: inserts keys
+    encrypt         = "pqfile_ingest"
+    store           = "pqfile_ingest"
+    audit           = "pqfile_ingest"
+    record_failure  = "pqfile_ingest"
+    retrieve        = "pqfile_retrieve"
+    rotate_maintain = "pqfile_rotate"
+    rotate_plan     = "pqfile_rotate"
+    rotate_rewrap   = "pqfile_rotate"
+    rotate_finish   = "pqfile_rotate"
+    rotate_failure  = "pqfile_rotate"
+  }
+
+  validation {
+    condition     = alltrue([for u in values(var.database_users) : can(regex("^[a-z_][a-z0-9_]{0,62}$", u))])
+    error_message = "database_users must map to PostgreSQL role names."
+  }
 }
 
 variable "db_engine_version" {

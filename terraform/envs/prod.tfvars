@@ -26,6 +26,9 @@ db_multi_az              = true
 db_deletion_protection   = true
 db_skip_final_snapshot   = false
 db_backup_retention_days = 35
+# Each function connects as its own database role with IAM tokens; no function holds the
+# master password (docs/OPERATIONS.md, "dev and prod", step 1).
+database_iam_auth = true
 
 force_destroy_buckets    = false
 enable_access_logging    = true
