@@ -205,21 +205,23 @@ def init(root: Path, env: Mapping[str, str], backend: bool = True) -> None:
     run(root, args, env)
 
 
-def build_source_zip(output: Path = SOURCE_ZIP) -> Path:
-    """The small zip the local stack deploys (the emulator runs handlers from the tree)."""
+def build_source_zip(output_dir: Path = SOURCE_ZIP.parent) -> Path:
+    """Build the function zip (no layer) into `output_dir`; return its path.
+
+    The local stack deploys only this: the emulator runs the handlers from the tree."""
     subprocess.run(  # noqa: S603 - our interpreter and script
         [
             sys.executable,
             str(REPO_ROOT / "scripts" / "build_lambda"),
             "--source-only",
             "--output-dir",
-            str(output.parent),
+            str(output_dir),
         ],
         check=True,
         capture_output=True,
         text=True,
     )
-    return output
+    return output_dir / SOURCE_ZIP.name
 
 
 def local_vars(state: Mapping[str, Any], package: Path) -> list[str]:
@@ -251,7 +253,7 @@ def deploy_local(state: Mapping[str, Any]) -> dict[str, Any]:
     root = working_copy(workdir, backend_path=workdir / "terraform.tfstate")
     env = terraform_env(workdir, local=True)
     # A zip of our own: a shared build/ file rebuilt mid-apply changes its hash under us.
-    package = build_source_zip(workdir / "lambda" / "pqfile-function.zip")
+    package = build_source_zip(workdir / "lambda")
     init(root, env)
     run(
         root,
@@ -305,7 +307,7 @@ def destroy_local(state: Mapping[str, Any]) -> None:
     env = terraform_env(workdir, local=True)
     package = workdir / "lambda" / "pqfile-function.zip"
     if not package.exists():
-        package = build_source_zip(package)
+        package = build_source_zip(package.parent)
     init(root, env)
     run(
         root,
