@@ -269,8 +269,8 @@ def test_stream_larger_than_4_gib() -> None:
     """4 GiB + 1 MiB + 7 through encrypt -> pipe -> decrypt, constant memory, no disk.
 
     About 25 s here, so it runs in CI (CI=true) or with PQFILE_SLOW_TESTS=1;
-    test_counter_near_its_limit covers the counter arithmetic in every run. pyca's one-shot AEAD calls would overflow at
-    2^31 bytes; segments keep every call at most 16 MiB.
+    test_counter_near_its_limit covers the counter arithmetic in every run. pyca's one-shot
+    AEAD calls would overflow at 2^31 bytes; segments keep every call at most 16 MiB.
     """
     key = generate()
     size = 4 * 1024**3 + 1024**2 + 7
@@ -331,3 +331,67 @@ def test_header_size_from_the_fixed_part(key: SecretKey) -> None:
 
     pkg = envelope.encrypt_bytes(b"abc", key.public_key(), context={"a": "b"}, document_id="x")
     assert header_size(pkg[:FIXED_SIZE]) == parse_header(pkg).size
+
+
+# --- write-behind (background writer for OS-file sinks) -------------------------------
+
+
+class _FailingFile(io.FileIO):
+    """A real file (it has a fileno) whose Nth write fails, like a full disk."""
+
+    def __init__(self, path: Path, fail_at: int) -> None:
+        super().__init__(path, "w")
+        self.writes = 0
+        self.fail_at = fail_at
+        self.writer_threads: set[str] = set()
+
+    def write(self, b):  # type: ignore[no-untyped-def, override]
+        self.writes += 1
+        self.writer_threads.add(threading.current_thread().name)
+        if self.writes == self.fail_at:
+            raise OSError(28, "No space left on device")
+        return super().write(b)
+
+
+def test_os_file_sinks_are_written_behind_and_byte_identical(
+    key: SecretKey, tmp_path: Path
+) -> None:
+    data = os.urandom(5 * 1024 + 3)
+    in_memory = io.BytesIO()
+    envelope.encrypt_stream(io.BytesIO(data), in_memory, key.public_key(), segment_size=1024)
+    package = in_memory.getvalue()
+    out = _FailingFile(tmp_path / "plain", fail_at=-1)
+    with out:
+        envelope.decrypt_stream(io.BytesIO(package), out, key)
+    assert out.writer_threads == {"pqfile-write-behind"}
+    assert (tmp_path / "plain").read_bytes() == data
+    # BytesIO has no fileno: written in the caller's thread, same bytes out.
+    assert envelope.decrypt_bytes(package, key) == data
+
+
+def test_write_error_in_the_background_reaches_the_caller(key: SecretKey, tmp_path: Path) -> None:
+    out = _FailingFile(tmp_path / "pkg", fail_at=2)
+    with out, pytest.raises(OSError, match="No space left"):
+        envelope.encrypt_stream(
+            io.BytesIO(os.urandom(8 * 1024)), out, key.public_key(), segment_size=1024
+        )
+    # The writer stopped at the failure: nothing was written after it.
+    assert out.writes == 2
+
+
+def test_tampered_segment_stops_the_background_writer_first(
+    key: SecretKey, tmp_path: Path
+) -> None:
+    data = os.urandom(6 * 1024)
+    sink = io.BytesIO()
+    envelope.encrypt_stream(io.BytesIO(data), sink, key.public_key(), segment_size=1024)
+    package = bytearray(sink.getvalue())
+    package[-1500] ^= 1  # inside the second-to-last segment
+    out = _FailingFile(tmp_path / "plain", fail_at=-1)
+    with out, pytest.raises(DecryptionError):
+        envelope.decrypt_stream(io.BytesIO(bytes(package)), out, key)
+    # Only verified segments were written, and all of them before the error surfaced.
+    written = (tmp_path / "plain").read_bytes()
+    assert data.startswith(written)
+    assert len(written) % 1024 == 0 and len(written) < len(data)
+    assert out.writes == len(written) // 1024
