@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from pqfile.crypto import envelope
+from pqfile.crypto import envelope, kem
 from pqfile.errors import DocumentNotFoundError, InvalidEventError
 from pqfile.usecases import ingest
 from pqfile.usecases.events import encrypted_key_for
@@ -220,17 +220,18 @@ def test_s3_put_failing_during_encrypt_aborts_then_rerun() -> None:
     assert p.blobs.aborted == 1
 
 
-def test_kms_failing_at_key_select_then_rerun() -> None:
+def test_empty_pool_fails_select_key_then_rerun_after_refill() -> None:
+    # SelectKey never refills (only the rotate-keys workflow creates keys): an empty pool
+    # is a NoActiveKeyError, the upload is kept and audited, a refill makes the re-run pass.
     p = make_pipeline()
-    p.keys.status = {k: "revoked" for k in p.keys.status}  # empty pool: select must refill
-    p.keys.kms_down = True
-    info = _upload(p, "uploads/kms.txt", b"payload")
+    p.keys.status = {k: "revoked" for k in p.keys.status}
+    info = _upload(p, "uploads/empty.txt", b"payload")
 
     def heal() -> None:
-        p.keys.kms_down = False
+        p.keys.refill(kem.Suite.XWING, actor="rotation")
 
-    _assert_failed_then_rerun(p, info, "SelectKey", "CustodyError", heal)
-    assert p.keys.refills == 1
+    _assert_failed_then_rerun(p, info, "SelectKey", "NoActiveKeyError", heal)
+    assert p.keys.refills == 1  # the heal's, none from the pipeline
 
 
 def test_rerun_after_failure_reuses_the_recorded_key() -> None:

@@ -230,25 +230,31 @@ def test_s3_put_failing_during_encrypt(stack: PipelineStack) -> None:
     _rerun(stack, up, key, len(data))
 
 
-def test_kms_failing_at_key_select(stack: PipelineStack) -> None:
-    # An empty pool makes SelectKey refill it, which needs KMS. moto does not refuse a
-    # disabled key, so the KMS failure is a key that does not exist (a deleted key).
+def test_empty_pool_fails_select_key_until_refilled(stack: PipelineStack) -> None:
+    # SelectKey never creates keys (only the rotate-keys workflow's MaintainPool does): an
+    # empty pool is a NoActiveKeyError, retried (shortened here, see render_asl), then
+    # caught into RecordFailure with the upload kept. A refill makes the re-run pass.
+    import datetime as dt
+
+    from pqfile.adapters.kms import KmsSeedProtector
+    from pqfile.adapters.postgres import PostgresKeyStore
+    from pqfile.keys.policy import PoolPolicy
+
     ks = stack.keystore()
-    active = [k for k in ks.list_keys("xwing") if k.status.value == "active"]
-    for k in active:
-        ks.expire(k.key_id, actor="tests")
-    gone = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-4000-8000-000000000000"
-    stack.set_env("select_key", PQFILE_KMS_KEY_ID=gone)
-    try:
-        key = "uploads/kms-fails.txt"
-        data = b"keep me three"
-        up, _ = _failed_execution(stack, key, data)
-        _assert_kept_and_audited(stack, up, key, "SelectKey", "CustodyError")
-    finally:
-        stack.set_env("select_key", PQFILE_KMS_KEY_ID=stack.kms_key_id)
+    for k in ks.list_keys("xwing"):
+        if k.status.value == "active":
+            ks.expire(k.key_id, actor="tests")
+    key = "uploads/empty-pool.txt"
+    data = b"wait for keys"
+    up, _ = _failed_execution(stack, key, data)
+    _assert_kept_and_audited(stack, up, key, "SelectKey", "NoActiveKeyError")
+    # Only the key-management side refills (here: the owner, as the rotate role would).
+    policy = PoolPolicy(target_active=2, floor_active=1, max_age=dt.timedelta(days=30),
+                        max_documents=1_000_000, max_bytes=1 << 40)
+    refiller = PostgresKeyStore(stack.db(), KmsSeedProtector(stack.client("kms"),
+                                stack.kms_key_id), policy=policy, actor="tests")
+    assert len(refiller.refill("xwing")) == 2
     _rerun(stack, up, key, len(data))
-    refilled = [k for k in ks.list_keys("xwing") if k.status.value == "active"]
-    assert refilled, "the re-run refilled the pool"
 
 
 def test_event_for_another_bucket_or_prefix(stack: PipelineStack) -> None:

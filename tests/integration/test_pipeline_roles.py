@@ -48,8 +48,9 @@ def test_failure_path_under_least_privilege(stack: PipelineStack) -> None:
 
 
 def test_the_ingest_role_cannot_refill_an_empty_pool(stack: PipelineStack) -> None:
-    # Refilling is a pqfile_rotate operation (docs/KEYS.md): under pqfile_ingest an empty
-    # pool fails SelectKey clearly, the upload is kept, and a refill makes the re-run pass.
+    # Refilling is a pqfile_rotate operation (docs/KEYS.md): SelectKey never refills, so
+    # under pqfile_ingest an empty pool fails SelectKey with NoActiveKeyError, the upload is
+    # kept, and a refill makes the re-run pass.
     ks = stack.keystore()
     for k in ks.list_keys("xwing"):
         if k.status.value == "active":
@@ -59,7 +60,7 @@ def test_the_ingest_role_cannot_refill_an_empty_pool(stack: PipelineStack) -> No
     assert execution["status"] == "FAILED"
     failure = stack.audit_rows()[-1]
     assert failure["details"]["step"] == "SelectKey"
-    assert failure["details"]["error"] in {"PermissionDeniedError", "NoActiveKeyError"}
+    assert failure["details"]["error"] == "NoActiveKeyError"  # never a refill attempt
     assert [v["VersionId"] for v in stack.versions(stack.uploads, "uploads/roles-empty-pool.txt")]
     ks.create_keys("xwing", 2, actor="tests")
     event = stack.event_for("uploads/roles-empty-pool.txt", up["version_id"], up["etag"], 13)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from pqfile.config import Settings
 from pqfile.errors import CustodyError
@@ -23,6 +24,21 @@ logger = Logger(service=SERVICE)
 # The X-Ray daemon exists only on AWS; the local stack sets AWS_ENDPOINT_URL.
 tracer = Tracer(service=SERVICE, disabled=bool(os.environ.get("AWS_ENDPOINT_URL")) or None)
 metrics = Metrics(namespace="PQFile", service=SERVICE)
+
+
+
+def publish_pool_size(suite: str, active: int) -> None:
+    """KeyPoolActiveKeys (dimensions service, suite): what the key-pool-low alarm watches.
+    Its own EMF document, so the suite dimension does not attach to the handler's metrics."""
+    with single_metric(
+        name="KeyPoolActiveKeys",
+        unit=MetricUnit.Count,
+        value=active,
+        namespace=metrics.namespace,
+        default_dimensions={"service": SERVICE},
+    ) as metric:
+        metric.add_dimension(name="suite", value=suite)
+
 
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None

@@ -30,7 +30,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pqfile.adapters.s3 import MIB, s3_errors
 from pqfile.config import ConfigurationError, Settings
 from pqfile.errors import TransientError
-from pqfile.handlers._runtime import clock, logger, metrics, request_id, timed, tracer
+from pqfile.handlers._runtime import (
+    clock,
+    logger,
+    metrics,
+    publish_pool_size,
+    request_id,
+    timed,
+    tracer,
+)
 from pqfile.ports import ObjectInfo
 from pqfile.usecases.common import PACKAGE_CONTENT_TYPE
 from pqfile.usecases.rotation import (
@@ -302,6 +310,15 @@ def reset() -> None:
     _rotation = None
 
 
+def _active_keys(r: Rotation, suites: Mapping[str, int]) -> dict[str, int]:
+    from pqfile.adapters.postgres import PostgresKeyStore
+
+    if not isinstance(r.keys, PostgresKeyStore):
+        return {}
+    counts = r.keys.status_summary()["suites"]
+    return {s: int(counts.get(s, {}).get("counts", {}).get("active", 0)) for s in suites}
+
+
 # --- entry points ------------------------------------------------------------------------------
 
 
@@ -310,7 +327,13 @@ def reset() -> None:
 @metrics.log_metrics
 def maintain_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = clock()
-    result = maintain_pool(rotation(), request_id=request_id(context))
+    r = rotation()
+    result = maintain_pool(r, request_id=request_id(context))
+    # KeyPoolActiveKeys per maintained suite, after the refill (the key-pool-low alarm).
+    active = _active_keys(r, result["created"])
+    for suite, count in active.items():
+        publish_pool_size(suite, count)
+    result["active"] = active
     metrics.add_metric(name="KeysQueuedForRotation", unit=MetricUnit.Count,
                        value=len(result["queued"]))  # fmt: skip
     metrics.add_metric(name="KeysCreated", unit=MetricUnit.Count,

@@ -138,10 +138,11 @@ def select_key(p: Pipeline, document_id: str, suite: str | None = None) -> KeyCh
     try:
         public = p.keys.select_encryption_key(wanted, size)
     except NoActiveKeyError:
-        # An empty pool heals itself here (new seeds are wrapped with KMS) instead of
-        # failing every upload until the next scheduled refill.
-        p.keys.refill(wanted, actor=PIPELINE_ACTOR)
-        public = p.keys.select_encryption_key(wanted, size)
+        # The ingest pipeline never creates keys (docs/KEYS.md, roles): only the rotate-keys
+        # workflow's MaintainPool does. The workflow retries this error with backoff, then
+        # records the failure and keeps the upload for a re-run.
+        log.warning("key pool empty", extra={"suite": wanted.value, "document_id": document_id})
+        raise
     record = p.documents.assign_key(document_id, public.key_id, wanted.value)
     assert record.key_id and record.suite  # assign_key returns the winning key
     return KeyChoice(record.key_id, record.suite)
