@@ -8,7 +8,7 @@ import itertools
 import json
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,22 +28,6 @@ from pqfile.keys.audit_chain import GENESIS_HASH
 from tests.fixtures.postgres import AUDITOR, INGEST, RETRIEVE, ROTATE, role_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
-
-
-@pytest.fixture
-def db_url(make_database: Callable[[], str]) -> str:
-    url = make_database()
-    db = Database.from_url(url)
-    migrate(db)
-    db.close()
-    return url
-
-
-@pytest.fixture
-def owner(db_url: str) -> Iterator[Database]:
-    db = Database.from_url(db_url)
-    yield db
-    db.close()
 
 
 def _fill(url: str, n: int = 10) -> PostgresAuditLog:
@@ -75,15 +59,15 @@ def _verify(url: str) -> dict[str, object]:
     return report.as_dict()
 
 
-def test_chain_verifies_and_python_matches_database(db_url: str, owner: Database) -> None:
+def test_chain_verifies_and_python_matches_database(db_url: str, owner_db: Database) -> None:
     _fill(db_url)
     report = _verify(db_url)
     assert report["ok"] and report["rows"] == 10 and report["head_seq"] == 10
-    rows = owner.run("SELECT seq, prev_hash, row_hash FROM access_logs ORDER BY seq")
+    rows = owner_db.run("SELECT seq, prev_hash, row_hash FROM access_logs ORDER BY seq")
     assert bytes(rows[0][1]) == GENESIS_HASH
     for prev, row in itertools.pairwise(rows):
         assert bytes(row[1]) == bytes(prev[2])
-    tail = list(PostgresAuditLog(owner).tail(3))
+    tail = list(PostgresAuditLog(owner_db).tail(3))
     assert [r["seq"] for r in tail] == [8, 9, 10]
     assert tail[0]["details"] is None
     assert tail[1]["details"] == {"note": "ünïcødé ✓", "size": 9000}
@@ -161,21 +145,21 @@ def test_many_concurrent_writers_keep_the_chain_linear(db_url: str) -> None:
     ],
 )
 def test_tampering_is_detected_and_named(
-    db_url: str, owner: Database, tamper: list[str], broken_seq: int
+    db_url: str, owner_db: Database, tamper: list[str], broken_seq: int
 ) -> None:
     _fill(db_url)
-    _as_dba(owner, *tamper)
+    _as_dba(owner_db, *tamper)
     report = _verify(db_url)
     assert report["ok"] is False
     assert report["broken_seq"] == broken_seq, report
 
 
-def test_forged_rows_are_detected(db_url: str, owner: Database) -> None:
+def test_forged_rows_are_detected(db_url: str, owner_db: Database) -> None:
     _fill(db_url)
     # A forged row appended after the tail, with a correctly computed hash: the recorded
     # chain head (updated only by audit_append) no longer matches.
     _as_dba(
-        owner,
+        owner_db,
         "INSERT INTO access_logs SELECT 11, now(), 'decrypt', 'success', 'mallory', 'doc-1', "
         "NULL, NULL, NULL, row_hash, audit_row_hash(11, now(), 'decrypt', 'success', "
         "'mallory', 'doc-1', NULL, NULL, NULL, row_hash) FROM access_logs WHERE seq = 10",
@@ -185,11 +169,11 @@ def test_forged_rows_are_detected(db_url: str, owner: Database) -> None:
     assert "beyond the recorded chain head" in str(report["reason"])
 
 
-def test_forged_row_in_the_middle_is_detected(db_url: str, owner: Database) -> None:
+def test_forged_row_in_the_middle_is_detected(db_url: str, owner_db: Database) -> None:
     _fill(db_url)
     forged_hash = hashlib.sha256(b"forged").hexdigest()
     _as_dba(
-        owner,
+        owner_db,
         "UPDATE access_logs SET seq = seq + 1000 WHERE seq >= 5",
         "UPDATE access_logs SET seq = seq - 999 WHERE seq > 1000",
         "INSERT INTO access_logs SELECT 5, now(), 'decrypt', 'success', 'mallory', 'doc-x', "
@@ -218,7 +202,7 @@ def test_pipeline_roles_cannot_change_audit_rows(db_url: str, role: str) -> None
     assert _verify(db_url)["ok"]
 
 
-def test_even_the_owner_meets_the_append_only_trigger(db_url: str, owner: Database) -> None:
+def test_even_the_owner_meets_the_append_only_trigger(db_url: str, owner_db: Database) -> None:
     _fill(db_url, 3)
     for statement in (
         "UPDATE access_logs SET actor = 'x' WHERE seq = 2",
@@ -226,13 +210,13 @@ def test_even_the_owner_meets_the_append_only_trigger(db_url: str, owner: Databa
         "TRUNCATE access_logs",
     ):
         with pytest.raises(ImmutableRowError, match="append-only"):
-            owner.run(statement)
+            owner_db.run(statement)
     assert _verify(db_url)["ok"]
 
 
 def test_cli_audit_verify_and_tail(
     db_url: str,
-    owner: Database,
+    owner_db: Database,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -245,7 +229,7 @@ def test_cli_audit_verify_and_tail(
     assert len(out) == 2 and out[-1].split()[0] == "6"
     assert cli_main(["audit", "tail", "--json", "-n", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["request_id"] == "exec-6"
-    _as_dba(owner, "UPDATE access_logs SET key_id = NULL WHERE seq = 4")
+    _as_dba(owner_db, "UPDATE access_logs SET key_id = NULL WHERE seq = 4")
     assert cli_main(["audit", "verify", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and report["broken_seq"] == 4
@@ -255,18 +239,18 @@ def test_cli_audit_verify_and_tail(
 
 def test_consistent_rewrite_by_the_owner_is_caught_by_an_anchor(
     db_url: str,
-    owner: Database,
+    owner_db: Database,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _fill(db_url, 8)
-    anchor_seq, anchor_hash = PostgresAuditLog(owner).head()  # recorded outside, e.g. in S3
+    anchor_seq, anchor_hash = PostgresAuditLog(owner_db).head()  # recorded outside, e.g. in S3
     _fill_more = PostgresAuditLog(Database.from_url(role_url(db_url, INGEST)))
     _fill_more.append(operation="decrypt", outcome="success", actor="late")
     # A superuser rewrites row 5 and recomputes every later hash and the head: the chain
     # alone verifies again ...
     _as_dba(
-        owner,
+        owner_db,
         "UPDATE access_logs SET actor = 'nobody' WHERE seq = 5",
         """DO $$
         DECLARE r record; prev bytea;

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import pytest
 from devstack.postgres import find_binary
@@ -15,7 +14,6 @@ from pqfile.adapters.kms import KmsSeedProtector
 from pqfile.adapters.postgres import (
     Database,
     PostgresKeyStore,
-    migrate,
     parse_database_url,
     seed_context,
 )
@@ -39,21 +37,6 @@ class CountingProtector:
     def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         self.unwraps += 1
         return self.inner.unwrap(wrapped, context)
-
-
-@pytest.fixture
-def db_url(make_database: Callable[[], str]) -> str:
-    url = make_database()
-    db = Database.from_url(url)
-    migrate(db)
-    db.close()
-    return url
-
-
-@pytest.fixture
-def protector(custody_kms: tuple[Any, str]) -> KmsSeedProtector:
-    client, key_id = custody_kms
-    return KmsSeedProtector(client, key_id)
 
 
 def _pg_dump(url: str) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,21 +12,11 @@ from pqfile.adapters.postgres import (
     PermissionDeniedError,
     PostgresDocumentRepository,
     PostgresKeyStore,
-    migrate,
 )
 from pqfile.errors import DocumentNotFoundError
 from tests.fixtures.postgres import INGEST, RETRIEVE, ROTATE, role_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
-
-
-@pytest.fixture
-def db_url(make_database: Callable[[], str]) -> str:
-    url = make_database()
-    db = Database.from_url(url)
-    migrate(db)
-    db.close()
-    return url
 
 
 def _begin(repo: PostgresDocumentRepository, doc_id: str, **kw: Any) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from pqfile.adapters.postgres import (
     PermissionDeniedError,
     PostgresAuditLog,
     PostgresKeyStore,
-    migrate,
 )
 from pqfile.cli import main as cli_main
 from pqfile.crypto import kem
@@ -28,28 +26,6 @@ from pqfile.keys.policy import PoolPolicy
 from tests.fixtures.postgres import INGEST, ROTATE, role_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
-
-
-@pytest.fixture
-def db_url(make_database: Callable[[], str]) -> str:
-    url = make_database()
-    db = Database.from_url(url)
-    migrate(db)
-    db.close()
-    return url
-
-
-@pytest.fixture
-def owner_db(db_url: str) -> Iterator[Database]:
-    db = Database.from_url(db_url)
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def protector(custody_kms: tuple[Any, str]) -> KmsSeedProtector:
-    client, key_id = custody_kms
-    return KmsSeedProtector(client, key_id)
 
 
 def _store(url: str, protector: KmsSeedProtector, **policy: Any) -> PostgresKeyStore:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,22 +13,12 @@ from pqfile.adapters.postgres import (
     PostgresAuditLog,
     PostgresDocumentRepository,
     PostgresKeyStore,
-    migrate,
 )
 from pqfile.keys.model import KeyStatus, Purpose
 from pqfile.keys.policy import PoolPolicy
 from tests.fixtures.postgres import INGEST, RETRIEVE, ROTATE, role_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
-
-
-@pytest.fixture
-def db_url(make_database: Callable[[], str]) -> str:
-    url = make_database()
-    db = Database.from_url(url)
-    migrate(db)
-    db.close()
-    return url
 
 
 def test_rotation_run_moves_documents_then_expires_the_old_key(
