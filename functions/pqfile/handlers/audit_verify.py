@@ -1,0 +1,84 @@
+"""Scheduled audit verification: recompute the audit hash chain and publish the result.
+
+Runs as the read-only ``pqfile_auditor`` database role (terraform/audit_verify.tf, hourly by
+default). Publishes ``AuditVerificationFailures`` (namespace PQFile, dimension ``service``):
+1 when the chain does not verify, else 0 -- the metric of the audit-verification-failed
+alarm (docs/OPERATIONS.md). Returns a small report: rows checked, the head (seq and hash),
+and the first broken row with the reason. Never returns or logs row contents.
+
+Environment: the database variables only (docs/CONTRACTS.md); optional
+``PQFILE_AUDIT_VERIFY_BATCH`` (rows per read, default 5000).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from pqfile.config import ConfigurationError
+from pqfile.handlers._runtime import clock, logger, metrics, timed, tracer
+
+if TYPE_CHECKING:
+    from pqfile.adapters.postgres import PostgresAuditLog
+
+_lock = threading.Lock()
+_audit: PostgresAuditLog | None = None
+
+
+def audit_log() -> PostgresAuditLog:
+    """The process-wide audit log reader (connection created on first use)."""
+    global _audit
+    if _audit is None:
+        with _lock:
+            if _audit is None:
+                from pqfile.adapters.postgres import Database, PostgresAuditLog
+
+                _audit = PostgresAuditLog(Database.from_env())
+    return _audit
+
+
+def reset() -> None:
+    """Forget the cached connection (tests)."""
+    global _audit
+    _audit = None
+
+
+def _batch_size() -> int:
+    raw = os.environ.get("PQFILE_AUDIT_VERIFY_BATCH", "").strip()
+    if not raw:
+        return 5000
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"PQFILE_AUDIT_VERIFY_BATCH must be a positive integer: {raw!r}")
+    return int(raw)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    started = clock()
+    report = audit_log().verify_chain(batch_size=_batch_size())
+    metrics.add_metric(
+        name="AuditVerificationFailures", unit=MetricUnit.Count, value=0 if report.ok else 1
+    )
+    result: dict[str, Any] = {
+        "ok": report.ok,
+        "rows_checked": report.rows,
+        "head_seq": report.head_seq,
+        "head_hash": report.head_hash.hex(),
+        "first_broken_seq": report.broken_seq,
+        "reason": report.reason,
+    }
+    if report.ok:
+        logger.info(
+            "audit chain verified", extra={"rows": report.rows, "head_seq": report.head_seq}
+        )
+    else:
+        logger.error(
+            "audit chain verification FAILED",
+            extra={"rows": report.rows, "broken_seq": report.broken_seq, "reason": report.reason},
+        )
+    return timed(result, *started)
