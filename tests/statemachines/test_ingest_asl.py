@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.statemachines._asl import (
+    ROOT,
+    VALIDATOR,
+    assert_validator_accepts,
+    placeholders,
+    requires_validator,
+    run_validator,
+)
+
 ASL = ROOT / "statemachines" / "ingest.asl.json"
-VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
 PLACEHOLDERS = {
     "fetch_function_arn",
     "select_key_function_arn",
@@ -32,29 +36,10 @@ def _tasks(sm: dict) -> dict[str, dict]:
     return {n: s for n, s in sm["States"].items() if s["Type"] == "Task"}
 
 
-def _render(sm_text: str) -> str:
-    """What Terraform's templatefile() produces, with fake ARNs."""
-    return re.sub(
-        r"\$\{(\w+)\}",
-        lambda m: f"arn:aws:lambda:us-east-1:123456789012:function:pqfile-{m.group(1)}",
-        sm_text,
-    )
-
-
-@pytest.mark.skipif(
-    not VALIDATOR.exists() and shutil.which("npm") is None, reason="asl-validator not installed"
-)
+@requires_validator
 @pytest.mark.parametrize("rendered", [False, True], ids=["template", "rendered"])
 def test_asl_validator_accepts(tmp_path: Path, rendered: bool) -> None:
-    assert VALIDATOR.exists(), "run `npm ci` (make test does)"
-    path = ASL
-    if rendered:
-        path = tmp_path / "ingest.rendered.asl.json"
-        path.write_text(_render(ASL.read_text(encoding="utf-8")), encoding="utf-8")
-    proc = subprocess.run(
-        [str(VALIDATOR), "--json-path", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_validator_accepts(ASL, tmp_path, rendered)
 
 
 def test_asl_validator_rejects_a_broken_definition(tmp_path: Path) -> None:
@@ -64,15 +49,12 @@ def test_asl_validator_rejects_a_broken_definition(tmp_path: Path) -> None:
     sm["States"]["SelectKey"]["Next"] = "NoSuchState"
     path = tmp_path / "broken.asl.json"
     path.write_text(json.dumps(sm), encoding="utf-8")
-    proc = subprocess.run(
-        [str(VALIDATOR), "--json-path", str(path)], capture_output=True, text=True, timeout=60
-    )
+    proc = run_validator(path)
     assert proc.returncode != 0
 
 
 def test_placeholders_are_exactly_the_contract() -> None:
-    found = set(re.findall(r"\$\{(\w+)\}", ASL.read_text(encoding="utf-8")))
-    assert found == PLACEHOLDERS
+    assert placeholders(ASL) == PLACEHOLDERS
 
 
 def test_steps_in_order() -> None:

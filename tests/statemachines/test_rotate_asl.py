@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.statemachines._asl import (
+    ROOT,
+    assert_validator_accepts,
+    placeholders,
+    requires_validator,
+)
+
 ASL = ROOT / "statemachines" / "rotate-keys.asl.json"
-VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
 PLACEHOLDERS = {
     "maintain_function_arn",
     "plan_function_arn",
@@ -54,33 +56,14 @@ def _tasks() -> dict[str, dict[str, Any]]:
     return {n: s for n, s in _all_states().items() if s["Type"] == "Task"}
 
 
-def _render(text: str) -> str:
-    return re.sub(
-        r"\$\{(\w+)\}",
-        lambda m: f"arn:aws:lambda:us-east-1:123456789012:function:pqfile-{m.group(1)}",
-        text,
-    )
-
-
-@pytest.mark.skipif(
-    not VALIDATOR.exists() and shutil.which("npm") is None, reason="asl-validator not installed"
-)
+@requires_validator
 @pytest.mark.parametrize("rendered", [False, True], ids=["template", "rendered"])
 def test_asl_validator_accepts(tmp_path: Path, rendered: bool) -> None:
-    assert VALIDATOR.exists(), "run `npm ci` (make test does)"
-    path = ASL
-    if rendered:
-        path = tmp_path / "rotate-keys.rendered.asl.json"
-        path.write_text(_render(ASL.read_text(encoding="utf-8")), encoding="utf-8")
-    proc = subprocess.run(
-        [str(VALIDATOR), "--json-path", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_validator_accepts(ASL, tmp_path, rendered)
 
 
 def test_placeholders_are_exactly_the_contract() -> None:
-    found = set(re.findall(r"\$\{(\w+)\}", ASL.read_text(encoding="utf-8")))
-    assert found == PLACEHOLDERS
+    assert placeholders(ASL) == PLACEHOLDERS
 
 
 def test_placeholders_name_real_entry_points() -> None:
