@@ -36,6 +36,7 @@ sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from devstack.postgres import replace_url, start_postgres  # noqa: E402
 
+from _benchutil import write_section  # noqa: E402
 from pqfile.adapters.postgres import (  # noqa: E402
     Database,
     PostgresAuditLog,
@@ -124,19 +125,6 @@ def _run(pool_fn: Any, jobs: list[Any], mode: str) -> dict[str, float]:
         "p99_ms": latencies[min(total - 1, int(total * 0.99))] * 1000,
         "max_ms": latencies[-1] * 1000,
     }
-
-
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{HEADING}\n\n{body.strip()}\n"
-    if HEADING in text:
-        before, rest = text.split(HEADING, 1)
-        nxt = rest.find("\n## ")
-        after = rest[nxt + 1 :] if nxt >= 0 else ""
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             "each key in a process also fetches and checks its public key (the FIPS 203 modulus "
             "check runs in Python, about 1 ms); timing cold workers put p99 at 12-16 ms here."
         )
-        write_section(args.output, body)
+        write_section(args.output, HEADING, body)
         print(f"\nwrote {args.output}")
     return 0
 

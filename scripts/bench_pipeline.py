@@ -31,6 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
+from _benchutil import write_section  # noqa: E402
+
 HEADING = "## Pipeline"
 STEPS = ("FetchDocument", "SelectKey", "EncryptDocument", "StoreDocument", "WriteAudit")
 TARGET_MS = 30.0
@@ -110,19 +112,6 @@ def _human(size: int) -> str:
     if size >= 1024 * 1024:
         return f"{size // (1024 * 1024)} MiB"
     return f"{size // 1024} KiB"
-
-
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{HEADING}\n\n{body.strip()}\n"
-    if HEADING in text:
-        before, rest = text.split(HEADING, 1)
-        nxt = rest.find("\n## ")
-        after = rest[nxt + 1 :] if nxt >= 0 else ""
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join(lines)
     print(body)
     if not args.quick and not args.no_write:
-        write_section(args.output, body)
+        write_section(args.output, HEADING, body)
         print(f"wrote the {HEADING!r} section of {args.output}")
     return 0
 
