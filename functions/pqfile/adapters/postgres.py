@@ -692,6 +692,17 @@ def _rotation(r: Sequence[Any]) -> RotationRun:
     return RotationRun(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7]), r[8])
 
 
+def _lock_rotation(s: Session, rotation_id: int) -> RotationRun:
+    """The rotation run, its row locked until the transaction ends."""
+    rows = s.run(
+        f"SELECT {_ROTATION_COLUMNS} FROM key_rotations WHERE id = :id FOR UPDATE",
+        id=rotation_id,
+    )
+    if not rows:
+        raise PQFileError(f"no rotation run {rotation_id}")
+    return _rotation(rows[0])
+
+
 def seed_context(key_id: str, suite: str) -> dict[str, str]:
     """The KMS encryption context of a key's seed: binds the wrapped seed to its row."""
     return {"pqfile:purpose": "key-seed", "pqfile:key-id": key_id, "pqfile:suite": suite}
@@ -1027,13 +1038,7 @@ class PostgresKeyStore:
         """Pick the new key (least-used active key of the same suite) and start the run.
         Idempotent: a running run is returned as it is."""
         with self._db.transaction() as s:
-            rows = s.run(
-                f"SELECT {_ROTATION_COLUMNS} FROM key_rotations WHERE id = :id FOR UPDATE",
-                id=rotation_id,
-            )
-            if not rows:
-                raise PQFileError(f"no rotation run {rotation_id}")
-            run = _rotation(rows[0])
+            run = _lock_rotation(s, rotation_id)
             if run.status != "queued":
                 return run
             new = s.run(
@@ -1139,13 +1144,7 @@ class PostgresKeyStore:
         run failed (the old key keeps decrypting)."""
         actor = actor or self._actor
         with self._db.transaction() as s:
-            rows = s.run(
-                f"SELECT {_ROTATION_COLUMNS} FROM key_rotations WHERE id = :id FOR UPDATE",
-                id=rotation_id,
-            )
-            if not rows:
-                raise PQFileError(f"no rotation run {rotation_id}")
-            run = _rotation(rows[0])
+            run = _lock_rotation(s, rotation_id)
             if run.status != "running":
                 return run
             left = int(
@@ -1209,17 +1208,13 @@ class PostgresKeyStore:
         usage_rows = self._db.run(
             "SELECT suite, usage_count FROM encryption_keys WHERE status = 'active'"
         )
-        suites: dict[str, dict[str, Any]] = {}
-        for suite in (s.value for s in kem.Suite):
-            suites[suite] = {
-                "counts": {st.value: 0 for st in KeyStatus},
-                "oldest_active_age_seconds": None,
-            }
+
+        def empty() -> dict[str, Any]:
+            return {"counts": {st.value: 0 for st in KeyStatus}, "oldest_active_age_seconds": None}
+
+        suites: dict[str, dict[str, Any]] = {s.value: empty() for s in kem.Suite}
         for suite, status, count, oldest in rows:
-            entry = suites.setdefault(
-                suite,
-                {"counts": {st.value: 0 for st in KeyStatus}, "oldest_active_age_seconds": None},
-            )
+            entry = suites.setdefault(suite, empty())
             entry["counts"][status] = int(count)
             if status == KeyStatus.ACTIVE.value:
                 entry["oldest_active_age_seconds"] = round(float(oldest), 1)
