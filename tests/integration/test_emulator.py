@@ -59,6 +59,30 @@ def _wait_for_executions(
     raise AssertionError(f"{len(executions)} executions of {state_machine_arn}, wanted {count}")
 
 
+def _state_machine(
+    emulator: Emulator, prefix: str, definition: dict[str, Any] | str, role_arn: str
+) -> str:
+    """A new state machine named ``<prefix>-<random>``; returns its ARN."""
+    machine = emulator.client("stepfunctions").create_state_machine(
+        name=f"{prefix}-{uuid.uuid4().hex[:8]}",
+        definition=definition if isinstance(definition, str) else json.dumps(definition),
+        roleArn=role_arn,
+    )
+    return str(machine["stateMachineArn"])
+
+
+def _echo_machine(
+    emulator: Emulator, make_lambda: Callable[..., str], prefix: str, role_arn: str
+) -> str:
+    """A state machine of one Task on ``emulator_probe.echo``; returns its ARN."""
+    echo = make_lambda("emulator_probe.echo")
+    definition = {
+        "StartAt": "Echo",
+        "States": {"Echo": {"Type": "Task", "Resource": echo, "End": True}},
+    }
+    return _state_machine(emulator, prefix, definition, role_arn)
+
+
 def _bucket_with_eventbridge(emulator: Emulator) -> str:
     s3 = emulator.client("s3")
     bucket = f"emulator-{uuid.uuid4().hex[:12]}"
@@ -299,16 +323,14 @@ def test_state_machine_runs_lambda_tasks_with_retry_and_catch_on_error_type(
         make_lambda("emulator_probe.record"),
     )
     sfn = aws_emulator.client("stepfunctions")
-    machine = sfn.create_state_machine(
-        name=f"probe-{uuid.uuid4().hex[:8]}", definition=definition, roleArn=emulator_role_arn
-    )
+    machine_arn = _state_machine(aws_emulator, "probe", definition, emulator_role_arn)
     execution_input = {
         "counter_file": str(tmp_path / "attempts"),
         "fail_times": 2,
         "record_file": str(tmp_path / "caught"),
     }
     execution = sfn.start_execution(
-        stateMachineArn=machine["stateMachineArn"],
+        stateMachineArn=machine_arn,
         name="run-1",
         input=json.dumps(execution_input),
     )
@@ -325,21 +347,9 @@ def test_state_machine_runs_lambda_tasks_with_retry_and_catch_on_error_type(
 def test_s3_upload_starts_the_state_machine_through_an_eventbridge_rule(
     aws_emulator: Emulator, make_lambda: Callable[..., str], emulator_role_arn: str
 ) -> None:
-    echo = make_lambda("emulator_probe.echo")
-    definition = {
-        "StartAt": "Echo",
-        "States": {"Echo": {"Type": "Task", "Resource": echo, "End": True}},
-    }
-    sfn = aws_emulator.client("stepfunctions")
-    machine = sfn.create_state_machine(
-        name=f"ingest-{uuid.uuid4().hex[:8]}",
-        definition=json.dumps(definition),
-        roleArn=emulator_role_arn,
-    )
+    machine_arn = _echo_machine(aws_emulator, make_lambda, "ingest", emulator_role_arn)
     bucket = _bucket_with_eventbridge(aws_emulator)
-    _rule_for_uploads(
-        aws_emulator, bucket, {"Arn": machine["stateMachineArn"], "RoleArn": emulator_role_arn}
-    )
+    _rule_for_uploads(aws_emulator, bucket, {"Arn": machine_arn, "RoleArn": emulator_role_arn})
     s3 = aws_emulator.client("s3")
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket=bucket, Key="ignored/not-an-upload.txt", Body=b"x")
@@ -348,7 +358,7 @@ def test_s3_upload_starts_the_state_machine_through_an_eventbridge_rule(
         for key in ("uploads/one.txt", "uploads/two.txt")
     }
 
-    executions = _wait_for_executions(aws_emulator, machine["stateMachineArn"], 2)
+    executions = _wait_for_executions(aws_emulator, machine_arn, 2)
     assert [e["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
     events = [json.loads(e["output"])["event"] for e in executions]
     assert sorted(e["detail"]["object"]["key"] for e in events) == [
@@ -364,7 +374,8 @@ def test_s3_upload_starts_the_state_machine_through_an_eventbridge_rule(
     assert events[0]["id"] != events[1]["id"]
     sequencers = {e["detail"]["object"]["sequencer"] for e in events}
     assert len(sequencers) == 2
-    assert len(sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]) == 2
+    sfn = aws_emulator.client("stepfunctions")
+    assert len(sfn.list_executions(stateMachineArn=machine_arn)["executions"]) == 2
 
 
 def test_rule_with_input_transformer_and_lambda_target(
@@ -395,25 +406,20 @@ def test_rule_with_input_transformer_and_lambda_target(
 def test_put_events_reaches_a_state_machine_target(
     aws_emulator: Emulator, emulator_role_arn: str
 ) -> None:
-    sfn = aws_emulator.client("stepfunctions")
     definition = {"StartAt": "Pass", "States": {"Pass": {"Type": "Pass", "End": True}}}
-    machine = sfn.create_state_machine(
-        name=f"custom-{uuid.uuid4().hex[:8]}",
-        definition=json.dumps(definition),
-        roleArn=emulator_role_arn,
-    )
+    machine_arn = _state_machine(aws_emulator, "custom", definition, emulator_role_arn)
     events = aws_emulator.client("events")
     rule = f"custom-{uuid.uuid4().hex[:8]}"
     events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["pqfile.test"]}))
     events.put_targets(
         Rule=rule,
-        Targets=[{"Id": "sm", "Arn": machine["stateMachineArn"], "InputPath": "$.detail"}],
+        Targets=[{"Id": "sm", "Arn": machine_arn, "InputPath": "$.detail"}],
     )
     for n in range(2):
         events.put_events(
             Entries=[{"Source": "pqfile.test", "DetailType": "t", "Detail": json.dumps({"n": n})}]
         )
-    executions = _wait_for_executions(aws_emulator, machine["stateMachineArn"], 2)
+    executions = _wait_for_executions(aws_emulator, machine_arn, 2)
     assert sorted(json.loads(e["output"])["n"] for e in executions) == [0, 1]
 
 
@@ -422,19 +428,9 @@ def test_handler_putting_to_a_notifying_bucket_does_not_deadlock(
 ) -> None:
     # The put inside the invocation triggers EventBridge -> state machine -> another Lambda,
     # all while the first invocation's worker is still busy.
-    echo = make_lambda("emulator_probe.echo")
-    definition = {
-        "StartAt": "Echo",
-        "States": {"Echo": {"Type": "Task", "Resource": echo, "End": True}},
-    }
-    sfn = aws_emulator.client("stepfunctions")
-    machine = sfn.create_state_machine(
-        name=f"nested-{uuid.uuid4().hex[:8]}",
-        definition=json.dumps(definition),
-        roleArn=emulator_role_arn,
-    )
+    machine_arn = _echo_machine(aws_emulator, make_lambda, "nested", emulator_role_arn)
     bucket = _bucket_with_eventbridge(aws_emulator)
-    _rule_for_uploads(aws_emulator, bucket, {"Arn": machine["stateMachineArn"]})
+    _rule_for_uploads(aws_emulator, bucket, {"Arn": machine_arn})
     putter = make_lambda("emulator_probe.s3_put", timeout=20)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -445,7 +441,7 @@ def test_handler_putting_to_a_notifying_bucket_does_not_deadlock(
             )
         )
     assert [error for _, error in results] == [None] * 4
-    executions = _wait_for_executions(aws_emulator, machine["stateMachineArn"], 4)
+    executions = _wait_for_executions(aws_emulator, machine_arn, 4)
     assert {e["status"] for e in executions} == {"SUCCEEDED"}
 
 
