@@ -288,3 +288,34 @@ def test_store_refuses_a_package_that_is_not_this_documents() -> None:
     with pytest.raises(StorageError, match="not this document"):
         ingest.store_document(p, fa.document_id, fa.source, written_b)
     assert p.blobs.keys(UPLOADS) == ["uploads/a.bin", "uploads/b.bin"]  # nothing deleted
+
+
+def test_select_key_handler_publishes_an_empty_pool(monkeypatch, capsys) -> None:
+    # The key-pool-low alarm's metric: KeyPoolActiveKeys = 0 (service, suite) on an empty
+    # pool; the handler raises NoActiveKeyError for the workflow's retrier.
+    import json
+    from types import SimpleNamespace
+
+    from pqfile.errors import NoActiveKeyError
+    from pqfile.handlers import _runtime, select_key
+
+    p = make_pipeline()
+    p.keys.status = {k: "revoked" for k in p.keys.status}
+    info = _upload(p, "uploads/empty-metric.txt", b"x")
+    fetched = ingest.fetch_document(p, event_for(info))
+    monkeypatch.setattr(_runtime, "_pipeline", p)
+    context = SimpleNamespace(function_name="select-key", memory_limit_in_mb=256,
+                              invoked_function_arn="arn:aws:lambda:us-east-1:1:function:s",
+                              aws_request_id="r")  # fmt: skip
+    capsys.readouterr()
+    with pytest.raises(NoActiveKeyError):
+        select_key.handler({"document_id": fetched.document_id}, context)
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+            if line.startswith("{")]  # fmt: skip
+    (metric,) = [d for d in docs if "KeyPoolActiveKeys" in d]
+    (directive,) = metric["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "PQFile"
+    assert sorted(directive["Dimensions"][0]) == ["service", "suite"]
+    assert (metric["service"], metric["suite"]) == ("pqfile", "xwing")
+    assert metric["KeyPoolActiveKeys"] in (0, 0.0, [0.0])
+    assert p.keys.refills == 0
