@@ -26,6 +26,7 @@ from pqfile.adapters.postgres import (
 from pqfile.cli import main as cli_main
 from pqfile.keys.audit_chain import GENESIS_HASH
 from tests.fixtures.postgres import AUDITOR, INGEST, RETRIEVE, ROTATE, role_url
+from tests.fixtures.threads import run_threads
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
@@ -80,7 +81,6 @@ def test_chain_verifies_and_python_matches_database(db_url: str, owner_db: Datab
 
 def test_many_concurrent_writers_keep_the_chain_linear(db_url: str) -> None:
     writers, per_writer = 8, 150
-    errors: list[BaseException] = []
     seqs: list[int] = []
     lock = threading.Lock()
     barrier = threading.Barrier(writers)
@@ -88,22 +88,15 @@ def test_many_concurrent_writers_keep_the_chain_linear(db_url: str) -> None:
     def work(i: int) -> None:
         role = (INGEST, RETRIEVE, ROTATE)[i % 3]
         log = PostgresAuditLog(Database.from_url(role_url(db_url, role)))
-        try:
-            barrier.wait()
-            for j in range(per_writer):
-                seq = log.append(
-                    operation="decrypt", outcome="success", actor=f"w{i}", request_id=f"{i}-{j}"
-                )
-                with lock:
-                    seqs.append(seq)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+        barrier.wait()
+        for j in range(per_writer):
+            seq = log.append(
+                operation="decrypt", outcome="success", actor=f"w{i}", request_id=f"{i}-{j}"
+            )
+            with lock:
+                seqs.append(seq)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    errors = run_threads(work, writers, timeout=300).errors
     assert not errors, errors
     assert sorted(seqs) == list(range(1, writers * per_writer + 1))
     report = _verify(db_url)

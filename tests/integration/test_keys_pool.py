@@ -24,6 +24,7 @@ from pqfile.errors import NoActiveKeyError
 from pqfile.keys.model import KeyStatus
 from pqfile.keys.policy import PoolPolicy
 from tests.fixtures.postgres import INGEST, ROTATE, role_url
+from tests.fixtures.threads import run_threads
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
@@ -44,22 +45,14 @@ def test_concurrent_selection_is_even_and_loses_no_update(
     ingest = PostgresKeyStore(ingest_db, protector)
     threads, per_thread = 8, 1000
     picked: list[Counter[str]] = [Counter() for _ in range(threads)]
-    errors: list[BaseException] = []
     start = threading.Barrier(threads)
 
     def work(i: int) -> None:
-        try:
-            start.wait()
-            for _ in range(per_thread):
-                picked[i][ingest.select_key_record(kem.Suite.XWING, plaintext_size=10).key_id] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        start.wait()
+        for _ in range(per_thread):
+            picked[i][ingest.select_key_record(kem.Suite.XWING, plaintext_size=10).key_id] += 1
 
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=300)
+    workers, errors = run_threads(work, threads, timeout=300)
     assert not any(w.is_alive() for w in workers), "deadlock: workers still running"
     assert not errors, errors
     ingest_db.close()
@@ -232,19 +225,11 @@ def test_pool_smaller_than_callers_never_reports_an_empty_pool(
     admin = _store(role_url(db_url, ROTATE), protector)
     (only,) = admin.create_keys("xwing", 1)
     ingest = PostgresKeyStore(Database.from_url(role_url(db_url, INGEST)), protector)
-    errors: list[BaseException] = []
 
-    def work() -> None:
-        try:
-            for _ in range(50):
-                assert ingest.select_key_record("xwing").key_id == only.key_id
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+    def work(_: int) -> None:
+        for _ in range(50):
+            assert ingest.select_key_record("xwing").key_id == only.key_id
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = run_threads(work, 8, timeout=120).errors
     assert not errors, errors
     assert admin.get_key(only.key_id).usage_count == 400

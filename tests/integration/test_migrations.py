@@ -19,6 +19,7 @@ from pqfile.adapters.postgres import (
     load_migrations,
     migrate,
 )
+from tests.fixtures.threads import run_threads
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
@@ -171,26 +172,17 @@ def test_database_newer_than_code_is_refused(empty_db: Database, tmp_path: Path)
 
 
 def test_concurrent_migrators(make_database: Callable[[], str]) -> None:
-    import threading
-
     url = make_database()
     results: list[list[str]] = []
-    errors: list[BaseException] = []
 
-    def run() -> None:
+    def run(_: int) -> None:
         db = Database.from_url(url)
         try:
             results.append(migrate(db))
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
         finally:
             db.close()
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = run_threads(run, 4, timeout=120).errors
     assert not errors, errors
     applied = sorted(name for names in results for name in names)
     expected = sorted(
