@@ -6,13 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from pqfile.cli.db import _usage, add_database_option, open_database, print_json
+from pqfile.cli.db import add_database_option, command_group, open_database, print_json
 
 
 def register(subparsers: Any) -> None:
-    audit = subparsers.add_parser("audit", help="the audit trail")
-    audit.set_defaults(func=_usage(audit))
-    sub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
+    sub = command_group(subparsers, "audit", "the audit trail")
 
     verify = sub.add_parser("verify", help="recompute the hash chain; name the first broken row")
     add_database_option(verify)

@@ -54,13 +54,19 @@ def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], in
     return show
 
 
+def command_group(subparsers: Any, name: str, help_text: str) -> Any:
+    """The subparsers of a ``pqfile NAME ACTION`` group (dest ``NAME_command``); without an
+    ACTION the group prints its help and exits 2."""
+    group = subparsers.add_parser(name, help=help_text)
+    group.set_defaults(func=_usage(group))
+    return group.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+
+
 # --- db migrate ------------------------------------------------------------------------
 
 
 def register(subparsers: Any) -> None:
-    db = subparsers.add_parser("db", help="database schema")
-    db.set_defaults(func=_usage(db))
-    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION")
+    db_sub = command_group(subparsers, "db", "database schema")
     migrate_p = db_sub.add_parser("migrate", help="apply pending migrations")
     add_database_option(migrate_p)
     migrate_p.add_argument(

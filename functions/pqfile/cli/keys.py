@@ -6,16 +6,14 @@ import argparse
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from pqfile.cli.db import _usage, actor, add_database_option, open_database, print_json
+from pqfile.cli.db import actor, add_database_option, command_group, open_database, print_json
 
 if TYPE_CHECKING:
     from pqfile.adapters.postgres import Database, PostgresKeyStore
 
 
 def register(subparsers: Any) -> None:
-    keys = subparsers.add_parser("keys", help="the key pool")
-    keys.set_defaults(func=_usage(keys))
-    sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    sub = command_group(subparsers, "keys", "the key pool")
 
     status = sub.add_parser("status", help="counts per suite and status, age, usage spread")
     add_database_option(status)
