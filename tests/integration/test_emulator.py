@@ -83,6 +83,13 @@ def _echo_machine(
     return _state_machine(emulator, prefix, definition, role_arn)
 
 
+def _wait_for_file(path: Path, timeout: float = 30.0) -> None:
+    """Until ``path`` exists or ``timeout`` seconds pass (the caller then reads it)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def _bucket_with_eventbridge(emulator: Emulator) -> str:
     s3 = emulator.client("s3")
     bucket = f"emulator-{uuid.uuid4().hex[:12]}"
@@ -235,9 +242,7 @@ def test_asynchronous_invoke_returns_at_once_and_runs(
         Payload=json.dumps({"record_file": str(record_file), "error": {"Error": "async"}}),
     )
     assert response["StatusCode"] == 202
-    deadline = time.monotonic() + 30
-    while not record_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_for_file(record_file)
     assert record_file.read_text() == "async"
 
 
@@ -397,9 +402,7 @@ def test_rule_with_input_transformer_and_lambda_target(
         },
     )
     aws_emulator.client("s3").put_object(Bucket=bucket, Key="uploads/doc.pdf", Body=b"pdf")
-    deadline = time.monotonic() + 30
-    while not record_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_for_file(record_file)
     assert record_file.read_text() == "uploads/doc.pdf"
 
 
