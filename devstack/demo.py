@@ -1,9 +1,10 @@
 """`make demo`: the whole job on the local stack, step by step.
 
-Uploads a sample document to the uploads bucket, follows the ingest execution that
-EventBridge starts, shows the package with `pqfile inspect`, retrieves it through the
-retrieve Lambda (comparing SHA-256), and prints the audit trail (`pqfile audit tail`,
-`pqfile audit verify`).
+Fills the key pool with the rotate-keys workflow's MaintainPool function (the ingest
+pipeline never creates keys), uploads a sample document to the uploads bucket, follows the
+ingest execution that EventBridge starts, shows the package with `pqfile inspect`,
+retrieves it through the retrieve Lambda (comparing SHA-256), and prints the audit trail
+(`pqfile audit tail`, `pqfile audit verify`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ REQUIRED_OUTPUTS = (
     "encrypted_bucket_name",
     "retrieve_function_name",
     "ingest_state_machine_arn",
+    "function_names",
 )
 
 
@@ -108,6 +110,20 @@ def run(state: Mapping[str, Any], *, timeout: float = 180.0) -> int:
     uploads = outputs["uploads_bucket_name"]
     encrypted = outputs["encrypted_bucket_name"]
     s3, sfn, lam = (_client(state, s) for s in ("s3", "stepfunctions", "lambda"))
+
+    _say("0. key pool", "aws lambda invoke rotate_maintain (the rotate-keys MaintainPool step)")
+    maintain = outputs["function_names"].get("rotate_maintain")
+    if not maintain:
+        print("error: the deploy has no rotate_maintain function", file=sys.stderr)
+        return 1
+    resp = lam.invoke(FunctionName=maintain, Payload=b"{}")
+    body = json.loads(resp["Payload"].read() or b"null")
+    if resp.get("FunctionError"):
+        print(f"error: MaintainPool failed: {body.get('errorType')}: {body.get('errorMessage')}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"   keys created {json.dumps(body.get('created'))}, "
+          f"active {json.dumps(body.get('active'))}")  # fmt: skip
 
     data = _sample_document()
     digest = hashlib.sha256(data).hexdigest()

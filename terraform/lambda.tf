@@ -3,7 +3,7 @@
 
 locals {
   # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
-  functions = merge(local.core_functions, local.rotation_functions)
+  functions = merge(local.core_functions, local.rotation_functions, local.audit_functions)
 
   core_functions = {
     fetch = {
@@ -13,8 +13,8 @@ locals {
     }
     select_key = {
       handler     = "pqfile.handlers.select_key.handler"
-      description = "Ingest step SelectKey: picks (and refills) the encryption key pool"
-      seed_access = "encrypt"
+      description = "Ingest step SelectKey: picks a key from the pool (never creates keys)"
+      seed_access = "none"
     }
     encrypt = {
       handler     = "pqfile.handlers.encrypt.handler"
@@ -67,11 +67,14 @@ locals {
     local.has_database_secret ? { PQFILE_DATABASE_SSLMODE = "verify-full" } : {},
     var.database_ssl_root_cert != "" ? { PQFILE_DATABASE_SSLROOTCERT = var.database_ssl_root_cert } : {},
   )
-  # Per function: its database role, when IAM authentication is on.
+  # Per function: its database role, when IAM authentication is on; locally
+  # (database_url_per_role) the given URL with the function's role as its user.
   function_database = {
     for k, _ in local.functions : k => local.database_iam ? {
       PQFILE_DATABASE_URL      = "postgresql://${lookup(var.database_users, k, "pqfile_ingest")}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_tls_parameters}"
       PQFILE_DATABASE_IAM_AUTH = "1"
+      } : local.has_database_url && var.database_url_per_role ? {
+      PQFILE_DATABASE_URL = replace(var.database_url, "/^([a-z]+://)(?:[^@/]*@)?/", "$${1}${lookup(var.database_users, k, "pqfile_ingest")}@")
     } : {}
   }
 
@@ -88,7 +91,7 @@ locals {
       PQFILE_INLINE_LIMIT          = tostring(var.inline_limit_bytes)
       PQFILE_PRESIGN_SECONDS       = tostring(var.presign_seconds)
       PQFILE_RETRIEVALS_KMS_KEY_ID = aws_kms_key.data.arn
-      # Key pool policy (functions/pqfile/handlers/rotate.py; SelectKey refills to it too).
+      # Key pool policy (functions/pqfile/handlers/rotate.py: MaintainPool refills to it).
       PQFILE_ROTATION_SUITES       = join(",", var.rotation_suites)
       PQFILE_POOL_TARGET           = tostring(var.key_pool_target)
       PQFILE_POOL_FLOOR            = tostring(var.key_pool_floor)

@@ -162,7 +162,8 @@ resource "aws_cloudwatch_metric_alarm" "key_pool_low" {
 }
 
 # Runbook: OPERATIONS.md "Alarm: audit verification failed". `pqfile audit verify`
-# publishes AuditVerificationFailures (0 or 1) each time it runs.
+# publishes AuditVerificationFailures (0 or 1) each time it runs, and so does the scheduled
+# audit_verify function (audit_verify.tf, hourly by default).
 resource "aws_cloudwatch_metric_alarm" "audit_verification_failed" {
   count = var.create_alarms ? 1 : 0
 

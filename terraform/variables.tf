@@ -100,7 +100,7 @@ variable "lambda_memory_mb" {
 variable "lambda_timeout_seconds" {
   description = "Timeout of each function, seconds (map keyed by function; missing keys use 60). Keep each at most its Task's TimeoutSeconds in statemachines/."
   type        = map(number)
-  default     = { encrypt = 900, store = 120, retrieve = 300, rotate_maintain = 300, rotate_plan = 120, rotate_rewrap = 900, rotate_finish = 120 }
+  default     = { encrypt = 900, store = 120, retrieve = 300, rotate_maintain = 300, rotate_plan = 120, rotate_rewrap = 900, rotate_finish = 120, audit_verify = 900 }
 
   validation {
     condition     = alltrue([for v in values(var.lambda_timeout_seconds) : v >= 1 && v <= 900])
@@ -289,6 +289,23 @@ variable "rotation_schedule" {
   }
 }
 
+variable "enable_audit_verify_schedule" {
+  description = "Run the audit chain verification (audit_verify function) on audit_verify_schedule."
+  type        = bool
+  default     = true
+}
+
+variable "audit_verify_schedule" {
+  description = "EventBridge schedule of the audit chain verification; keep it at most the audit-verification-failed alarm's period (1 hour)."
+  type        = string
+  default     = "rate(1 hour)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.audit_verify_schedule))
+    error_message = "audit_verify_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
 variable "metrics_namespace" {
   description = "CloudWatch namespace of the application metrics (key pool size, audit verification)."
   type        = string
@@ -460,6 +477,12 @@ variable "database_url" {
   }
 }
 
+variable "database_url_per_role" {
+  description = "With database_url: each function connects as its own database role (database_users) by putting that role in the URL's user part (any user and password in database_url are dropped). For servers that trust local connections, as the local stack's throwaway cluster does (the roles of sql/migrations/0001_roles.sql can log in)."
+  type        = bool
+  default     = false
+}
+
 variable "database_secret_arn" {
   description = "Secrets Manager secret with the credentials of an existing database (create_database false)."
   type        = string
@@ -506,7 +529,7 @@ variable "database_users" {
   type        = map(string)
   default = {
     fetch           = "pqfile_ingest"
-    select_key      = "pqfile_rotate" # refills the pool: inserts keys
+    select_key      = "pqfile_ingest" # selects keys and bumps usage; never creates keys
     encrypt         = "pqfile_ingest"
     store           = "pqfile_ingest"
     audit           = "pqfile_ingest"
@@ -517,6 +540,7 @@ variable "database_users" {
     rotate_rewrap   = "pqfile_rotate"
     rotate_finish   = "pqfile_rotate"
     rotate_failure  = "pqfile_rotate"
+    audit_verify    = "pqfile_auditor" # read-only
   }
 
   validation {

@@ -20,3 +20,11 @@ create_cloudtrail     = false
 force_destroy_buckets    = true
 kms_deletion_window_days = 7
 log_retention_days       = 1
+
+# Each function connects as its own database role (trust authentication locally), so the
+# audit rows name pqfile_ingest, pqfile_retrieve, pqfile_rotate as in production.
+database_url_per_role = true
+
+# A small pool: the demo fills it with the rotate-keys MaintainPool function before uploading.
+key_pool_target = 10
+key_pool_floor  = 5

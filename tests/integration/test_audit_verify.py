@@ -37,7 +37,7 @@ def verify(
 ) -> Iterator[Callable[[], tuple[dict[str, Any], list[float]]]]:
     """Run the handler as pqfile_auditor; return its report and the metric values printed."""
     monkeypatch.setenv("PQFILE_DATABASE_URL", role_url(db_url, AUDITOR))
-    monkeypatch.setenv("PQFILE_AUDIT_VERIFY_BATCH", "3")
+    monkeypatch.setattr(audit_verify, "BATCH_SIZE", 3)  # several batches over 7 rows
 
     def run() -> tuple[dict[str, Any], list[float]]:
         audit_verify.reset()

@@ -75,11 +75,16 @@ def test_functions_point_at_the_emulator_and_the_database(
     deployed: dict[str, Any], own_emulator: Emulator
 ) -> None:
     lam = own_emulator.client("lambda")
-    for name in deployed["function_names"].values():
+    # Each function connects as its own database role (database_url_per_role locally).
+    roles = {"retrieve": "pqfile_retrieve", "audit_verify": "pqfile_auditor"}
+    roles.update({k: "pqfile_rotate" for k in deployed["function_names"] if "rotate_" in k})
+    for key, name in deployed["function_names"].items():
         config = lam.get_function(FunctionName=name)["Configuration"]
         variables = config["Environment"]["Variables"]
         assert variables["AWS_ENDPOINT_URL"] == own_emulator.endpoint_url
-        assert variables["PQFILE_DATABASE_URL"] == DATABASE_URL
+        role = roles.get(key, "pqfile_ingest")
+        expected = DATABASE_URL.replace("postgresql://pqfile@", f"postgresql://{role}@")
+        assert variables["PQFILE_DATABASE_URL"] == expected, key
         assert variables["PQFILE_UPLOADS_BUCKET"] == deployed["uploads_bucket_name"]
         assert config["Architectures"] == ["arm64"]
         assert config["Runtime"] == "python3.12"

@@ -6,23 +6,23 @@ default). Publishes ``AuditVerificationFailures`` (namespace PQFile, dimension `
 alarm (docs/OPERATIONS.md). Returns a small report: rows checked, the head (seq and hash),
 and the first broken row with the reason. Never returns or logs row contents.
 
-Environment: the database variables only (docs/CONTRACTS.md); optional
-``PQFILE_AUDIT_VERIFY_BATCH`` (rows per read, default 5000).
+Environment: the database variables only (docs/CONTRACTS.md).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pqfile.config import ConfigurationError
 from pqfile.handlers._runtime import clock, logger, metrics, timed, tracer
 
 if TYPE_CHECKING:
     from pqfile.adapters.postgres import PostgresAuditLog
+
+#: Rows read per query (one consistent REPEATABLE READ snapshot for the whole chain).
+BATCH_SIZE = 5000
 
 _lock = threading.Lock()
 _audit: PostgresAuditLog | None = None
@@ -46,21 +46,12 @@ def reset() -> None:
     _audit = None
 
 
-def _batch_size() -> int:
-    raw = os.environ.get("PQFILE_AUDIT_VERIFY_BATCH", "").strip()
-    if not raw:
-        return 5000
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigurationError(f"PQFILE_AUDIT_VERIFY_BATCH must be a positive integer: {raw!r}")
-    return int(raw)
-
-
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = clock()
-    report = audit_log().verify_chain(batch_size=_batch_size())
+    report = audit_log().verify_chain(batch_size=BATCH_SIZE)
     metrics.add_metric(
         name="AuditVerificationFailures", unit=MetricUnit.Count, value=0 if report.ok else 1
     )
