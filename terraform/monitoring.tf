@@ -161,9 +161,9 @@ resource "aws_cloudwatch_metric_alarm" "key_pool_low" {
   ok_actions         = local.alarm_actions
 }
 
-# Runbook: OPERATIONS.md "Alarm: audit verification failed". `pqfile audit verify`
-# publishes AuditVerificationFailures (0 or 1) each time it runs, and so does the scheduled
-# audit_verify function (audit_verify.tf, hourly by default).
+# Runbook: OPERATIONS.md "Alarm: audit verification failed". The scheduled audit_verify
+# function (audit_verify.tf, hourly by default) publishes AuditVerificationFailures (0 or 1)
+# each time it runs (`pqfile audit verify` on the command line publishes nothing).
 resource "aws_cloudwatch_metric_alarm" "audit_verification_failed" {
   count = var.create_alarms ? 1 : 0
 
