@@ -289,6 +289,10 @@ class _AtomicFile:
     def write(self, data: memoryview, /) -> int:
         return self.file.write(data)
 
+    def fileno(self) -> int:
+        """The temporary file's descriptor (the body writer overlaps writes to real files)."""
+        return self.file.fileno()
+
     def commit(self) -> None:
         self.file.flush()
         if self.durable:
