@@ -301,7 +301,24 @@ def _deploy(base: Path, state: dict[str, Any]) -> dict[str, Any] | None:
     terraform = _optional_module("devstack.terraform", "the Terraform deploy")
     if terraform is None:
         return None
-    outputs = terraform.deploy_local(state)
+    print(
+        "deploying terraform/ (envs/local.tfvars) to the emulator: "
+        "about 2 minutes the first time ...",
+        flush=True,
+    )
+    started = time.monotonic()
+    tty = sys.stdout.isatty()
+
+    def progress(done: int) -> None:
+        if tty:
+            print(f"\r  {done} resources created", end="", flush=True)
+        elif done % 25 == 0:
+            print(f"  {done} resources created", flush=True)
+
+    outputs = terraform.deploy_local(state, progress=progress)
+    if tty:
+        print()
+    print(f"deployed in {time.monotonic() - started:.0f} s", flush=True)
     return update_state(base, terraform_outputs=outputs)
 
 

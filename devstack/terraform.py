@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -242,7 +242,9 @@ def _state_dir(state: Mapping[str, Any]) -> Path:
     return base / "terraform"
 
 
-def deploy_local(state: Mapping[str, Any]) -> dict[str, Any]:
+def deploy_local(
+    state: Mapping[str, Any], progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
     """Apply `envs/local.tfvars` against the emulator; return `{output: value}`.
 
     `state` needs `endpoint_url` and `database_url`; `devstack_dir` (default `.devstack/`)
@@ -255,13 +257,40 @@ def deploy_local(state: Mapping[str, Any]) -> dict[str, Any]:
     # A zip of our own: a shared build/ file rebuilt mid-apply changes its hash under us.
     package = build_source_zip(workdir / "lambda")
     init(root, env)
-    run(
-        root,
-        ["apply", "-input=false", "-no-color", "-auto-approve", *local_vars(state, package)],
-        env,
-        timeout=900,
-    )
+    apply_args = ["apply", "-input=false", "-no-color", "-auto-approve"]
+    apply_args += local_vars(state, package)
+    if progress is None:
+        run(root, apply_args, env, timeout=900)
+    else:
+        _apply_with_progress(root, apply_args, env, progress)
     return outputs(root, env)
+
+
+def _apply_with_progress(
+    root: Path, args: Sequence[str], env: Mapping[str, str], progress: Callable[[int], None]
+) -> None:
+    """`terraform apply`, calling ``progress(resources done)`` as resources complete."""
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        raise TerraformError("terraform is not on PATH")
+    done = 0
+    lines: list[str] = []
+    with subprocess.Popen(  # noqa: S603 - terraform from PATH, our own arguments
+        [terraform, f"-chdir={root}", *args],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if ": Creation complete" in line or ": Modifications complete" in line:
+                done += 1
+                progress(done)
+        returncode = proc.wait(timeout=900)
+    if returncode != 0:
+        raise TerraformError(f"terraform apply failed ({returncode}):\n{''.join(lines)[-12000:]}")
 
 
 def _forget_state_of_a_previous_emulator(state_file: Path, state: Mapping[str, Any]) -> None:
