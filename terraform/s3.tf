@@ -116,8 +116,11 @@ data "aws_iam_policy_document" "bucket" {
     }
   }
 
-  # Objects must be written with our key (the default encryption does this; a client that
-  # asks for another key or SSE-S3 is refused).
+  # Objects must be written with our key. A plain upload (no encryption headers) gets it from
+  # the bucket's default encryption and must be allowed, so each Deny applies only when the
+  # header is present (Null = false) and asks for something else: another KMS key, or SSE-S3.
+  # (IfExists or a bare negated operator would also match an absent header and refuse every
+  # plain upload.)
   statement {
     sid       = "DenyOtherEncryptionKeys"
     effect    = "Deny"
@@ -130,9 +133,39 @@ data "aws_iam_policy_document" "bucket" {
     }
 
     condition {
-      test     = "StringNotEqualsIfExists"
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+      values   = ["false"]
+    }
+
+    condition {
+      test     = "StringNotEquals"
       variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
       values   = [aws_kms_key.data.arn]
+    }
+  }
+
+  statement {
+    sid       = "DenyOtherEncryptionTypes"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${each.value.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = ["false"]
+    }
+
+    condition {
+      test     = "StringNotEquals"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = ["aws:kms"]
     }
   }
 }
