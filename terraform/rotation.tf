@@ -48,35 +48,12 @@ resource "aws_iam_role" "rotation" {
 }
 
 data "aws_iam_policy_document" "rotation" {
+  source_policy_documents = [data.aws_iam_policy_document.state_machine_observability.json]
+
   statement {
     sid       = "InvokeRotationSteps"
     actions   = ["lambda:InvokeFunction"]
     resources = flatten([for k in keys(local.rotation_functions) : [aws_lambda_function.this[k].arn, "${aws_lambda_function.this[k].arn}:*"]])
-  }
-
-  statement {
-    sid = "VendedLogDelivery"
-    actions = [
-      "logs:CreateLogDelivery",
-      "logs:GetLogDelivery",
-      "logs:UpdateLogDelivery",
-      "logs:DeleteLogDelivery",
-      "logs:ListLogDeliveries",
-      "logs:PutResourcePolicy",
-      "logs:DescribeResourcePolicies",
-      "logs:DescribeLogGroups",
-    ]
-    resources = ["*"]
-  }
-
-  dynamic "statement" {
-    for_each = var.enable_xray ? [1] : []
-
-    content {
-      sid       = "XRayTraces"
-      actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"]
-      resources = ["*"]
-    }
   }
 }
 

@@ -37,14 +37,10 @@ resource "aws_iam_role" "ingest" {
   assume_role_policy = data.aws_iam_policy_document.states_assume.json
 }
 
-data "aws_iam_policy_document" "ingest" {
-  statement {
-    sid       = "InvokeIngestSteps"
-    actions   = ["lambda:InvokeFunction"]
-    resources = flatten([for k in local.ingest_functions : [aws_lambda_function.this[k].arn, "${aws_lambda_function.this[k].arn}:*"]])
-  }
-
-  # CloudWatch Logs vended delivery takes no resource-level permissions (AWS documents "*").
+# Logging and tracing for every state machine (ingest, rotate-keys): one document, merged into
+# each workflow's own policy. CloudWatch Logs vended delivery and X-Ray take no resource-level
+# permissions (AWS documents "*").
+data "aws_iam_policy_document" "state_machine_observability" {
   statement {
     sid = "VendedLogDelivery"
     actions = [
@@ -68,6 +64,16 @@ data "aws_iam_policy_document" "ingest" {
       actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"]
       resources = ["*"]
     }
+  }
+}
+
+data "aws_iam_policy_document" "ingest" {
+  source_policy_documents = [data.aws_iam_policy_document.state_machine_observability.json]
+
+  statement {
+    sid       = "InvokeIngestSteps"
+    actions   = ["lambda:InvokeFunction"]
+    resources = flatten([for k in local.ingest_functions : [aws_lambda_function.this[k].arn, "${aws_lambda_function.this[k].arn}:*"]])
   }
 }
 
