@@ -2,7 +2,7 @@
 
 ML-KEM-768 encapsulation, AES key = SHA-256(shared secret), AES-256-CBC with PKCS#7
 padding, whole document in memory, no MAC (malleable, a padding oracle through any
-decrypt endpoint: see shared/DESIGN.md "Deliberate differences from the seed text").
+decrypt endpoint: see docs/DESIGN.md "Where we differ from the original description").
 
 Layout: KEM ciphertext (1088) || IV (16) || CBC ciphertext.
 The seed used Kyber768; pyca's FIPS 203 ML-KEM-768 stands in for it (same sizes, and the

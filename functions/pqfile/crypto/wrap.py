@@ -1,7 +1,7 @@
 """HPKE wrap and unwrap of the data key (docs/FORMAT.md section 4).
 
-One tiny interface, as in age: ``wrap_data_key`` seals a data key to a recipient,
-``unwrap_data_key`` opens it. Only pyca's public HPKE API is used (base mode, empty AAD).
+One tiny interface, as in age: ``hpke_wrap`` seals a data key to a recipient,
+``hpke_unwrap`` opens it. Only pyca's public HPKE API is used (base mode, empty AAD).
 """
 
 from __future__ import annotations
