@@ -37,13 +37,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from devstack.postgres import replace_url, start_postgres  # noqa: E402
 
 from _benchutil import write_section  # noqa: E402
-from pqfile.adapters.postgres import (  # noqa: E402
-    Database,
-    PostgresAuditLog,
-    PostgresKeyStore,
-    connect_url,
-    migrate,
-)
+from pqfile.adapters.postgres.audit import PostgresAuditLog  # noqa: E402
+from pqfile.adapters.postgres.connection import Database, connect_url  # noqa: E402
+from pqfile.adapters.postgres.keystore import PostgresKeyStore  # noqa: E402
+from pqfile.adapters.postgres.migrations import migrate  # noqa: E402
 
 HEADING = "## Key pool and audit"
 
