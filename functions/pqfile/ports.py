@@ -197,7 +197,7 @@ class KeyStore(Protocol):
         ...
 
 
-# === Key pool storage (issue 8) ===============================================================
+# === Key pool storage ========================================================================
 # The repositories the key services in pqfile.keys run on (KeyPool, KeyCustody, RotationRuns):
 # storage only, SQL in adapters/postgres/ and dicts in tests/functional/fakes.py. Every rule
 # (custody, selection retries, refill, the lifecycle, rotation-run transitions) is in keys/.
