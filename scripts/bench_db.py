@@ -37,13 +37,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from devstack.postgres import replace_url, start_postgres  # noqa: E402
 
 from _benchutil import write_section  # noqa: E402
-from pqfile.adapters.postgres import (  # noqa: E402
-    Database,
-    PostgresAuditLog,
-    PostgresKeyStore,
-    connect_url,
-    migrate,
-)
+from pqfile.adapters.postgres.audit import PostgresAuditLog  # noqa: E402
+from pqfile.adapters.postgres.connection import Database, connect_url  # noqa: E402
+from pqfile.adapters.postgres.keystore import PostgresKeyStore  # noqa: E402
+from pqfile.adapters.postgres.migrations import migrate  # noqa: E402
+from pqfile.keys.policy import PoolPolicy  # noqa: E402
 
 HEADING = "## Key pool and audit"
 
@@ -132,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--selections", type=int, default=2000, help="per worker")
     parser.add_argument("--appends", type=int, default=1000, help="per writer")
-    parser.add_argument("--keys", type=int, default=100, help="pool size")
+    parser.add_argument(
+        "--keys", type=int, default=PoolPolicy().target_active, help="pool size"
+    )
     parser.add_argument(
         "--mode",
         choices=["processes", "threads"],

@@ -195,3 +195,165 @@ class KeyStore(Protocol):
         Raise KeyNotFoundError, KeyNotUsableError (revoked) or CustodyError.
         """
         ...
+
+
+# === Key pool storage ========================================================================
+# The repositories the key services in pqfile.keys run on (KeyPool, KeyCustody, RotationRuns):
+# storage only, SQL in adapters/postgres/ and dicts in tests/functional/fakes.py. Every rule
+# (custody, selection retries, refill, the lifecycle, rotation-run transitions) is in keys/.
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from pqfile.keys.model import KeyRecord, KeyStatus, NewKey, SealedSeed, SelectedKey
+    from pqfile.keys.rotation_runs import RotationRun, RotationStatus
+
+
+class KeyRepository(Protocol):
+    """Rows of ``encryption_keys``. Methods marked "in a transaction" are meant to run on
+    the repository of ``KeyStorage.transaction()``; locks they take last until it ends."""
+
+    def now(self) -> dt.datetime:
+        """The database's clock (key ages are measured on it)."""
+        ...
+
+    def take_least_used(
+        self, suite: str, *, nbytes: int, max_documents: int, max_bytes: int, wait: bool
+    ) -> SelectedKey | None:
+        """Count one use (and ``nbytes``) of the least-used active key of ``suite`` that is
+        under both caps and not past its rotate_after. Keys locked by concurrent callers are
+        skipped, or waited for with ``wait``. None when no key was taken."""
+        ...
+
+    def count_selectable(self, suite: str, *, max_documents: int, max_bytes: int) -> int:
+        """How many keys ``take_least_used`` could take (locked or not)."""
+        ...
+
+    def get_key(self, key_id: str) -> KeyRecord | None: ...
+
+    def list_keys(
+        self, suite: str | None = None, status: KeyStatus | None = None
+    ) -> list[KeyRecord]:
+        """Ordered by suite, creation time, id."""
+        ...
+
+    def sealed_seed(self, key_id: str) -> SealedSeed | None:
+        """A key's suite, current status and wrapped seed (the roles that unwrap only)."""
+        ...
+
+    def status_counts(self) -> list[tuple[str, str, int, float]]:
+        """(suite, status, keys, seconds since the oldest of them was created)."""
+        ...
+
+    def active_usage(self) -> list[tuple[str, int]]:
+        """(suite, usage_count) of every active key."""
+        ...
+
+    def lock_pool(self, suite: str) -> None:
+        """In a transaction: one refiller per suite at a time."""
+        ...
+
+    def count_active(self, suite: str) -> int: ...
+
+    def insert_key(self, key: NewKey, *, max_age: dt.timedelta) -> KeyRecord:
+        """In a transaction: a new active key, to be rotated after ``max_age``."""
+        ...
+
+    def lock_status(self, key_id: str) -> KeyStatus | None:
+        """In a transaction: the key's status, its row locked; None if there is no such key."""
+        ...
+
+    def set_status(self, key_id: str, status: KeyStatus, *, reason: str | None) -> KeyRecord:
+        """In a transaction: the new status (``reason`` kept as the revoke reason); the
+        database refuses a change the lifecycle forbids with IllegalTransitionError."""
+        ...
+
+    def set_status_if(
+        self, key_id: str, *, current: Sequence[KeyStatus], status: KeyStatus
+    ) -> bool:
+        """In a transaction: change the status only if it is one of ``current`` now."""
+        ...
+
+    def count_use(self, key_id: str, nbytes: int) -> None:
+        """In a transaction: one more document (of ``nbytes``) encrypted to the key."""
+        ...
+
+
+class RotationRepository(Protocol):
+    """Rows of ``key_rotations``, and the ``documents`` rows a run moves between keys."""
+
+    def list_runs(self, status: str | None = None) -> list[RotationRun]:
+        """Ordered by id."""
+        ...
+
+    def run_counts(self) -> Mapping[str, int] | None:
+        """Runs per status; None when the connected role may not read rotation runs."""
+        ...
+
+    def documents_on_key(self, key_id: str, limit: int) -> list[str]:
+        """Ids of documents encrypted to ``key_id``, ordered, at most ``limit``."""
+        ...
+
+    def open_run(self, old_key_id: str, reason: str) -> None:
+        """In a transaction: a queued run for ``old_key_id``."""
+        ...
+
+    def get_run(self, rotation_id: int) -> RotationRun | None: ...
+
+    def lock_run(self, rotation_id: int) -> RotationRun | None:
+        """In a transaction: the run, its row locked."""
+        ...
+
+    def successor(self, old_key_id: str) -> str | None:
+        """The least-used active key of the old key's suite other than it, not past its
+        rotate_after (the key a run moves documents to)."""
+        ...
+
+    def start_run(
+        self, rotation_id: int, *, status: RotationStatus, new_key_id: str
+    ) -> RotationRun:
+        """In a transaction: set the status and the new key, count the documents to move."""
+        ...
+
+    def move_document(
+        self,
+        document_id: str,
+        *,
+        old_key_id: str,
+        new_key_id: str,
+        encrypted_version_id: str | None,
+        encrypted_size: int,
+    ) -> int | None:
+        """In a transaction: point the document at the new key and package version if it is
+        still on the old key; return its plaintext size, or None if it was not moved."""
+        ...
+
+    def count_rewrapped(self, rotation_id: int) -> None:
+        """In a transaction: one more document moved by the run."""
+        ...
+
+    def count_documents_on(self, key_id: str) -> int: ...
+
+    def close_run(
+        self, rotation_id: int, *, status: RotationStatus, error: str | None, documents_left: int
+    ) -> RotationRun:
+        """In a transaction: the final status of a run (completed ones get completed_at)."""
+        ...
+
+
+class KeyStorage(Protocol):
+    """The key pool's repositories, and transactions spanning them (a unit of work)."""
+
+    @property
+    def keys(self) -> KeyRepository: ...
+
+    @property
+    def rotations(self) -> RotationRepository: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    def transaction(self) -> AbstractContextManager[KeyStorage]:
+        """The same repositories bound to one transaction: what is written through them
+        (audit rows included) commits together on a clean exit, or not at all."""
+        ...

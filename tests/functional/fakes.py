@@ -1,27 +1,34 @@
-"""In-memory fakes of the pipeline's ports, with the real PQF cipher (pqfile.crypto)."""
+"""In-memory fakes of the pipeline's ports, with the real PQF cipher (pqfile.crypto) and the
+real key pool (pqfile.keys) over in-memory storage."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import itertools
+import json
+import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pqfile.config import Settings
 from pqfile.crypto import envelope, kem
-from pqfile.errors import (
-    CustodyError,
-    DocumentNotFoundError,
-    KeyNotFoundError,
-    KeyNotUsableError,
-    NoActiveKeyError,
-    StorageError,
-)
+from pqfile.errors import CustodyError, DocumentNotFoundError, StorageError, TransientError
+from pqfile.keys.custody import seed_context
+from pqfile.keys.model import KeyRecord, KeyStatus, NewKey, SealedSeed, SelectedKey
+from pqfile.keys.policy import PoolPolicy
+from pqfile.keys.pool import KeyPool
+from pqfile.keys.rotation_runs import RotationRun
 from pqfile.ports import DocumentRecord, ObjectInfo
-from pqfile.usecases.common import Pipeline
+from pqfile.usecases.common import PIPELINE_ACTOR, Pipeline
 
 UPLOADS = "pqfile-uploads"
 ENCRYPTED = "pqfile-encrypted"
@@ -217,54 +224,6 @@ class FakeDocuments:
                 self.rows[document_id] = dataclasses.replace(r, status="failed", error=error)
 
 
-class FakeKeyStore:
-    def __init__(self, count: int = 2, suite: kem.Suite = kem.Suite.XWING) -> None:
-        self.secrets: dict[str, kem.SecretKey] = {}
-        self.status: dict[str, str] = {}
-        self.usage: dict[str, int] = {}
-        self.kms_down = False
-        self.refills = 0
-        for _ in range(count):
-            self._add(suite)
-
-    def _add(self, suite: kem.Suite) -> str:
-        sk = kem.generate(suite)
-        kid = sk.public_key().key_id
-        self.secrets[kid] = sk
-        self.status[kid] = "active"
-        self.usage[kid] = 0
-        return kid
-
-    def select_encryption_key(self, suite, plaintext_size=0):
-        active = [k for k, s in self.status.items()
-                  if s == "active" and self.secrets[k].suite is suite]
-        if not active:
-            raise NoActiveKeyError("empty pool")
-        kid = min(active, key=lambda k: (self.usage[k], k))
-        self.usage[kid] += 1
-        return self.secrets[kid].public_key()
-
-    def refill(self, suite, *, actor=None, request_id=None):
-        if self.kms_down:
-            raise CustodyError("injected: KMS key disabled")
-        self.refills += 1
-        return [self._add(suite) for _ in range(2)]
-
-    def public_key(self, key_id):
-        if key_id not in self.secrets:
-            raise KeyNotFoundError(key_id)
-        return self.secrets[key_id].public_key()
-
-    def load_decryption_key(self, key_id):
-        if key_id not in self.secrets:
-            raise KeyNotFoundError(key_id)
-        if self.status[key_id] == "revoked":
-            raise KeyNotUsableError(f"key {key_id} is revoked")
-        if self.kms_down:
-            raise CustodyError("injected: KMS key disabled")
-        return self.secrets[key_id]
-
-
 class FakeAudit:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
@@ -282,15 +241,381 @@ class FakeAudit:
         return iter(self.rows[-limit:])
 
 
+# --- the key pool: the real KeyPool (pqfile.keys) over in-memory storage -------------------
+# Only storage is faked here (rows in dictionaries, a transaction as a lock plus a snapshot
+# to roll back to) and KMS (AES-GCM with the encryption context as associated data). Every
+# rule (selection, custody, refill, queueing, rotation runs) is pqfile.keys' own code.
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class FakeProtector:
+    """ports.SeedProtector: a wrong encryption context does not unwrap, as with KMS."""
+
+    ARN = "arn:aws:kms:us-east-1:123456789012:key/fake"
+
+    def __init__(self) -> None:
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        self.down = False
+        self.unwraps = 0
+
+    @staticmethod
+    def _aad(context: Mapping[str, str]) -> bytes:
+        return json.dumps(dict(context), sort_keys=True).encode()
+
+    def wrap(self, seed: bytes, context: Mapping[str, str]) -> tuple[bytes, str]:
+        if self.down:
+            raise CustodyError("injected: KMS key disabled")
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, seed, self._aad(context)), self.ARN
+
+    def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        if self.down:
+            raise CustodyError("injected: KMS key disabled")
+        self.unwraps += 1
+        try:
+            return self._aead.decrypt(wrapped[:12], wrapped[12:], self._aad(context))
+        except InvalidTag:
+            raise CustodyError("KMS refused to unwrap the seed") from None
+
+
+class FakeKeyRepository:
+    """ports.KeyRepository over a dictionary of KeyRecords (and their wrapped seeds)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, KeyRecord] = {}
+        self.wrapped: dict[str, bytes] = {}
+        self.lock = threading.RLock()
+
+    def now(self) -> dt.datetime:
+        return _now()
+
+    def _selectable(self, suite, max_documents, max_bytes) -> list[KeyRecord]:
+        now = _now()
+        return [r for r in self.records.values()
+                if r.suite == suite and r.status is KeyStatus.ACTIVE and r.rotate_after > now
+                and r.usage_count < max_documents and r.bytes_encrypted < max_bytes]
+
+    def take_least_used(self, suite, *, nbytes, max_documents, max_bytes, wait):
+        with self.lock:
+            candidates = self._selectable(suite, max_documents, max_bytes)
+            if not candidates:
+                return None
+            key = min(candidates, key=lambda r: (r.usage_count, r.key_id))
+            self.count_use(key.key_id, nbytes)
+            used = self.records[key.key_id]
+            return SelectedKey(used.key_id, used.suite, used.usage_count, used.bytes_encrypted)
+
+    def count_selectable(self, suite, *, max_documents, max_bytes) -> int:
+        with self.lock:
+            return len(self._selectable(suite, max_documents, max_bytes))
+
+    def get_key(self, key_id) -> KeyRecord | None:
+        return self.records.get(key_id)
+
+    def list_keys(self, suite=None, status=None) -> list[KeyRecord]:
+        with self.lock:
+            rows = [r for r in self.records.values() if (suite is None or r.suite == suite)
+                    and (status is None or r.status is status)]
+        return sorted(rows, key=lambda r: (r.suite, r.created_at, r.key_id))
+
+    def sealed_seed(self, key_id) -> SealedSeed | None:
+        record = self.records.get(key_id)
+        if record is None:
+            return None
+        return SealedSeed(record.suite, record.status, self.wrapped[key_id])
+
+    def status_counts(self) -> list[tuple[str, str, int, float]]:
+        now = _now()
+        groups: dict[tuple[str, str], list[KeyRecord]] = {}
+        for r in self.list_keys():
+            groups.setdefault((r.suite, r.status.value), []).append(r)
+        return [(suite, status, len(rows),
+                 (now - min(r.created_at for r in rows)).total_seconds())
+                for (suite, status), rows in sorted(groups.items())]
+
+    def active_usage(self) -> list[tuple[str, int]]:
+        return [(r.suite, r.usage_count) for r in self.list_keys(status=KeyStatus.ACTIVE)]
+
+    def lock_pool(self, suite) -> None:
+        return None  # the storage transaction already holds the one lock
+
+    def count_active(self, suite) -> int:
+        return len(self.list_keys(suite, KeyStatus.ACTIVE))
+
+    def insert_key(self, key: NewKey, *, max_age: dt.timedelta) -> KeyRecord:
+        now = _now()
+        record = KeyRecord(key.key_id, key.suite, key.public_key, key.kms_key_arn,
+                           KeyStatus.ACTIVE, 0, 0, now, now, now + max_age)
+        with self.lock:
+            self.records[key.key_id] = record
+            self.wrapped[key.key_id] = key.wrapped_seed
+        return record
+
+    def lock_status(self, key_id) -> KeyStatus | None:
+        record = self.records.get(key_id)
+        return None if record is None else record.status
+
+    def set_status(self, key_id, status: KeyStatus, *, reason=None) -> KeyRecord:
+        now = _now()
+        with self.lock:
+            r = self.records[key_id]
+            stamps: dict[str, Any] = {
+                KeyStatus.ROTATION_QUEUED: {"rotation_queued_at": r.rotation_queued_at or now},
+                KeyStatus.EXPIRED: {"expired_at": r.expired_at or now},
+                KeyStatus.REVOKED: {"revoked_at": r.revoked_at or now},
+            }.get(status, {})
+            r = dataclasses.replace(r, status=status, revoke_reason=reason or r.revoke_reason,
+                                    **stamps)
+            self.records[key_id] = r
+            return r
+
+    def set_status_if(self, key_id, *, current, status: KeyStatus) -> bool:
+        with self.lock:
+            record = self.records.get(key_id)
+            if record is None or record.status not in current:
+                return False
+            self.set_status(key_id, status)
+            return True
+
+    def count_use(self, key_id, nbytes) -> None:
+        with self.lock:
+            r = self.records[key_id]
+            self.records[key_id] = dataclasses.replace(
+                r, usage_count=r.usage_count + 1, bytes_encrypted=r.bytes_encrypted + nbytes,
+                last_used_at=_now())
+
+
+class FakeRotationRepository:
+    """ports.RotationRepository: runs in a dictionary; documents are FakeDocuments' rows."""
+
+    def __init__(self, keys: FakeKeyRepository, documents: FakeDocuments) -> None:
+        self.keys, self.documents = keys, documents
+        self.runs: dict[int, RotationRun] = {}
+        self._ids = itertools.count(1)
+
+    def list_runs(self, status=None) -> list[RotationRun]:
+        return [r for _, r in sorted(self.runs.items()) if status is None or r.status == status]
+
+    def run_counts(self) -> Mapping[str, int] | None:
+        return dict(collections.Counter(r.status for r in self.runs.values()))
+
+    def documents_on_key(self, key_id, limit) -> list[str]:
+        return sorted(d for d, r in self.documents.rows.items() if r.key_id == key_id)[:limit]
+
+    def open_run(self, old_key_id, reason) -> None:
+        rid = next(self._ids)
+        self.runs[rid] = RotationRun(rid, old_key_id, None, reason, "queued", 0, 0, 0, None)
+
+    def get_run(self, rotation_id) -> RotationRun | None:
+        return self.runs.get(rotation_id)
+
+    lock_run = get_run  # the storage transaction already holds the one lock
+
+    def successor(self, old_key_id) -> str | None:
+        old = self.keys.records[old_key_id]
+        now = _now()
+        candidates = [r for r in self.keys.records.values()
+                      if r.suite == old.suite and r.status is KeyStatus.ACTIVE
+                      and r.key_id != old_key_id and r.rotate_after > now]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda r: (r.usage_count, r.key_id)).key_id
+
+    def _update(self, rotation_id, **changes) -> RotationRun:
+        run = dataclasses.replace(self.runs[rotation_id], **changes)
+        self.runs[rotation_id] = run
+        return run
+
+    def start_run(self, rotation_id, *, status, new_key_id) -> RotationRun:
+        total = self.count_documents_on(self.runs[rotation_id].old_key_id)
+        return self._update(rotation_id, status=status.value, new_key_id=new_key_id,
+                            documents_total=total)
+
+    def move_document(self, document_id, *, old_key_id, new_key_id, encrypted_version_id,
+                      encrypted_size) -> int | None:
+        with self.documents.lock:
+            r = self.documents.rows.get(document_id)
+            if r is None or r.key_id != old_key_id:
+                return None
+            self.documents.rows[document_id] = dataclasses.replace(
+                r, key_id=new_key_id, encrypted_version_id=encrypted_version_id,
+                encrypted_size=encrypted_size)
+            return r.plaintext_size or 0
+
+    def count_rewrapped(self, rotation_id) -> None:
+        self._update(rotation_id,
+                     documents_rewrapped=self.runs[rotation_id].documents_rewrapped + 1)
+
+    def count_documents_on(self, key_id) -> int:
+        return sum(1 for r in self.documents.rows.values() if r.key_id == key_id)
+
+    def close_run(self, rotation_id, *, status, error, documents_left) -> RotationRun:
+        return self._update(rotation_id, status=status.value, error=error,
+                            documents_failed=documents_left)
+
+
+class FakeKeyStorage:
+    """ports.KeyStorage: a transaction holds the key rows' lock and rolls back on error."""
+
+    def __init__(self, keys: FakeKeyRepository | None = None,
+                 documents: FakeDocuments | None = None, audit: FakeAudit | None = None) -> None:
+        self.keys = keys or FakeKeyRepository()
+        self.documents = documents or FakeDocuments()
+        self.rotations = FakeRotationRepository(self.keys, self.documents)
+        self.audit = audit or FakeAudit()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[FakeKeyStorage]:
+        with self.keys.lock:
+            saved = (dict(self.keys.records), dict(self.keys.wrapped), dict(self.rotations.runs),
+                     dict(self.documents.rows), len(self.audit.rows))
+            try:
+                yield self
+            except BaseException:
+                records, wrapped, runs, documents, audited = saved
+                self.keys.records, self.keys.wrapped = records, wrapped
+                self.rotations.runs = runs
+                self.documents.rows.clear()
+                self.documents.rows.update(documents)
+                del self.audit.rows[audited:]
+                raise
+
+
+class _StatusView(MutableMapping[str, str]):
+    """Key id -> status name of the stored rows (tests set statuses directly, as an owner
+    would with SQL); deleting an entry deletes the key."""
+
+    def __init__(self, repo: FakeKeyRepository) -> None:
+        self._repo = repo
+
+    def __getitem__(self, key_id: str) -> str:
+        return self._repo.records[key_id].status.value
+
+    def __setitem__(self, key_id: str, status: str) -> None:
+        with self._repo.lock:
+            self._repo.records[key_id] = dataclasses.replace(
+                self._repo.records[key_id], status=KeyStatus.from_name(status))
+
+    def __delitem__(self, key_id: str) -> None:
+        with self._repo.lock:
+            del self._repo.records[key_id]
+            del self._repo.wrapped[key_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._repo.records))
+
+    def __len__(self) -> int:
+        return len(self._repo.records)
+
+
+class _SecretsView(_StatusView):
+    """Key id -> the secret key, unwrapped from the stored row (for tests to decrypt with)."""
+
+    def __init__(self, repo: FakeKeyRepository, protector: FakeProtector) -> None:
+        super().__init__(repo)
+        self._protector = protector
+
+    def __getitem__(self, key_id: str) -> kem.SecretKey:  # type: ignore[override]
+        record = self._repo.records[key_id]
+        seed = self._protector.unwrap(self._repo.wrapped[key_id],
+                                      seed_context(key_id, record.suite))
+        return kem.secret_key_from_seed(kem.Suite.from_name(record.suite), seed)
+
+    def __setitem__(self, key_id: str, value: object) -> None:
+        raise TypeError("keys are added with FakeKeyStore._add")
+
+
+class FakeKeyStore(KeyPool):
+    """The pipeline's key store: pqfile.keys.pool.KeyPool over FakeKeyStorage."""
+
+    def __init__(self, count: int = 2, suite: kem.Suite = kem.Suite.XWING, *,
+                 storage: FakeKeyStorage | None = None) -> None:
+        self.protector = FakeProtector()
+        super().__init__(storage or FakeKeyStorage(), self.protector,
+                         policy=PoolPolicy(target_active=2, floor_active=2),
+                         actor=PIPELINE_ACTOR)
+        self.refills = 0
+        for _ in range(count):
+            self._add(suite)
+
+    def _add(self, suite: kem.Suite) -> str:
+        """A new active key, stored without an audit row (a fixture, not a refill)."""
+        key = self.custody.generate(suite)
+        self.storage.keys.insert_key(key, max_age=self.policy.max_age)
+        return key.key_id
+
+    def refill(self, suite, *, actor=None, request_id=None):
+        self.refills += 1
+        return super().refill(suite, actor=actor, request_id=request_id)
+
+    @property
+    def kms_down(self) -> bool:
+        return self.protector.down
+
+    @kms_down.setter
+    def kms_down(self, down: bool) -> None:
+        self.protector.down = down
+
+    @property
+    def status(self) -> _StatusView:
+        return _StatusView(self.storage.keys)
+
+    @status.setter
+    def status(self, statuses: Mapping[str, str]) -> None:
+        view = self.status
+        for key_id, name in statuses.items():
+            view[key_id] = name
+
+    @property
+    def secrets(self) -> _SecretsView:
+        return _SecretsView(self.storage.keys, self.protector)
+
+
+class _DueKeys:
+    """``due.add(key_id)``: the key is past its age now (as the owner would set with SQL)."""
+
+    def __init__(self, repo: FakeKeyRepository) -> None:
+        self._repo = repo
+
+    def add(self, key_id: str) -> None:
+        with self._repo.lock:
+            self._repo.records[key_id] = dataclasses.replace(
+                self._repo.records[key_id], rotate_after=_now() - dt.timedelta(seconds=1))
+
+
+class FakeRotationKeys(KeyPool):
+    """The rotate role's KeyPool: the pipeline's key rows, documents and audit log."""
+
+    def __init__(self, keys: FakeKeyStore, documents: FakeDocuments, audit: FakeAudit,
+                 target: int = 2) -> None:
+        storage = FakeKeyStorage(keys.storage.keys, documents, audit)
+        super().__init__(storage, keys.protector,
+                         policy=PoolPolicy(target_active=target, floor_active=target))
+        self.keys = keys
+        self.due = _DueKeys(storage.keys)
+        self.runs = storage.rotations.runs
+        self.crash_before_record = 0
+
+    def record_rewrap(self, *args: Any, **kwargs: Any) -> bool:
+        if self.crash_before_record:
+            self.crash_before_record -= 1
+            raise TransientError("injected: crashed before the row update")
+        return super().record_rewrap(*args, **kwargs)
+
+
 def make_pipeline(**settings: Any) -> Pipeline:
     values = {"uploads_bucket": UPLOADS, "encrypted_bucket": ENCRYPTED, "segment_size": 64 * 1024}
     values.update(settings)
+    documents, audit = FakeDocuments(), FakeAudit()
     return Pipeline(
         settings=Settings(**values),
         blobs=FakeBlobStore(),
-        documents=FakeDocuments(),
-        keys=FakeKeyStore(),
-        audit=FakeAudit(),
+        documents=documents,
+        keys=FakeKeyStore(storage=FakeKeyStorage(documents=documents, audit=audit)),
+        audit=audit,
         cipher=RealCipher(),
     )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,130 +12,21 @@ import pytest
 from pqfile.crypto import envelope, kem
 from pqfile.errors import (
     DecryptionError,
-    KeyNotUsableError,
-    NoActiveKeyError,
-    PQFileError,
     TransientError,
     WrongKeyError,
 )
 from pqfile.format.header import header_size
-from pqfile.keys.model import Purpose
 from pqfile.ports import ObjectInfo
 from pqfile.usecases import rotation as rot
 from pqfile.usecases.retrieve import RetrieveRequest, retrieve_document
-from tests.functional.fakes import ENCRYPTED, UPLOADS, event_for, make_pipeline, run_workflow
-
-
-@dataclasses.dataclass
-class Run:
-    rotation_id: int
-    old_key_id: str
-    new_key_id: str | None
-    status: str = "queued"
-    documents_total: int = 0
-    documents_rewrapped: int = 0
-
-
-class FakeRotationKeys:
-    """The rotation side of the key store, over the pipeline's FakeKeyStore and documents."""
-
-    def __init__(self, keys: Any, documents: Any, audit: Any, target: int = 2) -> None:
-        self.keys, self.documents, self.audit = keys, documents, audit
-        self.target = target
-        self.due: set[str] = set()
-        self.runs: dict[int, Run] = {}
-        self._ids = itertools.count(1)
-        self.crash_before_record = 0
-
-    def get_key(self, key_id: str) -> Any:
-        return SimpleNamespace(key_id=key_id, suite=self.keys.secrets[key_id].suite.value)
-
-    def _active(self, suite: str) -> list[str]:
-        return [k for k, s in self.keys.status.items()
-                if s == "active" and self.keys.secrets[k].suite.value == suite]  # fmt: skip
-
-    def refill(self, suite: str, *, actor=None, request_id=None) -> list[str]:
-        created = []
-        while len(self._active(suite)) < self.target:
-            created.append(self.keys._add(kem.Suite.from_name(suite)))
-        for k in created:
-            self.audit.append(operation="key.create", outcome="success", actor=actor, key_id=k)
-        return created
-
-    def queue_due_for_rotation(self, *, actor=None, request_id=None) -> list[tuple[str, str]]:
-        queued = []
-        for k in sorted(self.due):
-            if self.keys.status[k] == "active":
-                self.keys.status[k] = "rotation_queued"
-                rid = next(self._ids)
-                self.runs[rid] = Run(rid, k, None)
-                self.audit.append(operation="key.rotation_queued", outcome="success",
-                                  actor=actor, key_id=k)  # fmt: skip
-                queued.append((k, "age"))
-        return queued
-
-    def rotations(self, status: str | None = None) -> list[Run]:
-        return [r for r in self.runs.values() if status is None or r.status == status]
-
-    def begin_rotation(self, rotation_id: int, *, actor=None, request_id=None) -> Run:
-        run = self.runs[rotation_id]
-        if run.status != "queued":
-            return run
-        suite = self.keys.secrets[run.old_key_id].suite.value
-        candidates = [k for k in self._active(suite) if k != run.old_key_id]
-        if not candidates:
-            raise NoActiveKeyError("no target")
-        run.new_key_id = min(candidates, key=lambda k: (self.keys.usage[k], k))
-        run.status = "running"
-        run.documents_total = len(self.documents_on_key(run.old_key_id, 10**6))
-        return run
-
-    def documents_on_key(self, key_id: str, limit: int = 100) -> list[str]:
-        return sorted(d for d, r in self.documents.rows.items() if r.key_id == key_id)[:limit]
-
-    def record_rewrap(self, rotation_id, document_id, *, encrypted_version_id, encrypted_size,
-                      actor=None, request_id=None) -> bool:  # fmt: skip
-        if self.crash_before_record:
-            self.crash_before_record -= 1
-            raise TransientError("injected: crashed before the row update")
-        run = self.runs[rotation_id]
-        if run.status != "running":
-            raise PQFileError("not running")
-        r = self.documents.rows[document_id]
-        if r.key_id != run.old_key_id:
-            return False
-        self.documents.rows[document_id] = dataclasses.replace(
-            r, key_id=run.new_key_id, encrypted_version_id=encrypted_version_id,
-            encrypted_size=encrypted_size)  # fmt: skip
-        run.documents_rewrapped += 1
-        self.audit.append(
-            operation="document.rewrap",
-            outcome="success",
-            actor=actor,
-            document_id=document_id,
-            key_id=run.new_key_id,
-            details={"rotation_id": rotation_id, "from_key_id": run.old_key_id},
-        )
-        return True
-
-    def finish_rotation(self, rotation_id: int, *, actor=None, request_id=None) -> Run:
-        run = self.runs[rotation_id]
-        if self.documents_on_key(run.old_key_id):
-            run.status = "failed"
-        else:
-            run.status = "completed"
-            self.keys.status[run.old_key_id] = "expired"
-            self.audit.append(operation="key.expire", outcome="success", actor=actor,
-                              key_id=run.old_key_id)  # fmt: skip
-        return run
-
-    def load_secret_key(self, key_id: str, purpose: Purpose = Purpose.DECRYPT) -> kem.SecretKey:
-        if self.keys.status[key_id] == "revoked":
-            raise KeyNotUsableError("revoked")
-        return self.keys.secrets[key_id]
-
-    def public_key(self, key_id: str) -> kem.PublicKey:
-        return self.keys.public_key(key_id)
+from tests.functional.fakes import (
+    ENCRYPTED,
+    UPLOADS,
+    FakeRotationKeys,
+    event_for,
+    make_pipeline,
+    run_workflow,
+)
 
 
 class FakePackages:

@@ -15,14 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pqfile.adapters.postgres import (
-    Database,
-    ImmutableRowError,
-    PermissionDeniedError,
-    PostgresAuditLog,
-    default_migrations_dir,
-    migrate,
-)
+from pqfile.adapters.postgres.audit import PostgresAuditLog
+from pqfile.adapters.postgres.connection import Database, ImmutableRowError, PermissionDeniedError
+from pqfile.adapters.postgres.migrations import default_migrations_dir, migrate
 from pqfile.cli import main as cli_main
 from pqfile.keys.audit_chain import GENESIS_HASH
 from tests.fixtures.postgres import AUDITOR, INGEST, RETRIEVE, ROTATE, role_url

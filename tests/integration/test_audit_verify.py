@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from pqfile.adapters.postgres import Database, PostgresAuditLog, migrate
+from pqfile.adapters.postgres.audit import PostgresAuditLog
+from pqfile.adapters.postgres.connection import Database
+from pqfile.adapters.postgres.migrations import migrate
 from pqfile.handlers import audit_verify
 from tests.fixtures.postgres import AUDITOR, INGEST, role_url
 
@@ -84,7 +86,7 @@ def test_tampered_row_is_named_and_publishes_one_failure(verify, db_url: str) ->
 
 
 def test_the_auditor_role_is_read_only(db_url: str) -> None:
-    from pqfile.adapters.postgres import PermissionDeniedError
+    from pqfile.adapters.postgres.connection import PermissionDeniedError
 
     auditor = PostgresAuditLog(Database.from_url(role_url(db_url, AUDITOR)))
     with pytest.raises(PermissionDeniedError):

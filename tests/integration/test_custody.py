@@ -11,15 +11,12 @@ import pytest
 from devstack.postgres import find_binary
 
 from pqfile.adapters.kms import KmsSeedProtector
-from pqfile.adapters.postgres import (
-    Database,
-    PostgresKeyStore,
-    parse_database_url,
-    seed_context,
-)
+from pqfile.adapters.postgres.connection import Database, parse_database_url
+from pqfile.adapters.postgres.keystore import PostgresKeyStore
 from pqfile.crypto import kem
 from pqfile.errors import CustodyError, KeyNotFoundError, KeyNotUsableError
 from pqfile.keys.cache import UnwrappedKeyCache
+from pqfile.keys.custody import seed_context
 from pqfile.keys.model import Purpose
 from tests.fixtures.postgres import RETRIEVE, ROTATE, role_url
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from devstack.postgres import PostgresHandle, free_port
 
-from pqfile.adapters.postgres import (
+from pqfile.adapters.postgres.connection import (
     Database,
     PermissionDeniedError,
     params_from_env,

@@ -7,12 +7,9 @@ from typing import Any
 import pytest
 
 from pqfile.adapters.kms import KmsSeedProtector
-from pqfile.adapters.postgres import (
-    Database,
-    PermissionDeniedError,
-    PostgresDocumentRepository,
-    PostgresKeyStore,
-)
+from pqfile.adapters.postgres.connection import Database, PermissionDeniedError
+from pqfile.adapters.postgres.documents import PostgresDocumentRepository
+from pqfile.adapters.postgres.keystore import PostgresKeyStore
 from pqfile.errors import DocumentNotFoundError
 from tests.fixtures.postgres import INGEST, RETRIEVE, ROTATE, role_url
 

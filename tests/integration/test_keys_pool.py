@@ -11,17 +11,13 @@ from typing import Any
 import pytest
 
 from pqfile.adapters.kms import KmsSeedProtector
-from pqfile.adapters.postgres import (
-    Database,
-    IllegalTransitionError,
-    PermissionDeniedError,
-    PostgresAuditLog,
-    PostgresKeyStore,
-)
+from pqfile.adapters.postgres.audit import PostgresAuditLog
+from pqfile.adapters.postgres.connection import Database, PermissionDeniedError
+from pqfile.adapters.postgres.keystore import PostgresKeyStore
 from pqfile.cli import main as cli_main
 from pqfile.crypto import kem
 from pqfile.errors import NoActiveKeyError
-from pqfile.keys.model import KeyStatus
+from pqfile.keys.model import IllegalTransitionError, KeyStatus
 from pqfile.keys.policy import PoolPolicy
 from tests.fixtures.postgres import INGEST, ROTATE, role_url
 from tests.fixtures.threads import run_threads

@@ -8,12 +8,10 @@ from typing import Any
 import pytest
 
 from pqfile.adapters.kms import KmsSeedProtector
-from pqfile.adapters.postgres import (
-    Database,
-    PostgresAuditLog,
-    PostgresDocumentRepository,
-    PostgresKeyStore,
-)
+from pqfile.adapters.postgres.audit import PostgresAuditLog
+from pqfile.adapters.postgres.connection import Database
+from pqfile.adapters.postgres.documents import PostgresDocumentRepository
+from pqfile.adapters.postgres.keystore import PostgresKeyStore
 from pqfile.keys.model import KeyStatus, Purpose
 from pqfile.keys.policy import PoolPolicy
 from tests.fixtures.postgres import INGEST, RETRIEVE, ROTATE, role_url

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from pqfile.adapters.postgres import (
-    Database,
-    IllegalTransitionError,
-    ImmutableRowError,
+from pqfile.adapters.postgres.connection import Database, ImmutableRowError
+from pqfile.adapters.postgres.migrations import (
     MigrationError,
     applied_versions,
     default_migrations_dir,
     load_migrations,
     migrate,
 )
+from pqfile.keys.model import IllegalTransitionError
 from tests.fixtures.threads import run_threads
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]

@@ -1,5 +1,5 @@
-"""Pure key-pool policy: lifecycle table, refill arithmetic, rotation reasons, selection
-model, the unwrapped-key cache and the audit chain's canonical encoding."""
+"""Pure key-pool policy: what each status allows, refill arithmetic, rotation reasons, the
+unwrapped-key cache and the audit chain's canonical encoding."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from pqfile.keys.audit_chain import (
     verify_rows,
 )
 from pqfile.keys.cache import UnwrappedKeyCache
-from pqfile.keys.model import KeyRecord, KeyStatus, Purpose, can_transition, usable_for
-from pqfile.keys.policy import PoolPolicy, RotationReason, pick_least_used, usage_spread
+from pqfile.keys.model import KeyRecord, KeyStatus, Purpose, usable_for
+from pqfile.keys.policy import PoolPolicy, RotationReason, usage_spread
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
@@ -44,13 +44,7 @@ def _key(
     return KeyRecord(**fields)  # type: ignore[arg-type]
 
 
-def test_lifecycle_table() -> None:
-    assert can_transition(KeyStatus.ACTIVE, KeyStatus.ROTATION_QUEUED)
-    assert can_transition(KeyStatus.ROTATION_QUEUED, KeyStatus.EXPIRED)
-    assert can_transition(KeyStatus.EXPIRED, KeyStatus.REVOKED)
-    for old in KeyStatus:
-        assert not can_transition(old, KeyStatus.ACTIVE)
-        assert not can_transition(KeyStatus.REVOKED, old)
+def test_what_each_status_allows() -> None:
     assert usable_for(KeyStatus.EXPIRED, Purpose.DECRYPT)
     assert not usable_for(KeyStatus.EXPIRED, Purpose.ENCRYPT)
     assert not any(usable_for(KeyStatus.REVOKED, p) for p in Purpose)
@@ -80,21 +74,6 @@ def test_rotation_reasons() -> None:
     assert policy.rotation_reason(_key("a", usage=99, status=KeyStatus.EXPIRED), NOW) is None
     due = policy.due_for_rotation([_key("a"), _key("b", usage=11)], NOW)
     assert [(k.key_id, r) for k, r in due] == [("b", RotationReason.DOCUMENT_CAP)]
-    assert policy.rotate_after(NOW) == NOW + dt.timedelta(days=30)
-
-
-def test_pick_least_used_never_hands_out_inactive_keys() -> None:
-    policy = PoolPolicy(max_documents=50)
-    keys = [
-        _key("c", usage=3),
-        _key("b", usage=3),
-        _key("a", usage=0, status=KeyStatus.REVOKED),
-        _key("d", usage=1, status=KeyStatus.ROTATION_QUEUED),
-        _key("e", usage=0, rotate_after=NOW),
-        _key("f", usage=50),
-    ]
-    assert pick_least_used(keys, "xwing", policy, NOW).key_id == "b"  # type: ignore[union-attr]
-    assert pick_least_used(keys, "mlkem768", policy, NOW) is None
 
 
 def test_usage_spread() -> None:

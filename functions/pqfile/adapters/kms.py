@@ -1,7 +1,7 @@
 """AWS KMS custody of key seeds (ports.SeedProtector).
 
 A seed is wrapped with KMS ``Encrypt`` under an encryption context naming the key id and
-suite (``adapters.postgres.seed_context``) and unwrapped with ``Decrypt`` and the same
+suite (``keys.custody.seed_context``) and unwrapped with ``Decrypt`` and the same
 context: KMS authenticates the context, so a wrapped seed moved to another row does not
 unwrap. Neither seeds nor KMS responses are logged or put into exceptions.
 """

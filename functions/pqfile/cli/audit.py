@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from pqfile.adapters.postgres import PostgresAuditLog
+    from pqfile.adapters.postgres.audit import PostgresAuditLog
 
     db = open_database(args)
     try:
@@ -65,7 +65,7 @@ def _anchor(value: str) -> tuple[int, bytes]:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from pqfile.adapters.postgres import PostgresAuditLog
+    from pqfile.adapters.postgres.audit import PostgresAuditLog
 
     db = open_database(args)
     try:

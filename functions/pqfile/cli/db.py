@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pqfile.adapters.postgres import Database
+    from pqfile.adapters.postgres.connection import Database
 
 
 # --- helpers shared with `pqfile keys` and `pqfile audit` ----------------------------------
@@ -28,7 +28,7 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
 
 
 def open_database(args: argparse.Namespace) -> Database:
-    from pqfile.adapters.postgres import Database
+    from pqfile.adapters.postgres.connection import Database
 
     url: str | None = getattr(args, "database_url", None)
     return Database.from_url(url) if url else Database.from_env()
@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from pqfile.adapters.postgres import applied_versions, migrate
+    from pqfile.adapters.postgres.migrations import applied_versions, migrate
 
     db = open_database(args)
     try:

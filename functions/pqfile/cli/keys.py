@@ -7,9 +7,16 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from pqfile.cli.db import actor, add_database_option, command_group, open_database, print_json
+from pqfile.crypto.kem import Suite
+from pqfile.keys.policy import PoolPolicy
 
 if TYPE_CHECKING:
-    from pqfile.adapters.postgres import Database, PostgresKeyStore
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.keys.pool import KeyPool
+
+#: The domain's pool defaults (keys/policy.py), the options' defaults.
+DEFAULT_POLICY = PoolPolicy()
+SUITES = [suite.value for suite in Suite]
 
 
 def register(subparsers: Any) -> None:
@@ -27,7 +34,7 @@ def register(subparsers: Any) -> None:
     add_database_option(refill)
     refill.add_argument(
         "--suite",
-        choices=["xwing", "mlkem768", "all"],
+        choices=[*SUITES, "all"],
         default="all",
         help="which suite to refill (default: all)",
     )
@@ -47,19 +54,29 @@ def register(subparsers: Any) -> None:
 
 
 def _policy_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", type=int, default=100, help="active keys per suite")
-    parser.add_argument("--floor", type=int, default=80, help="refill when below this")
-    parser.add_argument("--max-age-days", type=float, default=30.0, help="rotate after")
+    parser.add_argument(
+        "--target", type=int, default=DEFAULT_POLICY.target_active, help="active keys per suite"
+    )
+    parser.add_argument(
+        "--floor", type=int, default=DEFAULT_POLICY.floor_active, help="refill when below this"
+    )
+    parser.add_argument(
+        "--max-age-days", type=float, default=_days(DEFAULT_POLICY.max_age), help="rotate after"
+    )
 
 
-def _store(db: Database, args: argparse.Namespace) -> PostgresKeyStore:
-    from pqfile.adapters.postgres import PostgresKeyStore
-    from pqfile.keys.policy import PoolPolicy
+def _days(age: dt.timedelta) -> float:
+    return age.total_seconds() / 86400
 
+
+def _store(db: Database, args: argparse.Namespace) -> KeyPool:
+    from pqfile.adapters.postgres.keystore import PostgresKeyStore
+
+    target = getattr(args, "target", DEFAULT_POLICY.target_active)
     policy = PoolPolicy(
-        target_active=getattr(args, "target", 100),
-        floor_active=min(getattr(args, "floor", 80), getattr(args, "target", 100)),
-        max_age=dt.timedelta(days=getattr(args, "max_age_days", 30.0)),
+        target_active=target,
+        floor_active=min(getattr(args, "floor", DEFAULT_POLICY.floor_active), target),
+        max_age=dt.timedelta(days=getattr(args, "max_age_days", _days(DEFAULT_POLICY.max_age))),
     )
     return PostgresKeyStore(db, _LazyProtector(), policy=policy, actor=actor())
 
@@ -126,7 +143,7 @@ def _age(seconds: float) -> str:
 
 
 def _refill(args: argparse.Namespace) -> int:
-    suites = ["xwing", "mlkem768"] if args.suite == "all" else [args.suite]
+    suites = SUITES if args.suite == "all" else [args.suite]
     db = open_database(args)
     try:
         store = _store(db, args)

@@ -102,12 +102,10 @@ def pipeline() -> Pipeline:
 
 
 def _build() -> Pipeline:
-    from pqfile.adapters.postgres import (
-        Database,
-        PostgresAuditLog,
-        PostgresDocumentRepository,
-        PostgresKeyStore,
-    )
+    from pqfile.adapters.postgres.audit import PostgresAuditLog
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.adapters.postgres.documents import PostgresDocumentRepository
+    from pqfile.adapters.postgres.keystore import PostgresKeyStore
     from pqfile.adapters.s3 import S3BlobStore
 
     settings = Settings.from_env()

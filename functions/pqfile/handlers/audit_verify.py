@@ -19,7 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pqfile.handlers._runtime import clock, logger, metrics, timed, tracer
 
 if TYPE_CHECKING:
-    from pqfile.adapters.postgres import PostgresAuditLog
+    from pqfile.adapters.postgres.audit import PostgresAuditLog
 
 #: Rows read per query (one consistent REPEATABLE READ snapshot for the whole chain).
 BATCH_SIZE = 5000
@@ -34,7 +34,8 @@ def audit_log() -> PostgresAuditLog:
     if _audit is None:
         with _lock:
             if _audit is None:
-                from pqfile.adapters.postgres import Database, PostgresAuditLog
+                from pqfile.adapters.postgres.audit import PostgresAuditLog
+                from pqfile.adapters.postgres.connection import Database
 
                 _audit = PostgresAuditLog(Database.from_env())
     return _audit

@@ -281,12 +281,10 @@ def rotation() -> Rotation:
 
 def _build() -> Rotation:
     from pqfile.adapters.kms import KmsSeedProtector
-    from pqfile.adapters.postgres import (
-        Database,
-        PostgresAuditLog,
-        PostgresDocumentRepository,
-        PostgresKeyStore,
-    )
+    from pqfile.adapters.postgres.audit import PostgresAuditLog
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.adapters.postgres.documents import PostgresDocumentRepository
+    from pqfile.adapters.postgres.keystore import PostgresKeyStore
 
     settings = Settings.from_env()
     settings.require("encrypted_bucket", "kms_key_id")
@@ -311,9 +309,9 @@ def reset() -> None:
 
 
 def _active_keys(r: Rotation, suites: Mapping[str, int]) -> dict[str, int]:
-    from pqfile.adapters.postgres import PostgresKeyStore
+    from pqfile.keys.pool import KeyPool
 
-    if not isinstance(r.keys, PostgresKeyStore):
+    if not isinstance(r.keys, KeyPool):
         return {}
     counts = r.keys.status_summary()["suites"]
     return {s: int(counts.get(s, {}).get("counts", {}).get("active", 0)) for s in suites}

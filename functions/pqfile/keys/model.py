@@ -1,7 +1,8 @@
 """Key records and the key lifecycle (docs/KEYS.md, "Lifecycle").
 
-The same transition table is enforced by the database (trigger ``encryption_keys_guard``,
-sql/migrations/0002_keys.sql); this copy lets the domain refuse early and explain why.
+Which status may follow which is enforced by the database (trigger ``encryption_keys_guard``,
+sql/migrations/0002_keys.sql), which raises ``IllegalTransitionError`` through the adapter;
+which purposes each status allows (``usable_for``) is decided here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import enum
 from dataclasses import dataclass, field
 
 from pqfile.errors import KeyNotUsableError
+
+
+class IllegalTransitionError(KeyNotUsableError):
+    """A key status change the lifecycle forbids (e.g. revoked -> active)."""
 
 
 class KeyStatus(enum.Enum):
@@ -33,22 +38,11 @@ class Purpose(enum.Enum):
     REWRAP = "rewrap"  # decrypt the data key under the old key during rotation
 
 
-ALLOWED_TRANSITIONS: dict[KeyStatus, frozenset[KeyStatus]] = {
-    KeyStatus.ACTIVE: frozenset({KeyStatus.ROTATION_QUEUED, KeyStatus.EXPIRED, KeyStatus.REVOKED}),
-    KeyStatus.ROTATION_QUEUED: frozenset({KeyStatus.EXPIRED, KeyStatus.REVOKED}),
-    KeyStatus.EXPIRED: frozenset({KeyStatus.REVOKED}),
-    KeyStatus.REVOKED: frozenset(),
-}
-
 _USABLE_FOR: dict[Purpose, frozenset[KeyStatus]] = {
     Purpose.ENCRYPT: frozenset({KeyStatus.ACTIVE}),
     Purpose.DECRYPT: frozenset({KeyStatus.ACTIVE, KeyStatus.ROTATION_QUEUED, KeyStatus.EXPIRED}),
     Purpose.REWRAP: frozenset({KeyStatus.ACTIVE, KeyStatus.ROTATION_QUEUED, KeyStatus.EXPIRED}),
 }
-
-
-def can_transition(old: KeyStatus, new: KeyStatus) -> bool:
-    return new in ALLOWED_TRANSITIONS[old]
 
 
 def usable_for(status: KeyStatus, purpose: Purpose) -> bool:
@@ -84,3 +78,33 @@ class KeyRecord:
 
     def age(self, now: dt.datetime) -> dt.timedelta:
         return now - self.created_at
+
+
+@dataclass(frozen=True)
+class SelectedKey:
+    """What a selection returns: the key to encrypt to, and its usage after this use."""
+
+    key_id: str
+    suite: str
+    usage_count: int
+    bytes_encrypted: int
+
+
+@dataclass(frozen=True)
+class SealedSeed:
+    """What custody reads to unwrap a key: its suite, its status now, its KMS-wrapped seed."""
+
+    suite: str
+    status: KeyStatus
+    wrapped_seed: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A generated key ready to be stored: public key and KMS-wrapped seed, never the seed."""
+
+    key_id: str
+    suite: str
+    public_key: bytes = field(repr=False)
+    wrapped_seed: bytes = field(repr=False)
+    kms_key_arn: str

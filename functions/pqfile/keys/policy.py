@@ -1,15 +1,17 @@
 """Pool policy: how many keys to keep, when a key must be rotated (docs/KEYS.md, "Pool").
 
-Pure functions over :class:`~pqfile.keys.model.KeyRecord`; the adapters run the queries.
-Selection itself ("least-used active key, no lock contention") is one SQL statement in
-``adapters/postgres.py``; :func:`pick_least_used` is its reference model for fakes and tests.
+Pure functions over :class:`~pqfile.keys.model.KeyRecord`. ``PoolPolicy``'s defaults are
+the pool's defaults everywhere (the CLI's options, the rotate-keys settings): refer to
+them, do not repeat them. :class:`~pqfile.keys.pool.KeyPool` applies the policy; the
+selection itself ("least-used active key, no lock contention") is one statement of the
+key repository (adapters/postgres/keys.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pqfile.keys.model import KeyRecord, KeyStatus
@@ -42,9 +44,6 @@ class PoolPolicy:
         if self.max_documents < 1 or self.max_bytes < 1:
             raise ValueError("usage caps must be positive")
 
-    def rotate_after(self, created_at: dt.datetime) -> dt.datetime:
-        return created_at + self.max_age
-
     def keys_to_create(self, active_count: int) -> int:
         """How many keys a refill creates: none while at or above the floor, else up to target."""
         if active_count >= self.floor_active and active_count > 0:
@@ -72,20 +71,6 @@ class PoolPolicy:
             if reason is not None:
                 due.append((key, reason))
         return due
-
-    def selectable(self, key: KeyRecord, now: dt.datetime) -> bool:
-        """May this key be handed out for a new document?"""
-        return key.status is KeyStatus.ACTIVE and self.rotation_reason(key, now) is None
-
-
-def pick_least_used(
-    keys: Sequence[KeyRecord], suite: str, policy: PoolPolicy, now: dt.datetime
-) -> KeyRecord | None:
-    """The reference selection: least usage_count, then key id, among selectable keys."""
-    candidates = [k for k in keys if k.suite == suite and policy.selectable(k, now)]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda k: (k.usage_count, k.key_id))
 
 
 @dataclass(frozen=True)

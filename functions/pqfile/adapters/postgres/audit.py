@@ -1,0 +1,142 @@
+"""``access_logs`` (ports.AuditLog): the hash-chained audit trail, SQL only.
+
+Rows are appended only through the SECURITY DEFINER function ``audit_append()``
+(sql/migrations/0004_audit.sql), which computes each row's hash; ``verify_chain``
+recomputes every hash independently (pqfile.keys.audit_chain) from a consistent snapshot.
+"""
+
+# SQL text only ever interpolates this module's constant column lists; values are bound.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from pqfile.adapters.postgres.connection import Database, Runner
+from pqfile.keys.audit_chain import AuditRow, ChainReport, canonical_details, verify_rows
+
+_AUDIT_COLUMNS = (
+    "seq, occurred_at, operation, outcome, actor, document_id, key_id, request_id, details, "
+    "prev_hash, row_hash, db_role"
+)
+_APPEND_SQL = (
+    "SELECT audit_append(:operation, :outcome, :actor, :document_id, :key_id, :request_id, "
+    ":details)"
+)
+
+
+def _audit_row(r: Sequence[Any]) -> AuditRow:
+    return AuditRow(
+        seq=int(r[0]),
+        occurred_at=r[1],
+        operation=r[2],
+        outcome=r[3],
+        actor=r[4],
+        document_id=r[5],
+        key_id=r[6],
+        request_id=r[7],
+        details=r[8],
+        prev_hash=bytes(r[9]),
+        row_hash=bytes(r[10]),
+        db_role=r[11],
+    )
+
+
+def append_audit(
+    runner: Runner,
+    *,
+    operation: str,
+    outcome: str,
+    actor: str,
+    document_id: str | None = None,
+    key_id: str | None = None,
+    request_id: str | None = None,
+    details: Mapping[str, object] | None = None,
+) -> int:
+    """Append one row; on a Session, inside its transaction (the row commits or rolls back
+    with it)."""
+    rows = runner.run(
+        _APPEND_SQL,
+        operation=operation,
+        outcome=outcome,
+        actor=actor,
+        document_id=document_id,
+        key_id=key_id,
+        request_id=request_id,
+        details=canonical_details(details),
+    )
+    return int(rows[0][0])
+
+
+class AuditRepository:
+    """ports.AuditLog on a Database (autocommit) or a Session (in a transaction)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    def append(
+        self,
+        *,
+        operation: str,
+        outcome: str,
+        actor: str,
+        document_id: str | None = None,
+        key_id: str | None = None,
+        request_id: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> int:
+        return append_audit(
+            self._runner,
+            operation=operation,
+            outcome=outcome,
+            actor=actor,
+            document_id=document_id,
+            key_id=key_id,
+            request_id=request_id,
+            details=details,
+        )
+
+    def tail(self, limit: int = 20) -> Iterator[Mapping[str, object]]:
+        rows = self._runner.run(
+            f"SELECT {_AUDIT_COLUMNS} FROM access_logs ORDER BY seq DESC LIMIT :n",
+            n=max(0, int(limit)),
+        )
+        return iter([_audit_row(r).as_dict() for r in reversed(rows)])
+
+    def head(self) -> tuple[int, bytes]:
+        rows = self._runner.run("SELECT seq, row_hash FROM audit_chain_head WHERE singleton")
+        return int(rows[0][0]), bytes(rows[0][1])
+
+
+class PostgresAuditLog(AuditRepository):
+    """The audit trail on a Database; rows are appended only via ``audit_append()``."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._db = db
+
+    def verify_chain(
+        self, batch_size: int = 5000, anchors: Mapping[int, bytes] | None = None
+    ) -> ChainReport:
+        """Recompute every hash from a consistent snapshot; name the first broken row."""
+        with self._db.transaction("REPEATABLE READ READ ONLY") as s:
+            head_rows = s.run("SELECT seq, row_hash FROM audit_chain_head WHERE singleton")
+            head = (int(head_rows[0][0]), bytes(head_rows[0][1]))
+
+            def rows() -> Iterator[AuditRow]:
+                after = -1
+                while True:
+                    chunk = s.run(
+                        f"SELECT {_AUDIT_COLUMNS} FROM access_logs WHERE seq > :after "
+                        "ORDER BY seq LIMIT :n",
+                        after=after,
+                        n=batch_size,
+                    )
+                    for r in chunk:
+                        yield _audit_row(r)
+                    if len(chunk) < batch_size:
+                        return
+                    after = int(chunk[-1][0])
+
+            return verify_rows(rows(), head, anchors)

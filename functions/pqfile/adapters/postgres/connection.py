@@ -1,0 +1,355 @@
+"""PostgreSQL connections (pg8000): parameters, URL parsing, per-thread sessions, errors.
+
+- ``Database.from_url(url)`` / ``Database.from_env()``: one pg8000 connection per thread,
+  prepared statements cached per connection; ``transaction()`` is a context manager.
+  ``PQFILE_DATABASE_URL`` (``postgresql://user:pass@host:port/db?sslmode=verify-full``),
+  else ``PQFILE_DATABASE_SECRET_ARN`` (Secrets Manager JSON), with
+  ``PQFILE_DATABASE_IAM_AUTH=1`` for an RDS IAM token instead of a password.
+- ``Runner``: what the repositories run statements on, a ``Database`` (each statement
+  commits on its own) or a ``Session`` inside ``Database.transaction()``.
+
+Errors: pg8000 errors become ``TransientError`` (connection lost, serialization failure,
+deadlock, too many connections), ``PermissionDeniedError``, ``IllegalTransitionError`` (the
+database refused a key status change), ``ImmutableRowError`` or ``DatabaseError``. Only the
+server's primary message is kept: its DETAIL may quote row values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pg8000.native
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pqfile.errors import PQFileError, TransientError
+from pqfile.keys.model import IllegalTransitionError
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class DatabaseError(PQFileError):
+    """The database refused a statement (not retryable)."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class PermissionDeniedError(DatabaseError):
+    """The connected role lacks a privilege (least privilege at work)."""
+
+
+class ImmutableRowError(DatabaseError):
+    """An append-only or immutable row was to be changed (audit rows, key material)."""
+
+
+_DB_ERRORS = (pg8000.native.DatabaseError, pg8000.native.InterfaceError, OSError)
+_TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "53400"}
+
+
+def _sqlstate(exc: BaseException) -> str:
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return str(info.get("C", ""))
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Is this connection unusable now (so the next call must open a new one)?"""
+    if not isinstance(exc, pg8000.native.DatabaseError):
+        return True  # InterfaceError, socket errors
+    code = _sqlstate(exc)
+    return code.startswith("08") or code in {"57P01", "57P02", "57P03"}
+
+
+def _translate(exc: BaseException) -> PQFileError:
+    if isinstance(exc, pg8000.native.DatabaseError):
+        info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        code = str(info.get("C", ""))
+        message = str(info.get("M", "database error"))
+        if code in _TRANSIENT_STATES or code.startswith("08"):
+            return TransientError(f"database: {message}")
+        if code == "42501":
+            return PermissionDeniedError(message, code)
+        if code == "PQ001":
+            return IllegalTransitionError(message)
+        if code in {"PQ002", "PQ003"}:
+            return ImmutableRowError(message, code)
+        return DatabaseError(message, code or None)
+    return TransientError(f"database connection failed: {type(exc).__name__}")
+
+
+# --- connections ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionParams:
+    user: str
+    host: str = "localhost"
+    port: int = 5432
+    database: str | None = None
+    password: str | None = None
+    unix_sock: str | None = None
+    sslmode: str = "disable"
+    sslrootcert: str | None = None
+    timeout: float | None = 10.0
+    application_name: str = "pqfile"
+
+    def __repr__(self) -> str:  # never show the password
+        return (
+            f"ConnectionParams(user={self.user!r}, host={self.host!r}, port={self.port}, "
+            f"database={self.database!r}, sslmode={self.sslmode!r})"
+        )
+
+
+def parse_database_url(url: str) -> ConnectionParams:
+    """``postgresql://user[:password]@host[:port]/database?sslmode=...&sslrootcert=...``.
+
+    ``?host=/path`` selects a Unix socket directory (as libpq does).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgresql", "postgres"}:
+        raise ValueError("database URL must start with postgresql://")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    sslmode = query.get("sslmode", "disable")
+    if sslmode not in {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}:
+        raise ValueError(f"unsupported sslmode {sslmode!r}")
+    unix_dir = query.get("host")
+    port = parts.port or int(query.get("port", "5432"))
+    timeout = float(query["connect_timeout"]) if "connect_timeout" in query else 10.0
+    return ConnectionParams(
+        user=unquote(parts.username or "postgres"),
+        host=parts.hostname or "localhost",
+        port=port,
+        database=unquote(parts.path.lstrip("/")) or None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        unix_sock=f"{unix_dir}/.s.PGSQL.{port}" if unix_dir else None,
+        sslmode=sslmode,
+        sslrootcert=query.get("sslrootcert"),
+        timeout=timeout,
+        application_name=query.get("application_name", "pqfile"),
+    )
+
+
+def ssl_context_for(params: ConnectionParams) -> ssl.SSLContext | bool | None:
+    """pg8000's ``ssl_context``: False = no TLS, None = TLS if offered (unverified),
+    a context = TLS required (verified for verify-ca / verify-full)."""
+    if params.sslmode == "disable":
+        return False
+    if params.sslmode in {"allow", "prefer"}:
+        return None
+    if params.sslmode == "require":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx = ssl.create_default_context(cafile=params.sslrootcert)
+    ctx.check_hostname = params.sslmode == "verify-full"
+    return ctx
+
+
+def connect(params: ConnectionParams) -> pg8000.native.Connection:
+    try:
+        return pg8000.native.Connection(
+            user=params.user,
+            host=params.host,
+            port=params.port,
+            database=params.database,
+            password=params.password,
+            unix_sock=params.unix_sock,
+            ssl_context=ssl_context_for(params),
+            timeout=params.timeout,
+            application_name=params.application_name,
+        )
+    except (pg8000.native.DatabaseError, pg8000.native.InterfaceError, OSError) as exc:
+        raise _translate(exc) from None
+
+
+def connect_url(url: str) -> pg8000.native.Connection:
+    return connect(parse_database_url(url))
+
+
+def params_from_env(env: Mapping[str, str] | None = None) -> Callable[[], ConnectionParams]:
+    """How to build connection parameters from the environment (re-evaluated per connect,
+    so a rotated secret or a fresh 15-minute IAM token is picked up)."""
+    env = os.environ if env is None else env
+    url = env.get("PQFILE_DATABASE_URL")
+    secret_arn = env.get("PQFILE_DATABASE_SECRET_ARN")
+    iam = env.get("PQFILE_DATABASE_IAM_AUTH", "").lower() in {"1", "true", "yes"}
+    if not url and not secret_arn:
+        raise PQFileError("set PQFILE_DATABASE_URL or PQFILE_DATABASE_SECRET_ARN")
+
+    def build() -> ConnectionParams:
+        if url:
+            params = parse_database_url(url)
+        else:
+            params = _params_from_secret(str(secret_arn), env)
+        if iam:
+            params = _with_iam_token(params, env)
+        return params
+
+    return build
+
+
+def _params_from_secret(secret_arn: str, env: Mapping[str, str]) -> ConnectionParams:
+    from pqfile.adapters.aws import client
+
+    try:
+        raw = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+        secret = json.loads(raw)
+    except (BotoCoreError, ClientError, KeyError, ValueError) as exc:
+        raise TransientError(f"database secret unavailable: {type(exc).__name__}") from None
+    return ConnectionParams(
+        user=str(secret["username"]),
+        password=str(secret.get("password")) if secret.get("password") else None,
+        host=str(secret.get("host") or env.get("PQFILE_DATABASE_HOST", "localhost")),
+        port=int(secret.get("port") or env.get("PQFILE_DATABASE_PORT", "5432")),
+        database=str(secret.get("dbname") or env.get("PQFILE_DATABASE_NAME", "pqfile")),
+        sslmode=env.get("PQFILE_DATABASE_SSLMODE", "verify-full"),
+        sslrootcert=env.get("PQFILE_DATABASE_SSLROOTCERT"),
+    )
+
+
+def _with_iam_token(params: ConnectionParams, env: Mapping[str, str]) -> ConnectionParams:
+    from pqfile.adapters.aws import client
+
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    token = client("rds").generate_db_auth_token(
+        DBHostname=params.host, Port=params.port, DBUsername=params.user, Region=region
+    )
+    sslmode = params.sslmode if params.sslmode.startswith("verify") else "verify-full"
+    return ConnectionParams(
+        user=params.user,
+        host=params.host,
+        port=params.port,
+        database=params.database,
+        password=str(token),
+        sslmode=sslmode,
+        sslrootcert=params.sslrootcert,
+        timeout=params.timeout,
+        application_name=params.application_name,
+    )
+
+
+class Runner(Protocol):
+    """Runs one parameterised statement: a ``Database`` or a ``Session`` in a transaction."""
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]: ...
+
+
+class Session:
+    """One connection and its prepared statements. Not shared between threads."""
+
+    def __init__(self, conn: pg8000.native.Connection) -> None:
+        self.conn = conn
+        self._prepared: dict[str, Any] = {}
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        """A parameterised statement, prepared once per connection (one round trip)."""
+        stmt = self._prepared.get(sql)
+        if stmt is None:
+            stmt = self.conn.prepare(sql)
+            self._prepared[sql] = stmt
+        return cast(list[list[Any]], stmt.run(**params) or [])
+
+    def script(self, sql: str) -> None:
+        """Several statements without parameters (simple query protocol)."""
+        self.conn.run(sql)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+class Database:
+    """A thread-safe handle: each thread gets its own connection, opened on first use."""
+
+    def __init__(self, connect_fn: Callable[[], pg8000.native.Connection]) -> None:
+        self._connect = connect_fn
+        self._local = threading.local()
+        self._sessions: list[Session] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> Database:
+        params = parse_database_url(url)
+        return cls(lambda: connect(params))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Database:
+        build = params_from_env(env)
+        return cls(lambda: connect(build()))
+
+    def _session(self) -> Session:
+        session: Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = Session(self._connect())
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _drop(self, session: Session) -> None:
+        session.close()
+        self._local.session = None
+        with self._lock:
+            if session in self._sessions:
+                self._sessions.remove(session)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """Autocommit use of this thread's connection; errors translated."""
+        session = self._session()
+        try:
+            yield session
+        except _DB_ERRORS as exc:
+            if _connection_lost(exc):
+                self._drop(session)
+            raise _translate(exc) from None
+
+    @contextlib.contextmanager
+    def transaction(self, isolation: str | None = None) -> Iterator[Session]:
+        """BEGIN ... COMMIT, or ROLLBACK on any exception."""
+        session = self._session()
+        begin = "BEGIN" if isolation is None else f"BEGIN ISOLATION LEVEL {isolation}"
+        try:
+            session.script(begin)
+            try:
+                yield session
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    session.script("ROLLBACK")
+                raise
+            session.script("COMMIT")
+        except _DB_ERRORS as exc:
+            if _connection_lost(exc):
+                self._drop(session)
+            else:
+                with contextlib.suppress(Exception):
+                    session.script("ROLLBACK")
+            raise _translate(exc) from None
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        with self.session() as s:
+            return s.run(sql, **params)
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every thread's connection (pg8000 connections hold reference cycles, so an
+        unreferenced Database may keep its connections open until the garbage collector runs)."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()

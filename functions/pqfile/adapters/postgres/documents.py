@@ -1,0 +1,163 @@
+"""``documents`` (ports.DocumentRepository): the document index, SQL only.
+
+Every write is idempotent: a document's source identity (bucket, key, and version id or
+ETag) is unique, and the first writer of a key assignment or a stored package wins.
+"""
+
+# SQL text only ever interpolates this module's constant column lists; values are bound.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pqfile.adapters.postgres.connection import Database, DatabaseError
+from pqfile.errors import DocumentNotFoundError
+from pqfile.ports import DocumentRecord
+
+_DOC_COLUMNS = (
+    "document_id, source_bucket, source_key, source_version_id, source_etag, status, key_id, "
+    "suite, encrypted_bucket, encrypted_key, encrypted_version_id, plaintext_size, "
+    "encrypted_size, error"
+)
+_SOURCE_REF = "coalesce('v:' || CAST(:version_id AS text), 'e:' || CAST(:etag AS text))"
+
+
+def _doc(r: Sequence[Any]) -> DocumentRecord:
+    return DocumentRecord(
+        document_id=r[0],
+        source_bucket=r[1],
+        source_key=r[2],
+        source_version_id=r[3],
+        source_etag=r[4],
+        status=r[5],
+        key_id=r[6],
+        suite=r[7],
+        encrypted_bucket=r[8],
+        encrypted_key=r[9],
+        encrypted_version_id=r[10],
+        plaintext_size=None if r[11] is None else int(r[11]),
+        encrypted_size=None if r[12] is None else int(r[12]),
+        error=r[13],
+    )
+
+
+class PostgresDocumentRepository:
+    """ports.DocumentRepository over ``documents``; every write is idempotent."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def begin(
+        self,
+        *,
+        document_id: str,
+        source_bucket: str,
+        source_key: str,
+        source_version_id: str | None,
+        source_etag: str | None,
+        plaintext_size: int,
+    ) -> DocumentRecord:
+        if source_version_id is None and source_etag is None:
+            raise ValueError("a document's source needs a version id or an ETag")
+        rows = self._db.run(
+            "INSERT INTO documents (document_id, source_bucket, source_key, source_version_id, "
+            "source_etag, plaintext_size) VALUES (:document_id, :bucket, :key, :version_id, "
+            f":etag, :size) ON CONFLICT DO NOTHING RETURNING {_DOC_COLUMNS}",
+            document_id=document_id,
+            bucket=source_bucket,
+            key=source_key,
+            version_id=source_version_id,
+            etag=source_etag,
+            size=plaintext_size,
+        )
+        if rows:
+            return _doc(rows[0])
+        existing = self.find_by_source(source_bucket, source_key, source_version_id, source_etag)
+        if existing is None:
+            raise DatabaseError(f"document id {document_id} is taken by another source object")
+        return existing
+
+    def find_by_source(
+        self, bucket: str, key: str, version_id: str | None, etag: str | None
+    ) -> DocumentRecord | None:
+        rows = self._db.run(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE source_bucket = :bucket "
+            f"AND source_key = :key AND source_ref = {_SOURCE_REF}",
+            bucket=bucket,
+            key=key,
+            version_id=version_id,
+            etag=etag,
+        )
+        return _doc(rows[0]) if rows else None
+
+    def get(self, document_id: str) -> DocumentRecord | None:
+        rows = self._db.run(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE document_id = :d", d=document_id
+        )
+        return _doc(rows[0]) if rows else None
+
+    def get_document(self, document_id: str) -> DocumentRecord:
+        record = self.get(document_id)
+        if record is None:
+            raise DocumentNotFoundError(f"no document {document_id}")
+        return record
+
+    def find_by_encrypted_object(self, bucket: str, key: str) -> DocumentRecord | None:
+        rows = self._db.run(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE encrypted_bucket = :b "
+            "AND encrypted_key = :k ORDER BY created_at LIMIT 1",
+            b=bucket,
+            k=key,
+        )
+        return _doc(rows[0]) if rows else None
+
+    def assign_key(self, document_id: str, key_id: str, suite: str) -> DocumentRecord:
+        self._db.run(
+            "UPDATE documents SET key_id = :k, suite = :s, updated_at = now() "
+            "WHERE document_id = :d AND key_id IS NULL",
+            k=key_id,
+            s=suite,
+            d=document_id,
+        )
+        return self.get_document(document_id)
+
+    def mark_stored(
+        self,
+        document_id: str,
+        *,
+        encrypted_bucket: str,
+        encrypted_key: str,
+        encrypted_version_id: str | None,
+        encrypted_size: int,
+    ) -> tuple[DocumentRecord, bool]:
+        rows = self._db.run(
+            "UPDATE documents SET status = 'stored', encrypted_bucket = :b, encrypted_key = :k, "
+            "encrypted_version_id = :v, encrypted_size = :n, error = NULL, stored_at = now(), "
+            "updated_at = now() WHERE document_id = :d AND status <> 'stored' "
+            f"RETURNING {_DOC_COLUMNS}",
+            b=encrypted_bucket,
+            k=encrypted_key,
+            v=encrypted_version_id,
+            n=encrypted_size,
+            d=document_id,
+        )
+        if rows:
+            return _doc(rows[0]), True
+        return self.get_document(document_id), False
+
+    def mark_plaintext_deleted(self, document_id: str) -> None:
+        self._db.run(
+            "UPDATE documents SET plaintext_deleted_at = coalesce(plaintext_deleted_at, now()), "
+            "updated_at = now() WHERE document_id = :d",
+            d=document_id,
+        )
+
+    def mark_failed(self, document_id: str, error: str) -> None:
+        self._db.run(
+            "UPDATE documents SET status = 'failed', error = :e, updated_at = now() "
+            "WHERE document_id = :d AND status <> 'stored'",
+            e=error[:2000],
+            d=document_id,
+        )

@@ -1,0 +1,142 @@
+"""The key pool's rules (pqfile.keys: KeyPool, KeyCustody, RotationRuns) over in-memory
+storage: the same code the Lambda functions and the CLI run against PostgreSQL and KMS."""
+
+from __future__ import annotations
+
+import pytest
+
+from pqfile.crypto import kem
+from pqfile.errors import CustodyError, KeyNotFoundError, KeyNotUsableError, NoActiveKeyError
+from pqfile.keys.model import IllegalTransitionError, KeyStatus, Purpose
+from pqfile.keys.policy import PoolPolicy
+from pqfile.keys.pool import KeyPool
+from tests.functional.fakes import FakeAudit, FakeDocuments, FakeKeyStorage, FakeProtector
+
+
+def _pool(**policy: int) -> KeyPool:
+    return KeyPool(FakeKeyStorage(), FakeProtector(), policy=PoolPolicy(**policy), actor="test")
+
+
+def _operations(pool: KeyPool) -> list[str]:
+    audit = pool.storage.audit
+    assert isinstance(audit, FakeAudit)
+    return [row["operation"] for row in audit.rows]
+
+
+def test_refill_tops_up_below_the_floor_and_audits_each_key() -> None:
+    pool = _pool(target_active=4, floor_active=2)
+    created = pool.refill(kem.Suite.XWING)
+    assert len(created) == 4 and pool.refill("xwing") == []
+    pool.revoke(created[0].key_id, "test")
+    pool.revoke(created[1].key_id, "test")
+    pool.revoke(created[2].key_id, "test")
+    assert len(pool.refill("xwing")) == 3  # 1 < floor 2 -> back to 4
+    assert _operations(pool).count("key.create") == 7
+    summary = pool.status_summary()
+    assert summary["suites"]["xwing"]["counts"]["active"] == 4
+    assert summary["suites"]["mlkem768"]["counts"]["active"] == 0
+    assert summary["rotations"] == {"queued": 0, "running": 0, "completed": 0, "failed": 0}
+
+
+def test_selection_takes_the_least_used_active_key_under_its_caps() -> None:
+    pool = _pool(target_active=3, floor_active=3, max_documents=2)
+    keys = {k.key_id for k in pool.refill("mlkem768")}
+    picked = [pool.select_key_record("mlkem768").key_id for _ in range(6)]
+    assert set(picked) == keys and all(picked.count(k) == 2 for k in keys)
+    with pytest.raises(NoActiveKeyError):  # every key at its document cap
+        pool.select_key_record("mlkem768")
+    with pytest.raises(NoActiveKeyError):
+        pool.select_encryption_key(kem.Suite.XWING)
+
+
+def test_custody_binds_the_seed_to_its_row_and_refuses_revoked_keys() -> None:
+    pool = _pool(target_active=2, floor_active=2)
+    a, b = pool.refill("xwing")
+    secret = pool.load_decryption_key(a.key_id)
+    assert secret.public_key().key_id == a.key_id
+    assert pool.load_secret_key(a.key_id, Purpose.REWRAP) is secret  # cached
+    pool.revoke(a.key_id, "lost laptop")
+    for purpose in Purpose:
+        with pytest.raises(KeyNotUsableError, match="revoked"):
+            pool.load_secret_key(a.key_id, purpose)
+    assert pool.cache.get(a.key_id) is None
+    with pytest.raises(IllegalTransitionError):
+        pool.revoke(a.key_id, "again")
+    with pytest.raises(KeyNotFoundError):
+        pool.load_decryption_key("00" * 16)
+    # a wrapped seed copied onto another row does not unwrap (the encryption context)
+    repo = pool.storage.keys
+    repo.wrapped[b.key_id] = repo.wrapped[a.key_id]  # type: ignore[attr-defined]
+    with pytest.raises(CustodyError):
+        pool.load_decryption_key(b.key_id)
+
+
+def test_expired_keys_decrypt_but_never_encrypt() -> None:
+    pool = _pool(target_active=1, floor_active=1)
+    (key,) = pool.refill("xwing")
+    pool.expire(key.key_id)
+    assert pool.load_decryption_key(key.key_id).public_key().key_id == key.key_id
+    with pytest.raises(KeyNotUsableError):
+        pool.load_secret_key(key.key_id, Purpose.ENCRYPT)
+    with pytest.raises(NoActiveKeyError):
+        pool.select_key_record("xwing")
+
+
+def test_a_rotation_run_moves_documents_then_expires_the_old_key() -> None:
+    documents = FakeDocuments()
+    pool = KeyPool(FakeKeyStorage(documents=documents), FakeProtector(),
+                   policy=PoolPolicy(target_active=1, floor_active=1, max_documents=2))  # fmt: skip
+    (old,) = pool.refill("xwing")
+    for i in range(2):
+        documents.begin(document_id=f"d{i}", source_bucket="b", source_key=f"k{i}",
+                        source_version_id="v", source_etag=None, plaintext_size=10)  # fmt: skip
+        documents.assign_key(f"d{i}", pool.select_key_record("xwing").key_id, "xwing")
+    assert pool.queue_due_for_rotation() == [(old.key_id, "document_cap")]
+    assert pool.get_key(old.key_id).status is KeyStatus.ROTATION_QUEUED
+    (new,) = pool.refill("xwing")
+    (queued,) = pool.rotations("queued")
+    run = pool.begin_rotation(queued.rotation_id)
+    assert (run.status, run.new_key_id, run.documents_total) == ("running", new.key_id, 2)
+    assert pool.begin_rotation(run.rotation_id) == run  # idempotent
+    assert pool.record_rewrap(run.rotation_id, "d0", encrypted_version_id="v2",
+                              encrypted_size=99)  # fmt: skip
+    assert not pool.record_rewrap(run.rotation_id, "d0", encrypted_version_id="v3",
+                                  encrypted_size=1)  # fmt: skip
+    failed = pool.finish_rotation(run.rotation_id)
+    assert (failed.status, failed.documents_failed) == ("failed", 1)
+    assert pool.get_key(old.key_id).status is KeyStatus.ROTATION_QUEUED  # still decrypts
+    with pytest.raises(Exception, match="not running"):
+        pool.record_rewrap(run.rotation_id, "d1", encrypted_version_id="v2", encrypted_size=1)
+
+    # a second run for the same key finishes the job
+    pool.storage.rotations.open_run(old.key_id, "retry")
+    retry = pool.begin_rotation(pool.rotations("queued")[-1].rotation_id)
+    assert retry.documents_total == 1
+    assert pool.record_rewrap(retry.rotation_id, "d1", encrypted_version_id="v2",
+                              encrypted_size=99)  # fmt: skip
+    done = pool.finish_rotation(retry.rotation_id)
+    assert (done.status, done.documents_rewrapped) == ("completed", 1)
+    assert pool.get_key(old.key_id).status is KeyStatus.EXPIRED
+    assert pool.get_key(new.key_id).usage_count == 2  # one use per document moved onto it
+    assert {documents.get(d).key_id for d in ("d0", "d1")} == {new.key_id}  # type: ignore[union-attr]
+    ops = _operations(pool)
+    assert ops.count("document.rewrap") == 2 and ops.count("key.rotation_finished") == 2
+    assert ops[-2:] == ["key.expire", "key.rotation_finished"]
+
+
+def test_a_kms_refusal_during_refill_creates_no_key() -> None:
+    protector = FakeProtector()
+    pool = KeyPool(FakeKeyStorage(), protector, policy=PoolPolicy(target_active=3, floor_active=3))
+    real_wrap = protector.wrap
+    calls = []
+
+    def wrap_twice_then_fail(seed: bytes, context: object) -> tuple[bytes, str]:
+        calls.append(1)
+        if len(calls) > 2:
+            raise CustodyError("injected: KMS refused")
+        return real_wrap(seed, context)  # type: ignore[arg-type]
+
+    protector.wrap = wrap_twice_then_fail  # type: ignore[method-assign]
+    with pytest.raises(CustodyError):
+        pool.refill("xwing")
+    assert pool.list_keys() == [] and _operations(pool) == []
