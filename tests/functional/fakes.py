@@ -286,7 +286,7 @@ def make_pipeline(**settings: Any) -> Pipeline:
     values = {"uploads_bucket": UPLOADS, "encrypted_bucket": ENCRYPTED, "segment_size": 64 * 1024}
     values.update(settings)
     return Pipeline(
-        settings=Settings(**values),
+        settings=Settings.from_values(**values),
         blobs=FakeBlobStore(),
         documents=FakeDocuments(),
         keys=FakeKeyStore(),
