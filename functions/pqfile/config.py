@@ -25,7 +25,7 @@ from pqfile.keys.policy import PoolPolicy
 
 MIB = 1024 * 1024
 
-#: Prefixes the pipeline owns.
+#: Prefixes the pipeline owns (DESIGN.md "The job").
 UPLOADS_PREFIX = "uploads/"
 ENCRYPTED_PREFIX = "encrypted/"
 RETRIEVALS_PREFIX = "retrievals/"
