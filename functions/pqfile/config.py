@@ -1,16 +1,27 @@
-"""Settings the Lambda handlers read from their environment (docs/CONTRACTS.md).
+"""Every setting the code reads from its environment: typed, one object per concern.
+
+:data:`ENVIRONMENT` lists each variable, the setting it fills and its default
+(docs/CONTRACTS.md, "Environment variables", carries the same table; a test keeps the two
+equal). This module is the only one that reads ``os.environ``, except the PostgreSQL
+connection parameters (``adapters/postgres.py``) and the CLI's ``PQFILE_ACTOR``, listed
+below all the same.
 
 Parsing is strict: a malformed value fails the cold start with a clear message instead of
-surfacing later as an odd runtime error.
+surfacing later as an odd runtime error. Defaults live here, the key pool's in the domain
+(:class:`pqfile.keys.policy.PoolPolicy`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from pqfile.crypto.kem import Suite
 from pqfile.errors import PQFileError
+from pqfile.keys.policy import PoolPolicy
 
 MIB = 1024 * 1024
 
@@ -24,6 +35,12 @@ RETRIEVALS_PREFIX = "retrievals/"
 DEFAULT_INLINE_LIMIT = 4 * MIB
 #: Lambda's hard cap on a synchronous response, bytes.
 LAMBDA_RESPONSE_CAP = 6_291_456
+#: The suite new documents use unless configured otherwise.
+DEFAULT_SUITE = Suite.XWING.value
+#: Documents per PlanRewrap batch (one Map state's items).
+DEFAULT_REWRAP_BATCH = 100
+#: The service name in logs, traces and metrics.
+DEFAULT_SERVICE = "pqfile"
 
 
 class ConfigurationError(PQFileError):
@@ -31,63 +48,95 @@ class ConfigurationError(PQFileError):
 
 
 @dataclass(frozen=True)
-class Settings:
-    uploads_bucket: str
-    encrypted_bucket: str
-    database_url: str | None = None
-    database_secret_arn: str | None = None
-    kms_key_id: str | None = None
-    default_suite: str = "xwing"
-    segment_size: int = MIB
-    #: Multipart part size of the encrypted upload; bounds the encrypt step's buffer.
-    part_size: int = 8 * MIB
-    #: Largest upload the pipeline accepts (S3's own object limit is 5 TiB).
-    max_document_size: int = 5 * 1024**4
-    inline_limit: int = DEFAULT_INLINE_LIMIT
-    #: Lifetime of the presigned URL for large retrievals, seconds.
-    presign_seconds: int = 300
-    #: Optional KMS key for retrieval copies; None means the bucket's SSE-KMS default key.
-    retrievals_kms_key_id: str | None = None
-    endpoint_url: str | None = None
+class Variable:
+    """One environment variable: the setting it fills (``concern.field``) or who reads it."""
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        e = os.environ if env is None else env
-        suite = e.get("PQFILE_DEFAULT_SUITE", "xwing").strip() or "xwing"
-        if suite not in ("xwing", "mlkem768"):
-            raise ConfigurationError(
-                f"PQFILE_DEFAULT_SUITE must be 'xwing' or 'mlkem768', not {suite!r}"
-            )
-        inline_limit = _int(e, "PQFILE_INLINE_LIMIT", DEFAULT_INLINE_LIMIT, 0)
-        # base64 grows 4/3; anything above this could never fit the response cap.
-        if inline_limit * 4 // 3 + 4096 > LAMBDA_RESPONSE_CAP:
-            raise ConfigurationError("PQFILE_INLINE_LIMIT does not fit Lambda's 6 MB response cap")
-        return cls(
-            uploads_bucket=e.get("PQFILE_UPLOADS_BUCKET", ""),
-            encrypted_bucket=e.get("PQFILE_ENCRYPTED_BUCKET", ""),
-            database_url=e.get("PQFILE_DATABASE_URL") or None,
-            database_secret_arn=e.get("PQFILE_DATABASE_SECRET_ARN") or None,
-            kms_key_id=e.get("PQFILE_KMS_KEY_ID") or None,
-            default_suite=suite,
-            segment_size=_int(e, "PQFILE_SEGMENT_SIZE", MIB, 1024),
-            part_size=_int(e, "PQFILE_PART_SIZE", 8 * MIB, 5 * MIB),
-            max_document_size=_int(e, "PQFILE_MAX_DOCUMENT_SIZE", 5 * 1024**4, 0),
-            inline_limit=inline_limit,
-            presign_seconds=_int(e, "PQFILE_PRESIGN_SECONDS", 300, 1, 3600),
-            retrievals_kms_key_id=e.get("PQFILE_RETRIEVALS_KMS_KEY_ID") or None,
-            endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
-        )
+    name: str
+    setting: str
+    default: str
+    meaning: str
 
-    def require(self, *names: str) -> None:
-        """Fail with the variable's name when a setting this function needs is empty."""
-        env_names = {
-            "uploads_bucket": "PQFILE_UPLOADS_BUCKET",
-            "encrypted_bucket": "PQFILE_ENCRYPTED_BUCKET",
-            "kms_key_id": "PQFILE_KMS_KEY_ID",
-        }
-        for name in names:
-            if not getattr(self, name):
-                raise ConfigurationError(f"{env_names.get(name, name)} is not set")
+
+_POOL = PoolPolicy()
+
+#: Every environment variable the code reads.
+ENVIRONMENT: tuple[Variable, ...] = (
+    Variable("PQFILE_UPLOADS_BUCKET", "storage.uploads_bucket", "(none)",
+             "the upload bucket (objects under `uploads/`)"),
+    Variable("PQFILE_ENCRYPTED_BUCKET", "storage.encrypted_bucket", "(none)",
+             "the encrypted bucket (packages under `encrypted/`)"),
+    Variable("PQFILE_PART_SIZE", "storage.part_size", "8 MiB",
+             "S3 multipart part size in bytes (at least 5 MiB)"),
+    Variable("PQFILE_MAX_DOCUMENT_SIZE", "storage.max_document_size", "5 TiB",
+             "largest upload accepted, bytes"),
+    Variable("PQFILE_DEFAULT_SUITE", "encryption.default_suite", DEFAULT_SUITE,
+             "the suite of new documents: a `pqfile.crypto.kem.Suite` name (`xwing`, `mlkem768`)"),
+    Variable("PQFILE_SEGMENT_SIZE", "encryption.segment_size", "1 MiB",
+             "body segment size in bytes"),
+    Variable("PQFILE_INLINE_LIMIT", "retrieve.inline_limit", "4 MiB",
+             "retrieve: largest plaintext returned inline (base64); larger ones get a "
+             "presigned URL"),
+    Variable("PQFILE_PRESIGN_SECONDS", "retrieve.presign_seconds", "300",
+             "retrieve: lifetime of the presigned URL (1-3600)"),
+    Variable("PQFILE_RETRIEVALS_KMS_KEY_ID", "retrieve.retrievals_kms_key_id",
+             "(the bucket's default)", "retrieve: KMS key of the temporary retrieval copies "
+             "(SSE-KMS)"),
+    Variable("PQFILE_KMS_KEY_ID", "kms.key_id", "(none)",
+             "KMS key (id, ARN or alias) that wraps key seeds"),
+    Variable("PQFILE_ROTATION_SUITES", "pool.suites", "the default suite",
+             "rotate: suites whose pools are kept full (comma-separated)"),
+    Variable("PQFILE_POOL_TARGET", "pool.policy.target_active", str(_POOL.target_active),
+             "rotate: active keys per suite"),
+    Variable("PQFILE_POOL_FLOOR", "pool.policy.floor_active", str(_POOL.floor_active),
+             "rotate: refill when fewer keys are active (at most the target)"),
+    Variable("PQFILE_KEY_MAX_AGE_DAYS", "pool.policy.max_age", str(_POOL.max_age.days),
+             "rotate: queue keys older than this many days"),
+    Variable("PQFILE_KEY_MAX_DOCUMENTS", "pool.policy.max_documents",
+             f"{_POOL.max_documents:,}", "rotate: queue keys past this many documents"),
+    Variable("PQFILE_KEY_MAX_BYTES", "pool.policy.max_bytes", "1 TiB",
+             "rotate: queue keys past this many bytes encrypted"),
+    Variable("PQFILE_REWRAP_BATCH", "pool.rewrap_batch", str(DEFAULT_REWRAP_BATCH),
+             "rotate: documents per PlanRewrap batch"),
+    Variable("AWS_ENDPOINT_URL", "aws.endpoint_url", "(AWS)",
+             "set only on the local stack (the emulator); also turns X-Ray tracing off"),
+    Variable("AWS_REGION", "aws.region", "`AWS_DEFAULT_REGION`, else us-east-1",
+             "the region of the AWS clients (set by Lambda)"),
+    Variable("AWS_DEFAULT_REGION", "aws.region", "us-east-1",
+             "the region when `AWS_REGION` is unset"),
+    Variable("POWERTOOLS_SERVICE_NAME", "observability.service", DEFAULT_SERVICE,
+             "the service in logs, traces and metrics"),
+    Variable("PQFILE_DATABASE_URL", "adapters/postgres.py", "(none)",
+             "`postgresql://user:pass@host:port/db?sslmode=...` (local, tests; locally with "
+             "`database_url_per_role` the user is the function's own role; with IAM "
+             "authentication the user is the function's role and there is no password)"),
+    Variable("PQFILE_DATABASE_SECRET_ARN", "adapters/postgres.py", "(none)",
+             "Secrets Manager secret with the RDS credentials (AWS without IAM authentication)"),
+    Variable("PQFILE_DATABASE_HOST", "adapters/postgres.py", "localhost",
+             "the database host when the secret does not carry it (AWS)"),
+    Variable("PQFILE_DATABASE_PORT", "adapters/postgres.py", "5432",
+             "the database port when the secret does not carry it (AWS)"),
+    Variable("PQFILE_DATABASE_NAME", "adapters/postgres.py", "pqfile",
+             "the database name when the secret does not carry it (AWS)"),
+    Variable("PQFILE_DATABASE_SSLMODE", "adapters/postgres.py", "verify-full",
+             "TLS mode with a secret: `verify-full` on AWS"),
+    Variable("PQFILE_DATABASE_SSLROOTCERT", "adapters/postgres.py", "(system CAs)",
+             "the CA bundle path"),
+    Variable("PQFILE_DATABASE_IAM_AUTH", "adapters/postgres.py", "off",
+             "`1`: connect with a 15-minute RDS IAM token as the URL's user "
+             "(`database_iam_auth`)"),
+    Variable("PQFILE_MIGRATIONS_DIR", "adapters/postgres.py", "sql/migrations",
+             "CLI: where `pqfile db migrate` finds the migrations"),
+    Variable("PQFILE_ACTOR", "cli/db.py", "cli:$USER",
+             "CLI: the operator named in audit rows"),
+)  # fmt: skip
+
+
+def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    return env.get(name, "").strip() or None
 
 
 def _int(
@@ -103,3 +152,212 @@ def _int(
     if value < minimum or (maximum is not None and value > maximum):
         raise ConfigurationError(f"{name}={value} is out of range")
     return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={raw} is out of range")
+    return value
+
+
+def _suite(name: str, raw: str) -> str:
+    try:
+        return Suite(raw).value
+    except ValueError:
+        known = ", ".join(repr(s.value) for s in Suite)
+        raise ConfigurationError(f"{name} must be one of {known}, not {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    uploads_bucket: str = ""
+    encrypted_bucket: str = ""
+    #: Multipart part size of the encrypted upload; bounds the encrypt step's buffer.
+    part_size: int = 8 * MIB
+    #: Largest upload the pipeline accepts (S3's own object limit is 5 TiB).
+    max_document_size: int = 5 * 1024**4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
+        e = _environ(env)
+        return cls(
+            uploads_bucket=e.get("PQFILE_UPLOADS_BUCKET", ""),
+            encrypted_bucket=e.get("PQFILE_ENCRYPTED_BUCKET", ""),
+            part_size=_int(e, "PQFILE_PART_SIZE", cls.part_size, 5 * MIB),
+            max_document_size=_int(e, "PQFILE_MAX_DOCUMENT_SIZE", cls.max_document_size, 0),
+        )
+
+
+@dataclass(frozen=True)
+class EncryptionSettings:
+    #: A :class:`~pqfile.crypto.kem.Suite` name.
+    default_suite: str = DEFAULT_SUITE
+    segment_size: int = MIB
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EncryptionSettings:
+        e = _environ(env)
+        return cls(
+            default_suite=_suite(
+                "PQFILE_DEFAULT_SUITE", _text(e, "PQFILE_DEFAULT_SUITE") or DEFAULT_SUITE
+            ),
+            segment_size=_int(e, "PQFILE_SEGMENT_SIZE", cls.segment_size, 1024),
+        )
+
+
+@dataclass(frozen=True)
+class RetrieveSettings:
+    inline_limit: int = DEFAULT_INLINE_LIMIT
+    #: Lifetime of the presigned URL for large retrievals, seconds.
+    presign_seconds: int = 300
+    #: Optional KMS key for retrieval copies; None means the bucket's SSE-KMS default key.
+    retrievals_kms_key_id: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RetrieveSettings:
+        e = _environ(env)
+        inline_limit = _int(e, "PQFILE_INLINE_LIMIT", DEFAULT_INLINE_LIMIT, 0)
+        # base64 grows 4/3; anything above this could never fit the response cap.
+        if inline_limit * 4 // 3 + 4096 > LAMBDA_RESPONSE_CAP:
+            raise ConfigurationError("PQFILE_INLINE_LIMIT does not fit Lambda's 6 MB response cap")
+        return cls(
+            inline_limit=inline_limit,
+            presign_seconds=_int(e, "PQFILE_PRESIGN_SECONDS", cls.presign_seconds, 1, 3600),
+            retrievals_kms_key_id=e.get("PQFILE_RETRIEVALS_KMS_KEY_ID") or None,
+        )
+
+
+@dataclass(frozen=True)
+class KmsSettings:
+    #: The KMS key that wraps key seeds; None in functions that need none.
+    key_id: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KmsSettings:
+        return cls(key_id=_environ(env).get("PQFILE_KMS_KEY_ID") or None)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The rotate-keys workflow's pool maintenance."""
+
+    policy: PoolPolicy = field(default_factory=PoolPolicy)
+    #: Suites whose pool is kept at its target.
+    suites: tuple[str, ...] = (DEFAULT_SUITE,)
+    rewrap_batch: int = DEFAULT_REWRAP_BATCH
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PoolSettings:
+        e = _environ(env)
+        target = int(_number(e, "PQFILE_POOL_TARGET", _POOL.target_active, 1))
+        floor = int(_number(e, "PQFILE_POOL_FLOOR", min(_POOL.floor_active, target), 0))
+        days = _POOL.max_age / dt.timedelta(days=1)
+        try:
+            policy = PoolPolicy(
+                target_active=target,
+                floor_active=floor,
+                max_age=dt.timedelta(days=_number(e, "PQFILE_KEY_MAX_AGE_DAYS", days, 0)),
+                max_documents=int(_number(e, "PQFILE_KEY_MAX_DOCUMENTS", _POOL.max_documents, 1)),
+                max_bytes=int(_number(e, "PQFILE_KEY_MAX_BYTES", float(_POOL.max_bytes), 1)),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"pool policy: {exc}") from None
+        raw = (
+            _text(e, "PQFILE_ROTATION_SUITES") or _text(e, "PQFILE_DEFAULT_SUITE") or DEFAULT_SUITE
+        )
+        names = dict.fromkeys(s.strip() for s in raw.split(",") if s.strip())
+        return cls(
+            policy=policy,
+            suites=tuple(_suite("PQFILE_ROTATION_SUITES", s) for s in names),
+            rewrap_batch=int(_number(e, "PQFILE_REWRAP_BATCH", DEFAULT_REWRAP_BATCH, 1)),
+        )
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    #: The emulator's endpoint on the local stack; None on AWS.
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AwsSettings:
+        e = _environ(env)
+        return cls(
+            endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
+            region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or cls.region,
+        )
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    service: str = DEFAULT_SERVICE
+    #: X-Ray runs only on AWS: tracing is off where an endpoint (the emulator) is set.
+    tracing: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ObservabilitySettings:
+        e = _environ(env)
+        return cls(
+            service=e.get("POWERTOOLS_SERVICE_NAME", DEFAULT_SERVICE),
+            tracing=AwsSettings.from_env(e).endpoint_url is None,
+        )
+
+
+_CONCERNS: dict[str, type[Any]] = {
+    "storage": StorageSettings,
+    "encryption": EncryptionSettings,
+    "retrieve": RetrieveSettings,
+    "kms": KmsSettings,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the pipeline's functions (ingest, retrieve, rotate) read, by concern."""
+
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
+    retrieve: RetrieveSettings = field(default_factory=RetrieveSettings)
+    kms: KmsSettings = field(default_factory=KmsSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = _environ(env)
+        return cls(
+            storage=StorageSettings.from_env(e),
+            encryption=EncryptionSettings.from_env(e),
+            retrieve=RetrieveSettings.from_env(e),
+            kms=KmsSettings.from_env(e),
+        )
+
+    @classmethod
+    def from_values(cls, **values: Any) -> Settings:
+        """Settings from field names, whatever their concern (tests):
+        ``Settings.from_values(uploads_bucket="u", inline_limit=1000)``."""
+        parts: dict[str, dict[str, Any]] = {concern: {} for concern in _CONCERNS}
+        for name, value in values.items():
+            concern = next(
+                (c for c, kind in _CONCERNS.items() if name in {f.name for f in fields(kind)}),
+                None,
+            )
+            if concern is None:
+                raise TypeError(f"no setting named {name!r}")
+            parts[concern][name] = value
+        return cls(**{c: kind(**parts[c]) for c, kind in _CONCERNS.items()})
+
+    def require(self, *variables: str) -> None:
+        """Fail with the variable's name when a setting this function needs is empty."""
+        by_name = {v.name: v.setting for v in ENVIRONMENT}
+        for name in variables:
+            value: Any = self
+            for attribute in by_name[name].split("."):
+                value = getattr(value, attribute)
+            if not value:
+                raise ConfigurationError(f"{name} is not set")

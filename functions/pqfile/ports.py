@@ -1,22 +1,162 @@
-"""Ports: the Protocols that use cases depend on. Adapters implement them (boto3/pg8000);
-tests implement them with fakes. Extend a Protocol here when a use case needs more.
+"""Ports: every Protocol the use cases depend on, and the values that cross them.
+
+Adapters (``pqfile.adapters``) implement them on AWS and PostgreSQL; the functional tests
+implement them in memory. The composition root (``pqfile.wiring``) picks the adapters.
+Read this file first: it is the whole surface between the workflows and the outside world.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from pqfile.crypto.kem import PublicKey, SecretKey, Suite
+    from pqfile.keys.model import Purpose
 
 
-class Clock(Protocol):
-    def now(self) -> dt.datetime:
-        """Current time, timezone-aware UTC."""
+# --- workflow states ---------------------------------------------------------------------------
+
+
+class DocumentStatus(enum.StrEnum):
+    """``documents.status`` (sql/migrations/0003_documents.sql)."""
+
+    PENDING = "pending"  # FetchDocument opened the row; not encrypted yet
+    STORED = "stored"  # the package is committed; the plaintext is (being) deleted
+    FAILED = "failed"  # RecordFailure marked it; the upload is kept for a re-run
+
+
+class RotationStatus(enum.StrEnum):
+    """``key_rotations.status`` (sql/migrations/0002_keys.sql)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class AuditOutcome(enum.StrEnum):
+    """``access_logs.outcome`` (sql/migrations/0004_audit.sql)."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    REFUSED = "refused"
+
+
+# --- objects (S3) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD (or a completed write) tells about one object version."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    version_id: str | None = None
+    content_type: str = "application/octet-stream"
+
+
+class ObjectWriter(Protocol):
+    def write(self, data: bytes) -> int: ...
+
+    def complete(self) -> ObjectInfo:
+        """Finish the upload and return the new object version."""
         ...
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Object storage (adapters/s3.py). Raises DocumentNotFoundError, TransientError or
+    StorageError."""
+
+    def open_read(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO: ...
+
+    def stat(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo: ...
+
+    def open_write(
+        self, bucket: str, key: str, *, content_type: str, kms_key_id: str | None = None
+    ) -> ObjectWriter:
+        """A streaming writer (multipart upload, bounded memory); abort() on failure."""
+        ...
+
+    def delete_version(self, bucket: str, key: str, version_id: str | None) -> None: ...
+
+    def presign_get(self, bucket: str, key: str, version_id: str | None, seconds: int) -> str: ...
+
+    def tag_version(
+        self, bucket: str, key: str, version_id: str | None, tags: Mapping[str, str]
+    ) -> None: ...
+
+
+class PackageStore(Protocol):
+    """Object access rotation needs (adapters/s3_rewrap.py): ranged reads, and a new
+    version with a new head."""
+
+    def stat(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo: ...
+
+    def read_range(
+        self, bucket: str, key: str, version_id: str | None, start: int, length: int
+    ) -> bytes:
+        """``length`` bytes from ``start`` of one object version (fewer only at its end)."""
+        ...
+
+    def replace_head(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        source: ObjectInfo,
+        body_offset: int,
+        new_head: bytes,
+        if_match: str,
+    ) -> ObjectInfo:
+        """Write a new version of ``key``: ``new_head`` then ``source``'s bytes from
+        ``body_offset`` on, copied unchanged. Written only if the object's current ETag is
+        still ``if_match``; otherwise raise TransientError (a concurrent change)."""
+        ...
+
+
+# --- the PQF cipher ----------------------------------------------------------------------------
+
+
+class Writable(Protocol):
+    """What encrypt_stream/decrypt_stream write to (they pass memoryviews of reused buffers)."""
+
+    def write(self, data: Any, /) -> Any: ...
+
+
+class PackageCipher(Protocol):
+    """Streaming PQF encryption (docs/FORMAT.md); adapters/cipher.py is pqfile.crypto's."""
+
+    def encrypt_stream(
+        self,
+        src: BinaryIO,
+        dst: Writable,
+        recipient: PublicKey,
+        context: Mapping[str, str],
+        *,
+        segment_size: int,
+        document_id: str,
+    ) -> object: ...
+
+    def decrypt_stream(
+        self, src: BinaryIO, dst: Writable, identity: SecretKey, *, document_id: str | None
+    ) -> object:
+        """Write the plaintext; raise DecryptionError (opaque) if anything fails to verify."""
+        ...
+
+    def package_ids(self, src: BinaryIO) -> tuple[str, str]:
+        """(key id, document id) from a package's header; needs no key, reads the header only."""
+        ...
+
+
+# --- custody and audit -------------------------------------------------------------------------
 
 
 class SeedProtector(Protocol):
@@ -29,48 +169,6 @@ class SeedProtector(Protocol):
     def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         """Return the seed; raise pqfile.errors.CustodyError on any refusal."""
         ...
-
-
-class BlobStore(Protocol):
-    """Object storage (S3)."""
-
-    def open_read(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO: ...
-
-    def head(
-        self, bucket: str, key: str, version_id: str | None = None
-    ) -> Mapping[str, object]: ...
-
-    def delete_version(self, bucket: str, key: str, version_id: str | None) -> None: ...
-
-    # Pipeline additions (adapters/s3.py). stat/open_write raise DocumentNotFoundError,
-    # TransientError or StorageError.
-    def stat(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo: ...
-
-    def open_write(
-        self, bucket: str, key: str, *, content_type: str, kms_key_id: str | None = None
-    ) -> ObjectWriter:
-        """A streaming writer (multipart upload, bounded memory); abort() on failure."""
-        ...
-
-    def put_file(
-        self, bucket: str, key: str, path: str, *, content_type: str, kms_key_id: str | None = None
-    ) -> ObjectInfo: ...
-
-    def presign_get(self, bucket: str, key: str, version_id: str | None, seconds: int) -> str: ...
-
-    def tag_version(
-        self, bucket: str, key: str, version_id: str | None, tags: Mapping[str, str]
-    ) -> None: ...
-
-
-class ObjectWriter(Protocol):
-    def write(self, data: bytes) -> int: ...
-
-    def complete(self) -> ObjectInfo:
-        """Finish the upload and return the new object version."""
-        ...
-
-    def abort(self) -> None: ...
 
 
 class AuditLog(Protocol):
@@ -87,26 +185,13 @@ class AuditLog(Protocol):
         request_id: str | None = None,
         details: Mapping[str, object] | None = None,
     ) -> int:
-        """Append one row; return its sequence number."""
+        """Append one row (``outcome`` an AuditOutcome); return its sequence number."""
         ...
 
     def tail(self, limit: int = 20) -> Iterator[Mapping[str, object]]: ...
 
 
-# --- pipeline (issue 4): documents, keys, object writes --------------------------------
-# Proposed by the pipeline; the Postgres adapter implements DocumentRepository/KeyStore.
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What a HEAD (or a completed write) tells about one object version."""
-
-    bucket: str
-    key: str
-    size: int
-    etag: str
-    version_id: str | None = None
-    content_type: str = "application/octet-stream"
+# --- documents ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -118,7 +203,7 @@ class DocumentRecord:
     source_key: str
     source_version_id: str | None
     source_etag: str | None
-    status: str  # pending | encrypted | stored | failed
+    status: DocumentStatus
     key_id: str | None = None
     suite: str | None = None
     encrypted_bucket: str | None = None
@@ -127,6 +212,14 @@ class DocumentRecord:
     plaintext_size: int | None = None
     encrypted_size: int | None = None
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        # Repositories hand over the column's text; an unknown status fails here, loudly.
+        object.__setattr__(self, "status", DocumentStatus(self.status))
+
+
+class DocumentReader(Protocol):
+    def get(self, document_id: str) -> DocumentRecord | None: ...
 
 
 class DocumentRepository(Protocol):
@@ -172,8 +265,11 @@ class DocumentRepository(Protocol):
         ...
 
 
+# --- keys --------------------------------------------------------------------------------------
+
+
 class KeyStore(Protocol):
-    """The key pool (PostgreSQL + KMS-wrapped seeds)."""
+    """The key pool as the ingest and retrieve functions use it."""
 
     def select_encryption_key(self, suite: Suite, plaintext_size: int = 0) -> PublicKey:
         """An active key of `suite`, least used first; raise NoActiveKeyError if none."""
@@ -197,6 +293,88 @@ class KeyStore(Protocol):
         ...
 
 
+class KeyView(Protocol):
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def suite(self) -> str: ...
+
+
+class RotationRunView(Protocol):
+    """One rotation run (a row of ``key_rotations``); ``status`` is a RotationStatus value."""
+
+    @property
+    def rotation_id(self) -> int: ...
+
+    @property
+    def old_key_id(self) -> str: ...
+
+    @property
+    def new_key_id(self) -> str | None: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def documents_total(self) -> int: ...
+
+    @property
+    def documents_rewrapped(self) -> int: ...
+
+
+class RotationKeyStore(Protocol):
+    """The key pool as the rotate-keys workflow uses it (the pqfile_rotate role). Every
+    lifecycle change it makes is audited by the store."""
+
+    def get_key(self, key_id: str) -> KeyView: ...
+
+    def refill(
+        self, suite: str, *, actor: str | None = None, request_id: str | None = None
+    ) -> Sequence[object]: ...
+
+    def queue_due_for_rotation(
+        self, *, actor: str | None = None, request_id: str | None = None
+    ) -> list[tuple[str, str]]: ...
+
+    def rotations(self, status: str | None = None) -> Sequence[RotationRunView]: ...
+
+    def begin_rotation(
+        self, rotation_id: int, *, actor: str | None = None, request_id: str | None = None
+    ) -> RotationRunView:
+        """Start a queued run (choose the new key); a started run is returned unchanged."""
+        ...
+
+    def documents_on_key(self, key_id: str, limit: int = 100) -> list[str]: ...
+
+    def record_rewrap(
+        self,
+        rotation_id: int,
+        document_id: str,
+        *,
+        encrypted_version_id: str | None,
+        encrypted_size: int,
+        actor: str | None = None,
+        request_id: str | None = None,
+    ) -> bool:
+        """Point the document at the run's new key (audited); False if already moved."""
+        ...
+
+    def finish_rotation(
+        self, rotation_id: int, *, actor: str | None = None, request_id: str | None = None
+    ) -> RotationRunView: ...
+
+    def load_secret_key(self, key_id: str, purpose: Purpose = ...) -> SecretKey:
+        """Unwrap a key's seed for ``purpose`` (default Purpose.DECRYPT)."""
+        ...
+
+    def public_key(self, key_id: str) -> PublicKey: ...
+
+    def status_summary(self) -> Mapping[str, Any]:
+        """Counts per suite and status: ``{"suites": {suite: {"counts": {status: n}}}}``."""
+        ...
+
+
 # === Key pool storage ========================================================================
 # The repositories the key services in pqfile.keys run on (KeyPool, KeyCustody, RotationRuns):
 # storage only, SQL in adapters/postgres/ and dicts in tests/functional/fakes.py. Every rule
@@ -206,7 +384,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from pqfile.keys.model import KeyRecord, KeyStatus, NewKey, SealedSeed, SelectedKey
-    from pqfile.keys.rotation_runs import RotationRun, RotationStatus
+    from pqfile.keys.rotation_runs import RotationRun
 
 
 class KeyRepository(Protocol):

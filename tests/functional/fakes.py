@@ -611,7 +611,7 @@ def make_pipeline(**settings: Any) -> Pipeline:
     values.update(settings)
     documents, audit = FakeDocuments(), FakeAudit()
     return Pipeline(
-        settings=Settings(**values),
+        settings=Settings.from_values(**values),
         blobs=FakeBlobStore(),
         documents=documents,
         keys=FakeKeyStore(storage=FakeKeyStorage(documents=documents, audit=audit)),

@@ -1,19 +1,41 @@
-"""Handler settings from the environment (docs/CONTRACTS.md)."""
+"""Settings from the environment (pqfile.config; docs/CONTRACTS.md)."""
 
 from __future__ import annotations
 
+import ast
+import datetime as dt
+import re
+from pathlib import Path
+
 import pytest
 
-from pqfile.config import LAMBDA_RESPONSE_CAP, ConfigurationError, Settings
+from pqfile.config import (
+    ENVIRONMENT,
+    LAMBDA_RESPONSE_CAP,
+    AwsSettings,
+    ConfigurationError,
+    ObservabilitySettings,
+    PoolSettings,
+    Settings,
+)
+from pqfile.crypto.kem import Suite
+from pqfile.keys.policy import PoolPolicy
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "functions" / "pqfile"
+#: Modules that still read os.environ themselves, until their settings move to config.py.
+STILL_READING_THE_ENVIRONMENT = ("adapters/postgres", "cli/db.py")
 
 
 def test_defaults() -> None:
     s = Settings.from_env({"PQFILE_UPLOADS_BUCKET": "u", "PQFILE_ENCRYPTED_BUCKET": "e"})
-    assert (s.uploads_bucket, s.encrypted_bucket, s.default_suite) == ("u", "e", "xwing")
-    assert s.segment_size == 1024 * 1024 and s.part_size == 8 * 1024 * 1024
-    assert s.inline_limit == 4 * 1024 * 1024
-    assert s.inline_limit * 4 // 3 < LAMBDA_RESPONSE_CAP
-    assert s.presign_seconds == 300
+    assert (s.storage.uploads_bucket, s.storage.encrypted_bucket) == ("u", "e")
+    assert s.encryption.default_suite == "xwing"
+    assert s.encryption.segment_size == 1024 * 1024 and s.storage.part_size == 8 * 1024 * 1024
+    assert s.retrieve.inline_limit == 4 * 1024 * 1024
+    assert s.retrieve.inline_limit * 4 // 3 < LAMBDA_RESPONSE_CAP
+    assert s.retrieve.presign_seconds == 300
+    assert s.kms.key_id is None and s.retrieve.retrievals_kms_key_id is None
 
 
 @pytest.mark.parametrize(
@@ -31,6 +53,116 @@ def test_bad_values_fail_the_cold_start(name: str, value: str) -> None:
         Settings.from_env({name: value})
 
 
+def test_suites_are_the_kem_suites() -> None:
+    for suite in Suite:
+        env = {"PQFILE_DEFAULT_SUITE": suite.value}
+        assert Settings.from_env(env).encryption.default_suite == suite.value
+    with pytest.raises(ConfigurationError, match="'xwing', 'mlkem768'"):
+        Settings.from_env({"PQFILE_DEFAULT_SUITE": "XWING"})
+
+
 def test_require_names_the_variable() -> None:
     with pytest.raises(ConfigurationError, match="PQFILE_KMS_KEY_ID"):
-        Settings.from_env({}).require("kms_key_id")
+        Settings.from_env({}).require("PQFILE_KMS_KEY_ID")
+    with pytest.raises(ConfigurationError, match="PQFILE_ENCRYPTED_BUCKET"):
+        Settings.from_env({"PQFILE_KMS_KEY_ID": "k"}).require(
+            "PQFILE_KMS_KEY_ID", "PQFILE_ENCRYPTED_BUCKET"
+        )
+    Settings.from_env({"PQFILE_KMS_KEY_ID": "k"}).require("PQFILE_KMS_KEY_ID")
+
+
+def test_from_values_spreads_names_over_the_concerns() -> None:
+    s = Settings.from_values(uploads_bucket="u", inline_limit=10, segment_size=2048)
+    assert s.storage.uploads_bucket == "u" and s.storage.encrypted_bucket == ""
+    assert (s.retrieve.inline_limit, s.encryption.segment_size) == (10, 2048)
+    with pytest.raises(TypeError, match="no_such_setting"):
+        Settings.from_values(no_such_setting=1)
+
+
+def test_pool_settings_from_the_environment() -> None:
+    pool = PoolSettings.from_env({})
+    assert pool.policy == PoolPolicy()  # the domain's defaults
+    assert (pool.policy.target_active, pool.policy.floor_active) == (100, 80)
+    assert pool.policy.max_age == dt.timedelta(days=30) and pool.policy.max_bytes == 1 << 40
+    assert pool.suites == ("xwing",) and pool.rewrap_batch == 100
+    policy = PoolSettings.from_env(
+        {
+            "PQFILE_POOL_TARGET": "2",
+            "PQFILE_KEY_MAX_AGE_DAYS": "0.5",
+            "PQFILE_KEY_MAX_DOCUMENTS": "3",
+            "PQFILE_KEY_MAX_BYTES": "1099511627776",
+        }
+    ).policy
+    assert (policy.target_active, policy.floor_active, policy.max_documents) == (2, 2, 3)
+    assert policy.max_age == dt.timedelta(hours=12)
+    for bad in ({"PQFILE_POOL_TARGET": "x"}, {"PQFILE_POOL_TARGET": "2", "PQFILE_POOL_FLOOR": "3"}):
+        with pytest.raises(ConfigurationError):
+            PoolSettings.from_env(bad)
+    assert PoolSettings.from_env({"PQFILE_DEFAULT_SUITE": "mlkem768"}).suites == ("mlkem768",)
+    suites = PoolSettings.from_env({"PQFILE_ROTATION_SUITES": "xwing, mlkem768,xwing"}).suites
+    assert suites == ("xwing", "mlkem768")
+    with pytest.raises(ConfigurationError):
+        PoolSettings.from_env({"PQFILE_ROTATION_SUITES": "kyber"})
+    assert PoolSettings.from_env({"PQFILE_REWRAP_BATCH": "7"}).rewrap_batch == 7
+
+
+def test_aws_and_observability_settings() -> None:
+    assert AwsSettings.from_env({}) == AwsSettings(None, "us-east-1")
+    assert AwsSettings.from_env({"AWS_DEFAULT_REGION": "eu-west-1"}).region == "eu-west-1"
+    local = {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566", "AWS_REGION": "eu-central-1"}
+    assert AwsSettings.from_env(local) == AwsSettings("http://127.0.0.1:4566", "eu-central-1")
+    assert ObservabilitySettings.from_env({}) == ObservabilitySettings("pqfile", tracing=True)
+    assert not ObservabilitySettings.from_env(local).tracing
+
+
+def _contracts_table() -> set[str]:
+    text = (ROOT / "docs" / "CONTRACTS.md").read_text(encoding="utf-8")
+    section = text[text.index("## Environment variables") :]
+    section = section[: section.index("\n## ", 1)] if "\n## " in section[1:] else section
+    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", section, re.M))
+
+
+def test_every_variable_is_documented_once() -> None:
+    names = [v.name for v in ENVIRONMENT]
+    assert len(names) == len(set(names))
+    assert _contracts_table() == set(names)
+
+
+def _string_constants(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    nodes = ast.walk(tree)
+    return {n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+def test_every_variable_the_code_names_is_in_the_registry() -> None:
+    registry = {v.name for v in ENVIRONMENT}
+    pattern = re.compile(r"(?:PQFILE|POWERTOOLS|AWS)_[A-Z0-9_]+")
+    named: dict[str, str] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for value in _string_constants(path):
+            if pattern.fullmatch(value):
+                named.setdefault(value, str(path.relative_to(PACKAGE)))
+    assert "PQFILE_UPLOADS_BUCKET" in named, "scan found nothing: did the package move?"
+    assert {n: f for n, f in named.items() if n not in registry} == {}
+
+
+def _reads_environment(path: Path) -> bool:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "environb"}:
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "os":
+            if {a.name for a in node.names} & {"environ", "getenv", "environb"}:
+                return True
+    return False
+
+
+def test_only_config_reads_the_environment() -> None:
+    readers = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if _reads_environment(path)
+    }
+    assert "config.py" in readers, "the scan must see config.py's own reads"
+    others = {r for r in readers - {"config.py"} if not r.startswith(STILL_READING_THE_ENVIRONMENT)}
+    assert others == set()

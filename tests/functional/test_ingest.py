@@ -296,14 +296,15 @@ def test_select_key_handler_publishes_an_empty_pool(monkeypatch, capsys) -> None
     import json
     from types import SimpleNamespace
 
+    from pqfile import wiring
     from pqfile.errors import NoActiveKeyError
-    from pqfile.handlers import _runtime, select_key
+    from pqfile.handlers import select_key
 
     p = make_pipeline()
     p.keys.status = {k: "revoked" for k in p.keys.status}
     info = _upload(p, "uploads/empty-metric.txt", b"x")
     fetched = ingest.fetch_document(p, event_for(info))
-    monkeypatch.setattr(_runtime, "_pipeline", p)
+    monkeypatch.setattr(wiring.pipeline, "_value", p)
     context = SimpleNamespace(function_name="select-key", memory_limit_in_mb=256,
                               invoked_function_arn="arn:aws:lambda:us-east-1:1:function:s",
                               aws_request_id="r")  # fmt: skip

@@ -12,6 +12,7 @@ import pytest
 from pqfile.crypto import envelope, kem
 from pqfile.errors import (
     DecryptionError,
+    InvalidEventError,
     TransientError,
     WrongKeyError,
 )
@@ -19,6 +20,7 @@ from pqfile.format.header import header_size
 from pqfile.ports import ObjectInfo
 from pqfile.usecases import rotation as rot
 from pqfile.usecases.retrieve import RetrieveRequest, retrieve_document
+from pqfile.usecases.rotation_steps import QueuedKey, rotation_id_from
 from tests.functional.fakes import (
     ENCRYPTED,
     UPLOADS,
@@ -80,34 +82,40 @@ def _rotate_all(w: SimpleNamespace, rotation_id: int) -> list[str]:
     outcomes = []
     while True:
         plan = rot.plan_rewrap(w.r, rotation_id)
-        for item in plan["documents"]:
-            result = rot.rewrap_document(w.r, item["rotation_id"], item["document_id"])
+        for item in plan.documents:
+            result = rot.rewrap_document(w.r, item.rotation_id, item.document_id)
             outcomes.append(result.outcome)
-        if not plan["more"]:
+        if not plan.more:
             return outcomes
 
 
 def test_maintain_queues_refills_and_lists_runs(world: SimpleNamespace) -> None:
     world.keys.due.add(world.old)
     result = rot.maintain_pool(world.r, request_id="exec-1")
-    assert result["queued"] == [{"key_id": world.old, "reason": "age"}]
-    assert result["created"] == {"xwing": 2}
-    (run,) = result["rotations"]
-    assert run["old_key_id"] == world.old and run["status"] == "queued"
+    assert result.queued == [QueuedKey(world.old, "age")]
+    assert result.created == {"xwing": 2} and result.active == {"xwing": 2}
+    (run,) = result.rotations
+    assert run.old_key_id == world.old and run.status == "queued"
     assert world.p.audit.rows[-1]["operation"] == rot.OP_MAINTAIN
+    # the workflow's JSON: the ASL selects queued, created and rotations
+    shaped = result.to_dict()
+    assert shaped["queued"] == [{"key_id": world.old, "reason": "age"}]
+    assert shaped["rotations"] == [
+        {"rotation_id": run.rotation_id, "old_key_id": world.old, "new_key_id": None,
+         "status": "queued"}]  # fmt: skip
     # nothing due, pool full: a second run changes nothing but still lists the open run
     again = rot.maintain_pool(world.r)
-    assert again["queued"] == [] and again["created"] == {"xwing": 0}
-    assert [r["rotation_id"] for r in again["rotations"]] == [run["rotation_id"]]
+    assert again.queued == [] and again.created == {"xwing": 0}
+    assert [r.rotation_id for r in again.rotations] == [run.rotation_id]
 
 
 def test_rewrap_keeps_the_body_and_moves_every_document(world: SimpleNamespace) -> None:
     world.keys.due.add(world.old)
-    (run,) = rot.maintain_pool(world.r)["rotations"]
+    (run,) = rot.maintain_pool(world.r).rotations
     before = {d: _package(world, d) for d, _ in world.docs}
-    outcomes = _rotate_all(world, run["rotation_id"])
+    outcomes = _rotate_all(world, run.rotation_id)
     assert outcomes == ["rewrapped"] * len(world.docs)
-    new_key = world.keys.runs[run["rotation_id"]].new_key_id
+    new_key = world.keys.runs[run.rotation_id].new_key_id
     assert new_key and new_key != world.old
     old_secret = world.keys.keys.secrets[world.old]
     new_secret = world.keys.keys.secrets[new_key]
@@ -130,20 +138,20 @@ def test_rewrap_keeps_the_body_and_moves_every_document(world: SimpleNamespace) 
         assert got["size"] == len(plaintext)
     rewraps = [a for a in world.p.audit.rows if a["operation"] == "document.rewrap"]
     assert sorted(a["document_id"] for a in rewraps) == sorted(d for d, _ in world.docs)
-    done = rot.finish_rotation(world.r, run["rotation_id"])
-    assert done["status"] == "completed"
+    done = rot.finish_rotation(world.r, run.rotation_id)
+    assert done.run.status == "completed"
     assert world.keys.keys.status[world.old] == "expired"
     # idempotent: rewrapping again changes nothing, finishing again reports the same run
-    assert rot.rewrap_document(world.r, run["rotation_id"], world.docs[0][0]).outcome == (
+    assert rot.rewrap_document(world.r, run.rotation_id, world.docs[0][0]).outcome == (
         "already_rewrapped"
     )
-    assert rot.finish_rotation(world.r, run["rotation_id"])["status"] == "completed"
+    assert rot.finish_rotation(world.r, run.rotation_id).run.status == "completed"
 
 
 def test_crash_between_write_and_row_update_is_resumable(world: SimpleNamespace) -> None:
     world.keys.due.add(world.old)
-    (run,) = rot.maintain_pool(world.r)["rotations"]
-    rid = run["rotation_id"]
+    (run,) = rot.maintain_pool(world.r).rotations
+    rid = run.rotation_id
     document_id, plaintext = world.docs[2]
     committed = world.p.documents.get(document_id).encrypted_version_id
     world.keys.crash_before_record = 1
@@ -165,7 +173,7 @@ def test_crash_between_write_and_row_update_is_resumable(world: SimpleNamespace)
 
 def test_a_concurrent_change_is_transient(world: SimpleNamespace) -> None:
     world.keys.due.add(world.old)
-    (run,) = rot.maintain_pool(world.r)["rotations"]
+    (run,) = rot.maintain_pool(world.r).rotations
     document_id = world.docs[1][0]
     real_stat = world.packages.stat
 
@@ -177,16 +185,16 @@ def test_a_concurrent_change_is_transient(world: SimpleNamespace) -> None:
 
     world.packages.stat = stat_then_race
     with pytest.raises(TransientError):
-        rot.rewrap_document(world.r, run["rotation_id"], document_id)
+        rot.rewrap_document(world.r, run.rotation_id, document_id)
     assert world.p.documents.get(document_id).key_id == world.old
     world.packages.stat = real_stat
-    assert rot.rewrap_document(world.r, run["rotation_id"], document_id).outcome == "rewrapped"
+    assert rot.rewrap_document(world.r, run.rotation_id, document_id).outcome == "rewrapped"
 
 
 def test_finish_refuses_while_documents_remain(world: SimpleNamespace) -> None:
     world.keys.due.add(world.old)
-    (run,) = rot.maintain_pool(world.r)["rotations"]
-    rid = run["rotation_id"]
+    (run,) = rot.maintain_pool(world.r).rotations
+    rid = run.rotation_id
     rot.plan_rewrap(world.r, rid)
     rot.rewrap_document(world.r, rid, world.docs[0][0])
     with pytest.raises(rot.RotationIncompleteError):
@@ -195,12 +203,12 @@ def test_finish_refuses_while_documents_remain(world: SimpleNamespace) -> None:
     assert world.keys.runs[rid].status == "running"
     assert world.keys.keys.status[world.old] == "rotation_queued"
     _rotate_all(world, rid)
-    assert rot.finish_rotation(world.r, rid)["status"] == "completed"
+    assert rot.finish_rotation(world.r, rid).run.status == "completed"
 
 
 def test_a_tampered_header_is_refused_and_audited(world: SimpleNamespace) -> None:
     world.keys.due.add(world.old)
-    (run,) = rot.maintain_pool(world.r)["rotations"]
+    (run,) = rot.maintain_pool(world.r).rotations
     document_id = world.docs[3][0]
     rec = world.p.documents.get(document_id)
     pkg = bytearray(_package(world, document_id))
@@ -209,7 +217,7 @@ def test_a_tampered_header_is_refused_and_audited(world: SimpleNamespace) -> Non
     world.p.documents.rows[document_id] = dataclasses.replace(
         rec, encrypted_version_id=info.version_id)  # fmt: skip
     with pytest.raises(DecryptionError):
-        rot.rewrap_document(world.r, run["rotation_id"], document_id)
+        rot.rewrap_document(world.r, run.rotation_id, document_id)
     assert world.p.documents.get(document_id).key_id == world.old
     last = world.p.audit.rows[-1]
     assert (last["operation"], last["outcome"]) == ("document.rewrap", "failure")
@@ -218,52 +226,68 @@ def test_a_tampered_header_is_refused_and_audited(world: SimpleNamespace) -> Non
 
 def test_pending_documents_are_not_planned(world: SimpleNamespace) -> None:
     world.keys.due.add(world.old)
-    (run,) = rot.maintain_pool(world.r)["rotations"]
+    (run,) = rot.maintain_pool(world.r).rotations
     document_id = world.docs[0][0]
     world.p.documents.rows[document_id] = dataclasses.replace(
         world.p.documents.rows[document_id], status="pending")  # fmt: skip
-    plan = rot.plan_rewrap(world.r, run["rotation_id"])
-    assert document_id not in [d["document_id"] for d in plan["documents"]]
-    assert plan["skipped"] == 1
+    plan = rot.plan_rewrap(world.r, run.rotation_id)
+    assert document_id not in [d.document_id for d in plan.documents]
+    assert plan.skipped == 1
 
 
 def test_rotation_id_from_events() -> None:
-    assert rot.rotation_id_from({"rotation_id": 7}) == 7
-    assert rot.rotation_id_from({"rotation_id": "7"}) == 7
-    from pqfile.errors import InvalidEventError
-
+    assert rotation_id_from({"rotation_id": 7}) == 7
+    assert rotation_id_from({"rotation_id": "7"}) == 7
     for bad in ({}, {"rotation_id": True}, {"rotation_id": "x"}):
         with pytest.raises(InvalidEventError):
-            rot.rotation_id_from(bad)
+            rotation_id_from(bad)
 
 
-def test_handler_settings_from_the_environment() -> None:
-    import datetime as dt
+def test_the_rotate_handlers_answer_the_workflow(world: SimpleNamespace, monkeypatch,
+                                                 capsys) -> None:  # fmt: skip
+    """The five entry points on the fakes: the JSON each answers is what the next state of
+    statemachines/rotate-keys.asl.json selects."""
+    import json
 
-    from pqfile.config import ConfigurationError
-    from pqfile.handlers.rotate import policy_from_env, suites_from_env
+    from pqfile import wiring
+    from pqfile.handlers import rotate
 
-    policy = policy_from_env({})
-    assert (policy.target_active, policy.floor_active) == (100, 80)
-    assert policy.max_age == dt.timedelta(days=30) and policy.max_bytes == 1 << 40
-    policy = policy_from_env(
-        {
-            "PQFILE_POOL_TARGET": "2",
-            "PQFILE_KEY_MAX_AGE_DAYS": "0.5",
-            "PQFILE_KEY_MAX_DOCUMENTS": "3",
-            "PQFILE_KEY_MAX_BYTES": "1099511627776",
-        }
-    )
-    assert (policy.target_active, policy.floor_active, policy.max_documents) == (2, 2, 3)
-    assert policy.max_age == dt.timedelta(hours=12)
-    for bad in ({"PQFILE_POOL_TARGET": "x"}, {"PQFILE_POOL_TARGET": "2", "PQFILE_POOL_FLOOR": "3"}):
-        with pytest.raises(ConfigurationError):
-            policy_from_env(bad)
-    assert suites_from_env({}) == ("xwing",)
-    assert suites_from_env({"PQFILE_DEFAULT_SUITE": "mlkem768"}) == ("mlkem768",)
-    assert suites_from_env({"PQFILE_ROTATION_SUITES": "xwing, mlkem768,xwing"}) == (
-        "xwing",
-        "mlkem768",
-    )
-    with pytest.raises(ConfigurationError):
-        suites_from_env({"PQFILE_ROTATION_SUITES": "kyber"})
+    monkeypatch.setattr(wiring.rotation, "_value", world.r)
+    context = SimpleNamespace(function_name="rotate", memory_limit_in_mb=256,
+                              invoked_function_arn="arn:aws:lambda:us-east-1:1:function:r",
+                              aws_request_id="r-1")  # fmt: skip
+
+    def invoke(handler: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        answer = handler(json.loads(json.dumps(payload)), context)
+        assert answer.pop("compute_ms") >= 0 and answer.pop("duration_ms") >= 0
+        return dict(json.loads(json.dumps(answer)))
+
+    world.keys.due.add(world.old)
+    capsys.readouterr()
+    maintained = invoke(rotate.maintain_handler, {"execution": "e-1"})
+    assert set(maintained) == {"queued", "created", "rotations", "active"}
+    assert maintained["active"] == {"xwing": 2}
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+               if line.startswith("{") and "KeyPoolActiveKeys" in line]  # fmt: skip
+    assert [(m["suite"], m["KeyPoolActiveKeys"]) for m in metrics] in (
+        [("xwing", 2)], [("xwing", 2.0)], [("xwing", [2.0])])
+    (run,) = maintained["rotations"]
+    rid = {"rotation_id": run["rotation_id"]}
+    while True:
+        plan = invoke(rotate.plan_handler, rid)
+        assert plan["new_key_id"] and plan["status"] == "running"
+        for item in plan["documents"]:
+            done = invoke(rotate.rewrap_handler, item)
+            assert done["outcome"] == "rewrapped" and done["key_id"] == plan["new_key_id"]
+        if not plan["more"]:
+            break
+    finished = invoke(rotate.finish_handler, rid)
+    assert (finished["status"], finished["documents_rewrapped"]) == ("completed", 4)
+    with pytest.raises(InvalidEventError):
+        rotate.rewrap_handler({"rotation_id": 1}, context)
+    failure = invoke(rotate.failure_handler, {"error": {"Error": "DecryptionError", "Cause": "x"},
+                                              "state": rid, "execution": "e-2"})  # fmt: skip
+    assert failure == {"error": "DecryptionError", "rotation_id": run["rotation_id"]}
+    last = world.p.audit.rows[-1]
+    assert (last["operation"], last["outcome"], last["request_id"]) == (
+        "key.rotation_failed", "failure", "e-2")

@@ -266,7 +266,7 @@ def test_event_for_another_bucket_or_prefix(stack: PipelineStack) -> None:
         execution = stack.wait(stack.start(event))
         assert execution["status"] == "FAILED"
         assert stack.entered_states(execution["executionArn"]) == [
-            "FetchDocument", "RecordFailure", "Failed"]
+            "FetchDocument", "FetchDocumentFailed", "RecordFailure", "Failed"]
         failure = [r for r in stack.audit_rows() if r["outcome"] == "failure"][-1]
         assert failure["details"]["error"] == "InvalidEventError"
         assert failure["details"]["upload_kept"] is False

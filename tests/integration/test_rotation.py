@@ -194,8 +194,8 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
         PostgresDocumentRepository,
         PostgresKeyStore,
     )
+    from pqfile.adapters.s3_rewrap import S3PackageStore
     from pqfile.errors import TransientError
-    from pqfile.handlers.rotate import S3PackageStore
     from pqfile.keys.policy import PoolPolicy
     from pqfile.usecases import rotation as rot
 
@@ -233,10 +233,10 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
             encrypted_bucket=stack.encrypted,
         )
         result = rot.maintain_pool(r)
-        (run,) = [x for x in result["rotations"] if x["old_key_id"] == key_old]
-        rid = run["rotation_id"]
+        (run,) = [x for x in result.rotations if x.old_key_id == key_old]
+        rid = run.rotation_id
         plan = rot.plan_rewrap(r, rid)
-        assert doc["document_id"] in [d["document_id"] for d in plan["documents"]]
+        assert doc["document_id"] in [d.document_id for d in plan.documents]
 
         # a stale ETag: the conditional write refuses, nothing changes
         committed = packages.stat(
@@ -269,7 +269,7 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
         assert _retrieve(stack, doc["document_id"]) == data
         assert rot.rewrap_document(r, rid, doc["document_id"]).outcome == "already_rewrapped"
         _rewrap_rest(r, rid)
-        assert rot.finish_rotation(r, rid)["status"] == "completed"
+        assert rot.finish_rotation(r, rid).run.status == "completed"
     finally:
         db.close()
     status = stack.sql("SELECT status FROM encryption_keys WHERE id = :k", k=key_old)[0][0]
@@ -281,9 +281,9 @@ def _rewrap_rest(r: Any, rid: int) -> None:
 
     while True:
         plan = rot.plan_rewrap(r, rid)
-        for item in plan["documents"]:
-            rot.rewrap_document(r, rid, item["document_id"])
-        if not plan["more"]:
+        for item in plan.documents:
+            rot.rewrap_document(r, rid, item.document_id)
+        if not plan.more:
             return
 
 

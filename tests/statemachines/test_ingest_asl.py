@@ -77,10 +77,29 @@ def test_every_task_has_timeout_retry_and_catch() -> None:
         assert "States.ALL" not in {e for r in retry for e in r["ErrorEquals"]}, name
         (catch,) = task["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"], name
-        expected = "Failed" if name == "RecordFailure" else "RecordFailure"
+        expected = "Failed" if name == "RecordFailure" else f"{name}Failed"
         assert catch["Next"] == expected, name
     assert sm["States"]["RecordFailure"]["Next"] == "Failed"
     assert sm["States"]["Failed"]["Type"] == "Fail"
+
+
+def test_every_catch_names_the_failed_step() -> None:
+    # RecordFailure reads $.failed_step (pqfile.usecases.ingest.failed_step): each Task's
+    # Catch goes through a Pass state that sets it to that Task's name, and on to
+    # RecordFailure, keeping the error at $.error.
+    from pqfile.usecases.ingest_steps import IngestStep
+
+    sm = _definition()
+    steps = [name for name in _tasks(sm) if name != "RecordFailure"]
+    assert sorted(steps) == sorted(step.value for step in IngestStep)
+    for name in steps:
+        (catch,) = sm["States"][name]["Catch"]
+        assert catch["ResultPath"] == "$.error", name
+        passing = sm["States"][catch["Next"]]
+        assert passing["Type"] == "Pass", name
+        assert passing["Result"] == name and passing["ResultPath"] == "$.failed_step", name
+        assert passing["Next"] == "RecordFailure", name
+    assert sm["States"]["RecordFailure"]["Parameters"]["Payload"]["state.$"] == "$"
 
 
 def test_steps_pass_references_only() -> None:

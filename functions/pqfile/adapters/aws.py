@@ -1,17 +1,19 @@
 """boto3 clients built once per process (per Lambda execution environment).
 
 botocore honours ``AWS_ENDPOINT_URL`` itself; we pass it explicitly as well so a client built
-before the variable changed (tests) still points where the settings say.
+before the variable changed (tests) still points where the settings say: the endpoint and
+region (``pqfile.config.AwsSettings``) are read on every call, the client is cached per pair.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+
+from pqfile.config import AwsSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -26,7 +28,7 @@ _CONFIG = Config(
 
 
 def endpoint_url() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL") or None
+    return AwsSettings.from_env().endpoint_url
 
 
 @functools.cache
@@ -42,8 +44,8 @@ def _client(service: str, endpoint: str | None, region: str | None) -> Any:
 
 def client(service: str) -> Any:
     """A cached client for ``service`` at the configured endpoint and region."""
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return _client(service, endpoint_url(), region)
+    aws = AwsSettings.from_env()
+    return _client(service, aws.endpoint_url, aws.region)
 
 
 def s3_client() -> S3Client:

@@ -8,12 +8,12 @@ unwrap. Neither seeds nor KMS responses are logged or put into exceptions.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pqfile.config import KmsSettings
 from pqfile.errors import CustodyError, TransientError
 
 if TYPE_CHECKING:
@@ -45,8 +45,7 @@ class KmsSeedProtector:
     def from_env(cls, env: Mapping[str, str] | None = None) -> KmsSeedProtector:
         from pqfile.adapters.aws import kms_client
 
-        env = os.environ if env is None else env
-        return cls(kms_client(), env.get("PQFILE_KMS_KEY_ID", ""))
+        return cls(kms_client(), KmsSettings.from_env(env).key_id or "")
 
     @property
     def key_id(self) -> str:
@@ -71,6 +70,16 @@ class KmsSeedProtector:
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, "unwrap") from None
         return bytes(response["Plaintext"])
+
+
+class UnconfiguredSeedProtector:
+    """Stands in for KMS in functions that have no key configured (fetch, store, audit)."""
+
+    def wrap(self, seed: bytes, context: Mapping[str, str]) -> tuple[bytes, str]:
+        raise CustodyError("this function has no KMS key configured (PQFILE_KMS_KEY_ID)")
+
+    def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        raise CustodyError("this function has no KMS key configured (PQFILE_KMS_KEY_ID)")
 
 
 def _translate(exc: Exception, action: str) -> Exception:

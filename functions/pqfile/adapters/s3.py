@@ -239,15 +239,6 @@ class S3BlobStore:
             content_type=resp.get("ContentType") or "application/octet-stream",
         )
 
-    def head(self, bucket: str, key: str, version_id: str | None = None) -> Mapping[str, object]:
-        info = self.stat(bucket, key, version_id)
-        return {
-            "size": info.size,
-            "etag": info.etag,
-            "version_id": info.version_id,
-            "content_type": info.content_type,
-        }
-
     def delete_version(self, bucket: str, key: str, version_id: str | None) -> None:
         """Delete one version (idempotent: S3 answers 204 for a version already gone)."""
         with s3_errors(f"delete s3://{bucket}/{key}"):
@@ -264,19 +255,6 @@ class S3BlobStore:
             part_size=self._part_size,
             kms_key_id=kms_key_id,
         )
-
-    def put_file(
-        self, bucket: str, key: str, path: str, *, content_type: str, kms_key_id: str | None = None
-    ) -> ObjectInfo:
-        writer = self.open_write(bucket, key, content_type=content_type, kms_key_id=kms_key_id)
-        try:
-            with open(path, "rb") as src:
-                while chunk := src.read(self._part_size):
-                    writer.write(chunk)
-            return writer.complete()
-        except BaseException:
-            writer.abort()
-            raise
 
     def presign_get(self, bucket: str, key: str, version_id: str | None, seconds: int) -> str:
         params: dict[str, str] = {"Bucket": bucket, "Key": key, **_version(version_id)}

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pqfile.handlers._runtime import clock, logger, metrics, pipeline, timed, tracer
+from pqfile import wiring
+from pqfile.handlers._runtime import entry_point
 from pqfile.usecases.ingest import audit_ingest
+from pqfile.usecases.ingest_steps import AuditRequest
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    started = clock()
+    request = AuditRequest.from_event(event)
     seq = audit_ingest(
-        pipeline(),
-        str(event["document_id"]),
-        str(event.get("outcome") or "stored"),
-        request_id=event.get("execution"),
+        wiring.pipeline(), request.document_id, request.outcome, request_id=request.execution
     )
-    return timed({"seq": seq}, *started)
+    return {"seq": seq}

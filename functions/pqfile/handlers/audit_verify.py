@@ -14,9 +14,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
-from pqfile.handlers._runtime import clock, logger, metrics, timed, tracer
+from pqfile.handlers._runtime import count, entry_point, logger
 
 if TYPE_CHECKING:
     from pqfile.adapters.postgres.audit import PostgresAuditLog
@@ -47,15 +45,10 @@ def reset() -> None:
     _audit = None
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    started = clock()
     report = audit_log().verify_chain(batch_size=BATCH_SIZE)
-    metrics.add_metric(
-        name="AuditVerificationFailures", unit=MetricUnit.Count, value=0 if report.ok else 1
-    )
+    count("AuditVerificationFailures", 0 if report.ok else 1)
     result: dict[str, Any] = {
         "ok": report.ok,
         "rows_checked": report.rows,
@@ -73,4 +66,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "audit chain verification FAILED",
             extra={"rows": report.rows, "broken_seq": report.broken_seq, "reason": report.reason},
         )
-    return timed(result, *started)
+    return result

@@ -7,24 +7,22 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pqfile.handlers._runtime import clock, logger, metrics, pipeline, timed, tracer
-from pqfile.usecases.events import SourceRef
+from pqfile import wiring
+from pqfile.handlers._runtime import count, entry_point, logger
 from pqfile.usecases.ingest import encrypt_document
+from pqfile.usecases.ingest_steps import EncryptRequest
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    started = clock()
-    source = SourceRef.from_dict(event["source"])
+    request = EncryptRequest.from_event(event)
     written = encrypt_document(
-        pipeline(),
-        str(event["document_id"]),
-        source,
-        str(event["key_id"]),
-        str(event.get("content_type") or "application/octet-stream"),
+        wiring.pipeline(),
+        request.document_id,
+        request.source,
+        request.key_id,
+        request.content_type,
     )
-    metrics.add_metric(name="BytesEncrypted", unit=MetricUnit.Bytes, value=source.size or 0)
-    logger.info("encrypted", extra={"document_id": event["document_id"], "size": written.size})
-    return timed({"encrypted": asdict(written)}, *started)
+    count("BytesEncrypted", request.source.size or 0, MetricUnit.Bytes)
+    logger.info("encrypted", extra={"document_id": request.document_id, "size": written.size})
+    return {"encrypted": asdict(written)}

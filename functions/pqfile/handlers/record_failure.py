@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
-from pqfile.handlers._runtime import clock, logger, metrics, pipeline, timed, tracer
+from pqfile import wiring
+from pqfile.handlers._runtime import count, entry_point, logger, metrics
 from pqfile.usecases.ingest import record_failure
+from pqfile.usecases.ingest_steps import FailureRequest
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    started = clock()
-    state = event.get("state", event)
-    report = record_failure(pipeline(), state, request_id=event.get("execution"))
+    request = FailureRequest.from_event(event)
+    report = record_failure(wiring.pipeline(), request.state, request_id=request.execution)
     metrics.add_dimension(name="Step", value=report.step)
-    metrics.add_metric(name="IngestFailures", unit=MetricUnit.Count, value=1)
+    count("IngestFailures")
     logger.warning(
         "ingest failed",
         extra={"step": report.step, "error": report.error_type, "document_id": report.document_id},
     )
-    return timed(report.to_dict(), *started)
+    return report.to_dict()

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
+from pqfile import wiring
 from pqfile.errors import PQFileError
-from pqfile.handlers._runtime import clock, logger, metrics, pipeline, request_id, timed, tracer
+from pqfile.handlers._runtime import count, entry_point, logger, request_id
 from pqfile.usecases.retrieve import identify_actor, retrieve_payload
 
 
@@ -29,19 +28,18 @@ def _actor(event: Any, context: Any) -> str:
     )
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    started = clock()
     actor = _actor(event, context)
     try:
-        result = retrieve_payload(pipeline(), event, actor=actor, request_id=request_id(context))
+        result = retrieve_payload(
+            wiring.pipeline(), event, actor=actor, request_id=request_id(context)
+        )
     except PQFileError as exc:
-        metrics.add_metric(name="RetrievalsRefused", unit=MetricUnit.Count, value=1)
+        count("RetrievalsRefused")
         logger.warning("retrieve refused", extra={"actor": actor, "reason": type(exc).__name__})
         raise
-    metrics.add_metric(name="Retrievals", unit=MetricUnit.Count, value=1)
+    count("Retrievals")
     logger.info(
         "retrieved",
         extra={
@@ -51,4 +49,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "size": result["size"],
         },
     )
-    return timed(result, *started)
+    return result

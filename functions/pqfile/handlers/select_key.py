@@ -9,36 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from pqfile import wiring
 from pqfile.errors import NoActiveKeyError
-from pqfile.handlers._runtime import (
-    clock,
-    logger,
-    metrics,
-    pipeline,
-    publish_pool_size,
-    timed,
-    tracer,
-)
+from pqfile.handlers._runtime import entry_point, logger, publish_pool_size
 from pqfile.usecases.ingest import select_key
+from pqfile.usecases.ingest_steps import SelectKeyRequest
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    started = clock()
-    p = pipeline()
+    request = SelectKeyRequest.from_event(event)
+    p = wiring.pipeline()
     try:
-        choice = select_key(p, str(event["document_id"]), event.get("suite"))
+        choice = select_key(p, request.document_id, request.suite)
     except NoActiveKeyError:
-        suite = str(event.get("suite") or p.settings.default_suite)
+        suite = request.suite or p.settings.encryption.default_suite
         publish_pool_size(suite, 0)
         logger.warning(
             "key pool empty: waiting for the rotate-keys workflow to refill it",
-            extra={"document_id": event["document_id"], "suite": suite},
+            extra={"document_id": request.document_id, "suite": suite},
         )
         raise
-    logger.info(
-        "key selected", extra={"document_id": event["document_id"], "key_id": choice.key_id}
-    )
-    return timed({"key_id": choice.key_id, "suite": choice.suite}, *started)
+    logger.info("key selected", extra={"document_id": request.document_id, "key_id": choice.key_id})
+    return choice.to_dict()

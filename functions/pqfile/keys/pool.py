@@ -18,7 +18,8 @@ from pqfile.keys.cache import UnwrappedKeyCache
 from pqfile.keys.custody import KeyCustody
 from pqfile.keys.model import IllegalTransitionError, KeyRecord, KeyStatus, Purpose, SelectedKey
 from pqfile.keys.policy import PoolPolicy, usage_spread
-from pqfile.keys.rotation_runs import RotationRun, RotationRuns, RotationStatus
+from pqfile.keys.rotation_runs import RotationRun, RotationRuns
+from pqfile.ports import RotationStatus
 
 if TYPE_CHECKING:
     from pqfile.ports import KeyStorage, SeedProtector

@@ -11,22 +11,15 @@ is audited in the same transaction as the change itself.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pqfile.errors import NoActiveKeyError, PQFileError
 from pqfile.keys.model import KeyStatus
+from pqfile.ports import RotationStatus
 
 if TYPE_CHECKING:
     from pqfile.ports import KeyStorage
-
-
-class RotationStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)

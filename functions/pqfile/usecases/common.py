@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from pqfile.config import Settings
-from pqfile.ports import AuditLog, BlobStore, DocumentRepository, KeyStore
-
-if TYPE_CHECKING:
-    from pqfile.crypto.kem import PublicKey, SecretKey
+from pqfile.ports import (
+    AuditLog,
+    BlobStore,
+    DocumentRepository,
+    KeyStore,
+    PackageCipher,
+    Writable,
+)
 
 #: Content type of a PQF package in S3.
 PACKAGE_CONTENT_TYPE = "application/vnd.pqfile.pqf"
@@ -19,40 +22,10 @@ PACKAGE_CONTENT_TYPE = "application/vnd.pqfile.pqf"
 PIPELINE_ACTOR = "pqfile-ingest"
 
 
-class Writable(Protocol):
-    """What encrypt_stream/decrypt_stream write to (they pass memoryviews of reused buffers)."""
-
-    def write(self, data: Any, /) -> Any: ...
-
-
-class PackageCipher(Protocol):
-    """Streaming PQF encryption (docs/FORMAT.md); the real one is pqfile.crypto's."""
-
-    def encrypt_stream(
-        self,
-        src: BinaryIO,
-        dst: Writable,
-        recipient: PublicKey,
-        context: Mapping[str, str],
-        *,
-        segment_size: int,
-        document_id: str,
-    ) -> object: ...
-
-    def decrypt_stream(
-        self, src: BinaryIO, dst: Writable, identity: SecretKey, *, document_id: str | None
-    ) -> object:
-        """Write the plaintext; raise DecryptionError (opaque) if anything fails to verify."""
-        ...
-
-    def package_ids(self, src: BinaryIO) -> tuple[str, str]:
-        """(key id, document id) from a package's header; needs no key, reads the header only."""
-        ...
-
-
 @dataclass
 class Pipeline:
-    """Everything a use case needs, injected (adapters in handlers, fakes in tests)."""
+    """Everything an ingest or retrieve use case needs, injected (adapters by pqfile.wiring,
+    fakes in tests)."""
 
     settings: Settings
     blobs: BlobStore

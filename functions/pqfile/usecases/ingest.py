@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from pqfile.crypto.kem import Suite
@@ -26,7 +25,7 @@ from pqfile.errors import (
     PQFileError,
     StorageError,
 )
-from pqfile.ports import ObjectInfo
+from pqfile.ports import AuditOutcome, DocumentStatus, ObjectInfo
 from pqfile.usecases.common import (
     PACKAGE_CONTENT_TYPE,
     PIPELINE_ACTOR,
@@ -38,6 +37,16 @@ from pqfile.usecases.events import (
     document_id_for,
     encrypted_key_for,
     parse_object_created,
+)
+from pqfile.usecases.ingest_steps import (
+    DEFAULT_CONTENT_TYPE,
+    FailureReport,
+    FetchResult,
+    FetchStatus,
+    IngestStep,
+    KeyChoice,
+    StoreOutcome,
+    StoreResult,
 )
 
 log = logging.getLogger(__name__)
@@ -53,42 +62,25 @@ CONTENT_TYPE_CONTEXT = "pqfile:content-type"
 FAILED_TAG = "pqfile-status"
 
 
-@dataclass(frozen=True)
-class FetchResult:
-    document_id: str
-    source: SourceRef
-    content_type: str
-    #: "new" to process, "stored" when a replay finds the document already done.
-    status: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "document_id": self.document_id,
-            "source": self.source.to_dict(),
-            "content_type": self.content_type,
-            "status": self.status,
-        }
-
-
 def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
     """Check the event, then the object's existence, size and identity; open the row."""
-    s = p.settings
+    s = p.settings.storage
     source = parse_object_created(
         event, uploads_bucket=s.uploads_bucket, max_size=s.max_document_size
     )
     document_id = document_id_for(source)
     existing = p.documents.get(document_id)
-    if existing is not None and existing.status == "stored":
+    if existing is not None and existing.status is DocumentStatus.STORED:
         # A replay of an event already processed: the plaintext is gone by design.
-        return FetchResult(document_id, source, "application/octet-stream", "stored")
+        return FetchResult(document_id, source, DEFAULT_CONTENT_TYPE, FetchStatus.STORED)
 
     try:
         info = p.blobs.stat(source.bucket, source.key, source.version_id)
     except DocumentNotFoundError:
         # A concurrent execution may have finished and deleted the plaintext just now.
         existing = p.documents.get(document_id)
-        if existing is not None and existing.status == "stored":
-            return FetchResult(document_id, source, "application/octet-stream", "stored")
+        if existing is not None and existing.status is DocumentStatus.STORED:
+            return FetchResult(document_id, source, DEFAULT_CONTENT_TYPE, FetchStatus.STORED)
         raise
     if source.size is not None and info.size != source.size:
         raise DocumentNotFoundError(
@@ -116,14 +108,8 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
         source_etag=source.etag,
         plaintext_size=info.size,
     )
-    status = "stored" if record.status == "stored" else "new"
+    status = FetchStatus.STORED if record.status is DocumentStatus.STORED else FetchStatus.NEW
     return FetchResult(record.document_id, source, info.content_type, status)
-
-
-@dataclass(frozen=True)
-class KeyChoice:
-    key_id: str
-    suite: str
 
 
 def select_key(p: Pipeline, document_id: str, suite: str | None = None) -> KeyChoice:
@@ -133,7 +119,7 @@ def select_key(p: Pipeline, document_id: str, suite: str | None = None) -> KeyCh
         raise DocumentNotFoundError(f"no document {document_id}")
     if record.key_id and record.suite:
         return KeyChoice(record.key_id, record.suite)
-    wanted = Suite.from_name(suite or p.settings.default_suite)
+    wanted = Suite.from_name(suite or p.settings.encryption.default_suite)
     size = record.plaintext_size or 0
     try:
         public = p.keys.select_encryption_key(wanted, size)
@@ -153,18 +139,18 @@ def encrypt_document(
     document_id: str,
     source: SourceRef,
     key_id: str,
-    content_type: str = "application/octet-stream",
+    content_type: str = DEFAULT_CONTENT_TYPE,
 ) -> ObjectInfo:
     """Stream the upload through encrypt_stream into a multipart upload under encrypted/.
 
     Memory is bounded by one body segment plus one multipart part, whatever the size.
     """
-    s = p.settings
+    s = p.settings.storage
     record = p.documents.get(document_id)
     if record is None:
         raise DocumentNotFoundError(f"no document {document_id}")
     target_key = encrypted_key_for(document_id)
-    if record.status == "stored" and record.encrypted_key:
+    if record.status is DocumentStatus.STORED and record.encrypted_key:
         # Already done by an earlier or concurrent execution: nothing to write.
         return p.blobs.stat(
             record.encrypted_bucket or s.encrypted_bucket,
@@ -178,7 +164,7 @@ def encrypt_document(
     except DocumentNotFoundError:
         # Gone because a concurrent execution committed and deleted it: reuse its package.
         record = p.documents.get(document_id)
-        if record is not None and record.status == "stored" and record.encrypted_key:
+        if record is not None and record.status is DocumentStatus.STORED and record.encrypted_key:
             return p.blobs.stat(
                 record.encrypted_bucket or s.encrypted_bucket,
                 record.encrypted_key,
@@ -193,7 +179,7 @@ def encrypt_document(
             writer,
             public,
             context,
-            segment_size=s.segment_size,
+            segment_size=p.settings.encryption.segment_size,
             document_id=document_id,
         )
         if source.size is not None and reader.count != source.size:
@@ -207,20 +193,6 @@ def encrypt_document(
     finally:
         reader.close()
     return written
-
-
-@dataclass(frozen=True)
-class StoreResult:
-    outcome: str  # "stored" (this execution committed) or "duplicate"
-    encrypted: ObjectInfo
-    plaintext_deleted: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "outcome": self.outcome,
-            "encrypted": asdict(self.encrypted),
-            "plaintext_deleted": self.plaintext_deleted,
-        }
 
 
 def store_document(
@@ -240,7 +212,7 @@ def store_document(
         encrypted_version_id=encrypted.version_id,
         encrypted_size=encrypted.size,
     )
-    outcome = "stored" if stored_now else "duplicate"
+    outcome = StoreOutcome.STORED if stored_now else StoreOutcome.DUPLICATE
     kept = encrypted
     if not stored_now:
         winner = record.encrypted_version_id
@@ -298,13 +270,13 @@ def audit_ingest(
         raise DocumentNotFoundError(f"no document {document_id}")
     return p.audit.append(
         operation=OP_ENCRYPT,
-        outcome="success",
+        outcome=AuditOutcome.SUCCESS,
         actor=PIPELINE_ACTOR,
         document_id=document_id,
         key_id=record.key_id,
         request_id=request_id,
         details={
-            "result": outcome,
+            "result": str(outcome),
             "source_bucket": record.source_bucket,
             "source_key": record.source_key,
             "source_version_id": record.source_version_id,
@@ -317,24 +289,22 @@ def audit_ingest(
     )
 
 
-@dataclass(frozen=True)
-class FailureReport:
-    step: str
-    error_type: str
-    document_id: str | None
-    upload_tagged: bool
-    audit_seq: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
+#: Executions started before the workflow named the failed step: the last result present.
 _STEP_BY_RESULT = (
-    ("stored", "WriteAudit"),
-    ("encrypted", "StoreDocument"),
-    ("key", "EncryptDocument"),
-    ("document", "SelectKey"),
+    ("stored", IngestStep.AUDIT),
+    ("encrypted", IngestStep.STORE),
+    ("key", IngestStep.ENCRYPT),
+    ("document", IngestStep.SELECT_KEY),
 )
+
+
+def failed_step(state: Mapping[str, Any]) -> IngestStep:
+    """The Task that failed: ``failed_step`` as the workflow's Catch names it; for an
+    execution started under an older definition, inferred from the results present."""
+    named = state.get("failed_step")
+    if isinstance(named, str) and named in {step.value for step in IngestStep}:
+        return IngestStep(named)
+    return next((s for k, s in _STEP_BY_RESULT if k in state), IngestStep.FETCH)
 
 
 def record_failure(
@@ -342,13 +312,14 @@ def record_failure(
 ) -> FailureReport:
     """The Catch path: keep the upload (tagged), mark the row failed, audit the failure.
 
-    ``state`` is the workflow state at the failure: the original event plus the results of
-    the steps that completed, plus ``error`` ({Error, Cause}) from the Catch.
+    ``state`` is the workflow state at the failure (ingest_steps.FailureRequest): the
+    original event, the results of the steps that completed, ``error`` ({Error, Cause}) from
+    the Catch and ``failed_step``.
     """
     raw_error = state.get("error")
     error: Mapping[str, Any] = raw_error if isinstance(raw_error, Mapping) else {}
     error_type = str(error.get("Error", "Unknown"))[:200]
-    step = next((s for k, s in _STEP_BY_RESULT if k in state), "FetchDocument")
+    step = failed_step(state)
 
     document = state.get("document") if isinstance(state.get("document"), Mapping) else None
     source: SourceRef | None = None
@@ -361,12 +332,12 @@ def record_failure(
             source = None
     else:
         try:
-            source = parse_object_created(state, uploads_bucket=p.settings.uploads_bucket)
+            source = parse_object_created(state, uploads_bucket=p.settings.storage.uploads_bucket)
         except PQFileError:
             source = None  # a foreign or malformed event: touch nothing
 
     tagged = False
-    if source is not None and source.bucket == p.settings.uploads_bucket:
+    if source is not None and source.bucket == p.settings.storage.uploads_bucket:
         try:
             p.blobs.tag_version(
                 source.bucket,
@@ -384,12 +355,12 @@ def record_failure(
             pass
     seq = p.audit.append(
         operation=OP_ENCRYPT,
-        outcome="failure",
+        outcome=AuditOutcome.FAILURE,
         actor=PIPELINE_ACTOR,
         document_id=document_id,
         request_id=request_id,
         details={
-            "step": step,
+            "step": step.value,
             "error": error_type,
             "source_bucket": source.bucket if source else None,
             "source_key": source.key if source else None,

@@ -25,7 +25,7 @@ from typing import Any
 
 from pqfile.config import RETRIEVALS_PREFIX
 from pqfile.errors import DecryptionError, DocumentNotFoundError, InvalidEventError, PQFileError
-from pqfile.ports import DocumentRecord
+from pqfile.ports import AuditOutcome, DocumentRecord, DocumentStatus
 from pqfile.usecases.common import HashingWriter, Pipeline
 from pqfile.usecases.ingest import CONTENT_TYPE_CONTEXT, OP_DECRYPT
 
@@ -98,7 +98,7 @@ def retrieve_payload(
     except InvalidEventError as exc:
         p.audit.append(
             operation=OP_DECRYPT,
-            outcome="refused",
+            outcome=AuditOutcome.REFUSED,
             actor=actor,
             request_id=request_id,
             details={"reason": type(exc).__name__},
@@ -117,7 +117,7 @@ def retrieve_document(p: Pipeline, req: RetrieveRequest) -> dict[str, Any]:
     except PQFileError as exc:
         p.audit.append(
             operation=OP_DECRYPT,
-            outcome="refused",
+            outcome=AuditOutcome.REFUSED,
             actor=req.actor,
             document_id=record.document_id if record else req.document_id,
             key_id=record.key_id if record else None,
@@ -130,7 +130,7 @@ def retrieve_document(p: Pipeline, req: RetrieveRequest) -> dict[str, Any]:
         raise
     p.audit.append(
         operation=OP_DECRYPT,
-        outcome="success",
+        outcome=AuditOutcome.SUCCESS,
         actor=req.actor,
         document_id=record.document_id,
         key_id=record.key_id,
@@ -152,7 +152,7 @@ def _lookup(p: Pipeline, req: RetrieveRequest) -> DocumentRecord:
     else:
         assert req.bucket is not None and req.key is not None
         record = p.documents.find_by_encrypted_object(req.bucket, req.key)
-    if record is None or record.status != "stored" or not record.encrypted_key:
+    if record is None or record.status is not DocumentStatus.STORED or not record.encrypted_key:
         raise DocumentNotFoundError("no such document")
     if not record.key_id:
         raise DocumentNotFoundError("the document has no key recorded")
@@ -160,8 +160,8 @@ def _lookup(p: Pipeline, req: RetrieveRequest) -> DocumentRecord:
 
 
 def _deliver(p: Pipeline, record: DocumentRecord, identity: Any) -> dict[str, Any]:
-    s = p.settings
-    bucket = record.encrypted_bucket or s.encrypted_bucket
+    s = p.settings.retrieve
+    bucket = record.encrypted_bucket or p.settings.storage.encrypted_bucket
     assert record.encrypted_key is not None
     size = record.plaintext_size
     src = p.blobs.open_read(bucket, record.encrypted_key, record.encrypted_version_id)

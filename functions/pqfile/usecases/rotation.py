@@ -20,20 +20,19 @@ retry rewraps the committed version again and commits that one. A concurrent wri
 detected by the conditional write (``If-Match`` on the object's current ETag) and reported
 as a ``TransientError`` for Step Functions to retry.
 
-Pure: depends only on the ports below (the Postgres key store, S3 in handlers/rotate.py).
+Pure: depends only on ports (pqfile.ports: RotationKeyStore, PackageStore, DocumentReader,
+AuditLog); what the steps take and return is in pqfile.usecases.rotation_steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
 
+from pqfile.config import DEFAULT_REWRAP_BATCH, DEFAULT_SUITE
 from pqfile.crypto import envelope
 from pqfile.errors import (
     DecryptionError,
     DocumentNotFoundError,
-    InvalidEventError,
     MalformedPackageError,
     PQFileError,
     StorageError,
@@ -41,129 +40,38 @@ from pqfile.errors import (
 )
 from pqfile.format.header import FIXED_SIZE, header_size, parse_header
 from pqfile.keys.model import Purpose
-from pqfile.ports import AuditLog, DocumentRecord, ObjectInfo
-
-if TYPE_CHECKING:
-    from pqfile.crypto.kem import PublicKey, SecretKey
+from pqfile.ports import (
+    AuditLog,
+    AuditOutcome,
+    DocumentReader,
+    DocumentRecord,
+    DocumentStatus,
+    ObjectInfo,
+    PackageStore,
+    RotationKeyStore,
+    RotationStatus,
+)
+from pqfile.usecases.rotation_steps import (
+    FinishResult,
+    MaintainResult,
+    PlanResult,
+    QueuedKey,
+    RewrapItem,
+    RewrapOutcome,
+    RewrapResult,
+    RotationFailure,
+    RunSummary,
+)
 
 #: The actor rotation writes into audit rows.
 ROTATION_ACTOR = "pqfile-rotate"
 OP_REWRAP = "document.rewrap"
 OP_MAINTAIN = "key.pool_maintained"
+OP_FAILED = "key.rotation_failed"
 
 
 class RotationIncompleteError(PQFileError):
     """The old key still has documents: it keeps decrypting, the run stays open."""
-
-
-# --- ports -----------------------------------------------------------------------------------
-
-
-class RotationRunView(Protocol):
-    """One rotation run (a row of ``key_rotations``)."""
-
-    @property
-    def rotation_id(self) -> int: ...
-
-    @property
-    def old_key_id(self) -> str: ...
-
-    @property
-    def new_key_id(self) -> str | None: ...
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def documents_total(self) -> int: ...
-
-    @property
-    def documents_rewrapped(self) -> int: ...
-
-
-class KeyView(Protocol):
-    @property
-    def key_id(self) -> str: ...
-
-    @property
-    def suite(self) -> str: ...
-
-
-class RotationKeyStore(Protocol):
-    """What rotation needs of the key store (adapters/postgres.py PostgresKeyStore, with the
-    pqfile_rotate role). Every lifecycle change it makes is audited by the store."""
-
-    def get_key(self, key_id: str) -> KeyView: ...
-
-    def refill(
-        self, suite: str, *, actor: str | None = None, request_id: str | None = None
-    ) -> Sequence[object]: ...
-
-    def queue_due_for_rotation(
-        self, *, actor: str | None = None, request_id: str | None = None
-    ) -> list[tuple[str, str]]: ...
-
-    def rotations(self, status: str | None = None) -> Sequence[RotationRunView]: ...
-
-    def begin_rotation(
-        self, rotation_id: int, *, actor: str | None = None, request_id: str | None = None
-    ) -> RotationRunView:
-        """Start a queued run (choose the new key); a started run is returned unchanged."""
-        ...
-
-    def documents_on_key(self, key_id: str, limit: int = 100) -> list[str]: ...
-
-    def record_rewrap(
-        self,
-        rotation_id: int,
-        document_id: str,
-        *,
-        encrypted_version_id: str | None,
-        encrypted_size: int,
-        actor: str | None = None,
-        request_id: str | None = None,
-    ) -> bool:
-        """Point the document at the run's new key (audited); False if already moved."""
-        ...
-
-    def finish_rotation(
-        self, rotation_id: int, *, actor: str | None = None, request_id: str | None = None
-    ) -> RotationRunView: ...
-
-    def load_secret_key(self, key_id: str, purpose: Purpose = Purpose.DECRYPT) -> SecretKey: ...
-
-    def public_key(self, key_id: str) -> PublicKey: ...
-
-
-class DocumentReader(Protocol):
-    def get(self, document_id: str) -> DocumentRecord | None: ...
-
-
-class PackageStore(Protocol):
-    """Object access rotation needs: ranged reads, and a new version with a new head."""
-
-    def stat(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo: ...
-
-    def read_range(
-        self, bucket: str, key: str, version_id: str | None, start: int, length: int
-    ) -> bytes:
-        """``length`` bytes from ``start`` of one object version (fewer only at its end)."""
-        ...
-
-    def replace_head(
-        self,
-        bucket: str,
-        key: str,
-        *,
-        source: ObjectInfo,
-        body_offset: int,
-        new_head: bytes,
-        if_match: str,
-    ) -> ObjectInfo:
-        """Write a new version of ``key``: ``new_head`` then ``source``'s bytes from
-        ``body_offset`` on, copied unchanged. Written only if the object's current ETag is
-        still ``if_match``; otherwise raise TransientError (a concurrent change)."""
-        ...
 
 
 # --- wiring ----------------------------------------------------------------------------------
@@ -179,28 +87,19 @@ class Rotation:
     audit: AuditLog
     encrypted_bucket: str
     #: Suites whose pool is kept at its target (suites of queued keys are refilled too).
-    suites: tuple[str, ...] = ("xwing",)
+    suites: tuple[str, ...] = (DEFAULT_SUITE,)
     #: Documents per PlanRewrap batch (one Map state's items).
-    batch_size: int = 100
+    batch_size: int = DEFAULT_REWRAP_BATCH
     actor: str = ROTATION_ACTOR
-
-
-def _run_dict(run: RotationRunView) -> dict[str, Any]:
-    return {
-        "rotation_id": run.rotation_id,
-        "old_key_id": run.old_key_id,
-        "new_key_id": run.new_key_id,
-        "status": run.status,
-    }
 
 
 # --- 1. pool maintenance ---------------------------------------------------------------------
 
 
-def maintain_pool(r: Rotation, *, request_id: str | None = None) -> dict[str, Any]:
+def maintain_pool(r: Rotation, *, request_id: str | None = None) -> MaintainResult:
     """Queue keys due for rotation, refill the pools, list the runs to work on."""
     queued = r.keys.queue_due_for_rotation(actor=r.actor, request_id=request_id)
-    runs = [*r.keys.rotations("running"), *r.keys.rotations("queued")]
+    runs = [*r.keys.rotations(RotationStatus.RUNNING), *r.keys.rotations(RotationStatus.QUEUED)]
     suites = list(r.suites)
     for run in runs:  # the rotation target must exist: refill the old key's suite too
         suite = r.keys.get_key(run.old_key_id).suite
@@ -211,7 +110,7 @@ def maintain_pool(r: Rotation, *, request_id: str | None = None) -> dict[str, An
         created[suite] = len(r.keys.refill(suite, actor=r.actor, request_id=request_id))
     r.audit.append(
         operation=OP_MAINTAIN,
-        outcome="success",
+        outcome=AuditOutcome.SUCCESS,
         actor=r.actor,
         request_id=request_id,
         details={
@@ -220,17 +119,19 @@ def maintain_pool(r: Rotation, *, request_id: str | None = None) -> dict[str, An
             "rotations": [run.rotation_id for run in runs],
         },
     )
-    return {
-        "queued": [{"key_id": k, "reason": reason} for k, reason in queued],
-        "created": created,
-        "rotations": [_run_dict(run) for run in runs],
-    }
+    counts = r.keys.status_summary()["suites"]
+    return MaintainResult(
+        queued=[QueuedKey(k, reason) for k, reason in queued],
+        created=created,
+        rotations=[RunSummary.of(run) for run in runs],
+        active={s: int(counts.get(s, {}).get("counts", {}).get("active", 0)) for s in created},
+    )
 
 
 # --- 2. planning -----------------------------------------------------------------------------
 
 
-def plan_rewrap(r: Rotation, rotation_id: int, *, request_id: str | None = None) -> dict[str, Any]:
+def plan_rewrap(r: Rotation, rotation_id: int, *, request_id: str | None = None) -> PlanResult:
     """Start the run if needed; return the next batch of documents on its old key.
 
     ``more`` is true when the batch is full and holds work, so the workflow plans again
@@ -239,42 +140,26 @@ def plan_rewrap(r: Rotation, rotation_id: int, *, request_id: str | None = None)
     rewrapped, and they keep the old key from expiring until they are stored or removed.
     """
     run = r.keys.begin_rotation(rotation_id, actor=r.actor, request_id=request_id)
-    if run.status != "running" or run.new_key_id is None:
-        return {**_run_dict(run), "documents": [], "more": False, "skipped": 0}
+    if run.status != RotationStatus.RUNNING or run.new_key_id is None:
+        return PlanResult(RunSummary.of(run), documents=[], more=False, skipped=0)
     ids = r.keys.documents_on_key(run.old_key_id, limit=r.batch_size)
-    items: list[dict[str, Any]] = []
+    items: list[RewrapItem] = []
     skipped = 0
     for document_id in ids:
         record = r.documents.get(document_id)
-        if record is None or record.status != "stored" or not record.encrypted_key:
+        if record is None or record.status is not DocumentStatus.STORED or not record.encrypted_key:
             skipped += 1
             continue
-        items.append({"rotation_id": run.rotation_id, "document_id": document_id})
-    return {
-        **_run_dict(run),
-        "documents": items,
-        "more": len(ids) >= r.batch_size and bool(items),
-        "skipped": skipped,
-    }
+        items.append(RewrapItem(run.rotation_id, document_id))
+    return PlanResult(
+        RunSummary.of(run),
+        documents=items,
+        more=len(ids) >= r.batch_size and bool(items),
+        skipped=skipped,
+    )
 
 
 # --- 3. rewrap one document ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RewrapResult:
-    document_id: str
-    outcome: str  # rewrapped | already_rewrapped | not_on_old_key
-    key_id: str | None
-    version_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "document_id": self.document_id,
-            "outcome": self.outcome,
-            "key_id": self.key_id,
-            "version_id": self.version_id,
-        }
 
 
 def rewrap_document(
@@ -286,11 +171,11 @@ def rewrap_document(
     if record is None:
         raise DocumentNotFoundError(f"no document {document_id}")
     if run.new_key_id is not None and record.key_id == run.new_key_id:
-        return RewrapResult(document_id, "already_rewrapped", record.key_id,
+        return RewrapResult(document_id, RewrapOutcome.ALREADY_REWRAPPED, record.key_id,
                             record.encrypted_version_id)  # fmt: skip
     if record.key_id != run.old_key_id:
-        return RewrapResult(document_id, "not_on_old_key", record.key_id)
-    if run.status != "running" or run.new_key_id is None:
+        return RewrapResult(document_id, RewrapOutcome.NOT_ON_OLD_KEY, record.key_id)
+    if run.status != RotationStatus.RUNNING or run.new_key_id is None:
         raise PQFileError(f"rotation run {rotation_id} is {run.status}, not running")
     try:
         written = _rewrite_package(r, run.old_key_id, run.new_key_id, record)
@@ -298,7 +183,7 @@ def rewrap_document(
         if not isinstance(exc, TransientError):
             r.audit.append(
                 operation=OP_REWRAP,
-                outcome="failure",
+                outcome=AuditOutcome.FAILURE,
                 actor=r.actor,
                 document_id=document_id,
                 key_id=run.old_key_id,
@@ -318,11 +203,11 @@ def rewrap_document(
         current = r.documents.get(document_id)
         return RewrapResult(
             document_id,
-            "already_rewrapped",
+            RewrapOutcome.ALREADY_REWRAPPED,
             current.key_id if current else None,
             current.encrypted_version_id if current else None,
         )
-    return RewrapResult(document_id, "rewrapped", run.new_key_id, written.version_id)
+    return RewrapResult(document_id, RewrapOutcome.REWRAPPED, run.new_key_id, written.version_id)
 
 
 def _rewrite_package(
@@ -379,28 +264,31 @@ def _verify(
 
 def finish_rotation(
     r: Rotation, rotation_id: int, *, request_id: str | None = None
-) -> dict[str, Any]:
+) -> FinishResult:
     """Expire the old key when no document uses it; refuse (run left open) otherwise."""
     run = r.keys.begin_rotation(rotation_id, actor=r.actor, request_id=request_id)
-    if run.status != "running":
-        return {**_run_dict(run), "documents_rewrapped": run.documents_rewrapped}
+    if run.status != RotationStatus.RUNNING:
+        return FinishResult(RunSummary.of(run), run.documents_rewrapped)
     left = r.keys.documents_on_key(run.old_key_id, limit=1)
     if left:
         raise RotationIncompleteError(
             f"rotation run {rotation_id}: documents still use key {run.old_key_id}"
         )
     done = r.keys.finish_rotation(rotation_id, actor=r.actor, request_id=request_id)
-    if done.status != "completed":
+    if done.status != RotationStatus.COMPLETED:
         raise RotationIncompleteError(f"rotation run {rotation_id} is {done.status}")
-    return {**_run_dict(done), "documents_rewrapped": done.documents_rewrapped}
+    return FinishResult(RunSummary.of(done), done.documents_rewrapped)
 
 
-def rotation_id_from(event: Mapping[str, Any]) -> int:
-    """The run id of a workflow event (``{"rotation_id": N, ...}``)."""
-    value = event.get("rotation_id") if isinstance(event, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InvalidEventError("rotation_id is missing")
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidEventError("rotation_id must be an integer") from None
+# --- the Catch path --------------------------------------------------------------------------
+
+
+def record_rotation_failure(r: Rotation, failure: RotationFailure) -> int:
+    """Audit a failed step of the workflow (its error type only, never its message)."""
+    return r.audit.append(
+        operation=OP_FAILED,
+        outcome=AuditOutcome.FAILURE,
+        actor=r.actor,
+        request_id=failure.execution,
+        details={"error": failure.error_type, "rotation_id": failure.rotation_id},
+    )

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pqfile.adapters.postgres.connection import PermissionDeniedError, Runner
-from pqfile.keys.rotation_runs import RotationRun, RotationStatus
+from pqfile.keys.rotation_runs import RotationRun
+from pqfile.ports import RotationStatus
 
 ROTATION_COLUMNS = (
     "id, old_key_id, new_key_id, reason, status, documents_total, documents_rewrapped, "

@@ -1,0 +1,196 @@
+"""What the rotate-keys workflow's steps take and return (statemachines/rotate-keys.asl.json).
+
+Each Lambda parses its event into a request below at the handler boundary (a malformed
+event raises InvalidEventError) and answers with a result's ``to_dict()``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pqfile.errors import InvalidEventError
+from pqfile.ports import RotationRunView
+
+
+class RewrapOutcome(enum.StrEnum):
+    REWRAPPED = "rewrapped"  # this call moved the document to the new key
+    ALREADY_REWRAPPED = "already_rewrapped"  # an earlier or concurrent call had
+    NOT_ON_OLD_KEY = "not_on_old_key"  # the document was never on the run's old key
+
+
+def rotation_id_from(event: Mapping[str, Any]) -> int:
+    """The run id of a workflow event (``{"rotation_id": N, ...}``)."""
+    value = event.get("rotation_id") if isinstance(event, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidEventError("rotation_id is missing")
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidEventError("rotation_id must be an integer") from None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One rotation run as the workflow sees it."""
+
+    rotation_id: int
+    old_key_id: str
+    new_key_id: str | None
+    status: str  # a RotationStatus value
+
+    @classmethod
+    def of(cls, run: RotationRunView) -> RunSummary:
+        return cls(run.rotation_id, run.old_key_id, run.new_key_id, str(run.status))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rotation_id": self.rotation_id,
+            "old_key_id": self.old_key_id,
+            "new_key_id": self.new_key_id,
+            "status": self.status,
+        }
+
+
+# --- MaintainPool ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueuedKey:
+    key_id: str
+    reason: str  # a keys.policy.RotationReason value
+
+
+@dataclass(frozen=True)
+class MaintainResult:
+    queued: list[QueuedKey]
+    #: Keys created per maintained suite.
+    created: dict[str, int]
+    #: The runs to work on: running ones first (resumed), then queued ones.
+    rotations: list[RunSummary]
+    #: Active keys per maintained suite after the refill (the key-pool-low alarm's metric).
+    active: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queued": [{"key_id": q.key_id, "reason": q.reason} for q in self.queued],
+            "created": dict(self.created),
+            "rotations": [run.to_dict() for run in self.rotations],
+            "active": dict(self.active),
+        }
+
+
+# --- PlanRewrap --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationRequest:
+    """PlanRewrap and FinishRotation: ``{"rotation_id": N}``."""
+
+    rotation_id: int
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> RotationRequest:
+        return cls(rotation_id_from(event))
+
+
+@dataclass(frozen=True)
+class RewrapItem:
+    rotation_id: int
+    document_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rotation_id": self.rotation_id, "document_id": self.document_id}
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    run: RunSummary
+    #: The next batch of documents still on the old key (one Map state's items).
+    documents: list[RewrapItem]
+    #: True when the batch was full and held work: the workflow plans again after it.
+    more: bool
+    #: Documents on the old key without a stored package (in flight or failed ingests).
+    skipped: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.run.to_dict(),
+            "documents": [item.to_dict() for item in self.documents],
+            "more": self.more,
+            "skipped": self.skipped,
+        }
+
+
+# --- RewrapDocument ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RewrapRequest:
+    rotation_id: int
+    document_id: str
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> RewrapRequest:
+        document_id = event.get("document_id") if isinstance(event, Mapping) else None
+        if not isinstance(document_id, str) or not document_id:
+            raise InvalidEventError("document_id is missing")
+        return cls(rotation_id_from(event), document_id)
+
+
+@dataclass(frozen=True)
+class RewrapResult:
+    document_id: str
+    outcome: RewrapOutcome
+    key_id: str | None
+    version_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "document_id": self.document_id,
+            "outcome": self.outcome.value,
+            "key_id": self.key_id,
+            "version_id": self.version_id,
+        }
+
+
+# --- FinishRotation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FinishResult:
+    run: RunSummary
+    documents_rewrapped: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.run.to_dict(), "documents_rewrapped": self.documents_rewrapped}
+
+
+# --- RecordFailure -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationFailure:
+    """``{"error": {Error, Cause}, "state": {...}, "execution": ...}`` from a Catch."""
+
+    error_type: str
+    rotation_id: object = None
+    execution: str | None = None
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> RotationFailure:
+        e: Mapping[str, Any] = event if isinstance(event, Mapping) else {}
+        error = e.get("error")
+        state = e.get("state")
+        return cls(
+            error_type=str(error.get("Error", "Unknown"))[:128]
+            if isinstance(error, Mapping)
+            else "Unknown",
+            rotation_id=state.get("rotation_id") if isinstance(state, Mapping) else None,
+            execution=str(e.get("execution") or "") or None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.error_type, "rotation_id": self.rotation_id}

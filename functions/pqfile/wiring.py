@@ -1,0 +1,130 @@
+"""The composition root: the one place that picks adapters for the ports.
+
+Each function's dependencies are built once per process (one Lambda execution environment)
+on first use, under a lock, and reused by every warm invocation; importing a handler stays
+cheap. Tests replace them with fakes (``pipeline.override(fake)``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from pqfile.config import PoolSettings, Settings
+from pqfile.usecases.common import PIPELINE_ACTOR, Pipeline
+
+if TYPE_CHECKING:
+    from pqfile.adapters.postgres import (
+        PostgresAuditLog,
+        PostgresDocumentRepository,
+        PostgresKeyStore,
+    )
+    from pqfile.keys.policy import PoolPolicy
+    from pqfile.ports import SeedProtector
+    from pqfile.usecases.rotation import Rotation
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """A value built on first use, once per process (thread-safe)."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: T | None = None
+
+    def __call__(self) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                value = self._value
+        return value
+
+    def override(self, value: T | None) -> None:
+        """Use ``value`` from now on (tests); None builds afresh on the next call."""
+        with self._lock:
+            self._value = value
+
+    def reset(self) -> None:
+        self.override(None)
+
+
+@dataclass(frozen=True)
+class _Stores:
+    documents: PostgresDocumentRepository
+    keys: PostgresKeyStore
+    audit: PostgresAuditLog
+
+
+def _postgres(protector: SeedProtector, *, actor: str, policy: PoolPolicy | None = None) -> _Stores:
+    """The PostgreSQL repositories on one connection handle (the function's database role)."""
+    from pqfile.adapters.postgres import (
+        Database,
+        PostgresAuditLog,
+        PostgresDocumentRepository,
+        PostgresKeyStore,
+    )
+
+    db = Database.from_env()
+    return _Stores(
+        documents=PostgresDocumentRepository(db),
+        keys=PostgresKeyStore(db, protector, policy=policy, actor=actor),
+        audit=PostgresAuditLog(db),
+    )
+
+
+def _seed_protector(settings: Settings) -> SeedProtector:
+    from pqfile.adapters.aws import kms_client
+    from pqfile.adapters.kms import KmsSeedProtector, UnconfiguredSeedProtector
+
+    if not settings.kms.key_id:
+        return UnconfiguredSeedProtector()
+    return KmsSeedProtector(kms_client(), settings.kms.key_id)
+
+
+def _build_pipeline() -> Pipeline:
+    """Ingest and retrieve: S3, PostgreSQL, KMS (where a key is configured), pqfile.crypto."""
+    from pqfile.adapters.cipher import CryptoCipher
+    from pqfile.adapters.s3 import S3BlobStore
+
+    settings = Settings.from_env()
+    stores = _postgres(_seed_protector(settings), actor=PIPELINE_ACTOR)
+    return Pipeline(
+        settings=settings,
+        blobs=S3BlobStore(part_size=settings.storage.part_size),
+        documents=stores.documents,
+        keys=stores.keys,
+        audit=stores.audit,
+        cipher=CryptoCipher(),
+    )
+
+
+def _build_rotation() -> Rotation:
+    """The rotate-keys workflow: the key store with its pool policy, S3 for rewraps."""
+    from pqfile.adapters.s3_rewrap import S3PackageStore
+    from pqfile.usecases.rotation import ROTATION_ACTOR, Rotation
+
+    settings = Settings.from_env()
+    settings.require("PQFILE_ENCRYPTED_BUCKET", "PQFILE_KMS_KEY_ID")
+    pool = PoolSettings.from_env()
+    stores = _postgres(_seed_protector(settings), actor=ROTATION_ACTOR, policy=pool.policy)
+    return Rotation(
+        keys=stores.keys,
+        documents=stores.documents,
+        packages=S3PackageStore(),
+        audit=stores.audit,
+        encrypted_bucket=settings.storage.encrypted_bucket,
+        suites=pool.suites,
+        batch_size=pool.rewrap_batch,
+    )
+
+
+#: The ingest and retrieve functions' dependencies.
+pipeline: Lazy[Pipeline] = Lazy(_build_pipeline)
+#: The rotate-keys functions' dependencies.
+rotation: Lazy[Rotation] = Lazy(_build_rotation)
