@@ -2,9 +2,7 @@
 
 :data:`ENVIRONMENT` lists each variable, the setting it fills and its default
 (docs/CONTRACTS.md, "Environment variables", carries the same table; a test keeps the two
-equal). This module is the only one that reads ``os.environ``, except the PostgreSQL
-connection parameters (``adapters/postgres.py``) and the CLI's ``PQFILE_ACTOR``, listed
-below all the same.
+equal). This module is the only one in ``functions/`` that reads ``os.environ``.
 
 Parsing is strict: a malformed value fails the cold start with a clear message instead of
 surfacing later as an odd runtime error. Defaults live here, the key pool's in the domain
@@ -25,7 +23,7 @@ from pqfile.keys.policy import PoolPolicy
 
 MIB = 1024 * 1024
 
-#: Prefixes the pipeline owns (DESIGN.md "The job").
+#: Prefixes the pipeline owns (docs/DESIGN.md, "The job").
 UPLOADS_PREFIX = "uploads/"
 ENCRYPTED_PREFIX = "encrypted/"
 RETRIEVALS_PREFIX = "retrievals/"
@@ -105,28 +103,28 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "the region when `AWS_REGION` is unset"),
     Variable("POWERTOOLS_SERVICE_NAME", "observability.service", DEFAULT_SERVICE,
              "the service in logs, traces and metrics"),
-    Variable("PQFILE_DATABASE_URL", "adapters/postgres.py", "(none)",
+    Variable("PQFILE_DATABASE_URL", "database.url", "(none)",
              "`postgresql://user:pass@host:port/db?sslmode=...` (local, tests; locally with "
              "`database_url_per_role` the user is the function's own role; with IAM "
              "authentication the user is the function's role and there is no password)"),
-    Variable("PQFILE_DATABASE_SECRET_ARN", "adapters/postgres.py", "(none)",
+    Variable("PQFILE_DATABASE_SECRET_ARN", "database.secret_arn", "(none)",
              "Secrets Manager secret with the RDS credentials (AWS without IAM authentication)"),
-    Variable("PQFILE_DATABASE_HOST", "adapters/postgres.py", "localhost",
+    Variable("PQFILE_DATABASE_HOST", "database.host", "localhost",
              "the database host when the secret does not carry it (AWS)"),
-    Variable("PQFILE_DATABASE_PORT", "adapters/postgres.py", "5432",
+    Variable("PQFILE_DATABASE_PORT", "database.port", "5432",
              "the database port when the secret does not carry it (AWS)"),
-    Variable("PQFILE_DATABASE_NAME", "adapters/postgres.py", "pqfile",
+    Variable("PQFILE_DATABASE_NAME", "database.name", "pqfile",
              "the database name when the secret does not carry it (AWS)"),
-    Variable("PQFILE_DATABASE_SSLMODE", "adapters/postgres.py", "verify-full",
+    Variable("PQFILE_DATABASE_SSLMODE", "database.sslmode", "verify-full",
              "TLS mode with a secret: `verify-full` on AWS"),
-    Variable("PQFILE_DATABASE_SSLROOTCERT", "adapters/postgres.py", "(system CAs)",
+    Variable("PQFILE_DATABASE_SSLROOTCERT", "database.sslrootcert", "(system CAs)",
              "the CA bundle path"),
-    Variable("PQFILE_DATABASE_IAM_AUTH", "adapters/postgres.py", "off",
+    Variable("PQFILE_DATABASE_IAM_AUTH", "database.iam_auth", "off",
              "`1`: connect with a 15-minute RDS IAM token as the URL's user "
              "(`database_iam_auth`)"),
-    Variable("PQFILE_MIGRATIONS_DIR", "adapters/postgres.py", "sql/migrations",
+    Variable("PQFILE_MIGRATIONS_DIR", "database.migrations_dir", "sql/migrations",
              "CLI: where `pqfile db migrate` finds the migrations"),
-    Variable("PQFILE_ACTOR", "cli/db.py", "cli:$USER",
+    Variable("PQFILE_ACTOR", "cli.actor", "cli:$USER",
              "CLI: the operator named in audit rows"),
 )  # fmt: skip
 
@@ -308,6 +306,48 @@ class ObservabilitySettings:
             service=e.get("POWERTOOLS_SERVICE_NAME", DEFAULT_SERVICE),
             tracing=AwsSettings.from_env(e).endpoint_url is None,
         )
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """How to reach PostgreSQL (adapters/postgres/connection.py builds the connection)."""
+
+    url: str | None = None
+    secret_arn: str | None = None
+    host: str = "localhost"
+    port: int = 5432
+    name: str = "pqfile"
+    sslmode: str = "verify-full"
+    sslrootcert: str | None = None
+    iam_auth: bool = False
+    migrations_dir: str | None = None
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DatabaseSettings:
+        e = _environ(env)
+        return cls(
+            url=_text(e, "PQFILE_DATABASE_URL"),
+            secret_arn=_text(e, "PQFILE_DATABASE_SECRET_ARN"),
+            host=_text(e, "PQFILE_DATABASE_HOST") or cls.host,
+            port=_int(e, "PQFILE_DATABASE_PORT", cls.port, 1, 65535),
+            name=_text(e, "PQFILE_DATABASE_NAME") or cls.name,
+            sslmode=_text(e, "PQFILE_DATABASE_SSLMODE") or cls.sslmode,
+            sslrootcert=_text(e, "PQFILE_DATABASE_SSLROOTCERT"),
+            iam_auth=e.get("PQFILE_DATABASE_IAM_AUTH", "").strip().lower() in {"1", "true", "yes"},
+            migrations_dir=_text(e, "PQFILE_MIGRATIONS_DIR"),
+            region=AwsSettings.from_env(e).region,
+        )
+
+
+@dataclass(frozen=True)
+class CliSettings:
+    #: The operator named in audit rows (the database records session_user as well).
+    actor: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
+        return cls(actor=_text(_environ(env), "PQFILE_ACTOR"))
 
 
 _CONCERNS: dict[str, type[Any]] = {

@@ -23,8 +23,7 @@ from pqfile.keys.policy import PoolPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "functions" / "pqfile"
-#: Modules that still read os.environ themselves, until their settings move to config.py.
-STILL_READING_THE_ENVIRONMENT = ("adapters/postgres", "cli/db.py")
+
 
 
 def test_defaults() -> None:
@@ -164,5 +163,4 @@ def test_only_config_reads_the_environment() -> None:
         if _reads_environment(path)
     }
     assert "config.py" in readers, "the scan must see config.py's own reads"
-    others = {r for r in readers - {"config.py"} if not r.startswith(STILL_READING_THE_ENVIRONMENT)}
-    assert others == set()
+    assert readers == {"config.py"}

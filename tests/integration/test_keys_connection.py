@@ -16,6 +16,7 @@ from pqfile.adapters.postgres.connection import (
     parse_database_url,
     ssl_context_for,
 )
+from pqfile.config import DatabaseSettings
 from pqfile.errors import PQFileError, TransientError
 from tests.fixtures.postgres import role_url
 
@@ -57,8 +58,8 @@ def test_tls_modes() -> None:
 
 def test_environment_is_required() -> None:
     with pytest.raises(PQFileError, match="PQFILE_DATABASE_URL"):
-        params_from_env({})
-    build = params_from_env({"PQFILE_DATABASE_URL": "postgresql://u@h:1/d"})
+        params_from_env(DatabaseSettings.from_env({}))
+    build = params_from_env(DatabaseSettings.from_env({"PQFILE_DATABASE_URL": "postgresql://u@h:1/d"}))
     assert build().port == 1
 
 
@@ -134,12 +135,13 @@ def test_credentials_from_secrets_manager(
             "PQFILE_DATABASE_SSLMODE": "disable",  # the local server has no certificate
             "AWS_DEFAULT_REGION": "us-east-1",
         }
-        db = Database.from_env(env)
+        db = Database.from_env(DatabaseSettings.from_env(env))
         assert db.run("SELECT current_user") == [["pqfile_retrieve"]]
         db.close()
-        built = params_from_env(env)()
+        built = params_from_env(DatabaseSettings.from_env(env))()
         assert built.password == "not-checked-locally" and "not-checked" not in repr(built)
-        assert params_from_env({"PQFILE_DATABASE_SECRET_ARN": arn})().sslmode == "verify-full"
+        only_secret = DatabaseSettings.from_env({"PQFILE_DATABASE_SECRET_ARN": arn})
+        assert params_from_env(only_secret)().sslmode == "verify-full"
     finally:
         aws.reset_clients()
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pqfile.config import CliSettings
 
 if TYPE_CHECKING:
     from pqfile.adapters.postgres.connection import Database
@@ -36,7 +37,7 @@ def open_database(args: argparse.Namespace) -> Database:
 
 def actor() -> str:
     """Who is acting, for the audit trail: PQFILE_ACTOR, else the local user."""
-    return os.environ.get("PQFILE_ACTOR") or f"cli:{getpass.getuser()}"
+    return CliSettings.from_env().actor or f"cli:{getpass.getuser()}"
 
 
 def print_json(value: Any) -> None:

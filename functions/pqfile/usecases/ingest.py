@@ -1,7 +1,7 @@
 """The ingest workflow, one function per Step Functions state (statemachines/ingest.asl.json).
 
 Steps pass references only (bucket, key, version id, document id, key id). Every step is
-idempotent, keyed by the upload's identity (DESIGN.md "Shape"):
+idempotent, keyed by the upload's identity (docs/DESIGN.md, "Shape"):
 
 - the document id is derived from (bucket, key, version id or ETag), so a replay finds the
   same row and the same encrypted object key;

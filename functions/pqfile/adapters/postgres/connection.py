@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,6 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pg8000.native
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pqfile.config import DatabaseSettings
 from pqfile.errors import PQFileError, TransientError
 from pqfile.keys.model import IllegalTransitionError
 
@@ -175,51 +175,46 @@ def connect_url(url: str) -> pg8000.native.Connection:
     return connect(parse_database_url(url))
 
 
-def params_from_env(env: Mapping[str, str] | None = None) -> Callable[[], ConnectionParams]:
-    """How to build connection parameters from the environment (re-evaluated per connect,
+def params_from_env(
+    settings: DatabaseSettings | None = None,
+) -> Callable[[], ConnectionParams]:
+    """How to build connection parameters from the settings (re-evaluated per connect,
     so a rotated secret or a fresh 15-minute IAM token is picked up)."""
-    env = os.environ if env is None else env
-    url = env.get("PQFILE_DATABASE_URL")
-    secret_arn = env.get("PQFILE_DATABASE_SECRET_ARN")
-    iam = env.get("PQFILE_DATABASE_IAM_AUTH", "").lower() in {"1", "true", "yes"}
-    if not url and not secret_arn:
+    s = settings if settings is not None else DatabaseSettings.from_env()
+    if not s.url and not s.secret_arn:
         raise PQFileError("set PQFILE_DATABASE_URL or PQFILE_DATABASE_SECRET_ARN")
 
     def build() -> ConnectionParams:
-        if url:
-            params = parse_database_url(url)
-        else:
-            params = _params_from_secret(str(secret_arn), env)
-        if iam:
-            params = _with_iam_token(params, env)
+        params = parse_database_url(s.url) if s.url else _params_from_secret(s)
+        if s.iam_auth:
+            params = _with_iam_token(params, s.region)
         return params
 
     return build
 
 
-def _params_from_secret(secret_arn: str, env: Mapping[str, str]) -> ConnectionParams:
+def _params_from_secret(s: DatabaseSettings) -> ConnectionParams:
     from pqfile.adapters.aws import client
 
     try:
-        raw = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+        raw = client("secretsmanager").get_secret_value(SecretId=str(s.secret_arn))["SecretString"]
         secret = json.loads(raw)
     except (BotoCoreError, ClientError, KeyError, ValueError) as exc:
         raise TransientError(f"database secret unavailable: {type(exc).__name__}") from None
     return ConnectionParams(
         user=str(secret["username"]),
         password=str(secret.get("password")) if secret.get("password") else None,
-        host=str(secret.get("host") or env.get("PQFILE_DATABASE_HOST", "localhost")),
-        port=int(secret.get("port") or env.get("PQFILE_DATABASE_PORT", "5432")),
-        database=str(secret.get("dbname") or env.get("PQFILE_DATABASE_NAME", "pqfile")),
-        sslmode=env.get("PQFILE_DATABASE_SSLMODE", "verify-full"),
-        sslrootcert=env.get("PQFILE_DATABASE_SSLROOTCERT"),
+        host=str(secret.get("host") or s.host),
+        port=int(secret.get("port") or s.port),
+        database=str(secret.get("dbname") or s.name),
+        sslmode=s.sslmode,
+        sslrootcert=s.sslrootcert,
     )
 
 
-def _with_iam_token(params: ConnectionParams, env: Mapping[str, str]) -> ConnectionParams:
+def _with_iam_token(params: ConnectionParams, region: str) -> ConnectionParams:
     from pqfile.adapters.aws import client
 
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
     token = client("rds").generate_db_auth_token(
         DBHostname=params.host, Port=params.port, DBUsername=params.user, Region=region
     )
@@ -282,8 +277,8 @@ class Database:
         return cls(lambda: connect(params))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Database:
-        build = params_from_env(env)
+    def from_env(cls, settings: DatabaseSettings | None = None) -> Database:
+        build = params_from_env(settings)
         return cls(lambda: connect(build()))
 
     def _session(self) -> Session:

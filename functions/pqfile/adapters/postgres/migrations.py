@@ -8,12 +8,12 @@ wait for each other (an advisory lock).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pqfile.adapters.postgres.connection import Database
+from pqfile.config import DatabaseSettings
 from pqfile.errors import PQFileError
 
 
@@ -26,8 +26,8 @@ _MIGRATION_LOCK = 0x70716669  # "pqfi": one migrator at a time per database
 
 
 def default_migrations_dir() -> Path:
-    env = os.environ.get("PQFILE_MIGRATIONS_DIR")
-    candidates = [Path(env)] if env else []
+    configured = DatabaseSettings.from_env().migrations_dir
+    candidates = [Path(configured)] if configured else []
     candidates += [
         Path(__file__).resolve().parents[4] / "sql" / "migrations",
         Path.cwd() / "sql" / "migrations",
