@@ -106,6 +106,8 @@ def apply(runtime: Runtime) -> None:
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
         if getattr(self, "state", "ENABLED") == "DISABLED":
             return
+        if is_schedule_only(self):
+            return
         if not self.event_pattern.matches_event(original_event):
             return
         ours: list[dict[str, Any]] = []

@@ -78,6 +78,24 @@ def test_moto_eventbridge_still_refuses_step_functions_and_lambda_targets() -> N
     )
 
 
+def test_moto_still_sends_every_event_to_a_schedule_only_rule() -> None:
+    # Why events_targets skips schedule-only rules: moto loads the missing pattern as {}, which
+    # matches everything. When this fails, moto knows better and the skip may go.
+    from devstack.moto_patches.events_targets import is_schedule_only
+    from moto.events.models import Rule
+
+    def rule(pattern: str | None, schedule: str | None) -> Rule:
+        account, region = "123456789012", "us-east-1"
+        return Rule("r", account, region, None, pattern, schedule, None, "default", None)
+
+    scheduled = rule(None, "rate(1 hour)")
+    upload = {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {}}}
+    assert scheduled.event_pattern.matches_event(upload), "moto no longer matches it"
+    assert is_schedule_only(scheduled)
+    assert not is_schedule_only(rule(json.dumps({"source": ["aws.s3"]}), None))
+    assert not is_schedule_only(rule(json.dumps({"source": ["aws.s3"]}), "rate(1 hour)"))
+
+
 def test_moto_still_denies_under_any_deny_statement_with_a_condition() -> None:
     # Why devstack.moto_patches.s3_bucket_policies exists; when this fails, moto evaluates
     # conditions properly and the patch may go.
