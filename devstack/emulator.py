@@ -10,6 +10,8 @@ per change, each with its own check of the moto internal it touches:
   background, with Lambda's retries, OnSuccess/OnFailure SQS destinations and the function's
   dead-letter queue;
 - `lambda_config`: keeps a function's DeadLetterConfig and LoggingConfig (moto drops them);
+- `lambda_create_replay`: a CreateFunction replayed with identical code and configuration
+  (an interrupted apply, a lost answer) gets the original answer instead of 409;
 - `kms_rotation_period`: keeps and reports a key's RotationPeriodInDays;
 - `s3_eventbridge_readback`: reports a bucket's EventBridgeConfiguration;
 - `stepfunctions_api`: the Step Functions calls Terraform's aws provider needs and moto lacks
