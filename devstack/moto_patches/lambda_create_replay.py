@@ -8,24 +8,25 @@ Why (the `make deploy-local` flake, issue 8 item 9): one deploy in nine failed a
 - The emulator is not slow to create. In the provider's debug log of a full deploy every
   CreateFunction was answered in 4-80 ms (its own `http.duration`); in eight more fresh
   deploys in a row none took over 3 s and no request was retried; 60 creates of the
-  Terraform-sized zip, 13 at a time, take about a second, also while a handler runs. Nothing on the
-  create path waits for the Lambda worker pool (`lambda_handlers` only runs at invoke time),
-  the zip is only base64-decoded and hashed, and the server is threaded (one thread per
-  connection; every answer says `Connection: close`).
+  Terraform-sized zip, 13 at a time, take about a second, also while a handler runs.
+  Nothing on the create path waits for the Lambda worker pool (`lambda_handlers` only runs
+  at invoke time), the zip is only base64-decoded and hashed, and the server is threaded
+  (one thread per connection; every answer says `Connection: close`).
 - The time is the aws provider's. It creates functions one at a time (a global
   "lambda_function_upload" mutex held for the whole create) and waits 5 s for State=Active
   before releasing it, so 13 functions take at least 65 s and a function queued behind the
   others shows "Still creating" for half a minute or more. And it treats
   ResourceConflictException from CreateFunction as retryable for `lambdaPropagationTimeout`,
   5 minutes, then tries once more and fails. 5 min 36 s is those 5 minutes of 409s plus the
-  time queued behind the mutex: the function already existed before the provider's first
-  CreateFunction for it was answered.
+  time queued behind the mutex: for all those 5 minutes the function existed, created
+  by an earlier call Terraform's state did not account for.
 - A function exists in the emulator while Terraform plans to create it when an earlier
   apply created it and its state never recorded that: terraform stopped hard mid-apply (a
-  SIGKILL, e.g. a subprocess timeout, leaves the functions created in the last seconds out
-  of the state file; reproduced), or an answer that never reached the provider, whose SDK
-  then retried the create. A re-deploy onto the same running emulator then asks again
-  for a function that is already there, exactly as it would create it.
+  SIGKILL leaves the functions created in its last seconds out of the state file;
+  reproduced; `devstack.terraform.run` sent one on a timeout and now interrupts first), or
+  an answer that never reached the provider, whose SDK then retried the create. A re-deploy
+  onto the same running emulator then asks again for a function that is already there,
+  exactly as it would create it.
 
 The fix: when CreateFunction names an existing function and the function the request would
 create is the one that exists (same code hash, handler, runtime, role, environment, timeout,

@@ -16,6 +16,9 @@ three deploys stay well under two minutes):
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -73,3 +76,32 @@ def test_deploys_in_a_row_survive_an_apply_that_stopped_after_a_create(
     plan = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-target={FUNCTION}"]
     planned = tf.run(root, [*plan, *variables], env, timeout=REDEPLOY_SECONDS, check=False)
     assert planned.returncode == 0, planned.stdout[-3000:]
+
+
+def test_a_timed_out_terraform_is_interrupted_so_it_can_write_its_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # How an apply "stops hard": devstack.terraform.run used to SIGKILL terraform on timeout,
+    # which loses the resources created in its last seconds. Now terraform gets SIGINT first.
+    interrupted = tmp_path / "interrupted"
+    fake = tmp_path / "bin" / "terraform"
+    fake.parent.mkdir()
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import pathlib, signal, sys, time\n"
+        "def stop(signum, frame):\n"
+        f"    pathlib.Path({str(interrupted)!r}).write_text('state written')\n"
+        "    sys.exit(1)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        "print('applying', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as raised:
+        tf.run(tmp_path, ["apply"], dict(os.environ), timeout=2)
+    assert time.monotonic() - started < 20
+    assert interrupted.read_text() == "state written"
+    assert "applying" in str(raised.value.stdout)
