@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,8 @@ MIRROR_CANDIDATES = (
     "~/.local/share/terraform/plugins",
 )
 PROVIDER_GLOB = "registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_*"
+
+STOP_GRACE_SECONDS = 30.0  # for terraform to stop cleanly after an interrupt
 
 # The emulator's dummy credentials; never used against AWS.
 LOCAL_CREDENTIALS = {
@@ -178,24 +181,41 @@ def run(
     timeout: float = 600,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """`terraform -chdir=root ARGS`; raise TerraformError with the output on failure."""
+    """`terraform -chdir=root ARGS`; raise TerraformError with the output on failure.
+
+    After `timeout` seconds terraform is interrupted (SIGINT: it finishes the calls in flight
+    and writes its state) and killed only if it has not stopped `STOP_GRACE_SECONDS` later;
+    then `subprocess.TimeoutExpired` is raised. A kill right away would leave resources it
+    had just created out of the state, and the next apply would try to create them again.
+    """
     terraform = shutil.which("terraform")
     if terraform is None:
         raise TerraformError("terraform is not on PATH")
-    proc = subprocess.run(  # noqa: S603 - terraform from PATH, our own arguments
-        [terraform, f"-chdir={root}", *args],
+    command = [terraform, f"-chdir={root}", *args]
+    with subprocess.Popen(  # noqa: S603 - terraform from PATH, our own arguments
+        command,
         env=dict(env),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check and proc.returncode != 0:
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            try:
+                stdout, stderr = proc.communicate(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            raise subprocess.TimeoutExpired(command, timeout, stdout, stderr) from None
+    completed = subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+    if check and completed.returncode != 0:
         raise TerraformError(
-            f"terraform {' '.join(args[:1])} failed ({proc.returncode}):\n"
-            f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+            f"terraform {' '.join(args[:1])} failed ({completed.returncode}):\n"
+            f"{stdout[-6000:]}\n{stderr[-6000:]}"
         )
-    return proc
+    return completed
 
 
 def init(root: Path, env: Mapping[str, str], backend: bool = True) -> None:

@@ -1,0 +1,107 @@
+"""Deploying again onto the same emulator works, also after an apply that stopped hard.
+
+The `make deploy-local` flake (one deploy in nine: an `aws_lambda_function` "creating" for
+5 min 36 s, then 409 "Function already exist"): the function already existed in the
+emulator while Terraform's state did not know it (an apply stopped hard right after the
+create, or an answer that never reached the provider), and the provider retries 409 for five
+minutes before failing. devstack.moto_patches.lambda_create_replay answers such an identical
+create as the original did. Here, on one function and what it needs (a targeted apply, so
+three deploys stay well under two minutes):
+
+1. deploy;
+2. forget the function in the state, as an apply killed right after the create leaves it,
+   and deploy again: it must finish in seconds, not fail after five minutes;
+3. deploy again: nothing to do.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from devstack import terraform as tf
+from devstack.emulator import Emulator, start_emulator
+
+from tests.terraform.conftest import require_tool
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+DATABASE_URL = "postgresql://pqfile@127.0.0.1:5432/pqfile"
+FUNCTION = 'aws_lambda_function.this["fetch"]'
+REDEPLOY_SECONDS = 90  # the flake took 5 min 36 s before failing
+
+
+@pytest.fixture(scope="module")
+def own_emulator() -> Iterator[Emulator]:
+    # Its own emulator: the stack's fixed names must not meet other tests' resources.
+    log_dir = Path(tempfile.mkdtemp(prefix="pqfile-tf-repeat-"))
+    emulator = start_emulator(log_path=log_dir / "emulator.log")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def test_deploys_in_a_row_survive_an_apply_that_stopped_after_a_create(
+    own_emulator: Emulator, tmp_path: Path
+) -> None:
+    require_tool("terraform")
+    state = {"endpoint_url": own_emulator.endpoint_url, "database_url": DATABASE_URL}
+    root = tf.working_copy(tmp_path, backend_path=tmp_path / "terraform.tfstate")
+    (root / "outputs.tf").unlink()  # they name every function; a targeted apply has one
+    env = tf.terraform_env(tmp_path, local=True)
+    package = tf.build_source_zip(tmp_path / "lambda")
+    tf.init(root, env)
+    variables = tf.local_vars(state, package)
+    apply = ["apply", "-input=false", "-no-color", "-auto-approve", f"-target={FUNCTION}"]
+    lam = own_emulator.client("lambda")
+
+    tf.run(root, [*apply, *variables], env, timeout=240)
+    (function,) = lam.list_functions()["Functions"]
+
+    tf.run(root, ["state", "rm", "-no-color", FUNCTION], env)
+    started = time.monotonic()
+    tf.run(root, [*apply, *variables], env, timeout=REDEPLOY_SECONDS)
+    assert time.monotonic() - started < REDEPLOY_SECONDS
+    (again,) = lam.list_functions()["Functions"]
+    assert again["FunctionArn"] == function["FunctionArn"]
+    assert again["CodeSha256"] == function["CodeSha256"]
+
+    plan = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-target={FUNCTION}"]
+    planned = tf.run(root, [*plan, *variables], env, timeout=REDEPLOY_SECONDS, check=False)
+    assert planned.returncode == 0, planned.stdout[-3000:]
+
+
+def test_a_timed_out_terraform_is_interrupted_so_it_can_write_its_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # How an apply "stops hard": devstack.terraform.run used to SIGKILL terraform on timeout,
+    # which loses the resources created in its last seconds. Now terraform gets SIGINT first.
+    interrupted = tmp_path / "interrupted"
+    fake = tmp_path / "bin" / "terraform"
+    fake.parent.mkdir()
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import pathlib, signal, sys, time\n"
+        "def stop(signum, frame):\n"
+        f"    pathlib.Path({str(interrupted)!r}).write_text('state written')\n"
+        "    sys.exit(1)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        "print('applying', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as raised:
+        tf.run(tmp_path, ["apply"], dict(os.environ), timeout=2)
+    assert time.monotonic() - started < 20
+    assert interrupted.read_text() == "state written"
+    assert "applying" in str(raised.value.stdout)
