@@ -379,9 +379,12 @@ class IdentitySettings:
     timeout_seconds: int = 5
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> IdentitySettings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, region: str | None = None
+    ) -> IdentitySettings:
+        """``region`` (the CLI's ``--region``) replaces the AWS region of the environment."""
         e = _environ(env)
-        region = AwsSettings.from_env(e).region
+        region = region or AwsSettings.from_env(e).region
         raw = _text(e, "PQFILE_STS_ENDPOINT_URL") or default_endpoint_url(region)
         try:
             endpoint = StsEndpoint.parse(raw, default_region=region)
