@@ -20,6 +20,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from pqfile.auth import (
     AUDIENCE_HEADER,
+    AUDIENCE_PATTERN,
     PROOF_FIELD,
     REQUEST_HASH_HEADER,
     STS_BODY,
@@ -84,7 +85,10 @@ def build_identity_proof(
     credentials: Credentials | ReadOnlyCredentials,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """The ``identity_proof`` object for the retrieve ``request`` (its payload fields)."""
+    """The ``identity_proof`` object for the retrieve ``request`` (its payload fields).
+    Raise ValueError for an audience no deployment could be configured with."""
+    if not AUDIENCE_PATTERN.fullmatch(audience):
+        raise ValueError(f"the audience must match {AUDIENCE_PATTERN.pattern}")
     signed = AWSRequest(
         method="POST",
         url=endpoint.url,

@@ -31,6 +31,7 @@ from pqfile.auth.endpoint import StsEndpoint, default_endpoint_url
 from pqfile.auth.errors import IdentityProofError, ProofRefusal
 from pqfile.auth.proof import (
     AUDIENCE_HEADER,
+    AUDIENCE_PATTERN,
     REQUEST_HASH_HEADER,
     STS_BODY,
     ProofPolicy,
@@ -43,6 +44,7 @@ PROOF_FIELD = "identity_proof"
 
 __all__ = [
     "AUDIENCE_HEADER",
+    "AUDIENCE_PATTERN",
     "CANONICAL_FIELDS",
     "MAX_ANSWER",
     "PROOF_FIELD",
