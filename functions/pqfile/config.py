@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pqfile.auth.endpoint import StsEndpoint, default_endpoint_url
-from pqfile.auth.proof import AUDIENCE_PATTERN
 from pqfile.crypto.kem import Suite
 from pqfile.errors import PQFileError
 from pqfile.keys.policy import PoolPolicy
@@ -383,6 +381,9 @@ class IdentitySettings:
         cls, env: Mapping[str, str] | None = None, *, region: str | None = None
     ) -> IdentitySettings:
         """``region`` (the CLI's ``--region``) replaces the AWS region of the environment."""
+        # Imported here: only retrieve and the CLI pay for pqfile.auth at cold start.
+        from pqfile.auth import AUDIENCE_PATTERN, StsEndpoint, default_endpoint_url
+
         e = _environ(env)
         region = region or AwsSettings.from_env(e).region
         raw = _text(e, "PQFILE_STS_ENDPOINT_URL") or default_endpoint_url(region)

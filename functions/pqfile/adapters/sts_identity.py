@@ -66,7 +66,7 @@ class HttpSender:
             connection.endheaders(request.body)
             response = connection.getresponse()
             return StsAnswer(status=response.status, body=response.read(MAX_ANSWER + 1))
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             raise IdentityProofError(ProofRefusal.STS_UNAVAILABLE, type(exc).__name__) from None
         finally:
             connection.close()
