@@ -193,6 +193,13 @@ def test_sts_checks_the_extra_signed_headers(local_sts: LocalSts, header: str) -
     assert sender.calls == 1
 
 
+def test_the_local_sts_enforces_iam(local_sts: LocalSts) -> None:
+    """Canary: bob may not assume alice's role (no policy, not in the trust policy)."""
+    with pytest.raises(ClientError) as caught:
+        local_sts.assume_role("bob", "bob-session")
+    assert caught.value.response["Error"]["Code"] == "AccessDenied"
+
+
 def test_the_local_sts_enforces_signatures(local_sts: LocalSts) -> None:
     """Canary: signature checking is really on (enable_signature_checks took effect)."""
     a = local_sts.users["alice"]
