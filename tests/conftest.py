@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.emulator",
+    "tests.fixtures.local_sts",
     "tests.fixtures.postgres",
 ]

@@ -126,6 +126,18 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "CLI: where `pqfile db migrate` finds the migrations"),
     Variable("PQFILE_ACTOR", "cli.actor", "cli:$USER",
              "CLI: the operator named in audit rows"),
+    Variable("PQFILE_STS_ENDPOINT_URL", "identity.sts_endpoint_url",
+             "`https://sts.<region>.amazonaws.com`",
+             "retrieve, `pqfile auth proof`: the one STS endpoint identity proofs are made for "
+             "and sent to (https; http only to a loopback host, the local stack)"),
+    Variable("PQFILE_AUDIENCE", "identity.audience", "(none)",
+             "retrieve, `pqfile auth proof`: the name of this deployment that a proof's "
+             "signed `x-pqfile-audience` header must carry; retrieve refuses every proof "
+             "without it"),
+    Variable("PQFILE_PROOF_MAX_AGE_SECONDS", "identity.max_age_seconds", "300",
+             "retrieve: how far a proof's `X-Amz-Date` may be from now, either way (1-900)"),
+    Variable("PQFILE_STS_TIMEOUT_SECONDS", "identity.timeout_seconds", "5",
+             "retrieve: connect and read timeout of the one STS request per proof (1-30)"),
 )  # fmt: skip
 
 
@@ -348,6 +360,49 @@ class CliSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
         return cls(actor=_text(_environ(env), "PQFILE_ACTOR"))
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """Verified caller identity (pqfile.auth): where proofs go, and what they must name."""
+
+    #: The STS endpoint, checked (https, or http to loopback) and written canonically.
+    sts_endpoint_url: str = "https://sts.us-east-1.amazonaws.com/"
+    #: The credential scope region proofs are signed for (from the endpoint's host name,
+    #: else the AWS region).
+    sts_region: str = "us-east-1"
+    #: This deployment's name; None refuses every proof (fail closed).
+    audience: str | None = None
+    max_age_seconds: int = 300
+    timeout_seconds: int = 5
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, region: str | None = None
+    ) -> IdentitySettings:
+        """``region`` (the CLI's ``--region``) replaces the AWS region of the environment."""
+        # Imported here: only retrieve and the CLI pay for pqfile.auth at cold start.
+        from pqfile.auth import AUDIENCE_PATTERN, StsEndpoint, default_endpoint_url
+
+        e = _environ(env)
+        region = region or AwsSettings.from_env(e).region
+        raw = _text(e, "PQFILE_STS_ENDPOINT_URL") or default_endpoint_url(region)
+        try:
+            endpoint = StsEndpoint.parse(raw, default_region=region)
+        except ValueError as exc:
+            raise ConfigurationError(f"PQFILE_STS_ENDPOINT_URL: {exc}") from None
+        audience = _text(e, "PQFILE_AUDIENCE")
+        if audience is not None and not AUDIENCE_PATTERN.fullmatch(audience):
+            raise ConfigurationError(
+                f"PQFILE_AUDIENCE must match {AUDIENCE_PATTERN.pattern}, not {audience!r}"
+            )
+        return cls(
+            sts_endpoint_url=endpoint.url,
+            sts_region=endpoint.region,
+            audience=audience,
+            max_age_seconds=_int(e, "PQFILE_PROOF_MAX_AGE_SECONDS", cls.max_age_seconds, 1, 900),
+            timeout_seconds=_int(e, "PQFILE_STS_TIMEOUT_SECONDS", cls.timeout_seconds, 1, 30),
+        )
 
 
 _CONCERNS: dict[str, type[Any]] = {

@@ -535,3 +535,21 @@ class KeyStorage(Protocol):
         """The same repositories bound to one transaction: what is written through them
         (audit rows included) commits together on a clean exit, or not at all."""
         ...
+
+
+# === Caller identity =========================================================================
+# Who invoked retrieve, proven by STS: the payload's identity_proof is the caller's own
+# SigV4-signed sts:GetCallerIdentity request (docs/CONTRACTS.md, "Caller identity proofs").
+# The checks are pure (pqfile.auth); adapters/sts_identity.py sends the checked request.
+
+if TYPE_CHECKING:
+    from pqfile.auth import VerifiedCaller
+
+
+class CallerIdentityVerifier(Protocol):
+    def verify(self, proof: object, *, request_sha256: str) -> VerifiedCaller:
+        """Check ``proof`` (the payload's ``identity_proof``, untrusted JSON) for the request
+        whose canonical SHA-256 is ``request_sha256`` (pqfile.auth.retrieve_request_sha256),
+        and return the principal STS vouches for. Raise pqfile.auth.IdentityProofError
+        (``reason`` is safe to audit); a refused proof causes no outbound request."""
+        ...

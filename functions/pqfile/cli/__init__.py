@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "pqfile.cli.db",  # db migrate
     "pqfile.cli.keys",  # keys status/refill/revoke
     "pqfile.cli.audit",  # audit verify/tail
+    "pqfile.cli.auth",  # auth proof
 )
 
 
