@@ -748,6 +748,12 @@ REVOKE ALL ON FUNCTION
     document_record_failure(text, text, text, text)
 FROM PUBLIC;
 
+-- The hash helpers of 0004/0008 are pure, but nobody needs to call them directly.
+REVOKE ALL ON FUNCTION audit_field_text(text), audit_field_bytes(bytea),
+    audit_row_hash(bigint, timestamptz, text, text, text, text, text, text, text, bytea),
+    audit_row_hash_v2(bigint, timestamptz, text, text, text, text, text, text, text, text, bytea)
+FROM PUBLIC;
+
 -- Reads (column lists: only retrieve and rewrap, which unwrap seeds, see wrapped_seed).
 GRANT SELECT (id, suite, public_key, kms_key_arn, status, usage_count, bytes_encrypted,
               created_at, activated_at, rotate_after, rotation_queued_at, expired_at,
