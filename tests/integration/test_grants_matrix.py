@@ -127,7 +127,9 @@ def test_matrix_lists_every_table_and_function(owner: pg8000.native.Connection) 
         )
     }
     assert functions == set(FUNCTION_GRANTS)
-    roles = {str(r[0]) for r in owner.run("SELECT rolname FROM pg_roles WHERE rolname LIKE 'pqfile%'")}
+    roles = {
+        str(r[0]) for r in owner.run("SELECT rolname FROM pg_roles WHERE rolname LIKE 'pqfile%'")
+    }
     assert set(ROLES) <= roles
 
 
@@ -159,7 +161,9 @@ def test_role_table_grants_are_exactly_the_matrix(
             if _attempt(conn, f"TRUNCATE {table}"):
                 allowed.add("TRUNCATE")
             expected = _expected_table_ops(TABLE_GRANTS[role][table])
-            assert allowed == expected, f"{role} on {table}: {sorted(allowed)} != {sorted(expected)}"
+            assert allowed == expected, (
+                f"{role} on {table}: {sorted(allowed)} != {sorted(expected)}"
+            )
     finally:
         conn.close()
 
