@@ -8,9 +8,10 @@
 -- appends the audit row in the same transaction. The grants matrix in docs/KEYS.md lists
 -- what each role may do; tests/integration/test_grants_matrix.py tries every cell.
 --
--- SQLSTATEs: PQ001 illegal transition / key not usable, PQ002 immutable, PQ003 audit input
--- refused (size, operation not allowed for the role, malformed actor), PQ004 invariant
--- violated (key id, lengths), PQ005 not found.
+-- SQLSTATEs: PQ001 illegal transition / key not usable, PQ002 immutable, PQ003 append-only
+-- (0004), PQ004 invariant violated (key id, lengths), PQ005 not found, PQ006 no active key
+-- to rotate onto, PQ007 audit input refused (size, operation not allowed for the role,
+-- malformed actor).
 
 -- Roles (cluster-wide, idempotent: another database on the server may have made them).
 DO $$
@@ -55,6 +56,78 @@ REVOKE ALL ON FUNCTION audit_append(text, text, text, text, text, text, text)
 -- the function, so a row planted by SQL (no KMS MAC) is never used to encrypt.
 ALTER TABLE encryption_keys ADD COLUMN attestation bytea
     CHECK (attestation IS NULL OR length(attestation) BETWEEN 16 AND 64);
+
+-- The attestation is part of the key's identity: immutable like its public key (0002's
+-- guard, with the attestation added; the update trigger's WHEN clause too).
+CREATE OR REPLACE FUNCTION encryption_keys_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'encryption keys are never deleted (revoke instead)'
+            USING ERRCODE = 'PQ002';
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.status <> 'active' THEN
+            RAISE EXCEPTION 'a new key must be active, not %', NEW.status USING ERRCODE = 'PQ001';
+        END IF;
+        NEW.activated_at := coalesce(NEW.activated_at, now());
+        RETURN NEW;
+    END IF;
+    IF NEW.id IS DISTINCT FROM OLD.id
+       OR NEW.suite IS DISTINCT FROM OLD.suite
+       OR NEW.public_key IS DISTINCT FROM OLD.public_key
+       OR NEW.wrapped_seed IS DISTINCT FROM OLD.wrapped_seed
+       OR NEW.kms_key_arn IS DISTINCT FROM OLD.kms_key_arn
+       OR NEW.attestation IS DISTINCT FROM OLD.attestation
+       OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+        RAISE EXCEPTION 'key material and identity are immutable' USING ERRCODE = 'PQ002';
+    END IF;
+    IF OLD.status = 'revoked' AND NEW IS DISTINCT FROM OLD THEN
+        RAISE EXCEPTION 'key % is revoked: nothing about it may change', OLD.id
+            USING ERRCODE = 'PQ001';
+    END IF;
+    IF NEW.usage_count < OLD.usage_count OR NEW.bytes_encrypted < OLD.bytes_encrypted THEN
+        RAISE EXCEPTION 'usage counters only grow' USING ERRCODE = 'PQ002';
+    END IF;
+    IF NEW.status IS DISTINCT FROM OLD.status THEN
+        IF NOT (
+            (OLD.status = 'active' AND NEW.status IN ('rotation_queued', 'expired', 'revoked'))
+            OR (OLD.status = 'rotation_queued' AND NEW.status IN ('expired', 'revoked'))
+            OR (OLD.status = 'expired' AND NEW.status = 'revoked')
+        ) THEN
+            RAISE EXCEPTION 'illegal key status transition: % -> %', OLD.status, NEW.status
+                USING ERRCODE = 'PQ001';
+        END IF;
+        IF NEW.status = 'rotation_queued' THEN
+            NEW.rotation_queued_at := coalesce(NEW.rotation_queued_at, now());
+        ELSIF NEW.status = 'expired' THEN
+            NEW.expired_at := coalesce(NEW.expired_at, now());
+        ELSIF NEW.status = 'revoked' THEN
+            NEW.revoked_at := coalesce(NEW.revoked_at, now());
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+DROP TRIGGER encryption_keys_guard_update ON encryption_keys;
+CREATE TRIGGER encryption_keys_guard_update
+    BEFORE UPDATE ON encryption_keys
+    FOR EACH ROW
+    WHEN (
+        OLD.status = 'revoked'
+        OR OLD.status IS DISTINCT FROM NEW.status
+        OR OLD.id IS DISTINCT FROM NEW.id
+        OR OLD.suite IS DISTINCT FROM NEW.suite
+        OR OLD.public_key IS DISTINCT FROM NEW.public_key
+        OR OLD.wrapped_seed IS DISTINCT FROM NEW.wrapped_seed
+        OR OLD.kms_key_arn IS DISTINCT FROM NEW.kms_key_arn
+        OR OLD.attestation IS DISTINCT FROM NEW.attestation
+        OR OLD.created_at IS DISTINCT FROM NEW.created_at
+        OR NEW.usage_count < OLD.usage_count
+        OR NEW.bytes_encrypted < OLD.bytes_encrypted
+    )
+    EXECUTE FUNCTION encryption_keys_guard();
 
 -- Operator requests: revocation (and later shredding, compromise) starts only from a
 -- person; a workflow may complete a pending request, never start one.
@@ -145,25 +218,25 @@ DECLARE
 BEGIN
     IF p_operation IS NULL OR p_operation !~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$'
        OR length(p_operation) > 64 THEN
-        RAISE EXCEPTION 'audit operation is malformed' USING ERRCODE = 'PQ003';
+        RAISE EXCEPTION 'audit operation is malformed' USING ERRCODE = 'PQ007';
     END IF;
     IF p_outcome IS NULL OR p_outcome NOT IN ('success', 'failure', 'refused') THEN
-        RAISE EXCEPTION 'audit outcome is malformed' USING ERRCODE = 'PQ003';
+        RAISE EXCEPTION 'audit outcome is malformed' USING ERRCODE = 'PQ007';
     END IF;
-    IF length(p_document_id) > 256 OR length(p_key_id) > 64 OR length(p_request_id) > 128 THEN
-        RAISE EXCEPTION 'audit field too long' USING ERRCODE = 'PQ003';
+    IF length(p_document_id) > 256 OR length(p_key_id) > 64 OR length(p_request_id) > 256 THEN
+        RAISE EXCEPTION 'audit field too long' USING ERRCODE = 'PQ007';
     END IF;
     IF p_details IS NOT NULL THEN
         IF octet_length(p_details) > 4096 THEN
-            RAISE EXCEPTION 'audit details over 4096 bytes' USING ERRCODE = 'PQ003';
+            RAISE EXCEPTION 'audit details over 4096 bytes' USING ERRCODE = 'PQ007';
         END IF;
         v_json := p_details::jsonb;
         IF jsonb_typeof(v_json) <> 'object' THEN
-            RAISE EXCEPTION 'audit details must be a JSON object' USING ERRCODE = 'PQ003';
+            RAISE EXCEPTION 'audit details must be a JSON object' USING ERRCODE = 'PQ007';
         END IF;
         FOR v_key, v_val IN SELECT key, value FROM jsonb_each(v_json) LOOP
             IF length(v_key) > 64 OR octet_length(v_val::text) > 1024 THEN
-                RAISE EXCEPTION 'audit detail field over its cap' USING ERRCODE = 'PQ003';
+                RAISE EXCEPTION 'audit detail field over its cap' USING ERRCODE = 'PQ007';
             END IF;
         END LOOP;
     END IF;
@@ -191,12 +264,12 @@ BEGIN
                         WHERE role_name = v_role AND operation = p_operation
                           AND outcome = p_outcome) THEN
             RAISE EXCEPTION 'role % may not append %/%', v_role, p_operation, p_outcome
-                USING ERRCODE = 'PQ003';
+                USING ERRCODE = 'PQ007';
         END IF;
         IF v_role = 'pqfile_retrieve' AND p_actor IS NOT NULL THEN
             IF p_actor !~ '^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:[A-Za-z0-9+=,.@_/:-]{1,900}$' THEN
                 RAISE EXCEPTION 'the actor must be a verified principal ARN'
-                    USING ERRCODE = 'PQ003';
+                    USING ERRCODE = 'PQ007';
             END IF;
             v_actor := p_actor;
         ELSE
@@ -234,7 +307,7 @@ BEGIN
                      || jsonb_build_object('claimed_by', left(p_claimed, 256));
     END IF;
     RETURN audit_write(p_operation, p_outcome, v_role, p_document_id, p_key_id,
-                       left(p_request_id, 128), v_details::text, v_role);
+                       left(p_request_id, 256), v_details::text, v_role);
 END
 $$;
 REVOKE ALL ON FUNCTION audit_internal(text, text, text, text, text, text, jsonb) FROM PUBLIC;
@@ -355,9 +428,10 @@ BEGIN
     END IF;
     IF NOT (
         (p_reason = 'age' AND k.rotate_after <= now())
-        OR (p_reason = 'documents' AND p_max_documents >= 1000
+        OR (p_reason = 'document_cap' AND p_max_documents >= 1000
             AND k.usage_count >= p_max_documents)
-        OR (p_reason = 'bytes' AND p_max_bytes >= 1073741824 AND k.bytes_encrypted >= p_max_bytes)
+        OR (p_reason = 'bytes_cap' AND p_max_bytes >= 1073741824
+            AND k.bytes_encrypted >= p_max_bytes)
         OR (p_reason = 'unattested' AND k.attestation IS NULL)
     ) THEN
         RAISE EXCEPTION 'key % is not due for rotation (%)', p_key_id, p_reason
@@ -403,8 +477,32 @@ BEGIN
 END
 $$;
 
--- operator: record a pending request (the key stops encrypting at once: rotation_queued);
--- a workflow completes it with key_complete_request().
+-- operator: expire a key at once (it decrypts, never encrypts again).
+CREATE FUNCTION key_expire(p_key_id text, p_actor text, p_request_id text)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_old text;
+BEGIN
+    SELECT status INTO v_old FROM encryption_keys WHERE id = p_key_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no key %', p_key_id USING ERRCODE = 'PQ005';
+    END IF;
+    IF v_old NOT IN ('active', 'rotation_queued') THEN
+        RAISE EXCEPTION 'key % is already %', p_key_id, v_old USING ERRCODE = 'PQ001';
+    END IF;
+    UPDATE encryption_keys SET status = 'expired' WHERE id = p_key_id;
+    PERFORM audit_internal('key.expire', 'success', p_actor, NULL, p_key_id, p_request_id,
+                           jsonb_build_object('from', v_old, 'to', 'expired'));
+    RETURN v_old;
+END
+$$;
+
+-- operator: record a pending request (the key stops encrypting at once: rotation_queued,
+-- with a rotation run so the rotate-keys workflow moves its documents to another key); the
+-- workflow completes a revocation with key_complete_request() once no document uses it.
 CREATE FUNCTION key_request(
     p_key_id text, p_kind text, p_reason text, p_actor text, p_request_id text
 ) RETURNS bigint
@@ -426,8 +524,16 @@ BEGIN
     IF v_status = 'revoked' THEN
         RAISE EXCEPTION 'key % is already revoked', p_key_id USING ERRCODE = 'PQ001';
     END IF;
+    IF p_kind IS NULL OR p_kind NOT IN ('revoke', 'shred', 'compromise') THEN
+        RAISE EXCEPTION 'unknown request kind' USING ERRCODE = 'PQ004';
+    END IF;
     IF v_status = 'active' THEN
         UPDATE encryption_keys SET status = 'rotation_queued' WHERE id = p_key_id;
+    END IF;
+    IF v_status IN ('active', 'rotation_queued') AND NOT EXISTS (
+        SELECT 1 FROM key_rotations WHERE old_key_id = p_key_id
+           AND status IN ('queued', 'running')) THEN
+        INSERT INTO key_rotations (old_key_id, reason) VALUES (p_key_id, 'request:' || p_kind);
     END IF;
     INSERT INTO key_requests (key_id, kind, reason, requested_by)
     VALUES (p_key_id, p_kind, p_reason, session_user)
@@ -479,14 +585,16 @@ $$;
 -- Rotation runs (pqfile_rewrap)
 -- ---------------------------------------------------------------------------------------
 
-CREATE FUNCTION rotation_begin(p_rotation_id bigint, p_actor text, p_request_id text)
-RETURNS SETOF key_rotations
+-- plan: start a queued run onto the new key the function chose (it verified that key's
+-- attestation, which SQL cannot): an active, attested key of the same suite, not the old one.
+CREATE FUNCTION rotation_begin(
+    p_rotation_id bigint, p_new_key_id text, p_actor text, p_request_id text
+) RETURNS SETOF key_rotations
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
-    r     key_rotations%ROWTYPE;
-    v_new text;
+    r key_rotations%ROWTYPE;
 BEGIN
     SELECT * INTO r FROM key_rotations WHERE id = p_rotation_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -496,14 +604,14 @@ BEGIN
         RETURN NEXT r;
         RETURN;
     END IF;
-    SELECT n.id INTO v_new FROM encryption_keys n JOIN encryption_keys o ON o.id = r.old_key_id
-     WHERE n.suite = o.suite AND n.status = 'active' AND n.id <> o.id
-       AND n.attestation IS NOT NULL AND n.rotate_after > now()
-     ORDER BY n.usage_count, n.id LIMIT 1;
-    IF v_new IS NULL THEN
+    IF p_new_key_id IS NULL OR NOT EXISTS (
+        SELECT 1 FROM encryption_keys n JOIN encryption_keys o ON o.id = r.old_key_id
+         WHERE n.id = p_new_key_id AND n.suite = o.suite AND n.status = 'active'
+           AND n.id <> o.id AND n.attestation IS NOT NULL AND n.rotate_after > now())
+    THEN
         RAISE EXCEPTION 'no active key to rotate % onto', r.old_key_id USING ERRCODE = 'PQ006';
     END IF;
-    UPDATE key_rotations SET status = 'running', new_key_id = v_new, started_at = now(),
+    UPDATE key_rotations SET status = 'running', new_key_id = p_new_key_id, started_at = now(),
            updated_at = now(),
            documents_total = (SELECT count(*) FROM documents WHERE key_id = r.old_key_id)
      WHERE id = p_rotation_id RETURNING * INTO r;
@@ -736,9 +844,10 @@ REVOKE ALL ON FUNCTION
     key_create(text, text, bytea, bytea, text, bytea, double precision, text, text),
     key_select(text, bigint, bigint, bigint, boolean, text[]),
     key_queue_rotation(text, text, bigint, bigint, text, text),
-    key_revoke(text, text, text, text), key_request(text, text, text, text, text),
+    key_revoke(text, text, text, text), key_expire(text, text, text),
+    key_request(text, text, text, text, text),
     key_complete_request(bigint, text, text),
-    rotation_begin(bigint, text, text),
+    rotation_begin(bigint, text, text, text),
     rotation_record_rewrap(bigint, text, text, bigint, text, text),
     rotation_finish(bigint, text, text),
     document_begin(text, text, text, text, text, bigint),
@@ -784,12 +893,12 @@ GRANT EXECUTE ON FUNCTION
     key_queue_rotation(text, text, bigint, bigint, text, text)
     TO pqfile_maintain;
 GRANT EXECUTE ON FUNCTION
-    rotation_begin(bigint, text, text),
+    rotation_begin(bigint, text, text, text),
     rotation_record_rewrap(bigint, text, text, bigint, text, text),
     rotation_finish(bigint, text, text),
     key_complete_request(bigint, text, text)
     TO pqfile_rewrap;
-GRANT EXECUTE ON FUNCTION key_revoke(text, text, text, text),
+GRANT EXECUTE ON FUNCTION key_revoke(text, text, text, text), key_expire(text, text, text),
     key_request(text, text, text, text, text)
     TO pqfile_operator;
 GRANT EXECUTE ON FUNCTION audit_append(text, text, text, text, text, text, text)
