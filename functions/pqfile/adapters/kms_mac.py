@@ -7,7 +7,7 @@ with ``KMSInvalidMacException``, which is a verdict (False), not an error.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -16,7 +16,7 @@ from pqfile.errors import CustodyError, TransientError
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
-ALGORITHM = "HMAC_SHA_256"
+ALGORITHM: Final = "HMAC_SHA_256"
 _TRANSIENT = {
     "ThrottlingException",
     "KMSInternalException",

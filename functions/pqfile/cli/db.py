@@ -35,7 +35,8 @@ def open_database(args: argparse.Namespace) -> Database:
 
 
 def actor() -> str:
-    """Who is acting, for the audit trail: PQFILE_ACTOR, else the local user."""
+    """Who says they are acting: PQFILE_ACTOR, else the local user. Only a claim: the
+    database records the connected user as the actor and keeps this as ``claimed_by``."""
     return os.environ.get("PQFILE_ACTOR") or f"cli:{getpass.getuser()}"
 
 

@@ -24,6 +24,11 @@ from pqfile.errors import CustodyError
 LABEL = b"pqfile/key-attestation/v1"
 
 
+class AttestationError(CustodyError):
+    """A key has no attestation, or one that does not verify: it is never used to encrypt.
+    (A KMS failure while verifying is not this: it raises CustodyError or TransientError.)"""
+
+
 def attestation_message(suite: str, key_id: str, public_key: bytes) -> bytes:
     """The bytes the attestation MAC covers (see the module docstring)."""
     s, k = suite.encode("ascii"), key_id.encode("ascii")
@@ -54,15 +59,15 @@ class AttestationVerifier:
         self._lock = threading.Lock()
 
     def check(self, suite: str, key_id: str, public_key: bytes, mac: bytes | None) -> None:
-        """Raise CustodyError unless ``mac`` is this key's attestation."""
+        """Raise AttestationError unless ``mac`` is this key's attestation."""
         if not mac:
-            raise CustodyError(f"key {key_id} has no attestation: not used to encrypt")
+            raise AttestationError(f"key {key_id} has no attestation: not used to encrypt")
         entry = (key_id, bytes(mac))
         with self._lock:
             if entry in self._verified:
                 return
         if not self._verify_mac(attestation_message(suite, key_id, public_key), bytes(mac)):
-            raise CustodyError(f"key {key_id} has an invalid attestation: not used to encrypt")
+            raise AttestationError(f"key {key_id} has an invalid attestation: not used to encrypt")
         with self._lock:
             if len(self._verified) >= self._max:
                 self._verified.clear()
