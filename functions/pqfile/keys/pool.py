@@ -29,6 +29,7 @@ from pqfile.keys.model import (
     IllegalTransitionError,
     KeyRecord,
     KeyStatus,
+    NewKey,
     Purpose,
     RequestKind,
     SelectedKey,
@@ -229,16 +230,25 @@ class KeyPool:
     ) -> list[KeyRecord]:
         """Generate ``count`` keys, wrap their seeds with KMS, attest and store them, audited."""
         name = _suite_name(suite)
+        prepared = self._prepare(name, count)
         with self.storage.transaction() as tx:
-            return self._create_in(tx, name, count, actor or self._actor, request_id)
+            return self._store_in(tx, prepared, actor or self._actor, request_id)
 
-    def _create_in(
-        self, tx: KeyStorage, suite: str, count: int, actor: str | None, request_id: str | None
-    ) -> list[KeyRecord]:
-        # KMS calls first, database writes last: each key_create() appends an audit row and
-        # holds the chain head's row lock until this transaction commits.
+    def _prepare(self, suite: str, count: int) -> list[tuple[NewKey, bytes]]:
+        """``count`` new keys, wrapped and attested: every KMS call, outside any transaction
+        (a transaction idle for 15 s is ended by the database: sql/migrations/0010)."""
         new_keys = [self.custody.generate(kem.Suite.from_name(suite)) for _ in range(count)]
-        macs = [self.attest(k.suite, k.key_id, k.public_key) for k in new_keys]
+        return [(k, self.attest(k.suite, k.key_id, k.public_key)) for k in new_keys]
+
+    def _store_in(
+        self,
+        tx: KeyStorage,
+        prepared: list[tuple[NewKey, bytes]],
+        actor: str | None,
+        request_id: str | None,
+    ) -> list[KeyRecord]:
+        # Database writes only: each key_create() appends an audit row and holds the chain
+        # head's row lock until this transaction commits, so it must be short.
         return [
             tx.keys.create_key(
                 key,
@@ -247,21 +257,29 @@ class KeyPool:
                 actor=actor,
                 request_id=request_id,
             )
-            for key, mac in zip(new_keys, macs, strict=True)
+            for key, mac in prepared
         ]
 
     def refill(
         self, suite: kem.Suite | str, *, actor: str | None = None, request_id: str | None = None
     ) -> list[KeyRecord]:
-        """Top the pool up to the policy's target when it is below its floor."""
+        """Top the pool up to the policy's target when it is below its floor.
+
+        The keys are generated, wrapped and attested before the transaction (KMS calls take
+        time, and neither the refill lock nor the audit chain head should wait on them); in
+        the transaction, under the per-suite lock, the count is taken again and only what
+        is still missing is stored (a key prepared but not needed is simply dropped: its
+        seed never reaches the database)."""
         name = _suite_name(suite)
+        missing = self.policy.keys_to_create(self.storage.keys.count_active(name))
+        if missing == 0:
+            return []
+        prepared = self._prepare(name, missing)
         with self.storage.transaction() as tx:
             # One refiller per suite at a time; others wait, then see the refilled pool.
             tx.keys.lock_pool(name)
-            missing = self.policy.keys_to_create(tx.keys.count_active(name))
-            if missing == 0:
-                return []
-            return self._create_in(tx, name, missing, actor or self._actor, request_id)
+            still = self.policy.keys_to_create(tx.keys.count_active(name))
+            return self._store_in(tx, prepared[:still], actor or self._actor, request_id)
 
     def queue_due_for_rotation(
         self, *, actor: str | None = None, request_id: str | None = None
