@@ -5,8 +5,10 @@ p99 <= 10 ms, >= 500 appends/s).
 
 Starts a throwaway PostgreSQL (devstack.postgres; PQFILE_DATABASE_URL wins), migrates a
 fresh database, fills a pool of 100 X-Wing keys and runs the workers as separate processes
-(like concurrent Lambdas), each connected as its least-privilege role. Seeds are wrapped by
-a local stand-in for KMS: selection never unwraps, so KMS is not on the measured path.
+(like concurrent Lambdas), each connected as its function's own role (pqfile_select_key
+selects, pqfile_retrieve appends). Seeds are wrapped, and keys attested, by local stand-ins
+for KMS: selection never unwraps, and verifies each key's attestation once per process
+(in the warm-up), so KMS is not on the measured path.
 
     .venv/bin/python scripts/bench_db.py [--workers 8] [--selections 2000] [--appends 1000]
                                          [--no-write]
@@ -33,6 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
+from cryptography.exceptions import InvalidSignature  # noqa: E402
+from cryptography.hazmat.primitives import hashes, hmac  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from devstack.postgres import replace_url, start_postgres  # noqa: E402
 
@@ -62,9 +66,31 @@ class LocalProtector:
         return self._aead.decrypt(wrapped[:12], wrapped[12:], aad)
 
 
+#: The local attestation key: made before the workers fork, so they all share it.
+_ATTESTATION_KEY = os.urandom(32)
+
+
+class LocalAttestor:
+    """Stand-in for the KMS HMAC key in the benchmark only (HMAC-SHA256)."""
+
+    def generate(self, message: bytes) -> bytes:
+        mac = hmac.HMAC(_ATTESTATION_KEY, hashes.SHA256())
+        mac.update(message)
+        return mac.finalize()
+
+    def verify(self, message: bytes, mac: bytes) -> bool:
+        check = hmac.HMAC(_ATTESTATION_KEY, hashes.SHA256())
+        check.update(message)
+        try:
+            check.verify(mac)
+        except InvalidSignature:
+            return False
+        return True
+
+
 def _select_worker(args: tuple[str, int]) -> tuple[float, float, list[float]]:
     url, count = args
-    store = PostgresKeyStore(Database.from_url(url), LocalProtector())
+    store = PostgresKeyStore(Database.from_url(url), LocalProtector(), attestor=LocalAttestor())
     # A warm worker: connected, statement prepared, the pool's public keys parsed once.
     for _ in range(200):
         store.select_encryption_key("xwing")
@@ -81,14 +107,14 @@ def _select_worker(args: tuple[str, int]) -> tuple[float, float, list[float]]:
 def _append_worker(args: tuple[str, int, int]) -> tuple[float, float, list[float]]:
     url, count, worker = args
     log = PostgresAuditLog(Database.from_url(url))
-    log.append(operation="bench.warmup", outcome="success", actor=f"bench-{worker}")
+    log.append(operation="document.decrypt", outcome="success", request_id="warm-up")
     latencies: list[float] = []
     start = time.perf_counter()
     t0 = time.time()
     for i in range(count):
         t = time.perf_counter()
         log.append(
-            operation="decrypt",
+            operation="document.decrypt",
             outcome="success",
             actor=f"arn:aws:sts::123456789012:assumed-role/pqfile-retrieve/bench-{worker}",
             document_id=str(uuid.uuid4()),
@@ -160,12 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         url = replace_url(handle.url, database=name)
         owner = Database.from_url(url)
         migrate(owner)
-        admin = PostgresKeyStore(owner, LocalProtector())
+        admin = PostgresKeyStore(owner, LocalProtector(), attestor=LocalAttestor())
         admin.create_keys("xwing", args.keys, actor="bench")
 
-        ingest_url = replace_url(url, user="pqfile_ingest")
+        select_url = replace_url(url, user="pqfile_select_key")
         retrieve_url = replace_url(url, user="pqfile_retrieve")
-        sel = _run(_select_worker, [(ingest_url, args.selections)] * args.workers, args.mode)
+        sel = _run(_select_worker, [(select_url, args.selections)] * args.workers, args.mode)
         usage = [k.usage_count for k in admin.list_keys("xwing")]
         app = _run(
             _append_worker,
@@ -238,14 +264,16 @@ def main(argv: list[str] | None = None) -> int:
             f"PostgreSQL {server} (local throwaway cluster, fsync off), pg8000; load average "
             f"{load[0]:.1f} when it started (the machine is shared). "
             f"{args.workers} workers ({args.mode}), each with its own connection as its "
-            f"least-privilege role (`pqfile_ingest` selects, `pqfile_retrieve` appends); "
+            f"function's own role (`pqfile_select_key` selects, `pqfile_retrieve` appends); "
             f"{args.workers} x {args.selections:,} selections over a pool of {args.keys} X-Wing "
             f"keys (after 200 untimed warm-up selections per worker: connection, prepared "
             f"statement, each key's public key parsed once per process), then "
             f"{args.workers} x {args.appends:,} audit appends.\n\n"
             f"Command: `{cmd}` (also run by `make bench`).\n\n{table}\n\n"
-            "A selection is one prepared `UPDATE ... WHERE id = (SELECT ... ORDER BY usage_count "
-            "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ...` in autocommit: one round trip. An "
+            "A selection is one prepared `SELECT ... FROM key_select(...)` in autocommit (the "
+            "SECURITY DEFINER function of migration 0010: `SELECT ... ORDER BY usage_count LIMIT "
+            "1 FOR UPDATE SKIP LOCKED`, then the usage `UPDATE`): one round trip; each key's "
+            "attestation is verified once per process, in the warm-up. An "
             "append is one `SELECT audit_append(...)`: the chain head row is locked for the "
             "duration of that statement, so appends are serialised by design (the chain stays "
             "linear) and the rate is bounded by one commit at a time. Both workloads share two "

@@ -525,21 +525,21 @@ variable "database_iam_auth" {
 }
 
 variable "database_users" {
-  description = "Database role each function connects as when database_iam_auth is true (roles from sql/migrations/0001_roles.sql); missing keys use pqfile_ingest."
+  description = "Database role each function connects as (sql/migrations/0010_least_privilege.sql: one role per function, each allowed only its own step's SECURITY DEFINER functions; docs/KEYS.md, \"Roles and grants\"). The four rewrap-workflow steps share pqfile_rewrap. The shared roles of 0001 (pqfile_ingest, pqfile_rotate) keep no rights."
   type        = map(string)
   default = {
-    fetch           = "pqfile_ingest"
-    select_key      = "pqfile_ingest" # selects keys and bumps usage; never creates keys
-    encrypt         = "pqfile_ingest"
-    store           = "pqfile_ingest"
-    audit           = "pqfile_ingest"
-    record_failure  = "pqfile_ingest"
+    fetch           = "pqfile_fetch"
+    select_key      = "pqfile_select_key" # selects keys and counts their use; never creates keys
+    encrypt         = "pqfile_encrypt"
+    store           = "pqfile_store"
+    audit           = "pqfile_audit_writer"
+    record_failure  = "pqfile_record_failure"
     retrieve        = "pqfile_retrieve"
-    rotate_maintain = "pqfile_rotate"
-    rotate_plan     = "pqfile_rotate"
-    rotate_rewrap   = "pqfile_rotate"
-    rotate_finish   = "pqfile_rotate"
-    rotate_failure  = "pqfile_rotate"
+    rotate_maintain = "pqfile_maintain" # the only role that creates keys
+    rotate_plan     = "pqfile_rewrap"
+    rotate_rewrap   = "pqfile_rewrap"
+    rotate_finish   = "pqfile_rewrap"
+    rotate_failure  = "pqfile_rewrap"
     audit_verify    = "pqfile_auditor" # read-only
   }
 

@@ -81,6 +81,9 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "(SSE-KMS)"),
     Variable("PQFILE_KMS_KEY_ID", "kms.key_id", "(none)",
              "KMS key (id, ARN or alias) that wraps key seeds"),
+    Variable("PQFILE_ATTESTATION_KEY_ID", "kms.attestation_key_id", "(none)",
+             "KMS HMAC key (HMAC_256, GENERATE_VERIFY_MAC) that attests pool keys: "
+             "rotate_maintain generates MACs, select_key, encrypt and rotate_rewrap verify them"),
     Variable("PQFILE_ROTATION_SUITES", "pool.suites", "the default suite",
              "rotate: suites whose pools are kept full (comma-separated)"),
     Variable("PQFILE_POOL_TARGET", "pool.policy.target_active", str(_POOL.target_active),
@@ -106,7 +109,8 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_DATABASE_URL", "database.url", "(none)",
              "`postgresql://user:pass@host:port/db?sslmode=...` (local, tests; locally with "
              "`database_url_per_role` the user is the function's own role; with IAM "
-             "authentication the user is the function's role and there is no password)"),
+             "authentication the user is the function's role and there is no password); "
+             "without `sslmode`: `verify-full`, `disable` for a loopback host or Unix socket"),
     Variable("PQFILE_DATABASE_SECRET_ARN", "database.secret_arn", "(none)",
              "Secrets Manager secret with the RDS credentials (AWS without IAM authentication)"),
     Variable("PQFILE_DATABASE_HOST", "database.host", "localhost",
@@ -125,7 +129,8 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_MIGRATIONS_DIR", "database.migrations_dir", "sql/migrations",
              "CLI: where `pqfile db migrate` finds the migrations"),
     Variable("PQFILE_ACTOR", "cli.actor", "cli:$USER",
-             "CLI: the operator named in audit rows"),
+             "CLI: the name an operator claims (kept as `claimed_by`; the database records "
+             "the connected user)"),
     Variable("PQFILE_STS_ENDPOINT_URL", "identity.sts_endpoint_url",
              "`https://sts.<region>.amazonaws.com`",
              "retrieve, `pqfile auth proof`: the one STS endpoint identity proofs are made for "
@@ -248,10 +253,16 @@ class RetrieveSettings:
 class KmsSettings:
     #: The KMS key that wraps key seeds; None in functions that need none.
     key_id: str | None = None
+    #: The KMS HMAC key that attests pool keys; None in functions that need none.
+    attestation_key_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KmsSettings:
-        return cls(key_id=_environ(env).get("PQFILE_KMS_KEY_ID") or None)
+        e = _environ(env)
+        return cls(
+            key_id=e.get("PQFILE_KMS_KEY_ID") or None,
+            attestation_key_id=e.get("PQFILE_ATTESTATION_KEY_ID") or None,
+        )
 
 
 @dataclass(frozen=True)

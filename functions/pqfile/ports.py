@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from pqfile.crypto.kem import PublicKey, SecretKey, Suite
-    from pqfile.keys.model import Purpose
+    from pqfile.keys.model import KeyRecord, Purpose
 
 
 # --- workflow states ---------------------------------------------------------------------------
@@ -171,15 +171,35 @@ class SeedProtector(Protocol):
         ...
 
 
+class KeyAttestor(Protocol):
+    """MACs over a key's identity (keys/attestation.py; AWS KMS HMAC in production): only
+    the key-maintenance function may generate them, the functions that encrypt verify them."""
+
+    def generate(self, message: bytes) -> bytes:
+        """The MAC of ``message``; raise CustodyError or TransientError."""
+        ...
+
+    def verify(self, message: bytes, mac: bytes) -> bool:
+        """Whether ``mac`` is the MAC of ``message`` (a wrong MAC is False, not an error)."""
+        ...
+
+
 class AuditLog(Protocol):
-    """Append-only, hash-chained audit trail."""
+    """Append-only, hash-chained audit trail.
+
+    The database decides who the actor is (docs/KEYS.md, "Roles and grants"): a function
+    role is recorded as itself, so functions pass ``actor=None``; only retrieve may name a
+    verified principal ARN; a person's claimed name is kept as the detail ``claimed_by``.
+    Each role may append only its own operations; details are capped (4 KiB, 1 KiB a field):
+    adapters shorten what exceeds the caps before sending.
+    """
 
     def append(
         self,
         *,
         operation: str,
         outcome: str,
-        actor: str,
+        actor: str | None = None,
         document_id: str | None = None,
         key_id: str | None = None,
         request_id: str | None = None,
@@ -223,7 +243,8 @@ class DocumentReader(Protocol):
 
 
 class DocumentRepository(Protocol):
-    """The document index. Every write is idempotent; the first writer wins."""
+    """The document index. Every write is idempotent; the first writer wins. The database
+    checks each transition (sql/migrations/0010: document_* functions)."""
 
     def begin(
         self,
@@ -242,8 +263,10 @@ class DocumentRepository(Protocol):
 
     def find_by_encrypted_object(self, bucket: str, key: str) -> DocumentRecord | None: ...
 
-    def assign_key(self, document_id: str, key_id: str, suite: str) -> DocumentRecord:
-        """Set key_id/suite if still unset; return the row (with the winning key)."""
+    def assign_key(self, document_id: str, key_id: str) -> DocumentRecord:
+        """Give a pending (or failed) document ``key_id``: a key already on the row stays
+        unless it is no longer active, then ``key_id`` replaces it. Return the row (with the
+        winning key); raise KeyNotUsableError if ``key_id`` is not active and attested."""
         ...
 
     def mark_stored(
@@ -255,13 +278,22 @@ class DocumentRepository(Protocol):
         encrypted_version_id: str | None,
         encrypted_size: int,
     ) -> tuple[DocumentRecord, bool]:
-        """Commit status `stored` unless already stored; return (row, whether we stored it)."""
+        """Commit status `stored` unless already stored; return (row, whether we stored it).
+        Raise KeyNotUsableError when the document's key is no longer active."""
         ...
 
     def mark_plaintext_deleted(self, document_id: str) -> None: ...
 
-    def mark_failed(self, document_id: str, error: str) -> None:
-        """Record a failure unless the document is already stored."""
+    def record_failure(
+        self,
+        document_id: str | None,
+        *,
+        error: str,
+        details: Mapping[str, object],
+        request_id: str | None = None,
+    ) -> int:
+        """Mark the document failed (never a stored one) and append its
+        ``document.encrypt``/failure audit row, in one transaction; return the row's seq."""
         ...
 
 
@@ -272,7 +304,17 @@ class KeyStore(Protocol):
     """The key pool as the ingest and retrieve functions use it."""
 
     def select_encryption_key(self, suite: Suite, plaintext_size: int = 0) -> PublicKey:
-        """An active key of `suite`, least used first; raise NoActiveKeyError if none."""
+        """An active, attested key of `suite`, least used first (keys whose attestation does
+        not verify are skipped); raise NoActiveKeyError if none."""
+        ...
+
+    def encryption_key(self, key_id: str) -> PublicKey:
+        """The public key of ``key_id`` to encrypt to: raise KeyNotUsableError unless it is
+        active, CustodyError unless its attestation verifies, KeyNotFoundError."""
+        ...
+
+    def get_key(self, key_id: str) -> KeyRecord:
+        """A key's row (public data); raise KeyNotFoundError."""
         ...
 
     def refill(
@@ -324,8 +366,8 @@ class RotationRunView(Protocol):
 
 
 class RotationKeyStore(Protocol):
-    """The key pool as the rotate-keys workflow uses it (the pqfile_rotate role). Every
-    lifecycle change it makes is audited by the store."""
+    """The key pool as the rotate-keys workflow uses it (pqfile_maintain and pqfile_rewrap).
+    Every lifecycle change it makes is audited by the database in the same transaction."""
 
     def get_key(self, key_id: str) -> KeyView: ...
 
@@ -368,7 +410,17 @@ class RotationKeyStore(Protocol):
         """Unwrap a key's seed for ``purpose`` (default Purpose.DECRYPT)."""
         ...
 
-    def public_key(self, key_id: str) -> PublicKey: ...
+    def attested_public_key(self, key_id: str, purpose: Purpose = ...) -> PublicKey:
+        """The public key of ``key_id`` once its attestation verified and its status allows
+        ``purpose`` (default Purpose.ENCRYPT): the key a rewrap may encrypt to."""
+        ...
+
+    def complete_requests(
+        self, key_id: str, *, actor: str | None = None, request_id: str | None = None
+    ) -> list[int]:
+        """Complete the operators' pending revocations of ``key_id`` once no document uses
+        it (the workflow never starts one); return the ids completed."""
+        ...
 
     def status_summary(self) -> Mapping[str, Any]:
         """Counts per suite and status: ``{"suites": {suite: {"counts": {status: n}}}}``."""
@@ -377,33 +429,57 @@ class RotationKeyStore(Protocol):
 
 # === Key pool storage ========================================================================
 # The repositories the key services in pqfile.keys run on (KeyPool, KeyCustody, RotationRuns):
-# storage only, SQL in adapters/postgres/ and dicts in tests/functional/fakes.py. Every rule
-# (custody, selection retries, refill, the lifecycle, rotation-run transitions) is in keys/.
+# storage only, SQL in adapters/postgres/ and dicts in tests/functional/fakes.py. The services
+# check early (which key, when to refill or rotate, custody, attestation); every write is
+# one call to a SECURITY DEFINER function (sql/migrations/0010) that is the authority: it
+# checks the transition and its invariants and appends the audit row in the same
+# transaction. Refusals come back as IllegalTransitionError (PQ001), PermissionDeniedError.
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from pqfile.keys.model import KeyRecord, KeyStatus, NewKey, SealedSeed, SelectedKey
+    from pqfile.keys.model import KeyStatus, NewKey, SealedSeed, SelectedKey
     from pqfile.keys.rotation_runs import RotationRun
 
 
+@dataclass(frozen=True)
+class KeyRequest:
+    """A pending operator request on a key (``key_requests``)."""
+
+    request_id: int
+    key_id: str
+    kind: str  # a keys.model.RequestKind value
+    reason: str
+    requested_by: str
+
+
 class KeyRepository(Protocol):
-    """Rows of ``encryption_keys``. Methods marked "in a transaction" are meant to run on
-    the repository of ``KeyStorage.transaction()``; locks they take last until it ends."""
+    """Rows of ``encryption_keys`` (and ``key_requests``). Methods marked "in a transaction"
+    are meant to run on the repository of ``KeyStorage.transaction()``."""
 
     def now(self) -> dt.datetime:
         """The database's clock (key ages are measured on it)."""
         ...
 
     def take_least_used(
-        self, suite: str, *, nbytes: int, max_documents: int, max_bytes: int, wait: bool
+        self,
+        suite: str,
+        *,
+        nbytes: int,
+        max_documents: int,
+        max_bytes: int,
+        wait: bool,
+        exclude: Sequence[str] = (),
     ) -> SelectedKey | None:
-        """Count one use (and ``nbytes``) of the least-used active key of ``suite`` that is
-        under both caps and not past its rotate_after. Keys locked by concurrent callers are
-        skipped, or waited for with ``wait``. None when no key was taken."""
+        """Count one use (and ``nbytes``) of the least-used active, attested key of ``suite``
+        that is under both caps, not past its rotate_after and not in ``exclude``. Keys
+        locked by concurrent callers are skipped, or waited for with ``wait``. None when no
+        key was taken. The result carries the key's public key and attestation."""
         ...
 
-    def count_selectable(self, suite: str, *, max_documents: int, max_bytes: int) -> int:
+    def count_selectable(
+        self, suite: str, *, max_documents: int, max_bytes: int, exclude: Sequence[str] = ()
+    ) -> int:
         """How many keys ``take_least_used`` could take (locked or not)."""
         ...
 
@@ -431,29 +507,59 @@ class KeyRepository(Protocol):
         """In a transaction: one refiller per suite at a time."""
         ...
 
-    def count_active(self, suite: str) -> int: ...
-
-    def insert_key(self, key: NewKey, *, max_age: dt.timedelta) -> KeyRecord:
-        """In a transaction: a new active key, to be rotated after ``max_age``."""
+    def count_active(self, suite: str) -> int:
+        """Active keys of ``suite`` that carry an attestation (the ones selection can use)."""
         ...
 
-    def lock_status(self, key_id: str) -> KeyStatus | None:
-        """In a transaction: the key's status, its row locked; None if there is no such key."""
+    def create_key(
+        self,
+        key: NewKey,
+        *,
+        attestation: bytes,
+        max_age: dt.timedelta,
+        actor: str | None,
+        request_id: str | None,
+    ) -> KeyRecord:
+        """A new active key, to be rotated after ``max_age``, audited ``key.create``."""
         ...
 
-    def set_status(self, key_id: str, status: KeyStatus, *, reason: str | None) -> KeyRecord:
-        """In a transaction: the new status (``reason`` kept as the revoke reason); the
-        database refuses a change the lifecycle forbids with IllegalTransitionError."""
-        ...
-
-    def set_status_if(
-        self, key_id: str, *, current: Sequence[KeyStatus], status: KeyStatus
+    def queue_rotation(
+        self,
+        key_id: str,
+        reason: str,
+        *,
+        max_documents: int,
+        max_bytes: int,
+        actor: str | None,
+        request_id: str | None,
     ) -> bool:
-        """In a transaction: change the status only if it is one of ``current`` now."""
+        """active -> rotation_queued with a queued run, audited; False if the key is no
+        longer active. The database refuses a key that is not due for ``reason``."""
         ...
 
-    def count_use(self, key_id: str, nbytes: int) -> None:
-        """In a transaction: one more document (of ``nbytes``) encrypted to the key."""
+    def revoke(
+        self, key_id: str, reason: str, *, actor: str | None, request_id: str | None
+    ) -> KeyStatus:
+        """-> revoked (operators only), audited; return the status it had."""
+        ...
+
+    def expire(self, key_id: str, *, actor: str | None, request_id: str | None) -> KeyStatus:
+        """active | rotation_queued -> expired (operators only), audited; return the old status."""
+        ...
+
+    def request(
+        self, key_id: str, kind: str, reason: str, *, actor: str | None, request_id: str | None
+    ) -> int:
+        """Record an operator's pending request (the key stops encrypting), audited."""
+        ...
+
+    def pending_requests(self, key_id: str | None = None) -> list[KeyRequest]: ...
+
+    def complete_request(
+        self, request: int, *, actor: str | None, request_id: str | None
+    ) -> bool:
+        """Complete a pending revocation once no document uses its key (the key becomes
+        revoked, audited); False while documents remain."""
         ...
 
 
@@ -472,50 +578,39 @@ class RotationRepository(Protocol):
         """Ids of documents encrypted to ``key_id``, ordered, at most ``limit``."""
         ...
 
-    def open_run(self, old_key_id: str, reason: str) -> None:
-        """In a transaction: a queued run for ``old_key_id``."""
-        ...
-
     def get_run(self, rotation_id: int) -> RotationRun | None: ...
 
-    def lock_run(self, rotation_id: int) -> RotationRun | None:
-        """In a transaction: the run, its row locked."""
+    def successor(self, old_key_id: str, *, exclude: Sequence[str] = ()) -> str | None:
+        """The least-used active, attested key of the old key's suite other than it and
+        those in ``exclude``, not past its rotate_after (a run's candidate new key)."""
         ...
 
-    def successor(self, old_key_id: str) -> str | None:
-        """The least-used active key of the old key's suite other than it, not past its
-        rotate_after (the key a run moves documents to)."""
-        ...
-
-    def start_run(
-        self, rotation_id: int, *, status: RotationStatus, new_key_id: str
+    def begin_run(
+        self, rotation_id: int, *, new_key_id: str, actor: str | None, request_id: str | None
     ) -> RotationRun:
-        """In a transaction: set the status and the new key, count the documents to move."""
+        """queued -> running onto ``new_key_id`` (documents counted, audited); a run already
+        started is returned as it is."""
         ...
 
-    def move_document(
+    def record_rewrap(
         self,
+        rotation_id: int,
         document_id: str,
         *,
-        old_key_id: str,
-        new_key_id: str,
         encrypted_version_id: str | None,
         encrypted_size: int,
-    ) -> int | None:
-        """In a transaction: point the document at the new key and package version if it is
-        still on the old key; return its plaintext size, or None if it was not moved."""
+        actor: str | None,
+        request_id: str | None,
+    ) -> bool:
+        """Point a stored document still on the run's old key at its new key and package
+        version, count one use of the new key, audited; False if it was not on the old key."""
         ...
 
-    def count_rewrapped(self, rotation_id: int) -> None:
-        """In a transaction: one more document moved by the run."""
-        ...
-
-    def count_documents_on(self, key_id: str) -> int: ...
-
-    def close_run(
-        self, rotation_id: int, *, status: RotationStatus, error: str | None, documents_left: int
+    def finish_run(
+        self, rotation_id: int, *, actor: str | None, request_id: str | None
     ) -> RotationRun:
-        """In a transaction: the final status of a run (completed ones get completed_at)."""
+        """Close a running run: completed (old key expired) when no document uses the old
+        key, else failed; audited. A run not running is returned as it is."""
         ...
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pqfile.config import PoolSettings, Settings
-from pqfile.usecases.common import PIPELINE_ACTOR, Pipeline
+from pqfile.usecases.common import Pipeline
 
 if TYPE_CHECKING:
     from pqfile.adapters.postgres import (
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         PostgresKeyStore,
     )
     from pqfile.keys.policy import PoolPolicy
-    from pqfile.ports import SeedProtector
+    from pqfile.ports import KeyAttestor, SeedProtector
     from pqfile.usecases.rotation import Rotation
 
 T = TypeVar("T")
@@ -61,8 +61,14 @@ class _Stores:
     audit: PostgresAuditLog
 
 
-def _postgres(protector: SeedProtector, *, actor: str, policy: PoolPolicy | None = None) -> _Stores:
-    """The PostgreSQL repositories on one connection handle (the function's database role)."""
+def _postgres(
+    protector: SeedProtector,
+    attestor: KeyAttestor | None,
+    *,
+    policy: PoolPolicy | None = None,
+) -> _Stores:
+    """The PostgreSQL repositories on one connection handle (the function's own database
+    role: the database records it as the actor of every audit row the function writes)."""
     from pqfile.adapters.postgres import (
         Database,
         PostgresAuditLog,
@@ -73,7 +79,7 @@ def _postgres(protector: SeedProtector, *, actor: str, policy: PoolPolicy | None
     db = Database.from_env()
     return _Stores(
         documents=PostgresDocumentRepository(db),
-        keys=PostgresKeyStore(db, protector, policy=policy, actor=actor),
+        keys=PostgresKeyStore(db, protector, attestor=attestor, policy=policy),
         audit=PostgresAuditLog(db),
     )
 
@@ -87,13 +93,24 @@ def _seed_protector(settings: Settings) -> SeedProtector:
     return KmsSeedProtector(kms_client(), settings.kms.key_id)
 
 
+def _attestor(settings: Settings) -> KeyAttestor | None:
+    """KMS HMAC attestation of pool keys; None (every attestation fails closed) where no
+    attestation key is configured (fetch, store, audit, record_failure, retrieve)."""
+    from pqfile.adapters.aws import kms_client
+    from pqfile.adapters.kms_mac import KmsKeyAttestor
+
+    if not settings.kms.attestation_key_id:
+        return None
+    return KmsKeyAttestor(kms_client(), settings.kms.attestation_key_id)
+
+
 def _build_pipeline() -> Pipeline:
     """Ingest and retrieve: S3, PostgreSQL, KMS (where a key is configured), pqfile.crypto."""
     from pqfile.adapters.cipher import CryptoCipher
     from pqfile.adapters.s3 import S3BlobStore
 
     settings = Settings.from_env()
-    stores = _postgres(_seed_protector(settings), actor=PIPELINE_ACTOR)
+    stores = _postgres(_seed_protector(settings), _attestor(settings))
     return Pipeline(
         settings=settings,
         blobs=S3BlobStore(part_size=settings.storage.part_size),
@@ -107,12 +124,12 @@ def _build_pipeline() -> Pipeline:
 def _build_rotation() -> Rotation:
     """The rotate-keys workflow: the key store with its pool policy, S3 for rewraps."""
     from pqfile.adapters.s3_rewrap import S3PackageStore
-    from pqfile.usecases.rotation import ROTATION_ACTOR, Rotation
+    from pqfile.usecases.rotation import Rotation
 
     settings = Settings.from_env()
     settings.require("PQFILE_ENCRYPTED_BUCKET", "PQFILE_KMS_KEY_ID")
     pool = PoolSettings.from_env()
-    stores = _postgres(_seed_protector(settings), actor=ROTATION_ACTOR, policy=pool.policy)
+    stores = _postgres(_seed_protector(settings), _attestor(settings), policy=pool.policy)
     return Rotation(
         keys=stores.keys,
         documents=stores.documents,

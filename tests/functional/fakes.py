@@ -16,19 +16,27 @@ import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pqfile.config import Settings
 from pqfile.crypto import envelope, kem
 from pqfile.errors import CustodyError, DocumentNotFoundError, StorageError, TransientError
 from pqfile.keys.custody import seed_context
-from pqfile.keys.model import KeyRecord, KeyStatus, NewKey, SealedSeed, SelectedKey
+from pqfile.keys.model import (
+    IllegalTransitionError,
+    KeyRecord,
+    KeyStatus,
+    NewKey,
+    SealedSeed,
+    SelectedKey,
+)
 from pqfile.keys.policy import PoolPolicy
 from pqfile.keys.pool import KeyPool
 from pqfile.keys.rotation_runs import RotationRun
-from pqfile.ports import DocumentRecord, ObjectInfo
-from pqfile.usecases.common import PIPELINE_ACTOR, Pipeline
+from pqfile.ports import DocumentRecord, KeyRequest, ObjectInfo
+from pqfile.usecases.common import Pipeline
 
 UPLOADS = "pqfile-uploads"
 ENCRYPTED = "pqfile-encrypted"
@@ -149,16 +157,28 @@ class FakeBlobStore:
 
 
 class FakeDocuments:
+    """The document index in a dictionary. Like the database functions of migration 0010, a
+    key is assigned or a document stored only while the key is active (the key rows come
+    from the FakeKeyStorage it is part of), and a failure is recorded with its audit row."""
+
     def __init__(self) -> None:
         self.rows: dict[str, DocumentRecord] = {}
         self.lock = threading.Lock()
         self.down = False
         self.plaintext_deleted: set[str] = set()
+        self.keys: FakeKeyRepository | None = None  # set by FakeKeyStorage
+        self.audit: FakeAudit | None = None
 
     def _check(self) -> None:
         if self.down:
-            from pqfile.errors import TransientError
             raise TransientError("injected: database down")
+
+    def _active(self, key_id: str | None, *, attested: bool = False) -> bool:
+        if self.keys is None:
+            return True
+        record = self.keys.records.get(key_id or "")
+        return (record is not None and record.status is KeyStatus.ACTIVE
+                and (not attested or record.attestation is not None))
 
     def begin(self, *, document_id, source_bucket, source_key, source_version_id,
               source_etag, plaintext_size) -> DocumentRecord:
@@ -185,11 +205,16 @@ class FakeDocuments:
                 return r
         return None
 
-    def assign_key(self, document_id, key_id, suite) -> DocumentRecord:
+    def assign_key(self, document_id, key_id) -> DocumentRecord:
         self._check()
         with self.lock:
-            r = self.rows[document_id]
-            if r.key_id is None:
+            if not self._active(key_id, attested=True):
+                raise IllegalTransitionError(f"key {key_id} is not active for encryption")
+            r = self.rows.get(document_id)
+            if r is None:
+                raise DocumentNotFoundError(document_id)
+            if r.status != "stored" and (r.key_id is None or not self._active(r.key_id)):
+                suite = self.keys.records[key_id].suite if self.keys else "xwing"
                 r = dataclasses.replace(r, key_id=key_id, suite=suite)
                 self.rows[document_id] = r
             return r
@@ -203,6 +228,8 @@ class FakeDocuments:
                 raise DocumentNotFoundError(document_id)
             if r.status == "stored":
                 return r, False
+            if r.key_id is None or not self._active(r.key_id):
+                raise IllegalTransitionError(f"key {r.key_id} is not active for encryption")
             r = dataclasses.replace(
                 r, status="stored", encrypted_bucket=encrypted_bucket,
                 encrypted_key=encrypted_key, encrypted_version_id=encrypted_version_id,
@@ -212,16 +239,20 @@ class FakeDocuments:
 
     def mark_plaintext_deleted(self, document_id) -> None:
         self._check()
-        self.plaintext_deleted.add(document_id)
+        r = self.rows.get(document_id)
+        if r is not None and r.status == "stored":
+            self.plaintext_deleted.add(document_id)
 
-    def mark_failed(self, document_id, error) -> None:
+    def record_failure(self, document_id, *, error, details, request_id=None) -> int:
         self._check()
         with self.lock:
-            r = self.rows.get(document_id)
-            if r is None:
-                raise DocumentNotFoundError(document_id)
-            if r.status != "stored":
+            r = self.rows.get(document_id or "")
+            if r is not None and r.status != "stored":
                 self.rows[document_id] = dataclasses.replace(r, status="failed", error=error)
+        assert self.audit is not None, "FakeDocuments needs its FakeKeyStorage's audit log"
+        return self.audit.append(operation="document.encrypt", outcome="failure",
+                                 document_id=document_id, request_id=request_id,
+                                 details=details)
 
 
 class FakeAudit:
@@ -229,7 +260,7 @@ class FakeAudit:
         self.rows: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
-    def append(self, *, operation, outcome, actor, document_id=None, key_id=None,
+    def append(self, *, operation, outcome, actor=None, document_id=None, key_id=None,
                request_id=None, details=None) -> int:
         with self.lock:
             self.rows.append({"operation": operation, "outcome": outcome, "actor": actor,
@@ -243,8 +274,11 @@ class FakeAudit:
 
 # --- the key pool: the real KeyPool (pqfile.keys) over in-memory storage -------------------
 # Only storage is faked here (rows in dictionaries, a transaction as a lock plus a snapshot
-# to roll back to) and KMS (AES-GCM with the encryption context as associated data). Every
-# rule (selection, custody, refill, queueing, rotation runs) is pqfile.keys' own code.
+# to roll back to), KMS (AES-GCM with the encryption context as associated data) and the
+# KMS HMAC key that attests keys (pyca's HMAC). Each write does what the database function
+# of migration 0010 stores (and appends its audit row); the rules that decide when to call
+# it are pqfile.keys' own code. The database's refusals (roles, due checks, invariants) are
+# tested against PostgreSQL in tests/integration.
 
 
 def _now() -> dt.datetime:
@@ -281,36 +315,74 @@ class FakeProtector:
             raise CustodyError("KMS refused to unwrap the seed") from None
 
 
+class FakeAttestor:
+    """ports.KeyAttestor: HMAC-SHA256 with a local key (KMS GenerateMac / VerifyMac)."""
+
+    def __init__(self) -> None:
+        self._key = os.urandom(32)
+        self.verifications = 0
+
+    def generate(self, message: bytes) -> bytes:
+        mac = hmac.HMAC(self._key, hashes.SHA256())
+        mac.update(message)
+        return mac.finalize()
+
+    def verify(self, message: bytes, mac: bytes) -> bool:
+        self.verifications += 1
+        check = hmac.HMAC(self._key, hashes.SHA256())
+        check.update(message)
+        try:
+            check.verify(mac)
+        except InvalidSignature:
+            return False
+        return True
+
+
+_STAMPS = {
+    KeyStatus.ROTATION_QUEUED: "rotation_queued_at",
+    KeyStatus.EXPIRED: "expired_at",
+    KeyStatus.REVOKED: "revoked_at",
+}
+
+
 class FakeKeyRepository:
     """ports.KeyRepository over a dictionary of KeyRecords (and their wrapped seeds)."""
 
     def __init__(self) -> None:
         self.records: dict[str, KeyRecord] = {}
         self.wrapped: dict[str, bytes] = {}
+        self.requests: dict[int, dict[str, Any]] = {}
+        self._request_ids = itertools.count(1)
         self.lock = threading.RLock()
+        # Set by FakeKeyStorage: the other tables the database functions touch.
+        self.documents: FakeDocuments = FakeDocuments()
+        self.audit: FakeAudit = FakeAudit()
+        self.rotations: FakeRotationRepository | None = None
 
     def now(self) -> dt.datetime:
         return _now()
 
-    def _selectable(self, suite, max_documents, max_bytes) -> list[KeyRecord]:
+    def _selectable(self, suite, max_documents, max_bytes, exclude=()) -> list[KeyRecord]:
         now = _now()
         return [r for r in self.records.values()
                 if r.suite == suite and r.status is KeyStatus.ACTIVE and r.rotate_after > now
+                and r.attestation is not None and r.key_id not in exclude
                 and r.usage_count < max_documents and r.bytes_encrypted < max_bytes]
 
-    def take_least_used(self, suite, *, nbytes, max_documents, max_bytes, wait):
+    def take_least_used(self, suite, *, nbytes, max_documents, max_bytes, wait, exclude=()):
         with self.lock:
-            candidates = self._selectable(suite, max_documents, max_bytes)
+            candidates = self._selectable(suite, max_documents, max_bytes, exclude)
             if not candidates:
                 return None
             key = min(candidates, key=lambda r: (r.usage_count, r.key_id))
             self.count_use(key.key_id, nbytes)
             used = self.records[key.key_id]
-            return SelectedKey(used.key_id, used.suite, used.usage_count, used.bytes_encrypted)
+            return SelectedKey(used.key_id, used.suite, used.usage_count, used.bytes_encrypted,
+                               used.public_key, used.attestation)
 
-    def count_selectable(self, suite, *, max_documents, max_bytes) -> int:
+    def count_selectable(self, suite, *, max_documents, max_bytes, exclude=()) -> int:
         with self.lock:
-            return len(self._selectable(suite, max_documents, max_bytes))
+            return len(self._selectable(suite, max_documents, max_bytes, exclude))
 
     def get_key(self, key_id) -> KeyRecord | None:
         return self.records.get(key_id)
@@ -343,42 +415,33 @@ class FakeKeyRepository:
         return None  # the storage transaction already holds the one lock
 
     def count_active(self, suite) -> int:
-        return len(self.list_keys(suite, KeyStatus.ACTIVE))
+        return sum(1 for r in self.list_keys(suite, KeyStatus.ACTIVE) if r.attestation)
 
-    def insert_key(self, key: NewKey, *, max_age: dt.timedelta) -> KeyRecord:
+    # -- storage helpers (what the database functions change) --
+
+    def insert(self, key: NewKey, *, attestation: bytes | None,
+               max_age: dt.timedelta) -> KeyRecord:
         now = _now()
         record = KeyRecord(key.key_id, key.suite, key.public_key, key.kms_key_arn,
-                           KeyStatus.ACTIVE, 0, 0, now, now, now + max_age)
+                           KeyStatus.ACTIVE, 0, 0, now, now, now + max_age,
+                           attestation=attestation)
         with self.lock:
             self.records[key.key_id] = record
             self.wrapped[key.key_id] = key.wrapped_seed
         return record
 
-    def lock_status(self, key_id) -> KeyStatus | None:
-        record = self.records.get(key_id)
-        return None if record is None else record.status
-
-    def set_status(self, key_id, status: KeyStatus, *, reason=None) -> KeyRecord:
+    def set_status(self, key_id, status: KeyStatus, *, reason=None) -> KeyStatus:
         now = _now()
         with self.lock:
             r = self.records[key_id]
-            stamps: dict[str, Any] = {
-                KeyStatus.ROTATION_QUEUED: {"rotation_queued_at": r.rotation_queued_at or now},
-                KeyStatus.EXPIRED: {"expired_at": r.expired_at or now},
-                KeyStatus.REVOKED: {"revoked_at": r.revoked_at or now},
-            }.get(status, {})
-            r = dataclasses.replace(r, status=status, revoke_reason=reason or r.revoke_reason,
-                                    **stamps)
-            self.records[key_id] = r
-            return r
-
-    def set_status_if(self, key_id, *, current, status: KeyStatus) -> bool:
-        with self.lock:
-            record = self.records.get(key_id)
-            if record is None or record.status not in current:
-                return False
-            self.set_status(key_id, status)
-            return True
+            if r.status is KeyStatus.REVOKED:
+                raise IllegalTransitionError(f"key {key_id} is revoked")
+            old = r.status
+            stamp = _STAMPS.get(status)
+            stamps = {stamp: getattr(r, stamp) or now} if stamp else {}
+            self.records[key_id] = dataclasses.replace(
+                r, status=status, revoke_reason=reason or r.revoke_reason, **stamps)
+            return old
 
     def count_use(self, key_id, nbytes) -> None:
         with self.lock:
@@ -387,12 +450,91 @@ class FakeKeyRepository:
                 r, usage_count=r.usage_count + 1, bytes_encrypted=r.bytes_encrypted + nbytes,
                 last_used_at=_now())
 
+    def _audit(self, operation, key_id, request_id, details, outcome="success",
+               document_id=None) -> None:
+        self.audit.append(operation=operation, outcome=outcome, key_id=key_id,
+                          document_id=document_id, request_id=request_id, details=details)
+
+    # -- writes (the database functions of migration 0010) --
+
+    def create_key(self, key: NewKey, *, attestation, max_age, actor, request_id) -> KeyRecord:
+        record = self.insert(key, attestation=attestation, max_age=max_age)
+        self._audit("key.create", key.key_id, request_id,
+                    {"suite": key.suite, "kms_key_arn": key.kms_key_arn})
+        return record
+
+    def queue_rotation(self, key_id, reason, *, max_documents, max_bytes, actor,
+                       request_id) -> bool:
+        with self.lock:
+            record = self.records.get(key_id)
+            if record is None or record.status is not KeyStatus.ACTIVE:
+                return False
+            self.set_status(key_id, KeyStatus.ROTATION_QUEUED)
+            assert self.rotations is not None
+            self.rotations.open_run(key_id, reason)
+            self._audit("key.rotation_queued", key_id, request_id,
+                        {"reason": reason, "usage_count": record.usage_count,
+                         "bytes_encrypted": record.bytes_encrypted})
+            return True
+
+    def revoke(self, key_id, reason, *, actor, request_id) -> KeyStatus:
+        with self.lock:
+            old = self.set_status(key_id, KeyStatus.REVOKED, reason=reason)
+            for req in self.requests.values():
+                if (req["key_id"], req["kind"], req["status"]) == (key_id, "revoke", "pending"):
+                    req["status"] = "completed"
+            self._audit("key.revoke", key_id, request_id,
+                        {"from": old.value, "to": "revoked", "reason": reason})
+            return old
+
+    def expire(self, key_id, *, actor, request_id) -> KeyStatus:
+        with self.lock:
+            old = self.set_status(key_id, KeyStatus.EXPIRED)
+            self._audit("key.expire", key_id, request_id, {"from": old.value, "to": "expired"})
+            return old
+
+    def request(self, key_id, kind, reason, *, actor, request_id) -> int:
+        with self.lock:
+            record = self.records[key_id]
+            if record.status is KeyStatus.ACTIVE:
+                self.set_status(key_id, KeyStatus.ROTATION_QUEUED)
+            assert self.rotations is not None
+            if record.status in (KeyStatus.ACTIVE, KeyStatus.ROTATION_QUEUED) and not any(
+                    r.old_key_id == key_id and r.status in ("queued", "running")
+                    for r in self.rotations.runs.values()):
+                self.rotations.open_run(key_id, f"request:{kind}")
+            rid = next(self._request_ids)
+            self.requests[rid] = {"key_id": key_id, "kind": kind, "reason": reason,
+                                  "requested_by": actor or "operator", "status": "pending"}
+            self._audit(f"key.{kind}_requested", key_id, request_id,
+                        {"request_id": rid, "reason": reason})
+            return rid
+
+    def pending_requests(self, key_id=None) -> list[KeyRequest]:
+        return [KeyRequest(rid, r["key_id"], r["kind"], r["reason"], r["requested_by"])
+                for rid, r in sorted(self.requests.items())
+                if r["status"] == "pending" and key_id in (None, r["key_id"])]
+
+    def complete_request(self, request, *, actor, request_id) -> bool:
+        with self.lock:
+            req = self.requests[request]
+            if any(d.key_id == req["key_id"] for d in self.documents.rows.values()):
+                return False
+            if self.records[req["key_id"]].status is not KeyStatus.REVOKED:
+                self.set_status(req["key_id"], KeyStatus.REVOKED, reason=req["reason"])
+            req["status"] = "completed"
+            self._audit("key.revoke", req["key_id"], request_id,
+                        {"request": request, "reason": req["reason"],
+                         "requested_by": req["requested_by"]})
+            return True
+
 
 class FakeRotationRepository:
     """ports.RotationRepository: runs in a dictionary; documents are FakeDocuments' rows."""
 
-    def __init__(self, keys: FakeKeyRepository, documents: FakeDocuments) -> None:
-        self.keys, self.documents = keys, documents
+    def __init__(self, keys: FakeKeyRepository, documents: FakeDocuments,
+                 audit: FakeAudit) -> None:
+        self.keys, self.documents, self.audit = keys, documents, audit
         self.runs: dict[int, RotationRun] = {}
         self._ids = itertools.count(1)
 
@@ -406,20 +548,20 @@ class FakeRotationRepository:
         return sorted(d for d, r in self.documents.rows.items() if r.key_id == key_id)[:limit]
 
     def open_run(self, old_key_id, reason) -> None:
+        """A queued run (what the owner or key_queue_rotation / key_request insert)."""
         rid = next(self._ids)
         self.runs[rid] = RotationRun(rid, old_key_id, None, reason, "queued", 0, 0, 0, None)
 
     def get_run(self, rotation_id) -> RotationRun | None:
         return self.runs.get(rotation_id)
 
-    lock_run = get_run  # the storage transaction already holds the one lock
-
-    def successor(self, old_key_id) -> str | None:
+    def successor(self, old_key_id, *, exclude=()) -> str | None:
         old = self.keys.records[old_key_id]
         now = _now()
         candidates = [r for r in self.keys.records.values()
                       if r.suite == old.suite and r.status is KeyStatus.ACTIVE
-                      and r.key_id != old_key_id and r.rotate_after > now]
+                      and r.key_id != old_key_id and r.rotate_after > now
+                      and r.attestation is not None and r.key_id not in exclude]
         if not candidates:
             return None
         return min(candidates, key=lambda r: (r.usage_count, r.key_id)).key_id
@@ -429,32 +571,66 @@ class FakeRotationRepository:
         self.runs[rotation_id] = run
         return run
 
-    def start_run(self, rotation_id, *, status, new_key_id) -> RotationRun:
-        total = self.count_documents_on(self.runs[rotation_id].old_key_id)
-        return self._update(rotation_id, status=status.value, new_key_id=new_key_id,
-                            documents_total=total)
-
-    def move_document(self, document_id, *, old_key_id, new_key_id, encrypted_version_id,
-                      encrypted_size) -> int | None:
-        with self.documents.lock:
-            r = self.documents.rows.get(document_id)
-            if r is None or r.key_id != old_key_id:
-                return None
-            self.documents.rows[document_id] = dataclasses.replace(
-                r, key_id=new_key_id, encrypted_version_id=encrypted_version_id,
-                encrypted_size=encrypted_size)
-            return r.plaintext_size or 0
-
-    def count_rewrapped(self, rotation_id) -> None:
-        self._update(rotation_id,
-                     documents_rewrapped=self.runs[rotation_id].documents_rewrapped + 1)
-
-    def count_documents_on(self, key_id) -> int:
+    def _count_on(self, key_id) -> int:
         return sum(1 for r in self.documents.rows.values() if r.key_id == key_id)
 
-    def close_run(self, rotation_id, *, status, error, documents_left) -> RotationRun:
-        return self._update(rotation_id, status=status.value, error=error,
-                            documents_failed=documents_left)
+    def begin_run(self, rotation_id, *, new_key_id, actor, request_id) -> RotationRun:
+        with self.keys.lock:
+            run = self.runs[rotation_id]
+            if run.status != "queued":
+                return run
+            run = self._update(rotation_id, status="running", new_key_id=new_key_id,
+                               documents_total=self._count_on(run.old_key_id))
+            self.audit.append(operation="key.rotation_started", outcome="success",
+                              key_id=run.old_key_id, request_id=request_id,
+                              details={"rotation_id": rotation_id, "new_key_id": new_key_id,
+                                       "documents_total": run.documents_total})
+            return run
+
+    def record_rewrap(self, rotation_id, document_id, *, encrypted_version_id, encrypted_size,
+                      actor, request_id) -> bool:
+        with self.keys.lock, self.documents.lock:
+            run = self.runs[rotation_id]
+            r = self.documents.rows.get(document_id)
+            if r is None or r.key_id != run.old_key_id or r.status != "stored":
+                return False
+            self.documents.rows[document_id] = dataclasses.replace(
+                r, key_id=run.new_key_id, encrypted_version_id=encrypted_version_id,
+                encrypted_size=encrypted_size)
+            self.keys.count_use(run.new_key_id, r.plaintext_size or 0)
+            self._update(rotation_id, documents_rewrapped=run.documents_rewrapped + 1)
+            self.audit.append(operation="document.rewrap", outcome="success",
+                              document_id=document_id, key_id=run.new_key_id,
+                              request_id=request_id,
+                              details={"rotation_id": rotation_id,
+                                       "from_key_id": run.old_key_id})
+            return True
+
+    def finish_run(self, rotation_id, *, actor, request_id) -> RotationRun:
+        with self.keys.lock:
+            run = self.runs[rotation_id]
+            if run.status != "running":
+                return run
+            left = self._count_on(run.old_key_id)
+            if left:
+                run = self._update(rotation_id, status="failed", documents_failed=left,
+                                   error=f"{left} document(s) still use the old key")
+            else:
+                if self.keys.records[run.old_key_id].status in (KeyStatus.ACTIVE,
+                                                                KeyStatus.ROTATION_QUEUED):
+                    self.keys.set_status(run.old_key_id, KeyStatus.EXPIRED)
+                run = self._update(rotation_id, status="completed", documents_failed=0)
+                self.audit.append(operation="key.expire", outcome="success",
+                                  key_id=run.old_key_id, request_id=request_id,
+                                  details={"rotation_id": rotation_id, "to": "expired"})
+            self.audit.append(operation="key.rotation_finished",
+                              outcome="failure" if left else "success",
+                              key_id=run.old_key_id, request_id=request_id,
+                              details={"rotation_id": rotation_id,
+                                       "new_key_id": run.new_key_id,
+                                       "documents_rewrapped": run.documents_rewrapped,
+                                       "documents_left": left})
+            return run
 
 
 class FakeKeyStorage:
@@ -464,8 +640,11 @@ class FakeKeyStorage:
                  documents: FakeDocuments | None = None, audit: FakeAudit | None = None) -> None:
         self.keys = keys or FakeKeyRepository()
         self.documents = documents or FakeDocuments()
-        self.rotations = FakeRotationRepository(self.keys, self.documents)
         self.audit = audit or FakeAudit()
+        self.rotations = FakeRotationRepository(self.keys, self.documents, self.audit)
+        self.keys.documents, self.keys.audit = self.documents, self.audit
+        self.keys.rotations = self.rotations
+        self.documents.keys, self.documents.audit = self.keys, self.audit
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[FakeKeyStorage]:
@@ -534,17 +713,27 @@ class FakeKeyStore(KeyPool):
     def __init__(self, count: int = 2, suite: kem.Suite = kem.Suite.XWING, *,
                  storage: FakeKeyStorage | None = None) -> None:
         self.protector = FakeProtector()
-        super().__init__(storage or FakeKeyStorage(), self.protector,
-                         policy=PoolPolicy(target_active=2, floor_active=2),
-                         actor=PIPELINE_ACTOR)
+        super().__init__(storage or FakeKeyStorage(), self.protector, attestor=FakeAttestor(),
+                         policy=PoolPolicy(target_active=2, floor_active=2))
         self.refills = 0
         for _ in range(count):
             self._add(suite)
 
-    def _add(self, suite: kem.Suite) -> str:
+    def _add(self, suite: kem.Suite, *, attested: bool = True) -> str:
         """A new active key, stored without an audit row (a fixture, not a refill)."""
         key = self.custody.generate(suite)
-        self.storage.keys.insert_key(key, max_age=self.policy.max_age)
+        mac = self.attest(key.suite, key.key_id, key.public_key) if attested else None
+        self.storage.keys.insert(key, attestation=mac,  # type: ignore[attr-defined]
+                                 max_age=self.policy.max_age)
+        return key.key_id
+
+    def plant(self, suite: kem.Suite = kem.Suite.XWING, *, forged: bool = True) -> str:
+        """A key inserted as an attacker with SQL would: its secret known to the attacker,
+        with a forged attestation (or none). Returns its id."""
+        key = self.custody.generate(suite)
+        mac = os.urandom(32) if forged else None
+        self.storage.keys.insert(key, attestation=mac,  # type: ignore[attr-defined]
+                                 max_age=self.policy.max_age)
         return key.key_id
 
     def refill(self, suite, *, actor=None, request_id=None):
@@ -587,12 +776,12 @@ class _DueKeys:
 
 
 class FakeRotationKeys(KeyPool):
-    """The rotate role's KeyPool: the pipeline's key rows, documents and audit log."""
+    """The rotate roles' KeyPool: the pipeline's key rows, documents and audit log."""
 
     def __init__(self, keys: FakeKeyStore, documents: FakeDocuments, audit: FakeAudit,
                  target: int = 2) -> None:
         storage = FakeKeyStorage(keys.storage.keys, documents, audit)
-        super().__init__(storage, keys.protector,
+        super().__init__(storage, keys.protector, attestor=keys.attestor,
                          policy=PoolPolicy(target_active=target, floor_active=target))
         self.keys = keys
         self.due = _DueKeys(storage.keys)

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from pqfile.crypto import envelope, kem
-from pqfile.errors import DocumentNotFoundError, InvalidEventError
+from pqfile.errors import DocumentNotFoundError, InvalidEventError, KeyNotUsableError
 from pqfile.usecases import ingest
 from pqfile.usecases.events import encrypted_key_for
 from pqfile.usecases.retrieve import RetrieveRequest, retrieve_document
@@ -320,3 +320,83 @@ def test_select_key_handler_publishes_an_empty_pool(monkeypatch, capsys) -> None
     assert (metric["service"], metric["suite"]) == ("pqfile", "xwing")
     assert metric["KeyPoolActiveKeys"] in (0, 0.0, [0.0])
     assert p.keys.refills == 0
+
+
+# --- fail-safe on keys (issue 9, finding 1) -------------------------------------------------
+
+
+def test_a_replay_after_revocation_reselects_and_loses_nothing() -> None:
+    # Encrypt fails -> RecordFailure -> the key is revoked -> the operator replays the upload
+    # (docs/OPERATIONS.md): the document must end stored on a new active key, retrievable,
+    # and its plaintext deleted only then.
+    p = make_pipeline()
+    data = os.urandom(100_000)
+    info = _upload(p, "uploads/revoked-then-replayed.bin", data)
+    p.blobs.fail_writes = True
+    first = run_workflow(p, event_for(info), execution="first")
+    assert first["status"] == "FAILED" and first["failure"]["step"] == "EncryptDocument"
+    doc_id, old_key = first["document"]["document_id"], first["key"]["key_id"]
+    assert p.documents.get(doc_id).status == "failed"
+    p.keys.revoke(old_key, "compromised", actor="operator")
+    p.blobs.fail_writes = False
+    assert p.blobs.data(UPLOADS, info.key, info.version_id) == data  # still there
+    again = run_workflow(p, event_for(info), execution="replay")
+    assert again["status"] == "SUCCEEDED", again.get("error")
+    new_key = again["key"]["key_id"]
+    assert new_key != old_key and p.keys.status[new_key] == "active"
+    row = p.documents.get(doc_id)
+    assert (row.status, row.key_id) == ("stored", new_key)
+    package = p.blobs.data(ENCRYPTED, row.encrypted_key, row.encrypted_version_id)
+    assert envelope.read_header(package).key_id == new_key
+    out = retrieve_document(p, RetrieveRequest(doc_id, None, None, "alice"))
+    assert base64.b64decode(out["content_base64"]) == data
+    assert p.blobs.keys(UPLOADS) == [] and doc_id in p.documents.plaintext_deleted
+
+
+def test_encrypt_refuses_a_key_revoked_after_selection() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/revoked-before-encrypt.txt", b"keep me")
+    fetched = ingest.fetch_document(p, event_for(info))
+    choice = ingest.select_key(p, fetched.document_id)
+    p.keys.revoke(choice.key_id, "compromised", actor="operator")
+    with pytest.raises(KeyNotUsableError):
+        ingest.encrypt_document(p, fetched.document_id, fetched.source, choice.key_id)
+    assert p.blobs.keys(ENCRYPTED) == []  # nothing written to the revoked key
+    assert p.blobs.keys(UPLOADS) == [info.key]
+
+
+def test_store_refuses_a_key_revoked_after_encryption_and_keeps_the_plaintext() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/revoked-before-store.txt", b"keep me too")
+    fetched = ingest.fetch_document(p, event_for(info))
+    choice = ingest.select_key(p, fetched.document_id)
+    written = ingest.encrypt_document(p, fetched.document_id, fetched.source, choice.key_id)
+    p.keys.revoke(choice.key_id, "compromised", actor="operator")
+    with pytest.raises(KeyNotUsableError):
+        ingest.store_document(p, fetched.document_id, fetched.source, written)
+    assert p.documents.get(fetched.document_id).status == "pending"
+    assert p.blobs.keys(UPLOADS) == [info.key]
+    # the replay selects a new key, and only then is the plaintext deleted
+    state = run_workflow(p, event_for(info), execution="replay")
+    assert state["status"] == "SUCCEEDED" and state["key"]["key_id"] != choice.key_id
+    assert p.blobs.keys(UPLOADS) == []
+
+
+def test_encrypt_refuses_a_planted_key() -> None:
+    # A key row inserted with SQL (its secret known to whoever planted it) carries no valid
+    # attestation: selection skips it and the encrypt step's lookup refuses it.
+    from pqfile.errors import CustodyError
+
+    p = make_pipeline()
+    planted = p.keys.plant(forged=True)
+    p.keys.status = {k: "revoked" for k in p.keys.status if k != planted}
+    info = _upload(p, "uploads/planted.txt", b"not for you")
+    state = run_workflow(p, event_for(info))
+    assert state["status"] == "FAILED" and state["failure"]["error_type"] == "NoActiveKeyError"
+    fetched = ingest.fetch_document(p, event_for(info))
+    # Even put on the row directly (as a stolen select_key credential could: the database
+    # cannot check a KMS MAC), the planted key is never encrypted to.
+    p.documents.assign_key(fetched.document_id, planted)
+    with pytest.raises(CustodyError):
+        ingest.encrypt_document(p, fetched.document_id, fetched.source, planted)
+    assert p.blobs.keys(ENCRYPTED) == []

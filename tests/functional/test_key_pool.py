@@ -10,11 +10,19 @@ from pqfile.errors import CustodyError, KeyNotFoundError, KeyNotUsableError, NoA
 from pqfile.keys.model import IllegalTransitionError, KeyStatus, Purpose
 from pqfile.keys.policy import PoolPolicy
 from pqfile.keys.pool import KeyPool
-from tests.functional.fakes import FakeAudit, FakeDocuments, FakeKeyStorage, FakeProtector
+from tests.functional.fakes import (
+    FakeAttestor,
+    FakeAudit,
+    FakeDocuments,
+    FakeKeyStorage,
+    FakeKeyStore,
+    FakeProtector,
+)
 
 
 def _pool(**policy: int) -> KeyPool:
-    return KeyPool(FakeKeyStorage(), FakeProtector(), policy=PoolPolicy(**policy), actor="test")
+    return KeyPool(FakeKeyStorage(), FakeProtector(), attestor=FakeAttestor(),
+                   policy=PoolPolicy(**policy), actor="test")  # fmt: skip
 
 
 def _operations(pool: KeyPool) -> list[str]:
@@ -84,13 +92,15 @@ def test_expired_keys_decrypt_but_never_encrypt() -> None:
 
 def test_a_rotation_run_moves_documents_then_expires_the_old_key() -> None:
     documents = FakeDocuments()
-    pool = KeyPool(FakeKeyStorage(documents=documents), FakeProtector(),
+    pool = KeyPool(FakeKeyStorage(documents=documents), FakeProtector(), attestor=FakeAttestor(),
                    policy=PoolPolicy(target_active=1, floor_active=1, max_documents=2))  # fmt: skip
     (old,) = pool.refill("xwing")
     for i in range(2):
         documents.begin(document_id=f"d{i}", source_bucket="b", source_key=f"k{i}",
                         source_version_id="v", source_etag=None, plaintext_size=10)  # fmt: skip
-        documents.assign_key(f"d{i}", pool.select_key_record("xwing").key_id, "xwing")
+        documents.assign_key(f"d{i}", pool.select_key_record("xwing").key_id)
+        documents.mark_stored(f"d{i}", encrypted_bucket="e", encrypted_key=f"encrypted/d{i}",
+                              encrypted_version_id="v1", encrypted_size=99)  # fmt: skip
     assert pool.queue_due_for_rotation() == [(old.key_id, "document_cap")]
     assert pool.get_key(old.key_id).status is KeyStatus.ROTATION_QUEUED
     (new,) = pool.refill("xwing")
@@ -126,7 +136,8 @@ def test_a_rotation_run_moves_documents_then_expires_the_old_key() -> None:
 
 def test_a_kms_refusal_during_refill_creates_no_key() -> None:
     protector = FakeProtector()
-    pool = KeyPool(FakeKeyStorage(), protector, policy=PoolPolicy(target_active=3, floor_active=3))
+    pool = KeyPool(FakeKeyStorage(), protector, attestor=FakeAttestor(),
+                   policy=PoolPolicy(target_active=3, floor_active=3))  # fmt: skip
     real_wrap = protector.wrap
     calls = []
 
@@ -140,3 +151,83 @@ def test_a_kms_refusal_during_refill_creates_no_key() -> None:
     with pytest.raises(CustodyError):
         pool.refill("xwing")
     assert pool.list_keys() == [] and _operations(pool) == []
+
+
+# --- attestation (finding 2: a key planted by SQL is never used) -----------------------------
+
+
+def test_a_planted_key_is_skipped_logged_and_never_used(caplog: pytest.LogCaptureFixture) -> None:
+    store = FakeKeyStore(count=1)
+    (good,) = store.list_keys()
+    forged = store.plant(forged=True)  # a MAC the attacker made up
+    bare = store.plant(forged=False)  # no attestation at all (as before migration 0010)
+    with caplog.at_level("ERROR"):
+        picked = {store.select_key_record("xwing").key_id for _ in range(20)}
+    assert picked == {good.key_id}
+    assert any("KEY ATTESTATION FAILED" in r.getMessage() and forged in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    assert all(store.secrets[forged].seed.hex() not in r.getMessage() for r in caplog.records)
+    verifications = store.attestor.verifications  # type: ignore[attr-defined]
+    for _ in range(10):
+        store.select_key_record("xwing")
+    assert store.attestor.verifications == verifications  # type: ignore[attr-defined]
+    # the encrypt step's lookup refuses both, whatever their status says
+    for planted in (forged, bare):
+        with pytest.raises(CustodyError):
+            store.encryption_key(planted)
+    assert store.encryption_key(good.key_id).key_id == good.key_id
+    # a pool of planted keys only is an empty pool
+    store.status[good.key_id] = "revoked"
+    with pytest.raises(NoActiveKeyError):
+        store.select_encryption_key("xwing")
+
+
+def test_the_encrypt_lookup_refuses_a_key_that_no_longer_encrypts() -> None:
+    store = FakeKeyStore(count=1)
+    (key,) = store.list_keys()
+    for status in ("rotation_queued", "expired", "revoked"):
+        store.status[key.key_id] = status
+        with pytest.raises(KeyNotUsableError):
+            store.encryption_key(key.key_id)
+    with pytest.raises(KeyNotFoundError):
+        store.encryption_key("00" * 16)
+
+
+def test_maintain_rotates_unattested_keys_away_and_refills() -> None:
+    store = FakeKeyStore(count=0)
+    old = store.plant(forged=False)  # a key from before migration 0010
+    assert store.queue_due_for_rotation() == [(old, "unattested")]
+    assert len(store.refill("xwing")) == 2  # it no longer counts as an active key
+    (run,) = store.rotations("queued")
+    begun = store.begin_rotation(run.rotation_id)
+    assert begun.new_key_id in {k.key_id for k in store.list_keys(status=KeyStatus.ACTIVE)}
+
+
+def test_a_rotation_never_moves_documents_onto_a_planted_key() -> None:
+    store = FakeKeyStore(count=1)
+    (old,) = store.list_keys()
+    store.storage.rotations.open_run(old.key_id, "age")  # type: ignore[attr-defined]
+    store.status[old.key_id] = "rotation_queued"
+    planted = store.plant(forged=True)  # least used, so the first candidate
+    (run,) = store.rotations("queued")
+    with pytest.raises(NoActiveKeyError):
+        store.begin_rotation(run.rotation_id)  # the only candidate fails its attestation
+    fresh = store._add(kem.Suite.XWING)
+    begun = store.begin_rotation(run.rotation_id)
+    assert begun.new_key_id == fresh != planted
+
+
+def test_an_operator_request_stops_the_key_and_the_workflow_completes_it() -> None:
+    store = FakeKeyStore(count=2)
+    a, _b = store.list_keys()
+    request_id = store.request(a.key_id, "revoke", "lost laptop", actor="alice")
+    assert store.get_key(a.key_id).status is KeyStatus.ROTATION_QUEUED  # no longer encrypts
+    (run,) = store.rotations("queued")
+    assert run.old_key_id == a.key_id and run.reason == "request:revoke"
+    assert store.complete_requests(a.key_id) == [request_id]  # no document on it
+    assert store.get_key(a.key_id).status is KeyStatus.REVOKED
+    assert store.complete_requests(a.key_id) == []
+    with pytest.raises(ValueError):
+        store.request(_b.key_id, "revoke", " ")
+    with pytest.raises(ValueError):
+        store.request(_b.key_id, "delete-everything", "why not")

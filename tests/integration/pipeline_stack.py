@@ -1,11 +1,12 @@
 """The ingest pipeline deployed on the emulator for integration tests (and the bench).
 
 What Terraform deploys, reproduced with boto3 so the tests do not depend on a Terraform
-run: two versioned buckets (uploads with EventBridge notifications), a KMS key for seeds,
-the seven Lambda functions (handlers and environment variables as docs/CONTRACTS.md lists),
-the ingest state machine rendered from statemachines/ingest.asl.json, and an EventBridge
-rule that starts it for "Object Created" under uploads/. PostgreSQL is a fresh migrated
-database with a small key pool.
+run: two versioned buckets (uploads with EventBridge notifications), a KMS key for seeds
+and an HMAC key that attests pool keys, the seven Lambda functions (handlers and
+environment variables as docs/CONTRACTS.md lists), each connecting to the database as its
+own role (tests/fixtures/postgres.py FUNCTION_ROLES), the ingest state machine rendered from
+statemachines/ingest.asl.json, and an EventBridge rule that starts it for "Object Created"
+under uploads/. PostgreSQL is a fresh migrated database with a small, attested key pool.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures.emulator import placeholder_zip
+from tests.fixtures.postgres import FUNCTION_ROLES, role_url
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachines" / "ingest.asl.json"
@@ -37,6 +39,10 @@ class PipelineStack:
     functions: dict[str, str]  # name -> function name
     state_machine_arn: str
     environment: dict[str, str]
+    #: The HMAC key that attests pool keys (PQFILE_ATTESTATION_KEY_ID).
+    attestation_key_id: str = ""
+    #: The database URL each function connects with (its own role).
+    function_db_urls: dict[str, str] = field(default_factory=dict)
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
@@ -58,11 +64,19 @@ class PipelineStack:
         finally:
             db.close()
 
-    def keystore(self) -> Any:
+    def keystore(self, role: str | None = None, **kwargs: Any) -> Any:
+        """The key pool as the owner (who may do everything), or as ``role``."""
         from pqfile.adapters.kms import KmsSeedProtector
-        from pqfile.adapters.postgres import PostgresKeyStore
+        from pqfile.adapters.kms_mac import KmsKeyAttestor
+        from pqfile.adapters.postgres import Database, PostgresKeyStore
 
-        return PostgresKeyStore(self.db(), KmsSeedProtector(self.client("kms"), self.kms_key_id))
+        db = Database.from_url(role_url(self.db_url, role)) if role else self.db()
+        return PostgresKeyStore(
+            db,
+            KmsSeedProtector(self.client("kms"), self.kms_key_id),
+            attestor=KmsKeyAttestor(self.client("kms"), self.attestation_key_id),
+            **kwargs,
+        )
 
     def audit_rows(self, document_id: str | None = None) -> list[dict[str, Any]]:
         rows = self.sql(
@@ -228,10 +242,9 @@ def render_asl(arns: dict[str, str], *, fast_retries: bool = True) -> str:
     return json.dumps(asl)
 
 
-def _with_db(
-    environment: dict[str, str], fn: str, urls: dict[str, str] | None, default: str
-) -> dict[str, str]:
-    return {**environment, "PQFILE_DATABASE_URL": (urls or {}).get(fn, default)}
+def function_urls(db_url: str, functions: tuple[str, ...] = FUNCTIONS) -> dict[str, str]:
+    """Each function's database URL: the same database, as the function's own role."""
+    return {fn: role_url(db_url, FUNCTION_ROLES[fn]) for fn in functions}
 
 
 def deploy_pipeline(
@@ -243,8 +256,8 @@ def deploy_pipeline(
     suite: str = "xwing",
     function_db_urls: dict[str, str] | None = None,
 ) -> PipelineStack:
-    """Deploy on the emulator. ``function_db_urls`` overrides the database URL per function
-    (least-privilege roles); ``db_url`` is the owner's, used by the tests themselves."""
+    """Deploy on the emulator. Each function connects as its own role (``function_db_urls``
+    overrides single functions' URLs); ``db_url`` is the owner's, used by the tests."""
     suffix = uuid.uuid4().hex[:8]
     s3 = emulator.client("s3")
     uploads, encrypted = f"pqfile-uploads-{suffix}", f"pqfile-encrypted-{suffix}"
@@ -253,10 +266,16 @@ def deploy_pipeline(
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     kms = emulator.client("kms")
     kms_key_id = kms.create_key(Description=f"pqfile seeds {suffix}")["KeyMetadata"]["KeyId"]
+    attestation_key_id = kms.create_key(
+        Description=f"pqfile key attestation {suffix}",
+        KeySpec="HMAC_256",
+        KeyUsage="GENERATE_VERIFY_MAC",
+    )["KeyMetadata"]["KeyId"]
+    urls = {**function_urls(db_url), **(function_db_urls or {})}
 
     environment = {
-        "PQFILE_DATABASE_URL": db_url,
         "PQFILE_KMS_KEY_ID": kms_key_id,
+        "PQFILE_ATTESTATION_KEY_ID": attestation_key_id,
         "PQFILE_UPLOADS_BUCKET": uploads,
         "PQFILE_ENCRYPTED_BUCKET": encrypted,
         "PQFILE_DEFAULT_SUITE": suite,
@@ -276,7 +295,7 @@ def deploy_pipeline(
             Code={"ZipFile": placeholder_zip()},
             Timeout=900 if fn in ("encrypt", "retrieve") else 60,
             MemorySize=512,
-            Environment={"Variables": _with_db(environment, fn, function_db_urls, db_url)},
+            Environment={"Variables": {**environment, "PQFILE_DATABASE_URL": urls[fn]}},
         )
         functions[fn] = name
         arns[fn] = resp["FunctionArn"]
@@ -315,6 +334,8 @@ def deploy_pipeline(
         functions=functions,
         state_machine_arn=sm_arn,
         environment=environment,
+        attestation_key_id=attestation_key_id,
+        function_db_urls=urls,
     )
     if keys:
         stack.keystore().create_keys(suite, keys, actor="tests")

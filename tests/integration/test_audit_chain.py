@@ -20,19 +20,29 @@ from pqfile.adapters.postgres.connection import Database, ImmutableRowError, Per
 from pqfile.adapters.postgres.migrations import default_migrations_dir, migrate
 from pqfile.cli import main as cli_main
 from pqfile.keys.audit_chain import GENESIS_HASH
-from tests.fixtures.postgres import AUDITOR, INGEST, RETRIEVE, ROTATE, role_url
+from tests.fixtures.postgres import (
+    AUDIT_WRITER,
+    AUDITOR,
+    FUNCTION_ROLES,
+    INGEST,
+    OPERATOR,
+    RETRIEVE,
+    ROTATE,
+    role_url,
+)
 from tests.fixtures.threads import run_threads
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
 
 def _fill(url: str, n: int = 10) -> PostgresAuditLog:
-    log = PostgresAuditLog(Database.from_url(role_url(url, INGEST)))
+    # As retrieve: the one role that may name its (verified) caller, a principal ARN.
+    log = PostgresAuditLog(Database.from_url(role_url(url, RETRIEVE)))
     for i in range(1, n + 1):
         seq = log.append(
-            operation="encrypt" if i % 2 else "decrypt",
-            outcome="success",
-            actor=f"arn:aws:sts::123456789012:assumed-role/pqfile-ingest/fn-{i}",
+            operation="document.decrypt",
+            outcome="success" if i % 2 else "refused",
+            actor=f"arn:aws:sts::123456789012:assumed-role/reader/fn-{i}",
             document_id=f"doc-{i}",
             key_id="ab" * 16 if i % 3 else None,
             request_id=f"exec-{i}",
@@ -79,15 +89,19 @@ def test_many_concurrent_writers_keep_the_chain_linear(db_url: str) -> None:
     seqs: list[int] = []
     lock = threading.Lock()
     barrier = threading.Barrier(writers)
+    # three roles, each appending the operation it may append
+    roles = (
+        (AUDIT_WRITER, "document.encrypt"),
+        (RETRIEVE, "document.decrypt"),
+        (OPERATOR, "operator.note"),
+    )
 
     def work(i: int) -> None:
-        role = (INGEST, RETRIEVE, ROTATE)[i % 3]
+        role, operation = roles[i % 3]
         log = PostgresAuditLog(Database.from_url(role_url(db_url, role)))
         barrier.wait()
         for j in range(per_writer):
-            seq = log.append(
-                operation="decrypt", outcome="success", actor=f"w{i}", request_id=f"{i}-{j}"
-            )
+            seq = log.append(operation=operation, outcome="success", request_id=f"{i}-{j}")
             with lock:
                 seqs.append(seq)
 
@@ -171,7 +185,7 @@ def test_forged_row_in_the_middle_is_detected(db_url: str, owner_db: Database) -
     assert report["ok"] is False and report["broken_seq"] == 5
 
 
-@pytest.mark.parametrize("role", [INGEST, RETRIEVE, ROTATE, AUDITOR])
+@pytest.mark.parametrize("role", sorted({*FUNCTION_ROLES.values(), OPERATOR, INGEST, ROTATE}))
 def test_pipeline_roles_cannot_change_audit_rows(db_url: str, role: str) -> None:
     _fill(db_url, 3)
     db = Database.from_url(role_url(db_url, role))
@@ -233,8 +247,8 @@ def test_consistent_rewrite_by_the_owner_is_caught_by_an_anchor(
 ) -> None:
     _fill(db_url, 8)
     anchor_seq, anchor_hash = PostgresAuditLog(owner_db).head()  # recorded outside, e.g. in S3
-    _fill_more = PostgresAuditLog(Database.from_url(role_url(db_url, INGEST)))
-    _fill_more.append(operation="decrypt", outcome="success", actor="late")
+    _fill_more = PostgresAuditLog(Database.from_url(role_url(db_url, AUDIT_WRITER)))
+    _fill_more.append(operation="document.encrypt", outcome="success")
     # A superuser rewrites row 5 and recomputes every later hash and the head: the chain
     # alone verifies again ...
     _as_dba(
@@ -271,10 +285,17 @@ _pg_text = st.text(
     min_size=1,
     max_size=40,
 )
+_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=0, max_size=9)
+# operations as audit_append accepts them: dotted lower-case words, at most 64 characters
+_operation = st.lists(
+    st.builds(lambda a, b: a + b, st.sampled_from("abcdefghijklmnopqrstuvwxyz"), _word),
+    min_size=1,
+    max_size=5,
+).map(".".join)
 
 
 @given(
-    operation=st.text(alphabet="abcdefghijklmnopqrstuvwxyz._", min_size=1, max_size=64),
+    operation=_operation,
     outcome=st.sampled_from(["success", "failure", "refused"]),
     actor=_pg_text,
     document_id=st.none() | _pg_text,
@@ -296,8 +317,10 @@ def test_python_and_database_agree_on_the_encoding(
     request_id: str | None,
     details: dict[str, object] | None,
 ) -> None:
+    # As an operator (a person may append any well-formed operation): the database records
+    # the connected user as the actor and keeps the claimed name as the detail claimed_by.
     with (
-        Database.from_url(role_url(migrated_db_url, RETRIEVE)) as writer,
+        Database.from_url(role_url(migrated_db_url, OPERATOR)) as writer,
         Database.from_url(role_url(migrated_db_url, AUDITOR)) as reader,
     ):
         log = PostgresAuditLog(writer)
@@ -312,8 +335,12 @@ def test_python_and_database_agree_on_the_encoding(
         )
         audit = PostgresAuditLog(reader)
         (row,) = list(audit.tail(1))
-        assert row["seq"] == seq and row["actor"] == actor and row["details"] == details
-        assert row["db_role"] == "pqfile_retrieve"  # recorded by the database, not the caller
+        expected = dict(details or {})
+        if actor != OPERATOR:
+            expected["claimed_by"] = actor
+        assert row["seq"] == seq and row["actor"] == OPERATOR
+        assert row["details"] == (expected or details)
+        assert row["db_role"] == OPERATOR  # recorded by the database, not the caller
         assert (row["document_id"], row["key_id"], row["request_id"]) == (
             document_id,
             key_id,

@@ -15,7 +15,7 @@ from pqfile.adapters.postgres.audit import PostgresAuditLog
 from pqfile.adapters.postgres.connection import Database
 from pqfile.adapters.postgres.migrations import migrate
 from pqfile.handlers import audit_verify
-from tests.fixtures.postgres import AUDITOR, INGEST, role_url
+from tests.fixtures.postgres import AUDIT_WRITER, AUDITOR, role_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
@@ -26,9 +26,9 @@ def db_url(make_database: Callable[[], str]) -> str:
     db = Database.from_url(url)
     migrate(db)
     db.close()
-    log = PostgresAuditLog(Database.from_url(role_url(url, INGEST)))
+    log = PostgresAuditLog(Database.from_url(role_url(url, AUDIT_WRITER)))
     for i in range(1, 8):
-        log.append(operation="document.encrypt", outcome="success", actor="tests",
+        log.append(operation="document.encrypt", outcome="success",
                    document_id=f"doc-{i}", request_id=f"exec-{i}")  # fmt: skip
     return url
 

@@ -11,6 +11,7 @@ import pytest
 from devstack.postgres import find_binary
 
 from pqfile.adapters.kms import KmsSeedProtector
+from pqfile.adapters.kms_mac import KmsKeyAttestor
 from pqfile.adapters.postgres.connection import Database, parse_database_url
 from pqfile.adapters.postgres.keystore import PostgresKeyStore
 from pqfile.crypto import kem
@@ -18,7 +19,7 @@ from pqfile.errors import CustodyError, KeyNotFoundError, KeyNotUsableError
 from pqfile.keys.cache import UnwrappedKeyCache
 from pqfile.keys.custody import seed_context
 from pqfile.keys.model import Purpose
-from tests.fixtures.postgres import RETRIEVE, ROTATE, role_url
+from tests.fixtures.postgres import MAINTAIN, OPERATOR, RETRIEVE, SELECT_KEY, role_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
@@ -34,6 +35,18 @@ class CountingProtector:
     def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         self.unwraps += 1
         return self.inner.unwrap(wrapped, context)
+
+
+def _maintain(
+    db_url: str, protector: KmsSeedProtector, attestor: KmsKeyAttestor
+) -> PostgresKeyStore:
+    return PostgresKeyStore(
+        Database.from_url(role_url(db_url, MAINTAIN)), protector, attestor=attestor
+    )
+
+
+def _operator(db_url: str, protector: KmsSeedProtector) -> PostgresKeyStore:
+    return PostgresKeyStore(Database.from_url(role_url(db_url, OPERATOR)), protector)
 
 
 def _pg_dump(url: str) -> bytes:
@@ -57,8 +70,10 @@ def _pg_dump(url: str) -> bytes:
     ).stdout
 
 
-def test_database_dump_contains_no_seed(db_url: str, protector: KmsSeedProtector) -> None:
-    admin = PostgresKeyStore(Database.from_url(role_url(db_url, ROTATE)), protector)
+def test_database_dump_contains_no_seed(
+    db_url: str, protector: KmsSeedProtector, attestor: KmsKeyAttestor
+) -> None:
+    admin = _maintain(db_url, protector, attestor)
     created = admin.create_keys("xwing", 5) + admin.create_keys("mlkem768", 5)
     dump = _pg_dump(db_url)
     assert b"COPY public.encryption_keys" in dump and len(dump) > 10_000
@@ -85,8 +100,10 @@ def test_database_dump_contains_no_seed(db_url: str, protector: KmsSeedProtector
     assert {k.key_id for k in created} == {r[0] for r in rows}
 
 
-def test_swapped_wrapped_seeds_do_not_unwrap(db_url: str, protector: KmsSeedProtector) -> None:
-    admin = PostgresKeyStore(Database.from_url(role_url(db_url, ROTATE)), protector)
+def test_swapped_wrapped_seeds_do_not_unwrap(
+    db_url: str, protector: KmsSeedProtector, attestor: KmsKeyAttestor
+) -> None:
+    admin = _maintain(db_url, protector, attestor)
     a, b = admin.create_keys("xwing", 2)
     retrieve = PostgresKeyStore(Database.from_url(role_url(db_url, RETRIEVE)), protector)
     assert retrieve.load_secret_key(a.key_id).public_key().key_id == a.key_id
@@ -111,15 +128,15 @@ def test_swapped_wrapped_seeds_do_not_unwrap(db_url: str, protector: KmsSeedProt
 
 
 def test_revoked_key_is_never_selected_nor_unwrapped(
-    db_url: str, protector: KmsSeedProtector
+    db_url: str, protector: KmsSeedProtector, attestor: KmsKeyAttestor
 ) -> None:
     counting = CountingProtector(protector)
-    admin = PostgresKeyStore(Database.from_url(role_url(db_url, ROTATE)), protector)
+    admin = _maintain(db_url, protector, attestor)
     victim, other = admin.create_keys("xwing", 2)
     retrieve = PostgresKeyStore(Database.from_url(role_url(db_url, RETRIEVE)), counting)
     retrieve.load_decryption_key(victim.key_id)  # now cached in this process
     assert counting.unwraps == 1
-    admin.revoke(victim.key_id, "suspected compromise")  # another process revokes
+    _operator(db_url, protector).revoke(victim.key_id, "suspected compromise")  # elsewhere
     with pytest.raises(KeyNotUsableError, match="revoked"):
         retrieve.load_decryption_key(victim.key_id)
     for purpose in Purpose:
@@ -127,24 +144,30 @@ def test_revoked_key_is_never_selected_nor_unwrapped(
             retrieve.load_secret_key(victim.key_id, purpose)
     assert counting.unwraps == 1  # refused before KMS
     assert victim.key_id not in retrieve.cache._entries  # evicted on sight
-    ingest = PostgresKeyStore(Database.from_url(role_url(db_url, "pqfile_ingest")), protector)
+    ingest = PostgresKeyStore(
+        Database.from_url(role_url(db_url, SELECT_KEY)), protector, attestor=attestor
+    )
     assert {ingest.select_key_record("xwing").key_id for _ in range(20)} == {other.key_id}
     with pytest.raises(KeyNotFoundError):
         retrieve.load_decryption_key("00" * 16)
 
 
-def test_expired_key_decrypts_but_never_encrypts(db_url: str, protector: KmsSeedProtector) -> None:
-    admin = PostgresKeyStore(Database.from_url(role_url(db_url, ROTATE)), protector)
+def test_expired_key_decrypts_but_never_encrypts(
+    db_url: str, protector: KmsSeedProtector, attestor: KmsKeyAttestor
+) -> None:
+    admin = _maintain(db_url, protector, attestor)
     (key,) = admin.create_keys("mlkem768", 1)
-    admin.expire(key.key_id)
+    _operator(db_url, protector).expire(key.key_id)
     retrieve = PostgresKeyStore(Database.from_url(role_url(db_url, RETRIEVE)), protector)
     assert retrieve.load_decryption_key(key.key_id).public_key().key_id == key.key_id
     with pytest.raises(KeyNotUsableError):
         retrieve.load_secret_key(key.key_id, Purpose.ENCRYPT)
 
 
-def test_cache_spares_kms_calls_with_ttl_and_cap(db_url: str, protector: KmsSeedProtector) -> None:
-    admin = PostgresKeyStore(Database.from_url(role_url(db_url, ROTATE)), protector)
+def test_cache_spares_kms_calls_with_ttl_and_cap(
+    db_url: str, protector: KmsSeedProtector, attestor: KmsKeyAttestor
+) -> None:
+    admin = _maintain(db_url, protector, attestor)
     keys = admin.create_keys("xwing", 3)
     now = [0.0]
     counting = CountingProtector(protector)
@@ -165,8 +188,10 @@ def test_cache_spares_kms_calls_with_ttl_and_cap(db_url: str, protector: KmsSeed
     assert counting.unwraps == 5
 
 
-def test_secrets_stay_out_of_reprs_and_errors(db_url: str, protector: KmsSeedProtector) -> None:
-    admin = PostgresKeyStore(Database.from_url(role_url(db_url, ROTATE)), protector)
+def test_secrets_stay_out_of_reprs_and_errors(
+    db_url: str, protector: KmsSeedProtector, attestor: KmsKeyAttestor
+) -> None:
+    admin = _maintain(db_url, protector, attestor)
     (key,) = admin.create_keys("xwing", 1)
     store = PostgresKeyStore(Database.from_url(role_url(db_url, RETRIEVE)), protector)
     secret = store.load_decryption_key(key.key_id)

@@ -43,8 +43,35 @@ def test_parse_database_url() -> None:
         parse_database_url("postgresql://x@y/z?sslmode=sometimes")
 
 
+def test_tls_is_verified_by_default_except_on_this_machine() -> None:
+    # Finding 7: a URL without sslmode verifies the server, except over loopback or a Unix
+    # socket (the local stack's throwaway cluster), where it stays off.
+    for url in (
+        "postgresql://u@db.example/d",
+        "postgresql://u@10.0.0.5:5432/d",
+        "postgresql://u@pqfile.abc.us-east-1.rds.amazonaws.com/d",
+        "postgresql://u@[2001:db8::1]/d",
+    ):
+        params = parse_database_url(url)
+        assert params.sslmode == "verify-full", url
+        context = ssl_context_for(params)
+        assert isinstance(context, ssl.SSLContext) and context.check_hostname
+    for url in (
+        "postgresql://u@localhost/d",
+        "postgresql://u@127.0.0.1:5432/d",
+        "postgresql://u@127.8.9.10/d",
+        "postgresql://u@[::1]/d",
+        "postgresql://u@/d?host=/tmp/pg",
+        "postgresql://u@/d",
+    ):
+        assert parse_database_url(url).sslmode == "disable", url
+    # an explicit mode always wins
+    assert parse_database_url("postgresql://u@db.example/d?sslmode=disable").sslmode == "disable"
+    assert parse_database_url("postgresql://u@127.0.0.1/d?sslmode=require").sslmode == "require"
+
+
 def test_tls_modes() -> None:
-    assert ssl_context_for(parse_database_url("postgresql://u@h/d")) is False  # default: off
+    assert ssl_context_for(parse_database_url("postgresql://u@localhost/d")) is False
     assert ssl_context_for(parse_database_url("postgresql://u@h/d?sslmode=prefer")) is None
     req = ssl_context_for(parse_database_url("postgresql://u@h/d?sslmode=require"))
     assert isinstance(req, ssl.SSLContext) and req.verify_mode is ssl.CERT_NONE

@@ -1,5 +1,5 @@
 """Key pool against a real PostgreSQL and KMS on moto: selection under concurrency,
-refill, rotation queueing, status reporting, least privilege of the ingest role."""
+refill, rotation queueing, status reporting, each function's role limited to its job."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pqfile.adapters.kms import KmsSeedProtector
+from pqfile.adapters.kms_mac import KmsKeyAttestor
 from pqfile.adapters.postgres.audit import PostgresAuditLog
 from pqfile.adapters.postgres.connection import Database, PermissionDeniedError
 from pqfile.adapters.postgres.keystore import PostgresKeyStore
@@ -19,26 +20,34 @@ from pqfile.crypto import kem
 from pqfile.errors import NoActiveKeyError
 from pqfile.keys.model import IllegalTransitionError, KeyStatus
 from pqfile.keys.policy import PoolPolicy
-from tests.fixtures.postgres import INGEST, ROTATE, role_url
+from tests.fixtures.postgres import AUDITOR, MAINTAIN, OPERATOR, REWRAP, SELECT_KEY, role_url
 from tests.fixtures.threads import run_threads
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
 
 
-def _store(url: str, protector: KmsSeedProtector, **policy: Any) -> PostgresKeyStore:
-    return PostgresKeyStore(
-        Database.from_url(url), protector, policy=PoolPolicy(**policy), actor="test"
-    )
+@pytest.fixture
+def store(db_url: str, protector: KmsSeedProtector, attestor: KmsKeyAttestor) -> Any:
+    """``store(role, **policy)``: the key pool as that role (KMS seeds and attestation)."""
+
+    def make(role: str, **policy: Any) -> PostgresKeyStore:
+        return PostgresKeyStore(
+            Database.from_url(role_url(db_url, role)),
+            protector,
+            attestor=attestor,
+            policy=PoolPolicy(**policy),
+            actor="test",
+        )
+
+    return make
 
 
-def test_concurrent_selection_is_even_and_loses_no_update(
-    db_url: str, protector: KmsSeedProtector
-) -> None:
-    admin = _store(role_url(db_url, ROTATE), protector)
+def test_concurrent_selection_is_even_and_loses_no_update(db_url: str, store: Any) -> None:
+    admin = store(MAINTAIN)
     assert len(admin.refill(kem.Suite.XWING)) == 100
 
-    ingest_db = Database.from_url(role_url(db_url, INGEST))
-    ingest = PostgresKeyStore(ingest_db, protector)
+    ingest = store(SELECT_KEY)
+    ingest_db = ingest.storage._db
     threads, per_thread = 8, 1000
     picked: list[Counter[str]] = [Counter() for _ in range(threads)]
     start = threading.Barrier(threads)
@@ -63,47 +72,48 @@ def test_concurrent_selection_is_even_and_loses_no_update(
     assert bytes_total == threads * per_thread * 10
 
 
-def test_only_active_keys_are_handed_out(db_url: str, protector: KmsSeedProtector) -> None:
-    admin = _store(role_url(db_url, ROTATE), protector)
+def test_only_active_keys_are_handed_out(db_url: str, store: Any) -> None:
+    admin = store(MAINTAIN)
+    operator = store(OPERATOR)
     keys = admin.create_keys("mlkem768", 6)
-    admin.revoke(keys[0].key_id, "compromised in test")
-    admin.expire(keys[1].key_id)
-    admin.expire(keys[2].key_id)
-    admin.revoke(keys[2].key_id, "expired, then revoked")
+    operator.revoke(keys[0].key_id, "compromised in test")
+    operator.expire(keys[1].key_id)
+    operator.expire(keys[2].key_id)
+    operator.revoke(keys[2].key_id, "expired, then revoked")
     owner = Database.from_url(db_url)
     owner.run(
         "UPDATE encryption_keys SET status = 'rotation_queued' WHERE id = :id", id=keys[3].key_id
     )
     owner.close()
     allowed = {keys[4].key_id, keys[5].key_id}
-    ingest = _store(role_url(db_url, INGEST), protector)
+    ingest = store(SELECT_KEY)
     seen = {ingest.select_key_record("mlkem768").key_id for _ in range(50)}
     assert seen == allowed
     public = ingest.select_encryption_key(kem.Suite.MLKEM768)
     assert public.key_id in allowed and public.suite is kem.Suite.MLKEM768
 
 
-def test_no_active_key(db_url: str, protector: KmsSeedProtector) -> None:
-    ingest = _store(role_url(db_url, INGEST), protector)
+def test_no_active_key(store: Any) -> None:
     with pytest.raises(NoActiveKeyError):
-        ingest.select_key_record("xwing")
+        store(SELECT_KEY).select_key_record("xwing")
 
 
-def test_usage_cap_and_age_exclude_and_queue_keys(db_url: str, protector: KmsSeedProtector) -> None:
-    admin = _store(
-        role_url(db_url, ROTATE), protector, target_active=3, floor_active=3, max_documents=2
-    )
+def test_usage_cap_and_age_exclude_and_queue_keys(db_url: str, store: Any) -> None:
+    admin = store(MAINTAIN, target_active=3, floor_active=3, max_documents=1000)
     created = admin.refill("xwing")
     assert len(created) == 3
-    ingest = _store(role_url(db_url, INGEST), protector, max_documents=2)
+    ingest = store(SELECT_KEY, max_documents=2)
     for _ in range(6):
         ingest.select_key_record("xwing")
     with pytest.raises(NoActiveKeyError):  # every key at its document cap
         ingest.select_key_record("xwing")
+    # Queueing by a usage cap: the database refuses caps under 1,000 documents (a stolen
+    # maintain credential cannot drain the pool with a cap of 1), so the keys get there.
+    owner = Database.from_url(db_url)
+    owner.run("UPDATE encryption_keys SET usage_count = 1000")
     queued = admin.queue_due_for_rotation()
     assert sorted(queued) == sorted((k.key_id, "document_cap") for k in created)
     assert {k.status for k in admin.list_keys("xwing")} == {KeyStatus.ROTATION_QUEUED}
-    owner = Database.from_url(db_url)
     rotations = owner.run("SELECT old_key_id, reason, status FROM key_rotations")
     assert len(rotations) == 3 and {r[2] for r in rotations} == {"queued"}
     # refill replaces them; age-based queueing
@@ -118,12 +128,12 @@ def test_usage_cap_and_age_exclude_and_queue_keys(db_url: str, protector: KmsSee
     assert ingest.select_key_record("xwing").key_id != fresh[0].key_id
 
 
-def test_refill_respects_floor_and_target(db_url: str, protector: KmsSeedProtector) -> None:
-    admin = _store(role_url(db_url, ROTATE), protector, target_active=10, floor_active=7)
+def test_refill_respects_floor_and_target(store: Any) -> None:
+    admin = store(MAINTAIN, target_active=10, floor_active=7)
     assert len(admin.refill("xwing")) == 10
     assert admin.refill("xwing") == []
     for key in admin.list_keys("xwing")[:4]:
-        admin.revoke(key.key_id, "test")
+        store(OPERATOR).revoke(key.key_id, "test")
     assert len(admin.refill("xwing")) == 4  # 6 < floor 7 -> back to 10
     summary = admin.status_summary()["suites"]["xwing"]
     assert summary["counts"] == {"active": 10, "rotation_queued": 0, "expired": 0, "revoked": 4}
@@ -135,58 +145,82 @@ def test_refill_respects_floor_and_target(db_url: str, protector: KmsSeedProtect
         "completed": 0,
         "failed": 0,
     }
-    ingest = _store(role_url(db_url, INGEST), protector)
-    assert ingest.status_summary()["rotations"] is None  # no access to rotation runs
+    assert store(SELECT_KEY).status_summary()["rotations"] is None  # no access to runs
+    for role in (OPERATOR, AUDITOR, MAINTAIN):
+        assert store(role).status_summary()["suites"]["xwing"]["counts"]["revoked"] == 4
 
 
-def test_lifecycle_changes_are_audited(db_url: str, protector: KmsSeedProtector) -> None:
-    admin = _store(role_url(db_url, ROTATE), protector)
+def test_lifecycle_changes_are_audited(db_url: str, store: Any) -> None:
+    admin, operator = store(MAINTAIN), store(OPERATOR)
     (key,) = admin.create_keys("xwing", 1, actor="alice", request_id="req-1")
-    admin.revoke(key.key_id, "lost laptop", actor="bob")
+    operator.revoke(key.key_id, "lost laptop", actor="bob")
     with pytest.raises(IllegalTransitionError):
-        admin.revoke(key.key_id, "again", actor="bob")
+        operator.revoke(key.key_id, "again", actor="bob")
     with pytest.raises(IllegalTransitionError):
-        admin.expire(key.key_id, actor="bob")
+        operator.expire(key.key_id, actor="bob")
     owner = Database.from_url(db_url)
     rows = list(PostgresAuditLog(owner).tail(10))
-    ops = [(r["operation"], r["actor"], r["key_id"]) for r in rows]
-    assert ops == [("key.create", "alice", key.key_id), ("key.revoke", "bob", key.key_id)]
-    assert rows[1]["details"] == {"from": "active", "to": "revoked", "reason": "lost laptop"}
+    ops = [(r["operation"], r["actor"], r["db_role"], r["key_id"]) for r in rows]
+    # The database names the actor: a function role is itself (whatever it claims), a person
+    # is the connected user, with the claimed name kept as a detail.
+    assert ops == [
+        ("key.create", MAINTAIN, MAINTAIN, key.key_id),
+        ("key.revoke", OPERATOR, OPERATOR, key.key_id),
+    ]
+    assert rows[0]["request_id"] == "req-1" and "claimed_by" not in rows[0]["details"]
+    assert rows[1]["details"] == {
+        "from": "active",
+        "to": "revoked",
+        "reason": "lost laptop",
+        "claimed_by": "bob",
+    }
     assert PostgresAuditLog(owner).verify_chain().ok
     owner.close()
 
 
-def test_ingest_role_cannot_manage_keys(db_url: str, protector: KmsSeedProtector) -> None:
-    admin = _store(role_url(db_url, ROTATE), protector)
+def test_function_roles_cannot_manage_keys(db_url: str, store: Any) -> None:
+    admin = store(MAINTAIN)
     (key,) = admin.create_keys("xwing", 1)
-    ingest = _store(role_url(db_url, INGEST), protector)
+    ingest = store(SELECT_KEY)
     with pytest.raises(PermissionDeniedError):
         ingest.create_keys("xwing", 1)
+    for role in (SELECT_KEY, MAINTAIN, REWRAP):
+        with pytest.raises(PermissionDeniedError):
+            store(role).revoke(key.key_id, "not allowed")
+        with pytest.raises(PermissionDeniedError):
+            store(role).expire(key.key_id)
     with pytest.raises(PermissionDeniedError):
-        ingest.revoke(key.key_id, "not allowed")
-    db = Database.from_url(role_url(db_url, INGEST))
-    db.run("SELECT id FROM encryption_keys FOR UPDATE SKIP LOCKED")  # selection may lock
+        store(REWRAP).create_keys("xwing", 1)  # only maintain creates keys
+    db = Database.from_url(role_url(db_url, SELECT_KEY))
+    with pytest.raises(PermissionDeniedError, match="permission denied"):
+        db.run("SELECT id FROM encryption_keys FOR UPDATE SKIP LOCKED")  # only key_select locks
     with pytest.raises(PermissionDeniedError, match="permission denied"):
         db.run("SELECT wrapped_seed FROM encryption_keys")  # ingest never unwraps
     with pytest.raises(PermissionDeniedError, match="permission denied"):
         db.run("SELECT * FROM encryption_keys")
     assert ingest.get_key(key.key_id).key_id == key.key_id  # every other column is readable
-    with pytest.raises(PermissionDeniedError, match="permission denied"):
-        db.run("UPDATE encryption_keys SET rotate_after = now()")
-    with pytest.raises(PermissionDeniedError, match="permission denied"):
-        db.run("UPDATE encryption_keys SET status = 'active'")
+    for statement in (
+        "UPDATE encryption_keys SET rotate_after = now()",
+        "UPDATE encryption_keys SET status = 'active'",
+        "UPDATE encryption_keys SET usage_count = usage_count + 1000000",
+    ):
+        with pytest.raises(PermissionDeniedError, match="permission denied"):
+            db.run(statement)
     db.close()
 
 
 def test_cli_keys_status_refill_revoke(
     db_url: str,
     custody_kms: tuple[Any, str],
+    attestation_kms_key: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     client, kms_key_id = custody_kms
-    monkeypatch.setenv("PQFILE_DATABASE_URL", db_url)
+    # refill runs as the maintain role (or the owner), with both KMS keys configured
+    monkeypatch.setenv("PQFILE_DATABASE_URL", role_url(db_url, MAINTAIN))
     monkeypatch.setenv("PQFILE_KMS_KEY_ID", kms_key_id)
+    monkeypatch.setenv("PQFILE_ATTESTATION_KEY_ID", attestation_kms_key)
     monkeypatch.setenv("AWS_ENDPOINT_URL", client.meta.endpoint_url)
     monkeypatch.setenv("PQFILE_ACTOR", "cli-test")
     from pqfile.adapters import aws
@@ -198,29 +232,43 @@ def test_cli_keys_status_refill_revoke(
             == 0
         )
         assert "mlkem768: created 5 key(s)" in capsys.readouterr().out
-        assert cli_main(["keys", "status", "--json"]) == 0
-        status = json.loads(capsys.readouterr().out)
-        assert status["suites"]["mlkem768"]["counts"]["active"] == 5
-        assert status["suites"]["xwing"]["counts"]["active"] == 0
-        assert cli_main(["keys", "status"]) == 0
-        assert "mlkem768" in capsys.readouterr().out
+        for role in (OPERATOR, AUDITOR):  # people and the auditor read the pool
+            url = role_url(db_url, role)
+            assert cli_main(["keys", "status", "--json", "--database-url", url]) == 0
+            status = json.loads(capsys.readouterr().out)
+            assert status["suites"]["mlkem768"]["counts"]["active"] == 5
+            assert status["suites"]["xwing"]["counts"]["active"] == 0
+            assert cli_main(["keys", "status", "--database-url", url]) == 0
+            assert "mlkem768" in capsys.readouterr().out
         owner = Database.from_url(db_url)
-        key_id = owner.run("SELECT min(id) FROM encryption_keys")[0][0]
+        key_id, other = [r[0] for r in owner.run("SELECT id FROM encryption_keys ORDER BY id")][:2]
         owner.close()
-        assert cli_main(["keys", "revoke", key_id, "--reason", "test revoke"]) == 0
+        # revocation is an operator's: not the maintain role's
+        assert cli_main(["keys", "revoke", key_id, "--reason", "test revoke"]) == 1
+        assert "permission denied" in capsys.readouterr().err
+        operator = ["--database-url", role_url(db_url, OPERATOR)]
+        assert cli_main(["keys", "revoke", key_id, "--reason", "test revoke", *operator]) == 0
         assert f"revoked {key_id}" in capsys.readouterr().out
-        assert cli_main(["keys", "revoke", key_id, "--reason", "twice"]) == 1
+        assert cli_main(["keys", "revoke", key_id, "--reason", "twice", *operator]) == 1
         assert "already revoked" in capsys.readouterr().err
+        assert cli_main(["keys", "request", other, "--reason", "rotate it out", *operator]) == 0
+        assert "pending" in capsys.readouterr().out
+        assert cli_main(["keys", "expire", other, *operator]) == 0
+        assert f"expired {other}" in capsys.readouterr().out
+        assert cli_main(["audit", "tail", "-n", "3", "--json", *operator]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [r["operation"] for r in rows] == ["key.revoke", "key.revoke_requested",
+                                                   "key.expire"]  # fmt: skip
+        assert {r["actor"] for r in rows} == {OPERATOR}
+        assert {r["details"]["claimed_by"] for r in rows} == {"cli-test"}
     finally:
         aws.reset_clients()
 
 
-def test_pool_smaller_than_callers_never_reports_an_empty_pool(
-    db_url: str, protector: KmsSeedProtector
-) -> None:
-    admin = _store(role_url(db_url, ROTATE), protector)
+def test_pool_smaller_than_callers_never_reports_an_empty_pool(store: Any) -> None:
+    admin = store(MAINTAIN)
     (only,) = admin.create_keys("xwing", 1)
-    ingest = PostgresKeyStore(Database.from_url(role_url(db_url, INGEST)), protector)
+    ingest = store(SELECT_KEY)
 
     def work(_: int) -> None:
         for _ in range(50):

@@ -18,6 +18,7 @@ from pqfile.adapters.postgres.migrations import (
     migrate,
 )
 from pqfile.keys.model import IllegalTransitionError
+from tests.fixtures.postgres import FUNCTION_ROLES
 from tests.fixtures.threads import run_threads
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("close_leaked_connections")]
@@ -57,6 +58,7 @@ def test_migrate_from_empty_then_rerun(empty_db: Database) -> None:
         r[0] for r in empty_db.run("SELECT rolname FROM pg_roles WHERE rolname LIKE 'pqfile_%'")
     }
     assert {"pqfile_ingest", "pqfile_retrieve", "pqfile_rotate", "pqfile_auditor"} <= roles
+    assert set(FUNCTION_ROLES.values()) | {"pqfile_operator"} <= roles  # 0010: one per function
 
 
 def test_changed_migration_is_refused(empty_db: Database, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from pqfile.crypto import envelope
+from tests.fixtures.postgres import MAINTAIN, OPERATOR
 from tests.integration.pipeline_stack import PipelineStack, deploy_pipeline
 
 pytestmark = pytest.mark.integration
@@ -44,7 +45,9 @@ def test_upload_is_encrypted_and_retrievable(stack: PipelineStack) -> None:
     trail = stack.audit_rows(doc["document_id"])
     assert [(r["operation"], r["outcome"]) for r in trail] == [
         ("document.encrypt", "success"), ("document.decrypt", "success")]
-    assert trail[1]["actor"] == "tester"
+    # each function's own role is the actor; what the caller declared is only a detail
+    assert [r["actor"] for r in trail] == ["pqfile_audit_writer", "pqfile_retrieve"]
+    assert trail[1]["details"]["claimed_by"] == "tester"
 
 
 def _encrypt_rows(stack: PipelineStack, document_id: str) -> list[dict]:
@@ -203,7 +206,7 @@ def _rerun(stack: PipelineStack, up: dict, key: str, size: int) -> None:
 def test_database_down_at_store(stack: PipelineStack) -> None:
     from devstack.postgres import free_port, replace_url  # noqa: F401
 
-    good = stack.environment["PQFILE_DATABASE_URL"]
+    good = stack.function_db_urls["store"]
     dead = good.replace(good.split("@", 1)[1].split("/", 1)[0], f"127.0.0.1:{free_port()}")
     stack.set_env("store", PQFILE_DATABASE_URL=dead)
     try:
@@ -236,11 +239,9 @@ def test_empty_pool_fails_select_key_until_refilled(stack: PipelineStack) -> Non
     # caught into RecordFailure with the upload kept. A refill makes the re-run pass.
     import datetime as dt
 
-    from pqfile.adapters.kms import KmsSeedProtector
-    from pqfile.adapters.postgres import PostgresKeyStore
     from pqfile.keys.policy import PoolPolicy
 
-    ks = stack.keystore()
+    ks = stack.keystore(OPERATOR)
     for k in ks.list_keys("xwing"):
         if k.status.value == "active":
             ks.expire(k.key_id, actor="tests")
@@ -248,11 +249,10 @@ def test_empty_pool_fails_select_key_until_refilled(stack: PipelineStack) -> Non
     data = b"wait for keys"
     up, _ = _failed_execution(stack, key, data)
     _assert_kept_and_audited(stack, up, key, "SelectKey", "NoActiveKeyError")
-    # Only the key-management side refills (here: the owner, as the rotate role would).
+    # Only the key-management side refills: the maintain function's role.
     policy = PoolPolicy(target_active=2, floor_active=1, max_age=dt.timedelta(days=30),
                         max_documents=1_000_000, max_bytes=1 << 40)
-    refiller = PostgresKeyStore(stack.db(), KmsSeedProtector(stack.client("kms"),
-                                stack.kms_key_id), policy=policy, actor="tests")
+    refiller = stack.keystore(MAINTAIN, policy=policy)
     assert len(refiller.refill("xwing")) == 2
     _rerun(stack, up, key, len(data))
 

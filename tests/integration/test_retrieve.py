@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from tests.fixtures.postgres import OPERATOR
 from tests.integration.pipeline_stack import PipelineStack, deploy_pipeline
 
 pytestmark = pytest.mark.integration
@@ -45,11 +46,13 @@ def test_inline_by_id_and_by_object(stack: PipelineStack) -> None:
         assert base64.b64decode(body["content_base64"]) == data
         assert body["size"] == len(data) and body["sha256"] == hashlib.sha256(data).hexdigest()
         row = _last_decrypt(stack)
+        # the actor is the retrieve role (no verified caller yet); the declared name a detail
         assert (row["outcome"], row["actor"], row["document_id"]) == (
             "success",
-            "alice@example.com",
+            "pqfile_retrieve",
             doc["document_id"],
         )
+        assert row["details"]["claimed_by"] == "alice@example.com"
         assert row["key_id"] == doc["key_id"] and row["request_id"]
 
 
@@ -66,7 +69,8 @@ def test_large_document_by_presigned_url(stack: PipelineStack) -> None:
     with urllib.request.urlopen(body["url"], timeout=60) as resp:
         assert resp.read() == data
     assert len(json.dumps(body)) < 4096  # the response stays small
-    assert _last_decrypt(stack)["actor"] == "unknown"
+    row = _last_decrypt(stack)
+    assert row["actor"] == "pqfile_retrieve" and "claimed_by" not in row["details"]
 
 
 def _refused(stack: PipelineStack, payload: dict, error_type: str) -> dict:
@@ -83,7 +87,7 @@ def test_unknown_document_is_refused(stack: PipelineStack) -> None:
     row = _refused(
         stack, {"document_id": "0" * 32, "requested_by": "mallory"}, "DocumentNotFoundError"
     )
-    assert row["actor"] == "mallory"
+    assert (row["actor"], row["details"]["claimed_by"]) == ("pqfile_retrieve", "mallory")
     _refused(
         stack, {"bucket": stack.encrypted, "key": "encrypted/nope.pqf"}, "DocumentNotFoundError"
     )
@@ -94,7 +98,7 @@ def test_revoked_key_is_refused(stack: PipelineStack) -> None:
     doc = _ingest(stack, "uploads/r-revoked.txt", b"revoke me")
     _, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
     assert error is None  # decryptable (and the secret now sits in the warm cache) ...
-    stack.keystore().revoke(doc["key_id"], "compromised in a test", actor="tests")
+    stack.keystore(OPERATOR).revoke(doc["key_id"], "compromised in a test", actor="tests")
     row = _refused(stack, {"document_id": doc["document_id"]}, "KeyNotUsableError")
     assert row["key_id"] == doc["key_id"]  # ... and refused once revoked
 

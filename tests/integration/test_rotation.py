@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.emulator import placeholder_zip
-from tests.fixtures.postgres import INGEST, RETRIEVE, ROTATE, role_url
+from tests.fixtures.postgres import FUNCTION_ROLES, MAINTAIN, REWRAP, role_url
 from tests.integration.pipeline_stack import PipelineStack, deploy_pipeline
 
 pytestmark = pytest.mark.integration
@@ -24,17 +24,16 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachines" / "rotate-keys.asl.json"
 ROTATE_FUNCTIONS = ("maintain", "plan", "rewrap", "finish", "failure")
-INGEST_STEPS = ("fetch", "select_key", "encrypt", "store", "audit", "record_failure")
 MIB = 1024 * 1024
 
 
-def _deploy_rotation(stack: PipelineStack, role_arn: str, rotate_url: str) -> str:
-    """The rotate Lambdas (pqfile_rotate role) and the rotate-keys state machine."""
+def _deploy_rotation(stack: PipelineStack, role_arn: str, db_url: str) -> str:
+    """The rotate Lambdas (pqfile_maintain for MaintainPool, pqfile_rewrap for the others)
+    and the rotate-keys state machine."""
     suffix = uuid.uuid4().hex[:8]
     lam = stack.client("lambda")
     env = {
         **stack.environment,
-        "PQFILE_DATABASE_URL": rotate_url,
         "PQFILE_POOL_TARGET": "2",
         "PQFILE_POOL_FLOOR": "2",
         "PQFILE_REWRAP_BATCH": "2",  # two batches: exercises the plan loop
@@ -51,7 +50,12 @@ def _deploy_rotation(stack: PipelineStack, role_arn: str, rotate_url: str) -> st
             Code={"ZipFile": placeholder_zip()},
             Timeout=300,
             MemorySize=512,
-            Environment={"Variables": env},
+            Environment={
+                "Variables": {
+                    **env,
+                    "PQFILE_DATABASE_URL": role_url(db_url, FUNCTION_ROLES[f"rotate_{fn}"]),
+                }
+            },
         )
         stack.functions[f"rotate_{fn}"] = name
         arns[fn] = resp["FunctionArn"]
@@ -67,12 +71,8 @@ def _deploy_rotation(stack: PipelineStack, role_arn: str, rotate_url: str) -> st
 
 @pytest.fixture(scope="module")
 def stack(aws_emulator: Any, emulator_role_arn: str, migrated_db_url: str) -> PipelineStack:
-    urls = {fn: role_url(migrated_db_url, INGEST) for fn in INGEST_STEPS}
-    urls["retrieve"] = role_url(migrated_db_url, RETRIEVE)
     # One key: every document lands on it (key A).
-    return deploy_pipeline(
-        aws_emulator, emulator_role_arn, migrated_db_url, keys=1, function_db_urls=urls
-    )
+    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url, keys=1)
 
 
 def _ingest(stack: PipelineStack, key: str, data: bytes) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def test_rotate_keys_state_machine_rewraps_every_document(
         k=key_a,
     )
 
-    sm_arn = _deploy_rotation(stack, emulator_role_arn, role_url(migrated_db_url, ROTATE))
+    sm_arn = _deploy_rotation(stack, emulator_role_arn, migrated_db_url)
     sfn = stack.client("stepfunctions")
     arn = sfn.start_execution(stateMachineArn=sm_arn, name=f"rot-{uuid.uuid4().hex}")[
         "executionArn"
@@ -157,11 +157,13 @@ def test_rotate_keys_state_machine_rewraps_every_document(
                    if r["operation"] == "document.decrypt"][-1]  # fmt: skip
         assert (decrypt["outcome"], decrypt["key_id"]) == ("success", key_b)
 
-    # one document.rewrap row per document, from the rotate role; the chain verifies
+    # one document.rewrap row per document, from the rewrap role; the chain verifies
     rows = [r for r in stack.audit_rows() if r["seq"] > seq_before]
     rewraps = [r for r in rows if r["operation"] == "document.rewrap"]
     assert sorted(r["document_id"] for r in rewraps) == sorted(d["document_id"] for d, _ in docs)
     assert all(r["outcome"] == "success" and r["key_id"] == key_b for r in rewraps)
+    assert {r["actor"] for r in rewraps} == {REWRAP}
+    assert {r["actor"] for r in rows if r["operation"] == "key.create"} == {MAINTAIN}
     assert all(r["details"]["from_key_id"] == key_a for r in rewraps)
     ops = [r["operation"] for r in rows]
     for op in ("key.rotation_queued", "key.create", "key.rotation_started", "key.expire"):
@@ -188,6 +190,7 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
 ) -> None:
     """The same use cases in process, on real S3 (If-Match, UploadPartCopy) and PostgreSQL."""
     from pqfile.adapters.kms import KmsSeedProtector
+    from pqfile.adapters.kms_mac import KmsKeyAttestor
     from pqfile.adapters.postgres import (
         Database,
         PostgresAuditLog,
@@ -216,14 +219,14 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
                 raise TransientError("injected: the Lambda died before the row update")
             return super().record_rewrap(*args, **kwargs)
 
-    db = Database.from_url(role_url(migrated_db_url, ROTATE))
+    # MaintainPool as pqfile_maintain, the rest of the run as pqfile_rewrap
+    db = Database.from_url(role_url(migrated_db_url, REWRAP))
+    maintain_db = Database.from_url(role_url(migrated_db_url, MAINTAIN))
     try:
-        keys = CrashingKeyStore(
-            db,
-            KmsSeedProtector(stack.client("kms"), stack.kms_key_id),
-            policy=PoolPolicy(target_active=2, floor_active=2),
-            actor=rot.ROTATION_ACTOR,
-        )
+        kms = KmsSeedProtector(stack.client("kms"), stack.kms_key_id)
+        attestor = KmsKeyAttestor(stack.client("kms"), stack.attestation_key_id)
+        policy = PoolPolicy(target_active=2, floor_active=2)
+        keys = CrashingKeyStore(db, kms, attestor=attestor, policy=policy)
         packages = S3PackageStore(stack.client("s3"), first_part=5 * MIB)
         r = rot.Rotation(
             keys=keys,
@@ -232,7 +235,14 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
             audit=PostgresAuditLog(db),
             encrypted_bucket=stack.encrypted,
         )
-        result = rot.maintain_pool(r)
+        maintainer = rot.Rotation(
+            keys=PostgresKeyStore(maintain_db, kms, attestor=attestor, policy=policy),
+            documents=PostgresDocumentRepository(maintain_db),
+            packages=packages,
+            audit=PostgresAuditLog(maintain_db),
+            encrypted_bucket=stack.encrypted,
+        )
+        result = rot.maintain_pool(maintainer)
         (run,) = [x for x in result.rotations if x.old_key_id == key_old]
         rid = run.rotation_id
         plan = rot.plan_rewrap(r, rid)
@@ -272,6 +282,7 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
         assert rot.finish_rotation(r, rid).run.status == "completed"
     finally:
         db.close()
+        maintain_db.close()
     status = stack.sql("SELECT status FROM encryption_keys WHERE id = :k", k=key_old)[0][0]
     assert status == "expired"
 
@@ -310,7 +321,7 @@ def test_a_failing_document_fails_the_run_which_the_next_execution_resumes(
         "UPDATE encryption_keys SET rotate_after = now() - interval '1 second' WHERE id = :k",
         k=key_old,
     )
-    sm_arn = _deploy_rotation(stack, emulator_role_arn, role_url(migrated_db_url, ROTATE))
+    sm_arn = _deploy_rotation(stack, emulator_role_arn, migrated_db_url)
     sfn = stack.client("stepfunctions")
     first = sfn.start_execution(stateMachineArn=sm_arn, name=f"rot-{uuid.uuid4().hex}")
     done = stack.wait(first["executionArn"], timeout=120)

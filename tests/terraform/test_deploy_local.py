@@ -13,6 +13,7 @@ import pytest
 from devstack import terraform as tf
 from devstack.emulator import Emulator, start_emulator
 
+from tests.fixtures.postgres import FUNCTION_ROLES
 from tests.terraform.conftest import require_tool
 
 pytestmark = pytest.mark.integration
@@ -76,8 +77,7 @@ def test_functions_point_at_the_emulator_and_the_database(
 ) -> None:
     lam = own_emulator.client("lambda")
     # Each function connects as its own database role (database_url_per_role locally).
-    roles = {"retrieve": "pqfile_retrieve", "audit_verify": "pqfile_auditor"}
-    roles.update({k: "pqfile_rotate" for k in deployed["function_names"] if "rotate_" in k})
+    roles = FUNCTION_ROLES  # one role per function (sql/migrations/0010)
     for key, name in deployed["function_names"].items():
         config = lam.get_function(FunctionName=name)["Configuration"]
         variables = config["Environment"]["Variables"]

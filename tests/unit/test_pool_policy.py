@@ -12,7 +12,10 @@ import pytest
 from pqfile.errors import KeyNotUsableError
 from pqfile.keys.audit_chain import (
     GENESIS_HASH,
+    MAX_DETAIL_FIELD_BYTES,
+    MAX_DETAILS_BYTES,
     AuditRow,
+    bounded_details,
     canonical_details,
     compute_hash,
     encode_row,
@@ -39,6 +42,7 @@ def _key(
         "created_at": NOW - dt.timedelta(days=1),
         "activated_at": NOW - dt.timedelta(days=1),
         "rotate_after": NOW + dt.timedelta(days=29),
+        "attestation": b"m" * 32,
     }
     fields.update(kw)
     return KeyRecord(**fields)  # type: ignore[arg-type]
@@ -72,6 +76,11 @@ def test_rotation_reasons() -> None:
     assert policy.rotation_reason(_key("a", usage=10), NOW) is RotationReason.DOCUMENT_CAP
     assert policy.rotation_reason(_key("a", bytes_encrypted=1000), NOW) is RotationReason.BYTES_CAP
     assert policy.rotation_reason(_key("a", usage=99, status=KeyStatus.EXPIRED), NOW) is None
+    # keys created before attestation (migration 0010) are rotated away, never selected
+    assert policy.rotation_reason(_key("a", attestation=None), NOW) is RotationReason.UNATTESTED
+    assert policy.rotation_reason(_key("a", attestation=None, usage=10), NOW) is (
+        RotationReason.DOCUMENT_CAP
+    )
     due = policy.due_for_rotation([_key("a"), _key("b", usage=11)], NOW)
     assert [(k.key_id, r) for k, r in due] == [("b", RotationReason.DOCUMENT_CAP)]
 
@@ -95,12 +104,71 @@ def test_cache_ttl_cap_and_repr() -> None:
     cache.put("c", b"secret-c")  # evicts b
     assert cache.get("b") is None and cache.get("c") == b"secret-c"
     now[0] = 10.0
-    assert cache.get("a") is None and len(cache) == 1
+    assert cache.get("a") is None and len(cache) == 0  # c expired too: purged on the way
     assert "secret" not in repr(cache)
+    cache.put("c", b"secret-c")
     cache.discard("c")
     assert len(cache) == 0
     with pytest.raises(ValueError):
         UnwrappedKeyCache(ttl_seconds=0)
+
+
+def test_cache_purges_expired_secrets_on_put_and_get() -> None:
+    # Finding 7: an expired secret must not stay in memory until its key is asked for again.
+    now = [0.0]
+    cache: UnwrappedKeyCache[bytes] = UnwrappedKeyCache(
+        ttl_seconds=10, max_entries=100, clock=lambda: now[0], purge_batch=4
+    )
+    for i in range(10):
+        cache.put(f"k{i}", b"secret")
+    assert cache.get("k0") == b"secret"  # recently used, but its time still runs out
+    now[0] = 10.0
+    cache.put("fresh", b"secret")  # purges at most 4 expired entries, oldest first
+    assert len(cache) == 7 and "k0" not in cache._entries
+    assert cache.get("other") is None  # every call purges: 4 more
+    assert len(cache) == 3
+    cache.get("other")
+    assert len(cache) == 1 and cache.get("fresh") == b"secret"  # only the live entry left
+    now[0] = 20.0
+    assert cache.get("nothing") is None and len(cache) == 0
+    # a re-put restarts the key's time to live (and its place in the purge order)
+    cache.put("a", b"1")
+    cache.put("b", b"2")
+    now[0] = 25.0
+    cache.put("a", b"1")
+    now[0] = 31.0
+    cache.get("x")
+    assert cache.get("a") == b"1" and cache.get("b") is None
+    with pytest.raises(ValueError):
+        UnwrappedKeyCache(purge_batch=0)
+
+
+def _jsonb_size(value: object) -> int:
+    import json
+
+    return len(json.dumps(value, separators=(", ", ": "), ensure_ascii=False).encode())
+
+
+def test_bounded_details_fit_the_database_caps() -> None:
+    small = {"reason": "DecryptionError", "size": 12, "nested": {"a": [1, 2]}}
+    assert bounded_details(small) == small  # nothing to do
+    assert bounded_details(None) is None
+    big = {
+        "huge": "x" * 10_000,
+        "wide": "ü" * 2_000,
+        "list": list(range(1_000)),
+        "k" * 100: "long key",
+        **{f"f{i}": "y" * 900 for i in range(8)},
+    }
+    out = bounded_details(big)
+    assert out is not None
+    assert len(canonical_details(out).encode()) <= MAX_DETAILS_BYTES  # type: ignore[union-attr]
+    assert all(_jsonb_size(v) <= MAX_DETAIL_FIELD_BYTES for v in out.values())
+    assert all(len(k) <= 64 for k in out)
+    assert out["truncated"] is True
+    cut = bounded_details({"key": "z" * 5000})
+    assert cut is not None and str(cut["key"]).startswith("zzz")
+    assert str(cut["key"]).endswith("[5000 chars, truncated]")
 
 
 def _row(seq: int, prev: bytes, **kw: object) -> AuditRow:

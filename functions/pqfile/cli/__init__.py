@@ -19,7 +19,7 @@ from pqfile.errors import PQFileError
 _COMMAND_MODULES = (
     "pqfile.cli.files",  # keygen, encrypt, decrypt, inspect
     "pqfile.cli.db",  # db migrate
-    "pqfile.cli.keys",  # keys status/refill/revoke
+    "pqfile.cli.keys",  # keys status/refill/queue-rotation/revoke/expire/request
     "pqfile.cli.audit",  # audit verify/tail
     "pqfile.cli.auth",  # auth proof
 )

@@ -36,7 +36,8 @@ def open_database(args: argparse.Namespace) -> Database:
 
 
 def actor() -> str:
-    """Who is acting, for the audit trail: PQFILE_ACTOR, else the local user."""
+    """Who says they are acting: PQFILE_ACTOR, else the local user. Only a claim: the
+    database records the connected user as the actor and keeps this as ``claimed_by``."""
     return CliSettings.from_env().actor or f"cli:{getpass.getuser()}"
 
 

@@ -1,4 +1,13 @@
-"""`pqfile keys status|refill|revoke|queue-rotation`: the key pool (docs/KEYS.md)."""
+"""`pqfile keys status|refill|queue-rotation|revoke|expire|request`: the key pool
+(docs/KEYS.md).
+
+Which database role may do what (docs/KEYS.md, "Roles and grants"): ``status`` reads (the
+operator or the auditor); ``refill`` and ``queue-rotation`` are the maintain function's
+(run them as ``pqfile_maintain`` or the owner, with the KMS seed key and the attestation key
+configured); ``revoke``, ``expire`` and ``request`` are an operator's (``pqfile_operator``).
+The name in ``PQFILE_ACTOR`` is only a claim, kept as ``claimed_by``: the database records
+the connected user as the actor.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pqfile.cli.db import actor, add_database_option, command_group, open_database, print_json
 from pqfile.crypto.kem import Suite
+from pqfile.keys.model import RequestKind
 from pqfile.keys.policy import PoolPolicy
 
 if TYPE_CHECKING:
@@ -41,11 +51,31 @@ def register(subparsers: Any) -> None:
     _policy_options(refill)
     refill.set_defaults(func=_refill)
 
-    revoke = sub.add_parser("revoke", help="revoke a key: it never encrypts or decrypts again")
+    revoke = sub.add_parser(
+        "revoke", help="revoke a key now (operator): it never encrypts or decrypts again"
+    )
     add_database_option(revoke)
     revoke.add_argument("key_id", metavar="KEY_ID")
     revoke.add_argument("--reason", required=True, help="why (kept in the key and audit rows)")
     revoke.set_defaults(func=_revoke)
+
+    expire = sub.add_parser("expire", help="expire a key now (operator): decrypt only")
+    add_database_option(expire)
+    expire.add_argument("key_id", metavar="KEY_ID")
+    expire.set_defaults(func=_expire)
+
+    request = sub.add_parser(
+        "request",
+        help="record a pending request (operator): the key stops encrypting, rotate-keys "
+        "moves its documents and completes a revocation",
+    )
+    add_database_option(request)
+    request.add_argument("key_id", metavar="KEY_ID")
+    request.add_argument(
+        "--kind", choices=[k.value for k in RequestKind], default=RequestKind.REVOKE.value
+    )
+    request.add_argument("--reason", required=True, help="why (kept in the request and audit)")
+    request.set_defaults(func=_request)
 
     queue = sub.add_parser("queue-rotation", help="queue keys past their age or usage caps")
     add_database_option(queue)
@@ -78,7 +108,34 @@ def _store(db: Database, args: argparse.Namespace) -> KeyPool:
         floor_active=min(getattr(args, "floor", DEFAULT_POLICY.floor_active), target),
         max_age=dt.timedelta(days=getattr(args, "max_age_days", _days(DEFAULT_POLICY.max_age))),
     )
-    return PostgresKeyStore(db, _LazyProtector(), policy=policy, actor=actor())
+    return PostgresKeyStore(
+        db, _LazyProtector(), attestor=_LazyAttestor(), policy=policy, actor=actor()
+    )
+
+
+class _LazyAttestor:
+    """Builds the KMS client only when a command really attests or verifies a key."""
+
+    def __init__(self) -> None:
+        self._inner: Any = None
+
+    def _get(self) -> Any:
+        if self._inner is None:
+            from pqfile.adapters.aws import kms_client
+            from pqfile.adapters.kms_mac import KmsKeyAttestor
+            from pqfile.config import KmsSettings
+
+            self._inner = KmsKeyAttestor(
+                kms_client(), KmsSettings.from_env().attestation_key_id or ""
+            )
+        return self._inner
+
+    def generate(self, message: bytes) -> bytes:
+        result: bytes = self._get().generate(message)
+        return result
+
+    def verify(self, message: bytes, mac: bytes) -> bool:
+        return bool(self._get().verify(message, mac))
 
 
 class _LazyProtector:
@@ -176,4 +233,24 @@ def _revoke(args: argparse.Namespace) -> int:
     finally:
         db.close()
     print(f"revoked {record.key_id} ({record.suite}) at {record.revoked_at}")
+    return 0
+
+
+def _expire(args: argparse.Namespace) -> int:
+    db = open_database(args)
+    try:
+        record = _store(db, args).expire(args.key_id)
+    finally:
+        db.close()
+    print(f"expired {record.key_id} ({record.suite}) at {record.expired_at}")
+    return 0
+
+
+def _request(args: argparse.Namespace) -> int:
+    db = open_database(args)
+    try:
+        request_id = _store(db, args).request(args.key_id, args.kind, args.reason)
+    finally:
+        db.close()
+    print(f"request {request_id}: {args.kind} {args.key_id} (pending; the key no longer encrypts)")
     return 0

@@ -2,8 +2,9 @@
 
 Payload: ``{"document_id": "..."}`` or ``{"bucket": "...", "key": "encrypted/..."}``, and
 optionally ``"requested_by"`` (see pqfile.usecases.retrieve.identify_actor for the order in
-which the caller identity is taken). Refusals raise: the invoke answers with ``errorType``
-(DocumentNotFoundError, KeyNotUsableError, DecryptionError, InvalidEventError, ...).
+which a declared name is taken; it is kept as the audit detail ``claimed_by``, the actor is
+the database role until the caller is verified). Refusals raise: the invoke answers with
+``errorType`` (DocumentNotFoundError, KeyNotUsableError, DecryptionError, ...).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pqfile.handlers._runtime import count, entry_point, logger, request_id
 from pqfile.usecases.retrieve import identify_actor, retrieve_payload
 
 
-def _actor(event: Any, context: Any) -> str:
+def _claimed_by(event: Any, context: Any) -> str | None:
     client_context = getattr(context, "client_context", None)
     custom = getattr(client_context, "custom", None) if client_context is not None else None
     identity = getattr(context, "identity", None)
@@ -30,20 +31,22 @@ def _actor(event: Any, context: Any) -> str:
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    actor = _actor(event, context)
+    claimed_by = _claimed_by(event, context)
     try:
         result = retrieve_payload(
-            wiring.pipeline(), event, actor=actor, request_id=request_id(context)
+            wiring.pipeline(), event, claimed_by=claimed_by, request_id=request_id(context)
         )
     except PQFileError as exc:
         count("RetrievalsRefused")
-        logger.warning("retrieve refused", extra={"actor": actor, "reason": type(exc).__name__})
+        logger.warning(
+            "retrieve refused", extra={"claimed_by": claimed_by, "reason": type(exc).__name__}
+        )
         raise
     count("Retrievals")
     logger.info(
         "retrieved",
         extra={
-            "actor": actor,
+            "claimed_by": claimed_by,
             "document_id": result["document_id"],
             "delivery": result["delivery"],
             "size": result["size"],

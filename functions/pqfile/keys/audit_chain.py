@@ -60,6 +60,59 @@ class AuditRow:
         }
 
 
+#: The database's caps on audit input (sql/migrations/0010: audit_check_fields).
+MAX_DETAILS_BYTES = 4096
+MAX_DETAIL_FIELD_BYTES = 1024
+MAX_DETAIL_KEY_CHARS = 64
+MAX_DOCUMENT_ID_CHARS = 256
+MAX_REQUEST_ID_CHARS = 256
+#: Headroom under the caps: PostgreSQL measures each field as jsonb prints it.
+_FIELD_BUDGET = MAX_DETAIL_FIELD_BYTES - 24
+_DETAILS_BUDGET = MAX_DETAILS_BYTES - 64
+
+
+def _json_size(value: object) -> int:
+    # jsonb's text form puts a space after ':' and ','; measure the same way.
+    text = json.dumps(value, separators=(", ", ": "), ensure_ascii=False, default=str)
+    return len(text.encode("utf-8"))
+
+
+def _shorten(value: object, budget: int) -> object:
+    """``value`` if its JSON fits ``budget`` bytes; a string cut to fit otherwise (marked)."""
+    if _json_size(value) <= budget:
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    marker = f"...[{len(text)} chars, truncated]"
+    keep = len(text)
+    while keep > 0 and _json_size(text[:keep] + marker) > budget:
+        keep = keep * 3 // 4 if keep > 64 else keep - 8
+    return text[: max(0, keep)] + marker
+
+
+def bounded_details(details: Mapping[str, object] | None) -> dict[str, object] | None:
+    """``details`` shortened to fit the database's caps (each field at most 1 KiB, the
+    whole at most 4 KiB, keys at most 64 characters), so a legitimate writer is never
+    refused: long values are cut and marked, and if the whole is still too large the
+    largest fields are replaced by a marker and ``"truncated": true`` is added."""
+    if details is None:
+        return None
+    out: dict[str, object] = {}
+    for key, value in details.items():
+        out[str(key)[:MAX_DETAIL_KEY_CHARS]] = _shorten(value, _FIELD_BUDGET)
+    while _json_size(out) > _DETAILS_BUDGET:
+        largest = max((k for k in out if k != "truncated"), key=lambda k: _json_size(out[k]))
+        if out[largest] == "[truncated]":
+            break  # only markers left: give up shortening (cannot happen under 64 keys)
+        out[largest] = "[truncated]"
+        out["truncated"] = True
+    return out
+
+
+def bounded_text(value: str | None, limit: int) -> str | None:
+    """``value`` cut to ``limit`` characters (identifiers the database caps)."""
+    return None if value is None else value[:limit]
+
+
 def canonical_details(details: Mapping[str, object] | None) -> str | None:
     """The stored text of ``details``: compact JSON with sorted keys, or None."""
     if details is None:

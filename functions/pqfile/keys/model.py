@@ -49,6 +49,15 @@ def usable_for(status: KeyStatus, purpose: Purpose) -> bool:
     return status in _USABLE_FOR[purpose]
 
 
+class RequestKind(enum.Enum):
+    """What an operator may request for a key (``key_requests.kind``); only a person starts
+    one (the ``pqfile_operator`` role), a workflow may only complete it."""
+
+    REVOKE = "revoke"
+    SHRED = "shred"
+    COMPROMISE = "compromise"
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     """One row of ``encryption_keys``: public data only (the wrapped seed stays in adapters)."""
@@ -68,6 +77,9 @@ class KeyRecord:
     revoked_at: dt.datetime | None = None
     revoke_reason: str | None = None
     last_used_at: dt.datetime | None = None
+    #: The MAC made by the maintain function over the key's identity (keys/attestation.py);
+    #: None for keys created before migration 0010, which are never selected.
+    attestation: bytes | None = field(default=None, repr=False)
 
     def require(self, purpose: Purpose) -> None:
         """Raise KeyNotUsableError unless this key's status allows ``purpose``."""
@@ -88,6 +100,8 @@ class SelectedKey:
     suite: str
     usage_count: int
     bytes_encrypted: int
+    public_key: bytes = field(default=b"", repr=False)
+    attestation: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ class RotationReason(enum.Enum):
     AGE = "age"
     DOCUMENT_CAP = "document_cap"
     BYTES_CAP = "bytes_cap"
+    #: Created before key attestation (migration 0010): never selected, so rotated away.
+    UNATTESTED = "unattested"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class PoolPolicy:
             return RotationReason.DOCUMENT_CAP
         if key.bytes_encrypted >= self.max_bytes:
             return RotationReason.BYTES_CAP
+        if key.attestation is None:
+            return RotationReason.UNATTESTED
         return None
 
     def due_for_rotation(

@@ -1,25 +1,34 @@
 """Rotation runs (docs/KEYS.md, "Rotation"): the state rules of one key's rotation.
 
-A run is opened ``queued`` when its key is queued for rotation (:mod:`pqfile.keys.pool`).
-``begin`` moves it to ``running`` with a new key: the least-used active key of the same
-suite; beginning a started run returns it unchanged. ``record_rewrap`` points one document
-at the new key, only while the run is running. ``finish`` ends a running run:
-``completed`` (and the old key expired, decrypt only) once no document uses the old key,
-else ``failed`` (the old key keeps decrypting; a new run can finish the job). Every change
-is audited in the same transaction as the change itself.
+A run is opened ``queued`` when its key is queued for rotation (:mod:`pqfile.keys.pool`) or
+an operator requests the key's revocation. ``begin`` moves it to ``running`` with a new
+key: the least-used active key of the same suite whose attestation verifies; beginning a
+started run returns it unchanged. ``record_rewrap`` points one document at the new key,
+only while the run is running. ``finish`` ends a running run: ``completed`` (and the old
+key expired, decrypt only) once no document uses the old key, else ``failed`` (the old key
+keeps decrypting; a new run can finish the job).
+
+These checks are made early, here; the database makes them again and is the authority
+(sql/migrations/0010: rotation_begin, rotation_record_rewrap, rotation_finish), and
+appends each change's audit row in the same transaction as the change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pqfile.errors import NoActiveKeyError, PQFileError
-from pqfile.keys.model import KeyStatus
 from pqfile.ports import RotationStatus
 
 if TYPE_CHECKING:
     from pqfile.ports import KeyStorage
+
+#: (key id, suite, public key, attestation) -> whether the attestation verifies.
+AttestationCheck = Callable[[str, str, bytes, bytes | None], bool]
+#: Candidate new keys tried before a run gives up (each failed one is skipped).
+MAX_SUCCESSOR_TRIES = 8
 
 
 @dataclass(frozen=True)
@@ -38,10 +47,13 @@ class RotationRun:
 
 
 class RotationRuns:
-    """Begins, records and finishes rotation runs over the key storage, audited."""
+    """Begins, records and finishes rotation runs over the key storage."""
 
-    def __init__(self, storage: KeyStorage, *, actor: str = "pqfile") -> None:
+    def __init__(
+        self, storage: KeyStorage, check_attestation: AttestationCheck, *, actor: str | None = None
+    ) -> None:
         self._storage = storage
+        self._check = check_attestation
         self._actor = actor
 
     def runs(self, status: str | None = None) -> list[RotationRun]:
@@ -55,31 +67,29 @@ class RotationRuns:
     def begin(
         self, rotation_id: int, *, actor: str | None = None, request_id: str | None = None
     ) -> RotationRun:
-        """Pick the new key (least-used active key of the same suite) and start the run.
-        Idempotent: a run already started is returned as it is."""
-        with self._storage.transaction() as tx:
-            run = _require(tx.rotations.lock_run(rotation_id), rotation_id)
-            if run.status != RotationStatus.QUEUED:
-                return run
-            new_key_id = tx.rotations.successor(run.old_key_id)
-            if new_key_id is None:
-                raise NoActiveKeyError(f"no active key to rotate {run.old_key_id} onto")
-            run = tx.rotations.start_run(
-                rotation_id, status=RotationStatus.RUNNING, new_key_id=new_key_id
-            )
-            tx.audit.append(
-                operation="key.rotation_started",
-                outcome="success",
-                actor=actor or self._actor,
-                key_id=run.old_key_id,
-                request_id=request_id,
-                details={
-                    "rotation_id": run.rotation_id,
-                    "new_key_id": run.new_key_id,
-                    "documents_total": run.documents_total,
-                },
-            )
-        return run
+        """Pick the new key (least-used active key of the same suite, attestation verified)
+        and start the run. Idempotent: a run already started is returned as it is."""
+        run = _require(self._storage.rotations.get_run(rotation_id), rotation_id)
+        if run.status != RotationStatus.QUEUED:
+            return run
+        new_key_id = self._successor(run.old_key_id)
+        return self._storage.rotations.begin_run(
+            rotation_id, new_key_id=new_key_id, actor=actor or self._actor, request_id=request_id
+        )
+
+    def _successor(self, old_key_id: str) -> str:
+        skipped: list[str] = []
+        for _ in range(MAX_SUCCESSOR_TRIES):
+            candidate = self._storage.rotations.successor(old_key_id, exclude=skipped)
+            if candidate is None:
+                break
+            record = self._storage.keys.get_key(candidate)
+            if record is not None and self._check(
+                record.key_id, record.suite, record.public_key, record.attestation
+            ):
+                return candidate
+            skipped.append(candidate)
+        raise NoActiveKeyError(f"no active key to rotate {old_key_id} onto")
 
     def record_rewrap(
         self,
@@ -92,79 +102,29 @@ class RotationRuns:
         request_id: str | None = None,
     ) -> bool:
         """Point a rewrapped document at the run's new key; False if it was already moved."""
-        with self._storage.transaction() as tx:
-            run = tx.rotations.get_run(rotation_id)
-            if run is None or run.status != RotationStatus.RUNNING or run.new_key_id is None:
-                raise PQFileError(f"rotation run {rotation_id} is not running")
-            old, new = run.old_key_id, run.new_key_id
-            plaintext_size = tx.rotations.move_document(
-                document_id,
-                old_key_id=old,
-                new_key_id=new,
-                encrypted_version_id=encrypted_version_id,
-                encrypted_size=encrypted_size,
-            )
-            if plaintext_size is None:
-                return False
-            tx.keys.count_use(new, plaintext_size)
-            tx.rotations.count_rewrapped(rotation_id)
-            tx.audit.append(
-                operation="document.rewrap",
-                outcome="success",
-                actor=actor or self._actor,
-                document_id=document_id,
-                key_id=new,
-                request_id=request_id,
-                details={"rotation_id": rotation_id, "from_key_id": old},
-            )
-        return True
+        run = self._storage.rotations.get_run(rotation_id)
+        if run is None or run.status != RotationStatus.RUNNING or run.new_key_id is None:
+            raise PQFileError(f"rotation run {rotation_id} is not running")
+        return self._storage.rotations.record_rewrap(
+            rotation_id,
+            document_id,
+            encrypted_version_id=encrypted_version_id,
+            encrypted_size=encrypted_size,
+            actor=actor or self._actor,
+            request_id=request_id,
+        )
 
     def finish(
         self, rotation_id: int, *, actor: str | None = None, request_id: str | None = None
     ) -> RotationRun:
         """Complete the run and expire the old key once no document uses it; else mark the
         run failed (the old key keeps decrypting)."""
-        actor = actor or self._actor
-        with self._storage.transaction() as tx:
-            run = _require(tx.rotations.lock_run(rotation_id), rotation_id)
-            if run.status != RotationStatus.RUNNING:
-                return run
-            left = tx.rotations.count_documents_on(run.old_key_id)
-            if left:
-                status, error = RotationStatus.FAILED, f"{left} document(s) still use the old key"
-            else:
-                status, error = RotationStatus.COMPLETED, None
-                tx.keys.set_status_if(
-                    run.old_key_id,
-                    current=(KeyStatus.ACTIVE, KeyStatus.ROTATION_QUEUED),
-                    status=KeyStatus.EXPIRED,
-                )
-            run = tx.rotations.close_run(
-                rotation_id, status=status, error=error, documents_left=left
-            )
-            if status is RotationStatus.COMPLETED:
-                tx.audit.append(
-                    operation="key.expire",
-                    outcome="success",
-                    actor=actor,
-                    key_id=run.old_key_id,
-                    request_id=request_id,
-                    details={"rotation_id": rotation_id, "to": "expired"},
-                )
-            tx.audit.append(
-                operation="key.rotation_finished",
-                outcome="success" if status is RotationStatus.COMPLETED else "failure",
-                actor=actor,
-                key_id=run.old_key_id,
-                request_id=request_id,
-                details={
-                    "rotation_id": rotation_id,
-                    "new_key_id": run.new_key_id,
-                    "documents_rewrapped": run.documents_rewrapped,
-                    "documents_left": left,
-                },
-            )
-        return run
+        run = _require(self._storage.rotations.get_run(rotation_id), rotation_id)
+        if run.status != RotationStatus.RUNNING:
+            return run
+        return self._storage.rotations.finish_run(
+            rotation_id, actor=actor or self._actor, request_id=request_id
+        )
 
 
 def _require(run: RotationRun | None, rotation_id: int) -> RotationRun:

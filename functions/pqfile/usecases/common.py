@@ -18,8 +18,6 @@ from pqfile.ports import (
 
 #: Content type of a PQF package in S3.
 PACKAGE_CONTENT_TYPE = "application/vnd.pqfile.pqf"
-#: The actor the ingest pipeline writes into audit rows.
-PIPELINE_ACTOR = "pqfile-ingest"
 
 
 @dataclass

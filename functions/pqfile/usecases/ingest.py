@@ -7,8 +7,12 @@ idempotent, keyed by the upload's identity (docs/DESIGN.md, "Shape"):
   same row and the same encrypted object key;
 - the first writer wins everywhere: the key recorded on the row, the `stored` commit;
   a concurrent loser deletes its own redundant encrypted version;
-- the plaintext version is deleted only after the row is committed and the encrypted
-  object verified.
+- fail-safe on keys: encrypt and store refuse a key that is no longer active for
+  encryption (KeyNotUsableError, recorded by RecordFailure with the upload kept), and a
+  re-run's SelectKey replaces such a key on the row with a fresh one (the database does the
+  same check: sql/migrations/0010, document_assign_key / document_mark_stored);
+- the plaintext version is deleted only after the row is committed and the package, on a
+  key that still decrypts, was read back and verified.
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ from pqfile.crypto.kem import Suite
 from pqfile.errors import (
     DocumentNotFoundError,
     InvalidEventError,
+    KeyNotFoundError,
+    KeyNotUsableError,
     NoActiveKeyError,
     PQFileError,
     StorageError,
 )
-from pqfile.ports import AuditOutcome, DocumentStatus, ObjectInfo
+from pqfile.keys.model import KeyStatus, Purpose
+from pqfile.ports import AuditOutcome, DocumentRecord, DocumentStatus, ObjectInfo
 from pqfile.usecases.common import (
     PACKAGE_CONTENT_TYPE,
-    PIPELINE_ACTOR,
     CountingReader,
     Pipeline,
 )
@@ -112,26 +118,54 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
     return FetchResult(record.document_id, source, info.content_type, status)
 
 
+#: Selections tried when the key just selected stops being active before it is recorded.
+_ASSIGN_ATTEMPTS = 3
+
+
 def select_key(p: Pipeline, document_id: str, suite: str | None = None) -> KeyChoice:
-    """The key this document is encrypted to; a replay gets the key recorded first."""
+    """The key this document is encrypted to: a replay gets the key recorded first, unless
+    that key is no longer active for encryption (revoked, expired or queued for rotation
+    since): then a fresh key is selected and replaces it on the row."""
     record = p.documents.get(document_id)
     if record is None:
         raise DocumentNotFoundError(f"no document {document_id}")
     if record.key_id and record.suite:
-        return KeyChoice(record.key_id, record.suite)
-    wanted = Suite.from_name(suite or p.settings.encryption.default_suite)
+        if _still_encrypts(p, record.key_id):
+            return KeyChoice(record.key_id, record.suite)
+        log.warning(
+            "the document's key no longer encrypts: selecting another",
+            extra={"document_id": document_id, "key_id": record.key_id},
+        )
+    wanted = Suite.from_name(suite or record.suite or p.settings.encryption.default_suite)
     size = record.plaintext_size or 0
-    try:
-        public = p.keys.select_encryption_key(wanted, size)
-    except NoActiveKeyError:
-        # The ingest pipeline never creates keys (docs/KEYS.md, roles): only the rotate-keys
-        # workflow's MaintainPool does. The workflow retries this error with backoff, then
-        # records the failure and keeps the upload for a re-run.
-        log.warning("key pool empty", extra={"suite": wanted.value, "document_id": document_id})
-        raise
-    record = p.documents.assign_key(document_id, public.key_id, wanted.value)
+    for attempt in range(_ASSIGN_ATTEMPTS):
+        try:
+            public = p.keys.select_encryption_key(wanted, size)
+        except NoActiveKeyError:
+            # The ingest pipeline never creates keys (docs/KEYS.md, roles): only the
+            # rotate-keys workflow's MaintainPool does. The workflow retries this error with
+            # backoff, then records the failure and keeps the upload for a re-run.
+            log.warning(
+                "key pool empty", extra={"suite": wanted.value, "document_id": document_id}
+            )
+            raise
+        try:
+            record = p.documents.assign_key(document_id, public.key_id)
+        except KeyNotUsableError:
+            # The key stopped being active between selection and assignment: select again.
+            if attempt + 1 == _ASSIGN_ATTEMPTS:
+                raise
+            continue
+        break
     assert record.key_id and record.suite  # assign_key returns the winning key
     return KeyChoice(record.key_id, record.suite)
+
+
+def _still_encrypts(p: Pipeline, key_id: str) -> bool:
+    try:
+        return p.keys.get_key(key_id).status is KeyStatus.ACTIVE
+    except KeyNotFoundError:
+        return False
 
 
 def encrypt_document(
@@ -157,7 +191,13 @@ def encrypt_document(
             record.encrypted_key,
             record.encrypted_version_id,
         )
-    public = p.keys.public_key(key_id)
+    if record.key_id != key_id:
+        raise KeyNotUsableError(
+            f"document {document_id} is not on key {key_id} (re-selected meanwhile): re-run"
+        )
+    # Only an active key whose attestation verifies is encrypted to (KeyNotUsableError,
+    # CustodyError otherwise): never a key revoked since SelectKey, never a planted one.
+    public = p.keys.encryption_key(key_id)
     context = {"pqfile:source-bucket": source.bucket, CONTENT_TYPE_CONTEXT: content_type}
     try:
         body = p.blobs.open_read(source.bucket, source.key, source.version_id)
@@ -198,13 +238,20 @@ def encrypt_document(
 def store_document(
     p: Pipeline, document_id: str, source: SourceRef, encrypted: ObjectInfo
 ) -> StoreResult:
-    """Verify the package, commit the row, then delete the plaintext version."""
+    """Verify the package, commit the row, then delete the plaintext version.
+
+    The plaintext goes only once a package is committed on a key that still decrypts and
+    that package was read back: its header names this document and the row's key.
+    """
     current = p.blobs.stat(encrypted.bucket, encrypted.key, encrypted.version_id)
     if current.size != encrypted.size or (
         encrypted.etag and current.etag and current.etag != encrypted.etag
     ):
         raise StorageError("the encrypted object does not match what the encrypt step wrote")
-    _check_package(p, document_id, encrypted)
+    record = _check_package(p, document_id, encrypted)
+    if record.status is not DocumentStatus.STORED:
+        # Early; the database checks again as it commits (document_mark_stored).
+        _require_key(p, record.key_id, Purpose.ENCRYPT)
     record, stored_now = p.documents.mark_stored(
         document_id,
         encrypted_bucket=encrypted.bucket,
@@ -224,13 +271,26 @@ def store_document(
             record.encrypted_key or encrypted.key,
             winner,
         )
+        _check_package(p, document_id, kept)  # the committed package, read back too
+    # The committed package must stay readable: its key may not have been revoked meanwhile.
+    _require_key(p, record.key_id, Purpose.DECRYPT)
     deleted = _delete_plaintext(p, source)
     if deleted:
         p.documents.mark_plaintext_deleted(document_id)
     return StoreResult(outcome, kept, deleted)
 
 
-def _check_package(p: Pipeline, document_id: str, encrypted: ObjectInfo) -> None:
+def _require_key(p: Pipeline, key_id: str | None, purpose: Purpose) -> None:
+    """Raise KeyNotUsableError unless ``key_id``'s status (read now) allows ``purpose``."""
+    if not key_id:
+        raise KeyNotUsableError("the document has no key recorded")
+    try:
+        p.keys.get_key(key_id).require(purpose)
+    except KeyNotFoundError:
+        raise KeyNotUsableError(f"key {key_id} does not exist") from None
+
+
+def _check_package(p: Pipeline, document_id: str, encrypted: ObjectInfo) -> DocumentRecord:
     """Re-read the package header: it must name this document and the recorded key."""
     record = p.documents.get(document_id)
     if record is None:
@@ -240,8 +300,9 @@ def _check_package(p: Pipeline, document_id: str, encrypted: ObjectInfo) -> None
         key_id, package_document_id = p.cipher.package_ids(src)
     finally:
         src.close()
-    if package_document_id != document_id or (record.key_id and key_id != record.key_id):
+    if package_document_id != document_id or key_id != record.key_id:
         raise StorageError("the encrypted object is not this document's package")
+    return record
 
 
 def _delete_plaintext(p: Pipeline, source: SourceRef) -> bool:
@@ -271,7 +332,6 @@ def audit_ingest(
     return p.audit.append(
         operation=OP_ENCRYPT,
         outcome=AuditOutcome.SUCCESS,
-        actor=PIPELINE_ACTOR,
         document_id=document_id,
         key_id=record.key_id,
         request_id=request_id,
@@ -348,16 +408,10 @@ def record_failure(
             tagged = True
         except DocumentNotFoundError:
             tagged = False  # nothing left to keep
-    if document_id:
-        try:
-            p.documents.mark_failed(document_id, f"{step}: {error_type}")
-        except DocumentNotFoundError:
-            pass
-    seq = p.audit.append(
-        operation=OP_ENCRYPT,
-        outcome=AuditOutcome.FAILURE,
-        actor=PIPELINE_ACTOR,
-        document_id=document_id,
+    # The row (never a stored one) and its audit row change together (document_record_failure).
+    seq = p.documents.record_failure(
+        document_id,
+        error=f"{step}: {error_type}",
         request_id=request_id,
         details={
             "step": step.value,

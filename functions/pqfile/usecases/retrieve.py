@@ -8,6 +8,11 @@ Delivery (docs/OPERATIONS.md, "Retrieval"):
   encrypted bucket (SSE-KMS) and returned as a presigned GET URL valid for minutes; a
   lifecycle rule removes the copies after a day.
 
+Who asks: the audit row's actor is the verified caller when there is one (``caller``, a
+principal ARN: the authorization issue provides it); until then the database records the
+retrieve role itself, and any name the caller declares (``requested_by`` in the client
+context or the payload) is only kept as the detail ``claimed_by``.
+
 No unauthenticated plaintext is ever released: the inline answer is built only after
 decrypt_stream returned (every segment and the final one verified), and the multipart
 upload is completed only then too; until completion its parts are invisible, and any
@@ -35,13 +40,20 @@ class RetrieveRequest:
     document_id: str | None
     bucket: str | None
     key: str | None
-    #: Who asks (see identify_actor); recorded in every audit row.
-    actor: str
+    #: Who the caller says it is (see identify_actor): a detail, never the actor.
+    claimed_by: str | None = None
     request_id: str | None = None
+    #: The verified caller (a principal ARN), recorded as the actor; None until verified.
+    caller: str | None = None
 
     @classmethod
     def from_payload(
-        cls, payload: Mapping[str, Any], *, actor: str, request_id: str | None = None
+        cls,
+        payload: Mapping[str, Any],
+        *,
+        claimed_by: str | None = None,
+        request_id: str | None = None,
+        caller: str | None = None,
     ) -> RetrieveRequest:
         if not isinstance(payload, Mapping):
             raise InvalidEventError("the payload is not a JSON object")
@@ -51,9 +63,9 @@ class RetrieveRequest:
         if doc is not None:
             if not isinstance(doc, str) or not doc or len(doc) > 128:
                 raise InvalidEventError("document_id must be a non-empty string")
-            return cls(doc, None, None, actor, request_id)
+            return cls(doc, None, None, claimed_by, request_id, caller)
         if isinstance(bucket, str) and bucket and isinstance(key, str) and key:
-            return cls(None, bucket, key, actor, request_id)
+            return cls(None, bucket, key, claimed_by, request_id, caller)
         raise InvalidEventError('payload needs "document_id" or "bucket" and "key"')
 
 
@@ -62,14 +74,15 @@ def identify_actor(
     *,
     client_context: Mapping[str, Any] | None = None,
     cognito_identity_id: str | None = None,
-) -> str:
-    """The caller identity recorded in the audit trail, best source first:
+) -> str | None:
+    """The name the caller declares, best source first (kept as ``claimed_by``; nothing
+    here is verified, so it is never the audit row's actor):
 
     1. ``requested_by`` in the invocation's client context (``aws lambda invoke
        --client-context``, set by a calling service);
     2. the Cognito identity of the Lambda context, when invoked through one;
     3. ``requested_by`` in the payload;
-    4. ``"unknown"``.
+    4. None: nothing declared.
 
     Lambda does not pass the IAM principal of a direct invoke to the function; the audit
     row carries the Lambda request id so CloudTrail's Invoke record names the principal.
@@ -82,29 +95,42 @@ def identify_actor(
         return _clean_actor(f"cognito:{cognito_identity_id}")
     if payload and isinstance(payload.get("requested_by"), str) and payload["requested_by"]:
         return _clean_actor(str(payload["requested_by"]))
-    return "unknown"
+    return None
 
 
-def _clean_actor(actor: str) -> str:
-    return "".join(c for c in actor if c.isprintable())[:256] or "unknown"
+def _clean_actor(actor: str) -> str | None:
+    return "".join(c for c in actor if c.isprintable())[:256] or None
 
 
 def retrieve_payload(
-    p: Pipeline, payload: Any, *, actor: str, request_id: str | None = None
+    p: Pipeline,
+    payload: Any,
+    *,
+    claimed_by: str | None = None,
+    request_id: str | None = None,
+    caller: str | None = None,
 ) -> dict[str, Any]:
     """Parse an invocation payload and retrieve; a malformed payload is refused and audited."""
     try:
-        req = RetrieveRequest.from_payload(payload, actor=actor, request_id=request_id)
+        req = RetrieveRequest.from_payload(
+            payload, claimed_by=claimed_by, request_id=request_id, caller=caller
+        )
     except InvalidEventError as exc:
         p.audit.append(
             operation=OP_DECRYPT,
             outcome=AuditOutcome.REFUSED,
-            actor=actor,
+            actor=caller,
             request_id=request_id,
-            details={"reason": type(exc).__name__},
+            details=_with_claim({"reason": type(exc).__name__}, claimed_by),
         )
         raise
     return retrieve_document(p, req)
+
+
+def _with_claim(details: dict[str, Any], claimed_by: str | None) -> dict[str, Any]:
+    if claimed_by is not None:
+        details["claimed_by"] = claimed_by
+    return details
 
 
 def retrieve_document(p: Pipeline, req: RetrieveRequest) -> dict[str, Any]:
@@ -118,24 +144,25 @@ def retrieve_document(p: Pipeline, req: RetrieveRequest) -> dict[str, Any]:
         p.audit.append(
             operation=OP_DECRYPT,
             outcome=AuditOutcome.REFUSED,
-            actor=req.actor,
+            actor=req.caller,
             document_id=record.document_id if record else req.document_id,
             key_id=record.key_id if record else None,
             request_id=req.request_id,
-            details={
-                "reason": type(exc).__name__,
-                "requested": _requested(req),
-            },
+            details=_with_claim(
+                {"reason": type(exc).__name__, "requested": _requested(req)}, req.claimed_by
+            ),
         )
         raise
     p.audit.append(
         operation=OP_DECRYPT,
         outcome=AuditOutcome.SUCCESS,
-        actor=req.actor,
+        actor=req.caller,
         document_id=record.document_id,
         key_id=record.key_id,
         request_id=req.request_id,
-        details={"delivery": result["delivery"], "size": result["size"]},
+        details=_with_claim(
+            {"delivery": result["delivery"], "size": result["size"]}, req.claimed_by
+        ),
     )
     return result
 

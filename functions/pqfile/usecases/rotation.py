@@ -6,12 +6,17 @@ The scheduled workflow (statemachines/rotate-keys.asl.json) runs these use cases
    configured suite to its target, and lists the rotation runs to work on (queued and
    still-running ones, so an interrupted rotation is resumed by the next execution).
 2. :func:`plan_rewrap` starts a run (picks the new key: the least-used active key of the
-   same suite) and returns the next batch of documents still on the old key.
+   same suite whose attestation verifies) and returns the next batch of documents still on
+   the old key.
 3. :func:`rewrap_document` moves one document: the package header is rewrapped from the
    old key to the new one (the data key is unchanged, so the body is copied byte for byte,
    never re-encrypted), written as a new version of the same object, verified, and only
    then is the documents row pointed at the new key and version (``document.rewrap``).
-4. :func:`finish_rotation` expires the old key once no document uses it any more.
+4. :func:`finish_rotation` expires the old key once no document uses it any more, and
+   completes an operator's pending revocation of it (the workflow never starts one).
+
+Each step runs as its function's own database role (pqfile_maintain, pqfile_rewrap): the
+database records that role as the actor of every audit row, so nothing here names one.
 
 Crash safety: the documents row names the exact object version it was committed with, and
 that version is never modified, so the old package stays readable until the row moves. A
@@ -63,8 +68,6 @@ from pqfile.usecases.rotation_steps import (
     RunSummary,
 )
 
-#: The actor rotation writes into audit rows.
-ROTATION_ACTOR = "pqfile-rotate"
 OP_REWRAP = "document.rewrap"
 OP_MAINTAIN = "key.pool_maintained"
 OP_FAILED = "key.rotation_failed"
@@ -90,7 +93,6 @@ class Rotation:
     suites: tuple[str, ...] = (DEFAULT_SUITE,)
     #: Documents per PlanRewrap batch (one Map state's items).
     batch_size: int = DEFAULT_REWRAP_BATCH
-    actor: str = ROTATION_ACTOR
 
 
 # --- 1. pool maintenance ---------------------------------------------------------------------
@@ -98,7 +100,7 @@ class Rotation:
 
 def maintain_pool(r: Rotation, *, request_id: str | None = None) -> MaintainResult:
     """Queue keys due for rotation, refill the pools, list the runs to work on."""
-    queued = r.keys.queue_due_for_rotation(actor=r.actor, request_id=request_id)
+    queued = r.keys.queue_due_for_rotation(request_id=request_id)
     runs = [*r.keys.rotations(RotationStatus.RUNNING), *r.keys.rotations(RotationStatus.QUEUED)]
     suites = list(r.suites)
     for run in runs:  # the rotation target must exist: refill the old key's suite too
@@ -107,11 +109,10 @@ def maintain_pool(r: Rotation, *, request_id: str | None = None) -> MaintainResu
             suites.append(suite)
     created: dict[str, int] = {}
     for suite in suites:
-        created[suite] = len(r.keys.refill(suite, actor=r.actor, request_id=request_id))
+        created[suite] = len(r.keys.refill(suite, request_id=request_id))
     r.audit.append(
         operation=OP_MAINTAIN,
         outcome=AuditOutcome.SUCCESS,
-        actor=r.actor,
         request_id=request_id,
         details={
             "queued": [k for k, _ in queued],
@@ -139,7 +140,7 @@ def plan_rewrap(r: Rotation, rotation_id: int, *, request_id: str | None = None)
     package (an ingest still in flight, or one that failed) are left out: they cannot be
     rewrapped, and they keep the old key from expiring until they are stored or removed.
     """
-    run = r.keys.begin_rotation(rotation_id, actor=r.actor, request_id=request_id)
+    run = r.keys.begin_rotation(rotation_id, request_id=request_id)
     if run.status != RotationStatus.RUNNING or run.new_key_id is None:
         return PlanResult(RunSummary.of(run), documents=[], more=False, skipped=0)
     ids = r.keys.documents_on_key(run.old_key_id, limit=r.batch_size)
@@ -166,7 +167,7 @@ def rewrap_document(
     r: Rotation, rotation_id: int, document_id: str, *, request_id: str | None = None
 ) -> RewrapResult:
     """Move one document of a running rotation onto the run's new key. Idempotent."""
-    run = r.keys.begin_rotation(rotation_id, actor=r.actor, request_id=request_id)
+    run = r.keys.begin_rotation(rotation_id, request_id=request_id)
     record = r.documents.get(document_id)
     if record is None:
         raise DocumentNotFoundError(f"no document {document_id}")
@@ -184,7 +185,6 @@ def rewrap_document(
             r.audit.append(
                 operation=OP_REWRAP,
                 outcome=AuditOutcome.FAILURE,
-                actor=r.actor,
                 document_id=document_id,
                 key_id=run.old_key_id,
                 request_id=request_id,
@@ -196,7 +196,6 @@ def rewrap_document(
         document_id,
         encrypted_version_id=written.version_id,
         encrypted_size=written.size,
-        actor=r.actor,
         request_id=request_id,
     )
     if not moved:  # a concurrent worker committed its own (equally valid) version first
@@ -231,7 +230,8 @@ def _rewrite_package(
     if header.key_id != old_key_id or header.document_id != record.document_id.encode():
         raise DecryptionError()  # the package is not the one the row describes
     old_secret = r.keys.load_secret_key(old_key_id, Purpose.REWRAP)
-    new_public = r.keys.public_key(new_key_id)
+    # The key the document moves to: its attestation verified, its status still allows it.
+    new_public = r.keys.attested_public_key(new_key_id, Purpose.REWRAP)
     if new_public.suite is not header.suite:
         raise PQFileError("a rotation moves a document to a key of the same suite")
     new_head = envelope.rewrap_header(head, old_secret, new_public)  # verifies the old header
@@ -265,19 +265,21 @@ def _verify(
 def finish_rotation(
     r: Rotation, rotation_id: int, *, request_id: str | None = None
 ) -> FinishResult:
-    """Expire the old key when no document uses it; refuse (run left open) otherwise."""
-    run = r.keys.begin_rotation(rotation_id, actor=r.actor, request_id=request_id)
-    if run.status != RotationStatus.RUNNING:
-        return FinishResult(RunSummary.of(run), run.documents_rewrapped)
-    left = r.keys.documents_on_key(run.old_key_id, limit=1)
-    if left:
-        raise RotationIncompleteError(
-            f"rotation run {rotation_id}: documents still use key {run.old_key_id}"
-        )
-    done = r.keys.finish_rotation(rotation_id, actor=r.actor, request_id=request_id)
-    if done.status != RotationStatus.COMPLETED:
-        raise RotationIncompleteError(f"rotation run {rotation_id} is {done.status}")
-    return FinishResult(RunSummary.of(done), done.documents_rewrapped)
+    """Expire the old key when no document uses it; refuse (run left open) otherwise.
+    Then complete any pending revocation an operator requested for the old key."""
+    run = r.keys.begin_rotation(rotation_id, request_id=request_id)
+    if run.status == RotationStatus.RUNNING:
+        left = r.keys.documents_on_key(run.old_key_id, limit=1)
+        if left:
+            raise RotationIncompleteError(
+                f"rotation run {rotation_id}: documents still use key {run.old_key_id}"
+            )
+        run = r.keys.finish_rotation(rotation_id, request_id=request_id)
+        if run.status != RotationStatus.COMPLETED:
+            raise RotationIncompleteError(f"rotation run {rotation_id} is {run.status}")
+    if run.status == RotationStatus.COMPLETED:  # (a re-run completes what a crash left)
+        r.keys.complete_requests(run.old_key_id, request_id=request_id)
+    return FinishResult(RunSummary.of(run), run.documents_rewrapped)
 
 
 # --- the Catch path --------------------------------------------------------------------------
@@ -288,7 +290,6 @@ def record_rotation_failure(r: Rotation, failure: RotationFailure) -> int:
     return r.audit.append(
         operation=OP_FAILED,
         outcome=AuditOutcome.FAILURE,
-        actor=r.actor,
         request_id=failure.execution,
         details={"error": failure.error_type, "rotation_id": failure.rotation_id},
     )

@@ -14,10 +14,12 @@ The names below are re-exported for callers that import them from the package.
 
 from pqfile.adapters.postgres.audit import AuditRepository, PostgresAuditLog, append_audit
 from pqfile.adapters.postgres.connection import (
+    AuditRefusedError,
     ConnectionParams,
     Database,
     DatabaseError,
     ImmutableRowError,
+    InvariantError,
     PermissionDeniedError,
     Runner,
     Session,
@@ -44,12 +46,14 @@ from pqfile.keys.model import IllegalTransitionError, SelectedKey
 from pqfile.keys.rotation_runs import RotationRun
 
 __all__ = [
+    "AuditRefusedError",
     "AuditRepository",
     "ConnectionParams",
     "Database",
     "DatabaseError",
     "IllegalTransitionError",
     "ImmutableRowError",
+    "InvariantError",
     "Migration",
     "MigrationError",
     "PermissionDeniedError",

@@ -1,8 +1,11 @@
 """``access_logs`` (ports.AuditLog): the hash-chained audit trail, SQL only.
 
 Rows are appended only through the SECURITY DEFINER function ``audit_append()``
-(sql/migrations/0004_audit.sql), which computes each row's hash; ``verify_chain``
-recomputes every hash independently (pqfile.keys.audit_chain) from a consistent snapshot.
+(sql/migrations/0004, restricted per role by 0010), which decides the actor, refuses
+operations the role may not append, caps sizes and computes each row's hash. Details and
+identifiers are shortened here first (pqfile.keys.audit_chain.bounded_details), so a
+legitimate writer never meets the database's caps. ``verify_chain`` recomputes every hash
+independently (pqfile.keys.audit_chain) from a consistent snapshot.
 """
 
 # SQL text only ever interpolates this module's constant column lists; values are bound.
@@ -14,7 +17,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pqfile.adapters.postgres.connection import Database, Runner
-from pqfile.keys.audit_chain import AuditRow, ChainReport, canonical_details, verify_rows
+from pqfile.keys.audit_chain import (
+    MAX_DOCUMENT_ID_CHARS,
+    MAX_REQUEST_ID_CHARS,
+    AuditRow,
+    ChainReport,
+    bounded_details,
+    bounded_text,
+    canonical_details,
+    verify_rows,
+)
 
 _AUDIT_COLUMNS = (
     "seq, occurred_at, operation, outcome, actor, document_id, key_id, request_id, details, "
@@ -48,23 +60,24 @@ def append_audit(
     *,
     operation: str,
     outcome: str,
-    actor: str,
+    actor: str | None = None,
     document_id: str | None = None,
     key_id: str | None = None,
     request_id: str | None = None,
     details: Mapping[str, object] | None = None,
 ) -> int:
     """Append one row; on a Session, inside its transaction (the row commits or rolls back
-    with it)."""
+    with it). ``actor``: None for function roles (the database records the role), a
+    principal ARN from retrieve, or a person's claimed name (kept as ``claimed_by``)."""
     rows = runner.run(
         _APPEND_SQL,
         operation=operation,
         outcome=outcome,
-        actor=actor,
-        document_id=document_id,
+        actor=None if actor is None else actor[:1000],
+        document_id=bounded_text(document_id, MAX_DOCUMENT_ID_CHARS),
         key_id=key_id,
-        request_id=request_id,
-        details=canonical_details(details),
+        request_id=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+        details=canonical_details(bounded_details(details)),
     )
     return int(rows[0][0])
 
@@ -80,7 +93,7 @@ class AuditRepository:
         *,
         operation: str,
         outcome: str,
-        actor: str,
+        actor: str | None = None,
         document_id: str | None = None,
         key_id: str | None = None,
         request_id: str | None = None,

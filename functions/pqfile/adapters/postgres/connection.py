@@ -8,15 +8,22 @@
 - ``Runner``: what the repositories run statements on, a ``Database`` (each statement
   commits on its own) or a ``Session`` inside ``Database.transaction()``.
 
+TLS: a URL without ``sslmode`` verifies the server (``verify-full``), except for a loopback
+host (``localhost``, 127.0.0.0/8, ``::1``) or a Unix socket, where it stays ``disable``
+(the local stack's throwaway cluster); docs/KEYS.md, "Connections".
+
 Errors: pg8000 errors become ``TransientError`` (connection lost, serialization failure,
-deadlock, too many connections), ``PermissionDeniedError``, ``IllegalTransitionError`` (the
-database refused a key status change), ``ImmutableRowError`` or ``DatabaseError``. Only the
-server's primary message is kept: its DETAIL may quote row values.
+deadlock, too many connections, a lock or statement timeout), ``PermissionDeniedError``,
+``IllegalTransitionError`` (the database refused a transition: SQLSTATE PQ001),
+``ImmutableRowError`` (PQ002, PQ003), ``InvariantError`` (PQ004), ``NoActiveKeyError``
+(PQ006), ``AuditRefusedError`` (PQ007) or ``DatabaseError``. Only the server's primary
+message is kept: its DETAIL may quote row values.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import ssl
 import threading
@@ -29,7 +36,7 @@ import pg8000.native
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pqfile.config import DatabaseSettings
-from pqfile.errors import PQFileError, TransientError
+from pqfile.errors import NoActiveKeyError, PQFileError, TransientError
 from pqfile.keys.model import IllegalTransitionError
 
 # --- errors ------------------------------------------------------------------------------
@@ -51,8 +58,22 @@ class ImmutableRowError(DatabaseError):
     """An append-only or immutable row was to be changed (audit rows, key material)."""
 
 
+class InvariantError(DatabaseError):
+    """The database refused a write that breaks an invariant (a key id that is not
+    H(public key), a wrong length, a missing attestation, ...): SQLSTATE PQ004."""
+
+
+class AuditRefusedError(DatabaseError):
+    """``audit_append`` refused the row: an operation the role may not append, a malformed
+    actor, or details over their caps (SQLSTATE PQ007)."""
+
+
 _DB_ERRORS = (pg8000.native.DatabaseError, pg8000.native.InterfaceError, OSError)
-_TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "53400"}
+# 57014: statement_timeout (the per-role timeouts of migration 0010), retried like a lock
+# timeout (55P03).
+_TRANSIENT_STATES = {
+    "40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300", "53400",
+}
 
 
 def _sqlstate(exc: BaseException) -> str:
@@ -81,6 +102,12 @@ def _translate(exc: BaseException) -> PQFileError:
             return IllegalTransitionError(message)
         if code in {"PQ002", "PQ003"}:
             return ImmutableRowError(message, code)
+        if code == "PQ004":
+            return InvariantError(message, code)
+        if code == "PQ006":
+            return NoActiveKeyError(message)
+        if code == "PQ007":
+            return AuditRefusedError(message, code)
         return DatabaseError(message, code or None)
     return TransientError(f"database connection failed: {type(exc).__name__}")
 
@@ -108,16 +135,28 @@ class ConnectionParams:
         )
 
 
+def default_sslmode(host: str | None, unix_socket_dir: str | None = None) -> str:
+    """``verify-full`` unless the server is this machine: a Unix socket or a loopback host
+    (``localhost``, 127.0.0.0/8, ``::1``), where TLS stays off (``disable``)."""
+    if unix_socket_dir or not host or host.lower() == "localhost":
+        return "disable"
+    try:
+        return "disable" if ipaddress.ip_address(host).is_loopback else "verify-full"
+    except ValueError:
+        return "verify-full"  # a DNS name: the server is somewhere else
+
+
 def parse_database_url(url: str) -> ConnectionParams:
     """``postgresql://user[:password]@host[:port]/database?sslmode=...&sslrootcert=...``.
 
-    ``?host=/path`` selects a Unix socket directory (as libpq does).
+    ``?host=/path`` selects a Unix socket directory (as libpq does). Without ``sslmode``,
+    TLS is verified (``verify-full``) except on loopback or a Unix socket (``disable``).
     """
     parts = urlsplit(url)
     if parts.scheme not in {"postgresql", "postgres"}:
         raise ValueError("database URL must start with postgresql://")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    sslmode = query.get("sslmode", "disable")
+    sslmode = query.get("sslmode") or default_sslmode(parts.hostname, query.get("host"))
     if sslmode not in {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}:
         raise ValueError(f"unsupported sslmode {sslmode!r}")
     unix_dir = query.get("host")

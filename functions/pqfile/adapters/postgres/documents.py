@@ -1,7 +1,11 @@
-"""``documents`` (ports.DocumentRepository): the document index, SQL only.
+"""``documents`` (ports.DocumentRepository): the document index.
 
-Every write is idempotent: a document's source identity (bucket, key, and version id or
-ETag) is unique, and the first writer of a key assignment or a stored package wins.
+Reads are SELECTs; every write is one call to a SECURITY DEFINER function of
+sql/migrations/0010 (document_begin, document_assign_key, document_mark_stored,
+document_mark_plaintext_deleted, document_record_failure), granted only to the step that
+makes it. Every write is idempotent: a document's source identity (bucket, key, and version
+id or ETag) is unique, and the first writer of a key assignment or a stored package wins.
+The database refuses a key that is not active for encryption (IllegalTransitionError).
 """
 
 # SQL text only ever interpolates this module's constant column lists; values are bound.
@@ -9,11 +13,18 @@ ETag) is unique, and the first writer of a key assignment or a stored package wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pqfile.adapters.postgres.connection import Database, DatabaseError
 from pqfile.errors import DocumentNotFoundError
+from pqfile.keys.audit_chain import (
+    MAX_DOCUMENT_ID_CHARS,
+    MAX_REQUEST_ID_CHARS,
+    bounded_details,
+    bounded_text,
+    canonical_details,
+)
 from pqfile.ports import DocumentRecord
 
 _DOC_COLUMNS = (
@@ -62,9 +73,8 @@ class PostgresDocumentRepository:
         if source_version_id is None and source_etag is None:
             raise ValueError("a document's source needs a version id or an ETag")
         rows = self._db.run(
-            "INSERT INTO documents (document_id, source_bucket, source_key, source_version_id, "
-            "source_etag, plaintext_size) VALUES (:document_id, :bucket, :key, :version_id, "
-            f":etag, :size) ON CONFLICT DO NOTHING RETURNING {_DOC_COLUMNS}",
+            f"SELECT {_DOC_COLUMNS} FROM document_begin(:document_id, :bucket, :key, "
+            ":version_id, :etag, :size)",
             document_id=document_id,
             bucket=source_bucket,
             key=source_key,
@@ -113,15 +123,13 @@ class PostgresDocumentRepository:
         )
         return _doc(rows[0]) if rows else None
 
-    def assign_key(self, document_id: str, key_id: str, suite: str) -> DocumentRecord:
-        self._db.run(
-            "UPDATE documents SET key_id = :k, suite = :s, updated_at = now() "
-            "WHERE document_id = :d AND key_id IS NULL",
-            k=key_id,
-            s=suite,
-            d=document_id,
+    def assign_key(self, document_id: str, key_id: str) -> DocumentRecord:
+        rows = self._db.run(
+            f"SELECT {_DOC_COLUMNS} FROM document_assign_key(:d, :k)", d=document_id, k=key_id
         )
-        return self.get_document(document_id)
+        if not rows:
+            raise DocumentNotFoundError(f"no document {document_id}")
+        return _doc(rows[0])
 
     def mark_stored(
         self,
@@ -133,31 +141,31 @@ class PostgresDocumentRepository:
         encrypted_size: int,
     ) -> tuple[DocumentRecord, bool]:
         rows = self._db.run(
-            "UPDATE documents SET status = 'stored', encrypted_bucket = :b, encrypted_key = :k, "
-            "encrypted_version_id = :v, encrypted_size = :n, error = NULL, stored_at = now(), "
-            "updated_at = now() WHERE document_id = :d AND status <> 'stored' "
-            f"RETURNING {_DOC_COLUMNS}",
+            "SELECT document_mark_stored(:d, :b, :k, :v, :n)",
             b=encrypted_bucket,
             k=encrypted_key,
             v=encrypted_version_id,
             n=encrypted_size,
             d=document_id,
         )
-        if rows:
-            return _doc(rows[0]), True
-        return self.get_document(document_id), False
+        return self.get_document(document_id), bool(rows[0][0])
 
     def mark_plaintext_deleted(self, document_id: str) -> None:
-        self._db.run(
-            "UPDATE documents SET plaintext_deleted_at = coalesce(plaintext_deleted_at, now()), "
-            "updated_at = now() WHERE document_id = :d",
-            d=document_id,
-        )
+        self._db.run("SELECT document_mark_plaintext_deleted(:d)", d=document_id)
 
-    def mark_failed(self, document_id: str, error: str) -> None:
-        self._db.run(
-            "UPDATE documents SET status = 'failed', error = :e, updated_at = now() "
-            "WHERE document_id = :d AND status <> 'stored'",
+    def record_failure(
+        self,
+        document_id: str | None,
+        *,
+        error: str,
+        details: Mapping[str, object],
+        request_id: str | None = None,
+    ) -> int:
+        rows = self._db.run(
+            "SELECT document_record_failure(:d, :e, :details, :req)",
+            d=bounded_text(document_id, MAX_DOCUMENT_ID_CHARS),
             e=error[:2000],
-            d=document_id,
+            details=canonical_details(bounded_details(details)),
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
         )
+        return int(rows[0][0])

@@ -1,9 +1,11 @@
-"""``encryption_keys`` (ports.KeyRepository): the key pool's rows, SQL only.
+"""``encryption_keys`` and ``key_requests`` (ports.KeyRepository): the key pool's rows.
 
-The rules (which key to hand out, when to refill or rotate, custody) are in pqfile.keys;
-the database adds its own guards (sql/migrations/0002_keys.sql: status transitions,
-immutable key material, timestamps) and grants (0005, 0009: only the roles that unwrap
-may read ``wrapped_seed``).
+Reads are SELECTs; every write is one call to a SECURITY DEFINER function of
+sql/migrations/0010 (key_select, key_create, key_queue_rotation, key_revoke, key_expire,
+key_request, key_complete_request), which checks the caller's role, the transition and its
+invariants and appends the audit row in the same transaction. The rules the pool applies
+before calling them are in pqfile.keys; only the roles that unwrap may read
+``wrapped_seed`` (0009, 0010).
 """
 
 # SQL text only ever interpolates this module's constant column lists; values are bound.
@@ -16,35 +18,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from pqfile.adapters.postgres.connection import Runner
+from pqfile.keys.audit_chain import MAX_REQUEST_ID_CHARS, bounded_text
 from pqfile.keys.model import KeyRecord, KeyStatus, NewKey, SealedSeed, SelectedKey
+from pqfile.ports import KeyRequest
 
 KEY_COLUMNS = (
     "id, suite, public_key, kms_key_arn, status, usage_count, bytes_encrypted, created_at, "
     "activated_at, rotate_after, rotation_queued_at, expired_at, revoked_at, revoke_reason, "
-    "last_used_at"
+    "last_used_at, attestation"
 )
 
-# Least-used active key of a suite; SKIP LOCKED lets concurrent callers take the next one
-# instead of queueing behind each other. The outer status check re-validates the row after
-# the lock (a key revoked meanwhile is never handed out). Few columns come back: this is
-# the hot path; public keys never change, so callers take them from a per-process cache.
-_SELECT_KEY_SQL = """
-UPDATE encryption_keys AS k
-   SET usage_count = k.usage_count + 1,
-       bytes_encrypted = k.bytes_encrypted + :nbytes,
-       last_used_at = now()
- WHERE k.id = (
-         SELECT c.id FROM encryption_keys AS c
-          WHERE c.suite = :suite AND c.status = 'active' AND c.rotate_after > now()
-            AND c.usage_count < :max_documents AND c.bytes_encrypted < :max_bytes
-          ORDER BY c.usage_count, c.id
-          LIMIT 1
-          FOR UPDATE SKIP LOCKED)
-   AND k.status = 'active'
-RETURNING k.id, k.suite, k.usage_count, k.bytes_encrypted
-"""
-
-_SELECT_KEY_WAIT_SQL = _SELECT_KEY_SQL.replace("FOR UPDATE SKIP LOCKED", "FOR UPDATE")
+# The least-used active, attested key of a suite, one use counted (key_select: SKIP LOCKED
+# lets concurrent callers take the next key instead of queueing; the status is checked
+# again on the locked row). The public key and attestation come back for the caller to
+# verify; public keys never change, so callers parse each once.
+_SELECT_KEY_SQL = (
+    "SELECT id, suite, usage_count, bytes_encrypted, public_key, attestation "
+    "FROM key_select(:suite, :nbytes, :max_documents, :max_bytes, :wait, "
+    "CAST(:exclude AS text[]))"
+)
 
 
 def key_record(r: Sequence[Any]) -> KeyRecord:
@@ -65,7 +57,13 @@ def key_record(r: Sequence[Any]) -> KeyRecord:
         revoked_at=r[12],
         revoke_reason=r[13],
         last_used_at=r[14],
+        attestation=None if r[15] is None else bytes(r[15]),
     )
+
+
+def _claim(actor: str | None) -> str | None:
+    # Only a claim (a person's name, kept as `claimed_by`): the database decides the actor.
+    return None if actor is None else actor[:256]
 
 
 class PostgresKeyRepository:
@@ -79,28 +77,43 @@ class PostgresKeyRepository:
         return now
 
     def take_least_used(
-        self, suite: str, *, nbytes: int, max_documents: int, max_bytes: int, wait: bool
+        self,
+        suite: str,
+        *,
+        nbytes: int,
+        max_documents: int,
+        max_bytes: int,
+        wait: bool,
+        exclude: Sequence[str] = (),
     ) -> SelectedKey | None:
         rows = self._run(
-            _SELECT_KEY_WAIT_SQL if wait else _SELECT_KEY_SQL,
+            _SELECT_KEY_SQL,
             suite=suite,
             nbytes=nbytes,
             max_documents=max_documents,
             max_bytes=max_bytes,
+            wait=wait,
+            exclude=list(exclude),
         )
         if not rows:
             return None
         r = rows[0]
-        return SelectedKey(r[0], r[1], int(r[2]), int(r[3]))
+        return SelectedKey(
+            r[0], r[1], int(r[2]), int(r[3]), bytes(r[4]), None if r[5] is None else bytes(r[5])
+        )
 
-    def count_selectable(self, suite: str, *, max_documents: int, max_bytes: int) -> int:
+    def count_selectable(
+        self, suite: str, *, max_documents: int, max_bytes: int, exclude: Sequence[str] = ()
+    ) -> int:
         rows = self._run(
             "SELECT count(*) FROM encryption_keys WHERE suite = :suite AND status = 'active' "
-            "AND rotate_after > now() AND usage_count < :max_documents "
-            "AND bytes_encrypted < :max_bytes",
+            "AND rotate_after > now() AND attestation IS NOT NULL "
+            "AND usage_count < :max_documents AND bytes_encrypted < :max_bytes "
+            "AND NOT (id = ANY (CAST(:exclude AS text[])))",
             suite=suite,
             max_documents=max_documents,
             max_bytes=max_bytes,
+            exclude=list(exclude),
         )
         return int(rows[0][0])
 
@@ -141,64 +154,116 @@ class PostgresKeyRepository:
         rows = self._run("SELECT suite, usage_count FROM encryption_keys WHERE status = 'active'")
         return [(str(r[0]), int(r[1])) for r in rows]
 
-    # -- in a transaction --
-
     def lock_pool(self, suite: str) -> None:
         self._run("SELECT pg_advisory_xact_lock(hashtext(:k))", k=f"pqfile:refill:{suite}")
 
     def count_active(self, suite: str) -> int:
         rows = self._run(
-            "SELECT count(*) FROM encryption_keys WHERE suite = :suite AND status = 'active'",
+            "SELECT count(*) FROM encryption_keys WHERE suite = :suite AND status = 'active' "
+            "AND attestation IS NOT NULL",
             suite=suite,
         )
         return int(rows[0][0])
 
-    def insert_key(self, key: NewKey, *, max_age: dt.timedelta) -> KeyRecord:
-        rows = self._run(
-            "INSERT INTO encryption_keys (id, suite, public_key, wrapped_seed, kms_key_arn, "
-            "rotate_after) VALUES (:id, :suite, :pk, :ws, :arn, now() + "
-            "make_interval(secs => :age)) "
-            f"RETURNING {KEY_COLUMNS}",
+    # -- writes: SECURITY DEFINER functions (sql/migrations/0010) --
+
+    def create_key(
+        self,
+        key: NewKey,
+        *,
+        attestation: bytes,
+        max_age: dt.timedelta,
+        actor: str | None,
+        request_id: str | None,
+    ) -> KeyRecord:
+        self._run(
+            "SELECT key_create(:id, :suite, :pk, :ws, :arn, :att, "
+            "CAST(:age AS double precision), :actor, :req)",
             id=key.key_id,
             suite=key.suite,
             pk=key.public_key,
             ws=key.wrapped_seed,
             arn=key.kms_key_arn,
+            att=attestation,
             age=max_age.total_seconds(),
+            actor=_claim(actor),
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
         )
-        return key_record(rows[0])
+        record = self.get_key(key.key_id)
+        assert record is not None  # just inserted, in this transaction
+        return record
 
-    def lock_status(self, key_id: str) -> KeyStatus | None:
-        rows = self._run("SELECT status FROM encryption_keys WHERE id = :id FOR UPDATE", id=key_id)
-        return KeyStatus.from_name(rows[0][0]) if rows else None
-
-    def set_status(self, key_id: str, status: KeyStatus, *, reason: str | None) -> KeyRecord:
-        rows = self._run(
-            "UPDATE encryption_keys SET status = :status, "
-            "revoke_reason = coalesce(CAST(:reason AS text), revoke_reason) "
-            f"WHERE id = :id RETURNING {KEY_COLUMNS}",
-            status=status.value,
-            reason=reason,
-            id=key_id,
-        )
-        return key_record(rows[0])
-
-    def set_status_if(
-        self, key_id: str, *, current: Sequence[KeyStatus], status: KeyStatus
+    def queue_rotation(
+        self,
+        key_id: str,
+        reason: str,
+        *,
+        max_documents: int,
+        max_bytes: int,
+        actor: str | None,
+        request_id: str | None,
     ) -> bool:
         rows = self._run(
-            "UPDATE encryption_keys SET status = :status "
-            "WHERE id = :id AND status = ANY(CAST(:current AS text[])) RETURNING id",
-            status=status.value,
+            "SELECT key_queue_rotation(:id, :reason, :maxd, :maxb, :actor, :req)",
             id=key_id,
-            current=[s.value for s in current],
+            reason=reason,
+            maxd=max_documents,
+            maxb=max_bytes,
+            actor=_claim(actor),
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
         )
-        return bool(rows)
+        return bool(rows[0][0])
 
-    def count_use(self, key_id: str, nbytes: int) -> None:
-        self._run(
-            "UPDATE encryption_keys SET usage_count = usage_count + 1, "
-            "bytes_encrypted = bytes_encrypted + :b, last_used_at = now() WHERE id = :id",
-            b=nbytes,
+    def revoke(
+        self, key_id: str, reason: str, *, actor: str | None, request_id: str | None
+    ) -> KeyStatus:
+        rows = self._run(
+            "SELECT key_revoke(:id, :reason, :actor, :req)",
             id=key_id,
+            reason=reason,
+            actor=_claim(actor),
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
         )
+        return KeyStatus.from_name(rows[0][0])
+
+    def expire(self, key_id: str, *, actor: str | None, request_id: str | None) -> KeyStatus:
+        rows = self._run(
+            "SELECT key_expire(:id, :actor, :req)",
+            id=key_id,
+            actor=_claim(actor),
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+        )
+        return KeyStatus.from_name(rows[0][0])
+
+    def request(
+        self, key_id: str, kind: str, reason: str, *, actor: str | None, request_id: str | None
+    ) -> int:
+        rows = self._run(
+            "SELECT key_request(:id, :kind, :reason, :actor, :req)",
+            id=key_id,
+            kind=kind,
+            reason=reason,
+            actor=_claim(actor),
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+        )
+        return int(rows[0][0])
+
+    def pending_requests(self, key_id: str | None = None) -> list[KeyRequest]:
+        rows = self._run(
+            "SELECT id, key_id, kind, reason, requested_by FROM key_requests "
+            "WHERE status = 'pending' AND (CAST(:k AS text) IS NULL OR key_id = CAST(:k AS text)) "
+            "ORDER BY id",
+            k=key_id,
+        )
+        return [KeyRequest(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
+
+    def complete_request(
+        self, request: int, *, actor: str | None, request_id: str | None
+    ) -> bool:
+        rows = self._run(
+            "SELECT key_complete_request(:id, :actor, :req)",
+            id=request,
+            actor=_claim(actor),
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+        )
+        return bool(rows[0][0])

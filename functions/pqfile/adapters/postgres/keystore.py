@@ -19,7 +19,7 @@ from pqfile.crypto import kem
 from pqfile.keys.cache import UnwrappedKeyCache
 from pqfile.keys.policy import PoolPolicy
 from pqfile.keys.pool import KeyPool
-from pqfile.ports import SeedProtector
+from pqfile.ports import KeyAttestor, SeedProtector
 
 
 class _Repositories:
@@ -61,10 +61,16 @@ class PostgresKeyStore(KeyPool):
         db: Database,
         protector: SeedProtector,
         *,
+        attestor: KeyAttestor | None = None,
         policy: PoolPolicy | None = None,
         cache: UnwrappedKeyCache[kem.SecretKey] | None = None,
-        actor: str = "pqfile",
+        actor: str | None = None,
     ) -> None:
         super().__init__(
-            PostgresKeyStorage(db), protector, policy=policy, cache=cache, actor=actor
+            PostgresKeyStorage(db),
+            protector,
+            attestor=attestor,
+            policy=policy,
+            cache=cache,
+            actor=actor,
         )

@@ -1,6 +1,8 @@
 """``key_rotations`` (ports.RotationRepository): rotation runs and the documents they move.
 
-SQL only; the run's state rules are in pqfile.keys.rotation_runs.
+Reads are SELECTs; the writes are the SECURITY DEFINER functions rotation_begin,
+rotation_record_rewrap and rotation_finish (sql/migrations/0010), which check each
+transition and append its audit row. The early checks are in pqfile.keys.rotation_runs.
 """
 
 # SQL text only ever interpolates this module's constant column lists; values are bound.
@@ -12,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pqfile.adapters.postgres.connection import PermissionDeniedError, Runner
+from pqfile.keys.audit_chain import MAX_REQUEST_ID_CHARS, bounded_text
 from pqfile.keys.rotation_runs import RotationRun
-from pqfile.ports import RotationStatus
 
 ROTATION_COLUMNS = (
     "id, old_key_id, new_key_id, reason, status, documents_total, documents_rewrapped, "
@@ -55,94 +57,66 @@ class PostgresRotationRepository:
         )
         return [str(r[0]) for r in rows]
 
-    # -- in a transaction --
-
-    def open_run(self, old_key_id: str, reason: str) -> None:
-        self._run(
-            "INSERT INTO key_rotations (old_key_id, reason) VALUES (:id, :reason)",
-            id=old_key_id,
-            reason=reason,
-        )
-
     def get_run(self, rotation_id: int) -> RotationRun | None:
         rows = self._run(
             f"SELECT {ROTATION_COLUMNS} FROM key_rotations WHERE id = :id", id=rotation_id
         )
         return rotation_run(rows[0]) if rows else None
 
-    def lock_run(self, rotation_id: int) -> RotationRun | None:
-        rows = self._run(
-            f"SELECT {ROTATION_COLUMNS} FROM key_rotations WHERE id = :id FOR UPDATE",
-            id=rotation_id,
-        )
-        return rotation_run(rows[0]) if rows else None
-
-    def successor(self, old_key_id: str) -> str | None:
+    def successor(self, old_key_id: str, *, exclude: Sequence[str] = ()) -> str | None:
         rows = self._run(
             "SELECT n.id FROM encryption_keys n JOIN encryption_keys o ON o.id = :old "
             "WHERE n.suite = o.suite AND n.status = 'active' AND n.id <> o.id "
-            "AND n.rotate_after > now() ORDER BY n.usage_count, n.id LIMIT 1",
+            "AND n.attestation IS NOT NULL AND n.rotate_after > now() "
+            "AND NOT (n.id = ANY (CAST(:exclude AS text[]))) "
+            "ORDER BY n.usage_count, n.id LIMIT 1",
             old=old_key_id,
+            exclude=list(exclude),
         )
         return str(rows[0][0]) if rows else None
 
-    def start_run(
-        self, rotation_id: int, *, status: RotationStatus, new_key_id: str
+    # -- writes: SECURITY DEFINER functions (sql/migrations/0010) --
+
+    def begin_run(
+        self, rotation_id: int, *, new_key_id: str, actor: str | None, request_id: str | None
     ) -> RotationRun:
         rows = self._run(
-            "UPDATE key_rotations AS r SET status = :st, new_key_id = :new, "
-            "started_at = now(), updated_at = now(), documents_total = "
-            "(SELECT count(*) FROM documents WHERE key_id = r.old_key_id) "
-            f"WHERE id = :id RETURNING {ROTATION_COLUMNS}",
-            st=status.value,
-            new=new_key_id,
+            f"SELECT {ROTATION_COLUMNS} FROM rotation_begin(:id, :new, :actor, :req)",
             id=rotation_id,
+            new=new_key_id,
+            actor=None if actor is None else actor[:256],
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
         )
         return rotation_run(rows[0])
 
-    def move_document(
+    def record_rewrap(
         self,
+        rotation_id: int,
         document_id: str,
         *,
-        old_key_id: str,
-        new_key_id: str,
         encrypted_version_id: str | None,
         encrypted_size: int,
-    ) -> int | None:
+        actor: str | None,
+        request_id: str | None,
+    ) -> bool:
         rows = self._run(
-            "UPDATE documents SET key_id = :new, encrypted_version_id = :v, "
-            "encrypted_size = :n, updated_at = now() "
-            "WHERE document_id = :d AND key_id = :old RETURNING plaintext_size",
-            new=new_key_id,
-            old=old_key_id,
+            "SELECT rotation_record_rewrap(:id, :d, :v, :n, :actor, :req)",
+            id=rotation_id,
+            d=document_id,
             v=encrypted_version_id,
             n=encrypted_size,
-            d=document_id,
+            actor=None if actor is None else actor[:256],
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
         )
-        return int(rows[0][0] or 0) if rows else None
+        return bool(rows[0][0])
 
-    def count_rewrapped(self, rotation_id: int) -> None:
-        self._run(
-            "UPDATE key_rotations SET documents_rewrapped = documents_rewrapped + 1, "
-            "updated_at = now() WHERE id = :id",
-            id=rotation_id,
-        )
-
-    def count_documents_on(self, key_id: str) -> int:
-        rows = self._run("SELECT count(*) FROM documents WHERE key_id = :k", k=key_id)
-        return int(rows[0][0])
-
-    def close_run(
-        self, rotation_id: int, *, status: RotationStatus, error: str | None, documents_left: int
+    def finish_run(
+        self, rotation_id: int, *, actor: str | None, request_id: str | None
     ) -> RotationRun:
         rows = self._run(
-            "UPDATE key_rotations SET status = :st, error = :err, updated_at = now(), "
-            "completed_at = CASE WHEN :st = 'completed' THEN now() END, "
-            "documents_failed = :left "
-            f"WHERE id = :id RETURNING {ROTATION_COLUMNS}",
-            st=status.value,
-            err=error,
-            left=documents_left,
+            f"SELECT {ROTATION_COLUMNS} FROM rotation_finish(:id, :actor, :req)",
             id=rotation_id,
+            actor=None if actor is None else actor[:256],
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
         )
         return rotation_run(rows[0])
