@@ -86,6 +86,10 @@ class InvalidEventError(PQFileError):
     """A malformed or foreign event (wrong bucket/prefix, missing fields)."""
 
 
+class OutsideTenantError(InvalidEventError):
+    """An upload outside a tenant folder (``uploads/<tenant>/...``): no tenant owns it."""
+
+
 class DocumentNotFoundError(PQFileError):
     """No such document (or the uploaded object no longer exists)."""
 

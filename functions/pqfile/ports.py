@@ -44,6 +44,9 @@ class AuditOutcome(enum.StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
     REFUSED = "refused"
+    #: retrieve's row committed before any decryption (sql/migrations/0011); the outcome
+    #: row follows.
+    ATTEMPT = "attempt"
 
 
 # --- objects (S3) ------------------------------------------------------------------------------
@@ -232,6 +235,8 @@ class DocumentRecord:
     plaintext_size: int | None = None
     encrypted_size: int | None = None
     error: str | None = None
+    #: The first folder under uploads/ (sql/migrations/0011; ``legacy`` for older rows).
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         # Repositories hand over the column's text; an unknown status fails here, loudly.
@@ -255,8 +260,10 @@ class DocumentRepository(Protocol):
         source_version_id: str | None,
         source_etag: str | None,
         plaintext_size: int,
+        tenant: str,
     ) -> DocumentRecord:
-        """Insert a `pending` row, or return the existing row for this source identity."""
+        """Insert a `pending` row, or return the existing row for this source identity.
+        ``tenant`` is the key's first folder under uploads/ (the database checks it)."""
         ...
 
     def get(self, document_id: str) -> DocumentRecord | None: ...
@@ -647,4 +654,35 @@ class CallerIdentityVerifier(Protocol):
         whose canonical SHA-256 is ``request_sha256`` (pqfile.auth.retrieve_request_sha256),
         and return the principal STS vouches for. Raise pqfile.auth.IdentityProofError
         (``reason`` is safe to audit); a refused proof causes no outbound request."""
+        ...
+
+
+# --- access rules (sql/migrations/0011) ------------------------------------------------------
+
+
+class AccessOperation(enum.StrEnum):
+    """``access_rules.operation``."""
+
+    RETRIEVE = "retrieve"
+    OPERATE = "operate"
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """A row of ``access_rules``: ``principal`` (an ARN or a ``*`` pattern) may do
+    ``operation`` on ``tenant`` or on ``document_id`` (exactly one of them)."""
+
+    rule_id: int
+    principal: str
+    tenant: str | None
+    document_id: str | None
+    operation: str
+    created_by: str
+    created_at: dt.datetime
+
+
+class AccessPolicy(Protocol):
+    def allows(self, principal: str, document_id: str, operation: AccessOperation) -> bool:
+        """Deny by default: True only when a rule for ``operation`` names the document or
+        its tenant and its principal (pattern) matches ``principal``."""
         ...

@@ -37,6 +37,7 @@ from pqfile.keys.pool import KeyPool
 from pqfile.keys.rotation_runs import RotationRun
 from pqfile.ports import DocumentRecord, KeyRequest, ObjectInfo
 from pqfile.usecases.common import Pipeline
+from pqfile.usecases.events import tenant_of
 
 UPLOADS = "pqfile-uploads"
 ENCRYPTED = "pqfile-encrypted"
@@ -181,7 +182,7 @@ class FakeDocuments:
                 and (not attested or record.attestation is not None))
 
     def begin(self, *, document_id, source_bucket, source_key, source_version_id,
-              source_etag, plaintext_size) -> DocumentRecord:
+              source_etag, plaintext_size, tenant) -> DocumentRecord:
         self._check()
         with self.lock:
             ref = source_version_id or source_etag
@@ -190,7 +191,10 @@ class FakeDocuments:
                         source_bucket, source_key, ref):
                     return r
             rec = DocumentRecord(document_id, source_bucket, source_key, source_version_id,
-                                 source_etag, "pending", plaintext_size=plaintext_size)
+                                 source_etag, "pending", plaintext_size=plaintext_size,
+                                 tenant=tenant)
+            if not tenant or tenant_of(source_key) != tenant:  # as document_begin (0011)
+                raise ValueError("the tenant must be the first folder under uploads/")
             self.rows[document_id] = rec
             return rec
 

@@ -60,12 +60,12 @@ def test_encrypting_256_mib_stays_under_24_mib() -> None:
     p.blobs.open_read = lambda b, k, v=None: io.BufferedReader(_Zeros(size), MIB)  # type: ignore[method-assign]
     p.blobs.open_write = lambda b, k, **kw: MultipartWriter(  # type: ignore[method-assign]
         s3, b, k, content_type=kw["content_type"], part_size=8 * MIB)
-    info = p.blobs.put(UPLOADS, "uploads/big.bin", b"")
+    info = p.blobs.put(UPLOADS, "uploads/a/big.bin", b"")
     doc = p.documents.begin(document_id="d" * 32, source_bucket=UPLOADS,
-                            source_key="uploads/big.bin", source_version_id=info.version_id,
-                            source_etag=info.etag, plaintext_size=size)
+                            source_key="uploads/a/big.bin", source_version_id=info.version_id,
+                            source_etag=info.etag, plaintext_size=size, tenant="a")
     choice = ingest.select_key(p, doc.document_id)
-    source = SourceRef(UPLOADS, "uploads/big.bin", info.version_id, info.etag, size)
+    source = SourceRef(UPLOADS, "uploads/a/big.bin", info.version_id, info.etag, size)
     tracemalloc.start()
     try:
         written = ingest.encrypt_document(p, doc.document_id, source, choice.key_id)

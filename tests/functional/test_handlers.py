@@ -38,7 +38,7 @@ def _invoke(handler: Any, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_happy_path_through_the_handlers(p: Any) -> None:
-    info = p.blobs.put(UPLOADS, "uploads/handlers.txt", b"through the handlers")
+    info = p.blobs.put(UPLOADS, "uploads/a/handlers.txt", b"through the handlers")
     document = _invoke(fetch.handler, {"event": event_for(info), "execution": "x-1"})
     assert document["status"] == "new" and set(document) == {
         "document_id", "source", "content_type", "status"}  # fmt: skip
@@ -86,7 +86,7 @@ def test_malformed_events_are_refused_at_the_boundary(p: Any, handler: Any, payl
 
 
 def _failed_state(p: Any, **extra: Any) -> dict[str, Any]:
-    info = p.blobs.put(UPLOADS, "uploads/failing.txt", b"keep me")
+    info = p.blobs.put(UPLOADS, "uploads/a/failing.txt", b"keep me")
     document = _invoke(fetch.handler, {"event": event_for(info)})
     error = {"Error": "StorageError", "Cause": "secret detail"}
     state: dict[str, Any] = {**event_for(info), "document": document, "error": error}

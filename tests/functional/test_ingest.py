@@ -26,7 +26,7 @@ def _upload(p, key: str, data: bytes):
 def test_round_trip_sizes(size: int) -> None:
     p = make_pipeline()
     data = os.urandom(size)
-    info = _upload(p, "uploads/doc.bin", data)
+    info = _upload(p, "uploads/a/doc.bin", data)
     state = run_workflow(p, event_for(info))
     assert state["status"] == "SUCCEEDED", state.get("error")
     doc_id = state["document"]["document_id"]
@@ -47,8 +47,8 @@ def test_round_trip_sizes(size: int) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["uploads/with space.txt", "uploads/ünïcødé/文件.pdf", "uploads/a+b%20c&d=e?f#g.txt",
-     "uploads/deep/er/tilde~!$'()*,;:@.bin"],
+    ["uploads/a/with space.txt", "uploads/a/ünïcødé/文件.pdf", "uploads/a/a+b%20c&d=e?f#g.txt",
+     "uploads/a/deep/er/tilde~!$'()*,;:@.bin"],
 )
 def test_odd_keys(key: str) -> None:
     p = make_pipeline()
@@ -62,25 +62,25 @@ def test_odd_keys(key: str) -> None:
 
 def test_s3_notification_keys_are_url_decoded() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/with space+plus.txt", b"x")
+    info = _upload(p, "uploads/a/with space+plus.txt", b"x")
     event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
         "bucket": {"name": UPLOADS},
-        "object": {"key": "uploads/with+space%2Bplus.txt", "size": 1, "eTag": info.etag,
+        "object": {"key": "uploads/a/with+space%2Bplus.txt", "size": 1, "eTag": info.etag,
                    "versionId": info.version_id}}}]}
     fetched = ingest.fetch_document(p, event)
-    assert fetched.source.key == "uploads/with space+plus.txt"
+    assert fetched.source.key == "uploads/a/with space+plus.txt"
 
 
 def test_eventbridge_keys_are_not_decoded() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/100%25+real.txt", b"x")
+    info = _upload(p, "uploads/a/100%25+real.txt", b"x")
     fetched = ingest.fetch_document(p, event_for(info))
-    assert fetched.source.key == "uploads/100%25+real.txt"
+    assert fetched.source.key == "uploads/a/100%25+real.txt"
 
 
 def test_replayed_event_is_a_duplicate() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/a.txt", b"abc" * 1000)
+    info = _upload(p, "uploads/a/a.txt", b"abc" * 1000)
     event = event_for(info)
     states = [run_workflow(p, event, execution=f"e{i}") for i in range(3)]
     assert [s["status"] for s in states] == ["SUCCEEDED"] * 3
@@ -93,7 +93,7 @@ def test_replayed_event_is_a_duplicate() -> None:
 def test_concurrent_duplicates_leave_one_package() -> None:
     p = make_pipeline()
     data = os.urandom(200_000)
-    info = _upload(p, "uploads/c.bin", data)
+    info = _upload(p, "uploads/a/c.bin", data)
     event = event_for(info)
     barrier = threading.Barrier(3)
     results: list[dict] = []
@@ -124,7 +124,7 @@ def test_concurrent_duplicates_leave_one_package() -> None:
     [
         (lambda e: e["detail"]["bucket"].update(name="other-bucket"), "uploads bucket"),
         (lambda e: e["detail"]["object"].update(key="elsewhere/x.txt"), "outside"),
-        (lambda e: e["detail"]["object"].update(key="uploads/folder/"), "folder"),
+        (lambda e: e["detail"]["object"].update(key="uploads/a/folder/"), "folder"),
         (lambda e: e.update(source="aws.ec2"), "aws.s3"),
         (lambda e: e.update({"detail-type": "Object Deleted"}), "Object Created"),
         (lambda e: e["detail"].pop("object"), "lacks"),
@@ -132,7 +132,7 @@ def test_concurrent_duplicates_leave_one_package() -> None:
 )
 def test_foreign_events_are_refused(mutate, message: str) -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/x.txt", b"x")
+    info = _upload(p, "uploads/a/x.txt", b"x")
     event = event_for(info)
     mutate(event)
     with pytest.raises(InvalidEventError, match=message):
@@ -142,12 +142,34 @@ def test_foreign_events_are_refused(mutate, message: str) -> None:
     assert state["failure"]["error_type"] == "InvalidEventError"
     assert p.blobs.tags == {}  # foreign objects are never touched
     assert p.audit.rows[-1]["outcome"] == "failure"
-    assert p.blobs.keys(UPLOADS) == ["uploads/x.txt"]
+    assert p.blobs.keys(UPLOADS) == ["uploads/a/x.txt"]
+
+
+def test_upload_outside_a_tenant_folder_is_kept_tagged_and_audited() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/loose.txt", b"no tenant")
+    state = run_workflow(p, event_for(info))
+    assert state["status"] == "FAILED"
+    assert state["failure"]["error_type"] == "OutsideTenantError"
+    assert p.blobs.data(UPLOADS, info.key, info.version_id) == b"no tenant"  # kept
+    tags = p.blobs.tags[(UPLOADS, info.key, info.version_id)]
+    assert tags == {"pqfile-status": "failed", "pqfile-error": "OutsideTenantError"}
+    row = p.audit.rows[-1]
+    assert row["outcome"] == "failure" and row["details"]["error"] == "OutsideTenantError"
+    assert p.documents.rows == {}  # no tenant, no document
+
+
+def test_documents_keep_their_tenant() -> None:
+    p = make_pipeline()
+    info = _upload(p, "uploads/acme/r.txt", b"x")
+    assert run_workflow(p, event_for(info))["status"] == "SUCCEEDED"
+    (record,) = p.documents.rows.values()
+    assert record.tenant == "acme"
 
 
 def test_object_deleted_before_fetch() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/gone.txt", b"x")
+    info = _upload(p, "uploads/a/gone.txt", b"x")
     p.blobs.delete_version(UPLOADS, info.key, info.version_id)
     with pytest.raises(DocumentNotFoundError):
         ingest.fetch_document(p, event_for(info))
@@ -158,7 +180,7 @@ def test_object_deleted_before_fetch() -> None:
 
 def test_size_mismatch_is_refused() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/s.txt", b"xyz")
+    info = _upload(p, "uploads/a/s.txt", b"xyz")
     event = event_for(info)
     event["detail"]["object"]["size"] = 4
     with pytest.raises(DocumentNotFoundError, match="changed"):
@@ -167,7 +189,7 @@ def test_size_mismatch_is_refused() -> None:
 
 def test_too_large_is_refused() -> None:
     p = make_pipeline(max_document_size=10)
-    info = _upload(p, "uploads/big.txt", b"x" * 11)
+    info = _upload(p, "uploads/a/big.txt", b"x" * 11)
     with pytest.raises(InvalidEventError, match="exceeds"):
         ingest.fetch_document(p, event_for(info))
 
@@ -192,7 +214,7 @@ def _assert_failed_then_rerun(p, info, step: str, error: str, heal) -> None:
 
 def test_database_down_at_store_then_rerun() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/db.txt", b"payload")
+    info = _upload(p, "uploads/a/db.txt", b"payload")
     real = p.documents.mark_stored
 
     def down(*a, **k):
@@ -210,7 +232,7 @@ def test_database_down_at_store_then_rerun() -> None:
 
 def test_s3_put_failing_during_encrypt_aborts_then_rerun() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/s3.txt", b"payload" * 100)
+    info = _upload(p, "uploads/a/s3.txt", b"payload" * 100)
     p.blobs.fail_writes = True
 
     def heal() -> None:
@@ -225,7 +247,7 @@ def test_empty_pool_fails_select_key_then_rerun_after_refill() -> None:
     # is a NoActiveKeyError, the upload is kept and audited, a refill makes the re-run pass.
     p = make_pipeline()
     p.keys.status = {k: "revoked" for k in p.keys.status}
-    info = _upload(p, "uploads/empty.txt", b"payload")
+    info = _upload(p, "uploads/a/empty.txt", b"payload")
 
     def heal() -> None:
         p.keys.refill(kem.Suite.XWING, actor="rotation")
@@ -236,7 +258,7 @@ def test_empty_pool_fails_select_key_then_rerun_after_refill() -> None:
 
 def test_rerun_after_failure_reuses_the_recorded_key() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/k.txt", b"k")
+    info = _upload(p, "uploads/a/k.txt", b"k")
     p.blobs.fail_writes = True
     first = run_workflow(p, event_for(info))
     p.blobs.fail_writes = False
@@ -246,7 +268,7 @@ def test_rerun_after_failure_reuses_the_recorded_key() -> None:
 
 def test_package_binds_document_id() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/bind.txt", b"bind")
+    info = _upload(p, "uploads/a/bind.txt", b"bind")
     state = run_workflow(p, event_for(info))
     doc_id = state["document"]["document_id"]
     package = p.blobs.data(ENCRYPTED, encrypted_key_for(doc_id))
@@ -258,7 +280,7 @@ def test_package_binds_document_id() -> None:
 
 def test_plaintext_deleted_by_a_concurrent_winner_before_fetch_and_encrypt() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/race.txt", b"race")
+    info = _upload(p, "uploads/a/race.txt", b"race")
     event = event_for(info)
     # Execution B fetched and selected a key, then A ran to completion.
     fetched = ingest.fetch_document(p, event)
@@ -277,8 +299,8 @@ def test_store_refuses_a_package_that_is_not_this_documents() -> None:
     from pqfile.errors import StorageError
 
     p = make_pipeline()
-    a = _upload(p, "uploads/a.bin", b"a")
-    b = _upload(p, "uploads/b.bin", b"b")
+    a = _upload(p, "uploads/a/a.bin", b"a")
+    b = _upload(p, "uploads/a/b.bin", b"b")
     fa = ingest.fetch_document(p, event_for(a))
     fb = ingest.fetch_document(p, event_for(b))
     ka = ingest.select_key(p, fa.document_id)
@@ -287,7 +309,7 @@ def test_store_refuses_a_package_that_is_not_this_documents() -> None:
     written_b = ingest.encrypt_document(p, fb.document_id, fb.source, kb.key_id)
     with pytest.raises(StorageError, match="not this document"):
         ingest.store_document(p, fa.document_id, fa.source, written_b)
-    assert p.blobs.keys(UPLOADS) == ["uploads/a.bin", "uploads/b.bin"]  # nothing deleted
+    assert p.blobs.keys(UPLOADS) == ["uploads/a/a.bin", "uploads/a/b.bin"]  # nothing deleted
 
 
 def test_select_key_handler_publishes_an_empty_pool(monkeypatch, capsys) -> None:
@@ -302,7 +324,7 @@ def test_select_key_handler_publishes_an_empty_pool(monkeypatch, capsys) -> None
 
     p = make_pipeline()
     p.keys.status = {k: "revoked" for k in p.keys.status}
-    info = _upload(p, "uploads/empty-metric.txt", b"x")
+    info = _upload(p, "uploads/a/empty-metric.txt", b"x")
     fetched = ingest.fetch_document(p, event_for(info))
     monkeypatch.setattr(wiring.pipeline, "_value", p)
     context = SimpleNamespace(function_name="select-key", memory_limit_in_mb=256,
@@ -331,7 +353,7 @@ def test_a_replay_after_revocation_reselects_and_loses_nothing() -> None:
     # and its plaintext deleted only then.
     p = make_pipeline()
     data = os.urandom(100_000)
-    info = _upload(p, "uploads/revoked-then-replayed.bin", data)
+    info = _upload(p, "uploads/a/revoked-then-replayed.bin", data)
     p.blobs.fail_writes = True
     first = run_workflow(p, event_for(info), execution="first")
     assert first["status"] == "FAILED" and first["failure"]["step"] == "EncryptDocument"
@@ -355,7 +377,7 @@ def test_a_replay_after_revocation_reselects_and_loses_nothing() -> None:
 
 def test_encrypt_refuses_a_key_revoked_after_selection() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/revoked-before-encrypt.txt", b"keep me")
+    info = _upload(p, "uploads/a/revoked-before-encrypt.txt", b"keep me")
     fetched = ingest.fetch_document(p, event_for(info))
     choice = ingest.select_key(p, fetched.document_id)
     p.keys.revoke(choice.key_id, "compromised", actor="operator")
@@ -367,7 +389,7 @@ def test_encrypt_refuses_a_key_revoked_after_selection() -> None:
 
 def test_store_refuses_a_key_revoked_after_encryption_and_keeps_the_plaintext() -> None:
     p = make_pipeline()
-    info = _upload(p, "uploads/revoked-before-store.txt", b"keep me too")
+    info = _upload(p, "uploads/a/revoked-before-store.txt", b"keep me too")
     fetched = ingest.fetch_document(p, event_for(info))
     choice = ingest.select_key(p, fetched.document_id)
     written = ingest.encrypt_document(p, fetched.document_id, fetched.source, choice.key_id)
@@ -390,7 +412,7 @@ def test_encrypt_refuses_a_planted_key() -> None:
     p = make_pipeline()
     planted = p.keys.plant(forged=True)
     p.keys.status = {k: "revoked" for k in p.keys.status if k != planted}
-    info = _upload(p, "uploads/planted.txt", b"not for you")
+    info = _upload(p, "uploads/a/planted.txt", b"not for you")
     state = run_workflow(p, event_for(info))
     assert state["status"] == "FAILED" and state["failure"]["error_type"] == "NoActiveKeyError"
     fetched = ingest.fetch_document(p, event_for(info))

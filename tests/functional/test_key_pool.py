@@ -96,8 +96,9 @@ def test_a_rotation_run_moves_documents_then_expires_the_old_key() -> None:
                    policy=PoolPolicy(target_active=1, floor_active=1, max_documents=2))  # fmt: skip
     (old,) = pool.refill("xwing")
     for i in range(2):
-        documents.begin(document_id=f"d{i}", source_bucket="b", source_key=f"k{i}",
-                        source_version_id="v", source_etag=None, plaintext_size=10)  # fmt: skip
+        documents.begin(document_id=f"d{i}", source_bucket="b", source_key=f"uploads/a/k{i}",
+                        source_version_id="v", source_etag=None, plaintext_size=10,
+                        tenant="a")  # fmt: skip
         documents.assign_key(f"d{i}", pool.select_key_record("xwing").key_id)
         documents.mark_stored(f"d{i}", encrypted_bucket="e", encrypted_key=f"encrypted/d{i}",
                               encrypted_version_id="v1", encrypted_size=99)  # fmt: skip

@@ -19,7 +19,7 @@ from pqfile.usecases.retrieve import identify_actor, retrieve_payload
 from tests.functional.fakes import ENCRYPTED, UPLOADS, event_for, make_pipeline, run_workflow
 
 
-def _ingest(p, data: bytes, key: str = "uploads/r.bin") -> str:
+def _ingest(p, data: bytes, key: str = "uploads/a/r.bin") -> str:
     info = p.blobs.put(UPLOADS, key, data)
     state = run_workflow(p, event_for(info))
     assert state["status"] == "SUCCEEDED", state.get("error")
@@ -128,7 +128,7 @@ def test_actor_order() -> None:
 
 def test_content_type_comes_back_from_the_authenticated_context() -> None:
     p = make_pipeline()
-    info = p.blobs.put(UPLOADS, "uploads/t.txt", b"text", content_type="text/plain")
+    info = p.blobs.put(UPLOADS, "uploads/a/t.txt", b"text", content_type="text/plain")
     assert run_workflow(p, event_for(info))["status"] == "SUCCEEDED"
     (doc,) = p.documents.rows
     out = retrieve_payload(p, {"document_id": doc}, claimed_by="a")

@@ -61,7 +61,7 @@ def world() -> SimpleNamespace:
     docs = []
     for i, size in enumerate([0, 1, 70_000, 200_000]):
         data = bytes((i * 7 + j) % 251 for j in range(size))
-        info = p.blobs.put(UPLOADS, f"uploads/doc-{i}.bin", data)
+        info = p.blobs.put(UPLOADS, f"uploads/a/doc-{i}.bin", data)
         state = run_workflow(p, event_for(info))
         assert state["status"] == "SUCCEEDED", state
         docs.append((state["document"]["document_id"], data))

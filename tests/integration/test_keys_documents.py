@@ -31,10 +31,11 @@ def _begin(repo: PostgresDocumentRepository, doc_id: str, **kw: Any) -> Any:
     args: dict[str, Any] = {
         "document_id": doc_id,
         "source_bucket": "uploads-bucket",
-        "source_key": "uploads/report.pdf",
+        "source_key": "uploads/a/report.pdf",
         "source_version_id": "v1",
         "source_etag": '"etag1"',
         "plaintext_size": 1234,
+        "tenant": "a",
     }
     args.update(kw)
     return repo.begin(**args)
@@ -61,8 +62,9 @@ def test_replayed_event_finds_its_document(
     other_version = _begin(fetch, "doc-2", source_version_id="v2")
     assert other_version.document_id == "doc-2"
     unversioned = _begin(fetch, "doc-3", source_version_id=None, source_etag='"e3"')
-    assert fetch.find_by_source("uploads-bucket", "uploads/report.pdf", None, '"e3"') == unversioned
-    assert fetch.find_by_source("uploads-bucket", "uploads/report.pdf", "v1", None) == first
+    source = ("uploads-bucket", "uploads/a/report.pdf")
+    assert fetch.find_by_source(*source, None, '"e3"') == unversioned
+    assert fetch.find_by_source(*source, "v1", None) == first
 
     assigned = select.assign_key("doc-1", key.key_id)
     assert (assigned.key_id, assigned.suite) == (key.key_id, "xwing")

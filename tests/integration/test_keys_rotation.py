@@ -43,10 +43,11 @@ def test_rotation_run_moves_documents_then_expires_the_old_key(
         fetch.begin(
             document_id=f"d{i}",
             source_bucket="b",
-            source_key=f"k{i}",
+            source_key=f"uploads/a/k{i}",
             source_version_id="v",
             source_etag=None,
             plaintext_size=100,
+            tenant="a",
         )
         key = select.select_key_record("xwing", plaintext_size=100)
         select_docs.assign_key(f"d{i}", key.key_id)

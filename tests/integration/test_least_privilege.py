@@ -252,8 +252,9 @@ def test_record_failure_cannot_touch_a_stored_document(
     def docs(role: str) -> PostgresDocumentRepository:
         return PostgresDocumentRepository(connect(role))
 
-    docs(FETCH).begin(document_id="d1", source_bucket="b", source_key="uploads/d1",
-                      source_version_id="v1", source_etag=None, plaintext_size=10)  # fmt: skip
+    docs(FETCH).begin(document_id="d1", source_bucket="b", source_key="uploads/a/d1",
+                      source_version_id="v1", source_etag=None, plaintext_size=10,
+                      tenant="a")  # fmt: skip
     docs(SELECT_KEY).assign_key("d1", key.key_id)
     docs(STORE).mark_stored("d1", encrypted_bucket="e", encrypted_key="encrypted/d1.pqf",
                             encrypted_version_id="ev1", encrypted_size=100)  # fmt: skip

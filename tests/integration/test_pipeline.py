@@ -29,11 +29,11 @@ def _ingest(stack: PipelineStack, key: str, data: bytes) -> tuple[dict, dict]:
 
 def test_upload_is_encrypted_and_retrievable(stack: PipelineStack) -> None:
     data = os.urandom(1024)
-    _, execution = _ingest(stack, "uploads/smoke.bin", data)
+    _, execution = _ingest(stack, "uploads/a/smoke.bin", data)
     assert execution["status"] == "SUCCEEDED", stack.history(execution["executionArn"])[-3:]
-    (doc,) = stack.documents_for("uploads/smoke.bin")
+    (doc,) = stack.documents_for("uploads/a/smoke.bin")
     assert doc["status"] == "stored" and doc["plaintext_deleted_at"] is not None
-    assert stack.versions(stack.uploads, "uploads/smoke.bin") == []
+    assert stack.versions(stack.uploads, "uploads/a/smoke.bin") == []
     package = stack.client("s3").get_object(Bucket=stack.encrypted, Key=doc["encrypted_key"])
     header = envelope.read_header(package["Body"].read())
     assert header.key_id == doc["key_id"]
@@ -77,7 +77,7 @@ def _retrieve_bytes(stack: PipelineStack, document_id: str) -> tuple[bytes, dict
 )
 def test_round_trip(stack: PipelineStack, size: int) -> None:
     data = os.urandom(size)
-    key = f"uploads/rt-{size}.bin"
+    key = f"uploads/a/rt-{size}.bin"
     _, execution = _ingest(stack, key, data)
     assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
     doc = _stored_doc(stack, key)
@@ -100,7 +100,7 @@ def test_round_trip_200_mib(stack: PipelineStack, tmp_path) -> None:
             chunk = i.to_bytes(4, "big") + block[4:]
             digest.update(chunk)
             f.write(chunk)
-    key = "uploads/big 200MiB.bin"
+    key = "uploads/a/big 200MiB.bin"
     stack.upload(key, path)
     execution = stack.wait_for_upload(key, timeout=300)
     assert execution["status"] == "SUCCEEDED"
@@ -122,10 +122,10 @@ def test_round_trip_200_mib(stack: PipelineStack, tmp_path) -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "uploads/with space and  two.txt",
-        "uploads/ünïcødé/文件 résumé.pdf",
-        "uploads/enc%41ded+plus&amp=eq?q#frag.txt",
-        "uploads/odd/~!$'()*,;:@[]{}^`|\\.bin",
+        "uploads/a/with space and  two.txt",
+        "uploads/a/ünïcødé/文件 résumé.pdf",
+        "uploads/a/enc%41ded+plus&amp=eq?q#frag.txt",
+        "uploads/a/odd/~!$'()*,;:@[]{}^`|\\.bin",
     ],
     ids=["spaces", "unicode", "url-encoded", "punctuation"],
 )
@@ -140,7 +140,7 @@ def test_odd_object_keys(stack: PipelineStack, key: str) -> None:
 
 
 def test_duplicate_events(stack: PipelineStack) -> None:
-    key = "uploads/dup.txt"
+    key = "uploads/a/dup.txt"
     data = b"duplicate me" * 100
     up, first = _ingest(stack, key, data)
     assert first["status"] == "SUCCEEDED"
@@ -157,7 +157,7 @@ def test_duplicate_events(stack: PipelineStack) -> None:
 
 
 def test_concurrent_duplicate_events(stack: PipelineStack) -> None:
-    key = "uploads/concurrent.bin"
+    key = "uploads/a/concurrent.bin"
     data = os.urandom(3 * 1024 * 1024)
     up = stack.upload(key, data)  # EventBridge starts one execution ...
     event = stack.event_for(key, up["version_id"], up["etag"], len(data))
@@ -210,7 +210,7 @@ def test_database_down_at_store(stack: PipelineStack) -> None:
     dead = good.replace(good.split("@", 1)[1].split("/", 1)[0], f"127.0.0.1:{free_port()}")
     stack.set_env("store", PQFILE_DATABASE_URL=dead)
     try:
-        key = "uploads/db-down.txt"
+        key = "uploads/a/db-down.txt"
         data = b"keep me"
         up, execution = _failed_execution(stack, key, data)
         states = stack.entered_states(execution["executionArn"])
@@ -224,7 +224,7 @@ def test_database_down_at_store(stack: PipelineStack) -> None:
 def test_s3_put_failing_during_encrypt(stack: PipelineStack) -> None:
     stack.set_env("encrypt", PQFILE_ENCRYPTED_BUCKET="pqfile-no-such-bucket-here")
     try:
-        key = "uploads/s3-put-fails.txt"
+        key = "uploads/a/s3-put-fails.txt"
         data = b"keep me too"
         up, _ = _failed_execution(stack, key, data)
         _assert_kept_and_audited(stack, up, key, "EncryptDocument", "StorageError")
@@ -245,7 +245,7 @@ def test_empty_pool_fails_select_key_until_refilled(stack: PipelineStack) -> Non
     for k in ks.list_keys("xwing"):
         if k.status.value == "active":
             ks.expire(k.key_id, actor="tests")
-    key = "uploads/empty-pool.txt"
+    key = "uploads/a/empty-pool.txt"
     data = b"wait for keys"
     up, _ = _failed_execution(stack, key, data)
     _assert_kept_and_audited(stack, up, key, "SelectKey", "NoActiveKeyError")
@@ -258,9 +258,10 @@ def test_empty_pool_fails_select_key_until_refilled(stack: PipelineStack) -> Non
 
 
 def test_event_for_another_bucket_or_prefix(stack: PipelineStack) -> None:
-    up = stack.upload("uploads/foreign.txt", b"x")
-    stack.wait_for_upload("uploads/foreign.txt", up["version_id"])
-    for bucket, key in (("someone-elses-bucket", "uploads/x.txt"), (stack.uploads, "other/x.txt")):
+    up = stack.upload("uploads/a/foreign.txt", b"x")
+    stack.wait_for_upload("uploads/a/foreign.txt", up["version_id"])
+    foreign = (("someone-elses-bucket", "uploads/a/x.txt"), (stack.uploads, "other/x.txt"))
+    for bucket, key in foreign:
         event = stack.event_for(key, "v1", "etag", 1)
         event["detail"]["bucket"]["name"] = bucket
         execution = stack.wait(stack.start(event))
@@ -273,7 +274,7 @@ def test_event_for_another_bucket_or_prefix(stack: PipelineStack) -> None:
 
 
 def test_object_deleted_before_fetch(stack: PipelineStack) -> None:
-    key = "uploads/deleted-early.txt"
+    key = "uploads/a/deleted-early.txt"
     s3 = stack.client("s3")
     head = s3.put_object(Bucket=stack.uploads, Key=key + ".tmp", Body=b"gone")  # no trigger race
     s3.delete_object(Bucket=stack.uploads, Key=key + ".tmp", VersionId=head["VersionId"])

@@ -33,10 +33,10 @@ def test_each_function_connects_as_its_own_role(stack: PipelineStack) -> None:
 
 
 def test_ingest_and_retrieve_under_least_privilege(stack: PipelineStack) -> None:
-    up = stack.upload("uploads/roles.txt", b"least privilege")
-    execution = stack.wait_for_upload("uploads/roles.txt", up["version_id"])
+    up = stack.upload("uploads/a/roles.txt", b"least privilege")
+    execution = stack.wait_for_upload("uploads/a/roles.txt", up["version_id"])
     assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
-    (doc,) = stack.documents_for("uploads/roles.txt")
+    (doc,) = stack.documents_for("uploads/a/roles.txt")
     body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
     assert error is None, body
     assert base64.b64decode(body["content_base64"]) == b"least privilege"
@@ -52,9 +52,9 @@ def test_ingest_and_retrieve_under_least_privilege(stack: PipelineStack) -> None
 
 
 def test_failure_path_under_least_privilege(stack: PipelineStack) -> None:
-    up = stack.upload("uploads/roles-fail.txt", b"x")
-    stack.wait_for_upload("uploads/roles-fail.txt", up["version_id"])
-    event = stack.event_for("uploads/roles-missing.txt", "no-such-version", "e", 1)
+    up = stack.upload("uploads/a/roles-fail.txt", b"x")
+    stack.wait_for_upload("uploads/a/roles-fail.txt", up["version_id"])
+    event = stack.event_for("uploads/a/roles-missing.txt", "no-such-version", "e", 1)
     execution = stack.wait(stack.start(event))
     assert execution["status"] == "FAILED"
     failure = stack.audit_rows()[-1]
@@ -70,15 +70,15 @@ def test_the_select_key_role_cannot_refill_an_empty_pool(stack: PipelineStack) -
     for k in ks.list_keys("xwing"):
         if k.status.value == "active":
             ks.expire(k.key_id, actor="tests")
-    up = stack.upload("uploads/roles-empty-pool.txt", b"wait for keys")
-    execution = stack.wait_for_upload("uploads/roles-empty-pool.txt", up["version_id"])
+    up = stack.upload("uploads/a/roles-empty-pool.txt", b"wait for keys")
+    execution = stack.wait_for_upload("uploads/a/roles-empty-pool.txt", up["version_id"])
     assert execution["status"] == "FAILED"
     failure = stack.audit_rows()[-1]
     assert failure["details"]["step"] == "SelectKey"
     assert failure["details"]["error"] == "NoActiveKeyError"  # never a refill attempt
-    assert [v["VersionId"] for v in stack.versions(stack.uploads, "uploads/roles-empty-pool.txt")]
+    assert [v["VersionId"] for v in stack.versions(stack.uploads, "uploads/a/roles-empty-pool.txt")]
     stack.keystore(FUNCTION_ROLES["rotate_maintain"]).create_keys("xwing", 2, actor="tests")
-    event = stack.event_for("uploads/roles-empty-pool.txt", up["version_id"], up["etag"], 13)
+    event = stack.event_for("uploads/a/roles-empty-pool.txt", up["version_id"], up["etag"], 13)
     again = stack.wait(stack.start(event))
     assert again["status"] == "SUCCEEDED", stack.explain(again["executionArn"])
 
@@ -89,7 +89,7 @@ def test_a_replay_after_revocation_stores_on_a_new_key(stack: PipelineStack) -> 
     the replay reused the revoked key, deleted the plaintext and the document was lost.
     Now the document ends stored on a new active key, retrievable byte-identical, and the
     plaintext is deleted only then."""
-    key = "uploads/revoked-then-replayed.bin"
+    key = "uploads/a/revoked-then-replayed.bin"
     data = os.urandom(300_000)
     stack.set_env("encrypt", PQFILE_ENCRYPTED_BUCKET="pqfile-no-such-bucket-here")
     try:

@@ -35,7 +35,7 @@ def _last_decrypt(stack: PipelineStack) -> dict:
 
 def test_inline_by_id_and_by_object(stack: PipelineStack) -> None:
     data = os.urandom(70_000)
-    doc = _ingest(stack, "uploads/r-inline.bin", data)
+    doc = _ingest(stack, "uploads/a/r-inline.bin", data)
     who = {"requested_by": "alice@example.com"}
     for payload in (
         {"document_id": doc["document_id"], **who},
@@ -58,7 +58,7 @@ def test_inline_by_id_and_by_object(stack: PipelineStack) -> None:
 
 def test_large_document_by_presigned_url(stack: PipelineStack) -> None:
     data = os.urandom(5 * 1024 * 1024 + 3)
-    doc = _ingest(stack, "uploads/r-large.bin", data)
+    doc = _ingest(stack, "uploads/a/r-large.bin", data)
     body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
     assert error is None, body
     assert body["delivery"] == "url" and "content_base64" not in body
@@ -95,7 +95,7 @@ def test_unknown_document_is_refused(stack: PipelineStack) -> None:
 
 
 def test_revoked_key_is_refused(stack: PipelineStack) -> None:
-    doc = _ingest(stack, "uploads/r-revoked.txt", b"revoke me")
+    doc = _ingest(stack, "uploads/a/r-revoked.txt", b"revoke me")
     _, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
     assert error is None  # decryptable (and the secret now sits in the warm cache) ...
     stack.keystore(OPERATOR).revoke(doc["key_id"], "compromised in a test", actor="tests")
@@ -105,7 +105,7 @@ def test_revoked_key_is_refused(stack: PipelineStack) -> None:
 
 def test_tampered_package_is_refused(stack: PipelineStack) -> None:
     data = b"tamper with me" * 1000
-    doc = _ingest(stack, "uploads/r-tampered.txt", data)
+    doc = _ingest(stack, "uploads/a/r-tampered.txt", data)
     s3 = stack.client("s3")
     package = bytearray(
         s3.get_object(Bucket=stack.encrypted, Key=doc["encrypted_key"])["Body"].read()
@@ -132,7 +132,7 @@ def test_inline_limit_boundary_fits_the_response_cap(stack: PipelineStack) -> No
     from pqfile.config import DEFAULT_INLINE_LIMIT, LAMBDA_RESPONSE_CAP
 
     data = os.urandom(DEFAULT_INLINE_LIMIT)
-    doc = _ingest(stack, "uploads/r-boundary.bin", data)
+    doc = _ingest(stack, "uploads/a/r-boundary.bin", data)
     resp = stack.client("lambda").invoke(
         FunctionName=stack.functions["retrieve"],
         Payload=json.dumps({"document_id": doc["document_id"]}).encode(),

@@ -109,7 +109,7 @@ def test_rotate_keys_state_machine_rewraps_every_document(
     docs = []
     for i, size in enumerate(sizes):
         data = os.urandom(size)
-        doc = _ingest(stack, f"uploads/rot-{i}.bin", data)
+        doc = _ingest(stack, f"uploads/a/rot-{i}.bin", data)
         docs.append((doc, data))
     key_a = docs[0][0]["key_id"]
     assert all(d["key_id"] == key_a for d, _ in docs)
@@ -203,7 +203,7 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
     from pqfile.usecases import rotation as rot
 
     data = os.urandom(6 * MIB + 777)  # multipart with a 5 MiB first part
-    doc = _ingest(stack, "uploads/rot-crash.bin", data)
+    doc = _ingest(stack, "uploads/a/rot-crash.bin", data)
     key_old = doc["key_id"]
     stack.sql(
         "UPDATE encryption_keys SET rotate_after = now() - interval '1 second' WHERE id = :k",
@@ -306,7 +306,7 @@ def test_a_failing_document_fails_the_run_which_the_next_execution_resumes(
     from pqfile.format.header import header_size
 
     data = os.urandom(5_000)
-    doc = _ingest(stack, "uploads/rot-tampered.bin", data)
+    doc = _ingest(stack, "uploads/a/rot-tampered.bin", data)
     key_old = doc["key_id"]
     s3 = stack.client("s3")
     package = bytearray(_package(stack, doc["encrypted_key"], doc["encrypted_version_id"]))

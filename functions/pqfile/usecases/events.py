@@ -9,13 +9,14 @@ that really contains ``%41`` or ``+``.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
 from pqfile.config import ENCRYPTED_PREFIX, UPLOADS_PREFIX
-from pqfile.errors import InvalidEventError
+from pqfile.errors import InvalidEventError, OutsideTenantError
 
 _DOCUMENT_ID_LABEL = b"pqfile/document-id/v1"
 #: S3's object key limit, bytes of UTF-8.
@@ -80,6 +81,33 @@ def document_id_for(source: SourceRef) -> str:
 def encrypted_key_for(document_id: str) -> str:
     """Where the package of a document lives; derived from the id only (no file names)."""
     return f"{ENCRYPTED_PREFIX}{document_id}.pqf"
+
+
+#: A tenant: the first folder under uploads/ (sql/migrations/0011: pqfile_tenant_of).
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def tenant_of(key: str) -> str | None:
+    """The tenant of an upload key ``uploads/<tenant>/<name>``, or None when the key is not
+    inside a tenant folder (docs/OPERATIONS.md, "Tenants and access")."""
+    if not key.startswith(UPLOADS_PREFIX):
+        return None
+    tenant, sep, rest = key[len(UPLOADS_PREFIX) :].partition("/")
+    if not sep or not rest or _TENANT.fullmatch(tenant) is None:
+        return None
+    return tenant
+
+
+def require_tenant(source: SourceRef) -> str:
+    """The upload's tenant; OutsideTenantError (the upload is kept, tagged and the failure
+    audited by RecordFailure) when it is not inside a tenant folder."""
+    tenant = tenant_of(source.key)
+    if tenant is None:
+        raise OutsideTenantError(
+            "the upload is outside a tenant folder: put it under uploads/<tenant>/ "
+            "(letters, digits, '.', '_', '-'; at most 63 characters)"
+        )
+    return tenant
 
 
 def parse_object_created(

@@ -43,6 +43,7 @@ from pqfile.usecases.events import (
     document_id_for,
     encrypted_key_for,
     parse_object_created,
+    require_tenant,
 )
 from pqfile.usecases.ingest_steps import (
     DEFAULT_CONTENT_TYPE,
@@ -75,6 +76,7 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
         event, uploads_bucket=s.uploads_bucket, max_size=s.max_document_size
     )
     document_id = document_id_for(source)
+    tenant = require_tenant(source)
     existing = p.documents.get(document_id)
     if existing is not None and existing.status is DocumentStatus.STORED:
         # A replay of an event already processed: the plaintext is gone by design.
@@ -113,6 +115,7 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
         source_version_id=source.version_id,
         source_etag=source.etag,
         plaintext_size=info.size,
+        tenant=tenant,
     )
     status = FetchStatus.STORED if record.status is DocumentStatus.STORED else FetchStatus.NEW
     return FetchResult(record.document_id, source, info.content_type, status)

@@ -6,12 +6,14 @@
 - :mod:`.rotations`: ``key_rotations`` (ports.RotationRepository).
 - :mod:`.audit`: ``access_logs`` (ports.AuditLog) and chain verification.
 - :mod:`.documents`: ``documents`` (ports.DocumentRepository).
+- :mod:`.access`: ``access_rules`` (ports.AccessPolicy; grant, revoke, list).
 - :mod:`.keystore`: the key storage unit of work, and ``PostgresKeyStore``: the domain's
   :class:`pqfile.keys.pool.KeyPool` wired to it.
 
 The names below are re-exported for callers that import them from the package.
 """
 
+from pqfile.adapters.postgres.access import PostgresAccessPolicy, PostgresAccessRules
 from pqfile.adapters.postgres.audit import AuditRepository, PostgresAuditLog, append_audit
 from pqfile.adapters.postgres.connection import (
     AuditRefusedError,
@@ -57,6 +59,8 @@ __all__ = [
     "Migration",
     "MigrationError",
     "PermissionDeniedError",
+    "PostgresAccessPolicy",
+    "PostgresAccessRules",
     "PostgresAuditLog",
     "PostgresDocumentRepository",
     "PostgresKeyRepository",

@@ -1,7 +1,7 @@
 """``documents`` (ports.DocumentRepository): the document index.
 
 Reads are SELECTs; every write is one call to a SECURITY DEFINER function of
-sql/migrations/0010 (document_begin, document_assign_key, document_mark_stored,
+sql/migrations/0010 and 0011 (document_begin, document_assign_key, document_mark_stored,
 document_mark_plaintext_deleted, document_record_failure), granted only to the step that
 makes it. Every write is idempotent: a document's source identity (bucket, key, and version
 id or ETag) is unique, and the first writer of a key assignment or a stored package wins.
@@ -30,7 +30,7 @@ from pqfile.ports import DocumentRecord
 _DOC_COLUMNS = (
     "document_id, source_bucket, source_key, source_version_id, source_etag, status, key_id, "
     "suite, encrypted_bucket, encrypted_key, encrypted_version_id, plaintext_size, "
-    "encrypted_size, error"
+    "encrypted_size, error, tenant"
 )
 _SOURCE_REF = "coalesce('v:' || CAST(:version_id AS text), 'e:' || CAST(:etag AS text))"
 
@@ -51,6 +51,7 @@ def _doc(r: Sequence[Any]) -> DocumentRecord:
         plaintext_size=None if r[11] is None else int(r[11]),
         encrypted_size=None if r[12] is None else int(r[12]),
         error=r[13],
+        tenant=r[14],
     )
 
 
@@ -69,18 +70,20 @@ class PostgresDocumentRepository:
         source_version_id: str | None,
         source_etag: str | None,
         plaintext_size: int,
+        tenant: str,
     ) -> DocumentRecord:
         if source_version_id is None and source_etag is None:
             raise ValueError("a document's source needs a version id or an ETag")
         rows = self._db.run(
             f"SELECT {_DOC_COLUMNS} FROM document_begin(:document_id, :bucket, :key, "
-            ":version_id, :etag, :size)",
+            ":version_id, :etag, :size, :tenant)",
             document_id=document_id,
             bucket=source_bucket,
             key=source_key,
             version_id=source_version_id,
             etag=source_etag,
             size=plaintext_size,
+            tenant=tenant,
         )
         if rows:
             return _doc(rows[0])
