@@ -17,12 +17,14 @@ from pqfile.usecases.common import Pipeline
 
 if TYPE_CHECKING:
     from pqfile.adapters.postgres import (
+        Database,
         PostgresAuditLog,
         PostgresDocumentRepository,
         PostgresKeyStore,
     )
     from pqfile.keys.policy import PoolPolicy
     from pqfile.ports import KeyAttestor, SeedProtector
+    from pqfile.usecases.retrieve import Retrieval
     from pqfile.usecases.rotation import Rotation
 
 T = TypeVar("T")
@@ -56,6 +58,7 @@ class Lazy(Generic[T]):
 
 @dataclass(frozen=True)
 class _Stores:
+    db: Database
     documents: PostgresDocumentRepository
     keys: PostgresKeyStore
     audit: PostgresAuditLog
@@ -78,6 +81,7 @@ def _postgres(
 
     db = Database.from_env()
     return _Stores(
+        db=db,
         documents=PostgresDocumentRepository(db),
         keys=PostgresKeyStore(db, protector, attestor=attestor, policy=policy),
         audit=PostgresAuditLog(db),
@@ -104,13 +108,10 @@ def _attestor(settings: Settings) -> KeyAttestor | None:
     return KmsKeyAttestor(kms_client(), settings.kms.attestation_key_id)
 
 
-def _build_pipeline() -> Pipeline:
-    """Ingest and retrieve: S3, PostgreSQL, KMS (where a key is configured), pqfile.crypto."""
+def _pipeline_on(settings: Settings, stores: _Stores) -> Pipeline:
     from pqfile.adapters.cipher import CryptoCipher
     from pqfile.adapters.s3 import S3BlobStore
 
-    settings = Settings.from_env()
-    stores = _postgres(_seed_protector(settings), _attestor(settings))
     return Pipeline(
         settings=settings,
         blobs=S3BlobStore(part_size=settings.storage.part_size),
@@ -118,6 +119,29 @@ def _build_pipeline() -> Pipeline:
         keys=stores.keys,
         audit=stores.audit,
         cipher=CryptoCipher(),
+    )
+
+
+def _build_pipeline() -> Pipeline:
+    """Ingest: S3, PostgreSQL, KMS (where a key is configured), pqfile.crypto."""
+    settings = Settings.from_env()
+    return _pipeline_on(settings, _postgres(_seed_protector(settings), _attestor(settings)))
+
+
+def _build_retrieval() -> Retrieval:
+    """Retrieve: the pipeline's adapters, the access rules on the same connection handle,
+    and the identity verifier (built once: its settings fail closed without an audience)."""
+    from pqfile.adapters.postgres import PostgresAccessPolicy
+    from pqfile.adapters.sts_identity import StsCallerIdentityVerifier
+    from pqfile.usecases.retrieve import Retrieval
+
+    settings = Settings.from_env()
+    verifier = StsCallerIdentityVerifier.from_settings()
+    stores = _postgres(_seed_protector(settings), _attestor(settings))
+    return Retrieval(
+        pipeline=_pipeline_on(settings, stores),
+        access=PostgresAccessPolicy(stores.db),
+        identity=verifier,
     )
 
 
@@ -141,7 +165,9 @@ def _build_rotation() -> Rotation:
     )
 
 
-#: The ingest and retrieve functions' dependencies.
+#: The ingest functions' dependencies.
 pipeline: Lazy[Pipeline] = Lazy(_build_pipeline)
+#: The retrieve function's dependencies.
+retrieval: Lazy[Retrieval] = Lazy(_build_retrieval)
 #: The rotate-keys functions' dependencies.
 rotation: Lazy[Rotation] = Lazy(_build_rotation)

@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
@@ -20,6 +21,13 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from pqfile.auth import (
+    IdentityProofError,
+    ProofRefusal,
+    VerifiedCaller,
+    normalise_principal,
+    retrieve_request_sha256,
+)
 from pqfile.config import Settings
 from pqfile.crypto import envelope, kem
 from pqfile.errors import CustodyError, DocumentNotFoundError, StorageError, TransientError
@@ -38,6 +46,7 @@ from pqfile.keys.rotation_runs import RotationRun
 from pqfile.ports import DocumentRecord, KeyRequest, ObjectInfo
 from pqfile.usecases.common import Pipeline
 from pqfile.usecases.events import tenant_of
+from pqfile.usecases.retrieve import Retrieval
 
 UPLOADS = "pqfile-uploads"
 ENCRYPTED = "pqfile-encrypted"
@@ -263,9 +272,13 @@ class FakeAudit:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        #: Outcomes whose append fails (TransientError), to test fail-closed paths.
+        self.fail_outcomes: set[str] = set()
 
     def append(self, *, operation, outcome, actor=None, document_id=None, key_id=None,
                request_id=None, details=None) -> int:
+        if str(outcome) in self.fail_outcomes:
+            raise TransientError(f"injected: audit {outcome} unavailable")
         with self.lock:
             self.rows.append({"operation": operation, "outcome": outcome, "actor": actor,
                               "document_id": document_id, "key_id": key_id,
@@ -866,3 +879,67 @@ def run_workflow(p: Pipeline, event: dict[str, Any], execution: str = "exec-1") 
         state["failure"] = report.to_dict()
         state["status"] = "FAILED"
     return state
+
+
+# --- retrieve: a verifier that trusts a test proof, and access rules in memory ------------
+
+
+def proof_for(principal: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A test proof: the principal it names, bound to the payload's canonical hash (the
+    real checks are pqfile.auth's, tested in tests/unit and tests/integration)."""
+    return {"principal": principal, "request_sha256": retrieve_request_sha256(payload)}
+
+
+class FakeVerifier:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.unavailable = False
+
+    def verify(self, proof: object, *, request_sha256: str) -> VerifiedCaller:
+        self.calls += 1
+        if proof is None:
+            raise IdentityProofError(ProofRefusal.MISSING)
+        if not isinstance(proof, Mapping) or set(proof) != {"principal", "request_sha256"}:
+            raise IdentityProofError(ProofRefusal.MALFORMED)
+        if proof["request_sha256"] != request_sha256:
+            raise IdentityProofError(ProofRefusal.REQUEST_HASH)
+        if self.unavailable:
+            raise IdentityProofError(ProofRefusal.STS_UNAVAILABLE)
+        arn = str(proof["principal"])
+        principal, session = normalise_principal(arn)
+        return VerifiedCaller(principal_arn=principal, account=arn.split(":")[4],
+                              session_name=session, sts_arn=arn, user_id="AIDATEST",
+                              access_key_id="AKIATEST",
+                              signed_at=dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC))
+
+
+class FakeAccess:
+    """access_check of migration 0011: deny by default, `*` patterns, tenant or document."""
+
+    def __init__(self, documents: FakeDocuments) -> None:
+        self.documents = documents
+        self.rules: list[tuple[str, str | None, str | None, str]] = []
+        self.checks: list[tuple[str, str]] = []
+
+    def grant(self, principal: str, *, tenant: str | None = None,
+              document_id: str | None = None, operation: str = "retrieve") -> None:
+        self.rules.append((principal, tenant, document_id, operation))
+
+    def allows(self, principal: str, document_id: str, operation: Any) -> bool:
+        self.checks.append((principal, document_id))
+        record = self.documents.rows.get(document_id)
+        if record is None:
+            return False
+        for pattern, tenant, doc, op in self.rules:
+            regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+            if op == str(operation) and re.fullmatch(regex, principal) and (
+                    doc == document_id or (tenant is not None and tenant == record.tenant)):
+                return True
+        return False
+
+
+def make_retrieval(p: Pipeline | None = None, **settings: Any) -> Retrieval:
+    pipeline = p or make_pipeline(**settings)
+    assert isinstance(pipeline.documents, FakeDocuments)
+    return Retrieval(pipeline=pipeline, access=FakeAccess(pipeline.documents),
+                     identity=FakeVerifier())

@@ -14,7 +14,9 @@ from pqfile.errors import InvalidEventError
 from pqfile.handlers import audit, encrypt, fetch, record_failure, retrieve, select_key, store
 from pqfile.usecases.ingest import failed_step
 from pqfile.usecases.ingest_steps import IngestStep
-from tests.functional.fakes import UPLOADS, event_for, make_pipeline
+from tests.functional.fakes import UPLOADS, event_for, make_pipeline, make_retrieval, proof_for
+
+READER = "arn:aws:iam::123456789012:user/reader"
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -27,6 +29,9 @@ CONTEXT = SimpleNamespace(function_name="pqfile-test", memory_limit_in_mb=256,
 def p(monkeypatch: pytest.MonkeyPatch) -> Any:
     pipeline = make_pipeline()
     monkeypatch.setattr(wiring.pipeline, "_value", pipeline)
+    retrieval = make_retrieval(pipeline)
+    retrieval.access.grant(READER, tenant="a")  # type: ignore[attr-defined]
+    monkeypatch.setattr(wiring.retrieval, "_value", retrieval)
     return pipeline
 
 
@@ -57,7 +62,8 @@ def test_the_happy_path_through_the_handlers(p: Any) -> None:
     assert written == {"seq": 1}
     assert p.audit.rows[-1]["details"]["result"] == "stored"
     assert p.documents.get(document["document_id"]).status == "stored"
-    got = _invoke(retrieve.handler, {"document_id": document["document_id"]})
+    ask = {"document_id": document["document_id"]}
+    got = _invoke(retrieve.handler, {**ask, "identity_proof": proof_for(READER, ask)})
     assert got["delivery"] == "inline" and got["size"] == len(b"through the handlers")
     # a replay: fetch says stored, the workflow's MarkDuplicate feeds WriteAudit "duplicate"
     again = _invoke(fetch.handler, {"event": event_for(info), "execution": "x-2"})

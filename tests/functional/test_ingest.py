@@ -41,7 +41,8 @@ def test_round_trip_sizes(size: int) -> None:
     assert base64.b64decode(out["content_base64"]) == data
     assert out["sha256"] == hashlib.sha256(data).hexdigest()
     assert [(r["operation"], r["outcome"]) for r in p.audit.rows] == [
-        ("document.encrypt", "success"), ("document.decrypt", "success")]
+        ("document.encrypt", "success"), ("document.decrypt", "attempt"),
+        ("document.decrypt", "success")]
     assert p.audit.rows[0]["details"]["result"] == "stored"
 
 

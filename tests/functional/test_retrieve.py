@@ -1,59 +1,99 @@
-"""Retrieve with fakes: refusals are audited, success is byte-identical, large ones by URL."""
+"""Retrieve with fakes: identity first, deny by default, one answer for not-found and
+not-allowed, an attempt row before any decryption, refusals audited, success byte-identical,
+large ones by URL."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import os
+from typing import Any
 
 import pytest
 
+from pqfile.auth import IdentityProofError
 from pqfile.errors import (
     DecryptionError,
     DocumentNotFoundError,
     InvalidEventError,
     KeyNotUsableError,
+    TransientError,
 )
 from pqfile.usecases.events import encrypted_key_for
-from pqfile.usecases.retrieve import identify_actor, retrieve_payload
-from tests.functional.fakes import ENCRYPTED, UPLOADS, event_for, make_pipeline, run_workflow
+from pqfile.usecases.retrieve import Retrieval, claimed_name, retrieve
+from tests.functional.fakes import (
+    ENCRYPTED,
+    UPLOADS,
+    event_for,
+    make_retrieval,
+    proof_for,
+    run_workflow,
+)
+
+ALICE = "arn:aws:iam::123456789012:user/alice"
+BOB = "arn:aws:iam::123456789012:user/bob"
 
 
-def _ingest(p, data: bytes, key: str = "uploads/a/r.bin") -> str:
+def _ingest(r: Retrieval, data: bytes, key: str = "uploads/a/r.bin") -> str:
+    p = r.pipeline
     info = p.blobs.put(UPLOADS, key, data)
     state = run_workflow(p, event_for(info))
     assert state["status"] == "SUCCEEDED", state.get("error")
-    return state["document"]["document_id"]
+    return str(state["document"]["document_id"])
 
 
-def test_inline_round_trip_and_audit() -> None:
-    p = make_pipeline()
+def _world(**settings: Any) -> Retrieval:
+    r = make_retrieval(**settings)
+    r.access.grant(ALICE, tenant="a")  # type: ignore[attr-defined]
+    return r
+
+
+def _ask(r: Retrieval, payload: dict[str, Any], who: str | None = ALICE, **kw: Any) -> Any:
+    if who is not None:
+        try:
+            proof = proof_for(who, payload)
+        except InvalidEventError:  # a payload outside the canonical form's caps
+            proof = {"principal": who, "request_sha256": "0" * 64}
+        payload = {**payload, "identity_proof": proof}
+    return retrieve(r, payload, **kw)
+
+
+def _decrypt_rows(r: Retrieval) -> list[dict[str, Any]]:
+    return [row for row in r.pipeline.audit.rows if row["operation"] == "document.decrypt"]  # type: ignore[attr-defined]
+
+
+def test_inline_round_trip_attempt_then_success_with_the_verified_actor() -> None:
+    r = _world()
     data = os.urandom(5000)
-    doc = _ingest(p, data)
-    out = retrieve_payload(p, {"document_id": doc}, claimed_by="alice", request_id="req-1")
+    doc = _ingest(r, data)
+    out = _ask(r, {"document_id": doc, "requested_by": "auditor@example.com"},
+               claimed_by="auditor@example.com", request_id="req-1")  # fmt: skip
     assert base64.b64decode(out["content_base64"]) == data
     assert out["size"] == 5000 and out["sha256"] == hashlib.sha256(data).hexdigest()
-    row = p.audit.rows[-1]
-    # The declared name is a detail; the actor is left to the database (the retrieve role,
-    # or the verified caller once there is one).
-    assert (row["operation"], row["outcome"], row["actor"], row["request_id"]) == (
-        "document.decrypt", "success", None, "req-1")
-    assert row["details"]["claimed_by"] == "alice"
-    assert row["key_id"] == p.documents.get(doc).key_id
+    attempt, success = _decrypt_rows(r)
+    assert [(x["outcome"], x["actor"], x["request_id"]) for x in (attempt, success)] == [
+        ("attempt", ALICE, "req-1"),
+        ("success", ALICE, "req-1"),
+    ]
+    # what the caller declared never becomes the actor
+    assert success["details"]["claimed_by"] == "auditor@example.com"
+    assert success["details"]["sts_arn"] == ALICE
+    assert success["key_id"] == r.pipeline.documents.get(doc).key_id
 
 
 def test_by_encrypted_bucket_and_key() -> None:
-    p = make_pipeline()
-    doc = _ingest(p, b"by key")
-    out = retrieve_payload(p, {"bucket": ENCRYPTED, "key": encrypted_key_for(doc)}, claimed_by="a")
+    r = _world()
+    doc = _ingest(r, b"by key")
+    out = _ask(r, {"bucket": ENCRYPTED, "key": encrypted_key_for(doc)})
     assert base64.b64decode(out["content_base64"]) == b"by key"
 
 
 def test_large_documents_come_back_by_presigned_url() -> None:
-    p = make_pipeline(inline_limit=1000, presign_seconds=120)
+    r = _world(inline_limit=1000, presign_seconds=120)
+    p = r.pipeline
     data = os.urandom(300_000)
-    doc = _ingest(p, data)
-    out = retrieve_payload(p, {"document_id": doc}, claimed_by="carol")
+    doc = _ingest(r, data)
+    out = _ask(r, {"document_id": doc})
     assert out["delivery"] == "url" and "content_base64" not in out
     assert out["expires_in"] == 120 and out["key"].startswith(f"retrievals/{doc}/")
     assert p.blobs.data(ENCRYPTED, out["key"]) == data
@@ -62,34 +102,129 @@ def test_large_documents_come_back_by_presigned_url() -> None:
     assert p.blobs.objects[(ENCRYPTED, out["key"])][0]["kms"] is not None
 
 
-def test_unknown_document_is_refused_and_audited() -> None:
-    p = make_pipeline()
+def test_not_found_and_not_allowed_look_the_same_and_the_audit_tells_them_apart() -> None:
+    r = _world()
+    doc = _ingest(r, b"tenant a's")
+    answers = []
+    for who, payload in ((BOB, {"document_id": doc}), (ALICE, {"document_id": "f" * 32})):
+        with pytest.raises(DocumentNotFoundError) as info:
+            _ask(r, payload, who)
+        answers.append((type(info.value).__name__, str(info.value)))
+    assert answers[0] == answers[1]
+    not_allowed, not_found = _decrypt_rows(r)
+    assert (not_allowed["actor"], not_allowed["outcome"], not_allowed["details"]["reason"]) == (
+        BOB,
+        "refused",
+        "not_allowed",
+    )
+    assert (not_found["actor"], not_found["details"]["reason"]) == (ALICE, "not_found")
+    # nothing was read from KMS or S3 for either
+    assert not any(x["outcome"] == "attempt" for x in _decrypt_rows(r))
+
+
+def test_patterns_and_document_rules() -> None:
+    r = make_retrieval()
+    doc = _ingest(r, b"x")
+    r.access.grant("arn:aws:iam::123456789012:user/*", tenant="a")  # type: ignore[attr-defined]
+    assert _ask(r, {"document_id": doc}, BOB)["size"] == 1
+    r2 = make_retrieval()
+    doc2 = _ingest(r2, b"y")
+    r2.access.grant(BOB, document_id=doc2)  # type: ignore[attr-defined]
+    assert _ask(r2, {"document_id": doc2}, BOB)["size"] == 1
     with pytest.raises(DocumentNotFoundError):
-        retrieve_payload(p, {"document_id": "f" * 32}, claimed_by="mallory")
-    row = p.audit.rows[-1]
+        _ask(r2, {"document_id": doc2}, ALICE)
+
+
+def test_no_proof_is_refused_and_audited_before_anything_is_read() -> None:
+    r = _world()
+    doc = _ingest(r, b"secret")
+    with pytest.raises(IdentityProofError) as info:
+        _ask(r, {"document_id": doc, "requested_by": "auditor@example.com"}, None,
+             claimed_by="auditor@example.com")  # fmt: skip
+    assert info.value.reason.value == "proof_missing"
+    (row,) = _decrypt_rows(r)
     assert (row["outcome"], row["actor"], row["details"]["reason"]) == (
-        "refused", None, "DocumentNotFoundError")
-    assert row["details"]["claimed_by"] == "mallory"
+        "refused",
+        None,
+        "proof_missing",
+    )
+    assert row["details"]["claimed_by"] == "auditor@example.com"
+    assert r.access.checks == []  # type: ignore[attr-defined]
+
+
+def test_a_proof_for_another_document_is_refused() -> None:
+    r = _world()
+    doc = _ingest(r, b"secret")
+    payload = {"document_id": doc, "identity_proof": proof_for(ALICE, {"document_id": "other"})}
+    with pytest.raises(IdentityProofError, match="request_hash_mismatch"):
+        retrieve(r, payload)
+
+
+def test_sts_unavailable_is_transient_and_audited() -> None:
+    r = _world()
+    doc = _ingest(r, b"secret")
+    r.identity.unavailable = True  # type: ignore[attr-defined]
+    with pytest.raises(TransientError):
+        _ask(r, {"document_id": doc})
+    assert _decrypt_rows(r)[-1]["details"]["reason"] == "sts_unavailable"
+
+
+def test_a_5_mb_payload_is_refused_with_a_clear_error_and_a_bounded_row() -> None:
+    r = _world()
+    huge = "x" * (5 * 1024 * 1024)
+    for payload in ({"document_id": huge}, {"bucket": "b", "key": huge},
+                    {"document_id": "d", "junk": huge}, {huge: 1}):  # fmt: skip
+        with pytest.raises(InvalidEventError) as info:
+            _ask(r, payload, claimed_by=claimed_name({"requested_by": huge}))
+        assert len(str(info.value)) < 200
+        row = _decrypt_rows(r)[-1]
+        assert row["outcome"] == "refused" and row["details"]["reason"] == "invalid_request"
+        assert len(repr(row)) < 2048
+    with pytest.raises(InvalidEventError, match="document_id is longer than 128"):
+        _ask(r, {"document_id": "d" * 129})
 
 
 def test_revoked_key_is_refused_and_audited() -> None:
-    p = make_pipeline()
-    doc = _ingest(p, b"secret")
-    p.keys.status[p.documents.get(doc).key_id] = "revoked"
+    r = _world()
+    doc = _ingest(r, b"secret")
+    r.pipeline.keys.status[r.pipeline.documents.get(doc).key_id] = "revoked"  # type: ignore[attr-defined]
     with pytest.raises(KeyNotUsableError):
-        retrieve_payload(p, {"document_id": doc}, claimed_by="dave")
-    row = p.audit.rows[-1]
+        _ask(r, {"document_id": doc})
+    attempt, row = _decrypt_rows(r)
+    assert attempt["outcome"] == "attempt"
     assert row["outcome"] == "refused" and row["details"]["reason"] == "KeyNotUsableError"
-    assert row["document_id"] == doc
+    assert row["document_id"] == doc and row["actor"] == ALICE
+
+
+def test_no_attempt_row_no_decryption() -> None:
+    r = _world(inline_limit=10)
+    doc = _ingest(r, os.urandom(5000))
+    r.pipeline.audit.fail_outcomes.add("attempt")  # type: ignore[attr-defined]
+    loads = []
+    original = r.pipeline.keys.load_decryption_key
+    r.pipeline.keys.load_decryption_key = lambda k: loads.append(k) or original(k)  # type: ignore[method-assign]
+    with pytest.raises(TransientError):
+        _ask(r, {"document_id": doc})
+    assert loads == [] and r.pipeline.blobs.keys(ENCRYPTED, "retrievals/") == []  # type: ignore[attr-defined]
+
+
+def test_url_copy_deleted_when_the_outcome_row_cannot_be_written() -> None:
+    r = _world(inline_limit=10)
+    doc = _ingest(r, os.urandom(5000))
+    r.pipeline.audit.fail_outcomes.add("success")  # type: ignore[attr-defined]
+    with pytest.raises(TransientError):
+        _ask(r, {"document_id": doc})
+    assert r.pipeline.blobs.keys(ENCRYPTED, "retrievals/") == []  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("where", ["header", "body", "truncate"])
 @pytest.mark.parametrize("inline_limit", [4 * 1024 * 1024, 10])
 def test_tampered_package_is_refused_and_nothing_released(where: str, inline_limit: int) -> None:
-    p = make_pipeline(inline_limit=inline_limit)
-    doc = _ingest(p, os.urandom(150_000))
+    r = _world(inline_limit=inline_limit)
+    p = r.pipeline
+    doc = _ingest(r, os.urandom(150_000))
     key = encrypted_key_for(doc)
-    entry = p.blobs.objects[(ENCRYPTED, key)][0]
+    entry = p.blobs.objects[(ENCRYPTED, key)][0]  # type: ignore[attr-defined]
     data = bytearray(entry["data"])
     if where == "header":
         data[60] ^= 1
@@ -99,37 +234,42 @@ def test_tampered_package_is_refused_and_nothing_released(where: str, inline_lim
         del data[-17:]
     entry["data"] = bytes(data)
     with pytest.raises((DecryptionError, Exception)) as info:
-        retrieve_payload(p, {"document_id": doc}, claimed_by="eve")
+        _ask(r, {"document_id": doc})
     assert info.type.__name__ in {"DecryptionError", "MalformedPackageError", "LimitExceededError"}
-    assert p.blobs.keys(ENCRYPTED, "retrievals/") == []  # no copy released
-    assert p.audit.rows[-1]["outcome"] == "refused"
+    assert p.blobs.keys(ENCRYPTED, "retrievals/") == []  # type: ignore[attr-defined]
+    assert _decrypt_rows(r)[-1]["outcome"] == "refused"
 
 
 def test_malformed_payload_is_refused_and_audited() -> None:
-    p = make_pipeline()
+    r = _world()
     with pytest.raises(InvalidEventError):
-        retrieve_payload(p, {"nothing": 1}, claimed_by="x")
-    assert p.audit.rows[-1]["outcome"] == "refused"
-    assert p.audit.rows[-1]["details"]["claimed_by"] == "x"
+        _ask(r, {"nothing": 1}, claimed_by="x")
+    assert _decrypt_rows(r)[-1]["outcome"] == "refused"
+    assert _decrypt_rows(r)[-1]["details"]["claimed_by"] == "x"
     with pytest.raises(InvalidEventError):
-        retrieve_payload(p, {"nothing": 1})
-    assert "claimed_by" not in p.audit.rows[-1]["details"]  # nothing claimed, nothing kept
+        _ask(r, {"document_id": 5})
+    assert _decrypt_rows(r)[-1]["actor"] == ALICE  # verified, then refused
+    with pytest.raises(InvalidEventError):
+        retrieve(r, ["not", "an", "object"])
+    assert "claimed_by" not in _decrypt_rows(r)[-1]["details"]  # nothing claimed, nothing kept
 
 
-def test_actor_order() -> None:
+def test_claim_order() -> None:
     cc = {"custom": {"requested_by": "c"}}
-    assert identify_actor({"requested_by": "p"}, client_context=cc) == "c"
-    assert identify_actor({"requested_by": "p"}, cognito_identity_id="id-1") == "cognito:id-1"
-    assert identify_actor({"requested_by": "p"}) == "p"
-    assert identify_actor({}) is None  # nothing declared: no claimed_by at all
-    assert identify_actor({"requested_by": "\n"}) is None
-    assert identify_actor({"requested_by": "a\nb"}) == "ab"
+    assert claimed_name({"requested_by": "p"}, client_context=cc) == "c"
+    assert claimed_name({"requested_by": "p"}, cognito_identity_id="id-1") == "cognito:id-1"
+    assert claimed_name({"requested_by": "p"}) == "p"
+    assert claimed_name({}) is None  # nothing declared: no claimed_by at all
+    assert claimed_name({"requested_by": "\n"}) is None
+    assert claimed_name({"requested_by": "a\nb"}) == "ab"
+    assert len(claimed_name({"requested_by": "y" * 10_000}) or "") == 256
 
 
 def test_content_type_comes_back_from_the_authenticated_context() -> None:
-    p = make_pipeline()
+    r = _world()
+    p = r.pipeline
     info = p.blobs.put(UPLOADS, "uploads/a/t.txt", b"text", content_type="text/plain")
     assert run_workflow(p, event_for(info))["status"] == "SUCCEEDED"
-    (doc,) = p.documents.rows
-    out = retrieve_payload(p, {"document_id": doc}, claimed_by="a")
+    (doc,) = p.documents.rows  # type: ignore[attr-defined]
+    out = _ask(r, {"document_id": doc})
     assert out["content_type"] == "text/plain"

@@ -1,10 +1,12 @@
-"""retrieve: decrypt one document on direct invocation; every attempt is audited.
+"""retrieve: decrypt one document on direct invocation for a verified, allowed caller;
+every attempt is audited.
 
-Payload: ``{"document_id": "..."}`` or ``{"bucket": "...", "key": "encrypted/..."}``, and
-optionally ``"requested_by"`` (see pqfile.usecases.retrieve.identify_actor for the order in
-which a declared name is taken; it is kept as the audit detail ``claimed_by``, the actor is
-the database role until the caller is verified). Refusals raise: the invoke answers with
-``errorType`` (DocumentNotFoundError, KeyNotUsableError, DecryptionError, ...).
+Payload: ``{"document_id": "..."}`` or ``{"bucket": "...", "key": "encrypted/..."}``, with
+``"identity_proof"`` (``pqfile auth proof``; docs/CONTRACTS.md, "Caller identity proofs")
+and optionally ``"requested_by"`` (kept as the audit detail ``claimed_by``, never the
+actor; see pqfile.usecases.retrieve.claimed_name). Refusals raise: the invoke answers with
+``errorType`` (IdentityProofError, DocumentNotFoundError for both "no such document" and
+"not allowed", KeyNotUsableError, DecryptionError, ...).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from pqfile import wiring
 from pqfile.errors import PQFileError
 from pqfile.handlers._runtime import count, entry_point, logger, request_id
-from pqfile.usecases.retrieve import identify_actor, retrieve_payload
+from pqfile.usecases.retrieve import claimed_name, retrieve
 
 
 def _claimed_by(event: Any, context: Any) -> str | None:
@@ -22,7 +24,7 @@ def _claimed_by(event: Any, context: Any) -> str | None:
     custom = getattr(client_context, "custom", None) if client_context is not None else None
     identity = getattr(context, "identity", None)
     cognito = getattr(identity, "cognito_identity_id", None) if identity is not None else None
-    return identify_actor(
+    return claimed_name(
         event if isinstance(event, dict) else None,
         client_context={"custom": custom} if isinstance(custom, dict) else None,
         cognito_identity_id=cognito if isinstance(cognito, str) else None,
@@ -33,8 +35,8 @@ def _claimed_by(event: Any, context: Any) -> str | None:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     claimed_by = _claimed_by(event, context)
     try:
-        result = retrieve_payload(
-            wiring.pipeline(), event, claimed_by=claimed_by, request_id=request_id(context)
+        result = retrieve(
+            wiring.retrieval(), event, claimed_by=claimed_by, request_id=request_id(context)
         )
     except PQFileError as exc:
         count("RetrievalsRefused")

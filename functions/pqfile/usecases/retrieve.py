@@ -8,10 +8,14 @@ Delivery (docs/OPERATIONS.md, "Retrieval"):
   encrypted bucket (SSE-KMS) and returned as a presigned GET URL valid for minutes; a
   lifecycle rule removes the copies after a day.
 
-Who asks: the audit row's actor is the verified caller when there is one (``caller``, a
-principal ARN: the authorization issue provides it); until then the database records the
-retrieve role itself, and any name the caller declares (``requested_by`` in the client
-context or the payload) is only kept as the detail ``claimed_by``.
+Who asks: the principal STS vouches for through the payload's ``identity_proof``
+(pqfile.auth; docs/CONTRACTS.md, "Caller identity proofs"), verified before anything is
+read; it is the audit row's actor. Any name the caller declares (``requested_by`` in the
+client context or the payload) is only kept as the detail ``claimed_by``. What they may
+read: deny by default, an access rule for the document or its tenant (sql/migrations/0011);
+"no such document" and "not allowed" give the caller the same answer, the audit's
+``details.reason`` (``not_found``, ``not_allowed``) tells them apart. An ``attempt`` row with
+the verified actor is committed before any decryption, the outcome row after.
 
 No unauthenticated plaintext is ever released: the inline answer is built only after
 decrypt_stream returned (every segment and the final one verified), and the multipart
@@ -28,11 +32,52 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pqfile.auth import (
+    CANONICAL_FIELDS,
+    PROOF_FIELD,
+    IdentityProofError,
+    ProofRefusal,
+    retrieve_request_sha256,
+)
 from pqfile.config import RETRIEVALS_PREFIX
-from pqfile.errors import DecryptionError, DocumentNotFoundError, InvalidEventError, PQFileError
-from pqfile.ports import AuditOutcome, DocumentRecord, DocumentStatus
+from pqfile.errors import (
+    DecryptionError,
+    DocumentNotFoundError,
+    InvalidEventError,
+    PQFileError,
+    TransientError,
+)
+from pqfile.ports import (
+    AccessOperation,
+    AccessPolicy,
+    AuditOutcome,
+    CallerIdentityVerifier,
+    DocumentRecord,
+    DocumentStatus,
+)
 from pqfile.usecases.common import HashingWriter, Pipeline
 from pqfile.usecases.ingest import CONTENT_TYPE_CONTEXT, OP_DECRYPT
+
+#: Every top-level payload field retrieve understands (the canonical request's fields, the
+#: proof, a declared name); anything else is refused.
+PAYLOAD_FIELDS = frozenset((*CANONICAL_FIELDS, PROOF_FIELD, "requested_by"))
+#: Caps of the fields that reach the database and the audit (docs/OPERATIONS.md).
+MAX_DOCUMENT_ID = 128
+MAX_BUCKET = 63
+MAX_KEY = 1024
+MAX_CLAIM = 256
+#: The one answer for "no such document" and "not allowed": no existence oracle.
+NOT_FOUND_MESSAGE = "no such document"
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What the retrieve function needs beyond the pipeline: who is asking (verified) and
+    whether they may (the access rules); built once per process by pqfile.wiring."""
+
+    pipeline: Pipeline
+    access: AccessPolicy
+    identity: CallerIdentityVerifier
 
 
 @dataclass(frozen=True)
@@ -40,11 +85,13 @@ class RetrieveRequest:
     document_id: str | None
     bucket: str | None
     key: str | None
-    #: Who the caller says it is (see identify_actor): a detail, never the actor.
+    #: Who the caller says it is (see claimed_name): a detail, never the actor.
     claimed_by: str | None = None
     request_id: str | None = None
-    #: The verified caller (a principal ARN), recorded as the actor; None until verified.
+    #: The verified caller (a principal ARN), recorded as the actor.
     caller: str | None = None
+    #: What the audit keeps about the verified caller (VerifiedCaller.audit_details()).
+    caller_details: Mapping[str, str] | None = None
 
     @classmethod
     def from_payload(
@@ -54,90 +101,189 @@ class RetrieveRequest:
         claimed_by: str | None = None,
         request_id: str | None = None,
         caller: str | None = None,
+        caller_details: Mapping[str, str] | None = None,
     ) -> RetrieveRequest:
+        """Validate and cap the fields that name the document (InvalidEventError naming the
+        field and its cap, never echoing the value)."""
         if not isinstance(payload, Mapping):
             raise InvalidEventError("the payload is not a JSON object")
+        unknown = sorted(str(name)[:64] for name in payload if name not in PAYLOAD_FIELDS)
+        if unknown:
+            raise InvalidEventError(f"unknown payload field(s): {', '.join(unknown[:5])}")
         doc = payload.get("document_id")
         bucket = payload.get("bucket")
         key = payload.get("key")
         if doc is not None:
-            if not isinstance(doc, str) or not doc or len(doc) > 128:
-                raise InvalidEventError("document_id must be a non-empty string")
-            return cls(doc, None, None, claimed_by, request_id, caller)
-        if isinstance(bucket, str) and bucket and isinstance(key, str) and key:
-            return cls(None, bucket, key, claimed_by, request_id, caller)
+            _check_text("document_id", doc, MAX_DOCUMENT_ID)
+            return cls(doc, None, None, claimed_by, request_id, caller, caller_details)
+        if bucket is not None and key is not None:
+            _check_text("bucket", bucket, MAX_BUCKET)
+            _check_text("key", key, MAX_KEY)
+            return cls(None, bucket, key, claimed_by, request_id, caller, caller_details)
         raise InvalidEventError('payload needs "document_id" or "bucket" and "key"')
 
 
-def identify_actor(
+def _check_text(name: str, value: object, cap: int) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidEventError(f"{name} must be a non-empty string")
+    if len(value) > cap:
+        raise InvalidEventError(f"{name} is longer than {cap} characters")
+    if not value.isprintable():
+        raise InvalidEventError(f"{name} holds control characters")
+
+
+def claimed_name(
     payload: Mapping[str, Any] | None,
     *,
     client_context: Mapping[str, Any] | None = None,
     cognito_identity_id: str | None = None,
 ) -> str | None:
-    """The name the caller declares, best source first (kept as ``claimed_by``; nothing
-    here is verified, so it is never the audit row's actor):
+    """The name the caller declares, best source first; kept as the audit detail
+    ``claimed_by``, never the actor (the actor is the principal STS vouched for):
 
     1. ``requested_by`` in the invocation's client context (``aws lambda invoke
        --client-context``, set by a calling service);
     2. the Cognito identity of the Lambda context, when invoked through one;
     3. ``requested_by`` in the payload;
     4. None: nothing declared.
-
-    Lambda does not pass the IAM principal of a direct invoke to the function; the audit
-    row carries the Lambda request id so CloudTrail's Invoke record names the principal.
     """
     if client_context:
         custom = client_context.get("custom")
         if isinstance(custom, Mapping) and isinstance(custom.get("requested_by"), str):
-            return _clean_actor(str(custom["requested_by"]))
+            return _clean_claim(str(custom["requested_by"]))
     if cognito_identity_id:
-        return _clean_actor(f"cognito:{cognito_identity_id}")
-    if payload and isinstance(payload.get("requested_by"), str) and payload["requested_by"]:
-        return _clean_actor(str(payload["requested_by"]))
+        return _clean_claim(f"cognito:{cognito_identity_id}")
+    if isinstance(payload, Mapping) and isinstance(payload.get("requested_by"), str):
+        return _clean_claim(str(payload["requested_by"]))
     return None
 
 
-def _clean_actor(actor: str) -> str | None:
-    return "".join(c for c in actor if c.isprintable())[:256] or None
+def _clean_claim(claim: str) -> str | None:
+    # Cut first: a 5 MB claim costs nothing more than a short one.
+    return "".join(c for c in claim[: MAX_CLAIM * 2] if c.isprintable())[:MAX_CLAIM] or None
 
 
-def retrieve_payload(
-    p: Pipeline,
+def retrieve(
+    r: Retrieval,
     payload: Any,
     *,
     claimed_by: str | None = None,
     request_id: str | None = None,
-    caller: str | None = None,
 ) -> dict[str, Any]:
-    """Parse an invocation payload and retrieve; a malformed payload is refused and audited."""
+    """The retrieve function: verify who asks, validate what they ask, check that they may,
+    then decrypt (docs/OPERATIONS.md, "Retrieval"). Every refusal is audited and raised.
+
+    Order: the request's canonical hash (its fields within the canonical form's caps), the
+    identity proof for that hash (one STS round trip; nothing read from the database, KMS
+    or S3 before), the payload's fields and caps, the document and the access rule, an
+    ``attempt`` row with the verified actor, then decryption and the outcome row.
+    """
+    p = r.pipeline
+    base = {"claimed_by": claimed_by} if claimed_by is not None else {}
+    try:
+        if not isinstance(payload, Mapping):
+            raise InvalidEventError("the payload is not a JSON object")
+        request_sha256 = retrieve_request_sha256(payload)
+        caller = r.identity.verify(payload.get(PROOF_FIELD), request_sha256=request_sha256)
+    except IdentityProofError as exc:
+        _refused(p, None, request_id, {"reason": exc.reason.value, **base})
+        if exc.reason is ProofRefusal.STS_UNAVAILABLE:
+            raise TransientError("identity could not be verified: STS unavailable") from None
+        raise
+    except InvalidEventError as exc:
+        _refused(p, None, request_id, {"reason": "invalid_request",
+                                       "message": str(exc)[:200], **base})  # fmt: skip
+        raise
+    details = {**caller.audit_details(), **base}
     try:
         req = RetrieveRequest.from_payload(
-            payload, claimed_by=claimed_by, request_id=request_id, caller=caller
+            payload,
+            claimed_by=claimed_by,
+            request_id=request_id,
+            caller=caller.principal_arn,
+            caller_details=details,
         )
     except InvalidEventError as exc:
-        p.audit.append(
-            operation=OP_DECRYPT,
-            outcome=AuditOutcome.REFUSED,
-            actor=caller,
-            request_id=request_id,
-            details=_with_claim({"reason": type(exc).__name__}, claimed_by),
+        _refused(
+            p,
+            caller.principal_arn,
+            request_id,
+            {"reason": "invalid_request", "message": str(exc)[:200], **details},
         )
         raise
-    return retrieve_document(p, req)
+    record = _lookup(p, req)
+    if record is None:
+        _refused(
+            p,
+            req.caller,
+            request_id,
+            {"reason": "not_found", "requested": _requested(req), **details},
+        )
+        raise DocumentNotFoundError(NOT_FOUND_MESSAGE)
+    if not r.access.allows(caller.principal_arn, record.document_id, AccessOperation.RETRIEVE):
+        _refused(p, req.caller, request_id,
+                 {"reason": "not_allowed", "requested": _requested(req), **details},
+                 document_id=record.document_id)  # fmt: skip
+        raise DocumentNotFoundError(NOT_FOUND_MESSAGE)
+    return _decrypt_audited(p, req, record)
 
 
-def _with_claim(details: dict[str, Any], claimed_by: str | None) -> dict[str, Any]:
-    if claimed_by is not None:
-        details["claimed_by"] = claimed_by
+def _refused(
+    p: Pipeline,
+    actor: str | None,
+    request_id: str | None,
+    details: dict[str, Any],
+    *,
+    document_id: str | None = None,
+) -> None:
+    p.audit.append(
+        operation=OP_DECRYPT,
+        outcome=AuditOutcome.REFUSED,
+        actor=actor,
+        document_id=document_id,
+        request_id=request_id,
+        details=details,
+    )
+
+
+def _with_claim(details: dict[str, Any], req: RetrieveRequest) -> dict[str, Any]:
+    if req.caller_details:
+        details.update(req.caller_details)
+    if req.claimed_by is not None:
+        details["claimed_by"] = req.claimed_by
     return details
 
 
 def retrieve_document(p: Pipeline, req: RetrieveRequest) -> dict[str, Any]:
-    """Decrypt and deliver one document; raise (after auditing) when refused."""
-    record: DocumentRecord | None = None
+    """Decrypt and deliver one document for a request already verified and allowed (the
+    ingest and rotation tests call it directly); raise (after auditing) when refused."""
+    record = _lookup(p, req)
+    if record is None:
+        p.audit.append(
+            operation=OP_DECRYPT,
+            outcome=AuditOutcome.REFUSED,
+            actor=req.caller,
+            document_id=req.document_id,
+            request_id=req.request_id,
+            details=_with_claim({"reason": "not_found", "requested": _requested(req)}, req),
+        )
+        raise DocumentNotFoundError(NOT_FOUND_MESSAGE)
+    return _decrypt_audited(p, req, record)
+
+
+def _decrypt_audited(p: Pipeline, req: RetrieveRequest, record: DocumentRecord) -> dict[str, Any]:
+    """Attempt row (committed before anything is decrypted: if it cannot be written, nothing
+    is), then KMS, S3 and decryption, then the outcome row."""
+    p.audit.append(
+        operation=OP_DECRYPT,
+        outcome=AuditOutcome.ATTEMPT,
+        actor=req.caller,
+        document_id=record.document_id,
+        key_id=record.key_id,
+        request_id=req.request_id,
+        details=_with_claim({"requested": _requested(req)}, req),
+    )
     try:
-        record = _lookup(p, req)
         identity = p.keys.load_decryption_key(record.key_id or "")
         result = _deliver(p, record, identity)
     except PQFileError as exc:
@@ -145,25 +291,27 @@ def retrieve_document(p: Pipeline, req: RetrieveRequest) -> dict[str, Any]:
             operation=OP_DECRYPT,
             outcome=AuditOutcome.REFUSED,
             actor=req.caller,
-            document_id=record.document_id if record else req.document_id,
-            key_id=record.key_id if record else None,
+            document_id=record.document_id,
+            key_id=record.key_id,
             request_id=req.request_id,
-            details=_with_claim(
-                {"reason": type(exc).__name__, "requested": _requested(req)}, req.claimed_by
-            ),
+            details=_with_claim({"reason": type(exc).__name__, "requested": _requested(req)}, req),
         )
         raise
-    p.audit.append(
-        operation=OP_DECRYPT,
-        outcome=AuditOutcome.SUCCESS,
-        actor=req.caller,
-        document_id=record.document_id,
-        key_id=record.key_id,
-        request_id=req.request_id,
-        details=_with_claim(
-            {"delivery": result["delivery"], "size": result["size"]}, req.claimed_by
-        ),
-    )
+    try:
+        p.audit.append(
+            operation=OP_DECRYPT,
+            outcome=AuditOutcome.SUCCESS,
+            actor=req.caller,
+            document_id=record.document_id,
+            key_id=record.key_id,
+            request_id=req.request_id,
+            details=_with_claim({"delivery": result["delivery"], "size": result["size"]}, req),
+        )
+    except BaseException:
+        if result["delivery"] == "url":
+            # No outcome row, no plaintext: the copy goes before the error is raised.
+            p.blobs.delete_version(result["bucket"], result["key"], None)
+        raise
     return result
 
 
@@ -173,16 +321,17 @@ def _requested(req: RetrieveRequest) -> dict[str, str | None]:
     return {"bucket": req.bucket, "key": req.key}
 
 
-def _lookup(p: Pipeline, req: RetrieveRequest) -> DocumentRecord:
+def _lookup(p: Pipeline, req: RetrieveRequest) -> DocumentRecord | None:
+    """The stored document the request names, or None (one answer for every reason)."""
     if req.document_id is not None:
         record = p.documents.get(req.document_id)
     else:
         assert req.bucket is not None and req.key is not None
         record = p.documents.find_by_encrypted_object(req.bucket, req.key)
     if record is None or record.status is not DocumentStatus.STORED or not record.encrypted_key:
-        raise DocumentNotFoundError("no such document")
+        return None
     if not record.key_id:
-        raise DocumentNotFoundError("the document has no key recorded")
+        return None
     return record
 
 
