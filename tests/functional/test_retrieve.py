@@ -247,7 +247,7 @@ def test_malformed_payload_is_refused_and_audited() -> None:
     assert _decrypt_rows(r)[-1]["outcome"] == "refused"
     assert _decrypt_rows(r)[-1]["details"]["claimed_by"] == "x"
     with pytest.raises(InvalidEventError):
-        _ask(r, {"document_id": 5})
+        _ask(r, {"document_id": "d", "extra": 1})
     assert _decrypt_rows(r)[-1]["actor"] == ALICE  # verified, then refused
     with pytest.raises(InvalidEventError):
         retrieve(r, ["not", "an", "object"])

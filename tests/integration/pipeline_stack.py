@@ -7,6 +7,8 @@ environment variables as docs/CONTRACTS.md lists), each connecting to the databa
 own role (tests/fixtures/postgres.py FUNCTION_ROLES), the ingest state machine rendered from
 statemachines/ingest.asl.json, and an EventBridge rule that starts it for "Object Created"
 under uploads/. PostgreSQL is a fresh migrated database with a small, attested key pool.
+With a local STS (tests/fixtures/local_sts.py), the retrieve function verifies callers
+against it (PQFILE_STS_ENDPOINT_URL, PQFILE_AUDIENCE) and alice is granted tenant ``a``.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures.emulator import placeholder_zip
-from tests.fixtures.postgres import FUNCTION_ROLES, role_url
+from tests.fixtures.local_sts import LocalSts
+from tests.fixtures.postgres import FUNCTION_ROLES, OPERATOR, role_url
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachines" / "ingest.asl.json"
 FUNCTIONS = ("fetch", "select_key", "encrypt", "store", "audit", "record_failure", "retrieve")
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+#: The retrieve function's PQFILE_AUDIENCE on the test stack.
+AUDIENCE = "pqfile-it"
 
 
 @dataclass
@@ -43,6 +48,8 @@ class PipelineStack:
     attestation_key_id: str = ""
     #: The database URL each function connects with (its own role).
     function_db_urls: dict[str, str] = field(default_factory=dict)
+    #: The local STS the retrieve function verifies callers against (None: not deployed).
+    sts: LocalSts | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
@@ -217,6 +224,46 @@ class PipelineStack:
         body = json.loads(resp["Payload"].read() or b"null")
         return body, resp.get("FunctionError")
 
+    def proof_payload(self, request: dict[str, Any], user: str = "alice") -> dict[str, Any]:
+        """``request`` with an identity proof signed by ``user`` of the local STS."""
+        from pqfile.adapters.sts_proof import proof_payload
+
+        assert self.sts is not None, "deployed without a local STS"
+        return proof_payload(
+            request,
+            audience=AUDIENCE,
+            endpoint=self.sts.endpoint(),
+            credentials=self.sts.users[user].credentials(),
+        )
+
+    def retrieve(
+        self, request: dict[str, Any], user: str | None = "alice", **extra: Any
+    ) -> tuple[dict[str, Any], str | None]:
+        """Invoke retrieve as ``user`` (a fresh proof for ``request``; None: no proof);
+        ``extra`` fields (``requested_by``) are added outside the proof."""
+        payload = self.proof_payload(request, user) if user else dict(request)
+        return self.invoke("retrieve", {**payload, **extra})
+
+    def grant(
+        self,
+        principal: str,
+        *,
+        tenant: str | None = None,
+        document_id: str | None = None,
+        operation: str = "retrieve",
+    ) -> int:
+        """An access rule, made as pqfile_operator (as ``pqfile access grant`` does)."""
+        from pqfile.adapters.postgres import Database, PostgresAccessRules
+        from pqfile.ports import AccessOperation
+
+        db = Database.from_url(role_url(self.db_url, OPERATOR))
+        try:
+            return PostgresAccessRules(db).grant(
+                principal, tenant=tenant, document_id=document_id,
+                operation=AccessOperation(operation), actor="tests")  # fmt: skip
+        finally:
+            db.close()
+
     def set_env(self, function: str, **changes: str) -> None:
         """Change one function's environment (a new warm worker picks it up)."""
         lam = self.client("lambda")
@@ -255,6 +302,7 @@ def deploy_pipeline(
     keys: int = 3,
     suite: str = "xwing",
     function_db_urls: dict[str, str] | None = None,
+    sts: LocalSts | None = None,
 ) -> PipelineStack:
     """Deploy on the emulator. Each function connects as its own role (``function_db_urls``
     overrides single functions' URLs); ``db_url`` is the owner's, used by the tests."""
@@ -295,7 +343,13 @@ def deploy_pipeline(
             Code={"ZipFile": placeholder_zip()},
             Timeout=900 if fn in ("encrypt", "retrieve") else 60,
             MemorySize=512,
-            Environment={"Variables": {**environment, "PQFILE_DATABASE_URL": urls[fn]}},
+            Environment={
+                "Variables": {
+                    **environment,
+                    **_identity_env(fn, sts),
+                    "PQFILE_DATABASE_URL": urls[fn],
+                }
+            },
         )
         functions[fn] = name
         arns[fn] = resp["FunctionArn"]
@@ -336,10 +390,20 @@ def deploy_pipeline(
         environment=environment,
         attestation_key_id=attestation_key_id,
         function_db_urls=urls,
+        sts=sts,
     )
     if keys:
         stack.keystore().create_keys(suite, keys, actor="tests")
+    if sts is not None:
+        stack.grant(sts.users["alice"].arn, tenant="a")
     return stack
+
+
+def _identity_env(function: str, sts: LocalSts | None) -> dict[str, str]:
+    """The retrieve function verifies callers against the local STS (docs/CONTRACTS.md)."""
+    if function != "retrieve" or sts is None:
+        return {}
+    return {"PQFILE_STS_ENDPOINT_URL": sts.endpoint_url, "PQFILE_AUDIENCE": AUDIENCE}
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:

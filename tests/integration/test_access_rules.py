@@ -63,8 +63,10 @@ def test_grant_check_revoke(db_url: str) -> None:
         assert not policy.allows(ALICE, "doc-a", RETRIEVE_OP)  # deny by default
         rule = rules.grant(ALICE, tenant="a", document_id=None, operation=RETRIEVE_OP,
                            actor="ops@example.com")  # fmt: skip
-        assert rules.grant(ALICE, tenant="a", document_id=None, operation=RETRIEVE_OP,
-                           actor=None) == rule  # idempotent
+        assert (
+            rules.grant(ALICE, tenant="a", document_id=None, operation=RETRIEVE_OP, actor=None)
+            == rule
+        )  # idempotent
         assert policy.allows(ALICE, "doc-a", RETRIEVE_OP)
         assert not policy.allows(ALICE, "doc-b", RETRIEVE_OP)  # another tenant
         assert not policy.allows(BOB, "doc-a", RETRIEVE_OP)
@@ -129,10 +131,16 @@ def test_retrieve_appends_attempt_rows_with_its_verified_caller(db_url: str) -> 
     ret_db = _db(db_url, RETRIEVE)
     try:
         audit = PostgresAuditLog(ret_db)
-        audit.append(operation="document.decrypt", outcome=AuditOutcome.ATTEMPT, actor=ALICE,
-                     document_id="doc-1", details={"requested": {"document_id": "doc-1"}})
+        audit.append(
+            operation="document.decrypt",
+            outcome=AuditOutcome.ATTEMPT,
+            actor=ALICE,
+            document_id="doc-1",
+            details={"requested": {"document_id": "doc-1"}},
+        )
         rows = Database.from_url(db_url).run(
-            "SELECT actor, db_role FROM access_logs WHERE outcome = 'attempt'")
+            "SELECT actor, db_role FROM access_logs WHERE outcome = 'attempt'"
+        )
         assert [tuple(r) for r in rows] == [(ALICE, RETRIEVE)]
     finally:
         ret_db.close()

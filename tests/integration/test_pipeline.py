@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def stack(aws_emulator, emulator_role_arn, migrated_db_url) -> PipelineStack:
-    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url)
+def stack(aws_emulator, emulator_role_arn, migrated_db_url, local_sts) -> PipelineStack:
+    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url, sts=local_sts)
 
 
 def _ingest(stack: PipelineStack, key: str, data: bytes) -> tuple[dict, dict]:
@@ -37,17 +37,20 @@ def test_upload_is_encrypted_and_retrievable(stack: PipelineStack) -> None:
     package = stack.client("s3").get_object(Bucket=stack.encrypted, Key=doc["encrypted_key"])
     header = envelope.read_header(package["Body"].read())
     assert header.key_id == doc["key_id"]
-    body, error = stack.invoke("retrieve", {"document_id": doc["document_id"],
-                                            "requested_by": "tester"})
+    body, error = stack.retrieve({"document_id": doc["document_id"]}, requested_by="tester")
     assert error is None, body
     assert base64.b64decode(body["content_base64"]) == data
     assert body["sha256"] == hashlib.sha256(data).hexdigest()
     trail = stack.audit_rows(doc["document_id"])
     assert [(r["operation"], r["outcome"]) for r in trail] == [
-        ("document.encrypt", "success"), ("document.decrypt", "success")]
-    # each function's own role is the actor; what the caller declared is only a detail
-    assert [r["actor"] for r in trail] == ["pqfile_audit_writer", "pqfile_retrieve"]
-    assert trail[1]["details"]["claimed_by"] == "tester"
+        ("document.encrypt", "success"),
+        ("document.decrypt", "attempt"),
+        ("document.decrypt", "success"),
+    ]
+    # the ingest function's own role; the verified caller for the read; a claim is a detail
+    alice = stack.sts.users["alice"].arn if stack.sts else ""
+    assert [r["actor"] for r in trail] == ["pqfile_audit_writer", alice, alice]
+    assert trail[2]["details"]["claimed_by"] == "tester"
 
 
 def _encrypt_rows(stack: PipelineStack, document_id: str) -> list[dict]:
@@ -64,7 +67,7 @@ def _stored_doc(stack: PipelineStack, key: str) -> dict:
 def _retrieve_bytes(stack: PipelineStack, document_id: str) -> tuple[bytes, dict]:
     import urllib.request
 
-    body, error = stack.invoke("retrieve", {"document_id": document_id})
+    body, error = stack.retrieve({"document_id": document_id})
     assert error is None, body
     if body["delivery"] == "inline":
         return base64.b64decode(body["content_base64"]), body
@@ -72,9 +75,7 @@ def _retrieve_bytes(stack: PipelineStack, document_id: str) -> tuple[bytes, dict
         return resp.read(), body
 
 
-@pytest.mark.parametrize(
-    "size", [0, 1024, 20 * 1024 * 1024], ids=["0B", "1KiB", "20MiB"]
-)
+@pytest.mark.parametrize("size", [0, 1024, 20 * 1024 * 1024], ids=["0B", "1KiB", "20MiB"])
 def test_round_trip(stack: PipelineStack, size: int) -> None:
     data = os.urandom(size)
     key = f"uploads/a/rt-{size}.bin"
@@ -109,7 +110,7 @@ def test_round_trip_200_mib(stack: PipelineStack, tmp_path) -> None:
     assert stack.versions(stack.uploads, key) == []
     import urllib.request
 
-    body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
+    body, error = stack.retrieve({"document_id": doc["document_id"]})
     assert error is None, body
     assert body["delivery"] == "url" and body["sha256"] == digest.hexdigest()
     got = hashlib.sha256()
@@ -186,10 +187,14 @@ def _assert_kept_and_audited(stack: PipelineStack, up: dict, key: str, step: str
     versions = stack.versions(stack.uploads, key)
     assert [v["VersionId"] for v in versions] == [up["version_id"]]  # plaintext kept
     tags = stack.client("s3").get_object_tagging(
-        Bucket=stack.uploads, Key=key, VersionId=up["version_id"])["TagSet"]
+        Bucket=stack.uploads, Key=key, VersionId=up["version_id"]
+    )["TagSet"]
     assert {"Key": "pqfile-status", "Value": "failed"} in tags
-    failures = [r for r in stack.audit_rows() if r["outcome"] == "failure"
-                and r["details"].get("source_key") == key]
+    failures = [
+        r
+        for r in stack.audit_rows()
+        if r["outcome"] == "failure" and r["details"].get("source_key") == key
+    ]
     assert failures, "the failure is audited"
     assert failures[-1]["details"]["step"] == step
     assert failures[-1]["details"]["error"] == error
@@ -250,8 +255,13 @@ def test_empty_pool_fails_select_key_until_refilled(stack: PipelineStack) -> Non
     up, _ = _failed_execution(stack, key, data)
     _assert_kept_and_audited(stack, up, key, "SelectKey", "NoActiveKeyError")
     # Only the key-management side refills: the maintain function's role.
-    policy = PoolPolicy(target_active=2, floor_active=1, max_age=dt.timedelta(days=30),
-                        max_documents=1_000_000, max_bytes=1 << 40)
+    policy = PoolPolicy(
+        target_active=2,
+        floor_active=1,
+        max_age=dt.timedelta(days=30),
+        max_documents=1_000_000,
+        max_bytes=1 << 40,
+    )
     refiller = stack.keystore(MAINTAIN, policy=policy)
     assert len(refiller.refill("xwing")) == 2
     _rerun(stack, up, key, len(data))
@@ -267,7 +277,11 @@ def test_event_for_another_bucket_or_prefix(stack: PipelineStack) -> None:
         execution = stack.wait(stack.start(event))
         assert execution["status"] == "FAILED"
         assert stack.entered_states(execution["executionArn"]) == [
-            "FetchDocument", "FetchDocumentFailed", "RecordFailure", "Failed"]
+            "FetchDocument",
+            "FetchDocumentFailed",
+            "RecordFailure",
+            "Failed",
+        ]
         failure = [r for r in stack.audit_rows() if r["outcome"] == "failure"][-1]
         assert failure["details"]["error"] == "InvalidEventError"
         assert failure["details"]["upload_kept"] is False

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def stack(aws_emulator, emulator_role_arn, migrated_db_url) -> PipelineStack:
-    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url)
+def stack(aws_emulator, emulator_role_arn, migrated_db_url, local_sts) -> PipelineStack:
+    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url, sts=local_sts)
 
 
 def test_each_function_connects_as_its_own_role(stack: PipelineStack) -> None:
@@ -37,17 +37,22 @@ def test_ingest_and_retrieve_under_least_privilege(stack: PipelineStack) -> None
     execution = stack.wait_for_upload("uploads/a/roles.txt", up["version_id"])
     assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
     (doc,) = stack.documents_for("uploads/a/roles.txt")
-    body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
+    body, error = stack.retrieve({"document_id": doc["document_id"]})
     assert error is None, body
     assert base64.b64decode(body["content_base64"]) == b"least privilege"
-    body, error = stack.invoke("retrieve", {"document_id": "0" * 32})
+    body, error = stack.retrieve({"document_id": "0" * 32})
     assert body["errorType"] == "DocumentNotFoundError"
     assert stack.audit_rows()[-1]["outcome"] == "refused"
-    # every audit row names the role that wrote it, whatever the code claimed
-    rows = stack.audit_rows(doc["document_id"])
-    assert [(r["operation"], r["actor"]) for r in rows] == [
-        ("document.encrypt", "pqfile_audit_writer"),
-        ("document.decrypt", "pqfile_retrieve"),
+    # every audit row names the role that wrote it, or retrieve's verified caller
+    rows = stack.sql(
+        "SELECT operation, actor, db_role FROM access_logs WHERE document_id = :d ORDER BY seq",
+        d=doc["document_id"],
+    )
+    alice = stack.sts.users["alice"].arn if stack.sts else ""
+    assert [tuple(r) for r in rows] == [
+        ("document.encrypt", "pqfile_audit_writer", "pqfile_audit_writer"),
+        ("document.decrypt", alice, "pqfile_retrieve"),
+        ("document.decrypt", alice, "pqfile_retrieve"),
     ]
 
 
@@ -126,14 +131,15 @@ def test_a_replay_after_revocation_stores_on_a_new_key(stack: PipelineStack) -> 
         .read()
     )
     assert envelope.read_header(package).key_id == doc["key_id"]
-    body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
+    body, error = stack.retrieve({"document_id": doc["document_id"]})
     assert error is None, body
     assert base64.b64decode(body["content_base64"]) == data
     # the plaintext went only after the package on the new key was committed
     assert stack.versions(stack.uploads, key) == [] and doc["plaintext_deleted_at"] is not None
     trail = stack.audit_rows(doc["document_id"])
-    assert [(r["operation"], r["outcome"]) for r in trail][-2:] == [
+    assert [(r["operation"], r["outcome"]) for r in trail][-3:] == [
         ("document.encrypt", "success"),
+        ("document.decrypt", "attempt"),
         ("document.decrypt", "success"),
     ]
-    assert trail[-2]["key_id"] == doc["key_id"]
+    assert trail[-3]["key_id"] == doc["key_id"]

@@ -1,4 +1,5 @@
-"""The retrieve Lambda on the local stack: refusals are audited, successes byte-identical."""
+"""The retrieve Lambda on the local stack (a signature-checking local STS, real ASL, real
+PostgreSQL): callers verified, deny by default, refusals audited, successes byte-identical."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def stack(aws_emulator, emulator_role_arn, migrated_db_url) -> PipelineStack:
-    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url)
+def stack(aws_emulator, emulator_role_arn, migrated_db_url, local_sts) -> PipelineStack:
+    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url, sts=local_sts)
 
 
 def _ingest(stack: PipelineStack, key: str, data: bytes) -> dict:
@@ -33,33 +34,104 @@ def _last_decrypt(stack: PipelineStack) -> dict:
     return [r for r in stack.audit_rows() if r["operation"] == "document.decrypt"][-1]
 
 
+def _decrypts(stack: PipelineStack, document_id: str | None = None) -> list[dict]:
+    return [r for r in stack.audit_rows(document_id) if r["operation"] == "document.decrypt"]
+
+
+def _arn(stack: PipelineStack, user: str) -> str:
+    assert stack.sts is not None
+    return stack.sts.users[user].arn
+
+
 def test_inline_by_id_and_by_object(stack: PipelineStack) -> None:
     data = os.urandom(70_000)
     doc = _ingest(stack, "uploads/a/r-inline.bin", data)
-    who = {"requested_by": "alice@example.com"}
-    for payload in (
-        {"document_id": doc["document_id"], **who},
-        {"bucket": stack.encrypted, "key": doc["encrypted_key"], **who},
+    for request in (
+        {"document_id": doc["document_id"]},
+        {"bucket": stack.encrypted, "key": doc["encrypted_key"]},
     ):
-        body, error = stack.invoke("retrieve", payload)
+        body, error = stack.retrieve(request, requested_by="auditor@example.com")
         assert error is None, body
         assert base64.b64decode(body["content_base64"]) == data
         assert body["size"] == len(data) and body["sha256"] == hashlib.sha256(data).hexdigest()
-        row = _last_decrypt(stack)
-        # the actor is the retrieve role (no verified caller yet); the declared name a detail
+        attempt, row = _decrypts(stack)[-2:]
+        # the actor is the principal STS named; the declared name only a detail
+        assert (attempt["outcome"], attempt["actor"]) == ("attempt", _arn(stack, "alice"))
         assert (row["outcome"], row["actor"], row["document_id"]) == (
             "success",
-            "pqfile_retrieve",
+            _arn(stack, "alice"),
             doc["document_id"],
         )
-        assert row["details"]["claimed_by"] == "alice@example.com"
+        assert row["details"]["claimed_by"] == "auditor@example.com"
+        assert row["details"]["sts_arn"] == _arn(stack, "alice")
         assert row["key_id"] == doc["key_id"] and row["request_id"]
+
+
+def test_two_users_one_granted_the_other_gets_the_not_found_answer(stack: PipelineStack) -> None:
+    data = os.urandom(10_000)
+    doc = _ingest(stack, "uploads/a/r-two-users.bin", data)
+    body, error = stack.retrieve({"document_id": doc["document_id"]}, "alice")
+    assert error is None and base64.b64decode(body["content_base64"]) == data
+    refused, error = stack.retrieve({"document_id": doc["document_id"]}, "bob",
+                                    requested_by=_arn(stack, "alice"))  # fmt: skip
+    missing, _ = stack.retrieve({"document_id": "0" * 32}, "bob")
+    assert error is not None and "content_base64" not in refused
+    # no existence oracle: the same answer for a document bob may not read and none at all
+    assert (refused["errorType"], refused["errorMessage"]) == (
+        missing["errorType"], missing["errorMessage"]) == ("DocumentNotFoundError",
+                                                           "no such document")  # fmt: skip
+    alice_rows, bob_row = _decrypts(stack, doc["document_id"])[-3:-1], _decrypts(stack)[-2]
+    assert [(r["outcome"], r["actor"]) for r in alice_rows] == [
+        ("attempt", _arn(stack, "alice")), ("success", _arn(stack, "alice"))]  # fmt: skip
+    # bob's attempt is audited under bob's verified ARN, whatever he claimed
+    assert (bob_row["outcome"], bob_row["actor"], bob_row["details"]["reason"]) == (
+        "refused",
+        _arn(stack, "bob"),
+        "not_allowed",
+    )
+    assert bob_row["details"]["claimed_by"] == _arn(stack, "alice")
+    last = _decrypts(stack)[-1]
+    assert (last["actor"], last["details"]["reason"]) == (_arn(stack, "bob"), "not_found")
+
+
+def test_no_proof_is_refused_and_audited(stack: PipelineStack) -> None:
+    doc = _ingest(stack, "uploads/a/r-no-proof.txt", b"x")
+    body, error = stack.retrieve({"document_id": doc["document_id"]}, None,
+                                 requested_by="auditor@example.com")  # fmt: skip
+    assert error is not None and body["errorType"] == "IdentityProofError"
+    assert "proof_missing" in body["errorMessage"]
+    row = _decrypts(stack)[-1]
+    assert (row["outcome"], row["actor"], row["details"]["reason"]) == (
+        "refused",
+        "pqfile_retrieve",
+        "proof_missing",
+    )
+    assert row["details"]["claimed_by"] == "auditor@example.com"
+
+
+def test_a_proof_for_another_document_is_refused(stack: PipelineStack) -> None:
+    doc = _ingest(stack, "uploads/a/r-replay.txt", b"x")
+    proof = stack.proof_payload({"document_id": "0" * 32})["identity_proof"]
+    body, error = stack.invoke("retrieve", {"document_id": doc["document_id"],
+                                            "identity_proof": proof})  # fmt: skip
+    assert error is not None and "request_hash_mismatch" in body["errorMessage"]
+
+
+def test_a_5_mb_payload_is_refused_with_a_bounded_audit_row(stack: PipelineStack) -> None:
+    huge = "x" * (5 * 1024 * 1024)
+    body, error = stack.invoke("retrieve", {"document_id": huge})
+    assert error is not None and body["errorType"] == "InvalidEventError", body
+    assert body["errorMessage"] == "document_id is longer than 128 characters"
+    assert "x" * 1000 not in json.dumps(body)
+    row = _decrypts(stack)[-1]
+    assert row["outcome"] == "refused" and row["details"]["reason"] == "invalid_request"
+    assert len(json.dumps(row["details"])) < 1024
 
 
 def test_large_document_by_presigned_url(stack: PipelineStack) -> None:
     data = os.urandom(5 * 1024 * 1024 + 3)
     doc = _ingest(stack, "uploads/a/r-large.bin", data)
-    body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
+    body, error = stack.retrieve({"document_id": doc["document_id"]})
     assert error is None, body
     assert body["delivery"] == "url" and "content_base64" not in body
     assert 0 < body["expires_in"] <= 900
@@ -70,33 +142,37 @@ def test_large_document_by_presigned_url(stack: PipelineStack) -> None:
         assert resp.read() == data
     assert len(json.dumps(body)) < 4096  # the response stays small
     row = _last_decrypt(stack)
-    assert row["actor"] == "pqfile_retrieve" and "claimed_by" not in row["details"]
+    assert row["actor"] == _arn(stack, "alice") and "claimed_by" not in row["details"]
 
 
-def _refused(stack: PipelineStack, payload: dict, error_type: str) -> dict:
-    body, error = stack.invoke("retrieve", payload)
+def _refused(stack: PipelineStack, payload: dict, error_type: str, reason: str = "") -> dict:
+    body, error = stack.retrieve(payload)
     assert error is not None, body
     assert body["errorType"] == error_type, body
     assert "content_base64" not in body
     row = _last_decrypt(stack)
-    assert row["outcome"] == "refused" and row["details"]["reason"] == error_type
+    assert row["outcome"] == "refused" and row["details"]["reason"] == (reason or error_type)
     return row
 
 
 def test_unknown_document_is_refused(stack: PipelineStack) -> None:
-    row = _refused(
-        stack, {"document_id": "0" * 32, "requested_by": "mallory"}, "DocumentNotFoundError"
+    body, _ = stack.retrieve({"document_id": "0" * 32}, requested_by="mallory")
+    assert body["errorType"] == "DocumentNotFoundError"
+    row = _last_decrypt(stack)
+    assert (row["actor"], row["details"]["claimed_by"], row["details"]["reason"]) == (
+        _arn(stack, "alice"),
+        "mallory",
+        "not_found",
     )
-    assert (row["actor"], row["details"]["claimed_by"]) == ("pqfile_retrieve", "mallory")
-    _refused(
-        stack, {"bucket": stack.encrypted, "key": "encrypted/nope.pqf"}, "DocumentNotFoundError"
-    )
-    _refused(stack, {"hello": "world"}, "InvalidEventError")
+    _refused(stack, {"bucket": stack.encrypted, "key": "encrypted/nope.pqf"},
+             "DocumentNotFoundError", "not_found")  # fmt: skip
+    body, _ = stack.invoke("retrieve", {"hello": "world"})
+    assert body["errorType"] in {"InvalidEventError", "IdentityProofError"}
 
 
 def test_revoked_key_is_refused(stack: PipelineStack) -> None:
     doc = _ingest(stack, "uploads/a/r-revoked.txt", b"revoke me")
-    _, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
+    _, error = stack.retrieve({"document_id": doc["document_id"]})
     assert error is None  # decryptable (and the secret now sits in the warm cache) ...
     stack.keystore(OPERATOR).revoke(doc["key_id"], "compromised in a test", actor="tests")
     row = _refused(stack, {"document_id": doc["document_id"]}, "KeyNotUsableError")
@@ -113,7 +189,7 @@ def test_tampered_package_is_refused(stack: PipelineStack) -> None:
     package[-50] ^= 0x01
     # Overwriting creates a new version; the index pins the original, so nothing changes ...
     forged = s3.put_object(Bucket=stack.encrypted, Key=doc["encrypted_key"], Body=bytes(package))
-    body, error = stack.invoke("retrieve", {"document_id": doc["document_id"]})
+    body, error = stack.retrieve({"document_id": doc["document_id"]})
     assert error is None and base64.b64decode(body["content_base64"]) == data
     # ... unless the index is pointed at the forged version too: then decryption refuses.
     stack.sql(
@@ -135,7 +211,7 @@ def test_inline_limit_boundary_fits_the_response_cap(stack: PipelineStack) -> No
     doc = _ingest(stack, "uploads/a/r-boundary.bin", data)
     resp = stack.client("lambda").invoke(
         FunctionName=stack.functions["retrieve"],
-        Payload=json.dumps({"document_id": doc["document_id"]}).encode(),
+        Payload=json.dumps(stack.proof_payload({"document_id": doc["document_id"]})).encode(),
     )
     raw = resp["Payload"].read()
     assert "FunctionError" not in resp

@@ -70,9 +70,11 @@ def _deploy_rotation(stack: PipelineStack, role_arn: str, db_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(aws_emulator: Any, emulator_role_arn: str, migrated_db_url: str) -> PipelineStack:
+def stack(
+    aws_emulator: Any, emulator_role_arn: str, migrated_db_url: str, local_sts: Any
+) -> PipelineStack:
     # One key: every document lands on it (key A).
-    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url, keys=1)
+    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url, keys=1, sts=local_sts)
 
 
 def _ingest(stack: PipelineStack, key: str, data: bytes) -> dict[str, Any]:
@@ -89,7 +91,7 @@ def _package(stack: PipelineStack, key: str, version_id: str) -> bytes:
 
 
 def _retrieve(stack: PipelineStack, document_id: str) -> bytes:
-    body, error = stack.invoke("retrieve", {"document_id": document_id, "requested_by": "t"})
+    body, error = stack.retrieve({"document_id": document_id}, requested_by="t")
     assert error is None, body
     if body["delivery"] == "inline":
         return base64.b64decode(body["content_base64"])

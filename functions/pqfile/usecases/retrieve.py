@@ -123,6 +123,17 @@ class RetrieveRequest:
         raise InvalidEventError('payload needs "document_id" or "bucket" and "key"')
 
 
+_CAPS = (("document_id", MAX_DOCUMENT_ID), ("bucket", MAX_BUCKET), ("key", MAX_KEY))
+
+
+def _check_caps(payload: Mapping[str, Any]) -> None:
+    """The fields that name the document, checked before anything else (a clear error
+    naming the field, never its value)."""
+    for name, cap in _CAPS:
+        if payload.get(name) is not None:
+            _check_text(name, payload[name], cap)
+
+
 def _check_text(name: str, value: object, cap: int) -> None:
     if not isinstance(value, str) or not value:
         raise InvalidEventError(f"{name} must be a non-empty string")
@@ -183,6 +194,7 @@ def retrieve(
     try:
         if not isinstance(payload, Mapping):
             raise InvalidEventError("the payload is not a JSON object")
+        _check_caps(payload)
         request_sha256 = retrieve_request_sha256(payload)
         caller = r.identity.verify(payload.get(PROOF_FIELD), request_sha256=request_sha256)
     except IdentityProofError as exc:
