@@ -38,9 +38,7 @@ class WrongKeyError(PQFileError):
     """The package was encrypted to a different key id than the one supplied."""
 
     def __init__(self, expected_key_id: str, supplied_key_id: str) -> None:
-        super().__init__(
-            f"this package is for key id {expected_key_id}, not {supplied_key_id}"
-        )
+        super().__init__(f"this package is for key id {expected_key_id}, not {supplied_key_id}")
         self.expected_key_id = expected_key_id
         self.supplied_key_id = supplied_key_id
 

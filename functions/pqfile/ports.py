@@ -562,9 +562,7 @@ class KeyRepository(Protocol):
 
     def pending_requests(self, key_id: str | None = None) -> list[KeyRequest]: ...
 
-    def complete_request(
-        self, request: int, *, actor: str | None, request_id: str | None
-    ) -> bool:
+    def complete_request(self, request: int, *, actor: str | None, request_id: str | None) -> bool:
         """Complete a pending revocation once no document uses its key (the key becomes
         revoked, audited); False while documents remain."""
         ...

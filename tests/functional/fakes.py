@@ -871,7 +871,7 @@ def run_workflow(p: Pipeline, event: dict[str, Any], execution: str = "exec-1") 
             stored = ingest.store_document(p, fetched.document_id, fetched.source, written)
             state["stored"] = {"outcome": stored.outcome}
         ingest.audit_ingest(p, fetched.document_id, state["stored"]["outcome"],
-                            request_id=execution)
+                            request_id=execution, uploaded_by=fetched.uploaded_by)
         state["status"] = "SUCCEEDED"
     except Exception as exc:  # noqa: BLE001 - the ASL Catch is States.ALL
         state["error"] = {"Error": type(exc).__name__, "Cause": str(exc)}

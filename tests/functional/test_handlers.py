@@ -46,7 +46,7 @@ def test_the_happy_path_through_the_handlers(p: Any) -> None:
     info = p.blobs.put(UPLOADS, "uploads/a/handlers.txt", b"through the handlers")
     document = _invoke(fetch.handler, {"event": event_for(info), "execution": "x-1"})
     assert document["status"] == "new" and set(document) == {
-        "document_id", "source", "content_type", "status"}  # fmt: skip
+        "document_id", "source", "content_type", "status", "uploaded_by"}  # fmt: skip
     key = _invoke(select_key.handler, {"document_id": document["document_id"]})
     assert set(key) == {"key_id", "suite"} and key["suite"] == "xwing"
     encrypted = _invoke(encrypt.handler, {

@@ -41,15 +41,21 @@ def test_round_trip_sizes(size: int) -> None:
     assert base64.b64decode(out["content_base64"]) == data
     assert out["sha256"] == hashlib.sha256(data).hexdigest()
     assert [(r["operation"], r["outcome"]) for r in p.audit.rows] == [
-        ("document.encrypt", "success"), ("document.decrypt", "attempt"),
-        ("document.decrypt", "success")]
+        ("document.encrypt", "success"),
+        ("document.decrypt", "attempt"),
+        ("document.decrypt", "success"),
+    ]
     assert p.audit.rows[0]["details"]["result"] == "stored"
 
 
 @pytest.mark.parametrize(
     "key",
-    ["uploads/a/with space.txt", "uploads/a/ünïcødé/文件.pdf", "uploads/a/a+b%20c&d=e?f#g.txt",
-     "uploads/a/deep/er/tilde~!$'()*,;:@.bin"],
+    [
+        "uploads/a/with space.txt",
+        "uploads/a/ünïcødé/文件.pdf",
+        "uploads/a/a+b%20c&d=e?f#g.txt",
+        "uploads/a/deep/er/tilde~!$'()*,;:@.bin",
+    ],
 )
 def test_odd_keys(key: str) -> None:
     p = make_pipeline()
@@ -64,10 +70,22 @@ def test_odd_keys(key: str) -> None:
 def test_s3_notification_keys_are_url_decoded() -> None:
     p = make_pipeline()
     info = _upload(p, "uploads/a/with space+plus.txt", b"x")
-    event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
-        "bucket": {"name": UPLOADS},
-        "object": {"key": "uploads/a/with+space%2Bplus.txt", "size": 1, "eTag": info.etag,
-                   "versionId": info.version_id}}}]}
+    event = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": UPLOADS},
+                    "object": {
+                        "key": "uploads/a/with+space%2Bplus.txt",
+                        "size": 1,
+                        "eTag": info.etag,
+                        "versionId": info.version_id,
+                    },
+                },
+            }
+        ]
+    }
     fetched = ingest.fetch_document(p, event)
     assert fetched.source.key == "uploads/a/with space+plus.txt"
 
@@ -160,12 +178,30 @@ def test_upload_outside_a_tenant_folder_is_kept_tagged_and_audited() -> None:
     assert p.documents.rows == {}  # no tenant, no document
 
 
-def test_documents_keep_their_tenant() -> None:
+def test_documents_keep_their_tenant_and_the_audit_names_the_uploader() -> None:
     p = make_pipeline()
     info = _upload(p, "uploads/acme/r.txt", b"x")
-    assert run_workflow(p, event_for(info))["status"] == "SUCCEEDED"
+    event = event_for(info)
+    event["detail"].update({"requester": "123456789012", "source-ip-address": "198.51.100.7"})
+    assert run_workflow(p, event)["status"] == "SUCCEEDED"
     (record,) = p.documents.rows.values()
     assert record.tenant == "acme"
+    details = p.audit.rows[-1]["details"]
+    assert (details["tenant"], details["requester"], details["source_ip"]) == (
+        "acme",
+        "123456789012",
+        "198.51.100.7",
+    )
+
+
+def test_the_uploader_is_only_what_the_event_says_capped() -> None:
+    from pqfile.usecases.events import uploader_of
+
+    assert uploader_of({"Records": []}) == {}
+    assert uploader_of({"detail": {"requester": "r" * 1000, "source-ip-address": 5}}) == {
+        "requester": "r" * 256
+    }
+    assert uploader_of({"detail": {"requester": "a\nb"}}) == {}
 
 
 def test_object_deleted_before_fetch() -> None:
@@ -220,6 +256,7 @@ def test_database_down_at_store_then_rerun() -> None:
 
     def down(*a, **k):
         from pqfile.errors import TransientError
+
         raise TransientError("database: connection refused")
 
     p.documents.mark_stored = down  # type: ignore[method-assign]
@@ -275,8 +312,9 @@ def test_package_binds_document_id() -> None:
     package = p.blobs.data(ENCRYPTED, encrypted_key_for(doc_id))
     sk = p.keys.secrets[p.documents.get(doc_id).key_id]
     with pytest.raises(Exception):
-        envelope.decrypt_stream(io.BytesIO(package), io.BytesIO(), sk,
-                                expected_document_id="0" * 32)
+        envelope.decrypt_stream(
+            io.BytesIO(package), io.BytesIO(), sk, expected_document_id="0" * 32
+        )
 
 
 def test_plaintext_deleted_by_a_concurrent_winner_before_fetch_and_encrypt() -> None:

@@ -51,6 +51,12 @@ def test_upload_is_encrypted_and_retrievable(stack: PipelineStack) -> None:
     alice = stack.sts.users["alice"].arn if stack.sts else ""
     assert [r["actor"] for r in trail] == ["pqfile_audit_writer", alice, alice]
     assert trail[2]["details"]["claimed_by"] == "tester"
+    assert trail[0]["details"]["tenant"] == "a"  # the upload's tenant folder
+    # what the S3 event says about the uploader (moto's values)
+    assert trail[0]["details"]["requester"] == "123456789012"
+    assert trail[0]["details"]["source_ip"]
+    assert stack.sql("SELECT tenant FROM documents WHERE document_id = :d",
+                     d=doc["document_id"]) == [["a"]]  # fmt: skip
 
 
 def _encrypt_rows(stack: PipelineStack, document_id: str) -> list[dict]:
@@ -298,3 +304,20 @@ def test_object_deleted_before_fetch(stack: PipelineStack) -> None:
     failure = [r for r in stack.audit_rows() if r["outcome"] == "failure"][-1]
     assert failure["details"]["step"] == "FetchDocument"
     assert failure["details"]["error"] == "DocumentNotFoundError"
+
+
+def test_an_upload_outside_a_tenant_folder_is_kept_tagged_and_audited(stack: PipelineStack) -> None:
+    up, execution = _ingest(stack, "uploads/no-tenant.txt", b"whose is this?")
+    assert execution["status"] == "FAILED"
+    (version,) = stack.versions(stack.uploads, "uploads/no-tenant.txt")  # kept
+    tags = stack.client("s3").get_object_tagging(
+        Bucket=stack.uploads, Key="uploads/no-tenant.txt", VersionId=up["version_id"]
+    )["TagSet"]
+    assert {"Key": "pqfile-error", "Value": "OutsideTenantError"} in tags
+    failure = stack.audit_rows()[-1]
+    assert (failure["operation"], failure["outcome"], failure["details"]["error"]) == (
+        "document.encrypt",
+        "failure",
+        "OutsideTenantError",
+    )
+    assert stack.documents_for("uploads/no-tenant.txt") == []

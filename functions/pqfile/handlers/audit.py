@@ -14,6 +14,10 @@ from pqfile.usecases.ingest_steps import AuditRequest
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = AuditRequest.from_event(event)
     seq = audit_ingest(
-        wiring.pipeline(), request.document_id, request.outcome, request_id=request.execution
+        wiring.pipeline(),
+        request.document_id,
+        request.outcome,
+        request_id=request.execution,
+        uploaded_by=request.uploaded_by,
     )
     return {"seq": seq}

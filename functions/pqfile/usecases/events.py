@@ -98,6 +98,27 @@ def tenant_of(key: str) -> str | None:
     return tenant
 
 
+#: Caps of what an S3 event says about the uploader (EventBridge ``detail``).
+_MAX_REQUESTER = 256
+_MAX_SOURCE_IP = 64
+
+
+def uploader_of(event: Mapping[str, Any]) -> dict[str, str]:
+    """What an EventBridge "Object Created" event says about who uploaded: ``requester``
+    (the account or service principal) and ``source_ip`` (``source-ip-address``), each only
+    when present, printable and capped. S3 notification records carry neither: empty."""
+    detail = event.get("detail") if isinstance(event, Mapping) else None
+    if not isinstance(detail, Mapping):
+        return {}
+    out: dict[str, str] = {}
+    for field, name, cap in (("requester", "requester", _MAX_REQUESTER),
+                             ("source-ip-address", "source_ip", _MAX_SOURCE_IP)):  # fmt: skip
+        value = detail.get(field)
+        if isinstance(value, str) and value and value[:cap].isprintable():
+            out[name] = value[:cap]
+    return out
+
+
 def require_tenant(source: SourceRef) -> str:
     """The upload's tenant; OutsideTenantError (the upload is kept, tagged and the failure
     audited by RecordFailure) when it is not inside a tenant folder."""

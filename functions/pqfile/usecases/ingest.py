@@ -44,6 +44,7 @@ from pqfile.usecases.events import (
     encrypted_key_for,
     parse_object_created,
     require_tenant,
+    uploader_of,
 )
 from pqfile.usecases.ingest_steps import (
     DEFAULT_CONTENT_TYPE,
@@ -77,10 +78,13 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
     )
     document_id = document_id_for(source)
     tenant = require_tenant(source)
+    uploaded_by = uploader_of(event)
     existing = p.documents.get(document_id)
     if existing is not None and existing.status is DocumentStatus.STORED:
         # A replay of an event already processed: the plaintext is gone by design.
-        return FetchResult(document_id, source, DEFAULT_CONTENT_TYPE, FetchStatus.STORED)
+        return FetchResult(
+            document_id, source, DEFAULT_CONTENT_TYPE, FetchStatus.STORED, uploaded_by
+        )
 
     try:
         info = p.blobs.stat(source.bucket, source.key, source.version_id)
@@ -88,7 +92,9 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
         # A concurrent execution may have finished and deleted the plaintext just now.
         existing = p.documents.get(document_id)
         if existing is not None and existing.status is DocumentStatus.STORED:
-            return FetchResult(document_id, source, DEFAULT_CONTENT_TYPE, FetchStatus.STORED)
+            return FetchResult(
+                document_id, source, DEFAULT_CONTENT_TYPE, FetchStatus.STORED, uploaded_by
+            )
         raise
     if source.size is not None and info.size != source.size:
         raise DocumentNotFoundError(
@@ -118,7 +124,7 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
         tenant=tenant,
     )
     status = FetchStatus.STORED if record.status is DocumentStatus.STORED else FetchStatus.NEW
-    return FetchResult(record.document_id, source, info.content_type, status)
+    return FetchResult(record.document_id, source, info.content_type, status, uploaded_by)
 
 
 #: Selections tried when the key just selected stops being active before it is recorded.
@@ -148,9 +154,7 @@ def select_key(p: Pipeline, document_id: str, suite: str | None = None) -> KeyCh
             # The ingest pipeline never creates keys (docs/KEYS.md, roles): only the
             # rotate-keys workflow's MaintainPool does. The workflow retries this error with
             # backoff, then records the failure and keeps the upload for a re-run.
-            log.warning(
-                "key pool empty", extra={"suite": wanted.value, "document_id": document_id}
-            )
+            log.warning("key pool empty", extra={"suite": wanted.value, "document_id": document_id})
             raise
         try:
             record = p.documents.assign_key(document_id, public.key_id)
@@ -325,10 +329,16 @@ def _delete_plaintext(p: Pipeline, source: SourceRef) -> bool:
 
 
 def audit_ingest(
-    p: Pipeline, document_id: str, outcome: str, *, request_id: str | None = None
+    p: Pipeline,
+    document_id: str,
+    outcome: str,
+    *,
+    request_id: str | None = None,
+    uploaded_by: Mapping[str, str] | None = None,
 ) -> int:
     """One audit row per execution; details.result says `stored` (this execution committed
-    the document) or `duplicate` (a replay found it done)."""
+    the document) or `duplicate` (a replay found it done); details name the tenant and what
+    the S3 event said about the uploader (``requester``, ``source_ip``)."""
     record = p.documents.get(document_id)
     if record is None:
         raise DocumentNotFoundError(f"no document {document_id}")
@@ -348,6 +358,8 @@ def audit_ingest(
             "plaintext_size": record.plaintext_size,
             "encrypted_size": record.encrypted_size,
             "suite": record.suite,
+            "tenant": record.tenant,
+            **{k: v for k, v in (uploaded_by or {}).items() if k in ("requester", "source_ip")},
         },
     )
 

@@ -90,6 +90,8 @@ class FetchResult:
     source: SourceRef
     content_type: str
     status: FetchStatus
+    #: What the S3 event says about the uploader (events.uploader_of); WriteAudit records it.
+    uploaded_by: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +99,7 @@ class FetchResult:
             "source": self.source.to_dict(),
             "content_type": self.content_type,
             "status": self.status.value,
+            "uploaded_by": dict(self.uploaded_by),
         }
 
 
@@ -182,6 +185,8 @@ class AuditRequest:
     document_id: str
     outcome: StoreOutcome = StoreOutcome.STORED
     execution: str | None = None
+    #: FetchDocument's ``uploaded_by`` (requester, source_ip), when the workflow passes it.
+    uploaded_by: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_event(cls, event: object) -> AuditRequest:
@@ -190,7 +195,17 @@ class AuditRequest:
             outcome = StoreOutcome(_optional(e, "outcome") or StoreOutcome.STORED)
         except ValueError:
             raise InvalidEventError("outcome must be 'stored' or 'duplicate'") from None
-        return cls(_required(e, "document_id"), outcome, _optional(e, "execution"))
+        raw = e.get("uploaded_by")
+        uploaded_by = (
+            {
+                k: v[:256]
+                for k, v in raw.items()
+                if k in ("requester", "source_ip") and isinstance(v, str)
+            }
+            if isinstance(raw, Mapping)
+            else {}
+        )
+        return cls(_required(e, "document_id"), outcome, _optional(e, "execution"), uploaded_by)
 
 
 # --- RecordFailure -----------------------------------------------------------------------------
