@@ -131,6 +131,9 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_ACTOR", "cli.actor", "cli:$USER",
              "CLI: the name an operator claims (kept as `claimed_by`; the database records "
              "the connected user)"),
+    Variable("PQFILE_RETRIEVE_FUNCTION", "cli.retrieve_function", "(none)",
+             "CLI: the retrieve function `pqfile retrieve` invokes (name or ARN; Terraform "
+             "output `retrieve_function_name`)"),
     Variable("PQFILE_STS_ENDPOINT_URL", "identity.sts_endpoint_url",
              "`https://sts.<region>.amazonaws.com`",
              "retrieve, `pqfile auth proof`: the one STS endpoint identity proofs are made for "
@@ -367,10 +370,16 @@ class DatabaseSettings:
 class CliSettings:
     #: The operator named in audit rows (the database records session_user as well).
     actor: str | None = None
+    #: The retrieve function `pqfile retrieve` invokes.
+    retrieve_function: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
-        return cls(actor=_text(_environ(env), "PQFILE_ACTOR"))
+        values = _environ(env)
+        return cls(
+            actor=_text(values, "PQFILE_ACTOR"),
+            retrieve_function=_text(values, "PQFILE_RETRIEVE_FUNCTION"),
+        )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from tests.fixtures.postgres import OPERATOR
-from tests.integration.pipeline_stack import PipelineStack, deploy_pipeline
+from tests.integration.pipeline_stack import AUDIENCE, PipelineStack, deploy_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -218,3 +218,80 @@ def test_inline_limit_boundary_fits_the_response_cap(stack: PipelineStack) -> No
     assert len(raw) < LAMBDA_RESPONSE_CAP  # what Lambda would accept
     body = json.loads(raw)
     assert body["delivery"] == "inline" and base64.b64decode(body["content_base64"]) == data
+
+
+def _as_user(monkeypatch: pytest.MonkeyPatch, stack: PipelineStack, user: str) -> None:
+    """The CLI's standard credential chain: the user's keys in the environment; Lambda on
+    the emulator."""
+    assert stack.sts is not None
+    creds = stack.sts.users[user]
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds.secret_access_key)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.emulator.endpoint_url)
+    monkeypatch.setenv("PQFILE_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("PQFILE_STS_ENDPOINT_URL", stack.sts.endpoint_url)
+    monkeypatch.setenv("PQFILE_RETRIEVE_FUNCTION", stack.functions["retrieve"])
+
+
+@pytest.mark.parametrize("size", [3000, 5 * 1024 * 1024 + 1])
+def test_the_cli_retrieves_inline_and_by_url_checking_the_sha256(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys, size: int
+) -> None:
+    from pqfile.cli import main
+
+    data = os.urandom(size)
+    doc = _ingest(stack, f"uploads/a/r-cli-{size}.bin", data)
+    _as_user(monkeypatch, stack, "alice")
+    out = tmp_path / "got.bin"
+    assert main(["retrieve", doc["document_id"], "--out", str(out), "--json"]) == 0
+    assert out.read_bytes() == data
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sha256"] == hashlib.sha256(data).hexdigest() and summary["size"] == size
+    source = f"s3://{stack.encrypted}/{doc['encrypted_key']}"
+    assert main(["retrieve", "--source", source, "--out", str(out), "--force"]) == 0
+    assert out.read_bytes() == data
+
+
+def test_the_cli_gives_one_line_errors_and_writes_nothing(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    doc = _ingest(stack, "uploads/a/r-cli-refused.txt", b"not for bob")
+    _as_user(monkeypatch, stack, "bob")
+    out = tmp_path / "got.txt"
+    assert main(["retrieve", doc["document_id"], "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "pqfile: error: DocumentNotFoundError: no such document"
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_access_commands_grant_list_revoke(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+    from tests.fixtures.postgres import role_url
+
+    doc = _ingest(stack, "uploads/b/r-cli-access.txt", b"tenant b")
+    db = ["--database-url", role_url(stack.db_url, OPERATOR)]
+    bob = _arn(stack, "bob")
+    assert main(["access", "grant", "--principal", bob, "--tenant", "b", *db]) == 0
+    assert main(["access", "list", "--json", *db]) == 0
+    capsys.readouterr()
+    assert main(["access", "list", "--json", *db]) == 0
+    rules = json.loads(capsys.readouterr().out)
+    assert {"principal": bob, "tenant": "b", "operation": "retrieve"}.items() <= next(
+        r for r in rules if r["principal"] == bob).items()  # fmt: skip
+    _as_user(monkeypatch, stack, "bob")
+    out = tmp_path / "b.txt"
+    assert main(["retrieve", doc["document_id"], "--out", str(out)]) == 0
+    assert out.read_bytes() == b"tenant b"
+    assert main(["access", "revoke", "--principal", bob, "--tenant", "b", *db]) == 0
+    assert main(["retrieve", doc["document_id"], "--out", str(out), "--force"]) == 1
+    assert main(["access", "revoke", "--principal", bob, "--tenant", "b", *db]) == 1
+    assert "no such rule" in capsys.readouterr().err
+    rows = [r for r in stack.audit_rows() if r["operation"].startswith("access.")]
+    assert [r["actor"] for r in rows[-2:]] == [OPERATOR, OPERATOR]

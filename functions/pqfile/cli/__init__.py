@@ -22,6 +22,8 @@ _COMMAND_MODULES = (
     "pqfile.cli.keys",  # keys status/refill/queue-rotation/revoke/expire/request
     "pqfile.cli.audit",  # audit verify/tail
     "pqfile.cli.auth",  # auth proof
+    "pqfile.cli.access",  # access grant/revoke/list
+    "pqfile.cli.retrieve",  # retrieve
 )
 
 

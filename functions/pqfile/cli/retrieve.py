@@ -1,0 +1,175 @@
+"""`pqfile retrieve DOCUMENT_ID --out FILE`: read a document through the retrieve function
+(docs/OPERATIONS.md, "Retrieval").
+
+It invokes the function with a fresh identity proof made from your AWS credentials (the
+standard chain, or ``--profile``; see `pqfile auth proof`), follows the URL delivery of a
+large document (a progress bar on terminals), and checks the answer's SHA-256 against the
+bytes written. The file appears only once it is complete and checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from pqfile.cli._output import human_size, progress_bar
+from pqfile.config import AwsSettings, CliSettings, ConfigurationError
+from pqfile.errors import DecryptionError, PQFileError
+
+
+class RetrieveRefusedError(PQFileError):
+    """The retrieve function refused (its errorType and message)."""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "retrieve",
+        help="read a document through the retrieve function (with an identity proof)",
+        description="Invoke the retrieve function as yourself and write the document to a "
+        "file, checking its SHA-256.",
+    )
+    p.add_argument("document_id", nargs="?", metavar="DOCUMENT_ID")
+    p.add_argument(
+        "--source",
+        metavar="S3_URL",
+        help="instead of an id: the package's location, s3://<encrypted bucket>/encrypted/ID.pqf",
+    )
+    p.add_argument("--out", "-o", required=True, type=Path, help="where to write the document")
+    p.add_argument(
+        "--function-name",
+        help="the retrieve function (default: PQFILE_RETRIEVE_FUNCTION)",
+    )
+    p.add_argument("--audience", help="the deployment's audience (default: PQFILE_AUDIENCE)")
+    p.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION)")
+    p.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="the STS endpoint the deployment verifies proofs with (default: "
+        "PQFILE_STS_ENDPOINT_URL, else https://sts.<region>.amazonaws.com)",
+    )
+    p.add_argument("--profile", help="the AWS profile to sign and invoke with")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=_retrieve)
+
+
+def _request(args: argparse.Namespace) -> dict[str, str]:
+    if args.document_id and not args.source:
+        return {"document_id": args.document_id}
+    if args.source and not args.document_id:
+        bucket, sep, key = args.source.removeprefix("s3://").partition("/")
+        if not args.source.startswith("s3://") or not bucket or not sep or not key:
+            raise ConfigurationError("--source must be s3://BUCKET/KEY")
+        return {"bucket": bucket, "key": key}
+    raise ConfigurationError("name the document: DOCUMENT_ID or --source s3://BUCKET/KEY")
+
+
+def _retrieve(args: argparse.Namespace) -> int:
+    from pqfile.adapters.lambda_retrieve import invoke_retrieve
+    from pqfile.adapters.sts_proof import default_credentials, proof_payload
+    from pqfile.auth import StsEndpoint
+    from pqfile.config import IdentitySettings
+
+    request = _request(args)
+    function = args.function_name or CliSettings.from_env().retrieve_function
+    if not function:
+        raise ConfigurationError("no function: --function-name or PQFILE_RETRIEVE_FUNCTION")
+    if args.out.exists() and not args.force:
+        raise ConfigurationError(f"{args.out} exists (--force to overwrite)")
+    settings = IdentitySettings.from_env(region=args.region)
+    audience = args.audience or settings.audience
+    if not audience:
+        raise ConfigurationError("no audience: --audience or PQFILE_AUDIENCE")
+    region = args.region or AwsSettings.from_env().region
+    try:
+        endpoint = (
+            StsEndpoint.parse(args.endpoint_url, default_region=region)
+            if args.endpoint_url
+            else StsEndpoint.parse(settings.sts_endpoint_url, default_region=settings.sts_region)
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"--endpoint-url: {exc}") from None
+    credentials = default_credentials(profile=args.profile, region=region)
+    payload = proof_payload(request, audience=audience, endpoint=endpoint, credentials=credentials)
+    answer = invoke_retrieve(
+        function, payload, region=region, profile=args.profile,
+        endpoint_url=AwsSettings.from_env().endpoint_url,
+    )  # fmt: skip
+    body = answer.payload
+    if answer.function_error:
+        kind = str(body.get("errorType", "Error"))[:100]
+        message = str(body.get("errorMessage", "")).splitlines()[0][:300] if body else ""
+        raise RetrieveRefusedError(f"{kind}: {message}")
+    written = _write(args.out, body)
+    summary = {
+        "document_id": body.get("document_id"),
+        "delivery": body.get("delivery"),
+        "size": written,
+        "sha256": body.get("sha256"),
+        "content_type": body.get("content_type"),
+        "out": str(args.out),
+    }
+    if args.json:
+        import json
+
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(f"wrote {args.out}: {human_size(written)}, sha256 {body.get('sha256')} (checked)",
+              file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _write(out: Path, body: dict[str, Any]) -> int:
+    """Write the answer's document beside ``out``, check size and SHA-256, then rename."""
+    from pqfile.adapters.lambda_retrieve import download
+
+    expected = body.get("sha256")
+    size = body.get("size")
+    if not isinstance(expected, str) or not isinstance(size, int):
+        raise RetrieveRefusedError("the answer carries no sha256 and size")
+    digest = hashlib.sha256()
+    directory = out.resolve().parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            sink = _Hashing(raw, digest)
+            if body.get("delivery") == "inline":
+                try:
+                    data = base64.b64decode(str(body.get("content_base64", "")), validate=True)
+                except (binascii.Error, ValueError):
+                    raise DecryptionError() from None
+                sink.write(data)
+            elif body.get("delivery") == "url":
+                with progress_bar(size, "downloading") as advance:
+                    download(str(body.get("url", "")), sink, advance)
+            else:
+                raise RetrieveRefusedError("the answer names no delivery")
+        if sink.count != size or digest.hexdigest() != expected:
+            raise RetrieveRefusedError(
+                "the document does not match the answer's sha256 and size: nothing written"
+            )
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return sink.count
+
+
+class _Hashing:
+    def __init__(self, inner: IO[bytes], digest: Any) -> None:
+        self._inner = inner
+        self._digest = digest
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        self.count += len(data)
+        return self._inner.write(data)
