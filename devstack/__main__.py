@@ -82,7 +82,7 @@ def supervise(base: Path, host: str, port: int) -> int:
         },
         base,
     )
-    postgres = emulator = None
+    postgres = emulator = sts = None
     try:
         from devstack.postgres import start_postgres
 
@@ -101,8 +101,24 @@ def supervise(base: Path, host: str, port: int) -> int:
         )
         LOG.info("PostgreSQL at %s", postgres.url)
         emulator = start_emulator(port=port, host=host, log_path=base / "emulator.log")
+        from devstack.local_sts import start_local_sts
+
+        # The retrieve function verifies callers against a signature-checking STS of its own
+        # (the main emulator cannot check signatures without enforcing IAM everywhere).
+        sts = start_local_sts(base / "local_sts.log")
+        update_state(
+            base,
+            sts_endpoint_url=sts.endpoint_url,
+            sts_pid=sts.process.pid,
+            sts_users={
+                name: {"arn": u.arn, "access_key_id": u.access_key_id,
+                       "secret_access_key": u.secret_access_key}
+                for name, u in sts.users.items()
+            },
+        )  # fmt: skip
         update_state(base, emulator_pid=emulator.pid, status="ready")
         LOG.info("emulated AWS at %s (pid %s)", emulator.endpoint_url, emulator.pid)
+        LOG.info("local STS at %s (pid %s)", sts.endpoint_url, sts.process.pid)
         while not stop.wait(1.0):
             if emulator.process is not None and emulator.process.poll() is not None:
                 LOG.error("the emulator exited with status %s", emulator.process.returncode)
@@ -114,6 +130,10 @@ def supervise(base: Path, host: str, port: int) -> int:
         update_state(base, status="failed", error=str(exc))
         return 1
     finally:
+        if sts is not None:
+            from devstack.local_sts import stop_local_sts
+
+            stop_local_sts(sts)
         if emulator is not None:
             emulator.stop()
         if postgres is not None:
@@ -137,6 +157,7 @@ def _port_in_use(host: str, port: int) -> bool:
 def _print_summary(state: dict[str, Any]) -> None:
     print(f"emulated AWS  {state.get('endpoint_url')}   (region {state.get('region')})")
     print(f"PostgreSQL    {state.get('database_url')}")
+    print(f"local STS     {state.get('sts_endpoint_url')}   (users alice, bob: see state.json)")
     print(f"state         {Path(state['devstack_dir']) / 'state.json'}")
     print("use it with:  export AWS_ENDPOINT_URL=" + str(state.get("endpoint_url")))
     print("              export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test")
@@ -245,6 +266,7 @@ def _tear_down(base: Path) -> bool:
         return False
     stop_process(state.get("supervisor_pid"), "devstack", timeout=30)
     stop_process(state.get("emulator_pid"), "devstack.emulator", timeout=10)
+    stop_process(state.get("sts_pid"), "devstack.local_sts", timeout=10)
     postgres = state.get("postgres") or {}
     if postgres.get("started") and postgres.get("data_dir"):
         _stop_postgres_cluster(postgres["data_dir"])

@@ -3,13 +3,14 @@
 Fills the key pool with the rotate-keys workflow's MaintainPool function (the ingest
 pipeline never creates keys), uploads a sample document to the uploads bucket, follows the
 ingest execution that EventBridge starts, shows the package with `pqfile inspect`,
-retrieves it through the retrieve Lambda (comparing SHA-256), and prints the audit trail
-(`pqfile audit tail`, `pqfile audit verify`).
+grants the demo user (alice of the local STS) the tenant ``demo``, retrieves it as alice
+with `pqfile retrieve` (an identity proof, then the retrieve Lambda; SHA-256 compared), shows
+that bob gets the not-found answer, and prints the audit trail (`pqfile audit tail`,
+`pqfile audit verify`).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -18,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,13 +87,18 @@ def _follow(sfn: Any, execution_arn: str, timeout: float) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def _pqfile(args: list[str], database_url: str | None = None) -> int:
-    env = dict(os.environ)
+def _pqfile(
+    args: list[str], database_url: str | None = None, env: Mapping[str, str] | None = None
+) -> int:
+    env = {**os.environ, **(env or {})}
     if database_url:
         env["PQFILE_DATABASE_URL"] = database_url
     print(f"   $ pqfile {' '.join(args)}", flush=True)
     proc = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "pqfile", *args], env=env, check=False, text=True,
+        [sys.executable, "-m", "pqfile", *args],
+        env=env,
+        check=False,
+        text=True,
         capture_output=True,
     )
     for line in (proc.stdout + proc.stderr).splitlines():
@@ -160,28 +165,44 @@ def run(state: Mapping[str, Any], *, timeout: float = 180.0) -> int:
         s3.download_file(encrypted, package_key, str(path))
         _pqfile(["inspect", str(path)])
 
-    _say("4. retrieve", "aws lambda invoke (direct)")
-    payload = {"document_id": document_id, "requested_by": "demo-user"}
-    print(f"   payload {json.dumps(payload)}")
-    resp = lam.invoke(FunctionName=outputs["retrieve_function_name"],
-                      Payload=json.dumps(payload).encode())  # fmt: skip
-    body = json.loads(resp["Payload"].read() or b"null")
-    if resp.get("FunctionError"):
-        print(f"error: retrieve refused: {body.get('errorType')}: {body.get('errorMessage')}",
+    db = state.get("database_url")
+    users = state.get("sts_users") or {}
+    if not users.get("alice") or not state.get("sts_endpoint_url"):
+        print("error: the local stack runs no local STS (restart it: devstack down, up)",
               file=sys.stderr)  # fmt: skip
         return 1
-    if body["delivery"] == "inline":
-        got = base64.b64decode(body["content_base64"])
-    else:
-        with urllib.request.urlopen(body["url"], timeout=60) as r:  # noqa: S310 - local URL
-            got = r.read()
-    same = hashlib.sha256(got).hexdigest() == digest == body["sha256"]
-    print(f"   delivery {body['delivery']}, {body['size']:,} bytes, "
-          f"sha256 {body['sha256'][:16]}...")  # fmt: skip
-    print(f"   byte-identical to the upload: {'yes' if same else 'NO'}")
+    alice, bob = users["alice"], users.get("bob")
+    _say("4. access", "deny by default: an operator grants alice the tenant `demo`")
+    _pqfile(["access", "grant", "--principal", alice["arn"], "--tenant", "demo"], db)
+    _pqfile(["access", "list"], db)
 
-    _say("5. audit trail")
-    db = state.get("database_url")
-    _pqfile(["audit", "tail", "-n", "6"], db)
+    _say("5. retrieve", "pqfile retrieve as alice: an identity proof, then lambda invoke")
+    env = {
+        "AWS_ACCESS_KEY_ID": alice["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": alice["secret_access_key"],
+        "AWS_ENDPOINT_URL": str(state["endpoint_url"]),
+        "AWS_REGION": str(state.get("region") or "us-east-1"),
+        "PQFILE_STS_ENDPOINT_URL": str(state["sts_endpoint_url"]),
+        "PQFILE_AUDIENCE": str(outputs.get("audience") or "pqfile-local"),
+        "PQFILE_RETRIEVE_FUNCTION": outputs["retrieve_function_name"],
+    }
+    with tempfile.TemporaryDirectory(prefix="pqfile-demo-") as tmp:
+        out = Path(tmp) / "board minutes.txt"
+        status = _pqfile(["retrieve", document_id, "--out", str(out), "--json"], env=env)
+        if status != 0:
+            print("error: retrieve refused", file=sys.stderr)
+            return 1
+        got = out.read_bytes()
+    same = hashlib.sha256(got).hexdigest() == digest
+    print(f"   byte-identical to the upload: {'yes' if same else 'NO'}")
+    if bob:
+        _say("6. not allowed", "bob asks for the same document: the not-found answer")
+        env.update(AWS_ACCESS_KEY_ID=bob["access_key_id"],
+                   AWS_SECRET_ACCESS_KEY=bob["secret_access_key"])  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="pqfile-demo-") as tmp:
+            _pqfile(["retrieve", document_id, "--out", str(Path(tmp) / "x")], env=env)
+
+    _say("7. audit trail", "every attempt under the verified caller's ARN")
+    _pqfile(["audit", "tail", "-n", "8"], db)
     _pqfile(["audit", "verify"], db)
     return 0 if same else 1

@@ -254,6 +254,8 @@ def local_vars(state: Mapping[str, Any], package: Path) -> list[str]:
     ]
     if state.get("database_url"):
         args.append(f"-var=database_url={state['database_url']}")
+    if state.get("sts_endpoint_url"):
+        args.append(f"-var=sts_endpoint_url={state['sts_endpoint_url']}")
     return args
 
 

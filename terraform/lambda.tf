@@ -153,7 +153,17 @@ resource "aws_lambda_function" "this" {
   kms_key_arn      = aws_kms_key.data.arn
 
   environment {
-    variables = merge(local.function_environment, local.function_database[each.key])
+    variables = merge(
+      local.function_environment,
+      local.function_database[each.key],
+      # Verified callers (docs/CONTRACTS.md, "Caller identity proofs"); variables in tenants.tf.
+      each.key == "retrieve" ? {
+        PQFILE_AUDIENCE              = local.audience
+        PQFILE_STS_ENDPOINT_URL      = var.sts_endpoint_url
+        PQFILE_PROOF_MAX_AGE_SECONDS = "300"
+        PQFILE_STS_TIMEOUT_SECONDS   = "5"
+      } : {},
+    )
   }
 
   tracing_config {

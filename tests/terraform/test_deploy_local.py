@@ -106,3 +106,18 @@ def test_uploads_start_the_templated_ingest_workflow(
     pattern = json.loads(events.describe_rule(Name=rule)["EventPattern"])
     assert pattern["detail"]["bucket"]["name"] == [deployed["uploads_bucket_name"]]
     assert pattern["detail"]["object"]["key"] == [{"prefix": "uploads/"}]
+
+
+def test_the_retrieve_function_verifies_callers(
+    deployed: dict[str, Any], own_emulator: Emulator
+) -> None:
+    lam = own_emulator.client("lambda")
+    for key, name in deployed["function_names"].items():
+        variables = lam.get_function(FunctionName=name)["Configuration"]["Environment"][
+            "Variables"
+        ]
+        if key == "retrieve":
+            assert variables["PQFILE_AUDIENCE"] == deployed["audience"] == "pqfile-local"
+            assert variables["PQFILE_STS_ENDPOINT_URL"] == ""  # no local STS in this state
+        else:
+            assert "PQFILE_AUDIENCE" not in variables, key

@@ -18,6 +18,7 @@ LAMBDA_CODE = ["handlers", "usecases", "adapters", "config.py"]
 NOT_FOR_FUNCTIONS = {
     "PQFILE_MIGRATIONS_DIR": "migrations run from the CLI (`pqfile db migrate`), not in functions",
     "PQFILE_ACTOR": "names the operator in CLI audit rows; functions audit as themselves",
+    "PQFILE_RETRIEVE_FUNCTION": "the function `pqfile retrieve` invokes, read by the CLI only",
 }
 CONTRACT_FUNCTIONS = {
     "fetch",
