@@ -224,6 +224,12 @@ def retrieve(
         )
         raise
     record = _lookup(p, req)
+    # Asked either way, so a missing document costs the same round trips as a forbidden one.
+    allowed = r.access.allows(
+        caller.principal_arn,
+        record.document_id if record else (req.document_id or ""),
+        AccessOperation.RETRIEVE,
+    )
     if record is None:
         _refused(
             p,
@@ -232,7 +238,7 @@ def retrieve(
             {"reason": "not_found", "requested": _requested(req), **details},
         )
         raise DocumentNotFoundError(NOT_FOUND_MESSAGE)
-    if not r.access.allows(caller.principal_arn, record.document_id, AccessOperation.RETRIEVE):
+    if not allowed:
         _refused(p, req.caller, request_id,
                  {"reason": "not_allowed", "requested": _requested(req), **details},
                  document_id=record.document_id)  # fmt: skip
