@@ -86,9 +86,7 @@ def test_tls_modes() -> None:
 def test_environment_is_required() -> None:
     with pytest.raises(PQFileError, match="PQFILE_DATABASE_URL"):
         params_from_env(DatabaseSettings.from_env({}))
-    build = params_from_env(
-        DatabaseSettings.from_env({"PQFILE_DATABASE_URL": "postgresql://u@h:1/d"})
-    )
+    build = params_from_env(DatabaseSettings.from_env({"PQFILE_DATABASE_URL": "postgresql://u@h:1/d"}))
     assert build().port == 1
 
 

@@ -67,7 +67,9 @@ def default_credentials(
     profile: str | None = None, region: str | None = None
 ) -> ReadOnlyCredentials:
     """The caller's credentials from the standard chain, frozen (one consistent triple)."""
-    credentials = boto3.session.Session(profile_name=profile, region_name=region).get_credentials()
+    credentials = boto3.session.Session(
+        profile_name=profile, region_name=region
+    ).get_credentials()
     if credentials is None:
         raise ConfigurationError(
             "no AWS credentials found (environment, profile, SSO or role): a proof needs them"

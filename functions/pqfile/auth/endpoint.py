@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 #: ``sts.<region>.amazonaws.com`` (``.com.cn`` in China), FIPS variants included.
-_REGIONAL_HOST = re.compile(r"sts(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com(?:\.cn)?")
+_REGIONAL_HOST = re.compile(
+    r"sts(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com(?:\.cn)?"
+)
 _GLOBAL_HOST = "sts.amazonaws.com"
 _HOST_CHARS = re.compile(r"[a-z0-9.-]{1,253}|\[[0-9a-f:.]{2,45}\]")
 _DEFAULT_PORTS = {"https": 443, "http": 80}

@@ -28,7 +28,9 @@ def register(subparsers: Any) -> None:
     proof.add_argument("--document-id", metavar="ID", help="the document to retrieve")
     proof.add_argument("--bucket", help="with --key: the package's bucket, instead of an id")
     proof.add_argument("--key", help="with --bucket: the package's key (encrypted/...)")
-    proof.add_argument("--audience", help="the deployment's audience (default: PQFILE_AUDIENCE)")
+    proof.add_argument(
+        "--audience", help="the deployment's audience (default: PQFILE_AUDIENCE)"
+    )
     proof.add_argument(
         "--region", help="the STS region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)"
     )

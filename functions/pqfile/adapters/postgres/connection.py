@@ -72,15 +72,7 @@ _DB_ERRORS = (pg8000.native.DatabaseError, pg8000.native.InterfaceError, OSError
 # 57014: statement_timeout (the per-role timeouts of migration 0010), retried like a lock
 # timeout (55P03).
 _TRANSIENT_STATES = {
-    "40001",
-    "40P01",
-    "55P03",
-    "57014",
-    "57P01",
-    "57P02",
-    "57P03",
-    "53300",
-    "53400",
+    "40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300", "53400",
 }
 
 

@@ -257,7 +257,9 @@ class PostgresKeyRepository:
         )
         return [KeyRequest(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
 
-    def complete_request(self, request: int, *, actor: str | None, request_id: str | None) -> bool:
+    def complete_request(
+        self, request: int, *, actor: str | None, request_id: str | None
+    ) -> bool:
         rows = self._run(
             "SELECT key_complete_request(:id, :actor, :req)",
             id=request,
