@@ -10,48 +10,6 @@ resource "aws_cloudwatch_log_group" "trail" {
   kms_key_id        = aws_kms_key.data.arn
 }
 
-data "aws_iam_policy_document" "trail_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["cloudtrail.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceArn"
-      values   = [local.trail_arn]
-    }
-  }
-}
-
-resource "aws_iam_role" "trail" {
-  count = var.create_cloudtrail ? 1 : 0
-
-  name               = "${local.name}-trail-${local.region}"
-  description        = "CloudTrail: delivers ${local.trail_name} to CloudWatch Logs"
-  assume_role_policy = data.aws_iam_policy_document.trail_assume.json
-}
-
-data "aws_iam_policy_document" "trail" {
-  count = var.create_cloudtrail ? 1 : 0
-
-  statement {
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.trail[0].arn}:*"]
-  }
-}
-
-resource "aws_iam_role_policy" "trail" {
-  count = var.create_cloudtrail ? 1 : 0
-
-  name   = "deliver-to-logs"
-  role   = aws_iam_role.trail[0].id
-  policy = data.aws_iam_policy_document.trail[0].json
-}
-
 resource "aws_cloudtrail" "this" {
   #checkov:skip=CKV_AWS_252:Trail delivery notifications are not consumed; the alarms cover the stack's failures.
   count = var.create_cloudtrail ? 1 : 0
@@ -64,7 +22,7 @@ resource "aws_cloudtrail" "this" {
   include_global_service_events = true
   enable_log_file_validation    = true
   cloud_watch_logs_group_arn    = "${aws_cloudwatch_log_group.trail[0].arn}:*"
-  cloud_watch_logs_role_arn     = aws_iam_role.trail[0].arn
+  cloud_watch_logs_role_arn     = aws_iam_role.service["trail"].arn
 
   event_selector {
     read_write_type           = "All"
@@ -81,5 +39,5 @@ resource "aws_cloudtrail" "this" {
     }
   }
 
-  depends_on = [aws_s3_bucket_policy.access_logs, aws_iam_role_policy.trail]
+  depends_on = [aws_s3_bucket_policy.access_logs, aws_iam_role_policy.service]
 }

@@ -34,15 +34,25 @@ locals {
   # The encryption context of a wrapped seed (functions/pqfile/adapters/postgres.py,
   # seed_context): purpose "key-seed", the key id, the suite. Nothing else is accepted.
   seed_context_keys = ["pqfile:purpose", "pqfile:key-id", "pqfile:suite"]
+  # What both the key policy and the functions' own policies require of every seed use:
+  # purpose "key-seed" and a key id.
+  seed_context_conditions = [
+    { test = "StringEquals", variable = "kms:EncryptionContext:pqfile:purpose", values = ["key-seed"] },
+    { test = "Null", variable = "kms:EncryptionContext:pqfile:key-id", values = ["false"] },
+  ]
 
-  seed_encrypt_functions = [for k, f in local.functions : k if f.seed_access == "encrypt"]
-  seed_decrypt_functions = [for k, f in local.functions : k if f.seed_access == "decrypt"]
+  # The two uses of the seeds key (a function's seed_access): statement ids and actions in the
+  # key policy and in the function's role policy (iam.tf). Wrapping comes first in both.
+  seed_uses = [
+    { access = "encrypt", key_sid = "WrapSeedsKeyManagementFunctionsOnly", role_sid = "WrapSeeds", key_actions = ["kms:Encrypt"], role_actions = ["kms:Encrypt", "kms:DescribeKey"] },
+    { access = "decrypt", key_sid = "UnwrapSeedsRetrieveAndRewrapOnly", role_sid = "UnwrapSeeds", key_actions = ["kms:Decrypt"], role_actions = ["kms:Decrypt"] },
+  ]
+  seed_functions = { for use in local.seed_uses : use.access => [for k, f in local.functions : k if f.seed_access == use.access] }
 }
 
-# --- seeds ----------------------------------------------------------------------------
-
-data "aws_iam_policy_document" "seeds_key" {
-  #checkov:skip=CKV_AWS_111:In a key policy Resource "*" is this key alone; every use statement names exact roles and encryption-context conditions.
+# The first statement of both key policies: administration (never use) by the admin roles.
+data "aws_iam_policy_document" "kms_administration" {
+  #checkov:skip=CKV_AWS_111:In a key policy Resource "*" is the key alone; administration names the admin roles, and every use statement exact roles and conditions.
   #checkov:skip=CKV_AWS_356:Same: a key policy cannot name its own key ARN, "*" is the documented form.
   statement {
     sid       = "KeyAdministration"
@@ -54,62 +64,38 @@ data "aws_iam_policy_document" "seeds_key" {
       identifiers = local.kms_admin_arns
     }
   }
+}
 
-  statement {
-    sid       = "WrapSeedsKeyManagementFunctionsOnly"
-    actions   = ["kms:Encrypt"]
-    resources = ["*"]
+# --- seeds ----------------------------------------------------------------------------
 
-    principals {
-      type        = "AWS"
-      identifiers = [for k in local.seed_encrypt_functions : aws_iam_role.function[k].arn]
-    }
+data "aws_iam_policy_document" "seeds_key" {
+  #checkov:skip=CKV_AWS_356:A key policy cannot name its own key ARN: "*" is the documented form, and means this key alone.
+  source_policy_documents = [data.aws_iam_policy_document.kms_administration.json]
 
-    condition {
-      test     = "StringEquals"
-      variable = "kms:EncryptionContext:pqfile:purpose"
-      values   = ["key-seed"]
-    }
+  dynamic "statement" {
+    for_each = local.seed_uses
 
-    condition {
-      test     = "Null"
-      variable = "kms:EncryptionContext:pqfile:key-id"
-      values   = ["false"]
-    }
+    content {
+      sid       = statement.value.key_sid
+      actions   = statement.value.key_actions
+      resources = ["*"]
 
-    condition {
-      test     = "ForAllValues:StringEquals"
-      variable = "kms:EncryptionContextKeys"
-      values   = local.seed_context_keys
-    }
-  }
+      principals {
+        type        = "AWS"
+        identifiers = [for k in local.seed_functions[statement.value.access] : aws_iam_role.function[k].arn]
+      }
 
-  statement {
-    sid       = "UnwrapSeedsRetrieveAndRewrapOnly"
-    actions   = ["kms:Decrypt"]
-    resources = ["*"]
+      dynamic "condition" {
+        for_each = concat(local.seed_context_conditions, [
+          { test = "ForAllValues:StringEquals", variable = "kms:EncryptionContextKeys", values = local.seed_context_keys },
+        ])
 
-    principals {
-      type        = "AWS"
-      identifiers = [for k in local.seed_decrypt_functions : aws_iam_role.function[k].arn]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:EncryptionContext:pqfile:purpose"
-      values   = ["key-seed"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "kms:EncryptionContext:pqfile:key-id"
-      values   = ["false"]
-    }
-
-    condition {
-      test     = "ForAllValues:StringEquals"
-      variable = "kms:EncryptionContextKeys"
-      values   = local.seed_context_keys
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
+      }
     }
   }
 
@@ -120,7 +106,7 @@ data "aws_iam_policy_document" "seeds_key" {
 
     principals {
       type        = "AWS"
-      identifiers = [for k in concat(local.seed_encrypt_functions, local.seed_decrypt_functions) : aws_iam_role.function[k].arn]
+      identifiers = [for k in flatten([for use in local.seed_uses : local.seed_functions[use.access]]) : aws_iam_role.function[k].arn]
     }
   }
 }
@@ -141,17 +127,45 @@ resource "aws_kms_alias" "seeds" {
 
 # --- data (S3, logs, SNS, SQS, RDS, secrets, Lambda environment) -------------------------
 
-data "aws_iam_policy_document" "data_key" {
-  statement {
-    sid       = "KeyAdministration"
-    actions   = local.kms_admin_actions
-    resources = ["*"]
+locals {
+  source_account = { test = "StringEquals", variable = "aws:SourceAccount", values = [local.account_id] }
 
-    principals {
-      type        = "AWS"
-      identifiers = local.kms_admin_arns
-    }
-  }
+  data_key_services = [
+    {
+      sid        = "CloudWatchLogs"
+      actions    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+      services   = ["logs.${local.region}.amazonaws.com"]
+      conditions = [{ test = "ArnLike", variable = "kms:EncryptionContext:aws:logs:arn", values = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"] }]
+    },
+    # CloudWatch alarms publish to the encrypted SNS topic; EventBridge delivers to the
+    # encrypted dead-letter queue.
+    {
+      sid        = "AlarmsAndEventsPublish"
+      actions    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+      services   = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+      conditions = [local.source_account]
+    },
+    {
+      sid      = "CloudTrailEncryptLogs"
+      actions  = ["kms:GenerateDataKey*", "kms:DescribeKey"]
+      services = ["cloudtrail.amazonaws.com"]
+      conditions = [
+        { test = "StringLike", variable = "kms:EncryptionContext:aws:cloudtrail:arn", values = ["arn:${local.partition}:cloudtrail:*:${local.account_id}:trail/*"] },
+        { test = "StringEquals", variable = "aws:SourceArn", values = [local.trail_arn] },
+      ]
+    },
+    # S3 server access logging and VPC flow logs run as AWS services.
+    {
+      sid        = "DeliveryServices"
+      actions    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+      services   = ["logging.s3.amazonaws.com", "delivery.logs.amazonaws.com"]
+      conditions = [local.source_account]
+    },
+  ]
+}
+
+data "aws_iam_policy_document" "data_key" {
+  source_policy_documents = [data.aws_iam_policy_document.kms_administration.json]
 
   # Grants from the account's IAM policies, limited to use through the AWS services that
   # store our data; the functions' roles name this key explicitly (iam.tf).
@@ -179,80 +193,29 @@ data "aws_iam_policy_document" "data_key" {
     }
   }
 
-  statement {
-    sid       = "CloudWatchLogs"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
+  # AWS services that encrypt our data themselves, each only for this account (or our trail).
+  dynamic "statement" {
+    for_each = local.data_key_services
 
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${local.region}.amazonaws.com"]
-    }
+    content {
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = ["*"]
 
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"]
-    }
-  }
+      principals {
+        type        = "Service"
+        identifiers = statement.value.services
+      }
 
-  # CloudWatch alarms publish to the encrypted SNS topic; EventBridge delivers to the
-  # encrypted dead-letter queue.
-  statement {
-    sid       = "AlarmsAndEventsPublish"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
-    resources = ["*"]
+      dynamic "condition" {
+        for_each = statement.value.conditions
 
-    principals {
-      type        = "Service"
-      identifiers = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-
-  statement {
-    sid       = "CloudTrailEncryptLogs"
-    actions   = ["kms:GenerateDataKey*", "kms:DescribeKey"]
-    resources = ["*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["cloudtrail.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringLike"
-      variable = "kms:EncryptionContext:aws:cloudtrail:arn"
-      values   = ["arn:${local.partition}:cloudtrail:*:${local.account_id}:trail/*"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceArn"
-      values   = [local.trail_arn]
-    }
-  }
-
-  # S3 server access logging and VPC flow logs run as AWS services.
-  statement {
-    sid       = "DeliveryServices"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
-    resources = ["*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["logging.s3.amazonaws.com", "delivery.logs.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
+      }
     }
   }
 }

@@ -161,7 +161,7 @@ resource "aws_lambda_function" "this" {
   }
 
   dead_letter_config {
-    target_arn = aws_sqs_queue.function_failures.arn
+    target_arn = aws_sqs_queue.failures["functions"].arn
   }
 
   dynamic "vpc_config" {
@@ -195,38 +195,7 @@ resource "aws_lambda_function_event_invoke_config" "this" {
 
   destination_config {
     on_failure {
-      destination = aws_sqs_queue.function_failures.arn
+      destination = aws_sqs_queue.failures["functions"].arn
     }
   }
-}
-
-resource "aws_sqs_queue" "function_failures" {
-  name                      = "${local.name}-function-failures"
-  kms_master_key_id         = aws_kms_key.data.arn
-  message_retention_seconds = 1209600
-}
-
-data "aws_iam_policy_document" "function_failures" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["sqs:*"]
-    resources = [aws_sqs_queue.function_failures.arn]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-}
-
-resource "aws_sqs_queue_policy" "function_failures" {
-  queue_url = aws_sqs_queue.function_failures.id
-  policy    = data.aws_iam_policy_document.function_failures.json
 }

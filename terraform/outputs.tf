@@ -15,12 +15,12 @@ output "retrieve_function_name" {
 
 output "ingest_state_machine_arn" {
   description = "The ingest workflow (Standard)."
-  value       = aws_sfn_state_machine.ingest.arn
+  value       = aws_sfn_state_machine.workflow["ingest"].arn
 }
 
 output "rotation_state_machine_arn" {
   description = "The rotate-keys workflow."
-  value       = aws_sfn_state_machine.rotation.arn
+  value       = aws_sfn_state_machine.workflow["rotate-keys"].arn
 }
 
 output "function_names" {
@@ -55,8 +55,5 @@ output "database_secret_arn" {
 
 output "failure_queue_urls" {
   description = "Dead-letter queues: undelivered events and failed asynchronous invocations."
-  value = {
-    events    = aws_sqs_queue.event_failures.id
-    functions = aws_sqs_queue.function_failures.id
-  }
+  value       = { for k, q in aws_sqs_queue.failures : k => q.id }
 }

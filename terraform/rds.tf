@@ -28,17 +28,6 @@ resource "aws_security_group" "database" {
   vpc_id      = local.vpc_id
 }
 
-resource "aws_vpc_security_group_ingress_rule" "database_from_lambda" {
-  count = var.create_database ? 1 : 0
-
-  security_group_id            = aws_security_group.database[0].id
-  description                  = "PostgreSQL from the functions"
-  ip_protocol                  = "tcp"
-  from_port                    = 5432
-  to_port                      = 5432
-  referenced_security_group_id = aws_security_group.lambda[0].id
-}
-
 resource "aws_db_parameter_group" "this" {
   count = var.create_database ? 1 : 0
 
@@ -81,22 +70,11 @@ resource "aws_db_parameter_group" "this" {
   }
 }
 
-data "aws_iam_policy_document" "rds_monitoring_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["monitoring.rds.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "rds_monitoring" {
   count = var.create_database && var.db_monitoring_interval > 0 ? 1 : 0
 
   name               = "${local.name}-rds-monitoring-${local.region}"
-  assume_role_policy = data.aws_iam_policy_document.rds_monitoring_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume_role["rds_monitoring"].json
 }
 
 resource "aws_iam_role_policy_attachment" "rds_monitoring" {

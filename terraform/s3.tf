@@ -74,98 +74,68 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
   }
 }
 
+# Besides TLS only (iam.tf): TLS 1.2 or later, and objects written with our key. A plain
+# upload (no encryption headers) gets the key from the bucket's default encryption and must be
+# allowed, so each encryption Deny applies only when the header is present (Null = false) and
+# asks for something else: another KMS key, or SSE-S3. (IfExists or a bare negated operator
+# would also match an absent header and refuse every plain upload.)
+locals {
+  bucket_denials = [
+    {
+      sid        = "DenyOutdatedTls"
+      actions    = ["s3:*"]
+      bucket     = true
+      conditions = [{ test = "NumericLessThan", variable = "s3:TlsVersion", values = ["1.2"] }]
+    },
+    {
+      sid     = "DenyOtherEncryptionKeys"
+      actions = ["s3:PutObject"]
+      bucket  = false
+      conditions = [
+        { test = "Null", variable = "s3:x-amz-server-side-encryption-aws-kms-key-id", values = ["false"] },
+        { test = "StringNotEquals", variable = "s3:x-amz-server-side-encryption-aws-kms-key-id", values = [aws_kms_key.data.arn] },
+      ]
+    },
+    {
+      sid     = "DenyOtherEncryptionTypes"
+      actions = ["s3:PutObject"]
+      bucket  = false
+      conditions = [
+        { test = "Null", variable = "s3:x-amz-server-side-encryption", values = ["false"] },
+        { test = "StringNotEquals", variable = "s3:x-amz-server-side-encryption", values = ["aws:kms"] },
+      ]
+    },
+  ]
+}
+
 data "aws_iam_policy_document" "bucket" {
   for_each = aws_s3_bucket.this
 
-  statement {
-    sid     = "DenyInsecureTransport"
-    effect  = "Deny"
-    actions = ["s3:*"]
-    resources = [
-      each.value.arn,
-      "${each.value.arn}/*",
-    ]
+  source_policy_documents = [data.aws_iam_policy_document.tls_only["bucket_${each.key}"].json]
 
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
+  dynamic "statement" {
+    for_each = local.bucket_denials
 
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
+    content {
+      sid       = statement.value.sid
+      effect    = "Deny"
+      actions   = statement.value.actions
+      resources = statement.value.bucket ? [each.value.arn, "${each.value.arn}/*"] : ["${each.value.arn}/*"]
 
-  statement {
-    sid       = "DenyOutdatedTls"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [each.value.arn, "${each.value.arn}/*"]
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
 
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
+      dynamic "condition" {
+        for_each = statement.value.conditions
 
-    condition {
-      test     = "NumericLessThan"
-      variable = "s3:TlsVersion"
-      values   = ["1.2"]
-    }
-  }
-
-  # Objects must be written with our key. A plain upload (no encryption headers) gets it from
-  # the bucket's default encryption and must be allowed, so each Deny applies only when the
-  # header is present (Null = false) and asks for something else: another KMS key, or SSE-S3.
-  # (IfExists or a bare negated operator would also match an absent header and refuse every
-  # plain upload.)
-  statement {
-    sid       = "DenyOtherEncryptionKeys"
-    effect    = "Deny"
-    actions   = ["s3:PutObject"]
-    resources = ["${each.value.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
-      values   = ["false"]
-    }
-
-    condition {
-      test     = "StringNotEquals"
-      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
-      values   = [aws_kms_key.data.arn]
-    }
-  }
-
-  statement {
-    sid       = "DenyOtherEncryptionTypes"
-    effect    = "Deny"
-    actions   = ["s3:PutObject"]
-    resources = ["${each.value.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "s3:x-amz-server-side-encryption"
-      values   = ["false"]
-    }
-
-    condition {
-      test     = "StringNotEquals"
-      variable = "s3:x-amz-server-side-encryption"
-      values   = ["aws:kms"]
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
+      }
     }
   }
 }
@@ -344,6 +314,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
 data "aws_iam_policy_document" "access_logs" {
   count = local.create_log_bucket ? 1 : 0
 
+  # TLS only (iam.tf), after the delivery statements.
+  override_policy_documents = [data.aws_iam_policy_document.tls_only["bucket_access_logs"].json]
+
   statement {
     sid       = "S3ServerAccessLogsDelivery"
     actions   = ["s3:PutObject"]
@@ -368,12 +341,15 @@ data "aws_iam_policy_document" "access_logs" {
   }
 
   dynamic "statement" {
-    for_each = var.create_cloudtrail ? [1] : []
+    for_each = var.create_cloudtrail ? [
+      { sid = "CloudTrailAclCheck", actions = ["s3:GetBucketAcl"], resources = [aws_s3_bucket.access_logs[0].arn] },
+      { sid = "CloudTrailDelivery", actions = ["s3:PutObject"], resources = ["${aws_s3_bucket.access_logs[0].arn}/cloudtrail/AWSLogs/${local.account_id}/*"] },
+    ] : []
 
     content {
-      sid       = "CloudTrailAclCheck"
-      actions   = ["s3:GetBucketAcl"]
-      resources = [aws_s3_bucket.access_logs[0].arn]
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = statement.value.resources
 
       principals {
         type        = "Service"
@@ -385,45 +361,6 @@ data "aws_iam_policy_document" "access_logs" {
         variable = "aws:SourceArn"
         values   = [local.trail_arn]
       }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = var.create_cloudtrail ? [1] : []
-
-    content {
-      sid       = "CloudTrailDelivery"
-      actions   = ["s3:PutObject"]
-      resources = ["${aws_s3_bucket.access_logs[0].arn}/cloudtrail/AWSLogs/${local.account_id}/*"]
-
-      principals {
-        type        = "Service"
-        identifiers = ["cloudtrail.amazonaws.com"]
-      }
-
-      condition {
-        test     = "StringEquals"
-        variable = "aws:SourceArn"
-        values   = [local.trail_arn]
-      }
-    }
-  }
-
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.access_logs[0].arn, "${aws_s3_bucket.access_logs[0].arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
     }
   }
 }
