@@ -2,12 +2,14 @@
 # two buckets (every object read, write, delete) and for the retrieve function (every
 # Invoke, with the calling principal: the audit trail's request id joins on it).
 
+# Not in modules/log-groups (logs.tf) like the others: checkov's CloudTrail-to-CloudWatch check
+# (CKV2_AWS_10) follows the trail's reference only to a log group of this module.
 resource "aws_cloudwatch_log_group" "trail" {
   count = var.create_cloudtrail ? 1 : 0
 
   name              = "/aws/cloudtrail/${local.trail_name}"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.data.arn
+  kms_key_id        = aws_kms_key.this["data"].arn
 }
 
 resource "aws_cloudtrail" "this" {
@@ -17,7 +19,7 @@ resource "aws_cloudtrail" "this" {
   name                          = local.trail_name
   s3_bucket_name                = aws_s3_bucket.access_logs[0].id
   s3_key_prefix                 = "cloudtrail"
-  kms_key_id                    = aws_kms_key.data.arn
+  kms_key_id                    = aws_kms_key.this["data"].arn
   is_multi_region_trail         = true
   include_global_service_events = true
   enable_log_file_validation    = true

@@ -45,13 +45,29 @@ resource "aws_iam_role" "function" {
   assume_role_policy = data.aws_iam_policy_document.assume_role["lambda"].json
 }
 
+# The seeds key: wrap or unwrap (a function's seed_access), only with a seed's encryption
+# context; the last statement of the function's policy.
+module "seed_use" {
+  source   = "./modules/policy-statements"
+  for_each = { for use in local.seed_uses : use.access => use }
+
+  statements = [{
+    sid        = each.value.role_sid
+    actions    = each.value.role_actions
+    resources  = [aws_kms_key.this["seeds"].arn]
+    conditions = local.seed_context_conditions
+  }]
+}
+
 data "aws_iam_policy_document" "function" {
   for_each = local.functions
+
+  override_policy_documents = [for access, use in module.seed_use : use.json if access == each.value.seed_access]
 
   statement {
     sid       = "WriteOwnLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+    resources = ["${module.log_groups["function"].arns[each.key]}:*"]
   }
 
   statement {
@@ -65,7 +81,7 @@ data "aws_iam_policy_document" "function" {
   statement {
     sid       = "DataKeyThroughServices"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.data.arn]
+    resources = [aws_kms_key.this["data"].arn]
 
     condition {
       test     = "StringEquals"
@@ -113,27 +129,6 @@ data "aws_iam_policy_document" "function" {
       sid       = "ListForNotFound"
       actions   = ["s3:ListBucket"]
       resources = distinct([for access in lookup(local.s3_access, each.key, []) : split("/", access.resources[0])[0]])
-    }
-  }
-
-  # The seeds key: wrap or unwrap (seed_access), only with a seed's encryption context.
-  dynamic "statement" {
-    for_each = [for use in local.seed_uses : use if use.access == each.value.seed_access]
-
-    content {
-      sid       = statement.value.role_sid
-      actions   = statement.value.role_actions
-      resources = [aws_kms_key.seeds.arn]
-
-      dynamic "condition" {
-        for_each = local.seed_context_conditions
-
-        content {
-          test     = condition.value.test
-          variable = condition.value.variable
-          values   = condition.value.values
-        }
-      }
     }
   }
 }
@@ -213,7 +208,7 @@ locals {
         description = null
         assumed_by  = "flow_logs"
         policy_name = "write-flow-logs"
-        grant       = { sid = null, actions = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], resources = ["${aws_cloudwatch_log_group.flow_logs[0].arn}:*"] }
+        grant       = { sid = null, actions = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], resources = ["${module.log_groups["flow_logs"].arns["flow_logs"]}:*"] }
       }
     } : {},
   )

@@ -15,7 +15,7 @@ resource "aws_sns_topic" "alarms" {
   count = var.create_alarms ? 1 : 0
 
   name              = "${local.name}-alarms"
-  kms_master_key_id = aws_kms_key.data.arn
+  kms_master_key_id = aws_kms_key.this["data"].arn
 }
 
 data "aws_iam_policy_document" "alarms_topic" {

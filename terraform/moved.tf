@@ -4,16 +4,38 @@
 # before). Keep these until every deployment has applied once; removing one later is a
 # breaking change for a deployment that has not.
 
+# The two KMS keys and their aliases (kms.tf).
+
+moved {
+  from = aws_kms_key.seeds
+  to   = aws_kms_key.this["seeds"]
+}
+
+moved {
+  from = aws_kms_alias.seeds
+  to   = aws_kms_alias.this["seeds"]
+}
+
+moved {
+  from = aws_kms_key.data
+  to   = aws_kms_key.this["data"]
+}
+
+moved {
+  from = aws_kms_alias.data
+  to   = aws_kms_alias.this["data"]
+}
+
 # The workflows (stepfunctions.tf): one resource per kind, keyed by workflow.
 
 moved {
   from = aws_cloudwatch_log_group.ingest
-  to   = aws_cloudwatch_log_group.workflow["ingest"]
+  to   = module.log_groups["workflow"].aws_cloudwatch_log_group.this["ingest"]
 }
 
 moved {
   from = aws_cloudwatch_log_group.rotation
-  to   = aws_cloudwatch_log_group.workflow["rotate-keys"]
+  to   = module.log_groups["workflow"].aws_cloudwatch_log_group.this["rotate-keys"]
 }
 
 moved {
@@ -194,4 +216,38 @@ moved {
 moved {
   from = aws_cloudwatch_event_target.audit_verify[0]
   to   = aws_cloudwatch_event_target.schedule["audit-verify"]
+}
+
+# The log bucket's public access block, ownership and versioning, with the other buckets' (s3.tf).
+
+moved {
+  from = aws_s3_bucket_public_access_block.access_logs[0]
+  to   = aws_s3_bucket_public_access_block.this["access_logs"]
+}
+
+moved {
+  from = aws_s3_bucket_ownership_controls.access_logs[0]
+  to   = aws_s3_bucket_ownership_controls.this["access_logs"]
+}
+
+moved {
+  from = aws_s3_bucket_versioning.access_logs[0]
+  to   = aws_s3_bucket_versioning.this["access_logs"]
+}
+
+# The log groups (logs.tf, modules/log-groups); the workflows' are above.
+
+moved {
+  from = aws_cloudwatch_log_group.function
+  to   = module.log_groups["function"].aws_cloudwatch_log_group.this
+}
+
+moved {
+  from = aws_cloudwatch_log_group.database
+  to   = module.log_groups["database"].aws_cloudwatch_log_group.this
+}
+
+moved {
+  from = aws_cloudwatch_log_group.flow_logs[0]
+  to   = module.log_groups["flow_logs"].aws_cloudwatch_log_group.this["flow_logs"]
 }

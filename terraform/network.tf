@@ -55,20 +55,12 @@ resource "aws_route_table_association" "private" {
 
 # --- flow logs ---------------------------------------------------------------------------
 
-resource "aws_cloudwatch_log_group" "flow_logs" {
-  count = var.create_vpc ? 1 : 0
-
-  name              = "/aws/vpc/${local.name}/flow-logs"
-  retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.data.arn
-}
-
 resource "aws_flow_log" "this" {
   count = var.create_vpc ? 1 : 0
 
   vpc_id          = aws_vpc.this[0].id
   traffic_type    = "ALL"
-  log_destination = aws_cloudwatch_log_group.flow_logs[0].arn
+  log_destination = module.log_groups["flow_logs"].arns["flow_logs"]
   iam_role_arn    = aws_iam_role.service["flow_logs"].arn
 }
 

@@ -30,12 +30,12 @@ output "function_names" {
 
 output "seeds_kms_key_arn" {
   description = "KMS key that wraps the private-key seeds (PQFILE_KMS_KEY_ID)."
-  value       = aws_kms_key.seeds.arn
+  value       = aws_kms_key.this["seeds"].arn
 }
 
 output "data_kms_key_arn" {
   description = "KMS key of S3, logs, queues, the topic and the database."
-  value       = aws_kms_key.data.arn
+  value       = aws_kms_key.this["data"].arn
 }
 
 output "alarm_topic_arn" {

@@ -14,7 +14,7 @@ resource "aws_sqs_queue" "failures" {
   for_each = local.failure_queues
 
   name                      = each.value
-  kms_master_key_id         = aws_kms_key.data.arn
+  kms_master_key_id         = aws_kms_key.this["data"].arn
   message_retention_seconds = 1209600
 }
 

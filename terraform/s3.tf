@@ -31,7 +31,7 @@ resource "aws_s3_bucket" "this" {
 }
 
 resource "aws_s3_bucket_public_access_block" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.all_buckets
 
   bucket                  = each.value.id
   block_public_acls       = true
@@ -41,7 +41,7 @@ resource "aws_s3_bucket_public_access_block" "this" {
 }
 
 resource "aws_s3_bucket_ownership_controls" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.all_buckets
 
   bucket = each.value.id
 
@@ -51,7 +51,7 @@ resource "aws_s3_bucket_ownership_controls" "this" {
 }
 
 resource "aws_s3_bucket_versioning" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.all_buckets
 
   bucket = each.value.id
 
@@ -68,7 +68,7 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
   rule {
     apply_server_side_encryption_by_default {
       sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.data.arn
+      kms_master_key_id = aws_kms_key.this["data"].arn
     }
     bucket_key_enabled = true
   }
@@ -93,7 +93,7 @@ locals {
       bucket  = false
       conditions = [
         { test = "Null", variable = "s3:x-amz-server-side-encryption-aws-kms-key-id", values = ["false"] },
-        { test = "StringNotEquals", variable = "s3:x-amz-server-side-encryption-aws-kms-key-id", values = [aws_kms_key.data.arn] },
+        { test = "StringNotEquals", variable = "s3:x-amz-server-side-encryption-aws-kms-key-id", values = [aws_kms_key.this["data"].arn] },
       ]
     },
     {
@@ -108,36 +108,29 @@ locals {
   ]
 }
 
+module "bucket_denials" {
+  source   = "./modules/policy-statements"
+  for_each = aws_s3_bucket.this
+
+  statements = [
+    for denial in local.bucket_denials : {
+      sid        = denial.sid
+      effect     = "Deny"
+      actions    = denial.actions
+      resources  = denial.bucket ? [each.value.arn, "${each.value.arn}/*"] : ["${each.value.arn}/*"]
+      principals = [{ type = "*", identifiers = ["*"] }]
+      conditions = denial.conditions
+    }
+  ]
+}
+
 data "aws_iam_policy_document" "bucket" {
   for_each = aws_s3_bucket.this
 
-  source_policy_documents = [data.aws_iam_policy_document.tls_only["bucket_${each.key}"].json]
-
-  dynamic "statement" {
-    for_each = local.bucket_denials
-
-    content {
-      sid       = statement.value.sid
-      effect    = "Deny"
-      actions   = statement.value.actions
-      resources = statement.value.bucket ? [each.value.arn, "${each.value.arn}/*"] : ["${each.value.arn}/*"]
-
-      principals {
-        type        = "*"
-        identifiers = ["*"]
-      }
-
-      dynamic "condition" {
-        for_each = statement.value.conditions
-
-        content {
-          test     = condition.value.test
-          variable = condition.value.variable
-          values   = condition.value.values
-        }
-      }
-    }
-  }
+  source_policy_documents = [
+    data.aws_iam_policy_document.tls_only["bucket_${each.key}"].json,
+    module.bucket_denials[each.key].json,
+  ]
 }
 
 resource "aws_s3_bucket_policy" "this" {
@@ -229,6 +222,9 @@ locals {
   create_log_bucket = var.enable_access_logging || var.create_cloudtrail
   trail_name        = "${local.name}-trail"
   trail_arn         = "arn:${local.partition}:cloudtrail:${local.region}:${local.account_id}:trail/${local.trail_name}"
+
+  # Private, owner-enforced and versioned like the others (above).
+  all_buckets = merge(aws_s3_bucket.this, local.create_log_bucket ? { access_logs = aws_s3_bucket.access_logs[0] } : {})
 }
 
 resource "aws_s3_bucket" "access_logs" {
@@ -240,36 +236,6 @@ resource "aws_s3_bucket" "access_logs" {
 
   bucket        = "${local.name}-logs-${local.account_id}"
   force_destroy = var.force_destroy_buckets
-}
-
-resource "aws_s3_bucket_public_access_block" "access_logs" {
-  count = local.create_log_bucket ? 1 : 0
-
-  bucket                  = aws_s3_bucket.access_logs[0].id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "access_logs" {
-  count = local.create_log_bucket ? 1 : 0
-
-  bucket = aws_s3_bucket.access_logs[0].id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_versioning" "access_logs" {
-  count = local.create_log_bucket ? 1 : 0
-
-  bucket = aws_s3_bucket.access_logs[0].id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
 }
 
 resource "aws_s3_bucket_server_side_encryption_configuration" "access_logs" {
@@ -308,7 +274,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
     }
   }
 
-  depends_on = [aws_s3_bucket_versioning.access_logs]
+  depends_on = [aws_s3_bucket_versioning.this]
 }
 
 data "aws_iam_policy_document" "access_logs" {
@@ -371,7 +337,7 @@ resource "aws_s3_bucket_policy" "access_logs" {
   bucket = aws_s3_bucket.access_logs[0].id
   policy = data.aws_iam_policy_document.access_logs[0].json
 
-  depends_on = [aws_s3_bucket_public_access_block.access_logs]
+  depends_on = [aws_s3_bucket_public_access_block.this]
 }
 
 resource "aws_s3_bucket_logging" "this" {

@@ -22,14 +22,6 @@ locals {
   }
 }
 
-resource "aws_cloudwatch_log_group" "workflow" {
-  for_each = local.workflows
-
-  name              = "/aws/vendedlogs/states/${local.name}-${each.key}"
-  retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.data.arn
-}
-
 resource "aws_iam_role" "workflow" {
   for_each = local.workflows
 
@@ -96,7 +88,7 @@ resource "aws_sfn_state_machine" "workflow" {
   })
 
   logging_configuration {
-    log_destination        = "${aws_cloudwatch_log_group.workflow[each.key].arn}:*"
+    log_destination        = "${module.log_groups["workflow"].arns[each.key]}:*"
     include_execution_data = true
     level                  = "ALL"
   }

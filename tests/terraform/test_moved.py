@@ -23,14 +23,12 @@ import os
 import re
 import subprocess
 import tarfile
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from devstack import terraform as tf
-from devstack.emulator import Emulator, start_emulator
+from devstack.emulator import Emulator
 
 from tests.terraform.conftest import REPO_ROOT, require_tool
 
@@ -109,19 +107,8 @@ def _is_or_within(address: str, source: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    # Its own emulator: the stack's fixed names must not meet other tests' resources.
-    log_dir = Path(tempfile.mkdtemp(prefix="pqfile-tf-moved-"))
-    emulator = start_emulator(log_path=log_dir / "emulator.log")
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
-@pytest.fixture(scope="module")
 def plan_from_old_state(
-    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, function_zip: Path
+    own_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, function_zip: Path
 ) -> dict[str, Any]:
     """`terraform show -json` of today's plan against a deployment of the old tree."""
     require_tool("terraform")
@@ -130,7 +117,7 @@ def plan_from_old_state(
     old_root = _pre_refactor_tree(work / "old", state)
     env = tf.terraform_env(work, local=True)
     variables = tf.local_vars(
-        {"endpoint_url": emulator.endpoint_url, "database_url": DATABASE_URL}, function_zip
+        {"endpoint_url": own_emulator.endpoint_url, "database_url": DATABASE_URL}, function_zip
     )
     apply = ["apply", "-input=false", "-no-color", "-auto-approve", *variables]
     tf.init(old_root, env)

@@ -26,6 +26,11 @@ variable "alarms" {
 variable "actions" {
   description = "ARNs notified when an alarm fires and when it clears (the alarm topic)."
   type        = list(string)
+
+  validation {
+    condition     = alltrue([for arn in var.actions : can(regex("^arn:", arn))])
+    error_message = "Alarm actions are ARNs."
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "this" {
