@@ -75,14 +75,9 @@ def test_no_aws_sdk_outside_adapters(path: Path) -> None:
     assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}; only adapters/ may"
 
 
-#: Handlers that still build an adapter themselves (the audit verifier's read-only audit
-#: log); it moves into pqfile.wiring with the PostgreSQL package.
-BUILDS_ITS_OWN_ADAPTER = {"audit_verify.py"}
-
-
 @pytest.mark.parametrize(
     "path",
-    [p for p in _files(["handlers"]) if p.name not in BUILDS_ITS_OWN_ADAPTER],
+    _files(["handlers"]),
     ids=lambda p: str(p.relative_to(PACKAGE)),
 )
 def test_handlers_get_their_adapters_from_the_composition_root(path: Path) -> None:
