@@ -150,7 +150,7 @@ def terraform_env(
 
 
 def working_copy(workdir: Path, backend_path: Path | None = None) -> Path:
-    """Copy `terraform/` (and `statemachines/`) to `workdir`; return the root to run in.
+    """Copy `terraform/` (its modules, and `statemachines/`) to `workdir`; return the root.
 
     Keeps `.terraform/` and the lock file from an earlier copy so init stays fast. With
     `backend_path`, an override file swaps the S3 backend for a local state file there.
@@ -162,6 +162,8 @@ def working_copy(workdir: Path, backend_path: Path | None = None) -> Path:
         old.unlink()
     for source in TERRAFORM_ROOT.glob("*.tf"):
         shutil.copy2(source, root / source.name)
+    shutil.rmtree(root / "modules", ignore_errors=True)
+    shutil.copytree(TERRAFORM_ROOT / "modules", root / "modules")
     shutil.rmtree(root / "envs", ignore_errors=True)
     shutil.copytree(TERRAFORM_ROOT / "envs", root / "envs")
     shutil.rmtree(workdir / "statemachines", ignore_errors=True)

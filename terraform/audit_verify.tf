@@ -12,22 +12,7 @@ locals {
   }
 }
 
-resource "aws_cloudwatch_event_rule" "audit_verify" {
-  count = var.enable_audit_verify_schedule ? 1 : 0
-
-  name                = "${local.name}-audit-verify"
-  description         = "Runs the audit chain verification"
-  schedule_expression = var.audit_verify_schedule
-}
-
-resource "aws_cloudwatch_event_target" "audit_verify" {
-  count = var.enable_audit_verify_schedule ? 1 : 0
-
-  rule  = aws_cloudwatch_event_rule.audit_verify[0].name
-  arn   = aws_lambda_function.this["audit_verify"].arn
-  input = jsonencode({})
-}
-
+# The schedule (enable_audit_verify_schedule) is in eventbridge.tf.
 resource "aws_lambda_permission" "audit_verify_schedule" {
   count = var.enable_audit_verify_schedule ? 1 : 0
 
@@ -35,5 +20,5 @@ resource "aws_lambda_permission" "audit_verify_schedule" {
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.this["audit_verify"].function_name
   principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.audit_verify[0].arn
+  source_arn    = aws_cloudwatch_event_rule.schedule["audit-verify"].arn
 }

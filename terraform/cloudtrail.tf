@@ -2,54 +2,14 @@
 # two buckets (every object read, write, delete) and for the retrieve function (every
 # Invoke, with the calling principal: the audit trail's request id joins on it).
 
+# Not in modules/log-groups (logs.tf) like the others: checkov's CloudTrail-to-CloudWatch check
+# (CKV2_AWS_10) follows the trail's reference only to a log group of this module.
 resource "aws_cloudwatch_log_group" "trail" {
   count = var.create_cloudtrail ? 1 : 0
 
   name              = "/aws/cloudtrail/${local.trail_name}"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.data.arn
-}
-
-data "aws_iam_policy_document" "trail_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["cloudtrail.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceArn"
-      values   = [local.trail_arn]
-    }
-  }
-}
-
-resource "aws_iam_role" "trail" {
-  count = var.create_cloudtrail ? 1 : 0
-
-  name               = "${local.name}-trail-${local.region}"
-  description        = "CloudTrail: delivers ${local.trail_name} to CloudWatch Logs"
-  assume_role_policy = data.aws_iam_policy_document.trail_assume.json
-}
-
-data "aws_iam_policy_document" "trail" {
-  count = var.create_cloudtrail ? 1 : 0
-
-  statement {
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.trail[0].arn}:*"]
-  }
-}
-
-resource "aws_iam_role_policy" "trail" {
-  count = var.create_cloudtrail ? 1 : 0
-
-  name   = "deliver-to-logs"
-  role   = aws_iam_role.trail[0].id
-  policy = data.aws_iam_policy_document.trail[0].json
+  kms_key_id        = aws_kms_key.this["data"].arn
 }
 
 resource "aws_cloudtrail" "this" {
@@ -59,12 +19,12 @@ resource "aws_cloudtrail" "this" {
   name                          = local.trail_name
   s3_bucket_name                = aws_s3_bucket.access_logs[0].id
   s3_key_prefix                 = "cloudtrail"
-  kms_key_id                    = aws_kms_key.data.arn
+  kms_key_id                    = aws_kms_key.this["data"].arn
   is_multi_region_trail         = true
   include_global_service_events = true
   enable_log_file_validation    = true
   cloud_watch_logs_group_arn    = "${aws_cloudwatch_log_group.trail[0].arn}:*"
-  cloud_watch_logs_role_arn     = aws_iam_role.trail[0].arn
+  cloud_watch_logs_role_arn     = aws_iam_role.service["trail"].arn
 
   event_selector {
     read_write_type           = "All"
@@ -81,5 +41,5 @@ resource "aws_cloudtrail" "this" {
     }
   }
 
-  depends_on = [aws_s3_bucket_policy.access_logs, aws_iam_role_policy.trail]
+  depends_on = [aws_s3_bucket_policy.access_logs, aws_iam_role_policy.service]
 }

@@ -1,4 +1,5 @@
-# S3 "Object Created" under uploads/ in the uploads bucket starts one ingest execution.
+# S3 "Object Created" under uploads/ in the uploads bucket starts one ingest execution;
+# schedules start rotate-keys and the audit verification.
 
 resource "aws_cloudwatch_event_rule" "upload_created" {
   name        = "${local.name}-upload-created"
@@ -14,47 +15,10 @@ resource "aws_cloudwatch_event_rule" "upload_created" {
   })
 }
 
-data "aws_iam_policy_document" "events_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["events.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
-resource "aws_iam_role" "events" {
-  name               = "${local.name}-events-${local.region}"
-  description        = "EventBridge: starts the ${local.name}-ingest state machine"
-  assume_role_policy = data.aws_iam_policy_document.events_assume.json
-}
-
-data "aws_iam_policy_document" "events" {
-  statement {
-    sid       = "StartIngest"
-    actions   = ["states:StartExecution"]
-    resources = [aws_sfn_state_machine.ingest.arn]
-  }
-}
-
-resource "aws_iam_role_policy" "events" {
-  name   = "start-ingest"
-  role   = aws_iam_role.events.id
-  policy = data.aws_iam_policy_document.events.json
-}
-
 resource "aws_cloudwatch_event_target" "ingest" {
   rule     = aws_cloudwatch_event_rule.upload_created.name
-  arn      = aws_sfn_state_machine.ingest.arn
-  role_arn = aws_iam_role.events.arn
+  arn      = aws_sfn_state_machine.workflow["ingest"].arn
+  role_arn = aws_iam_role.service["events"].arn
 
   retry_policy {
     maximum_event_age_in_seconds = 86400
@@ -62,55 +26,48 @@ resource "aws_cloudwatch_event_target" "ingest" {
   }
 
   dead_letter_config {
-    arn = aws_sqs_queue.event_failures.arn
+    arn = aws_sqs_queue.failures["events"].arn
   }
 }
 
-# Events EventBridge could not deliver (the state machine refused or was throttled for a day).
-resource "aws_sqs_queue" "event_failures" {
-  name                      = "${local.name}-event-failures"
-  kms_master_key_id         = aws_kms_key.data.arn
-  message_retention_seconds = 1209600
+# --- schedules ------------------------------------------------------------------------------
+
+locals {
+  # rotate-keys (rotation.tf) through its EventBridge role; audit_verify (audit_verify.tf)
+  # directly, allowed by the function's resource policy.
+  schedules = merge(
+    var.enable_rotation_schedule ? {
+      rotate-keys = {
+        description = "Runs the rotate-keys workflow"
+        expression  = var.rotation_schedule
+        target      = aws_sfn_state_machine.workflow["rotate-keys"].arn
+        role        = aws_iam_role.service["rotation_schedule"].arn
+      }
+    } : {},
+    var.enable_audit_verify_schedule ? {
+      audit-verify = {
+        description = "Runs the audit chain verification"
+        expression  = var.audit_verify_schedule
+        target      = aws_lambda_function.this["audit_verify"].arn
+        role        = null
+      }
+    } : {},
+  )
 }
 
-data "aws_iam_policy_document" "event_failures" {
-  statement {
-    sid       = "EventBridgeDeadLetters"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.event_failures.arn]
+resource "aws_cloudwatch_event_rule" "schedule" {
+  for_each = local.schedules
 
-    principals {
-      type        = "Service"
-      identifiers = ["events.amazonaws.com"]
-    }
-
-    condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.upload_created.arn]
-    }
-  }
-
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["sqs:*"]
-    resources = [aws_sqs_queue.event_failures.arn]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
+  name                = "${local.name}-${each.key}"
+  description         = each.value.description
+  schedule_expression = each.value.expression
 }
 
-resource "aws_sqs_queue_policy" "event_failures" {
-  queue_url = aws_sqs_queue.event_failures.id
-  policy    = data.aws_iam_policy_document.event_failures.json
+resource "aws_cloudwatch_event_target" "schedule" {
+  for_each = local.schedules
+
+  rule     = aws_cloudwatch_event_rule.schedule[each.key].name
+  arn      = each.value.target
+  role_arn = each.value.role
+  input    = jsonencode({})
 }

@@ -37,44 +37,43 @@ locals {
   }
 }
 
-data "aws_iam_policy_document" "lambda_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["lambda.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
 resource "aws_iam_role" "function" {
   for_each = local.functions
 
   name               = "${local.function_names[each.key]}-${local.region}"
   description        = "Execution role of ${local.function_names[each.key]}"
-  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume_role["lambda"].json
+}
+
+# The seeds key: wrap or unwrap (a function's seed_access), only with a seed's encryption
+# context; the last statement of the function's policy.
+module "seed_use" {
+  source   = "./modules/policy-statements"
+  for_each = { for use in local.seed_uses : use.access => use }
+
+  statements = [{
+    sid        = each.value.role_sid
+    actions    = each.value.role_actions
+    resources  = [aws_kms_key.this["seeds"].arn]
+    conditions = local.seed_context_conditions
+  }]
 }
 
 data "aws_iam_policy_document" "function" {
   for_each = local.functions
 
+  override_policy_documents = [for access, use in module.seed_use : use.json if access == each.value.seed_access]
+
   statement {
     sid       = "WriteOwnLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+    resources = ["${module.log_groups["function"].arns[each.key]}:*"]
   }
 
   statement {
     sid       = "FailureDestination"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.function_failures.arn]
+    resources = [aws_sqs_queue.failures["functions"].arn]
   }
 
   # The data key, only through the services that hold our data (SSE-KMS objects, the
@@ -82,7 +81,7 @@ data "aws_iam_policy_document" "function" {
   statement {
     sid       = "DataKeyThroughServices"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.data.arn]
+    resources = [aws_kms_key.this["data"].arn]
 
     condition {
       test     = "StringEquals"
@@ -132,50 +131,6 @@ data "aws_iam_policy_document" "function" {
       resources = distinct([for access in lookup(local.s3_access, each.key, []) : split("/", access.resources[0])[0]])
     }
   }
-
-  dynamic "statement" {
-    for_each = each.value.seed_access == "encrypt" ? [1] : []
-
-    content {
-      sid       = "WrapSeeds"
-      actions   = ["kms:Encrypt", "kms:DescribeKey"]
-      resources = [aws_kms_key.seeds.arn]
-
-      condition {
-        test     = "StringEquals"
-        variable = "kms:EncryptionContext:pqfile:purpose"
-        values   = ["key-seed"]
-      }
-
-      condition {
-        test     = "Null"
-        variable = "kms:EncryptionContext:pqfile:key-id"
-        values   = ["false"]
-      }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.value.seed_access == "decrypt" ? [1] : []
-
-    content {
-      sid       = "UnwrapSeeds"
-      actions   = ["kms:Decrypt"]
-      resources = [aws_kms_key.seeds.arn]
-
-      condition {
-        test     = "StringEquals"
-        variable = "kms:EncryptionContext:pqfile:purpose"
-        values   = ["key-seed"]
-      }
-
-      condition {
-        test     = "Null"
-        variable = "kms:EncryptionContext:pqfile:key-id"
-        values   = ["false"]
-      }
-    }
-  }
 }
 
 resource "aws_iam_role_policy" "function" {
@@ -200,4 +155,148 @@ resource "aws_iam_role_policy_attachment" "function_vpc" {
 
   role       = aws_iam_role.function[each.key].name
   policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AWSLambdaENIManagementAccess"
+}
+
+# --- roles AWS services assume ------------------------------------------------------------
+
+locals {
+  # Who may assume our roles: the service, and the condition that ties it to this account
+  # (CloudTrail: to our trail). RDS Enhanced Monitoring takes no condition.
+  assume_role = {
+    lambda         = { service = "lambda.amazonaws.com", variable = "aws:SourceAccount", values = [local.account_id] }
+    states         = { service = "states.amazonaws.com", variable = "aws:SourceAccount", values = [local.account_id] }
+    events         = { service = "events.amazonaws.com", variable = "aws:SourceAccount", values = [local.account_id] }
+    flow_logs      = { service = "vpc-flow-logs.amazonaws.com", variable = "aws:SourceAccount", values = [local.account_id] }
+    cloudtrail     = { service = "cloudtrail.amazonaws.com", variable = "aws:SourceArn", values = [local.trail_arn] }
+    rds_monitoring = { service = "monitoring.rds.amazonaws.com", variable = null, values = [] }
+  }
+
+  # The roles a service assumes to act for the stack (besides the functions' and the
+  # workflows' own), each with one inline policy granting one thing: EventBridge starts
+  # ingest and rotate-keys, CloudTrail and VPC flow logs write to their log groups.
+  service_roles = merge(
+    {
+      events = {
+        name        = "${local.name}-events-${local.region}"
+        description = "EventBridge: starts the ${local.name}-ingest state machine"
+        assumed_by  = "events"
+        policy_name = "start-ingest"
+        grant       = { sid = "StartIngest", actions = ["states:StartExecution"], resources = [aws_sfn_state_machine.workflow["ingest"].arn] }
+      }
+    },
+    var.enable_rotation_schedule ? {
+      rotation_schedule = {
+        name        = "${local.name}-rotate-schedule-${local.region}"
+        description = "EventBridge: starts the ${local.name}-rotate-keys state machine"
+        assumed_by  = "events"
+        policy_name = "start-rotate-keys"
+        grant       = { sid = "StartRotation", actions = ["states:StartExecution"], resources = [aws_sfn_state_machine.workflow["rotate-keys"].arn] }
+      }
+    } : {},
+    var.create_cloudtrail ? {
+      trail = {
+        name        = "${local.name}-trail-${local.region}"
+        description = "CloudTrail: delivers ${local.trail_name} to CloudWatch Logs"
+        assumed_by  = "cloudtrail"
+        policy_name = "deliver-to-logs"
+        grant       = { sid = null, actions = ["logs:CreateLogStream", "logs:PutLogEvents"], resources = ["${aws_cloudwatch_log_group.trail[0].arn}:*"] }
+      }
+    } : {},
+    var.create_vpc ? {
+      flow_logs = {
+        name        = "${local.name}-flow-logs"
+        description = null
+        assumed_by  = "flow_logs"
+        policy_name = "write-flow-logs"
+        grant       = { sid = null, actions = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], resources = ["${module.log_groups["flow_logs"].arns["flow_logs"]}:*"] }
+      }
+    } : {},
+  )
+}
+
+data "aws_iam_policy_document" "assume_role" {
+  for_each = local.assume_role
+
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = [each.value.service]
+    }
+
+    dynamic "condition" {
+      for_each = each.value.variable == null ? [] : [each.value.variable]
+
+      content {
+        test     = "StringEquals"
+        variable = condition.value
+        values   = each.value.values
+      }
+    }
+  }
+}
+
+resource "aws_iam_role" "service" {
+  for_each = local.service_roles
+
+  name               = each.value.name
+  description        = each.value.description
+  assume_role_policy = data.aws_iam_policy_document.assume_role[each.value.assumed_by].json
+}
+
+data "aws_iam_policy_document" "service_role" {
+  for_each = local.service_roles
+
+  statement {
+    sid       = each.value.grant.sid
+    actions   = each.value.grant.actions
+    resources = each.value.grant.resources
+  }
+}
+
+resource "aws_iam_role_policy" "service" {
+  for_each = local.service_roles
+
+  name   = each.value.policy_name
+  role   = aws_iam_role.service[each.key].id
+  policy = data.aws_iam_policy_document.service_role[each.key].json
+}
+
+# --- resource policies: TLS only ------------------------------------------------------------
+
+# Every bucket, queue and topic policy refuses requests over plain HTTP with this statement:
+# per resource, the actions it covers and its ARNs. Merged into each resource's own policy
+# (first in the buckets', last in the others').
+locals {
+  tls_only = merge(
+    { for k, b in aws_s3_bucket.this : "bucket_${k}" => { actions = ["s3:*"], resources = [b.arn, "${b.arn}/*"] } },
+    { for k, q in aws_sqs_queue.failures : "queue_${k}" => { actions = ["sqs:*"], resources = [q.arn] } },
+    local.create_log_bucket ? {
+      bucket_access_logs = { actions = ["s3:*"], resources = [aws_s3_bucket.access_logs[0].arn, "${aws_s3_bucket.access_logs[0].arn}/*"] }
+    } : {},
+    var.create_alarms ? { topic_alarms = { actions = ["sns:Publish"], resources = [aws_sns_topic.alarms[0].arn] } } : {},
+  )
+}
+
+data "aws_iam_policy_document" "tls_only" {
+  for_each = local.tls_only
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = each.value.actions
+    resources = each.value.resources
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
 }

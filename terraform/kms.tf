@@ -34,15 +34,40 @@ locals {
   # The encryption context of a wrapped seed (functions/pqfile/adapters/postgres.py,
   # seed_context): purpose "key-seed", the key id, the suite. Nothing else is accepted.
   seed_context_keys = ["pqfile:purpose", "pqfile:key-id", "pqfile:suite"]
+  # What both the key policy and the functions' own policies require of every seed use:
+  # purpose "key-seed" and a key id.
+  seed_context_conditions = [
+    { test = "StringEquals", variable = "kms:EncryptionContext:pqfile:purpose", values = ["key-seed"] },
+    { test = "Null", variable = "kms:EncryptionContext:pqfile:key-id", values = ["false"] },
+  ]
 
-  seed_encrypt_functions = [for k, f in local.functions : k if f.seed_access == "encrypt"]
-  seed_decrypt_functions = [for k, f in local.functions : k if f.seed_access == "decrypt"]
+  # The two uses of the seeds key (a function's seed_access): statement ids and actions in the
+  # key policy and in the function's role policy (iam.tf). Wrapping comes first in both.
+  seed_uses = [
+    { access = "encrypt", key_sid = "WrapSeedsKeyManagementFunctionsOnly", role_sid = "WrapSeeds", key_actions = ["kms:Encrypt"], role_actions = ["kms:Encrypt", "kms:DescribeKey"] },
+    { access = "decrypt", key_sid = "UnwrapSeedsRetrieveAndRewrapOnly", role_sid = "UnwrapSeeds", key_actions = ["kms:Decrypt"], role_actions = ["kms:Decrypt"] },
+  ]
+  seed_functions = { for use in local.seed_uses : use.access => [for k, f in local.functions : k if f.seed_access == use.access] }
+
+  key_uses = {
+    # Each use only by the functions with that seed_access, only with a seed's encryption context.
+    seeds = [
+      for use in local.seed_uses : {
+        sid        = use.key_sid
+        actions    = use.key_actions
+        principals = [{ type = "AWS", identifiers = [for k in local.seed_functions[use.access] : aws_iam_role.function[k].arn] }]
+        conditions = concat(local.seed_context_conditions, [
+          { test = "ForAllValues:StringEquals", variable = "kms:EncryptionContextKeys", values = local.seed_context_keys },
+        ])
+      }
+    ]
+    data = local.data_key_uses
+  }
 }
 
-# --- seeds ----------------------------------------------------------------------------
-
-data "aws_iam_policy_document" "seeds_key" {
-  #checkov:skip=CKV_AWS_111:In a key policy Resource "*" is this key alone; every use statement names exact roles and encryption-context conditions.
+# The first statement of both key policies: administration (never use) by the admin roles.
+data "aws_iam_policy_document" "kms_administration" {
+  #checkov:skip=CKV_AWS_111:In a key policy Resource "*" is the key alone; administration names the admin roles, and every use statement exact roles and conditions.
   #checkov:skip=CKV_AWS_356:Same: a key policy cannot name its own key ARN, "*" is the documented form.
   statement {
     sid       = "KeyAdministration"
@@ -54,64 +79,13 @@ data "aws_iam_policy_document" "seeds_key" {
       identifiers = local.kms_admin_arns
     }
   }
+}
 
-  statement {
-    sid       = "WrapSeedsKeyManagementFunctionsOnly"
-    actions   = ["kms:Encrypt"]
-    resources = ["*"]
+# --- seeds ----------------------------------------------------------------------------
 
-    principals {
-      type        = "AWS"
-      identifiers = [for k in local.seed_encrypt_functions : aws_iam_role.function[k].arn]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:EncryptionContext:pqfile:purpose"
-      values   = ["key-seed"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "kms:EncryptionContext:pqfile:key-id"
-      values   = ["false"]
-    }
-
-    condition {
-      test     = "ForAllValues:StringEquals"
-      variable = "kms:EncryptionContextKeys"
-      values   = local.seed_context_keys
-    }
-  }
-
-  statement {
-    sid       = "UnwrapSeedsRetrieveAndRewrapOnly"
-    actions   = ["kms:Decrypt"]
-    resources = ["*"]
-
-    principals {
-      type        = "AWS"
-      identifiers = [for k in local.seed_decrypt_functions : aws_iam_role.function[k].arn]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:EncryptionContext:pqfile:purpose"
-      values   = ["key-seed"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "kms:EncryptionContext:pqfile:key-id"
-      values   = ["false"]
-    }
-
-    condition {
-      test     = "ForAllValues:StringEquals"
-      variable = "kms:EncryptionContextKeys"
-      values   = local.seed_context_keys
-    }
-  }
+data "aws_iam_policy_document" "seeds_key" {
+  #checkov:skip=CKV_AWS_356:A key policy cannot name its own key ARN: "*" is the documented form, and means this key alone.
+  source_policy_documents = [data.aws_iam_policy_document.kms_administration.json, module.key_uses["seeds"].json]
 
   statement {
     sid       = "DescribeForKeyUsers"
@@ -120,153 +94,98 @@ data "aws_iam_policy_document" "seeds_key" {
 
     principals {
       type        = "AWS"
-      identifiers = [for k in concat(local.seed_encrypt_functions, local.seed_decrypt_functions) : aws_iam_role.function[k].arn]
+      identifiers = [for k in flatten([for use in local.seed_uses : local.seed_functions[use.access]]) : aws_iam_role.function[k].arn]
     }
   }
-}
-
-resource "aws_kms_key" "seeds" {
-  description             = "${local.name}: wraps PQFile private-key seeds"
-  key_usage               = "ENCRYPT_DECRYPT"
-  enable_key_rotation     = true
-  rotation_period_in_days = 365
-  deletion_window_in_days = var.kms_deletion_window_days
-  policy                  = data.aws_iam_policy_document.seeds_key.json
-}
-
-resource "aws_kms_alias" "seeds" {
-  name          = "alias/${local.name}-seeds"
-  target_key_id = aws_kms_key.seeds.key_id
 }
 
 # --- data (S3, logs, SNS, SQS, RDS, secrets, Lambda environment) -------------------------
 
+locals {
+  source_account = { test = "StringEquals", variable = "aws:SourceAccount", values = [local.account_id] }
+
+  data_key_uses = [
+    # Grants from the account's IAM policies, limited to use through the AWS services that
+    # store our data; the functions' roles name this key explicitly (iam.tf).
+    {
+      sid        = "UseThroughAwsServices"
+      actions    = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:DescribeKey", "kms:CreateGrant"]
+      principals = [{ type = "AWS", identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"] }]
+      conditions = [
+        { test = "StringEquals", variable = "kms:CallerAccount", values = [local.account_id] },
+        { test = "StringLike", variable = "kms:ViaService", values = [for s in ["s3", "sqs", "sns", "secretsmanager", "rds", "lambda", "states"] : "${s}.${local.region}.amazonaws.com"] },
+      ]
+    },
+    # AWS services that encrypt our data themselves, each only for this account (or our trail).
+    {
+      sid        = "CloudWatchLogs"
+      actions    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+      principals = [{ type = "Service", identifiers = ["logs.${local.region}.amazonaws.com"] }]
+      conditions = [{ test = "ArnLike", variable = "kms:EncryptionContext:aws:logs:arn", values = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"] }]
+    },
+    # CloudWatch alarms publish to the encrypted SNS topic; EventBridge delivers to the
+    # encrypted dead-letter queue.
+    {
+      sid        = "AlarmsAndEventsPublish"
+      actions    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+      principals = [{ type = "Service", identifiers = ["cloudwatch.amazonaws.com", "events.amazonaws.com"] }]
+      conditions = [local.source_account]
+    },
+    {
+      sid        = "CloudTrailEncryptLogs"
+      actions    = ["kms:GenerateDataKey*", "kms:DescribeKey"]
+      principals = [{ type = "Service", identifiers = ["cloudtrail.amazonaws.com"] }]
+      conditions = [
+        { test = "StringLike", variable = "kms:EncryptionContext:aws:cloudtrail:arn", values = ["arn:${local.partition}:cloudtrail:*:${local.account_id}:trail/*"] },
+        { test = "StringEquals", variable = "aws:SourceArn", values = [local.trail_arn] },
+      ]
+    },
+    # S3 server access logging and VPC flow logs run as AWS services.
+    {
+      sid        = "DeliveryServices"
+      actions    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+      principals = [{ type = "Service", identifiers = ["logging.s3.amazonaws.com", "delivery.logs.amazonaws.com"] }]
+      conditions = [local.source_account]
+    },
+  ]
+}
+
+# Both key policies: administration first, then who may use the key and how (key_uses), all
+# on "*", which in a key policy is the key itself.
+module "key_uses" {
+  source   = "./modules/policy-statements"
+  for_each = local.key_uses
+
+  statements = [for use in each.value : merge(use, { resources = ["*"] })]
+}
+
 data "aws_iam_policy_document" "data_key" {
-  statement {
-    sid       = "KeyAdministration"
-    actions   = local.kms_admin_actions
-    resources = ["*"]
+  source_policy_documents = [data.aws_iam_policy_document.kms_administration.json, module.key_uses["data"].json]
+}
 
-    principals {
-      type        = "AWS"
-      identifiers = local.kms_admin_arns
-    }
-  }
+# --- the keys ----------------------------------------------------------------------------
 
-  # Grants from the account's IAM policies, limited to use through the AWS services that
-  # store our data; the functions' roles name this key explicitly (iam.tf).
-  statement {
-    sid       = "UseThroughAwsServices"
-    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:DescribeKey", "kms:CreateGrant"]
-    resources = ["*"]
-
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:CallerAccount"
-      values   = [local.account_id]
-    }
-
-    condition {
-      test     = "StringLike"
-      variable = "kms:ViaService"
-      values = [for s in ["s3", "sqs", "sns", "secretsmanager", "rds", "lambda", "states"] :
-      "${s}.${local.region}.amazonaws.com"]
-    }
-  }
-
-  statement {
-    sid       = "CloudWatchLogs"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${local.region}.amazonaws.com"]
-    }
-
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"]
-    }
-  }
-
-  # CloudWatch alarms publish to the encrypted SNS topic; EventBridge delivers to the
-  # encrypted dead-letter queue.
-  statement {
-    sid       = "AlarmsAndEventsPublish"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
-    resources = ["*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-
-  statement {
-    sid       = "CloudTrailEncryptLogs"
-    actions   = ["kms:GenerateDataKey*", "kms:DescribeKey"]
-    resources = ["*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["cloudtrail.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringLike"
-      variable = "kms:EncryptionContext:aws:cloudtrail:arn"
-      values   = ["arn:${local.partition}:cloudtrail:*:${local.account_id}:trail/*"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceArn"
-      values   = [local.trail_arn]
-    }
-  }
-
-  # S3 server access logging and VPC flow logs run as AWS services.
-  statement {
-    sid       = "DeliveryServices"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
-    resources = ["*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["logging.s3.amazonaws.com", "delivery.logs.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
+locals {
+  kms_keys = {
+    seeds = { description = "${local.name}: wraps PQFile private-key seeds", policy = data.aws_iam_policy_document.seeds_key.json }
+    data  = { description = "${local.name}: S3 objects, logs, topics, queues, database", policy = data.aws_iam_policy_document.data_key.json }
   }
 }
 
-resource "aws_kms_key" "data" {
-  description             = "${local.name}: S3 objects, logs, topics, queues, database"
+resource "aws_kms_key" "this" {
+  for_each = local.kms_keys
+
+  description             = each.value.description
   key_usage               = "ENCRYPT_DECRYPT"
   enable_key_rotation     = true
   rotation_period_in_days = 365
   deletion_window_in_days = var.kms_deletion_window_days
-  policy                  = data.aws_iam_policy_document.data_key.json
+  policy                  = each.value.policy
 }
 
-resource "aws_kms_alias" "data" {
-  name          = "alias/${local.name}-data"
-  target_key_id = aws_kms_key.data.key_id
+resource "aws_kms_alias" "this" {
+  for_each = aws_kms_key.this
+
+  name          = "alias/${local.name}-${each.key}"
+  target_key_id = each.value.key_id
 }

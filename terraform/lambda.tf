@@ -81,7 +81,7 @@ locals {
   # Every variable the handlers read (functions/pqfile/config.py).
   function_environment = merge(
     {
-      PQFILE_KMS_KEY_ID            = aws_kms_key.seeds.arn
+      PQFILE_KMS_KEY_ID            = aws_kms_key.this["seeds"].arn
       PQFILE_UPLOADS_BUCKET        = aws_s3_bucket.this["uploads"].id
       PQFILE_ENCRYPTED_BUCKET      = aws_s3_bucket.this["encrypted"].id
       PQFILE_DEFAULT_SUITE         = var.default_suite
@@ -90,7 +90,7 @@ locals {
       PQFILE_MAX_DOCUMENT_SIZE     = tostring(var.max_document_size_bytes)
       PQFILE_INLINE_LIMIT          = tostring(var.inline_limit_bytes)
       PQFILE_PRESIGN_SECONDS       = tostring(var.presign_seconds)
-      PQFILE_RETRIEVALS_KMS_KEY_ID = aws_kms_key.data.arn
+      PQFILE_RETRIEVALS_KMS_KEY_ID = aws_kms_key.this["data"].arn
       # Key pool policy (functions/pqfile/handlers/rotate.py: MaintainPool refills to it).
       PQFILE_ROTATION_SUITES       = join(",", var.rotation_suites)
       PQFILE_POOL_TARGET           = tostring(var.key_pool_target)
@@ -123,14 +123,6 @@ resource "aws_lambda_layer_version" "deps" {
   compatible_architectures = ["arm64"]
 }
 
-resource "aws_cloudwatch_log_group" "function" {
-  for_each = local.functions
-
-  name              = "/aws/lambda/${local.function_names[each.key]}"
-  retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.data.arn
-}
-
 resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile per account; the zips are reproducible and their hash is pinned by source_code_hash.
   #checkov:skip=CKV_AWS_117:VPC attachment is on whenever a VPC is created or given (dev, prod); only the local emulator runs without one.
@@ -150,7 +142,7 @@ resource "aws_lambda_function" "this" {
   filename         = var.lambda_package_path
   source_code_hash = filebase64sha256(var.lambda_package_path)
   layers           = local.layer_arns
-  kms_key_arn      = aws_kms_key.data.arn
+  kms_key_arn      = aws_kms_key.this["data"].arn
 
   environment {
     variables = merge(
@@ -171,7 +163,7 @@ resource "aws_lambda_function" "this" {
   }
 
   dead_letter_config {
-    target_arn = aws_sqs_queue.function_failures.arn
+    target_arn = aws_sqs_queue.failures["functions"].arn
   }
 
   dynamic "vpc_config" {
@@ -185,12 +177,12 @@ resource "aws_lambda_function" "this" {
 
   logging_config {
     log_format = "JSON"
-    log_group  = aws_cloudwatch_log_group.function[each.key].name
+    log_group  = module.log_groups["function"].names[each.key]
   }
 
   depends_on = [
     aws_iam_role_policy.function,
-    aws_cloudwatch_log_group.function,
+    module.log_groups,
   ]
 }
 
@@ -205,38 +197,7 @@ resource "aws_lambda_function_event_invoke_config" "this" {
 
   destination_config {
     on_failure {
-      destination = aws_sqs_queue.function_failures.arn
+      destination = aws_sqs_queue.failures["functions"].arn
     }
   }
-}
-
-resource "aws_sqs_queue" "function_failures" {
-  name                      = "${local.name}-function-failures"
-  kms_master_key_id         = aws_kms_key.data.arn
-  message_retention_seconds = 1209600
-}
-
-data "aws_iam_policy_document" "function_failures" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["sqs:*"]
-    resources = [aws_sqs_queue.function_failures.arn]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-}
-
-resource "aws_sqs_queue_policy" "function_failures" {
-  queue_url = aws_sqs_queue.function_failures.id
-  policy    = data.aws_iam_policy_document.function_failures.json
 }

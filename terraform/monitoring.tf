@@ -2,17 +2,27 @@
 
 locals {
   alarm_actions = var.create_alarms ? [aws_sns_topic.alarms[0].arn] : []
+
+  # Per workflow (stepfunctions.tf): how its failed-executions alarm names it, the period
+  # it sums over, and its runbook.
+  workflow_alarms = {
+    ingest      = { subject = "Ingest", period = 300, runbook = "docs/OPERATIONS.md#alarm-ingest-executions-failed" }
+    rotate-keys = { subject = "rotate-keys", period = 3600, runbook = "docs/OPERATIONS.md#alarm-rotation-executions-failed" }
+  }
 }
 
 resource "aws_sns_topic" "alarms" {
   count = var.create_alarms ? 1 : 0
 
   name              = "${local.name}-alarms"
-  kms_master_key_id = aws_kms_key.data.arn
+  kms_master_key_id = aws_kms_key.this["data"].arn
 }
 
 data "aws_iam_policy_document" "alarms_topic" {
   count = var.create_alarms ? 1 : 0
+
+  # TLS only (iam.tf), after the publishing statement.
+  override_policy_documents = [data.aws_iam_policy_document.tls_only["topic_alarms"].json]
 
   statement {
     sid       = "CloudWatchAlarmsPublish"
@@ -28,24 +38,6 @@ data "aws_iam_policy_document" "alarms_topic" {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
       values   = [local.account_id]
-    }
-  }
-
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["sns:Publish"]
-    resources = [aws_sns_topic.alarms[0].arn]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
     }
   }
 }
@@ -65,12 +57,13 @@ resource "aws_sns_topic_subscription" "alarm_email" {
   endpoint  = each.value
 }
 
-# Runbook: OPERATIONS.md "Alarm: ingest executions failed".
-resource "aws_cloudwatch_metric_alarm" "ingest_failed" {
-  count = var.create_alarms ? 1 : 0
+# Runbooks: OPERATIONS.md "Alarm: ingest executions failed", "Alarm: rotation executions
+# failed".
+resource "aws_cloudwatch_metric_alarm" "executions_failed" {
+  for_each = var.create_alarms ? local.workflow_alarms : {}
 
-  alarm_name          = "${local.name}-ingest-executions-failed"
-  alarm_description   = "Ingest executions failed, timed out or were aborted (runbook: docs/OPERATIONS.md#alarm-ingest-executions-failed)"
+  alarm_name          = "${local.name}-${each.key}-executions-failed"
+  alarm_description   = "${each.value.subject} executions failed, timed out or were aborted (runbook: ${each.value.runbook})"
   comparison_operator = "GreaterThanOrEqualToThreshold"
   threshold           = 1
   evaluation_periods  = 1
@@ -94,113 +87,85 @@ resource "aws_cloudwatch_metric_alarm" "ingest_failed" {
       metric {
         namespace   = "AWS/States"
         metric_name = metric_query.value
-        period      = 300
+        period      = each.value.period
         stat        = "Sum"
-        dimensions  = { StateMachineArn = aws_sfn_state_machine.ingest.arn }
+        dimensions  = { StateMachineArn = aws_sfn_state_machine.workflow[each.key].arn }
       }
     }
   }
 }
 
-# Runbook: OPERATIONS.md "Alarm: function errors".
-resource "aws_cloudwatch_metric_alarm" "function_errors" {
-  for_each = var.create_alarms ? local.functions : {}
+# The single-metric alarms (modules/metric-alarms), one group per kind, keyed as the
+# resources they were before. Runbooks: OPERATIONS.md "Alarm: function errors", "Alarm:
+# function throttles", "Alarm: key pool below floor", "Alarm: audit verification failed",
+# "Alarm: dead letters".
+locals {
+  function_alarms = {
+    errors    = { metric_name = "Errors", evaluation_periods = 1, says = "raised errors", runbook = "docs/OPERATIONS.md#alarm-function-errors" }
+    throttles = { metric_name = "Throttles", evaluation_periods = 2, says = "hit its reserved concurrency", runbook = "docs/OPERATIONS.md#alarm-function-throttles" }
+  }
 
-  alarm_name          = "${local.function_names[each.key]}-errors"
-  alarm_description   = "${local.function_names[each.key]} raised errors (runbook: docs/OPERATIONS.md#alarm-function-errors)"
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = aws_lambda_function.this[each.key].function_name }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 1
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
+  metric_alarms = merge(
+    {
+      for kind, alarm in local.function_alarms : "function_${kind}" => {
+        for k, name in local.function_names : k => {
+          name               = "${name}-${kind}"
+          description        = "${name} ${alarm.says} (runbook: ${alarm.runbook})"
+          namespace          = "AWS/Lambda"
+          metric_name        = alarm.metric_name
+          dimensions         = { FunctionName = aws_lambda_function.this[k].function_name }
+          evaluation_periods = alarm.evaluation_periods
+        }
+      }
+    },
+    {
+      # KeyPoolActiveKeys (dimensions service, suite) is the pool size the key-management
+      # functions publish (Powertools EMF); an unused suite publishes nothing.
+      key_pool_low = {
+        for suite in ["xwing", "mlkem768"] : suite => {
+          name                = "${local.name}-key-pool-low-${suite}"
+          description         = "Fewer than ${var.key_pool_floor} active ${suite} keys (runbook: docs/OPERATIONS.md#alarm-key-pool-below-floor)"
+          namespace           = var.metrics_namespace
+          metric_name         = "KeyPoolActiveKeys"
+          dimensions          = { service = "pqfile", suite = suite }
+          statistic           = "Minimum"
+          threshold           = var.key_pool_floor
+          comparison_operator = "LessThanThreshold"
+        }
+      }
+      # The scheduled audit_verify function (audit_verify.tf, hourly by default) publishes
+      # AuditVerificationFailures (0 or 1) each time it runs (`pqfile audit verify` on the
+      # command line publishes nothing).
+      audit_verification_failed = {
+        chain = {
+          name        = "${local.name}-audit-verification-failed"
+          description = "The audit hash chain failed verification (runbook: docs/OPERATIONS.md#alarm-audit-verification-failed)"
+          namespace   = var.metrics_namespace
+          metric_name = "AuditVerificationFailures"
+          dimensions  = { service = "pqfile" }
+          statistic   = "Maximum"
+          period      = 3600
+        }
+      }
+      # Undelivered events or failed asynchronous invocations wait in the queues (queues.tf).
+      dead_letters = {
+        for k, queue in aws_sqs_queue.failures : k => {
+          name        = "${local.name}-dead-letters-${k}"
+          description = "Messages in ${queue.name} (runbook: docs/OPERATIONS.md#alarm-dead-letters)"
+          namespace   = "AWS/SQS"
+          metric_name = "ApproximateNumberOfMessagesVisible"
+          dimensions  = { QueueName = queue.name }
+          statistic   = "Maximum"
+        }
+      }
+    },
+  )
 }
 
-# Runbook: OPERATIONS.md "Alarm: function throttles".
-resource "aws_cloudwatch_metric_alarm" "function_throttles" {
-  for_each = var.create_alarms ? local.functions : {}
+module "metric_alarms" {
+  source   = "./modules/metric-alarms"
+  for_each = { for group, alarms in local.metric_alarms : group => alarms if var.create_alarms }
 
-  alarm_name          = "${local.function_names[each.key]}-throttles"
-  alarm_description   = "${local.function_names[each.key]} hit its reserved concurrency (runbook: docs/OPERATIONS.md#alarm-function-throttles)"
-  namespace           = "AWS/Lambda"
-  metric_name         = "Throttles"
-  dimensions          = { FunctionName = aws_lambda_function.this[each.key].function_name }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 2
-  threshold           = 1
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-}
-
-# Runbook: OPERATIONS.md "Alarm: key pool below floor". KeyPoolActiveKeys (dimensions
-# service, suite) is the pool size the key-management functions publish (Powertools EMF).
-resource "aws_cloudwatch_metric_alarm" "key_pool_low" {
-  for_each = var.create_alarms ? toset(["xwing", "mlkem768"]) : toset([])
-
-  alarm_name          = "${local.name}-key-pool-low-${each.key}"
-  alarm_description   = "Fewer than ${var.key_pool_floor} active ${each.key} keys (runbook: docs/OPERATIONS.md#alarm-key-pool-below-floor)"
-  namespace           = var.metrics_namespace
-  metric_name         = "KeyPoolActiveKeys"
-  dimensions          = { service = "pqfile", suite = each.key }
-  statistic           = "Minimum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = var.key_pool_floor
-  comparison_operator = "LessThanThreshold"
-  # An unused suite publishes nothing; silence must not page.
-  treat_missing_data = "notBreaching"
-  alarm_actions      = local.alarm_actions
-  ok_actions         = local.alarm_actions
-}
-
-# Runbook: OPERATIONS.md "Alarm: audit verification failed". The scheduled audit_verify
-# function (audit_verify.tf, hourly by default) publishes AuditVerificationFailures (0 or 1)
-# each time it runs (`pqfile audit verify` on the command line publishes nothing).
-resource "aws_cloudwatch_metric_alarm" "audit_verification_failed" {
-  count = var.create_alarms ? 1 : 0
-
-  alarm_name          = "${local.name}-audit-verification-failed"
-  alarm_description   = "The audit hash chain failed verification (runbook: docs/OPERATIONS.md#alarm-audit-verification-failed)"
-  namespace           = var.metrics_namespace
-  metric_name         = "AuditVerificationFailures"
-  dimensions          = { service = "pqfile" }
-  statistic           = "Maximum"
-  period              = 3600
-  evaluation_periods  = 1
-  threshold           = 1
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-}
-
-# Runbook: OPERATIONS.md "Alarm: dead letters". Undelivered events or failed asynchronous
-# invocations wait in the queues.
-resource "aws_cloudwatch_metric_alarm" "dead_letters" {
-  for_each = var.create_alarms ? {
-    events    = aws_sqs_queue.event_failures.name
-    functions = aws_sqs_queue.function_failures.name
-  } : {}
-
-  alarm_name          = "${local.name}-dead-letters-${each.key}"
-  alarm_description   = "Messages in ${each.value} (runbook: docs/OPERATIONS.md#alarm-dead-letters)"
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = each.value }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 1
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
+  alarms  = each.value
+  actions = local.alarm_actions
 }

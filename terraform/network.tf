@@ -55,62 +55,13 @@ resource "aws_route_table_association" "private" {
 
 # --- flow logs ---------------------------------------------------------------------------
 
-resource "aws_cloudwatch_log_group" "flow_logs" {
-  count = var.create_vpc ? 1 : 0
-
-  name              = "/aws/vpc/${local.name}/flow-logs"
-  retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.data.arn
-}
-
-data "aws_iam_policy_document" "flow_logs_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["vpc-flow-logs.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
-resource "aws_iam_role" "flow_logs" {
-  count = var.create_vpc ? 1 : 0
-
-  name               = "${local.name}-flow-logs"
-  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
-}
-
-data "aws_iam_policy_document" "flow_logs" {
-  count = var.create_vpc ? 1 : 0
-
-  statement {
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
-    resources = ["${aws_cloudwatch_log_group.flow_logs[0].arn}:*"]
-  }
-}
-
-resource "aws_iam_role_policy" "flow_logs" {
-  count = var.create_vpc ? 1 : 0
-
-  name   = "write-flow-logs"
-  role   = aws_iam_role.flow_logs[0].id
-  policy = data.aws_iam_policy_document.flow_logs[0].json
-}
-
 resource "aws_flow_log" "this" {
   count = var.create_vpc ? 1 : 0
 
   vpc_id          = aws_vpc.this[0].id
   traffic_type    = "ALL"
-  log_destination = aws_cloudwatch_log_group.flow_logs[0].arn
-  iam_role_arn    = aws_iam_role.flow_logs[0].arn
+  log_destination = module.log_groups["flow_logs"].arns["flow_logs"]
+  iam_role_arn    = aws_iam_role.service["flow_logs"].arn
 }
 
 # --- security groups -----------------------------------------------------------------------
@@ -123,39 +74,6 @@ resource "aws_security_group" "lambda" {
   vpc_id      = local.vpc_id
 }
 
-resource "aws_vpc_security_group_egress_rule" "lambda_to_endpoints" {
-  count = local.use_vpc ? 1 : 0
-
-  security_group_id            = aws_security_group.lambda[0].id
-  description                  = "HTTPS to the interface endpoints"
-  ip_protocol                  = "tcp"
-  from_port                    = 443
-  to_port                      = 443
-  referenced_security_group_id = aws_security_group.endpoints[0].id
-}
-
-resource "aws_vpc_security_group_egress_rule" "lambda_to_s3" {
-  count = local.use_vpc && var.create_vpc_endpoints ? 1 : 0
-
-  security_group_id = aws_security_group.lambda[0].id
-  description       = "HTTPS to S3 through the gateway endpoint"
-  ip_protocol       = "tcp"
-  from_port         = 443
-  to_port           = 443
-  prefix_list_id    = aws_vpc_endpoint.s3[0].prefix_list_id
-}
-
-resource "aws_vpc_security_group_egress_rule" "lambda_to_database" {
-  count = local.use_vpc && var.create_database ? 1 : 0
-
-  security_group_id            = aws_security_group.lambda[0].id
-  description                  = "PostgreSQL"
-  ip_protocol                  = "tcp"
-  from_port                    = 5432
-  to_port                      = 5432
-  referenced_security_group_id = aws_security_group.database[0].id
-}
-
 resource "aws_security_group" "endpoints" {
   count = local.use_vpc ? 1 : 0
 
@@ -164,14 +82,46 @@ resource "aws_security_group" "endpoints" {
   vpc_id      = local.vpc_id
 }
 
-resource "aws_vpc_security_group_ingress_rule" "endpoints_from_lambda" {
-  count = local.use_vpc ? 1 : 0
+locals {
+  # The functions reach the interface endpoints, S3 (through the gateway endpoint's prefix
+  # list) and the database (rds.tf); the endpoints and the database accept the functions only.
+  function_egress = merge(
+    local.use_vpc ? {
+      endpoints = { description = "HTTPS to the interface endpoints", port = 443, group = aws_security_group.endpoints[0].id, prefix_list = null }
+    } : {},
+    local.use_vpc && var.create_vpc_endpoints ? {
+      s3 = { description = "HTTPS to S3 through the gateway endpoint", port = 443, group = null, prefix_list = aws_vpc_endpoint.s3[0].prefix_list_id }
+    } : {},
+    local.use_vpc && var.create_database ? {
+      database = { description = "PostgreSQL", port = 5432, group = aws_security_group.database[0].id, prefix_list = null }
+    } : {},
+  )
+  function_ingress = merge(
+    local.use_vpc ? { endpoints = { description = "HTTPS from the functions", port = 443, group = aws_security_group.endpoints[0].id } } : {},
+    var.create_database ? { database = { description = "PostgreSQL from the functions", port = 5432, group = aws_security_group.database[0].id } } : {},
+  )
+}
 
-  security_group_id            = aws_security_group.endpoints[0].id
-  description                  = "HTTPS from the functions"
+resource "aws_vpc_security_group_egress_rule" "lambda" {
+  for_each = local.function_egress
+
+  security_group_id            = aws_security_group.lambda[0].id
+  description                  = each.value.description
   ip_protocol                  = "tcp"
-  from_port                    = 443
-  to_port                      = 443
+  from_port                    = each.value.port
+  to_port                      = each.value.port
+  referenced_security_group_id = each.value.group
+  prefix_list_id               = each.value.prefix_list
+}
+
+resource "aws_vpc_security_group_ingress_rule" "from_lambda" {
+  for_each = local.function_ingress
+
+  security_group_id            = each.value.group
+  description                  = each.value.description
+  ip_protocol                  = "tcp"
+  from_port                    = each.value.port
+  to_port                      = each.value.port
   referenced_security_group_id = aws_security_group.lambda[0].id
 }
 

@@ -15,12 +15,12 @@ output "retrieve_function_name" {
 
 output "ingest_state_machine_arn" {
   description = "The ingest workflow (Standard)."
-  value       = aws_sfn_state_machine.ingest.arn
+  value       = aws_sfn_state_machine.workflow["ingest"].arn
 }
 
 output "rotation_state_machine_arn" {
   description = "The rotate-keys workflow."
-  value       = aws_sfn_state_machine.rotation.arn
+  value       = aws_sfn_state_machine.workflow["rotate-keys"].arn
 }
 
 output "function_names" {
@@ -30,12 +30,12 @@ output "function_names" {
 
 output "seeds_kms_key_arn" {
   description = "KMS key that wraps the private-key seeds (PQFILE_KMS_KEY_ID)."
-  value       = aws_kms_key.seeds.arn
+  value       = aws_kms_key.this["seeds"].arn
 }
 
 output "data_kms_key_arn" {
   description = "KMS key of S3, logs, queues, the topic and the database."
-  value       = aws_kms_key.data.arn
+  value       = aws_kms_key.this["data"].arn
 }
 
 output "alarm_topic_arn" {
@@ -55,8 +55,5 @@ output "database_secret_arn" {
 
 output "failure_queue_urls" {
   description = "Dead-letter queues: undelivered events and failed asynchronous invocations."
-  value = {
-    events    = aws_sqs_queue.event_failures.id
-    functions = aws_sqs_queue.function_failures.id
-  }
+  value       = { for k, q in aws_sqs_queue.failures : k => q.id }
 }

@@ -28,17 +28,6 @@ resource "aws_security_group" "database" {
   vpc_id      = local.vpc_id
 }
 
-resource "aws_vpc_security_group_ingress_rule" "database_from_lambda" {
-  count = var.create_database ? 1 : 0
-
-  security_group_id            = aws_security_group.database[0].id
-  description                  = "PostgreSQL from the functions"
-  ip_protocol                  = "tcp"
-  from_port                    = 5432
-  to_port                      = 5432
-  referenced_security_group_id = aws_security_group.lambda[0].id
-}
-
 resource "aws_db_parameter_group" "this" {
   count = var.create_database ? 1 : 0
 
@@ -81,22 +70,11 @@ resource "aws_db_parameter_group" "this" {
   }
 }
 
-data "aws_iam_policy_document" "rds_monitoring_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["monitoring.rds.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "rds_monitoring" {
   count = var.create_database && var.db_monitoring_interval > 0 ? 1 : 0
 
   name               = "${local.name}-rds-monitoring-${local.region}"
-  assume_role_policy = data.aws_iam_policy_document.rds_monitoring_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume_role["rds_monitoring"].json
 }
 
 resource "aws_iam_role_policy_attachment" "rds_monitoring" {
@@ -118,14 +96,14 @@ resource "aws_db_instance" "this" {
   port           = 5432
 
   manage_master_user_password         = true
-  master_user_secret_kms_key_id       = aws_kms_key.data.arn
+  master_user_secret_kms_key_id       = aws_kms_key.this["data"].arn
   iam_database_authentication_enabled = true
 
   allocated_storage     = var.db_allocated_storage_gb
   max_allocated_storage = var.db_max_allocated_storage_gb
   storage_type          = "gp3"
   storage_encrypted     = true
-  kms_key_id            = aws_kms_key.data.arn
+  kms_key_id            = aws_kms_key.this["data"].arn
 
   db_subnet_group_name   = aws_db_subnet_group.this[0].name
   vpc_security_group_ids = [aws_security_group.database[0].id]
@@ -147,20 +125,12 @@ resource "aws_db_instance" "this" {
   enabled_cloudwatch_logs_exports = ["postgresql", "upgrade"]
 
   performance_insights_enabled          = true
-  performance_insights_kms_key_id       = aws_kms_key.data.arn
+  performance_insights_kms_key_id       = aws_kms_key.this["data"].arn
   performance_insights_retention_period = 7
 
   monitoring_interval = var.db_monitoring_interval
   monitoring_role_arn = var.db_monitoring_interval > 0 ? aws_iam_role.rds_monitoring[0].arn : null
 
-  depends_on = [aws_cloudwatch_log_group.database]
-}
-
-# RDS creates these on first export with no retention and no key; own them instead.
-resource "aws_cloudwatch_log_group" "database" {
-  for_each = var.create_database ? toset(["postgresql", "upgrade"]) : toset([])
-
-  name              = "/aws/rds/instance/${local.name}/${each.key}"
-  retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.data.arn
+  # Its log groups (logs.tf) exist before RDS would create them without retention or key.
+  depends_on = [module.log_groups]
 }

@@ -31,7 +31,7 @@ resource "aws_s3_bucket" "this" {
 }
 
 resource "aws_s3_bucket_public_access_block" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.all_buckets
 
   bucket                  = each.value.id
   block_public_acls       = true
@@ -41,7 +41,7 @@ resource "aws_s3_bucket_public_access_block" "this" {
 }
 
 resource "aws_s3_bucket_ownership_controls" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.all_buckets
 
   bucket = each.value.id
 
@@ -51,7 +51,7 @@ resource "aws_s3_bucket_ownership_controls" "this" {
 }
 
 resource "aws_s3_bucket_versioning" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = local.all_buckets
 
   bucket = each.value.id
 
@@ -68,106 +68,69 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
   rule {
     apply_server_side_encryption_by_default {
       sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.data.arn
+      kms_master_key_id = aws_kms_key.this["data"].arn
     }
     bucket_key_enabled = true
   }
 }
 
+# Besides TLS only (iam.tf): TLS 1.2 or later, and objects written with our key. A plain
+# upload (no encryption headers) gets the key from the bucket's default encryption and must be
+# allowed, so each encryption Deny applies only when the header is present (Null = false) and
+# asks for something else: another KMS key, or SSE-S3. (IfExists or a bare negated operator
+# would also match an absent header and refuse every plain upload.)
+locals {
+  bucket_denials = [
+    {
+      sid        = "DenyOutdatedTls"
+      actions    = ["s3:*"]
+      bucket     = true
+      conditions = [{ test = "NumericLessThan", variable = "s3:TlsVersion", values = ["1.2"] }]
+    },
+    {
+      sid     = "DenyOtherEncryptionKeys"
+      actions = ["s3:PutObject"]
+      bucket  = false
+      conditions = [
+        { test = "Null", variable = "s3:x-amz-server-side-encryption-aws-kms-key-id", values = ["false"] },
+        { test = "StringNotEquals", variable = "s3:x-amz-server-side-encryption-aws-kms-key-id", values = [aws_kms_key.this["data"].arn] },
+      ]
+    },
+    {
+      sid     = "DenyOtherEncryptionTypes"
+      actions = ["s3:PutObject"]
+      bucket  = false
+      conditions = [
+        { test = "Null", variable = "s3:x-amz-server-side-encryption", values = ["false"] },
+        { test = "StringNotEquals", variable = "s3:x-amz-server-side-encryption", values = ["aws:kms"] },
+      ]
+    },
+  ]
+}
+
+module "bucket_denials" {
+  source   = "./modules/policy-statements"
+  for_each = aws_s3_bucket.this
+
+  statements = [
+    for denial in local.bucket_denials : {
+      sid        = denial.sid
+      effect     = "Deny"
+      actions    = denial.actions
+      resources  = denial.bucket ? [each.value.arn, "${each.value.arn}/*"] : ["${each.value.arn}/*"]
+      principals = [{ type = "*", identifiers = ["*"] }]
+      conditions = denial.conditions
+    }
+  ]
+}
+
 data "aws_iam_policy_document" "bucket" {
   for_each = aws_s3_bucket.this
 
-  statement {
-    sid     = "DenyInsecureTransport"
-    effect  = "Deny"
-    actions = ["s3:*"]
-    resources = [
-      each.value.arn,
-      "${each.value.arn}/*",
-    ]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-
-  statement {
-    sid       = "DenyOutdatedTls"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [each.value.arn, "${each.value.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "NumericLessThan"
-      variable = "s3:TlsVersion"
-      values   = ["1.2"]
-    }
-  }
-
-  # Objects must be written with our key. A plain upload (no encryption headers) gets it from
-  # the bucket's default encryption and must be allowed, so each Deny applies only when the
-  # header is present (Null = false) and asks for something else: another KMS key, or SSE-S3.
-  # (IfExists or a bare negated operator would also match an absent header and refuse every
-  # plain upload.)
-  statement {
-    sid       = "DenyOtherEncryptionKeys"
-    effect    = "Deny"
-    actions   = ["s3:PutObject"]
-    resources = ["${each.value.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
-      values   = ["false"]
-    }
-
-    condition {
-      test     = "StringNotEquals"
-      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
-      values   = [aws_kms_key.data.arn]
-    }
-  }
-
-  statement {
-    sid       = "DenyOtherEncryptionTypes"
-    effect    = "Deny"
-    actions   = ["s3:PutObject"]
-    resources = ["${each.value.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "s3:x-amz-server-side-encryption"
-      values   = ["false"]
-    }
-
-    condition {
-      test     = "StringNotEquals"
-      variable = "s3:x-amz-server-side-encryption"
-      values   = ["aws:kms"]
-    }
-  }
+  source_policy_documents = [
+    data.aws_iam_policy_document.tls_only["bucket_${each.key}"].json,
+    module.bucket_denials[each.key].json,
+  ]
 }
 
 resource "aws_s3_bucket_policy" "this" {
@@ -259,6 +222,9 @@ locals {
   create_log_bucket = var.enable_access_logging || var.create_cloudtrail
   trail_name        = "${local.name}-trail"
   trail_arn         = "arn:${local.partition}:cloudtrail:${local.region}:${local.account_id}:trail/${local.trail_name}"
+
+  # Private, owner-enforced and versioned like the others (above).
+  all_buckets = merge(aws_s3_bucket.this, local.create_log_bucket ? { access_logs = aws_s3_bucket.access_logs[0] } : {})
 }
 
 resource "aws_s3_bucket" "access_logs" {
@@ -270,36 +236,6 @@ resource "aws_s3_bucket" "access_logs" {
 
   bucket        = "${local.name}-logs-${local.account_id}"
   force_destroy = var.force_destroy_buckets
-}
-
-resource "aws_s3_bucket_public_access_block" "access_logs" {
-  count = local.create_log_bucket ? 1 : 0
-
-  bucket                  = aws_s3_bucket.access_logs[0].id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "access_logs" {
-  count = local.create_log_bucket ? 1 : 0
-
-  bucket = aws_s3_bucket.access_logs[0].id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_versioning" "access_logs" {
-  count = local.create_log_bucket ? 1 : 0
-
-  bucket = aws_s3_bucket.access_logs[0].id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
 }
 
 resource "aws_s3_bucket_server_side_encryption_configuration" "access_logs" {
@@ -338,11 +274,14 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
     }
   }
 
-  depends_on = [aws_s3_bucket_versioning.access_logs]
+  depends_on = [aws_s3_bucket_versioning.this]
 }
 
 data "aws_iam_policy_document" "access_logs" {
   count = local.create_log_bucket ? 1 : 0
+
+  # TLS only (iam.tf), after the delivery statements.
+  override_policy_documents = [data.aws_iam_policy_document.tls_only["bucket_access_logs"].json]
 
   statement {
     sid       = "S3ServerAccessLogsDelivery"
@@ -368,12 +307,15 @@ data "aws_iam_policy_document" "access_logs" {
   }
 
   dynamic "statement" {
-    for_each = var.create_cloudtrail ? [1] : []
+    for_each = var.create_cloudtrail ? [
+      { sid = "CloudTrailAclCheck", actions = ["s3:GetBucketAcl"], resources = [aws_s3_bucket.access_logs[0].arn] },
+      { sid = "CloudTrailDelivery", actions = ["s3:PutObject"], resources = ["${aws_s3_bucket.access_logs[0].arn}/cloudtrail/AWSLogs/${local.account_id}/*"] },
+    ] : []
 
     content {
-      sid       = "CloudTrailAclCheck"
-      actions   = ["s3:GetBucketAcl"]
-      resources = [aws_s3_bucket.access_logs[0].arn]
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = statement.value.resources
 
       principals {
         type        = "Service"
@@ -385,45 +327,6 @@ data "aws_iam_policy_document" "access_logs" {
         variable = "aws:SourceArn"
         values   = [local.trail_arn]
       }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = var.create_cloudtrail ? [1] : []
-
-    content {
-      sid       = "CloudTrailDelivery"
-      actions   = ["s3:PutObject"]
-      resources = ["${aws_s3_bucket.access_logs[0].arn}/cloudtrail/AWSLogs/${local.account_id}/*"]
-
-      principals {
-        type        = "Service"
-        identifiers = ["cloudtrail.amazonaws.com"]
-      }
-
-      condition {
-        test     = "StringEquals"
-        variable = "aws:SourceArn"
-        values   = [local.trail_arn]
-      }
-    }
-  }
-
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.access_logs[0].arn, "${aws_s3_bucket.access_logs[0].arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
     }
   }
 }
@@ -434,7 +337,7 @@ resource "aws_s3_bucket_policy" "access_logs" {
   bucket = aws_s3_bucket.access_logs[0].id
   policy = data.aws_iam_policy_document.access_logs[0].json
 
-  depends_on = [aws_s3_bucket_public_access_block.access_logs]
+  depends_on = [aws_s3_bucket_public_access_block.this]
 }
 
 resource "aws_s3_bucket_logging" "this" {

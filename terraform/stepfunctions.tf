@@ -1,46 +1,40 @@
-# The ingest workflow (statemachines/ingest.asl.json), Standard type: exactly-once state
-# transitions, a year of history, and the audit trail an auditor expects.
+# The workflows, both Standard (exactly-once state transitions, a year of history, the audit
+# trail an auditor expects): `ingest` (statemachines/ingest.asl.json) and `rotate-keys`
+# (statemachines/rotate-keys.asl.json, rotation.tf). Each has its own execution role that may
+# invoke only its own steps, and logs ALL to its own KMS-encrypted log group.
 
 locals {
   ingest_functions = [for k in keys(local.core_functions) : k if k != "retrieve"]
-  ingest_definition = templatefile("${path.module}/../statemachines/ingest.asl.json", {
-    for k in local.ingest_functions : "${k}_function_arn" => aws_lambda_function.this[k].arn
-  })
-}
 
-resource "aws_cloudwatch_log_group" "ingest" {
-  name              = "/aws/vendedlogs/states/${local.name}-ingest"
-  retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.data.arn
-}
-
-data "aws_iam_policy_document" "states_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["states.amazonaws.com"]
+  # Per workflow: its ASL file, the functions it invokes (template placeholder => function
+  # key) and the statement id of that grant.
+  workflows = {
+    ingest = {
+      asl        = "${path.module}/../statemachines/ingest.asl.json"
+      steps      = { for k in local.ingest_functions : "${k}_function_arn" => k }
+      invoke_sid = "InvokeIngestSteps"
     }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
+    rotate-keys = {
+      asl        = "${path.module}/../statemachines/rotate-keys.asl.json"
+      steps      = { for k in keys(local.rotation_functions) : "${trimprefix(k, "rotate_")}_function_arn" => k }
+      invoke_sid = "InvokeRotationSteps"
     }
   }
 }
 
-resource "aws_iam_role" "ingest" {
-  name               = "${local.name}-ingest-${local.region}"
-  description        = "Execution role of the ${local.name}-ingest state machine"
-  assume_role_policy = data.aws_iam_policy_document.states_assume.json
+resource "aws_iam_role" "workflow" {
+  for_each = local.workflows
+
+  name               = "${local.name}-${each.key}-${local.region}"
+  description        = "Execution role of the ${local.name}-${each.key} state machine"
+  assume_role_policy = data.aws_iam_policy_document.assume_role["states"].json
 }
 
-# Logging and tracing for every state machine (ingest, rotate-keys): one document, merged into
-# each workflow's own policy. CloudWatch Logs vended delivery and X-Ray take no resource-level
-# permissions (AWS documents "*").
-data "aws_iam_policy_document" "state_machine_observability" {
+# CloudWatch Logs vended delivery and X-Ray take no resource-level permissions (AWS documents
+# "*"); invoking names the workflow's own functions (and their versions) only.
+data "aws_iam_policy_document" "workflow" {
+  for_each = local.workflows
+
   statement {
     sid = "VendedLogDelivery"
     actions = [
@@ -65,34 +59,36 @@ data "aws_iam_policy_document" "state_machine_observability" {
       resources = ["*"]
     }
   }
-}
-
-data "aws_iam_policy_document" "ingest" {
-  source_policy_documents = [data.aws_iam_policy_document.state_machine_observability.json]
 
   statement {
-    sid       = "InvokeIngestSteps"
+    sid       = each.value.invoke_sid
     actions   = ["lambda:InvokeFunction"]
-    resources = flatten([for k in local.ingest_functions : [aws_lambda_function.this[k].arn, "${aws_lambda_function.this[k].arn}:*"]])
+    resources = flatten([for k in values(each.value.steps) : [aws_lambda_function.this[k].arn, "${aws_lambda_function.this[k].arn}:*"]])
   }
 }
 
-resource "aws_iam_role_policy" "ingest" {
+resource "aws_iam_role_policy" "workflow" {
   #checkov:skip=CKV_AWS_290:Log delivery and X-Ray actions support no resource-level permissions; every other action names exact ARNs.
   #checkov:skip=CKV_AWS_355:Same: the "*" resources are the log delivery and X-Ray actions, which accept nothing else.
-  name   = "pqfile-ingest"
-  role   = aws_iam_role.ingest.id
-  policy = data.aws_iam_policy_document.ingest.json
+  for_each = local.workflows
+
+  name   = "pqfile-${each.key}"
+  role   = aws_iam_role.workflow[each.key].id
+  policy = data.aws_iam_policy_document.workflow[each.key].json
 }
 
-resource "aws_sfn_state_machine" "ingest" {
-  name       = "${local.name}-ingest"
-  type       = "STANDARD"
-  role_arn   = aws_iam_role.ingest.arn
-  definition = local.ingest_definition
+resource "aws_sfn_state_machine" "workflow" {
+  for_each = local.workflows
+
+  name     = "${local.name}-${each.key}"
+  type     = "STANDARD"
+  role_arn = aws_iam_role.workflow[each.key].arn
+  definition = templatefile(each.value.asl, {
+    for placeholder, k in each.value.steps : placeholder => aws_lambda_function.this[k].arn
+  })
 
   logging_configuration {
-    log_destination        = "${aws_cloudwatch_log_group.ingest.arn}:*"
+    log_destination        = "${module.log_groups["workflow"].arns[each.key]}:*"
     include_execution_data = true
     level                  = "ALL"
   }
@@ -101,5 +97,5 @@ resource "aws_sfn_state_machine" "ingest" {
     enabled = var.enable_xray
   }
 
-  depends_on = [aws_iam_role_policy.ingest]
+  depends_on = [aws_iam_role_policy.workflow]
 }

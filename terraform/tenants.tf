@@ -55,7 +55,7 @@ data "aws_iam_policy_document" "tenant_uploader" {
   statement {
     sid       = "EncryptTheUpload"
     actions   = ["kms:GenerateDataKey"]
-    resources = [aws_kms_key.data.arn]
+    resources = [aws_kms_key.this["data"].arn]
 
     condition {
       test     = "StringEquals"

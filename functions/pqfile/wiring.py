@@ -165,9 +165,18 @@ def _build_rotation() -> Rotation:
     )
 
 
+def _build_audit_reader() -> PostgresAuditLog:
+    from pqfile.adapters.postgres.audit import PostgresAuditLog
+    from pqfile.adapters.postgres.connection import Database
+
+    return PostgresAuditLog(Database.from_env())
+
+
 #: The ingest functions' dependencies.
 pipeline: Lazy[Pipeline] = Lazy(_build_pipeline)
 #: The retrieve function's dependencies.
 retrieval: Lazy[Retrieval] = Lazy(_build_retrieval)
 #: The rotate-keys functions' dependencies.
 rotation: Lazy[Rotation] = Lazy(_build_rotation)
+#: The audit verifier's read-only audit log (pqfile_auditor).
+audit_reader: Lazy[PostgresAuditLog] = Lazy(_build_audit_reader)

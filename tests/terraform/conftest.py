@@ -1,5 +1,6 @@
 """Fixtures of the Terraform checks: a working copy of terraform/ initialised once per
-session (offline provider mirror when the machine has one), and the function zip."""
+session (offline provider mirror when the machine has one), the function zip, and an
+emulator of its own per test module that deploys the stack."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from devstack import terraform as tf
+from devstack.emulator import Emulator, start_emulator
 
 REPO_ROOT = tf.REPO_ROOT
 
@@ -67,3 +71,14 @@ def function_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
     )
     return out / "pqfile-function.zip"
+
+
+@pytest.fixture(scope="module")
+def own_emulator() -> Iterator[Emulator]:
+    # Its own emulator: the stack's fixed names must not meet other tests' resources.
+    log_dir = Path(tempfile.mkdtemp(prefix="pqfile-tf-emulator-"))
+    emulator = start_emulator(log_path=log_dir / "emulator.log")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()

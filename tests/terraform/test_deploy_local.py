@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from devstack import terraform as tf
-from devstack.emulator import Emulator, start_emulator
+from devstack.emulator import Emulator
 
 from tests.fixtures.postgres import FUNCTION_ROLES
 from tests.terraform.conftest import require_tool
@@ -19,17 +16,6 @@ from tests.terraform.conftest import require_tool
 pytestmark = pytest.mark.integration
 
 DATABASE_URL = "postgresql://pqfile@127.0.0.1:5432/pqfile"
-
-
-@pytest.fixture(scope="module")
-def own_emulator() -> Iterator[Emulator]:
-    # Its own emulator: the stack's fixed names must not meet other tests' resources.
-    log_dir = Path(tempfile.mkdtemp(prefix="pqfile-tf-emulator-"))
-    emulator = start_emulator(log_path=log_dir / "emulator.log")
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from devstack import terraform as tf
-from devstack.emulator import Emulator, start_emulator
+from devstack.emulator import Emulator
 
 from tests.terraform.conftest import require_tool
 
@@ -35,17 +33,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 DATABASE_URL = "postgresql://pqfile@127.0.0.1:5432/pqfile"
 FUNCTION = 'aws_lambda_function.this["fetch"]'
 REDEPLOY_SECONDS = 90  # the flake took 5 min 36 s before failing
-
-
-@pytest.fixture(scope="module")
-def own_emulator() -> Iterator[Emulator]:
-    # Its own emulator: the stack's fixed names must not meet other tests' resources.
-    log_dir = Path(tempfile.mkdtemp(prefix="pqfile-tf-repeat-"))
-    emulator = start_emulator(log_path=log_dir / "emulator.log")
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 def test_deploys_in_a_row_survive_an_apply_that_stopped_after_a_create(

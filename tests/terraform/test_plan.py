@@ -48,8 +48,18 @@ def _plan(ws: Workspace, env: dict[str, str], name: str, *args: str) -> dict[str
     return json.loads(shown.stdout)
 
 
+def _all_resources(module: dict[str, Any]) -> list[dict[str, Any]]:
+    """The module's resources and its child modules' (the alarms live in one)."""
+    children = module.get("child_modules", [])
+    return module.get("resources", []) + [r for m in children for r in _all_resources(m)]
+
+
 def _resources(plan: dict[str, Any], type_: str) -> list[dict[str, Any]]:
-    return [r for r in plan["planned_values"]["root_module"]["resources"] if r["type"] == type_]
+    return [r for r in _all_resources(plan["planned_values"]["root_module"]) if r["type"] == type_]
+
+
+def _types(plan: dict[str, Any]) -> set[str]:
+    return {r["type"] for r in _all_resources(plan["planned_values"]["root_module"])}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +93,7 @@ def prod_plan(tf_workspace: Workspace, aws_emulator: Any, function_zip: Path) ->
 
 def test_local_plan_creates_the_core_stack(local_plan: dict[str, Any]) -> None:
     assert OUTPUTS <= set(local_plan["planned_values"]["outputs"])
-    types = {r["type"] for r in local_plan["planned_values"]["root_module"]["resources"]}
+    types = _types(local_plan)
     assert {
         "aws_s3_bucket",
         "aws_s3_bucket_notification",
@@ -115,7 +125,7 @@ def test_local_plan_creates_the_core_stack(local_plan: dict[str, Any]) -> None:
 
 def test_local_state_machine_is_the_templated_asl(local_plan: dict[str, Any]) -> None:
     machines = _resources(local_plan, "aws_sfn_state_machine")
-    assert [m["name"] for m in machines].count("ingest") == 1
+    assert [m["index"] for m in machines].count("ingest") == 1
     assert all(m["values"]["type"] == "STANDARD" for m in machines)
     # Function ARNs are unknown until apply; the template itself must have rendered.
     change = next(c for c in local_plan["resource_changes"] if c["type"] == "aws_sfn_state_machine")
@@ -123,7 +133,7 @@ def test_local_state_machine_is_the_templated_asl(local_plan: dict[str, Any]) ->
 
 
 def test_prod_plan_is_production_grade(prod_plan: dict[str, Any]) -> None:
-    types = {r["type"] for r in prod_plan["planned_values"]["root_module"]["resources"]}
+    types = _types(prod_plan)
     assert {
         "aws_db_instance",
         "aws_db_parameter_group",

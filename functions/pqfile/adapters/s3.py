@@ -1,4 +1,4 @@
-"""S3 as the BlobStore port (functions/pqfile/ports.py).
+"""S3 as the BlobStore port (pqfile.ports).
 
 Translates botocore failures into the project's errors: missing objects become
 DocumentNotFoundError, throttling / 5xx / dropped connections TransientError (Step Functions

@@ -11,43 +11,23 @@ Environment: the database variables only (docs/CONTRACTS.md).
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pqfile import wiring
 from pqfile.handlers._runtime import count, entry_point, logger
-
-if TYPE_CHECKING:
-    from pqfile.adapters.postgres.audit import PostgresAuditLog
 
 #: Rows read per query (one consistent REPEATABLE READ snapshot for the whole chain).
 BATCH_SIZE = 5000
 
-_lock = threading.Lock()
-_audit: PostgresAuditLog | None = None
-
-
-def audit_log() -> PostgresAuditLog:
-    """The process-wide audit log reader (connection created on first use)."""
-    global _audit
-    if _audit is None:
-        with _lock:
-            if _audit is None:
-                from pqfile.adapters.postgres.audit import PostgresAuditLog
-                from pqfile.adapters.postgres.connection import Database
-
-                _audit = PostgresAuditLog(Database.from_env())
-    return _audit
-
 
 def reset() -> None:
     """Forget the cached connection (tests)."""
-    global _audit
-    _audit = None
+    wiring.audit_reader.reset()
 
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    report = audit_log().verify_chain(batch_size=BATCH_SIZE)
+    report = wiring.audit_reader().verify_chain(batch_size=BATCH_SIZE)
     count("AuditVerificationFailures", 0 if report.ok else 1)
     result: dict[str, Any] = {
         "ok": report.ok,

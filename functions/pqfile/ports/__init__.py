@@ -1,0 +1,75 @@
+"""Ports: every Protocol the use cases depend on, and the values that cross them.
+
+Adapters (``pqfile.adapters``) implement them on AWS and PostgreSQL; the functional tests
+implement them in memory. The composition root (``pqfile.wiring``) picks the adapters.
+Read this package first (``pqfile.ports``; one module per concern, every name re-exported
+here): it is the whole surface between the workflows and the outside world.
+"""
+
+from __future__ import annotations
+
+from pqfile.ports.access import AccessOperation, AccessPolicy, AccessRule
+from pqfile.ports.identity import (
+    CallerIdentityVerifier,
+)
+from pqfile.ports.keys import (
+    KeyAttestor,
+    KeyStore,
+    KeyView,
+    RotationKeyStore,
+    RotationRunView,
+    SeedProtector,
+)
+from pqfile.ports.model import (
+    AuditOutcome,
+    DocumentRecord,
+    DocumentStatus,
+    KeyRequest,
+    ObjectInfo,
+    RotationStatus,
+)
+from pqfile.ports.repositories import (
+    AuditLog,
+    DocumentReader,
+    DocumentRepository,
+    KeyRepository,
+    KeyStorage,
+    RotationRepository,
+)
+from pqfile.ports.storage import (
+    BlobStore,
+    ObjectWriter,
+    PackageCipher,
+    PackageStore,
+    Writable,
+)
+
+__all__ = [
+    "AccessOperation",
+    "AccessPolicy",
+    "AccessRule",
+    "AuditLog",
+    "AuditOutcome",
+    "BlobStore",
+    "CallerIdentityVerifier",
+    "DocumentReader",
+    "DocumentRecord",
+    "DocumentRepository",
+    "DocumentStatus",
+    "KeyAttestor",
+    "KeyRepository",
+    "KeyRequest",
+    "KeyStorage",
+    "KeyStore",
+    "KeyView",
+    "ObjectInfo",
+    "ObjectWriter",
+    "PackageCipher",
+    "PackageStore",
+    "RotationKeyStore",
+    "RotationRepository",
+    "RotationRunView",
+    "RotationStatus",
+    "SeedProtector",
+    "Writable",
+]

@@ -1,0 +1,37 @@
+"""Who may read what: the access rules of sql/migrations/0011 (docs/OPERATIONS.md,
+"Tenants and access"). Deny by default."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class AccessOperation(enum.StrEnum):
+    """``access_rules.operation``."""
+
+    RETRIEVE = "retrieve"
+    OPERATE = "operate"
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """A row of ``access_rules``: ``principal`` (an ARN or a ``*`` pattern) may do
+    ``operation`` on ``tenant`` or on ``document_id`` (exactly one of them)."""
+
+    rule_id: int
+    principal: str
+    tenant: str | None
+    document_id: str | None
+    operation: str
+    created_by: str
+    created_at: dt.datetime
+
+
+class AccessPolicy(Protocol):
+    def allows(self, principal: str, document_id: str, operation: AccessOperation) -> bool:
+        """Deny by default: True only when a rule for ``operation`` names the document or
+        its tenant and its principal (pattern) matches ``principal``."""
+        ...

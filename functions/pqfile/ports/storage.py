@@ -1,0 +1,111 @@
+"""Object storage (S3) and the package cipher, as the use cases see them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from pqfile.crypto.kem import PublicKey, SecretKey
+
+from pqfile.ports.model import (
+    ObjectInfo,
+)
+
+
+class ObjectWriter(Protocol):
+    def write(self, data: bytes) -> int: ...
+
+    def complete(self) -> ObjectInfo:
+        """Finish the upload and return the new object version."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Object storage (adapters/s3.py). Raises DocumentNotFoundError, TransientError or
+    StorageError."""
+
+    def open_read(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO: ...
+
+    def stat(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo: ...
+
+    def open_write(
+        self, bucket: str, key: str, *, content_type: str, kms_key_id: str | None = None
+    ) -> ObjectWriter:
+        """A streaming writer (multipart upload, bounded memory); abort() on failure."""
+        ...
+
+    def delete_version(self, bucket: str, key: str, version_id: str | None) -> None: ...
+
+    def presign_get(self, bucket: str, key: str, version_id: str | None, seconds: int) -> str: ...
+
+    def tag_version(
+        self, bucket: str, key: str, version_id: str | None, tags: Mapping[str, str]
+    ) -> None: ...
+
+
+class PackageStore(Protocol):
+    """Object access rotation needs (adapters/s3_rewrap.py): ranged reads, and a new
+    version with a new head."""
+
+    def stat(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo: ...
+
+    def read_range(
+        self, bucket: str, key: str, version_id: str | None, start: int, length: int
+    ) -> bytes:
+        """``length`` bytes from ``start`` of one object version (fewer only at its end)."""
+        ...
+
+    def replace_head(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        source: ObjectInfo,
+        body_offset: int,
+        new_head: bytes,
+        if_match: str,
+    ) -> ObjectInfo:
+        """Write a new version of ``key``: ``new_head`` then ``source``'s bytes from
+        ``body_offset`` on, copied unchanged. Written only if the object's current ETag is
+        still ``if_match``; otherwise raise TransientError (a concurrent change)."""
+        ...
+
+
+# --- the PQF cipher ----------------------------------------------------------------------------
+
+
+class Writable(Protocol):
+    """What encrypt_stream/decrypt_stream write to (they pass memoryviews of reused buffers)."""
+
+    def write(self, data: Any, /) -> Any: ...
+
+
+class PackageCipher(Protocol):
+    """Streaming PQF encryption (docs/FORMAT.md); adapters/cipher.py is pqfile.crypto's."""
+
+    def encrypt_stream(
+        self,
+        src: BinaryIO,
+        dst: Writable,
+        recipient: PublicKey,
+        context: Mapping[str, str],
+        *,
+        segment_size: int,
+        document_id: str,
+    ) -> object: ...
+
+    def decrypt_stream(
+        self, src: BinaryIO, dst: Writable, identity: SecretKey, *, document_id: str | None
+    ) -> object:
+        """Write the plaintext; raise DecryptionError (opaque) if anything fails to verify."""
+        ...
+
+    def package_ids(self, src: BinaryIO) -> tuple[str, str]:
+        """(key id, document id) from a package's header; needs no key, reads the header only."""
+        ...
+
+
+# --- custody and audit -------------------------------------------------------------------------
