@@ -59,10 +59,26 @@ module "seed_use" {
   }]
 }
 
+# The attestation key: generate (maintain) or verify MACs (a function's attestation).
+module "attestation_use" {
+  source   = "./modules/policy-statements"
+  for_each = { for use in local.attestation_uses : use.access => use }
+
+  statements = [{
+    sid        = each.value.role_sid
+    actions    = each.value.actions
+    resources  = [aws_kms_key.attestation.arn]
+    conditions = [{ test = "StringEquals", variable = "kms:MacAlgorithm", values = ["HMAC_SHA_256"] }]
+  }]
+}
+
 data "aws_iam_policy_document" "function" {
   for_each = local.functions
 
-  override_policy_documents = [for access, use in module.seed_use : use.json if access == each.value.seed_access]
+  override_policy_documents = concat(
+    [for access, use in module.seed_use : use.json if access == each.value.seed_access],
+    [for access, use in module.attestation_use : use.json if access == each.value.attestation],
+  )
 
   statement {
     sid       = "WriteOwnLogs"
@@ -101,7 +117,7 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = local.database_iam ? [lookup(var.database_users, each.key, "pqfile_ingest")] : []
+    for_each = local.database_iam ? [local.function_database_user[each.key]] : []
 
     content {
       sid       = "ConnectAsOwnDatabaseRole"

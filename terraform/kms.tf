@@ -1,9 +1,14 @@
-# Two customer managed keys, both rotated yearly:
+# Three customer managed keys. Two symmetric keys, both rotated yearly:
 # - `seeds` wraps the private-key seeds before they reach the database. Only the
 #   key-management functions may Encrypt and only retrieve (and rewrap) may Decrypt, and
 #   both only with an encryption context naming the key id.
 # - `data` encrypts S3 objects, log groups, the alarm topic, queues, the database and its
 #   secret, and the functions' environment variables.
+# And one HMAC key (HMAC_256, GENERATE_VERIFY_MAC; KMS cannot rotate HMAC keys):
+# - `attestation` attests new pool keys (a MAC over suite, key id and public key,
+#   functions/pqfile/keys/attestation.py): only the maintain function may GenerateMac; the
+#   functions that select keys or encrypt to them may only VerifyMac, so a key row planted
+#   by SQL is never used.
 
 locals {
   kms_admin_actions = [
@@ -49,6 +54,13 @@ locals {
   ]
   seed_functions = { for use in local.seed_uses : use.access => [for k, f in local.functions : k if f.seed_access == use.access] }
 
+  # The two uses of the attestation key (a function's attestation), as seed_uses.
+  attestation_uses = [
+    { access = "generate", key_sid = "AttestKeysMaintainOnly", role_sid = "AttestKeys", actions = ["kms:GenerateMac"] },
+    { access = "verify", key_sid = "VerifyKeyAttestations", role_sid = "VerifyKeyAttestations", actions = ["kms:VerifyMac"] },
+  ]
+  attestation_functions = { for use in local.attestation_uses : use.access => [for k, f in local.functions : k if f.attestation == use.access] }
+
   key_uses = {
     # Each use only by the functions with that seed_access, only with a seed's encryption context.
     seeds = [
@@ -62,6 +74,15 @@ locals {
       }
     ]
     data = local.data_key_uses
+    # Each MAC use only by the functions with that attestation access, only HMAC_SHA_256.
+    attestation = [
+      for use in local.attestation_uses : {
+        sid        = use.key_sid
+        actions    = use.actions
+        principals = [{ type = "AWS", identifiers = [for k in local.attestation_functions[use.access] : aws_iam_role.function[k].arn] }]
+        conditions = [{ test = "StringEquals", variable = "kms:MacAlgorithm", values = ["HMAC_SHA_256"] }]
+      }
+    ]
   }
 }
 
@@ -161,6 +182,39 @@ module "key_uses" {
 
 data "aws_iam_policy_document" "data_key" {
   source_policy_documents = [data.aws_iam_policy_document.kms_administration.json, module.key_uses["data"].json]
+}
+
+# --- attestation (HMAC) ---------------------------------------------------------------------
+
+data "aws_iam_policy_document" "attestation_key" {
+  #checkov:skip=CKV_AWS_356:A key policy cannot name its own key ARN: "*" is the documented form, and means this key alone.
+  source_policy_documents = [data.aws_iam_policy_document.kms_administration.json, module.key_uses["attestation"].json]
+
+  statement {
+    sid       = "DescribeForKeyUsers"
+    actions   = ["kms:DescribeKey"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = [for k in flatten(values(local.attestation_functions)) : aws_iam_role.function[k].arn]
+    }
+  }
+}
+
+resource "aws_kms_key" "attestation" {
+  #checkov:skip=CKV_AWS_7:KMS rotates symmetric encryption keys only; an HMAC key cannot be rotated automatically.
+  description              = "${local.name}: attests PQFile pool keys (HMAC)"
+  key_usage                = "GENERATE_VERIFY_MAC"
+  customer_master_key_spec = "HMAC_256"
+  enable_key_rotation      = false
+  deletion_window_in_days  = var.kms_deletion_window_days
+  policy                   = data.aws_iam_policy_document.attestation_key.json
+}
+
+resource "aws_kms_alias" "attestation" {
+  name          = "alias/${local.name}-attestation"
+  target_key_id = aws_kms_key.attestation.key_id
 }
 
 # --- the keys ----------------------------------------------------------------------------

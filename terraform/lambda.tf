@@ -3,6 +3,8 @@
 
 locals {
   # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
+  # attestation: what it may do with the key-attestation HMAC key ("generate": the maintain
+  # function alone; "verify": the functions that select or encrypt to keys; "none").
   functions = merge(local.core_functions, local.rotation_functions, local.audit_functions)
 
   core_functions = {
@@ -10,36 +12,43 @@ locals {
       handler     = "pqfile.handlers.fetch.handler"
       description = "Ingest step FetchDocument: identifies the uploaded object"
       seed_access = "none"
+      attestation = "none"
     }
     select_key = {
       handler     = "pqfile.handlers.select_key.handler"
       description = "Ingest step SelectKey: picks a key from the pool (never creates keys)"
       seed_access = "none"
+      attestation = "verify"
     }
     encrypt = {
       handler     = "pqfile.handlers.encrypt.handler"
       description = "Ingest step EncryptDocument: streams the upload into a PQF package"
       seed_access = "none"
+      attestation = "verify"
     }
     store = {
       handler     = "pqfile.handlers.store.handler"
       description = "Ingest step StoreDocument: commits the document row, deletes the plaintext"
       seed_access = "none"
+      attestation = "none"
     }
     audit = {
       handler     = "pqfile.handlers.audit.handler"
       description = "Ingest step WriteAudit: appends to the hash-chained audit log"
       seed_access = "none"
+      attestation = "none"
     }
     record_failure = {
       handler     = "pqfile.handlers.record_failure.handler"
       description = "Ingest step RecordFailure: audits the failure, quarantines the upload"
       seed_access = "none"
+      attestation = "none"
     }
     retrieve = {
       handler     = "pqfile.handlers.retrieve.handler"
       description = "Decrypts a document on direct invocation"
       seed_access = "decrypt"
+      attestation = "none"
     }
   }
 
@@ -67,15 +76,22 @@ locals {
     local.has_database_secret ? { PQFILE_DATABASE_SSLMODE = "verify-full" } : {},
     var.database_ssl_root_cert != "" ? { PQFILE_DATABASE_SSLROOTCERT = var.database_ssl_root_cert } : {},
   )
+  # The database role of each function (database_users): every function must have one, no
+  # fallback (an empty name fails the precondition of aws_lambda_function.this).
+  function_database_user = { for k, _ in local.functions : k => lookup(var.database_users, k, "") }
   # Per function: its database role, when IAM authentication is on; locally
   # (database_url_per_role) the given URL with the function's role as its user.
   function_database = {
     for k, _ in local.functions : k => local.database_iam ? {
-      PQFILE_DATABASE_URL      = "postgresql://${lookup(var.database_users, k, "pqfile_ingest")}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_tls_parameters}"
+      PQFILE_DATABASE_URL      = "postgresql://${local.function_database_user[k]}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_tls_parameters}"
       PQFILE_DATABASE_IAM_AUTH = "1"
       } : local.has_database_url && var.database_url_per_role ? {
-      PQFILE_DATABASE_URL = replace(var.database_url, "/^([a-z]+://)(?:[^@/]*@)?/", "$${1}${lookup(var.database_users, k, "pqfile_ingest")}@")
+      PQFILE_DATABASE_URL = replace(var.database_url, "/^([a-z]+://)(?:[^@/]*@)?/", "$${1}${local.function_database_user[k]}@")
     } : {}
+  }
+  # The key-attestation HMAC key, only on the functions that generate or verify attestations.
+  function_attestation = {
+    for k, f in local.functions : k => f.attestation == "none" ? {} : { PQFILE_ATTESTATION_KEY_ID = aws_kms_key.attestation.arn }
   }
 
   # Every variable the handlers read (functions/pqfile/config.py).
@@ -145,7 +161,7 @@ resource "aws_lambda_function" "this" {
   kms_key_arn      = aws_kms_key.this["data"].arn
 
   environment {
-    variables = merge(local.function_environment, local.function_database[each.key])
+    variables = merge(local.function_environment, local.function_database[each.key], local.function_attestation[each.key])
   }
 
   tracing_config {
@@ -168,6 +184,13 @@ resource "aws_lambda_function" "this" {
   logging_config {
     log_format = "JSON"
     log_group  = module.log_groups["function"].names[each.key]
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.function_database_user[each.key] != ""
+      error_message = "database_users names no database role for the function ${each.key}: every function needs its own (no fallback role)."
+    }
   }
 
   depends_on = [
