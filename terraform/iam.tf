@@ -17,8 +17,9 @@ locals {
       { sid = "WritePackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
     ]
     store = [
-      # Verifies the package; deletes a package version that fails verification.
-      { sid = "VerifyPackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
+      # Reads the package back; deletes nothing under encrypted/ (the bucket denies it too).
+      { sid = "VerifyPackages", actions = ["s3:GetObject", "s3:GetObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
+      # Deletes the plaintext version once the package is committed and read back.
       { sid = "DeletePlaintext", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
     ]
     audit = []
@@ -107,7 +108,7 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = local.has_database_secret ? [local.database_secret_arn] : []
+    for_each = contains(local.secret_functions, each.key) ? [local.database_secret_arn] : []
 
     content {
       sid       = "ReadDatabaseSecret"
@@ -117,7 +118,7 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = local.database_iam ? [local.function_database_user[each.key]] : []
+    for_each = local.database_iam && each.key != local.migrate_function ? [local.function_database_user[each.key]] : []
 
     content {
       sid       = "ConnectAsOwnDatabaseRole"

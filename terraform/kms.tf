@@ -14,7 +14,6 @@ locals {
   kms_admin_actions = [
     "kms:CancelKeyDeletion",
     "kms:CreateAlias",
-    "kms:CreateGrant",
     "kms:DeleteAlias",
     "kms:DescribeKey",
     "kms:DisableKey",
@@ -27,7 +26,6 @@ locals {
     "kms:ListGrants",
     "kms:ListKeyPolicies",
     "kms:ListResourceTags",
-    "kms:PutKeyPolicy",
     "kms:RevokeGrant",
     "kms:ScheduleKeyDeletion",
     "kms:TagResource",
@@ -35,6 +33,11 @@ locals {
     "kms:UpdateAlias",
     "kms:UpdateKeyDescription",
   ]
+  # Administration never includes these two: either lets an administrator grant itself use
+  # of a key (a grant, or a new policy statement). Only the break-glass principals
+  # (kms_break_glass_role_arns, none by default) hold them (docs/OPERATIONS.md,
+  # "Break glass: key policies").
+  kms_break_glass_actions = ["kms:CreateGrant", "kms:PutKeyPolicy"]
 
   # The encryption context of a wrapped seed (functions/pqfile/adapters/postgres.py,
   # seed_context): purpose "key-seed", the key id, the suite. Nothing else is accepted.
@@ -86,7 +89,8 @@ locals {
   }
 }
 
-# The first statement of both key policies: administration (never use) by the admin roles.
+# The first statement of every key policy: administration (never use) by the admin roles;
+# then, only when kms_break_glass_role_arns names any, the break-glass statement.
 data "aws_iam_policy_document" "kms_administration" {
   #checkov:skip=CKV_AWS_111:In a key policy Resource "*" is the key alone; administration names the admin roles, and every use statement exact roles and conditions.
   #checkov:skip=CKV_AWS_356:Same: a key policy cannot name its own key ARN, "*" is the documented form.
@@ -98,6 +102,21 @@ data "aws_iam_policy_document" "kms_administration" {
     principals {
       type        = "AWS"
       identifiers = local.kms_admin_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.kms_break_glass_role_arns) > 0 ? [var.kms_break_glass_role_arns] : []
+
+    content {
+      sid       = "BreakGlassPolicyAndGrants"
+      actions   = local.kms_break_glass_actions
+      resources = ["*"]
+
+      principals {
+        type        = "AWS"
+        identifiers = statement.value
+      }
     }
   }
 }
@@ -210,6 +229,8 @@ resource "aws_kms_key" "attestation" {
   enable_key_rotation      = false
   deletion_window_in_days  = var.kms_deletion_window_days
   policy                   = data.aws_iam_policy_document.attestation_key.json
+  # As the other keys (below): no administrator may PutKeyPolicy.
+  bypass_policy_lockout_safety_check = true
 }
 
 resource "aws_kms_alias" "attestation" {
@@ -235,6 +256,9 @@ resource "aws_kms_key" "this" {
   rotation_period_in_days = 365
   deletion_window_in_days = var.kms_deletion_window_days
   policy                  = each.value.policy
+  # The administrators may not PutKeyPolicy (above), so KMS's lockout check would refuse the
+  # policy; changing it later takes a break-glass principal.
+  bypass_policy_lockout_safety_check = true
 }
 
 resource "aws_kms_alias" "this" {

@@ -5,7 +5,7 @@ locals {
   # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
   # attestation: what it may do with the key-attestation HMAC key ("generate": the maintain
   # function alone; "verify": the functions that select or encrypt to keys; "none").
-  functions = merge(local.core_functions, local.rotation_functions, local.audit_functions)
+  functions = merge(local.core_functions, local.rotation_functions, local.audit_functions, local.migrate_functions)
 
   core_functions = {
     fetch = {
@@ -54,14 +54,21 @@ locals {
 
   function_names = { for k, _ in local.functions : k => "${local.name}-${replace(k, "_", "-")}" }
 
-  # Local: a full URL. AWS, by default: the RDS-managed secret (master user name and
-  # password) plus host, port and database name, TLS verified. With database_iam_auth:
-  # no secret, each function connects as its own least-privilege database role
-  # (database_users) with a 15-minute IAM token (functions/pqfile/adapters/postgres.py).
-  database_iam            = var.create_database && var.database_iam_auth
-  has_database_url        = !var.create_database && var.database_url != ""
-  has_database_secret     = (var.create_database && !var.database_iam_auth) || var.database_secret_arn != ""
-  database_secret_arn     = var.create_database ? aws_db_instance.this[0].master_user_secret[0].secret_arn : var.database_secret_arn
+  # Local: a full URL. AWS, by default (database_iam_auth, required outside local): no
+  # secret, each function connects as its own least-privilege database role
+  # (database_users) with a 15-minute IAM token (functions/pqfile/adapters/postgres), TLS
+  # verified against the CA bundle in the zip. Only the migrate function (migrate.tf) reads
+  # the RDS-managed secret (master user name and password), at run time. Without
+  # database_iam_auth (local only, or an existing database's own secret) every function
+  # reads the secret.
+  database_iam        = var.create_database && var.database_iam_auth
+  has_database_url    = !var.create_database && var.database_url != ""
+  has_database_secret = (var.create_database && !var.database_iam_auth) || var.database_secret_arn != ""
+  database_secret_arn = var.create_database ? aws_db_instance.this[0].master_user_secret[0].secret_arn : var.database_secret_arn
+  database_on_aws     = var.create_database || var.database_secret_arn != "" || var.database_host != ""
+  # Which functions may read the secret: all of them without IAM authentication, else the
+  # migrate function alone.
+  secret_functions        = toset([for k, _ in local.functions : k if local.has_database_secret || (k == local.migrate_function && local.database_secret_arn != "")])
   database_tls_parameters = var.database_ssl_root_cert != "" ? "sslmode=verify-full&sslrootcert=${urlencode(var.database_ssl_root_cert)}" : "sslmode=verify-full"
   database_connection = merge(
     var.create_database ? {
@@ -73,16 +80,20 @@ locals {
       PQFILE_DATABASE_PORT = tostring(var.database_port)
       PQFILE_DATABASE_NAME = var.database_name
     } : {},
-    local.has_database_secret ? { PQFILE_DATABASE_SSLMODE = "verify-full" } : {},
-    var.database_ssl_root_cert != "" ? { PQFILE_DATABASE_SSLROOTCERT = var.database_ssl_root_cert } : {},
+    local.database_on_aws ? { PQFILE_DATABASE_SSLMODE = "verify-full" } : {},
+    local.database_on_aws && var.database_ssl_root_cert != "" ? { PQFILE_DATABASE_SSLROOTCERT = var.database_ssl_root_cert } : {},
   )
-  # The database role of each function (database_users): every function must have one, no
-  # fallback (an empty name fails the precondition of aws_lambda_function.this).
-  function_database_user = { for k, _ in local.functions : k => lookup(var.database_users, k, "") }
+  # The database role of each function (database_users): every function but migrate must
+  # have one, no fallback (an empty name fails the precondition of aws_lambda_function.this).
+  function_database_user = { for k, _ in local.functions : k => lookup(var.database_users, k, "") if k != local.migrate_function }
   # Per function: its database role, when IAM authentication is on; locally
-  # (database_url_per_role) the given URL with the function's role as its user.
+  # (database_url_per_role) the given URL with the function's role as its user. The migrate
+  # function: the secret (or the given URL, as given), and the migrations in the zip.
   function_database = {
-    for k, _ in local.functions : k => local.database_iam ? {
+    for k, _ in local.functions : k => k == local.migrate_function ? merge(
+      contains(local.secret_functions, k) ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
+      local.is_local ? {} : { PQFILE_MIGRATIONS_DIR = local.lambda_migrations_dir },
+      ) : local.database_iam ? {
       PQFILE_DATABASE_URL      = "postgresql://${local.function_database_user[k]}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_tls_parameters}"
       PQFILE_DATABASE_IAM_AUTH = "1"
       } : local.has_database_url && var.database_url_per_role ? {
@@ -119,7 +130,6 @@ locals {
       POWERTOOLS_METRICS_NAMESPACE = var.metrics_namespace
     },
     local.has_database_url ? { PQFILE_DATABASE_URL = var.database_url } : {},
-    local.has_database_secret ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
     local.database_connection,
     # Locally: the emulator's endpoint, and no X-Ray daemon (the SDK stays silent).
     local.is_local ? { AWS_ENDPOINT_URL = var.local_endpoint, AWS_XRAY_SDK_ENABLED = "false" } : {},
@@ -161,7 +171,12 @@ resource "aws_lambda_function" "this" {
   kms_key_arn      = aws_kms_key.this["data"].arn
 
   environment {
-    variables = merge(local.function_environment, local.function_database[each.key], local.function_attestation[each.key])
+    variables = merge(
+      local.function_environment,
+      contains(local.secret_functions, each.key) ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
+      local.function_database[each.key],
+      local.function_attestation[each.key],
+    )
   }
 
   tracing_config {
@@ -188,8 +203,18 @@ resource "aws_lambda_function" "this" {
 
   lifecycle {
     precondition {
-      condition     = local.function_database_user[each.key] != ""
+      condition     = each.key == local.migrate_function || lookup(local.function_database_user, each.key, "") != ""
       error_message = "database_users names no database role for the function ${each.key}: every function needs its own (no fallback role)."
+    }
+
+    precondition {
+      condition     = local.is_local || !var.create_database || var.database_iam_auth
+      error_message = "database_iam_auth must be true outside the local stack: only the migrate function may hold the master credentials."
+    }
+
+    precondition {
+      condition     = local.is_local || !local.database_on_aws || var.database_ssl_root_cert != ""
+      error_message = "database_ssl_root_cert must name the RDS CA bundle in the function zip outside the local stack (sslmode=verify-full)."
     }
   }
 

@@ -26,6 +26,10 @@ log_retention_days       = 1
 # pqfile_store, pqfile_audit_writer, pqfile_record_failure, pqfile_retrieve, pqfile_maintain,
 # pqfile_rewrap and pqfile_auditor as in production.
 database_url_per_role = true
+# No RDS locally: no IAM database authentication, no RDS CA bundle (the throwaway server is
+# on the loopback interface).
+database_iam_auth      = false
+database_ssl_root_cert = ""
 
 # A small pool: the demo fills it with the rotate-keys MaintainPool function before uploading.
 key_pool_target = 10
