@@ -168,8 +168,14 @@ def test_an_aws_build_requires_the_ca_bundle(tmp_path: Path) -> None:
     script.parent.mkdir(parents=True)
     shutil.copy(BUILD, script)
     proc = subprocess.run(
-        [sys.executable, str(script), "--output-dir", str(tmp_path / "out"),
-         "--package-dir", str(REPO_ROOT / "functions" / "pqfile")],
+        [
+            sys.executable,
+            str(script),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--package-dir",
+            str(REPO_ROOT / "functions" / "pqfile"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -231,9 +231,7 @@ def test_no_function_but_migrate_carries_the_master_credentials(stack: Stack) ->
         assert url.password is None, key
         assert url.username == FUNCTION_ROLES[key], key
         assert variables["PQFILE_DATABASE_IAM_AUTH"] == "1", key
-    assert _functions_whose_role_allows(stack, "secretsmanager:GetSecretValue", secret) == {
-        MIGRATE
-    }
+    assert _functions_whose_role_allows(stack, "secretsmanager:GetSecretValue", secret) == {MIGRATE}
 
 
 def test_each_function_may_connect_as_its_own_database_role_only(stack: Stack) -> None:
@@ -394,4 +392,3 @@ def test_the_audit_verification_alarm_fails_closed(stack: Stack) -> None:
     # executions, an unused suite, an empty queue): missing data is not an incident there.
     others = {a["treat_missing_data"] for n, a in alarms.items() if n != name}
     assert others == {"notBreaching"}
-
