@@ -8,6 +8,7 @@ locals {
       handler     = "pqfile.handlers.audit_verify.handler"
       description = "Verifies the audit hash chain (read-only) and publishes AuditVerificationFailures"
       seed_access = "none"
+      attestation = "none"
     }
   }
 }

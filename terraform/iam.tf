@@ -17,8 +17,9 @@ locals {
       { sid = "WritePackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
     ]
     store = [
-      # Verifies the package; deletes a package version that fails verification.
-      { sid = "VerifyPackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
+      # Reads the package back; deletes nothing under encrypted/ (the bucket denies it too).
+      { sid = "VerifyPackages", actions = ["s3:GetObject", "s3:GetObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
+      # Deletes the plaintext version once the package is committed and read back.
       { sid = "DeletePlaintext", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
     ]
     audit = []
@@ -59,10 +60,26 @@ module "seed_use" {
   }]
 }
 
+# The attestation key: generate (maintain) or verify MACs (a function's attestation).
+module "attestation_use" {
+  source   = "./modules/policy-statements"
+  for_each = { for use in local.attestation_uses : use.access => use }
+
+  statements = [{
+    sid        = each.value.role_sid
+    actions    = each.value.actions
+    resources  = [aws_kms_key.attestation.arn]
+    conditions = [{ test = "StringEquals", variable = "kms:MacAlgorithm", values = ["HMAC_SHA_256"] }]
+  }]
+}
+
 data "aws_iam_policy_document" "function" {
   for_each = local.functions
 
-  override_policy_documents = [for access, use in module.seed_use : use.json if access == each.value.seed_access]
+  override_policy_documents = concat(
+    [for access, use in module.seed_use : use.json if access == each.value.seed_access],
+    [for access, use in module.attestation_use : use.json if access == each.value.attestation],
+  )
 
   statement {
     sid       = "WriteOwnLogs"
@@ -91,7 +108,7 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = local.has_database_secret ? [local.database_secret_arn] : []
+    for_each = contains(local.secret_functions, each.key) ? [local.database_secret_arn] : []
 
     content {
       sid       = "ReadDatabaseSecret"
@@ -101,7 +118,7 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = local.database_iam ? [lookup(var.database_users, each.key, "pqfile_ingest")] : []
+    for_each = local.database_iam && each.key != local.migrate_function ? [local.function_database_user[each.key]] : []
 
     content {
       sid       = "ConnectAsOwnDatabaseRole"

@@ -1,15 +1,19 @@
-# Two customer managed keys, both rotated yearly:
+# Three customer managed keys. Two symmetric keys, both rotated yearly:
 # - `seeds` wraps the private-key seeds before they reach the database. Only the
 #   key-management functions may Encrypt and only retrieve (and rewrap) may Decrypt, and
 #   both only with an encryption context naming the key id.
 # - `data` encrypts S3 objects, log groups, the alarm topic, queues, the database and its
 #   secret, and the functions' environment variables.
+# And one HMAC key (HMAC_256, GENERATE_VERIFY_MAC; KMS cannot rotate HMAC keys):
+# - `attestation` attests new pool keys (a MAC over suite, key id and public key,
+#   functions/pqfile/keys/attestation.py): only the maintain function may GenerateMac; the
+#   functions that select keys or encrypt to them may only VerifyMac, so a key row planted
+#   by SQL is never used.
 
 locals {
   kms_admin_actions = [
     "kms:CancelKeyDeletion",
     "kms:CreateAlias",
-    "kms:CreateGrant",
     "kms:DeleteAlias",
     "kms:DescribeKey",
     "kms:DisableKey",
@@ -22,7 +26,6 @@ locals {
     "kms:ListGrants",
     "kms:ListKeyPolicies",
     "kms:ListResourceTags",
-    "kms:PutKeyPolicy",
     "kms:RevokeGrant",
     "kms:ScheduleKeyDeletion",
     "kms:TagResource",
@@ -30,6 +33,11 @@ locals {
     "kms:UpdateAlias",
     "kms:UpdateKeyDescription",
   ]
+  # Administration never includes these two: either lets an administrator grant itself use
+  # of a key (a grant, or a new policy statement). Only the break-glass principals
+  # (kms_break_glass_role_arns, none by default) hold them (docs/OPERATIONS.md,
+  # "Break glass: key policies").
+  kms_break_glass_actions = ["kms:CreateGrant", "kms:PutKeyPolicy"]
 
   # The encryption context of a wrapped seed (functions/pqfile/adapters/postgres.py,
   # seed_context): purpose "key-seed", the key id, the suite. Nothing else is accepted.
@@ -49,6 +57,13 @@ locals {
   ]
   seed_functions = { for use in local.seed_uses : use.access => [for k, f in local.functions : k if f.seed_access == use.access] }
 
+  # The two uses of the attestation key (a function's attestation), as seed_uses.
+  attestation_uses = [
+    { access = "generate", key_sid = "AttestKeysMaintainOnly", role_sid = "AttestKeys", actions = ["kms:GenerateMac"] },
+    { access = "verify", key_sid = "VerifyKeyAttestations", role_sid = "VerifyKeyAttestations", actions = ["kms:VerifyMac"] },
+  ]
+  attestation_functions = { for use in local.attestation_uses : use.access => [for k, f in local.functions : k if f.attestation == use.access] }
+
   key_uses = {
     # Each use only by the functions with that seed_access, only with a seed's encryption context.
     seeds = [
@@ -62,10 +77,20 @@ locals {
       }
     ]
     data = local.data_key_uses
+    # Each MAC use only by the functions with that attestation access, only HMAC_SHA_256.
+    attestation = [
+      for use in local.attestation_uses : {
+        sid        = use.key_sid
+        actions    = use.actions
+        principals = [{ type = "AWS", identifiers = [for k in local.attestation_functions[use.access] : aws_iam_role.function[k].arn] }]
+        conditions = [{ test = "StringEquals", variable = "kms:MacAlgorithm", values = ["HMAC_SHA_256"] }]
+      }
+    ]
   }
 }
 
-# The first statement of both key policies: administration (never use) by the admin roles.
+# The first statement of every key policy: administration (never use) by the admin roles;
+# then, only when kms_break_glass_role_arns names any, the break-glass statement.
 data "aws_iam_policy_document" "kms_administration" {
   #checkov:skip=CKV_AWS_111:In a key policy Resource "*" is the key alone; administration names the admin roles, and every use statement exact roles and conditions.
   #checkov:skip=CKV_AWS_356:Same: a key policy cannot name its own key ARN, "*" is the documented form.
@@ -77,6 +102,21 @@ data "aws_iam_policy_document" "kms_administration" {
     principals {
       type        = "AWS"
       identifiers = local.kms_admin_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.kms_break_glass_role_arns) > 0 ? [var.kms_break_glass_role_arns] : []
+
+    content {
+      sid       = "BreakGlassPolicyAndGrants"
+      actions   = local.kms_break_glass_actions
+      resources = ["*"]
+
+      principals {
+        type        = "AWS"
+        identifiers = statement.value
+      }
     }
   }
 }
@@ -163,6 +203,41 @@ data "aws_iam_policy_document" "data_key" {
   source_policy_documents = [data.aws_iam_policy_document.kms_administration.json, module.key_uses["data"].json]
 }
 
+# --- attestation (HMAC) ---------------------------------------------------------------------
+
+data "aws_iam_policy_document" "attestation_key" {
+  #checkov:skip=CKV_AWS_356:A key policy cannot name its own key ARN: "*" is the documented form, and means this key alone.
+  source_policy_documents = [data.aws_iam_policy_document.kms_administration.json, module.key_uses["attestation"].json]
+
+  statement {
+    sid       = "DescribeForKeyUsers"
+    actions   = ["kms:DescribeKey"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = [for k in flatten(values(local.attestation_functions)) : aws_iam_role.function[k].arn]
+    }
+  }
+}
+
+resource "aws_kms_key" "attestation" {
+  #checkov:skip=CKV_AWS_7:KMS rotates symmetric encryption keys only; an HMAC key cannot be rotated automatically.
+  description              = "${local.name}: attests PQFile pool keys (HMAC)"
+  key_usage                = "GENERATE_VERIFY_MAC"
+  customer_master_key_spec = "HMAC_256"
+  enable_key_rotation      = false
+  deletion_window_in_days  = var.kms_deletion_window_days
+  policy                   = data.aws_iam_policy_document.attestation_key.json
+  # As the other keys (below): no administrator may PutKeyPolicy.
+  bypass_policy_lockout_safety_check = true
+}
+
+resource "aws_kms_alias" "attestation" {
+  name          = "alias/${local.name}-attestation"
+  target_key_id = aws_kms_key.attestation.key_id
+}
+
 # --- the keys ----------------------------------------------------------------------------
 
 locals {
@@ -181,6 +256,9 @@ resource "aws_kms_key" "this" {
   rotation_period_in_days = 365
   deletion_window_in_days = var.kms_deletion_window_days
   policy                  = each.value.policy
+  # The administrators may not PutKeyPolicy (above), so KMS's lockout check would refuse the
+  # policy; changing it later takes a break-glass principal.
+  bypass_policy_lockout_safety_check = true
 }
 
 resource "aws_kms_alias" "this" {

@@ -3,56 +3,72 @@
 
 locals {
   # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
-  functions = merge(local.core_functions, local.rotation_functions, local.audit_functions)
+  # attestation: what it may do with the key-attestation HMAC key ("generate": the maintain
+  # function alone; "verify": the functions that select or encrypt to keys; "none").
+  functions = merge(local.core_functions, local.rotation_functions, local.audit_functions, local.migrate_functions)
 
   core_functions = {
     fetch = {
       handler     = "pqfile.handlers.fetch.handler"
       description = "Ingest step FetchDocument: identifies the uploaded object"
       seed_access = "none"
+      attestation = "none"
     }
     select_key = {
       handler     = "pqfile.handlers.select_key.handler"
       description = "Ingest step SelectKey: picks a key from the pool (never creates keys)"
       seed_access = "none"
+      attestation = "verify"
     }
     encrypt = {
       handler     = "pqfile.handlers.encrypt.handler"
       description = "Ingest step EncryptDocument: streams the upload into a PQF package"
       seed_access = "none"
+      attestation = "verify"
     }
     store = {
       handler     = "pqfile.handlers.store.handler"
       description = "Ingest step StoreDocument: commits the document row, deletes the plaintext"
       seed_access = "none"
+      attestation = "none"
     }
     audit = {
       handler     = "pqfile.handlers.audit.handler"
       description = "Ingest step WriteAudit: appends to the hash-chained audit log"
       seed_access = "none"
+      attestation = "none"
     }
     record_failure = {
       handler     = "pqfile.handlers.record_failure.handler"
       description = "Ingest step RecordFailure: audits the failure, quarantines the upload"
       seed_access = "none"
+      attestation = "none"
     }
     retrieve = {
       handler     = "pqfile.handlers.retrieve.handler"
       description = "Decrypts a document on direct invocation"
       seed_access = "decrypt"
+      attestation = "none"
     }
   }
 
   function_names = { for k, _ in local.functions : k => "${local.name}-${replace(k, "_", "-")}" }
 
-  # Local: a full URL. AWS, by default: the RDS-managed secret (master user name and
-  # password) plus host, port and database name, TLS verified. With database_iam_auth:
-  # no secret, each function connects as its own least-privilege database role
-  # (database_users) with a 15-minute IAM token (functions/pqfile/adapters/postgres.py).
-  database_iam            = var.create_database && var.database_iam_auth
-  has_database_url        = !var.create_database && var.database_url != ""
-  has_database_secret     = (var.create_database && !var.database_iam_auth) || var.database_secret_arn != ""
-  database_secret_arn     = var.create_database ? aws_db_instance.this[0].master_user_secret[0].secret_arn : var.database_secret_arn
+  # Local: a full URL. AWS, by default (database_iam_auth, required outside local): no
+  # secret, each function connects as its own least-privilege database role
+  # (database_users) with a 15-minute IAM token (functions/pqfile/adapters/postgres), TLS
+  # verified against the CA bundle in the zip. Only the migrate function (migrate.tf) reads
+  # the RDS-managed secret (master user name and password), at run time. Without
+  # database_iam_auth (local only, or an existing database's own secret) every function
+  # reads the secret.
+  database_iam        = var.create_database && var.database_iam_auth
+  has_database_url    = !var.create_database && var.database_url != ""
+  has_database_secret = (var.create_database && !var.database_iam_auth) || var.database_secret_arn != ""
+  database_secret_arn = var.create_database ? aws_db_instance.this[0].master_user_secret[0].secret_arn : var.database_secret_arn
+  database_on_aws     = var.create_database || var.database_secret_arn != "" || var.database_host != ""
+  # Which functions may read the secret: all of them without IAM authentication, else the
+  # migrate function alone.
+  secret_functions        = toset([for k, _ in local.functions : k if local.has_database_secret || (k == local.migrate_function && local.database_secret_arn != "")])
   database_tls_parameters = var.database_ssl_root_cert != "" ? "sslmode=verify-full&sslrootcert=${urlencode(var.database_ssl_root_cert)}" : "sslmode=verify-full"
   database_connection = merge(
     var.create_database ? {
@@ -64,18 +80,29 @@ locals {
       PQFILE_DATABASE_PORT = tostring(var.database_port)
       PQFILE_DATABASE_NAME = var.database_name
     } : {},
-    local.has_database_secret ? { PQFILE_DATABASE_SSLMODE = "verify-full" } : {},
-    var.database_ssl_root_cert != "" ? { PQFILE_DATABASE_SSLROOTCERT = var.database_ssl_root_cert } : {},
+    local.database_on_aws ? { PQFILE_DATABASE_SSLMODE = "verify-full" } : {},
+    local.database_on_aws && var.database_ssl_root_cert != "" ? { PQFILE_DATABASE_SSLROOTCERT = var.database_ssl_root_cert } : {},
   )
+  # The database role of each function (database_users): every function but migrate must
+  # have one, no fallback (an empty name fails the precondition of aws_lambda_function.this).
+  function_database_user = { for k, _ in local.functions : k => lookup(var.database_users, k, "") if k != local.migrate_function }
   # Per function: its database role, when IAM authentication is on; locally
-  # (database_url_per_role) the given URL with the function's role as its user.
+  # (database_url_per_role) the given URL with the function's role as its user. The migrate
+  # function: the secret (or the given URL, as given), and the migrations in the zip.
   function_database = {
-    for k, _ in local.functions : k => local.database_iam ? {
-      PQFILE_DATABASE_URL      = "postgresql://${lookup(var.database_users, k, "pqfile_ingest")}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_tls_parameters}"
+    for k, _ in local.functions : k => k == local.migrate_function ? merge(
+      contains(local.secret_functions, k) ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
+      local.is_local ? {} : { PQFILE_MIGRATIONS_DIR = local.lambda_migrations_dir },
+      ) : local.database_iam ? {
+      PQFILE_DATABASE_URL      = "postgresql://${local.function_database_user[k]}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_tls_parameters}"
       PQFILE_DATABASE_IAM_AUTH = "1"
       } : local.has_database_url && var.database_url_per_role ? {
-      PQFILE_DATABASE_URL = replace(var.database_url, "/^([a-z]+://)(?:[^@/]*@)?/", "$${1}${lookup(var.database_users, k, "pqfile_ingest")}@")
+      PQFILE_DATABASE_URL = replace(var.database_url, "/^([a-z]+://)(?:[^@/]*@)?/", "$${1}${local.function_database_user[k]}@")
     } : {}
+  }
+  # The key-attestation HMAC key, only on the functions that generate or verify attestations.
+  function_attestation = {
+    for k, f in local.functions : k => f.attestation == "none" ? {} : { PQFILE_ATTESTATION_KEY_ID = aws_kms_key.attestation.arn }
   }
 
   # Every variable the handlers read (functions/pqfile/config.py).
@@ -103,7 +130,6 @@ locals {
       POWERTOOLS_METRICS_NAMESPACE = var.metrics_namespace
     },
     local.has_database_url ? { PQFILE_DATABASE_URL = var.database_url } : {},
-    local.has_database_secret ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
     local.database_connection,
     # Locally: the emulator's endpoint, and no X-Ray daemon (the SDK stays silent).
     local.is_local ? { AWS_ENDPOINT_URL = var.local_endpoint, AWS_XRAY_SDK_ENABLED = "false" } : {},
@@ -147,7 +173,9 @@ resource "aws_lambda_function" "this" {
   environment {
     variables = merge(
       local.function_environment,
+      contains(local.secret_functions, each.key) ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
       local.function_database[each.key],
+      local.function_attestation[each.key],
       # Verified callers (docs/CONTRACTS.md, "Caller identity proofs"); variables in tenants.tf.
       each.key == "retrieve" ? {
         PQFILE_AUDIENCE              = local.audience
@@ -178,6 +206,23 @@ resource "aws_lambda_function" "this" {
   logging_config {
     log_format = "JSON"
     log_group  = module.log_groups["function"].names[each.key]
+  }
+
+  lifecycle {
+    precondition {
+      condition     = each.key == local.migrate_function || lookup(local.function_database_user, each.key, "") != ""
+      error_message = "database_users names no database role for the function ${each.key}: every function needs its own (no fallback role)."
+    }
+
+    precondition {
+      condition     = local.is_local || !var.create_database || var.database_iam_auth
+      error_message = "database_iam_auth must be true outside the local stack: only the migrate function may hold the master credentials."
+    }
+
+    precondition {
+      condition     = local.is_local || !local.database_on_aws || var.database_ssl_root_cert != ""
+      error_message = "database_ssl_root_cert must name the RDS CA bundle in the function zip outside the local stack (sslmode=verify-full)."
+    }
   }
 
   depends_on = [

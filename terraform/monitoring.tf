@@ -135,16 +135,19 @@ locals {
       }
       # The scheduled audit_verify function (audit_verify.tf, hourly by default) publishes
       # AuditVerificationFailures (0 or 1) each time it runs (`pqfile audit verify` on the
-      # command line publishes nothing).
+      # command line publishes nothing). An hour without the metric (the function cannot log
+      # in, times out, is not scheduled) is a failed verification: tamper detection fails
+      # closed.
       audit_verification_failed = {
         chain = {
-          name        = "${local.name}-audit-verification-failed"
-          description = "The audit hash chain failed verification (runbook: docs/OPERATIONS.md#alarm-audit-verification-failed)"
-          namespace   = var.metrics_namespace
-          metric_name = "AuditVerificationFailures"
-          dimensions  = { service = "pqfile" }
-          statistic   = "Maximum"
-          period      = 3600
+          name               = "${local.name}-audit-verification-failed"
+          description        = "The audit hash chain failed verification, or no verification ran for an hour (runbook: docs/OPERATIONS.md#alarm-audit-verification-failed)"
+          namespace          = var.metrics_namespace
+          metric_name        = "AuditVerificationFailures"
+          dimensions         = { service = "pqfile" }
+          statistic          = "Maximum"
+          period             = 3600
+          treat_missing_data = "breaching"
         }
       }
       # Undelivered events or failed asynchronous invocations wait in the queues (queues.tf).

@@ -33,6 +33,11 @@ output "seeds_kms_key_arn" {
   value       = aws_kms_key.this["seeds"].arn
 }
 
+output "attestation_kms_key_arn" {
+  description = "KMS HMAC key that attests pool keys (PQFILE_ATTESTATION_KEY_ID)."
+  value       = aws_kms_key.attestation.arn
+}
+
 output "data_kms_key_arn" {
   description = "KMS key of S3, logs, queues, the topic and the database."
   value       = aws_kms_key.this["data"].arn

@@ -9,26 +9,31 @@ locals {
       handler     = "pqfile.handlers.rotate.maintain_handler"
       description = "Rotation step MaintainPool: refills the pool, queues keys due for rotation"
       seed_access = "encrypt"
+      attestation = "generate"
     }
     rotate_plan = {
       handler     = "pqfile.handlers.rotate.plan_handler"
       description = "Rotation step PlanRewrap: lists the documents of a rotated key"
       seed_access = "none"
+      attestation = "verify"
     }
     rotate_rewrap = {
       handler     = "pqfile.handlers.rotate.rewrap_handler"
       description = "Rotation step RewrapDocument: moves one document to a new key"
       seed_access = "decrypt"
+      attestation = "verify"
     }
     rotate_finish = {
       handler     = "pqfile.handlers.rotate.finish_handler"
       description = "Rotation step FinishRotation: expires the rotated key"
       seed_access = "none"
+      attestation = "verify"
     }
     rotate_failure = {
       handler     = "pqfile.handlers.rotate.failure_handler"
       description = "Rotation step RecordFailure: audits a failed rotation"
       seed_access = "none"
+      attestation = "none"
     }
   }
 }

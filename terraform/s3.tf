@@ -124,12 +124,69 @@ module "bucket_denials" {
   ]
 }
 
+# Custody (issue 9): explicit denials for every principal but the named roles, whatever
+# IAM policies in the account allow (an administrator's included):
+# - plaintext uploads (uploads/) are read only by the functions that need them: fetch,
+#   encrypt, store;
+# - plaintext retrieval copies (retrievals/) only by retrieve (its role also signs the
+#   presigned URLs, so a presigned GET is retrieve's request);
+# - packages (encrypted/) are deleted by nobody but the role that completes an operator's
+#   shred or compromise request: the execution role of the `shred` function (issue 12,
+#   `<name>-shred-<region>`, the function roles' naming), or package_deleter_role_arn. Not
+#   Object Lock: it would block shredding too. (Noncurrent versions still expire by the
+#   lifecycle rule: a rewrap leaves the old version behind.)
+locals {
+  package_deleter_role_arn = var.package_deleter_role_arn != "" ? var.package_deleter_role_arn : "arn:${local.partition}:iam::${local.account_id}:role/${local.name}-shred-${local.region}"
+
+  bucket_custody = {
+    uploads = [
+      {
+        sid       = "DenyPlaintextReadsButIngest"
+        actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+        resources = ["${aws_s3_bucket.this["uploads"].arn}/${local.uploads_prefix}*"]
+        allowed   = [for k in ["fetch", "encrypt", "store"] : aws_iam_role.function[k].arn]
+      },
+    ]
+    encrypted = [
+      {
+        sid       = "DenyRetrievalReadsButRetrieve"
+        actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+        resources = ["${aws_s3_bucket.this["encrypted"].arn}/${local.retrievals_prefix}*"]
+        allowed   = [aws_iam_role.function["retrieve"].arn]
+      },
+      {
+        sid       = "DenyPackageDeletionButShred"
+        actions   = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
+        resources = ["${aws_s3_bucket.this["encrypted"].arn}/${local.encrypted_prefix}*"]
+        allowed   = [local.package_deleter_role_arn]
+      },
+    ]
+  }
+}
+
+module "bucket_custody" {
+  source   = "./modules/policy-statements"
+  for_each = aws_s3_bucket.this
+
+  statements = [
+    for custody in local.bucket_custody[each.key] : {
+      sid        = custody.sid
+      effect     = "Deny"
+      actions    = custody.actions
+      resources  = custody.resources
+      principals = [{ type = "*", identifiers = ["*"] }]
+      conditions = [{ test = "ArnNotEquals", variable = "aws:PrincipalArn", values = custody.allowed }]
+    }
+  ]
+}
+
 data "aws_iam_policy_document" "bucket" {
   for_each = aws_s3_bucket.this
 
   source_policy_documents = [
     data.aws_iam_policy_document.tls_only["bucket_${each.key}"].json,
     module.bucket_denials[each.key].json,
+    module.bucket_custody[each.key].json,
   ]
 }
 

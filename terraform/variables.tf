@@ -100,7 +100,7 @@ variable "lambda_memory_mb" {
 variable "lambda_timeout_seconds" {
   description = "Timeout of each function, seconds (map keyed by function; missing keys use 60). Keep each at most its Task's TimeoutSeconds in statemachines/."
   type        = map(number)
-  default     = { encrypt = 900, store = 120, retrieve = 300, rotate_maintain = 300, rotate_plan = 120, rotate_rewrap = 900, rotate_finish = 120, audit_verify = 900 }
+  default     = { encrypt = 900, store = 120, retrieve = 300, rotate_maintain = 300, rotate_plan = 120, rotate_rewrap = 900, rotate_finish = 120, audit_verify = 900, migrate = 900 }
 
   validation {
     condition     = alltrue([for v in values(var.lambda_timeout_seconds) : v >= 1 && v <= 900])
@@ -111,7 +111,7 @@ variable "lambda_timeout_seconds" {
 variable "lambda_reserved_concurrency" {
   description = "Reserved concurrency of each function (map keyed by function; missing keys use 5). Caps the load on the database."
   type        = map(number)
-  default     = { encrypt = 20, fetch = 20, store = 20, select_key = 20, audit = 20 }
+  default     = { encrypt = 20, fetch = 20, store = 20, select_key = 20, audit = 20, migrate = 1 }
 
   validation {
     condition     = alltrue([for v in values(var.lambda_reserved_concurrency) : v >= 1 && v <= 1000])
@@ -354,6 +354,17 @@ variable "retrieval_expiration_days" {
   }
 }
 
+variable "package_deleter_role_arn" {
+  description = "The one IAM role the encrypted bucket lets delete packages under encrypted/ (every other principal is denied): the role that completes an operator's shred or compromise request. Empty: the execution role of the `shred` function (issue 12), <name_prefix>-<environment>-shred-<region>."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.package_deleter_role_arn == "" || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/", var.package_deleter_role_arn))
+    error_message = "package_deleter_role_arn must be empty or an IAM role ARN."
+  }
+}
+
 variable "enable_access_logging" {
   description = "Create an access-log bucket and turn on S3 server access logging for both buckets."
   type        = bool
@@ -377,6 +388,17 @@ variable "kms_admin_role_arns" {
   validation {
     condition     = alltrue([for a in var.kms_admin_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:", a))])
     error_message = "kms_admin_role_arns must hold IAM ARNs."
+  }
+}
+
+variable "kms_break_glass_role_arns" {
+  description = "IAM roles that alone may kms:PutKeyPolicy and kms:CreateGrant on the keys (administrators may not: either would let them grant themselves use). Empty by default: add the break-glass role only for a change of key policy (docs/OPERATIONS.md, \"Break glass: key policies\"), then remove it."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.kms_break_glass_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/", a))])
+    error_message = "kms_break_glass_role_arns must hold IAM role ARNs."
   }
 }
 
@@ -513,15 +535,20 @@ variable "database_name" {
 }
 
 variable "database_ssl_root_cert" {
-  description = "Path (inside the function package or layer) of the CA bundle that verifies the database's TLS certificate, e.g. the RDS global bundle; empty uses the system trust store."
+  description = "Path, on the function's file system, of the CA bundle that verifies the database's TLS certificate (sslmode=verify-full). The default is where scripts/build_lambda --rds-ca-bundle puts the RDS global bundle in the function zip; required outside the local stack, empty only there (the system trust store)."
   type        = string
-  default     = ""
+  default     = "/var/task/certs/rds-global-bundle.pem"
+
+  validation {
+    condition     = var.database_ssl_root_cert == "" || can(regex("^/", var.database_ssl_root_cert))
+    error_message = "database_ssl_root_cert must be empty or an absolute path (for example /var/task/certs/rds-global-bundle.pem)."
+  }
 }
 
 variable "database_iam_auth" {
-  description = "Functions connect to the RDS instance with IAM tokens as their own database role (database_users) instead of the master user's secret. Needs `GRANT rds_iam TO <role>` once (docs/OPERATIONS.md)."
+  description = "Functions connect to the RDS instance with IAM tokens as their own database role (database_users); only the migrate function reads the master user's secret. Required (true) on every RDS stack; false only on the local stack. The migrations grant rds_iam to every role (docs/OPERATIONS.md)."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "database_users" {

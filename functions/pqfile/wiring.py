@@ -172,6 +172,16 @@ def _build_audit_reader() -> PostgresAuditLog:
     return PostgresAuditLog(Database.from_env())
 
 
+def run_migrations() -> list[str]:
+    """Apply the pending migrations on a connection of its own (the migrate function: the
+    only one configured with the owner's credentials), closed afterwards."""
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.adapters.postgres.migrations import migrate
+
+    with Database.from_env() as db:
+        return migrate(db)
+
+
 #: The ingest functions' dependencies.
 pipeline: Lazy[Pipeline] = Lazy(_build_pipeline)
 #: The retrieve function's dependencies.

@@ -16,11 +16,14 @@ db_multi_az              = false
 db_deletion_protection   = false
 db_skip_final_snapshot   = true
 db_backup_retention_days = 3
+# Each function connects as its own database role with IAM tokens; only the migrate
+# function reads the master secret (docs/OPERATIONS.md, "dev and prod").
+database_iam_auth = true
 
 force_destroy_buckets    = true
 kms_deletion_window_days = 7
 log_retention_days       = 30
 
-lambda_reserved_concurrency = { encrypt = 5, fetch = 5, store = 5, select_key = 5, audit = 5 }
+lambda_reserved_concurrency = { encrypt = 5, fetch = 5, store = 5, select_key = 5, audit = 5, migrate = 1 }
 
 alarm_email_addresses = []

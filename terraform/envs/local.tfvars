@@ -21,9 +21,15 @@ force_destroy_buckets    = true
 kms_deletion_window_days = 7
 log_retention_days       = 1
 
-# Each function connects as its own database role (trust authentication locally), so the
-# audit rows name pqfile_ingest, pqfile_retrieve, pqfile_rotate as in production.
+# Each function connects as its own database role (database_users; trust authentication
+# locally), so the audit rows name pqfile_fetch, pqfile_select_key, pqfile_encrypt,
+# pqfile_store, pqfile_audit_writer, pqfile_record_failure, pqfile_retrieve, pqfile_maintain,
+# pqfile_rewrap and pqfile_auditor as in production.
 database_url_per_role = true
+# No RDS locally: no IAM database authentication, no RDS CA bundle (the throwaway server is
+# on the loopback interface).
+database_iam_auth      = false
+database_ssl_root_cert = ""
 
 # A small pool: the demo fills it with the rotate-keys MaintainPool function before uploading.
 key_pool_target = 10

@@ -27,7 +27,8 @@ db_deletion_protection   = true
 db_skip_final_snapshot   = false
 db_backup_retention_days = 35
 # Each function connects as its own database role with IAM tokens; no function holds the
-# master password (docs/OPERATIONS.md, "dev and prod", step 1).
+# master password but the migrate function, which reads the secret at run time
+# (docs/OPERATIONS.md, "dev and prod", step 1).
 database_iam_auth = true
 
 force_destroy_buckets    = false

@@ -1,5 +1,6 @@
 """scripts/build_lambda: same inputs give the same bytes; the layer holds only aarch64
-native code for CPython 3.12; the artefacts fit Lambda's size limits.
+native code for CPython 3.12; the artefacts fit Lambda's size limits; the function zip
+carries the migrations and the RDS CA bundle (required for an AWS build, never downloaded).
 
 The aarch64 wheels (about 24 MB) are cached in build/wheelhouse/ (git-ignored), so only the
 first run downloads them.
@@ -7,7 +8,9 @@ first run downloads them.
 
 from __future__ import annotations
 
+import datetime
 import io
+import os
 import shutil
 import struct
 import subprocess
@@ -16,6 +19,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.terraform.conftest import REPO_ROOT
 
@@ -25,25 +32,56 @@ ZIPPED_LIMIT = 50 * 1024 * 1024
 UNZIPPED_LIMIT = 250 * 1024 * 1024
 
 
-def _build(out: Path, *args: str) -> None:
-    proc = subprocess.run(
+ZIP_CA_BUNDLE = "certs/rds-global-bundle.pem"
+
+
+def _run(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PQFILE_RDS_CA_BUNDLE"}
+    return subprocess.run(
         [sys.executable, str(BUILD), "--output-dir", str(out), *args],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
+        env=env,
     )
+
+
+def _build(out: Path, *args: str) -> None:
+    proc = _run(out, *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
-def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in for the RDS global bundle: one self-signed CA certificate (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pqfile test RDS root CA")])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path_factory.mktemp("certs") / "global-bundle.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory: pytest.TempPathFactory, ca_bundle: Path) -> tuple[Path, Path]:
     # Build both from one snapshot: others may edit functions/ while the test runs.
     snapshot = tmp_path_factory.mktemp("source") / "pqfile"
     shutil.copytree(REPO_ROOT / "functions" / "pqfile", snapshot)
     first, second = tmp_path_factory.mktemp("build1"), tmp_path_factory.mktemp("build2")
-    _build(first, "--package-dir", str(snapshot))
-    _build(second, "--package-dir", str(snapshot))
+    for out in (first, second):
+        _build(out, "--package-dir", str(snapshot), "--rds-ca-bundle", str(ca_bundle))
     return first, second
 
 
@@ -61,13 +99,29 @@ def test_builds_are_byte_for_byte_reproducible(two_builds: tuple[Path, Path]) ->
     assert (first / "manifest.json").read_text() == (second / "manifest.json").read_text()
 
 
-def test_function_zip_holds_the_package_only(two_builds: tuple[Path, Path]) -> None:
+def test_function_zip_holds_the_package_migrations_and_ca_bundle_only(
+    two_builds: tuple[Path, Path], ca_bundle: Path
+) -> None:
     with zipfile.ZipFile(two_builds[0] / "pqfile-function.zip") as archive:
         names = archive.namelist()
         infos = archive.infolist()
+        bundle = archive.read(ZIP_CA_BUNDLE)
     assert names == sorted(names)
     assert "pqfile/handlers/retrieve.py" in names
-    assert all(n.startswith("pqfile/") for n in names)
+    assert "pqfile/handlers/migrate.py" in names
+    # The migrate function applies them from /var/task/sql/migrations (terraform/migrate.tf).
+    migrations = sorted(p.name for p in (REPO_ROOT / "sql" / "migrations").glob("*.sql"))
+    assert sorted(n.removeprefix("sql/migrations/") for n in names if n.startswith("sql/")) == (
+        migrations
+    )
+    # The bundle, byte for byte, where database_ssl_root_cert points (/var/task/ + this).
+    assert bundle == ca_bundle.read_bytes()
+    variables = (REPO_ROOT / "terraform" / "variables.tf").read_text()
+    assert f'default     = "/var/task/{ZIP_CA_BUNDLE}"' in variables
+    assert all(
+        n.startswith("pqfile/") or n.startswith("sql/migrations/") or n == ZIP_CA_BUNDLE
+        for n in names
+    )
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
 
@@ -106,3 +160,36 @@ def test_artefacts_fit_lambda_size_limits(two_builds: tuple[Path, Path]) -> None
             unzipped += sum(i.file_size for i in archive.infolist())
     # The 250 MB limit counts the function and all its layers, unzipped.
     assert unzipped < UNZIPPED_LIMIT, unzipped
+
+
+def test_an_aws_build_requires_the_ca_bundle(tmp_path: Path) -> None:
+    # Run from a copy of the script so a bundle at the default build/certs/ path is not found.
+    script = tmp_path / "repo" / "scripts" / "build_lambda"
+    script.parent.mkdir(parents=True)
+    shutil.copy(BUILD, script)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--package-dir",
+            str(REPO_ROOT / "functions" / "pqfile"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "PQFILE_RDS_CA_BUNDLE"},
+    )
+    assert proc.returncode != 0
+    assert "RDS CA bundle is required" in proc.stderr
+    assert not (tmp_path / "out" / "pqfile-function.zip").exists()
+
+
+def test_a_ca_bundle_that_is_not_pem_certificates_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "bundle.pem"
+    bogus.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    proc = _run(tmp_path / "out", "--source-only", "--rds-ca-bundle", str(bogus))
+    assert proc.returncode != 0
+    assert "not a PEM certificate bundle" in proc.stderr

@@ -64,11 +64,13 @@ def test_functions_point_at_the_emulator_and_the_database(
     lam = own_emulator.client("lambda")
     # Each function connects as its own database role (database_url_per_role locally).
     roles = FUNCTION_ROLES  # one role per function (sql/migrations/0010)
+    # The migrate function connects as the URL's own user (the database owner locally).
+    assert set(deployed["function_names"]) == set(roles) | {"migrate"}
     for key, name in deployed["function_names"].items():
         config = lam.get_function(FunctionName=name)["Configuration"]
         variables = config["Environment"]["Variables"]
         assert variables["AWS_ENDPOINT_URL"] == own_emulator.endpoint_url
-        role = roles.get(key, "pqfile_ingest")
+        role = roles.get(key, "pqfile")
         expected = DATABASE_URL.replace("postgresql://pqfile@", f"postgresql://{role}@")
         assert variables["PQFILE_DATABASE_URL"] == expected, key
         assert variables["PQFILE_UPLOADS_BUCKET"] == deployed["uploads_bucket_name"]

@@ -16,7 +16,6 @@ PACKAGE = REPO_ROOT / "functions" / "pqfile"
 LAMBDA_CODE = ["handlers", "usecases", "adapters", "config.py"]
 # Read by the code above, but only on paths no function takes.
 NOT_FOR_FUNCTIONS = {
-    "PQFILE_MIGRATIONS_DIR": "migrations run from the CLI (`pqfile db migrate`), not in functions",
     "PQFILE_ACTOR": "names the operator in CLI audit rows; functions audit as themselves",
     "PQFILE_RETRIEVE_FUNCTION": "the function `pqfile retrieve` invokes, read by the CLI only",
 }

@@ -1,0 +1,26 @@
+"""Schema migrations on AWS: apply ``sql/migrations`` as the database owner.
+
+The one function that holds the master credentials (terraform/migrate.tf): it reads the
+RDS-managed master secret at run time (``PQFILE_DATABASE_SECRET_ARN``, never an environment
+password), applies the pending migrations in order (they create the per-function roles,
+grant them ``rds_iam`` and own the SECURITY DEFINER functions) and returns the names it
+applied (empty when the schema is current). Invoked once per deploy by the operator
+(docs/OPERATIONS.md); no workflow or schedule calls it.
+
+Environment: the database variables and ``PQFILE_MIGRATIONS_DIR`` (the migrations shipped
+in the function zip by scripts/build_lambda).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pqfile import wiring
+from pqfile.handlers._runtime import entry_point, logger
+
+
+@entry_point
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    applied = wiring.run_migrations()
+    logger.info("migrations applied", extra={"applied": applied})
+    return {"applied": applied}

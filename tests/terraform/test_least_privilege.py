@@ -1,0 +1,394 @@
+"""What Terraform enforces for issue 9, read from the rendered dev and prod stacks.
+
+Each configuration (envs/dev.tfvars, envs/prod.tfvars, as committed) is applied onto an
+emulator of its own (one each: the emulator's RDS loses an instance when a second stack
+creates its own), limited with -target to what is checked here (the functions and their
+role policies, the key policies, the bucket policies, the alarms, and what they depend on:
+the emulator lacks some AWS managed policies and S3 access logging), so every ARN in the
+policies and every environment variable is rendered. `terraform show -json` of that state
+is then read as AWS would get it:
+
+- credentials: no function's environment or role policy names the RDS-managed master secret
+  or carries a password, with one named exception, the migrate function; every other
+  function connects as its own database role (IAM token) and may `rds-db:connect` as that
+  role only;
+- TLS: every function's database settings require verify-full against the CA bundle shipped
+  in the zip;
+- KMS: only rotate_maintain may Encrypt with the seeds key, only retrieve and rotate_rewrap
+  Decrypt (with the seed encryption context); only rotate_maintain may GenerateMac with the
+  attestation key, only select_key, encrypt and the rewrap steps VerifyMac; no administrator
+  may CreateGrant or PutKeyPolicy on any key (no break-glass principal by default);
+- S3: reads of uploads/ are denied to all but fetch, encrypt and store, reads of retrievals/
+  to all but retrieve, deletions under encrypted/ to all but the shred role; store may delete
+  only under uploads/;
+- alarms: the audit verification alarm treats missing data as breaching.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from devstack import terraform as tf
+from devstack.emulator import start_emulator
+
+from tests.fixtures.postgres import FUNCTION_ROLES
+from tests.terraform.conftest import require_tool
+
+pytestmark = pytest.mark.integration
+
+ENVIRONMENTS = ("dev", "prod")
+TARGETS = (
+    "aws_lambda_function.this",
+    "aws_iam_role_policy.function",
+    "aws_kms_key.attestation",
+    "aws_s3_bucket_policy.this",
+    "module.metric_alarms",
+)
+MIGRATE = "migrate"
+CA_BUNDLE = "/var/task/certs/rds-global-bundle.pem"
+
+SEED_ENCRYPTERS = {"rotate_maintain"}
+SEED_DECRYPTERS = {"retrieve", "rotate_rewrap"}
+MAC_GENERATORS = {"rotate_maintain"}
+MAC_VERIFIERS = {"select_key", "encrypt", "rotate_plan", "rotate_rewrap", "rotate_finish"}
+UPLOAD_READERS = {"fetch", "encrypt", "store"}
+RETRIEVAL_READERS = {"retrieve"}
+
+
+# --- the rendered stacks -------------------------------------------------------------------
+
+
+def _resources(module: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from module.get("resources", [])
+    for child in module.get("child_modules", []):
+        yield from _resources(child)
+
+
+class Stack:
+    """The state of one applied configuration, indexed for the checks."""
+
+    def __init__(self, environment: str, shown: dict[str, Any]) -> None:
+        self.environment = environment
+        self.resources = list(_resources(shown["values"]["root_module"]))
+
+    def all(self, type_: str, name: str | None = None) -> dict[str, dict[str, Any]]:
+        return {
+            str(r.get("index", "")): r["values"]
+            for r in self.resources
+            if r["type"] == type_ and (name is None or r["name"] == name)
+        }
+
+    def one(self, type_: str, name: str, index: str = "") -> dict[str, Any]:
+        return self.all(type_, name)[index]
+
+    @property
+    def functions(self) -> dict[str, dict[str, Any]]:
+        return self.all("aws_lambda_function", "this")
+
+    def environment_of(self, key: str) -> dict[str, str]:
+        return dict(self.functions[key]["environment"][0]["variables"])
+
+    @property
+    def role_arns(self) -> dict[str, str]:
+        """Function key -> its execution role ARN."""
+        return {k: f["role"] for k, f in self.functions.items()}
+
+    def role_policy(self, key: str) -> dict[str, Any]:
+        return dict(json.loads(self.all("aws_iam_role_policy", "function")[key]["policy"]))
+
+    @property
+    def master_secret_arn(self) -> str:
+        db = self.one("aws_db_instance", "this", "0")
+        return str(db["master_user_secret"][0]["secret_arn"])
+
+    def key_policy(self, key: str) -> dict[str, Any]:
+        if key == "attestation":
+            values = self.one("aws_kms_key", "attestation")
+        else:
+            values = self.all("aws_kms_key", "this")[key]
+        return dict(json.loads(values["policy"]))
+
+    def bucket_policy(self, bucket: str) -> dict[str, Any]:
+        return dict(json.loads(self.all("aws_s3_bucket_policy", "this")[bucket]["policy"]))
+
+
+@pytest.fixture(scope="module", params=ENVIRONMENTS)
+def stack(
+    request: pytest.FixtureRequest,
+    function_zip: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Stack:
+    require_tool("terraform")
+    environment = str(request.param)
+    workdir = tmp_path_factory.mktemp(f"terraform-{environment}")
+    root = tf.working_copy(workdir, backend_path=workdir / "terraform.tfstate")
+    emulator = start_emulator(log_path=workdir / "emulator.log")
+    try:
+        # The committed settings; only the SDK is pointed at the emulator.
+        env = tf.terraform_env(
+            workdir, local=True, extra={"AWS_ENDPOINT_URL": emulator.endpoint_url}
+        )
+        tf.init(root, env)
+        tf.run(
+            root,
+            [
+                "apply",
+                "-auto-approve",
+                "-input=false",
+                "-no-color",
+                f"-var-file=envs/{environment}.tfvars",
+                f"-var=lambda_package_path={function_zip}",
+                # Any zip stands in for the layer: the emulator does not run it.
+                f"-var=lambda_layer_path={function_zip}",
+                *(f"-target={t}" for t in TARGETS),
+            ],
+            env,
+            timeout=900,
+        )
+        shown = tf.run(root, ["show", "-json"], env)
+    finally:
+        emulator.stop()
+    return Stack(environment, json.loads(shown.stdout))
+
+
+# --- policy reading --------------------------------------------------------------------------
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dict(s) for s in _list(policy["Statement"])]
+
+
+def _grants(statement: dict[str, Any], action: str) -> bool:
+    """Whether the statement's Action (wildcards included) covers ``action``."""
+    return any(
+        fnmatch.fnmatchcase(action.lower(), pattern.lower())
+        for pattern in _list(statement.get("Action", []))
+    )
+
+
+def _principals(statement: dict[str, Any]) -> set[str]:
+    principal = statement.get("Principal", {})
+    if principal == "*":
+        return {"*"}
+    return {p for values in principal.values() for p in _list(values)}
+
+
+def _allowed(policy: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in _statements(policy) if s["Effect"] == "Allow" and _grants(s, action)]
+
+
+def _who(stack: Stack, statements: list[dict[str, Any]]) -> set[str]:
+    """Function keys (or raw principals) allowed by the statements."""
+    by_arn = {arn: key for key, arn in stack.role_arns.items()}
+    return {by_arn.get(p, p) for s in statements for p in _principals(s)}
+
+
+def _functions_whose_role_allows(stack: Stack, action: str, resource: str) -> set[str]:
+    return {
+        key
+        for key in stack.functions
+        if any(
+            resource in _list(s.get("Resource", []))
+            for s in _allowed(stack.role_policy(key), action)
+        )
+    }
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+
+def test_no_function_but_migrate_carries_the_master_credentials(stack: Stack) -> None:
+    secret = stack.master_secret_arn
+    assert secret.startswith("arn:aws:secretsmanager:"), secret
+    assert MIGRATE in stack.functions
+    for key in stack.functions:
+        variables = stack.environment_of(key)
+        policy = json.dumps(stack.role_policy(key))
+        assert not [n for n in variables if "PASSWORD" in n], key
+        if key == MIGRATE:
+            # The named exception: it reads the secret at run time (no password in its
+            # configuration either) and connects with it, never with a role's IAM token.
+            assert variables["PQFILE_DATABASE_SECRET_ARN"] == secret
+            assert "PQFILE_DATABASE_URL" not in variables
+            assert "PQFILE_DATABASE_IAM_AUTH" not in variables
+            assert variables["PQFILE_MIGRATIONS_DIR"] == "/var/task/sql/migrations"
+            assert _functions_whose_role_allows(stack, "secretsmanager:GetSecretValue", secret)
+            continue
+        assert not [v for v in variables.values() if secret in v], key
+        assert "PQFILE_DATABASE_SECRET_ARN" not in variables, key
+        assert secret not in policy and "secretsmanager:" not in policy, key
+        url = urlsplit(variables["PQFILE_DATABASE_URL"])
+        assert url.password is None, key
+        assert url.username == FUNCTION_ROLES[key], key
+        assert variables["PQFILE_DATABASE_IAM_AUTH"] == "1", key
+    assert _functions_whose_role_allows(stack, "secretsmanager:GetSecretValue", secret) == {MIGRATE}
+
+
+def test_each_function_may_connect_as_its_own_database_role_only(stack: Stack) -> None:
+    resource_id = stack.one("aws_db_instance", "this", "0")["resource_id"]
+    assert stack.one("aws_db_instance", "this", "0")["iam_database_authentication_enabled"]
+    for key in stack.functions:
+        statements = _allowed(stack.role_policy(key), "rds-db:connect")
+        resources = {r for s in statements for r in _list(s["Resource"])}
+        if key == MIGRATE:
+            assert not resources
+            continue
+        assert resources == {
+            f"arn:aws:rds-db:eu-west-1:123456789012:dbuser:{resource_id}/{FUNCTION_ROLES[key]}"
+        }, key
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+
+def test_every_function_verifies_the_database_certificate_with_the_shipped_bundle(
+    stack: Stack,
+) -> None:
+    for key in stack.functions:
+        variables = stack.environment_of(key)
+        assert variables["PQFILE_DATABASE_SSLMODE"] == "verify-full", key
+        assert variables["PQFILE_DATABASE_SSLROOTCERT"] == CA_BUNDLE, key
+        if key != MIGRATE:
+            query = parse_qs(urlsplit(variables["PQFILE_DATABASE_URL"]).query)
+            assert query["sslmode"] == ["verify-full"], key
+            assert query["sslrootcert"] == [CA_BUNDLE], key
+
+
+# --- KMS -------------------------------------------------------------------------------------
+
+
+def test_only_maintain_wraps_and_only_retrieve_and_rewrap_unwrap_seeds(stack: Stack) -> None:
+    policy = stack.key_policy("seeds")
+    assert _who(stack, _allowed(policy, "kms:Encrypt")) == SEED_ENCRYPTERS
+    decrypt = _allowed(policy, "kms:Decrypt")
+    assert _who(stack, decrypt) == SEED_DECRYPTERS
+    for statement in _allowed(policy, "kms:Encrypt") + decrypt:
+        conditions = statement["Condition"]
+        assert conditions["StringEquals"]["kms:EncryptionContext:pqfile:purpose"] == "key-seed"
+        assert conditions["Null"]["kms:EncryptionContext:pqfile:key-id"] == "false"
+    for action in ("kms:ReEncryptFrom", "kms:GenerateDataKey", "kms:Sign"):
+        assert not _allowed(policy, action), action
+    # The functions' own role policies say the same.
+    seeds = stack.all("aws_kms_key", "this")["seeds"]["arn"]
+    assert _functions_whose_role_allows(stack, "kms:Encrypt", seeds) == SEED_ENCRYPTERS
+    assert _functions_whose_role_allows(stack, "kms:Decrypt", seeds) == SEED_DECRYPTERS
+
+
+def test_only_maintain_attests_and_only_key_users_verify(stack: Stack) -> None:
+    key = stack.one("aws_kms_key", "attestation")
+    assert key["customer_master_key_spec"] == "HMAC_256"
+    assert key["key_usage"] == "GENERATE_VERIFY_MAC"
+    policy = stack.key_policy("attestation")
+    generate = _allowed(policy, "kms:GenerateMac")
+    verify = _allowed(policy, "kms:VerifyMac")
+    assert _who(stack, generate) == MAC_GENERATORS
+    assert _who(stack, verify) == MAC_VERIFIERS
+    for statement in generate + verify:
+        assert statement["Condition"]["StringEquals"]["kms:MacAlgorithm"] == "HMAC_SHA_256"
+    arn = key["arn"]
+    assert _functions_whose_role_allows(stack, "kms:GenerateMac", arn) == MAC_GENERATORS
+    assert _functions_whose_role_allows(stack, "kms:VerifyMac", arn) == MAC_VERIFIERS
+    for k in stack.functions:
+        expected = arn if k in MAC_GENERATORS | MAC_VERIFIERS else None
+        assert stack.environment_of(k).get("PQFILE_ATTESTATION_KEY_ID") == expected, k
+
+
+@pytest.mark.parametrize("key", ["seeds", "data", "attestation"])
+def test_no_administrator_can_grant_itself_use_of_a_key(stack: Stack, key: str) -> None:
+    policy = stack.key_policy(key)
+    (admin,) = [s for s in _statements(policy) if s.get("Sid") == "KeyAdministration"]
+    for action in ("kms:CreateGrant", "kms:PutKeyPolicy", "kms:Decrypt", "kms:Encrypt"):
+        assert not _grants(admin, action), (key, action)
+    assert not [s for s in _statements(policy) if s.get("Sid") == "BreakGlassPolicyAndGrants"]
+    assert not _allowed(policy, "kms:PutKeyPolicy"), key
+    grants = _allowed(policy, "kms:CreateGrant")
+    if key == "data":
+        # The data key's AWS services (RDS, Lambda environment) need grants: only through
+        # those services, only for this account.
+        (through_services,) = grants
+        assert through_services["Sid"] == "UseThroughAwsServices"
+        assert through_services["Condition"]["StringLike"]["kms:ViaService"]
+    else:
+        assert not grants, key
+    assert not _allowed(policy, "kms:*") or key == "data"
+
+
+# --- S3 --------------------------------------------------------------------------------------
+
+
+def _denial(policy: dict[str, Any], sid: str) -> dict[str, Any]:
+    (statement,) = [s for s in _statements(policy) if s.get("Sid") == sid]
+    assert statement["Effect"] == "Deny"
+    assert _principals(statement) == {"*"}
+    return statement
+
+
+def _exempt(stack: Stack, statement: dict[str, Any]) -> set[str]:
+    by_arn = {arn: key for key, arn in stack.role_arns.items()}
+    arns = _list(statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
+    return {by_arn.get(a, a) for a in arns}
+
+
+def test_plaintext_reads_are_denied_to_all_but_the_functions_that_need_them(
+    stack: Stack,
+) -> None:
+    uploads = stack.all("aws_s3_bucket", "this")["uploads"]["arn"]
+    encrypted = stack.all("aws_s3_bucket", "this")["encrypted"]["arn"]
+    for bucket, sid, prefix, readers in (
+        ("uploads", "DenyPlaintextReadsButIngest", f"{uploads}/uploads/*", UPLOAD_READERS),
+        (
+            "encrypted",
+            "DenyRetrievalReadsButRetrieve",
+            f"{encrypted}/retrievals/*",
+            RETRIEVAL_READERS,
+        ),
+    ):
+        statement = _denial(stack.bucket_policy(bucket), sid)
+        assert _list(statement["Resource"]) == [prefix]
+        assert set(_list(statement["Action"])) == {"s3:GetObject", "s3:GetObjectVersion"}
+        assert _exempt(stack, statement) == readers, bucket
+        # And no other function's own role may read there.
+        assert _functions_whose_role_allows(stack, "s3:GetObject", prefix) <= readers
+
+
+def test_packages_can_be_deleted_only_by_the_shred_role(stack: Stack) -> None:
+    encrypted = stack.all("aws_s3_bucket", "this")["encrypted"]["arn"]
+    statement = _denial(stack.bucket_policy("encrypted"), "DenyPackageDeletionButShred")
+    assert _list(statement["Resource"]) == [f"{encrypted}/encrypted/*"]
+    assert set(_list(statement["Action"])) == {"s3:DeleteObject", "s3:DeleteObjectVersion"}
+    shred_role = f"arn:aws:iam::123456789012:role/pqfile-{stack.environment}-shred-eu-west-1"
+    assert _exempt(stack, statement) == {shred_role}
+    # No function role may delete anything in the encrypted bucket; store deletes plaintext
+    # versions under uploads/ only.
+    for key in stack.functions:
+        policy = stack.role_policy(key)
+        for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
+            resources = {r for s in _allowed(policy, action) for r in _list(s["Resource"])}
+            if key == "store":
+                uploads = stack.all("aws_s3_bucket", "this")["uploads"]["arn"]
+                assert resources == {f"{uploads}/uploads/*"}, action
+            else:
+                assert not resources, (key, action)
+
+
+# --- alarms ----------------------------------------------------------------------------------
+
+
+def test_the_audit_verification_alarm_fails_closed(stack: Stack) -> None:
+    alarms = {a["alarm_name"]: a for a in stack.all("aws_cloudwatch_metric_alarm").values()}
+    name = f"pqfile-{stack.environment}-audit-verification-failed"
+    assert alarms[name]["treat_missing_data"] == "breaching"
+    # Every other alarm watches a metric that is absent when all is quiet (no errors, no
+    # executions, an unused suite, an empty queue): missing data is not an incident there.
+    others = {a["treat_missing_data"] for n, a in alarms.items() if n != name}
+    assert others == {"notBreaching"}
