@@ -7,7 +7,7 @@ Sections:
               installed) and the seed's CBC design, on the same generated files; plus the
               20 MiB in-memory medians. Writes the "Crypto core" section of BENCHMARKS.md.
   db        - scripts/bench_db.py ("Key pool and audit"), run if present.
-  pipeline  - scripts/bench_pipeline.py ("Pipeline"), run if present.
+  pipeline  - scripts/bench_pipeline.py ("Pipeline" and "Retrieve"), run if present.
 
 Every file measurement runs in its own child process; peak RSS is that child's
 ``ru_maxrss`` (``os.wait4``). Files are generated once into ``bench-data/`` (git-ignored)
@@ -55,7 +55,8 @@ Measured by `make bench` (`scripts/bench.py`), which runs every section below in
 `--only crypto,db,pipeline` picks sections, `--quick` uses smaller files (and does not
 rewrite this file unless `--write` is given). Each section is rewritten only by its own
 script: "Crypto core" by `scripts/bench.py`, "Key pool and audit" by `scripts/bench_db.py`,
-"Pipeline" by `scripts/bench_pipeline.py`. Figures are for the machine named in each
+"Pipeline" and "Retrieve" by `scripts/bench_pipeline.py` (`--only retrieve` runs the
+retrieve section alone, in about a minute). Figures are for the machine named in each
 section; rerun them on yours.
 """
 
