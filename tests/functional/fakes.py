@@ -218,6 +218,14 @@ class FakeDocuments:
                 return r
         return None
 
+    def find_stored_by_source(self, bucket, key) -> DocumentRecord | None:
+        self._check()
+        found = None
+        for r in self.rows.values():  # insertion order: the last match is the newest
+            if (r.source_bucket, r.source_key) == (bucket, key) and r.status == "stored":
+                found = r
+        return found
+
     def assign_key(self, document_id, key_id) -> DocumentRecord:
         self._check()
         with self.lock:

@@ -88,6 +88,36 @@ def test_by_encrypted_bucket_and_key() -> None:
     assert base64.b64decode(out["content_base64"]) == b"by key"
 
 
+def test_by_the_uploads_bucket_and_key_the_newest_stored_document() -> None:
+    r = _world()
+    _ingest(r, b"first version", key="uploads/a/report.pdf")
+    newest = _ingest(r, b"second version", key="uploads/a/report.pdf")
+    out = _ask(r, {"bucket": UPLOADS, "key": "uploads/a/report.pdf"})
+    assert base64.b64decode(out["content_base64"]) == b"second version"
+    assert out["document_id"] == newest
+    attempt, success = _decrypt_rows(r)
+    assert (attempt["outcome"], attempt["actor"], attempt["document_id"]) == (
+        "attempt", ALICE, newest)  # fmt: skip
+    assert success["outcome"] == "success"
+    assert attempt["details"]["requested"] == {"bucket": UPLOADS, "key": "uploads/a/report.pdf"}
+
+
+def test_by_the_uploads_location_not_allowed_and_not_found_look_the_same() -> None:
+    r = _world()
+    doc = _ingest(r, b"tenant a's", key="uploads/a/secret.bin")
+    answers = []
+    for who, key in ((BOB, "uploads/a/secret.bin"), (ALICE, "uploads/a/missing.bin")):
+        with pytest.raises(DocumentNotFoundError) as info:
+            _ask(r, {"bucket": UPLOADS, "key": key}, who)
+        answers.append((type(info.value).__name__, str(info.value)))
+    assert answers[0] == answers[1]
+    not_allowed, not_found = _decrypt_rows(r)
+    assert (not_allowed["actor"], not_allowed["details"]["reason"]) == (BOB, "not_allowed")
+    assert not_allowed["document_id"] == doc
+    assert (not_found["actor"], not_found["details"]["reason"]) == (ALICE, "not_found")
+    assert not any(x["outcome"] == "attempt" for x in _decrypt_rows(r))
+
+
 def test_large_documents_come_back_by_presigned_url() -> None:
     r = _world(inline_limit=1000, presign_seconds=120)
     p = r.pipeline

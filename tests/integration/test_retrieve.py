@@ -94,6 +94,41 @@ def test_two_users_one_granted_the_other_gets_the_not_found_answer(stack: Pipeli
     assert (last["actor"], last["details"]["reason"]) == (_arn(stack, "bob"), "not_found")
 
 
+def test_by_the_uploads_location_and_the_cli_source(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from pqfile.cli import main
+
+    data = os.urandom(20_000)
+    key = "uploads/a/r-by-upload.bin"
+    doc = _ingest(stack, key, data)
+    body, error = stack.retrieve({"bucket": stack.uploads, "key": key}, "alice")
+    assert error is None, body
+    assert body["document_id"] == doc["document_id"]
+    assert base64.b64decode(body["content_base64"]) == data
+    attempt, row = _decrypts(stack, doc["document_id"])[-2:]
+    assert (attempt["outcome"], attempt["actor"]) == ("attempt", _arn(stack, "alice"))
+    assert attempt["details"]["requested"] == {"bucket": stack.uploads, "key": key}
+    assert (row["outcome"], row["actor"]) == ("success", _arn(stack, "alice"))
+    # bob: the same answer as for an upload that was never ingested
+    refused, error = stack.retrieve({"bucket": stack.uploads, "key": key}, "bob")
+    missing, _ = stack.retrieve({"bucket": stack.uploads, "key": "uploads/a/none.bin"}, "bob")
+    assert error is not None and "content_base64" not in refused
+    assert (refused["errorType"], refused["errorMessage"]) == (
+        missing["errorType"], missing["errorMessage"]) == ("DocumentNotFoundError",
+                                                           "no such document")  # fmt: skip
+    not_allowed, not_found = _decrypts(stack)[-2:]
+    assert (not_allowed["actor"], not_allowed["details"]["reason"]) == (
+        _arn(stack, "bob"), "not_allowed")  # fmt: skip
+    assert (not_found["actor"], not_found["details"]["reason"]) == (
+        _arn(stack, "bob"), "not_found")  # fmt: skip
+    # pqfile retrieve --source names the upload
+    _as_user(monkeypatch, stack, "alice")
+    out = tmp_path / "got.bin"
+    assert main(["retrieve", "--source", f"s3://{stack.uploads}/{key}", "--out", str(out)]) == 0
+    assert out.read_bytes() == data
+
+
 def test_no_proof_is_refused_and_audited(stack: PipelineStack) -> None:
     doc = _ingest(stack, "uploads/a/r-no-proof.txt", b"x")
     body, error = stack.retrieve({"document_id": doc["document_id"]}, None,

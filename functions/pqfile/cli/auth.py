@@ -26,8 +26,10 @@ def register(subparsers: Any) -> None:
         "and a SigV4-signed sts:GetCallerIdentity request made with your AWS credentials.",
     )
     proof.add_argument("--document-id", metavar="ID", help="the document to retrieve")
-    proof.add_argument("--bucket", help="with --key: the package's bucket, instead of an id")
-    proof.add_argument("--key", help="with --bucket: the package's key (encrypted/...)")
+    proof.add_argument(
+        "--bucket", help="with --key: the upload's or the package's bucket, instead of an id"
+    )
+    proof.add_argument("--key", help="with --bucket: uploads/TENANT/... or encrypted/ID.pqf")
     proof.add_argument(
         "--audience", help="the deployment's audience (default: PQFILE_AUDIENCE)"
     )

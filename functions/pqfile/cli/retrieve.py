@@ -39,7 +39,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--source",
         metavar="S3_URL",
-        help="instead of an id: the package's location, s3://<encrypted bucket>/encrypted/ID.pqf",
+        help="instead of an id: where it was uploaded, s3://<uploads bucket>/uploads/TENANT/..."
+        " (the newest stored document for it; the package's s3://<encrypted bucket>/"
+        "encrypted/ID.pqf works too)",
     )
     p.add_argument("--out", "-o", required=True, type=Path, help="where to write the document")
     p.add_argument(

@@ -83,6 +83,11 @@ class DocumentRepository(Protocol):
 
     def find_by_encrypted_object(self, bucket: str, key: str) -> DocumentRecord | None: ...
 
+    def find_stored_by_source(self, bucket: str, key: str) -> DocumentRecord | None:
+        """The newest `stored` document ingested from the upload ``bucket``/``key`` (any
+        version), or None."""
+        ...
+
     def assign_key(self, document_id: str, key_id: str) -> DocumentRecord:
         """Give a pending (or failed) document ``key_id``: a key already on the row stays
         unless it is no longer active, then ``key_id`` replaces it. Return the row (with the

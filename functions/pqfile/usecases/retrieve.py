@@ -1,6 +1,8 @@
 """Retrieve: decrypt one document for a direct invocation, audit every attempt.
 
-Delivery (docs/OPERATIONS.md, "Retrieval"):
+What: a document id, or a ``bucket`` and ``key`` naming either the encrypted package
+(``encrypted/<id>.pqf``) or the upload it was ingested from (``uploads/<tenant>/...``; the
+newest stored document for that upload). Delivery (docs/OPERATIONS.md, "Retrieval"):
 
 - documents up to ``inline_limit`` (4 MiB by default) come back inline as base64, which keeps
   the response under Lambda's 6 MB cap;
@@ -345,7 +347,10 @@ def _lookup(p: Pipeline, req: RetrieveRequest) -> DocumentRecord | None:
         record = p.documents.get(req.document_id)
     else:
         assert req.bucket is not None and req.key is not None
+        # The package's location, else the upload's (its newest stored document).
         record = p.documents.find_by_encrypted_object(req.bucket, req.key)
+        if record is None:
+            record = p.documents.find_stored_by_source(req.bucket, req.key)
     if record is None or record.status is not DocumentStatus.STORED or not record.encrypted_key:
         return None
     if not record.key_id:

@@ -126,6 +126,16 @@ class PostgresDocumentRepository:
         )
         return _doc(rows[0]) if rows else None
 
+    def find_stored_by_source(self, bucket: str, key: str) -> DocumentRecord | None:
+        rows = self._db.run(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE source_bucket = :b "
+            "AND source_key = :k AND status = 'stored' "
+            "ORDER BY stored_at DESC NULLS LAST, created_at DESC LIMIT 1",
+            b=bucket,
+            k=key,
+        )
+        return _doc(rows[0]) if rows else None
+
     def assign_key(self, document_id: str, key_id: str) -> DocumentRecord:
         rows = self._db.run(
             f"SELECT {_DOC_COLUMNS} FROM document_assign_key(:d, :k)", d=document_id, k=key_id
