@@ -94,6 +94,9 @@ def test_replayed_event_finds_its_document(
     assert fetch.get_document("doc-2").status == "failed" and seq > 0
     store.mark_plaintext_deleted("doc-1")
     assert store.find_by_encrypted_object("enc", "encrypted/doc-1.pqf") == store.get("doc-1")
+    # by the upload: only the stored one of its three documents (doc-2 failed, doc-3 pending)
+    assert store.find_stored_by_source(*source) == store.get("doc-1")
+    assert store.find_stored_by_source("uploads-bucket", "uploads/a/other.pdf") is None
     assert fetch.get("nope") is None
     with pytest.raises(DocumentNotFoundError):
         fetch.get_document("nope")
