@@ -7,8 +7,11 @@ lambda_package_path = "../build/lambda/pqfile-function.zip"
 lambda_layer_path   = "../build/lambda/pqfile-deps-layer.zip"
 
 # CHANGE ME: the roles that administer (never use) the KMS keys. Include the role that
-# runs Terraform, or the key policy locks it out.
+# runs Terraform, or the key policy locks it out. Administrators may neither change a key
+# policy nor create grants: a key policy change is applied as a break-glass role, listed
+# here only for that apply (docs/OPERATIONS.md, "Break glass: key policies").
 kms_admin_role_arns = ["arn:aws:iam::123456789012:role/pqfile-platform-admin"]
+# kms_break_glass_role_arns = ["arn:aws:iam::123456789012:role/pqfile-break-glass"]
 
 create_vpc         = true
 vpc_cidr           = "10.40.0.0/16"
