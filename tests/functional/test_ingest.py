@@ -13,7 +13,7 @@ import pytest
 from pqfile.crypto import envelope, kem
 from pqfile.errors import DocumentNotFoundError, InvalidEventError, KeyNotUsableError
 from pqfile.usecases import ingest
-from pqfile.usecases.events import encrypted_key_for
+from pqfile.usecases.events import encrypted_key_for, parse_object_created
 from pqfile.usecases.retrieve import RetrieveRequest, retrieve_document
 from tests.functional.fakes import ENCRYPTED, UPLOADS, event_for, make_pipeline, run_workflow
 
@@ -134,6 +134,41 @@ def test_concurrent_duplicates_leave_one_package() -> None:
     assert p.blobs.keys(UPLOADS) == []
     outcomes = sorted(r["details"]["result"] for r in p.audit.rows)
     assert outcomes.count("stored") == 1 and len(outcomes) == 3
+    out = retrieve_document(p, RetrieveRequest(doc_id, None, None, "bob"))
+    assert base64.b64decode(out["content_base64"]) == data
+
+
+def test_a_refused_cleanup_of_a_redundant_package_keeps_the_committed_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On AWS only the shred role may delete under encrypted/: when the store step's
+    clean-up of its redundant version is refused, the document stays stored on the winner."""
+    from pqfile.errors import StorageError
+
+    p = make_pipeline()
+    data = os.urandom(50_000)
+    info = _upload(p, "uploads/a/r.bin", data)
+    event = event_for(info)
+    first = run_workflow(p, event, execution="r0")
+    assert first["status"] == "SUCCEEDED"
+    (doc_id,) = p.documents.rows
+    committed = p.documents.rows[doc_id].encrypted_version_id
+
+    def refuse(bucket, key, version_id) -> None:
+        if bucket == ENCRYPTED:
+            raise StorageError(f"delete s3://{bucket}/{key}: AccessDenied")
+
+    monkeypatch.setattr(p.blobs, "delete_version", refuse)
+    # A concurrent execution's package: a second version of the same package object,
+    # reaching StoreDocument after the first execution committed.
+    record = p.documents.rows[doc_id]
+    package = p.blobs.data(ENCRYPTED, record.encrypted_key, committed)
+    redundant = p.blobs.put(ENCRYPTED, record.encrypted_key, package)
+    assert redundant.version_id != committed
+    source = parse_object_created(event, uploads_bucket=UPLOADS)
+    result = ingest.store_document(p, doc_id, source, redundant)
+    assert result.outcome == "duplicate"
+    assert p.documents.rows[doc_id].encrypted_version_id == committed
     out = retrieve_document(p, RetrieveRequest(doc_id, None, None, "bob"))
     assert base64.b64decode(out["content_base64"]) == data
 

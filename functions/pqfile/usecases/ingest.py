@@ -272,7 +272,16 @@ def store_document(
         winner = record.encrypted_version_id
         if encrypted.version_id and winner and winner != encrypted.version_id:
             # A concurrent execution committed first: our package is a redundant version.
-            p.blobs.delete_version(encrypted.bucket, encrypted.key, encrypted.version_id)
+            # On AWS the bucket policy lets only the shred role delete under encrypted/, so
+            # the clean-up may be refused: the version is then kept (it holds no plaintext)
+            # and the committed one stays the document's package.
+            try:
+                p.blobs.delete_version(encrypted.bucket, encrypted.key, encrypted.version_id)
+            except StorageError:
+                log.warning(
+                    "redundant package version kept",
+                    extra={"document_id": document_id, "version_id": encrypted.version_id},
+                )
         kept = p.blobs.stat(
             record.encrypted_bucket or encrypted.bucket,
             record.encrypted_key or encrypted.key,
