@@ -69,16 +69,9 @@ class PostgresAccessRules:
         actor: str | None,
         request_id: str | None = None,
     ) -> int:
-        rows = self._db.run(
-            "SELECT access_grant(:p, :t, :d, :o, :a, :r)",
-            p=principal,
-            t=tenant,
-            d=document_id,
-            o=AccessOperation(operation).value,
-            a=None if actor is None else actor[:256],
-            r=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+        return self._change(
+            "access_grant", principal, tenant, document_id, operation, actor, request_id
         )
-        return int(rows[0][0])
 
     def revoke(
         self,
@@ -90,8 +83,23 @@ class PostgresAccessRules:
         actor: str | None,
         request_id: str | None = None,
     ) -> int:
+        return self._change(
+            "access_revoke", principal, tenant, document_id, operation, actor, request_id
+        )
+
+    def _change(
+        self,
+        function: str,
+        principal: str,
+        tenant: str | None,
+        document_id: str | None,
+        operation: AccessOperation,
+        actor: str | None,
+        request_id: str | None,
+    ) -> int:
+        """One call of access_grant / access_revoke (the SECURITY DEFINER functions of 0011)."""
         rows = self._db.run(
-            "SELECT access_revoke(:p, :t, :d, :o, :a, :r)",
+            f"SELECT {function}(:p, :t, :d, :o, :a, :r)",
             p=principal,
             t=tenant,
             d=document_id,
