@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from pqfile.adapters.cipher import CryptoCipher
 from pqfile.auth import (
     IdentityProofError,
     ProofRefusal,
@@ -29,7 +30,7 @@ from pqfile.auth import (
     retrieve_request_sha256,
 )
 from pqfile.config import Settings
-from pqfile.crypto import envelope, kem
+from pqfile.crypto import kem
 from pqfile.errors import CustodyError, DocumentNotFoundError, StorageError, TransientError
 from pqfile.keys.custody import seed_context
 from pqfile.keys.model import (
@@ -50,21 +51,6 @@ from pqfile.usecases.retrieve import Retrieval
 
 UPLOADS = "pqfile-uploads"
 ENCRYPTED = "pqfile-encrypted"
-
-
-class RealCipher:
-    def encrypt_stream(self, src, dst, recipient, context, *, segment_size, document_id):
-        return envelope.encrypt_stream(
-            src, dst, recipient, context=context, segment_size=segment_size,
-            document_id=document_id,
-        )
-
-    def decrypt_stream(self, src, dst, identity, *, document_id):
-        return envelope.decrypt_stream(src, dst, identity, expected_document_id=document_id)
-
-    def package_ids(self, src):
-        header = envelope.read_header(src)
-        return header.key_id, header.document_id.decode("utf-8", "replace")
 
 
 class _Writer:
@@ -830,7 +816,7 @@ def make_pipeline(**settings: Any) -> Pipeline:
         documents=documents,
         keys=FakeKeyStore(storage=FakeKeyStorage(documents=documents, audit=audit)),
         audit=audit,
-        cipher=RealCipher(),
+        cipher=CryptoCipher(),
     )
 
 
