@@ -1,12 +1,14 @@
 """KEM suites and key objects (docs/FORMAT.md section "Suites", docs/CONTRACTS.md).
 
-Two suites, both usable with HPKE (RFC 9180) through pyca/cryptography:
+Three suites, all usable with HPKE (RFC 9180) through pyca/cryptography:
 
 - ``Suite.XWING``: X-Wing, MLKEM768-X25519 (draft-connolly-cfrg-xwing-kem, HPKE KEM 0x647a),
   the default. Secret key = the 32-byte X-Wing seed; public key = ML-KEM-768 ek (1184 bytes)
   || X25519 public key (32 bytes).
 - ``Suite.MLKEM768``: pure ML-KEM-768 (FIPS 203, HPKE KEM 0x0041). Secret key = the 64-byte
   FIPS 203 seed d || z; public key = ek (1184 bytes).
+- ``Suite.MLKEM1024``: pure ML-KEM-1024 (FIPS 203, HPKE KEM 0x0042), the CNSA 2.0 suite.
+  Secret key = the 64-byte seed d || z; public key = ek (1568 bytes).
 
 Secret keys are always held as seeds; the expanded keys exist only inside pyca objects.
 Inputs are checked by exact length, and encapsulation keys by the FIPS 203 modulus check
@@ -31,6 +33,9 @@ MLKEM768_CT_SIZE = 1088
 MLKEM768_SEED_SIZE = 64  # d || z
 _MLKEM_Q = 3329
 _MLKEM768_K = 3
+MLKEM1024_EK_SIZE = 1568
+MLKEM1024_CT_SIZE = 1568
+_MLKEM1024_K = 4
 X25519_KEY_SIZE = 32
 XWING_SEED_SIZE = 32
 XWING_PUBLIC_KEY_SIZE = MLKEM768_EK_SIZE + X25519_KEY_SIZE  # 1216
@@ -45,6 +50,7 @@ class Suite(enum.Enum):
 
     XWING = "xwing"
     MLKEM768 = "mlkem768"
+    MLKEM1024 = "mlkem1024"
 
     @property
     def wire_id(self) -> int:
@@ -53,20 +59,20 @@ class Suite(enum.Enum):
 
     @property
     def public_key_size(self) -> int:
-        return XWING_PUBLIC_KEY_SIZE if self is Suite.XWING else MLKEM768_EK_SIZE
+        return _SIZES[self][0]
 
     @property
     def seed_size(self) -> int:
-        return XWING_SEED_SIZE if self is Suite.XWING else MLKEM768_SEED_SIZE
+        return _SIZES[self][1]
 
     @property
     def enc_size(self) -> int:
         """Length of the HPKE encapsulated key (the KEM ciphertext)."""
-        return XWING_CT_SIZE if self is Suite.XWING else MLKEM768_CT_SIZE
+        return _SIZES[self][2]
 
     @property
     def hpke_kem(self) -> hpke.KEM:
-        return hpke.KEM.MLKEM768_X25519 if self is Suite.XWING else hpke.KEM.MLKEM768
+        return _HPKE_KEMS[self]
 
     @classmethod
     def from_name(cls, name: str) -> Suite:
@@ -84,24 +90,38 @@ class Suite(enum.Enum):
         raise UnsupportedSuiteError(f"unsupported suite id 0x{wire_id:04x}")
 
 
-_WIRE_IDS = {Suite.XWING: 0x647A, Suite.MLKEM768: 0x0041}
+_WIRE_IDS = {Suite.XWING: 0x647A, Suite.MLKEM768: 0x0041, Suite.MLKEM1024: 0x0042}
+# suite -> (public key size, seed size, HPKE enc size)
+_SIZES = {
+    Suite.XWING: (XWING_PUBLIC_KEY_SIZE, XWING_SEED_SIZE, XWING_CT_SIZE),
+    Suite.MLKEM768: (MLKEM768_EK_SIZE, MLKEM768_SEED_SIZE, MLKEM768_CT_SIZE),
+    Suite.MLKEM1024: (MLKEM1024_EK_SIZE, MLKEM768_SEED_SIZE, MLKEM1024_CT_SIZE),
+}
+_HPKE_KEMS = {
+    Suite.XWING: hpke.KEM.MLKEM768_X25519,
+    Suite.MLKEM768: hpke.KEM.MLKEM768,
+    Suite.MLKEM1024: hpke.KEM.MLKEM1024,
+}
 DEFAULT_SUITE = Suite.XWING
 
 
-def _check_mlkem768_ek(ek: bytes) -> None:
+def _check_mlkem_ek(ek: bytes, k: int = _MLKEM768_K) -> None:
     """FIPS 203 section 7.2: ByteEncode12(ByteDecode12(ek[:384k])) == ek[:384k].
 
     Equivalent to: every 12-bit coefficient of t-hat is below q = 3329.
     """
-    if len(ek) != MLKEM768_EK_SIZE:
-        raise KeyFormatError(
-            f"ML-KEM-768 encapsulation key must be {MLKEM768_EK_SIZE} bytes, got {len(ek)}"
-        )
-    packed = ek[: 384 * _MLKEM768_K]
+    name = f"ML-KEM-{256 * k}"
+    size = 384 * k + 32
+    if len(ek) != size:
+        raise KeyFormatError(f"{name} encapsulation key must be {size} bytes, got {len(ek)}")
+    packed = ek[: 384 * k]
     for i in range(0, len(packed), 3):
         b0, b1, b2 = packed[i], packed[i + 1], packed[i + 2]
         if (b0 | ((b1 & 0x0F) << 8)) >= _MLKEM_Q or ((b1 >> 4) | (b2 << 4)) >= _MLKEM_Q:
-            raise KeyFormatError("ML-KEM-768 encapsulation key fails the FIPS 203 modulus check")
+            raise KeyFormatError(f"{name} encapsulation key fails the FIPS 203 modulus check")
+
+
+_MLKEMPrivate = mlkem.MLKEM768PrivateKey | mlkem.MLKEM1024PrivateKey
 
 
 @dataclass(frozen=True)
@@ -123,10 +143,14 @@ class PublicKey:
     def key_id(self) -> str:
         return self.key_id_bytes.hex()
 
-    def to_pyca(self) -> mlkem.MLKEM768PublicKey | hpke.MLKEM768X25519PublicKey:
+    def to_pyca(
+        self,
+    ) -> mlkem.MLKEM768PublicKey | mlkem.MLKEM1024PublicKey | hpke.MLKEM768X25519PublicKey:
         """The object pyca's ``hpke.Suite.encrypt`` accepts."""
         if self.suite is Suite.MLKEM768:
             return mlkem.MLKEM768PublicKey.from_public_bytes(self.raw)
+        if self.suite is Suite.MLKEM1024:
+            return mlkem.MLKEM1024PublicKey.from_public_bytes(self.raw)
         return hpke.MLKEM768X25519PublicKey(
             mlkem.MLKEM768PublicKey.from_public_bytes(self.raw[:MLKEM768_EK_SIZE]),
             x25519.X25519PublicKey.from_public_bytes(self.raw[MLKEM768_EK_SIZE:]),
@@ -140,9 +164,11 @@ class SecretKey:
     suite: Suite
     seed: bytes = field(repr=False)
 
-    def _components(self) -> tuple[mlkem.MLKEM768PrivateKey, x25519.X25519PrivateKey | None]:
+    def _components(self) -> tuple[_MLKEMPrivate, x25519.X25519PrivateKey | None]:
         if self.suite is Suite.MLKEM768:
             return mlkem.MLKEM768PrivateKey.from_seed_bytes(self.seed), None
+        if self.suite is Suite.MLKEM1024:
+            return mlkem.MLKEM1024PrivateKey.from_seed_bytes(self.seed), None
         # draft-connolly-cfrg-xwing-kem: expanded = SHAKE256(seed, 96 bytes); ML-KEM-768
         # KeyGen_internal(d = expanded[0:32], z = expanded[32:64]); sk_X = expanded[64:96].
         shake = hashes.Hash(hashes.SHAKE256(96))
@@ -153,15 +179,15 @@ class SecretKey:
             x25519.X25519PrivateKey.from_private_bytes(expanded[64:96]),
         )
 
-    def to_pyca(self) -> mlkem.MLKEM768PrivateKey | hpke.MLKEM768X25519PrivateKey:
+    def to_pyca(self) -> _MLKEMPrivate | hpke.MLKEM768X25519PrivateKey:
         """The object pyca's ``hpke.Suite.decrypt`` accepts."""
         mlkem_key, x_key = self._components()
         if x_key is None:
             return mlkem_key
         return hpke.MLKEM768X25519PrivateKey(mlkem_key, x_key)
 
-    def components(self) -> tuple[mlkem.MLKEM768PrivateKey, x25519.X25519PrivateKey | None]:
-        """The ML-KEM-768 key and, for X-Wing, the X25519 key (for tests and tooling)."""
+    def components(self) -> tuple[_MLKEMPrivate, x25519.X25519PrivateKey | None]:
+        """The ML-KEM key and, for X-Wing, the X25519 key (for tests and tooling)."""
         return self._components()
 
     def public_key(self) -> PublicKey:
@@ -194,7 +220,10 @@ def public_key_from_bytes(suite: Suite, raw: bytes) -> PublicKey:
         raise KeyFormatError(
             f"{suite.value} public key must be {suite.public_key_size} bytes, got {len(raw)}"
         )
-    _check_mlkem768_ek(raw[:MLKEM768_EK_SIZE])
+    if suite is Suite.MLKEM1024:
+        _check_mlkem_ek(raw, _MLKEM1024_K)
+    else:
+        _check_mlkem_ek(raw[:MLKEM768_EK_SIZE])
     try:
         key = PublicKey(suite, raw)
         key.to_pyca()  # let OpenSSL reject anything else it dislikes, now rather than later
