@@ -50,6 +50,31 @@ class DecryptionError(PQFileError):
         super().__init__(message)
 
 
+class RewrapRefusedError(PQFileError):
+    """A rewrap (or re-encryption) that FORMAT.md §8 forbids; nothing was written."""
+
+
+class DowngradeError(RewrapRefusedError):
+    """The new recipient's suite ranks below the package's (mlkem768 < xwing < mlkem1024).
+
+    Refused unless the caller explicitly allows a downgrade (``allow_downgrade=True``,
+    ``pqfile rewrap --allow-downgrade``).
+    """
+
+    def __init__(self, from_suite: str, to_suite: str) -> None:
+        super().__init__(
+            f"refusing to downgrade a package from suite {from_suite} to {to_suite} "
+            "(allow it explicitly to proceed)"
+        )
+        self.from_suite = from_suite
+        self.to_suite = to_suite
+
+
+class ReencryptionRequiredError(RewrapRefusedError):
+    """A rewrap cannot reach the target: the body's hash family must change (a SHA-256
+    package into the CNSA 2.0 suite), which only a re-encryption under a fresh data key does."""
+
+
 class KeyFormatError(PQFileError):
     """A public or secret key is malformed (wrong length, modulus check, bad PEM/OID)."""
 

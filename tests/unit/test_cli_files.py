@@ -155,6 +155,8 @@ def test_inspect_human_and_json(keys: Path, tmp_path: Path) -> None:
         "version": 1,
         "suite": "mlkem768",
         "suite_id": "0x0041",
+        "kdf": "hkdf-sha256",
+        "kdf_id": "0x00",
         "key_id": key_id,
         "document_id": "doc-7",
         "context": {"a": "1", "b": "2"},

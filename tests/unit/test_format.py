@@ -32,7 +32,8 @@ def test_fixed_layout_matches_spec() -> None:
     assert H.FIXED_SIZE == 88
     assert H.stanza_size(Suite.XWING) == 1184
     assert H.stanza_size(Suite.MLKEM768) == 1152
-    assert H.MAX_HEADER_SIZE == 88 + 256 + 8192 + 1632 + 32
+    assert H.stanza_size(Suite.MLKEM1024) == 1632
+    assert H.MAX_HEADER_SIZE == 88 + 256 + 8192 + 1632 + 48 == 10216
 
 
 def test_header_round_trip(package: bytes) -> None:

@@ -12,7 +12,12 @@ import pytest
 
 from pqfile.crypto import envelope, stream
 from pqfile.crypto.kem import SecretKey, Suite, generate
-from pqfile.errors import DecryptionError, LimitExceededError, WrongKeyError
+from pqfile.errors import (
+    DecryptionError,
+    LimitExceededError,
+    ReencryptionRequiredError,
+    WrongKeyError,
+)
 from pqfile.format.header import MAX_SEGMENTS, parse_header
 
 SEG = 1024
@@ -136,7 +141,14 @@ def test_rewrap_keeps_body_bytes(key: SecretKey, new_suite: Suite) -> None:
     )
     old_header = parse_header(pkg)
     new_key = generate(new_suite)
-    new_header_bytes = envelope.rewrap_header(pkg[:2000], key, new_key.public_key())
+    if new_suite is Suite.MLKEM1024 and key.suite is not Suite.MLKEM1024:
+        with pytest.raises(ReencryptionRequiredError):  # SHA-256 body: FORMAT.md §8
+            envelope.rewrap_header(pkg, key, new_key.public_key())
+        return
+    down = new_suite.rank < key.suite.rank  # test_rewrap_suites.py tests the guard itself
+    new_header_bytes = envelope.rewrap_header(
+        pkg[:2000], key, new_key.public_key(), allow_downgrade=down
+    )
     new_header = parse_header(new_header_bytes)
     assert len(new_header_bytes) == new_header.size
     assert new_header.key_id == new_key.public_key().key_id
@@ -151,14 +163,14 @@ def test_rewrap_keeps_body_bytes(key: SecretKey, new_suite: Suite) -> None:
         envelope.decrypt_bytes(rewrapped, key)
     # The streaming helper produces a package with the same body.
     out = io.BytesIO()
-    envelope.rewrap_stream(io.BytesIO(pkg), out, key, new_key.public_key())
+    envelope.rewrap_stream(io.BytesIO(pkg), out, key, new_key.public_key(), allow_downgrade=down)
     assert out.getvalue()[new_header.size :] == pkg[old_header.size :]
     assert envelope.decrypt_bytes(out.getvalue(), new_key) == data
 
 
 def test_rewrap_refuses_wrong_or_damaged_header(key: SecretKey) -> None:
     pkg = bytes(envelope.encrypt_bytes(b"data", key.public_key()))
-    new = generate().public_key()
+    new = generate(key.suite).public_key()
     with pytest.raises(WrongKeyError):
         envelope.rewrap_header(pkg, generate(key.suite), new)
     size = parse_header(pkg).size
@@ -321,7 +333,7 @@ def test_sources_without_readinto(key: SecretKey) -> None:
     envelope.decrypt_stream(ReadOnlyBody(out.getvalue()), plain, key)
     assert plain.getvalue() == data
     rewrapped = io.BytesIO()
-    new = generate()
+    new = generate(key.suite)
     envelope.rewrap_stream(ReadOnlyBody(out.getvalue()), rewrapped, key, new.public_key())
     assert envelope.decrypt_bytes(rewrapped.getvalue(), new) == data
 

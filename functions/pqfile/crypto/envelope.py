@@ -5,7 +5,10 @@ The public API:
 - :func:`encrypt_stream` / :func:`decrypt_stream` between binary file objects, constant memory;
 - :func:`decrypt_to_path` (temporary file, renamed only after the final segment verified);
 - :func:`encrypt_bytes` / :func:`decrypt_bytes`, the in-memory fast path;
-- :func:`read_header` (no key needed) and :func:`rewrap_header` / :func:`rewrap_stream`.
+- :func:`read_header` (no key needed) and :func:`rewrap_header` / :func:`rewrap_stream`;
+- :func:`reencrypt_stream`: the same plaintext under a fresh data key, salt and key schedule
+  (the compromise path of key rotation, and the only way into the CNSA 2.0 suite for a
+  SHA-256 package).
 
 Deterministic internals (:func:`_seal_header`, the ``_randomness`` parameters) exist for the
 vector generator and tests; the public functions draw from ``os.urandom``.
@@ -23,16 +26,22 @@ from pathlib import Path
 from typing import Protocol
 
 from pqfile.crypto import stream
-from pqfile.crypto.kem import PublicKey, SecretKey
+from pqfile.crypto.kem import PublicKey, SecretKey, Suite
 from pqfile.crypto.keyschedule import (
     BodyKeys,
+    Kdf,
     constant_time_equal,
     derive_body_keys,
     header_mac,
 )
 from pqfile.crypto.stream import ProgressCallback, Sink
 from pqfile.crypto.wrap import WrapFunction, hpke_info, hpke_unwrap, hpke_wrap
-from pqfile.errors import DecryptionError, WrongKeyError
+from pqfile.errors import (
+    DecryptionError,
+    DowngradeError,
+    ReencryptionRequiredError,
+    WrongKeyError,
+)
 from pqfile.format.header import (
     DATA_KEY_SIZE,
     DEFAULT_SEGMENT_SIZE,
@@ -41,6 +50,7 @@ from pqfile.format.header import (
     SALT_SIZE,
     Header,
     check_segment_size,
+    check_suite_kdf,
     decode_context,
     document_id_bytes,
     encode_context,
@@ -61,6 +71,7 @@ __all__ = [
     "encrypt_bytes",
     "encrypt_stream",
     "read_header",
+    "reencrypt_stream",
     "rewrap_header",
     "rewrap_stream",
 ]
@@ -125,9 +136,11 @@ def _seal_header(
 ) -> tuple[Header, BodyKeys]:
     """Build and authenticate a header (FORMAT.md §1-5, §7); returns it with the body keys."""
     check_segment_size(segment_size)
-    keys = derive_body_keys(randomness.data_key, randomness.salt)
+    kdf = Kdf.for_suite(recipient.suite)  # FORMAT.md §1 byte 55: fixed here, for good
+    keys = derive_body_keys(randomness.data_key, randomness.salt, kdf)
     header = new_header(
         suite=recipient.suite,
+        kdf=kdf,
         segment_size=segment_size,
         salt=randomness.salt,
         nonce_prefix=randomness.nonce_prefix,
@@ -145,11 +158,12 @@ def _wrap_into(
 ) -> Header:
     """Fill the stanza for ``recipient`` (FORMAT.md §4) and recompute the MAC (§7)."""
     # The core header carries the suite id, so set the new suite before computing info.
+    check_suite_kdf(recipient.suite, header.kdf)
     header = header.with_stanza(recipient.suite, recipient.key_id_bytes, b"", b"")
-    info = hpke_info(header.core_bytes(), recipient.key_id_bytes)
+    info = hpke_info(header.core_bytes(), recipient.key_id_bytes, header.kdf)
     enc, wrapped = wrap(data_key, recipient, info)
     header = header.with_stanza(recipient.suite, recipient.key_id_bytes, enc, wrapped)
-    return header.with_mac(header_mac(keys.mac_key, header.mac_input()))
+    return header.with_mac(header_mac(keys.mac_key, header.mac_input(), header.kdf))
 
 
 def open_header(
@@ -168,11 +182,12 @@ def open_header(
         raise WrongKeyError(header.key_id, public.key_id)
     if header.suite is not identity.suite:  # same key id, other suite: a tampered header
         raise DecryptionError()
-    info = hpke_info(header.core_bytes(), header.key_id_bytes)
+    info = hpke_info(header.core_bytes(), header.key_id_bytes, header.kdf)
     data_key = hpke_unwrap(header.enc, header.wrapped_key, identity, info)
-    keys = derive_body_keys(data_key, header.salt)
+    keys = derive_body_keys(data_key, header.salt, header.kdf)
     ok = constant_time_equal(keys.commitment, header.commitment)
-    ok &= constant_time_equal(header_mac(keys.mac_key, header.mac_input()), header.mac)
+    mac = header_mac(keys.mac_key, header.mac_input(), header.kdf)
+    ok &= constant_time_equal(mac, header.mac)
     if expected_context is not None:
         ok &= encode_context(expected_context) == header.context_bytes
     if expected_document_id is not None:
@@ -397,29 +412,61 @@ def decrypt_bytes(
 # --- rewrap (FORMAT.md §8) -----------------------------------------------------------------
 
 
+def check_rewrap(header: Header, new_suite: Suite, *, allow_downgrade: bool = False) -> None:
+    """FORMAT.md §8: what a rewrap may not do, decided from the header alone.
+
+    - a SHA-256 package (KDF 0x00) cannot enter the CNSA 2.0 suite: the body keeps its hash
+      family, so that takes a re-encryption (:func:`reencrypt_stream`);
+    - a lower-ranked suite (mlkem768 < xwing < mlkem1024) is a downgrade, refused unless
+      ``allow_downgrade``.
+    """
+    if new_suite is Suite.MLKEM1024 and header.kdf is not Kdf.HKDF_SHA384:
+        raise ReencryptionRequiredError(
+            f"cannot rewrap a {header.kdf.label} package into suite {new_suite.value} "
+            f"(it needs {Kdf.HKDF_SHA384.label}): re-encrypt it instead"
+        )
+    check_downgrade(header.suite, new_suite, allow_downgrade=allow_downgrade)
+
+
+def check_downgrade(old: Suite, new: Suite, *, allow_downgrade: bool = False) -> None:
+    """Raise DowngradeError if ``new`` ranks below ``old`` and that was not asked for."""
+    if new.rank < old.rank and not allow_downgrade:
+        raise DowngradeError(old.value, new.value)
+
+
 def rewrap_header(
     header_bytes: bytes,
     old: SecretKey,
     new: PublicKey,
     *,
+    allow_downgrade: bool = False,
     _wrap: WrapFunction = hpke_wrap,
 ) -> bytes:
     """A new header for ``new`` carrying the same data key; the body stays byte for byte.
 
     ``header_bytes`` may hold more than the header (e.g. the first KiB of the package); only
-    the header is read. The old header is fully verified before anything is rewrapped.
+    the header is read. The rules of :func:`check_rewrap` come first (DowngradeError,
+    ReencryptionRequiredError); then the old header is fully verified before anything is
+    rewrapped. The package's KDF (and so the body and its key schedule) never changes.
     """
     header = parse_header(header_bytes)
+    check_rewrap(header, new.suite, allow_downgrade=allow_downgrade)
     data_key, keys = open_header(header, old)
     return _wrap_into(header, keys, data_key, new, _wrap).to_bytes()
 
 
 def rewrap_stream(
-    src: BinarySource, dst: Sink, old: SecretKey, new: PublicKey, *, chunk_size: int = 1 << 20
+    src: BinarySource,
+    dst: Sink,
+    old: SecretKey,
+    new: PublicKey,
+    *,
+    allow_downgrade: bool = False,
+    chunk_size: int = 1 << 20,
 ) -> Header:
     """Copy a package from ``src`` to ``dst`` with a rewrapped header; the body is copied."""
     _, raw = read_header_from(src)
-    new_raw = rewrap_header(raw, old, new)
+    new_raw = rewrap_header(raw, old, new, allow_downgrade=allow_downgrade)
     stream.write_all(dst, memoryview(new_raw))
     buf = bytearray(chunk_size)
     view = memoryview(buf)
@@ -432,6 +479,56 @@ def rewrap_stream(
     return parse_header(new_raw)
 
 
+def reencrypt_stream(
+    src: BinarySource,
+    dst: Sink,
+    identity: SecretKey,
+    recipient: PublicKey,
+    *,
+    allow_downgrade: bool = False,
+    expected_context: Mapping[str, str] | None = None,
+    expected_document_id: str | bytes | None = None,
+    progress: ProgressCallback | None = None,
+    _randomness: Randomness | None = None,
+    _wrap: WrapFunction = hpke_wrap,
+) -> EncryptResult:
+    """Decrypt a package and encrypt its plaintext again for ``recipient``, streaming.
+
+    The new package has a FRESH data key, salt and nonce prefix, the key schedule of the
+    new suite (KDF byte, §1), and the same document id, context and segment size. Each
+    segment is re-encrypted as soon as it verified, in constant memory, so plaintext is
+    never stored; but the package is authentic only if this returns: on any exception the
+    caller MUST discard everything written to ``dst``. The downgrade guard applies as for
+    a rewrap; moving a SHA-256 package into the CNSA 2.0 suite is exactly this path.
+    """
+    header = read_header_from(src)[0]
+    check_downgrade(header.suite, recipient.suite, allow_downgrade=allow_downgrade)
+    _, old_keys = open_header(
+        header,
+        identity,
+        expected_context=expected_context,
+        expected_document_id=expected_document_id,
+    )
+    new_header_, new_keys = _seal_header(
+        recipient,
+        context=header.context,
+        document_id=header.document_id,
+        segment_size=header.segment_size,
+        randomness=_randomness or Randomness.fresh(),
+        wrap=_wrap,
+    )
+    raw = new_header_.to_bytes()
+    stream.write_all(dst, memoryview(raw))
+    sealer = stream.SegmentEncryptor(
+        dst, new_keys.body_key, new_header_.nonce_prefix, new_header_.segment_size
+    )
+    stream.decrypt_body(
+        src, sealer, old_keys.body_key, header.nonce_prefix, header.segment_size, progress=progress
+    )
+    plain, body = sealer.finish()
+    return EncryptResult(header=new_header_, plaintext_size=plain, package_size=len(raw) + body)
+
+
 def describe(header: Header) -> dict[str, object]:
     """A JSON-ready summary of a header (for inspect and logs; holds no secrets)."""
     return {
@@ -439,6 +536,8 @@ def describe(header: Header) -> dict[str, object]:
         "version": header.version,
         "suite": header.suite.value,
         "suite_id": f"0x{header.suite.wire_id:04x}",
+        "kdf": header.kdf.label,
+        "kdf_id": f"0x{header.kdf.value:02x}",
         "key_id": header.key_id,
         "document_id": _text_or_hex(header.document_id),
         "context": decode_context(header.context_bytes),

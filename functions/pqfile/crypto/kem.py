@@ -74,6 +74,12 @@ class Suite(enum.Enum):
     def hpke_kem(self) -> hpke.KEM:
         return _HPKE_KEMS[self]
 
+    @property
+    def rank(self) -> int:
+        """Strength order for the downgrade guard (FORMAT.md §8): NIST category first, then
+        having a classical half: mlkem768 (cat. 3) < xwing (cat. 3 + X25519) < mlkem1024 (5)."""
+        return _RANKS[self]
+
     @classmethod
     def from_name(cls, name: str) -> Suite:
         try:
@@ -102,6 +108,7 @@ _HPKE_KEMS = {
     Suite.MLKEM768: hpke.KEM.MLKEM768,
     Suite.MLKEM1024: hpke.KEM.MLKEM1024,
 }
+_RANKS = {Suite.MLKEM768: 0, Suite.XWING: 1, Suite.MLKEM1024: 2}
 DEFAULT_SUITE = Suite.XWING
 
 
@@ -184,6 +191,8 @@ class SecretKey:
         mlkem_key, x_key = self._components()
         if x_key is None:
             return mlkem_key
+        if not isinstance(mlkem_key, mlkem.MLKEM768PrivateKey):  # pragma: no cover - X-Wing
+            raise TypeError("X-Wing holds an ML-KEM-768 key")
         return hpke.MLKEM768X25519PrivateKey(mlkem_key, x_key)
 
     def components(self) -> tuple[_MLKEMPrivate, x25519.X25519PrivateKey | None]:

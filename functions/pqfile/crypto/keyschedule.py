@@ -1,7 +1,14 @@
-"""Body key schedule and header MAC (docs/FORMAT.md sections 5 and 7)."""
+"""Body key schedule and header MAC (docs/FORMAT.md sections 1, 5 and 7).
+
+The key-schedule hash is fixed at encryption and recorded in byte 55 of the core header
+(:class:`Kdf`): HKDF-SHA256 (``0x00``, every package before the CNSA 2.0 suite) or
+HKDF-SHA384 (``0x01``, RFC 5869 with SHA-384, as CNSA 2.0 asks). The header MAC is an HMAC
+with the same hash, so its length (32 or 48 bytes) follows from the fixed part.
+"""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -9,9 +16,64 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
+from pqfile.crypto.kem import Suite
+from pqfile.errors import MalformedPackageError
+
 BODY_LABEL = b"pqfile/v1/body"
 COMMIT_LABEL = b"pqfile/v1/commit"
 HEADER_MAC_LABEL = b"pqfile/v1/header-mac"
+BODY_KEY_SIZE = 32  # AES-256-GCM, whatever the hash
+COMMITMENT_SIZE = 32
+
+
+class Kdf(enum.Enum):
+    """The package's key-schedule hash; ``value`` is its id in header byte 55 (FORMAT.md §1)."""
+
+    HKDF_SHA256 = 0x00
+    HKDF_SHA384 = 0x01
+
+    @property
+    def label(self) -> str:
+        """Its name in inspect output and the vectors (``hkdf-sha256``, ``hkdf-sha384``)."""
+        return self.name.lower().replace("_", "-")
+
+    @property
+    def hash_name(self) -> str:
+        """The hashlib name of the hash (``sha256``, ``sha384``)."""
+        return _HASH_NAMES[self]
+
+    @property
+    def digest_size(self) -> int:
+        """Hash output length: the header MAC and the ``mac_key`` are this long (32 or 48)."""
+        return _DIGEST_SIZES[self]
+
+    @property
+    def mac_size(self) -> int:
+        return self.digest_size
+
+    def hash(self, data: bytes) -> bytes:
+        """The plain hash of ``data`` (the core-header hash in the HPKE ``info``, §4)."""
+        return hashlib.new(self.hash_name, data).digest()
+
+    def pyca_hash(self) -> hashes.HashAlgorithm:
+        return hashes.SHA384() if self is Kdf.HKDF_SHA384 else hashes.SHA256()
+
+    @classmethod
+    def from_wire_id(cls, kdf_id: int) -> Kdf:
+        try:
+            return cls(kdf_id)
+        except ValueError:
+            raise MalformedPackageError(f"unknown KDF id 0x{kdf_id:02x} in package") from None
+
+    @classmethod
+    def for_suite(cls, suite: Suite) -> Kdf:
+        """What encryption writes: the CNSA 2.0 suite (mlkem1024) SHA-384, the others SHA-256."""
+        return cls.HKDF_SHA384 if suite is Suite.MLKEM1024 else cls.HKDF_SHA256
+
+
+_HASH_NAMES = {Kdf.HKDF_SHA256: "sha256", Kdf.HKDF_SHA384: "sha384"}
+_DIGEST_SIZES = {Kdf.HKDF_SHA256: 32, Kdf.HKDF_SHA384: 48}
+MAX_MAC_SIZE = max(_DIGEST_SIZES.values())
 
 
 @dataclass(frozen=True)
@@ -23,23 +85,27 @@ class BodyKeys:
     mac_key: bytes = field(repr=False)
 
 
-def _expand(prk: bytes, label: bytes) -> bytes:
-    return HKDFExpand(hashes.SHA256(), 32, label).derive(prk)
+def _expand(kdf: Kdf, prk: bytes, label: bytes, length: int) -> bytes:
+    return HKDFExpand(kdf.pyca_hash(), length, label).derive(prk)
 
 
-def derive_body_keys(data_key: bytes, salt: bytes) -> BodyKeys:
-    """FORMAT.md §5: prk = HKDF-Extract(salt, DK); three HKDF-Expand outputs."""
-    prk = hmac.new(salt, data_key, hashlib.sha256).digest()  # RFC 5869 HKDF-Extract
+def derive_body_keys(data_key: bytes, salt: bytes, kdf: Kdf) -> BodyKeys:
+    """FORMAT.md §5: prk = HKDF-Extract(salt, DK); three HKDF-Expand outputs.
+
+    The body key and the commitment are 32 bytes with either hash; the MAC key is as long
+    as the hash output (32 for SHA-256, 48 for SHA-384, RFC 2104's recommended key length).
+    """
+    prk = hmac.new(salt, data_key, kdf.hash_name).digest()  # RFC 5869 HKDF-Extract
     return BodyKeys(
-        body_key=_expand(prk, BODY_LABEL),
-        commitment=_expand(prk, COMMIT_LABEL),
-        mac_key=_expand(prk, HEADER_MAC_LABEL),
+        body_key=_expand(kdf, prk, BODY_LABEL, BODY_KEY_SIZE),
+        commitment=_expand(kdf, prk, COMMIT_LABEL, COMMITMENT_SIZE),
+        mac_key=_expand(kdf, prk, HEADER_MAC_LABEL, kdf.digest_size),
     )
 
 
-def header_mac(mac_key: bytes, mac_input: bytes) -> bytes:
-    """FORMAT.md §7: HMAC-SHA256 over every header byte before the MAC."""
-    return hmac.new(mac_key, mac_input, hashlib.sha256).digest()
+def header_mac(mac_key: bytes, mac_input: bytes, kdf: Kdf) -> bytes:
+    """FORMAT.md §7: HMAC with the package's hash over every header byte before the MAC."""
+    return hmac.new(mac_key, mac_input, kdf.hash_name).digest()
 
 
 def constant_time_equal(a: bytes, b: bytes) -> bool:

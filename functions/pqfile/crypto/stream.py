@@ -292,6 +292,63 @@ def decrypt_body(
             behind.close(raise_errors=False)
 
 
+class SegmentEncryptor:
+    """STREAM encryption fed by writes (a Sink), for piping one body into another.
+
+    :func:`encrypt_body` pulls from a source; a re-encryption gets its plaintext pushed by
+    :func:`decrypt_body`, one verified segment at a time. Bytes are gathered into segments
+    of ``segment_size``; a full segment is sealed as not-final only once the next byte
+    arrives, and :meth:`finish` seals what is left as the final one (FORMAT.md §6). Memory:
+    one plaintext and one output segment, whatever the input length.
+    """
+
+    def __init__(self, dst: Sink, body_key: bytes, nonce_prefix: bytes, segment_size: int) -> None:
+        self._dst = dst
+        self._aead = AESGCM(body_key)
+        self._nonce = new_nonce(nonce_prefix)
+        self._segment_size = segment_size
+        self._pending = memoryview(bytearray(segment_size))
+        self._out = memoryview(bytearray(segment_size + TAG_SIZE))
+        self._filled = 0
+        self._counter = 0
+        self._finished = False
+        self.plaintext_size = 0
+        self.body_size = 0
+
+    def _seal(self, last: bool) -> None:
+        if self._counter >= MAX_SEGMENTS:
+            raise LimitExceededError("input exceeds the maximum number of segments")
+        segment_nonce(self._nonce, self._counter, last)
+        n_out = self._filled + TAG_SIZE
+        self._aead.encrypt_into(self._nonce, self._pending[: self._filled], None, self._out[:n_out])
+        write_all(self._dst, self._out[:n_out])
+        self.body_size += n_out
+        self._counter += 1
+        self._filled = 0
+
+    def write(self, data: memoryview, /) -> int:
+        if self._finished:
+            raise ValueError("write after finish")
+        view = memoryview(data).cast("B")
+        pos = 0
+        while pos < len(view):
+            if self._filled == self._segment_size:  # more follows: this one is not final
+                self._seal(last=False)
+            take = min(self._segment_size - self._filled, len(view) - pos)
+            self._pending[self._filled : self._filled + take] = view[pos : pos + take]
+            self._filled += take
+            pos += take
+        self.plaintext_size += len(view)
+        return len(view)
+
+    def finish(self) -> tuple[int, int]:
+        """Seal the final segment (empty only for an empty plaintext); (plain, body) bytes."""
+        if not self._finished:
+            self._seal(last=True)
+            self._finished = True
+        return self.plaintext_size, self.body_size
+
+
 def encrypt_body_into(
     plaintext: memoryview,
     out: memoryview,

@@ -6,7 +6,6 @@ One tiny interface, as in age: ``hpke_wrap`` seals a data key to a recipient,
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from functools import cache
 
@@ -14,6 +13,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 
 from pqfile.crypto.kem import PublicKey, SecretKey, Suite
+from pqfile.crypto.keyschedule import Kdf
 from pqfile.errors import DecryptionError
 from pqfile.format.header import DATA_KEY_SIZE, WRAPPED_KEY_SIZE
 
@@ -23,15 +23,27 @@ WRAP_LABEL = b"pqfile/v1/wrap"
 WrapFunction = Callable[[bytes, PublicKey, bytes], tuple[bytes, bytes]]
 
 
+def hpke_kdf(suite: Suite) -> hpke.KDF:
+    """The HPKE KDF follows the KEM suite: HKDF-SHA384 for mlkem1024 (CNSA 2.0), else SHA-256.
+
+    It belongs to the recipient's suite, not to the package: a rewrap into another suite
+    changes it, while the package's own KDF (header byte 55) stays.
+    """
+    return hpke.KDF.HKDF_SHA384 if suite is Suite.MLKEM1024 else hpke.KDF.HKDF_SHA256
+
+
 @cache
 def hpke_suite(suite: Suite) -> hpke.Suite:
-    """HPKE with the suite's KEM, HKDF-SHA256 and AES-256-GCM (FORMAT.md §4)."""
-    return hpke.Suite(suite.hpke_kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+    """HPKE with the suite's KEM, its KDF and AES-256-GCM (FORMAT.md §4)."""
+    return hpke.Suite(suite.hpke_kem, hpke_kdf(suite), hpke.AEAD.AES_256_GCM)
 
 
-def hpke_info(core_header: bytes, key_id: bytes) -> bytes:
-    """info = "pqfile/v1/wrap" || SHA-256(core header) || key id (FORMAT.md §4)."""
-    return WRAP_LABEL + hashlib.sha256(core_header).digest() + key_id
+def hpke_info(core_header: bytes, key_id: bytes, kdf: Kdf) -> bytes:
+    """info = "pqfile/v1/wrap" || H(core header) || key id (FORMAT.md §4).
+
+    H is the package's hash (header byte 55): SHA-256 (62-byte info) or SHA-384 (78 bytes).
+    """
+    return WRAP_LABEL + kdf.hash(core_header) + key_id
 
 
 def hpke_wrap(data_key: bytes, recipient: PublicKey, info: bytes) -> tuple[bytes, bytes]:

@@ -1,7 +1,9 @@
 """PQF v1 header <-> bytes (docs/FORMAT.md sections 1-4, 7, 9, 10).
 
 Pure byte functions: no keys, no cryptography. Parsing checks the magic, version, suite,
-reserved bits, exact lengths and every limit before anything else looks at the bytes.
+reserved bits, the KDF id, exact lengths and every limit before anything else looks at the
+bytes. The MAC length follows the KDF id (byte 55), so the header length, and with it the
+body offset, follows from the fixed part alone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pqfile.crypto.kem import KEY_ID_SIZE, Suite
+from pqfile.crypto.keyschedule import MAX_MAC_SIZE, Kdf
 from pqfile.errors import (
     LimitExceededError,
     MalformedPackageError,
@@ -24,14 +27,13 @@ MAGIC = b"\x89PQF"
 VERSION = 1
 
 # FORMAT.md §1: magic(4) version(1) flags(1) suite(2) segment size(4) context length(2)
-# document id length(2) salt(32) nonce prefix(7) reserved(1) commitment(32).
+# document id length(2) salt(32) nonce prefix(7) KDF id(1) commitment(32).
 _FIXED = struct.Struct(">4sBBHIHH32s7sB32s")
 FIXED_SIZE = _FIXED.size  # 88
 PREAMBLE_SIZE = 8
 SALT_SIZE = 32
 NONCE_PREFIX_SIZE = 7
 COMMITMENT_SIZE = 32
-MAC_SIZE = 32
 DATA_KEY_SIZE = 32
 WRAPPED_KEY_SIZE = DATA_KEY_SIZE + 16  # HPKE AES-256-GCM ciphertext || tag
 
@@ -58,7 +60,7 @@ MAX_HEADER_SIZE = (
     + MAX_DOCUMENT_ID_SIZE
     + MAX_CONTEXT_SIZE
     + max(stanza_size(s) for s in Suite)
-    + MAC_SIZE
+    + MAX_MAC_SIZE
 )
 
 
@@ -161,6 +163,7 @@ class Header:
     """A parsed PQF v1 header. ``context`` is the decoded map, ``context_bytes`` the wire form."""
 
     suite: Suite
+    kdf: Kdf  # FORMAT.md §1 byte 55: the key-schedule hash, fixed at encryption
     segment_size: int
     salt: bytes = field(repr=False)
     nonce_prefix: bytes = field(repr=False)
@@ -192,7 +195,7 @@ class Header:
             + len(self.document_id)
             + len(self.context_bytes)
             + stanza_size(self.suite)
-            + MAC_SIZE
+            + self.kdf.mac_size
         )
 
     def core_bytes(self) -> bytes:
@@ -207,7 +210,7 @@ class Header:
             len(self.document_id),
             self.salt,
             self.nonce_prefix,
-            0,
+            self.kdf.value,
             self.commitment,
         )
         return fixed + self.document_id + self.context_bytes
@@ -246,8 +249,9 @@ class Header:
         for value, size in lengths:
             if len(value) != size:
                 raise ValueError(f"header field must be {size} bytes, got {len(value)}")
-        if len(self.mac) not in (0, MAC_SIZE):
-            raise ValueError("header MAC must be 32 bytes")
+        if len(self.mac) not in (0, self.kdf.mac_size):
+            raise ValueError(f"header MAC must be {self.kdf.mac_size} bytes")
+        check_suite_kdf(self.suite, self.kdf)
         if len(self.document_id) > MAX_DOCUMENT_ID_SIZE:
             raise LimitExceededError(f"document id exceeds {MAX_DOCUMENT_ID_SIZE} bytes")
         decode_context(self.context_bytes)
@@ -272,21 +276,39 @@ def check_preamble(data: bytes) -> Suite:
         raise UnsupportedSuiteError(f"unsupported suite id 0x{wire_id:04x} in package") from None
 
 
-def _parse_fixed(fixed: bytes) -> tuple[Suite, int, int, int, bytes, bytes, bytes]:
+def check_suite_kdf(suite: Suite, kdf: Kdf) -> None:
+    """FORMAT.md §1: the CNSA 2.0 suite only ever carries HKDF-SHA384 (0x01).
+
+    A SHA-256 package can never become an mlkem1024 one by rewrap (§8), so a header that
+    claims it is malformed, and says so before any cryptography runs.
+    """
+    if suite is Suite.MLKEM1024 and kdf is not Kdf.HKDF_SHA384:
+        raise MalformedPackageError(
+            f"suite {suite.value} requires KDF id 0x{Kdf.HKDF_SHA384.value:02x} "
+            f"({Kdf.HKDF_SHA384.label}), got 0x{kdf.value:02x}"
+        )
+
+
+_ParsedFixed = tuple[Suite, Kdf, int, int, int, bytes, bytes, bytes]
+
+
+def _parse_fixed(fixed: bytes) -> _ParsedFixed:
     suite = check_preamble(fixed)
     if len(fixed) < FIXED_SIZE:
         raise MalformedPackageError("truncated PQF header")
-    (_, _, flags, _, segment_size, ctx_len, doc_len, salt, prefix, reserved, commitment) = (
+    (_, _, flags, _, segment_size, ctx_len, doc_len, salt, prefix, kdf_id, commitment) = (
         _FIXED.unpack(fixed[:FIXED_SIZE])
     )
-    if flags != 0 or reserved != 0:
+    if flags != 0:
         raise MalformedPackageError("reserved header bits are set")
+    kdf = Kdf.from_wire_id(kdf_id)
+    check_suite_kdf(suite, kdf)
     check_segment_size(segment_size)
     if ctx_len > MAX_CONTEXT_SIZE:
         raise LimitExceededError(f"encryption context length {ctx_len} exceeds limit")
     if doc_len > MAX_DOCUMENT_ID_SIZE:
         raise LimitExceededError(f"document id length {doc_len} exceeds limit")
-    return suite, segment_size, ctx_len, doc_len, salt, prefix, commitment
+    return suite, kdf, segment_size, ctx_len, doc_len, salt, prefix, commitment
 
 
 def header_size(prefix: bytes) -> int:
@@ -294,13 +316,13 @@ def header_size(prefix: bytes) -> int:
 
     Lets a caller fetch exactly the header (e.g. an S3 range request) before parsing it.
     """
-    suite, _, ctx_len, doc_len, *_ = _parse_fixed(bytes(prefix[:FIXED_SIZE]))
-    return FIXED_SIZE + doc_len + ctx_len + stanza_size(suite) + MAC_SIZE
+    suite, kdf, _, ctx_len, doc_len, *_ = _parse_fixed(bytes(prefix[:FIXED_SIZE]))
+    return FIXED_SIZE + doc_len + ctx_len + stanza_size(suite) + kdf.mac_size
 
 
 def _build(fixed: bytes, rest: bytes) -> Header:
-    suite, segment_size, ctx_len, doc_len, salt, prefix, commitment = _parse_fixed(fixed)
-    need = doc_len + ctx_len + stanza_size(suite) + MAC_SIZE
+    suite, kdf, segment_size, ctx_len, doc_len, salt, prefix, commitment = _parse_fixed(fixed)
+    need = doc_len + ctx_len + stanza_size(suite) + kdf.mac_size
     if len(rest) < need:
         raise MalformedPackageError("truncated PQF header")
     pos = 0
@@ -315,9 +337,10 @@ def _build(fixed: bytes, rest: bytes) -> Header:
     pos += suite.enc_size
     wrapped = rest[pos : pos + WRAPPED_KEY_SIZE]
     pos += WRAPPED_KEY_SIZE
-    mac = rest[pos : pos + MAC_SIZE]
+    mac = rest[pos : pos + kdf.mac_size]
     return Header(
         suite=suite,
+        kdf=kdf,
         segment_size=segment_size,
         salt=salt,
         nonce_prefix=prefix,
@@ -353,8 +376,8 @@ def read_exact(src: Readable, size: int) -> bytes:
 def read_header_from(src: Readable) -> tuple[Header, bytes]:
     """Read exactly one header from a stream: (header, its raw bytes). No key needed."""
     fixed = read_exact(src, FIXED_SIZE)
-    suite, _, ctx_len, doc_len, *_ = _parse_fixed(fixed)
-    rest = read_exact(src, doc_len + ctx_len + stanza_size(suite) + MAC_SIZE)
+    suite, kdf, _, ctx_len, doc_len, *_ = _parse_fixed(fixed)
+    rest = read_exact(src, doc_len + ctx_len + stanza_size(suite) + kdf.mac_size)
     header = _build(fixed, rest)
     return header, fixed + rest
 
@@ -362,6 +385,7 @@ def read_header_from(src: Readable) -> tuple[Header, bytes]:
 def new_header(
     *,
     suite: Suite,
+    kdf: Kdf,
     segment_size: int,
     salt: bytes,
     nonce_prefix: bytes,
@@ -372,6 +396,7 @@ def new_header(
     """A header with an empty stanza and MAC, to be filled by the wrap step."""
     return Header(
         suite=suite,
+        kdf=kdf,
         segment_size=segment_size,
         salt=salt,
         nonce_prefix=nonce_prefix,
