@@ -152,3 +152,52 @@ def test_xwing_draft_fixtures_byte_for_byte() -> None:
     assert pk == sk.public_key()  # same seed expansion and key layout as the draft
     assert K.secret_key_to_pem(sk) == priv_pem
     assert K.public_key_to_pem(pk) == pub_pem
+
+
+# --- ML-KEM-1024, the CNSA 2.0 suite (FORMAT.md §12) ----------------------------------------
+
+
+def test_mlkem1024_oid_encoding() -> None:
+    # NIST CSOR: id-alg-ml-kem-1024 = 2.16.840.1.101.3.4.4.3
+    assert K.encode_oid(K.OID_MLKEM1024) == bytes.fromhex("608648016503040403")
+
+
+def test_mlkem1024_matches_pyca_byte_for_byte() -> None:
+    from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM1024PrivateKey
+
+    sk = generate(Suite.MLKEM1024)
+    pyca = MLKEM1024PrivateKey.from_seed_bytes(sk.seed)
+    ours = K.secret_key_to_pem(sk)
+    assert ours == pyca.private_bytes(
+        ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()
+    )
+    assert K.public_key_to_pem(sk.public_key()) == pyca.public_key().public_bytes(
+        ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo
+    )
+    # The seed form: 80 40 || d || z inside the PKCS#8 OCTET STRING.
+    der = K.secret_key_to_der(sk)
+    assert der.endswith(b"\x04\x42\x80\x40" + sk.seed)
+    # pyca reads what we write, and we read what pyca writes.
+    loaded = ser.load_pem_private_key(ours, None)
+    assert isinstance(loaded, MLKEM1024PrivateKey)
+    assert loaded.private_bytes_raw() == sk.seed
+    spki = pyca.public_key().public_bytes(ser.Encoding.DER, ser.PublicFormat.SubjectPublicKeyInfo)
+    assert K.public_key_from_der(spki) == sk.public_key()
+
+
+def test_mlkem1024_oid_with_a_768_key_is_rejected() -> None:
+    sk = generate(Suite.MLKEM768)
+    der = K.public_key_to_der(sk.public_key()).replace(
+        bytes.fromhex("608648016503040402"), bytes.fromhex("608648016503040403")
+    )
+    with pytest.raises(KeyFormatError):
+        K.public_key_from_der(der)
+
+
+def test_mlkem1024_expanded_form_rejected() -> None:
+    sk = generate(Suite.MLKEM1024)
+    der = K.secret_key_to_der(sk)
+    # Replace the [0] seed choice by a bare OCTET STRING of the same seed.
+    bare = der.replace(b"\x80\x40" + sk.seed, b"\x04\x40" + sk.seed)
+    with pytest.raises(KeyFormatError, match="seed form"):
+        K.secret_key_from_der(bare)

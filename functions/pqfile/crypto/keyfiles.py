@@ -5,9 +5,9 @@ A deliberately tiny DER codec for exactly two structures (X.690 DER, definite le
     SubjectPublicKeyInfo ::= SEQUENCE { SEQUENCE { OID }, BIT STRING }
     PrivateKeyInfo       ::= SEQUENCE { INTEGER 0, SEQUENCE { OID }, OCTET STRING }
 
-ML-KEM-768 (OID 2.16.840.1.101.3.4.4.2): the BIT STRING is ek; the private OCTET STRING
-holds the ``seed [0] OCTET STRING (64)`` choice (``80 40 || d || z``), byte-identical to
-what pyca/cryptography and OpenSSL 3.5 write. X-Wing (OID 1.3.6.1.4.1.62253.25722, from
+ML-KEM-768 (OID 2.16.840.1.101.3.4.4.2) and ML-KEM-1024 (OID 2.16.840.1.101.3.4.4.3): the
+BIT STRING is ek; the private OCTET STRING holds the ``seed [0] OCTET STRING (64)`` choice
+(``80 40 || d || z``), byte-identical to what pyca/cryptography and OpenSSL 3.5 write. X-Wing (OID 1.3.6.1.4.1.62253.25722, from
 draft-connolly-cfrg-xwing-kem): the BIT STRING is the 1216-byte public key, the OCTET
 STRING the raw 32-byte seed. Anything else is a KeyFormatError.
 """
@@ -32,8 +32,10 @@ from pqfile.crypto.kem import (
 from pqfile.errors import KeyFormatError
 
 OID_MLKEM768 = "2.16.840.1.101.3.4.4.2"
+OID_MLKEM1024 = "2.16.840.1.101.3.4.4.3"
 OID_XWING = "1.3.6.1.4.1.62253.25722"
-_OIDS = {Suite.MLKEM768: OID_MLKEM768, Suite.XWING: OID_XWING}
+_OIDS = {Suite.MLKEM768: OID_MLKEM768, Suite.MLKEM1024: OID_MLKEM1024, Suite.XWING: OID_XWING}
+_SEED_FORM = (Suite.MLKEM768, Suite.MLKEM1024)  # secret key = [0] seed, as FIPS 203 keys
 
 _SEQUENCE, _INTEGER, _BIT_STRING, _OCTET_STRING, _OID = 0x30, 0x02, 0x03, 0x04, 0x06
 _MLKEM_SEED_TAG = 0x80  # [0] IMPLICIT OCTET STRING, the seed choice
@@ -106,7 +108,9 @@ def _suite_from_algorithm(content: bytes) -> Suite:
     for suite, dotted in _OIDS.items():
         if oid == encode_oid(dotted):
             return suite
-    raise KeyFormatError("unsupported key algorithm (expected ML-KEM-768 or X-Wing)")
+    raise KeyFormatError(
+        "unsupported key algorithm (expected ML-KEM-768, ML-KEM-1024 or X-Wing)"
+    )
 
 
 def public_key_to_der(key: PublicKey) -> bytes:
@@ -126,7 +130,7 @@ def public_key_from_der(der: bytes) -> PublicKey:
 
 
 def secret_key_to_der(key: SecretKey) -> bytes:
-    if key.suite is Suite.MLKEM768:
+    if key.suite in _SEED_FORM:
         private = _tlv(_MLKEM_SEED_TAG, key.seed)
     else:
         private = key.seed
@@ -146,9 +150,9 @@ def secret_key_from_der(der: bytes) -> SecretKey:
     suite = _suite_from_algorithm(alg)
     private, pos = _read_tlv(info, pos, _OCTET_STRING)
     _expect_end(info, pos)  # no attributes, no public key
-    if suite is Suite.MLKEM768:
+    if suite in _SEED_FORM:
         if not private or private[0] != _MLKEM_SEED_TAG:
-            raise KeyFormatError("ML-KEM-768 private key must be in the seed form")
+            raise KeyFormatError(f"{suite.value} private key must be in the seed form")
         seed, end = _read_tlv(private, 0, _MLKEM_SEED_TAG)
         _expect_end(private, end)
     else:
