@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kyber_py.ml_kem import ML_KEM_768
+from kyber_py.ml_kem import ML_KEM_768, ML_KEM_1024
 
-from pqfile.crypto import kem
+from pqfile.crypto import kem, wrap
 from pqfile.errors import KeyFormatError
 from tests.unit.test_kem_vectors import (
     MLKEM768_CT,
@@ -104,41 +104,48 @@ def test_xwing_pyca_encapsulates_to_reference_keys() -> None:
 # pyca's hpke.Suite output is enc || AEAD ciphertext (checked below).
 # ---------------------------------------------------------------------------------------
 KDF_HKDF_SHA256 = 0x0001
+KDF_HKDF_SHA384 = 0x0002
 AEAD_AES_256_GCM = 0x0002
+# FORMAT.md §4: the HPKE KDF follows the suite (HKDF-SHA384 for the CNSA 2.0 suite).
+_KDF = {kem.Suite.MLKEM1024: (KDF_HKDF_SHA384, "sha384")}
+_MLKEM = {kem.Suite.MLKEM768: ML_KEM_768, kem.Suite.MLKEM1024: ML_KEM_1024}
 
 
-def _suite_id(kem_id: int) -> bytes:
+def _suite_id(kem_id: int, kdf_id: int) -> bytes:
     return (
         b"HPKE"
         + kem_id.to_bytes(2, "big")
-        + KDF_HKDF_SHA256.to_bytes(2, "big")
+        + kdf_id.to_bytes(2, "big")
         + (AEAD_AES_256_GCM.to_bytes(2, "big"))
     )
 
 
-def _labeled_extract(suite_id: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:
-    return hmac.new(salt, b"HPKE-v1" + suite_id + label + ikm, hashlib.sha256).digest()
+def _labeled_extract(suite_id: bytes, salt: bytes, label: bytes, ikm: bytes, h: str) -> bytes:
+    return hmac.new(salt, b"HPKE-v1" + suite_id + label + ikm, h).digest()
 
 
-def _labeled_expand(suite_id: bytes, prk: bytes, label: bytes, info: bytes, n: int) -> bytes:
+def _labeled_expand(
+    suite_id: bytes, prk: bytes, label: bytes, info: bytes, n: int, h: str
+) -> bytes:
     labeled = n.to_bytes(2, "big") + b"HPKE-v1" + suite_id + label + info
     out, block, counter = b"", b"", 1
     while len(out) < n:
-        block = hmac.new(prk, block + labeled + bytes([counter]), hashlib.sha256).digest()
+        block = hmac.new(prk, block + labeled + bytes([counter]), h).digest()
         out += block
         counter += 1
     return out[:n]
 
 
-def _key_schedule(kem_id: int, shared_secret: bytes, info: bytes) -> tuple[bytes, bytes]:
-    sid = _suite_id(kem_id)
-    psk_id_hash = _labeled_extract(sid, b"", b"psk_id_hash", b"")
-    info_hash = _labeled_extract(sid, b"", b"info_hash", info)
+def _key_schedule(suite: kem.Suite, shared_secret: bytes, info: bytes) -> tuple[bytes, bytes]:
+    kdf_id, h = _KDF.get(suite, (KDF_HKDF_SHA256, "sha256"))
+    sid = _suite_id(suite.wire_id, kdf_id)
+    psk_id_hash = _labeled_extract(sid, b"", b"psk_id_hash", b"", h)
+    info_hash = _labeled_extract(sid, b"", b"info_hash", info, h)
     context = b"\x00" + psk_id_hash + info_hash  # mode_base
     # RFC 9180: secret = LabeledExtract(shared_secret, "secret", psk), psk = "" in base mode
-    secret = _labeled_extract(sid, shared_secret, b"secret", b"")
-    key = _labeled_expand(sid, secret, b"key", context, 32)
-    nonce = _labeled_expand(sid, secret, b"base_nonce", context, 12)
+    secret = _labeled_extract(sid, shared_secret, b"secret", b"", h)
+    key = _labeled_expand(sid, secret, b"key", context, 32, h)
+    nonce = _labeled_expand(sid, secret, b"base_nonce", context, 12, h)
     return key, nonce
 
 
@@ -148,9 +155,9 @@ def _ref_open(suite: kem.Suite, seed: bytes, sealed: bytes, info: bytes) -> byte
         pk, dk_m, sk_x = xwing_keys_kyberpy(seed)
         ss = xwing_decaps_kyberpy(dk_m, sk_x, pk, enc)
     else:
-        _, dk = ML_KEM_768.key_derive(seed)
-        ss = ML_KEM_768.decaps(dk, enc)
-    key, nonce = _key_schedule(suite.wire_id, ss, info)
+        _, dk = _MLKEM[suite].key_derive(seed)
+        ss = _MLKEM[suite].decaps(dk, enc)
+    key, nonce = _key_schedule(suite, ss, info)
     return AESGCM(key).decrypt(nonce, ct, b"")
 
 
@@ -158,13 +165,13 @@ def _ref_seal(suite: kem.Suite, pk: bytes, plaintext: bytes, info: bytes) -> byt
     if suite is kem.Suite.XWING:
         ss, enc = xwing_encaps_kyberpy(pk, os.urandom(64))
     else:
-        ss, enc = ML_KEM_768.encaps(pk)
-    key, nonce = _key_schedule(suite.wire_id, ss, info)
+        ss, enc = _MLKEM[suite].encaps(pk)
+    key, nonce = _key_schedule(suite, ss, info)
     return enc + AESGCM(key).encrypt(nonce, plaintext, b"")
 
 
 def _pyca_suite(suite: kem.Suite) -> hpke.Suite:
-    return hpke.Suite(suite.hpke_kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+    return hpke.Suite(suite.hpke_kem, wrap.hpke_kdf(suite), hpke.AEAD.AES_256_GCM)
 
 
 @pytest.mark.parametrize("suite", list(kem.Suite), ids=lambda s: s.value)
