@@ -7,9 +7,10 @@ A deliberately tiny DER codec for exactly two structures (X.690 DER, definite le
 
 ML-KEM-768 (OID 2.16.840.1.101.3.4.4.2) and ML-KEM-1024 (OID 2.16.840.1.101.3.4.4.3): the
 BIT STRING is ek; the private OCTET STRING holds the ``seed [0] OCTET STRING (64)`` choice
-(``80 40 || d || z``), byte-identical to what pyca/cryptography and OpenSSL 3.5 write. X-Wing (OID 1.3.6.1.4.1.62253.25722, from
-draft-connolly-cfrg-xwing-kem): the BIT STRING is the 1216-byte public key, the OCTET
-STRING the raw 32-byte seed. Anything else is a KeyFormatError.
+(``80 40 || d || z``), byte-identical to what pyca/cryptography and OpenSSL 3.5 write.
+X-Wing (OID 1.3.6.1.4.1.62253.25722, from draft-connolly-cfrg-xwing-kem): the BIT STRING is
+the 1216-byte public key, the OCTET STRING the raw 32-byte seed. Anything else is a
+KeyFormatError.
 """
 
 from __future__ import annotations
