@@ -217,8 +217,11 @@ def test_a_768_key_is_not_a_1024_key() -> None:
 # --- HPKE with HKDF-SHA384 (RFC 9180), the wrap's suite for mlkem1024 -------------------------
 
 KEM_ID, KDF_ID_SHA384, AEAD_ID = 0x0042, 0x0002, 0x0002
-SUITE_ID = b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID_SHA384.to_bytes(2, "big") + (
-    AEAD_ID.to_bytes(2, "big")
+SUITE_ID = (
+    b"HPKE"
+    + KEM_ID.to_bytes(2, "big")
+    + KDF_ID_SHA384.to_bytes(2, "big")
+    + (AEAD_ID.to_bytes(2, "big"))
 )
 
 
