@@ -18,6 +18,7 @@ from pqfile.errors import PQFileError
 # `func` (args -> int exit code) on every parser it adds.
 _COMMAND_MODULES = (
     "pqfile.cli.files",  # keygen, encrypt, decrypt, inspect
+    "pqfile.cli.rewrap",  # rewrap, reencrypt
     "pqfile.cli.db",  # db migrate
     "pqfile.cli.keys",  # keys status/refill/queue-rotation/revoke/expire/request
     "pqfile.cli.audit",  # audit verify/tail

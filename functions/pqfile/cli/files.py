@@ -293,6 +293,7 @@ def _inspect(args: argparse.Namespace) -> int:
     human: dict[str, Any] = {
         "format": f"PQF v{summary['version']}",
         "suite": f"{summary['suite']} ({summary['suite_id']})",
+        "kdf": f"{summary['kdf']} ({summary['kdf_id']})",
         "key id": summary["key_id"],
         "document id": summary["document_id"] or "(none)",
         "context": summary["context"],
