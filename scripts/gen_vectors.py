@@ -84,6 +84,7 @@ class Vector:
     package: bytes
     comment: str
     plaintext: bytes | None = None
+    rewrap: tuple[SecretKey, str] | None = None  # (new recipient, expected rewrap outcome)
 
     def render(self) -> bytes:
         lines = [
@@ -93,6 +94,11 @@ class Vector:
         ]
         if self.plaintext is not None:
             lines.append(f"plaintext-sha256: {hashlib.sha256(self.plaintext).hexdigest()}")
+        if self.rewrap is not None:
+            to, outcome = self.rewrap
+            lines.append(f"rewrap-suite: {to.suite.value}")
+            lines.append(f"rewrap-identity: {to.seed.hex()}")
+            lines.append(f"rewrap-expect: {outcome}")
         lines.append(f"comment: {self.comment}")
         return ("\n".join(lines) + "\n\n").encode("ascii") + self.package
 
@@ -145,9 +151,12 @@ class Generator:
         suite: Suite = Suite.XWING,
         ident: SecretKey | None = None,
         plaintext: bytes | None = None,
+        rewrap: tuple[SecretKey, str] | None = None,
     ) -> None:
         self.vectors.append(
-            Vector(name, expect, suite, ident or self.alice[suite], package, comment, plaintext)
+            Vector(
+                name, expect, suite, ident or self.alice[suite], package, comment, plaintext, rewrap
+            )
         )
 
 
@@ -186,7 +195,7 @@ def _reseal(
 ) -> bytes:
     """Keep the header, seal hand-made segments (plaintext, counter, last) with its body key."""
     header = parse_header(package)
-    keys = derive_body_keys(gen.randomness(label).data_key, header.salt)
+    keys = derive_body_keys(gen.randomness(label).data_key, header.salt, header.kdf)
     aead = AESGCM(keys.body_key)
     nonce = stream.new_nonce(header.nonce_prefix)
     body = b"".join(
@@ -228,16 +237,93 @@ def build(gen: Generator) -> None:
         plaintext=pt[2500],
     )
     cross = envelope.rewrap_header(
-        base, gen.alice[x], gen.bob[m].public_key(), _wrap=gen.cache.wrap
+        base, gen.alice[x], gen.bob[m].public_key(), allow_downgrade=True, _wrap=gen.cache.wrap
     )
     gen.add(
         "valid_rewrapped_to_mlkem768",
         "success",
         cross + base[size:],
-        "rewrapped from an X-Wing key to an ML-KEM-768 key",
+        "rewrapped from an X-Wing key to an ML-KEM-768 key (a downgrade, allowed explicitly)",
         suite=m,
         ident=gen.bob[m],
         plaintext=pt[2500],
+    )
+
+    # --- the CNSA 2.0 suite: ML-KEM-1024, KDF 0x01 (HKDF-SHA384), 48-byte MAC
+    k = Suite.MLKEM1024
+    cnsa = gen.package("mlkem1024", pt[2500], suite=k, context={"tier": "cnsa"})
+    gen.add("valid_mlkem1024", "success", cnsa, "ML-KEM-1024 suite", suite=k, plaintext=pt[2500])
+    cnsa_size = parse_header(cnsa).size
+    down = envelope.rewrap_header(
+        cnsa, gen.alice[k], gen.bob[x].public_key(), allow_downgrade=True, _wrap=gen.cache.wrap
+    )
+    gen.add(
+        "valid_rewrapped_mlkem1024_to_xwing",
+        "success",
+        down + cnsa[cnsa_size:],
+        "an allowed downgrade: X-Wing stanza, the body and its KDF 0x01 (48-byte MAC) kept",
+        ident=gen.bob[x],
+        plaintext=pt[2500],
+    )
+    gen.add(
+        "rewrap_downgrade_refused",
+        "success",
+        cnsa,
+        "decrypts; a rewrap to the X-Wing key is a downgrade, refused unless allowed",
+        suite=k,
+        plaintext=pt[2500],
+        rewrap=(gen.bob[x], "downgrade_refused"),
+    )
+    gen.add(
+        "rewrap_sha256_into_mlkem1024",
+        "success",
+        base,
+        "decrypts; a SHA-256 package cannot be rewrapped into mlkem1024 (re-encrypt it)",
+        plaintext=pt[2500],
+        rewrap=(gen.bob[k], "reencryption_required"),
+    )
+    for name, offset in (("mlkem1024_flip_mac_first", 48), ("mlkem1024_flip_mac_last", 1)):
+        gen.add(
+            name,
+            "decryption_error",
+            _flip(cnsa, cnsa_size - offset),
+            f"48-byte MAC, bit flipped {offset} bytes before the body",
+            suite=k,
+        )
+    gen.add(
+        "mlkem1024_truncated_mac",
+        "malformed",
+        cnsa[: cnsa_size - 16],
+        "cut 16 bytes short: complete for a 32-byte MAC, not for this 48-byte one",
+        suite=k,
+    )
+    gen.add(
+        "mlkem1024_kdf_flipped",
+        "malformed",
+        _set(cnsa, 55, b"\x00"),
+        "ML-KEM-1024 package relabelled KDF 0x00: the suite requires 0x01",
+        suite=k,
+    )
+    gen.add(
+        "mlkem1024_flip_enc",
+        "decryption_error",
+        _flip(cnsa, cnsa_size - 48 - 48 - 1),
+        "last ML-KEM-1024 ciphertext byte flipped",
+        suite=k,
+    )
+    _, cnsa_spans = _segments(cnsa)
+    gen.add(
+        "mlkem1024_segment1_flip",
+        "decryption_error",
+        _flip(cnsa, cnsa_spans[1][0] + 10),
+        "ML-KEM-1024 package, segment 1 damaged",
+        suite=k,
+    )
+    gen.add(
+        "wrong_key_mlkem1024_id",
+        "wrong_key",
+        cnsa,
+        "ML-KEM-1024 package opened with an X-Wing key",
     )
 
     # --- preamble
@@ -247,9 +333,20 @@ def build(gen: Generator) -> None:
     gen.add("header_magic_only", "malformed", base[:4], "magic and nothing else")
     gen.add("header_unknown_version", "unsupported_version", _set(base, 4, b"\x02"), "version 2")
     gen.add("header_version_zero", "unsupported_version", _set(base, 4, b"\x00"), "version 0")
-    gen.add("header_unknown_suite", "unsupported_suite", _set(base, 6, b"\x00\x42"), "0x0042")
+    gen.add(
+        "header_unknown_suite",
+        "unsupported_suite",
+        _set(base, 6, b"\x00\x00"),
+        "0x0000 (reserved in the HPKE KEM registry, so it stays unknown)",
+    )
     gen.add("header_flags_set", "malformed", _set(base, 5, b"\x80"), "reserved flags bit set")
-    gen.add("header_reserved_set", "malformed", _set(base, 55, b"\x01"), "reserved byte set")
+    gen.add("header_unknown_kdf", "malformed", _set(base, 55, b"\x02"), "KDF id 0x02")
+    gen.add(
+        "header_kdf_flipped",
+        "decryption_error",
+        _set(base, 55, b"\x01"),
+        "X-Wing SHA-256 package relabelled KDF 0x01: a 48-byte MAC is read, the info differs",
+    )
     gen.add("header_truncated_fixed", "malformed", base[:50], "cut inside the fixed part")
     gen.add("header_truncated_stanza", "malformed", base[: size - 100], "cut inside the stanza")
     gen.add("header_truncated_mac", "malformed", base[: size - 1], "cut inside the MAC")

@@ -19,19 +19,28 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pqfile.crypto.kem import Suite, secret_key_from_seed
 
 VECTOR_DIR = Path(__file__).resolve().parents[2] / "tests" / "vectors"
-ENC_SIZE = {0x647A: 1120, 0x0041: 1088}
-KEM = {0x647A: hpke.KEM.MLKEM768_X25519, 0x0041: hpke.KEM.MLKEM768}
+ENC_SIZE = {0x647A: 1120, 0x0041: 1088, 0x0042: 1568}
+KEM = {0x647A: hpke.KEM.MLKEM768_X25519, 0x0041: hpke.KEM.MLKEM768, 0x0042: hpke.KEM.MLKEM1024}
+HPKE_KDF = {0x0042: hpke.KDF.HKDF_SHA384}  # FORMAT.md §4: the others use HKDF-SHA256
+PACKAGE_HASH = {0x00: "sha256", 0x01: "sha384"}  # FORMAT.md §1 byte 55, the KDF id
 
 
-def hkdf_expand_32(prk: bytes, info: bytes) -> bytes:
-    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()  # RFC 5869, L = 32
+def hkdf_expand(h: str, prk: bytes, info: bytes, n: int) -> bytes:
+    out, block, counter = b"", b"", 1  # RFC 5869 HKDF-Expand
+    while len(out) < n:
+        block = hmac.new(prk, block + info + bytes([counter]), h).digest()
+        out += block
+        counter += 1
+    return out[:n]
 
 
 def spec_decrypt(package: bytes, suite_name: str, seed: bytes) -> bytes:
     magic, version, flags, suite_id, seg, ctx_len, doc_len = struct.unpack(
         ">4sBBHIHH", package[:16]
     )
-    assert (magic, version, flags, package[55]) == (b"\x89PQF", 1, 0, 0)
+    assert (magic, version, flags) == (b"\x89PQF", 1, 0)
+    h = PACKAGE_HASH[package[55]]
+    mac_size = hashlib.new(h).digest_size
     salt, prefix, commitment = package[16:48], package[48:55], package[56:88]
     core_end = 88 + doc_len + ctx_len
     core = package[:core_end]
@@ -40,8 +49,8 @@ def spec_decrypt(package: bytes, suite_name: str, seed: bytes) -> bytes:
     enc = package[core_end + 16 : core_end + 16 + enc_size]
     wrapped = package[core_end + 16 + enc_size : core_end + 16 + enc_size + 48]
     mac_at = core_end + 16 + enc_size + 48
-    mac = package[mac_at : mac_at + 32]
-    body = package[mac_at + 32 :]
+    mac = package[mac_at : mac_at + mac_size]
+    body = package[mac_at + mac_size :]
 
     identity = secret_key_from_seed(Suite.from_name(suite_name), seed)
     assert (
@@ -50,15 +59,16 @@ def spec_decrypt(package: bytes, suite_name: str, seed: bytes) -> bytes:
             b"pqfile/key-id/v1" + suite_id.to_bytes(2, "big") + identity.public_key().raw
         ).digest()[:16]
     )
-    info = b"pqfile/v1/wrap" + hashlib.sha256(core).digest() + key_id
-    suite = hpke.Suite(KEM[suite_id], hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+    info = b"pqfile/v1/wrap" + hashlib.new(h, core).digest() + key_id
+    kdf = HPKE_KDF.get(suite_id, hpke.KDF.HKDF_SHA256)
+    suite = hpke.Suite(KEM[suite_id], kdf, hpke.AEAD.AES_256_GCM)
     data_key = suite.decrypt(enc + wrapped, identity.to_pyca(), info=info)
 
-    prk = hmac.new(salt, data_key, hashlib.sha256).digest()
-    assert hkdf_expand_32(prk, b"pqfile/v1/commit") == commitment
-    mac_key = hkdf_expand_32(prk, b"pqfile/v1/header-mac")
-    assert hmac.new(mac_key, package[:mac_at], hashlib.sha256).digest() == mac
-    aead = AESGCM(hkdf_expand_32(prk, b"pqfile/v1/body"))
+    prk = hmac.new(salt, data_key, h).digest()
+    assert hkdf_expand(h, prk, b"pqfile/v1/commit", 32) == commitment
+    mac_key = hkdf_expand(h, prk, b"pqfile/v1/header-mac", mac_size)
+    assert hmac.new(mac_key, package[:mac_at], h).digest() == mac
+    aead = AESGCM(hkdf_expand(h, prk, b"pqfile/v1/body", 32))
 
     wire = seg + 16
     chunks = [body[i : i + wire] for i in range(0, len(body), wire)] or [b""]
@@ -85,4 +95,4 @@ def test_spec_reader_decrypts_valid_vectors(path: Path) -> None:
 
 def test_there_are_valid_vectors_for_both_suites() -> None:
     suites = {p.read_bytes().split(b"\n")[1] for p in VALID}
-    assert suites == {b"suite: xwing", b"suite: mlkem768"}
+    assert suites == {b"suite: xwing", b"suite: mlkem768", b"suite: mlkem1024"}

@@ -17,10 +17,12 @@ from pqfile.crypto import envelope
 from pqfile.crypto.kem import Suite, secret_key_from_seed
 from pqfile.errors import (
     DecryptionError,
+    DowngradeError,
     LimitExceededError,
     MalformedPackageError,
     NotAPackageError,
     PQFileError,
+    ReencryptionRequiredError,
     UnsupportedSuiteError,
     UnsupportedVersionError,
     WrongKeyError,
@@ -134,3 +136,42 @@ def test_generator_reproduces_committed_vectors() -> None:
     for name, data in files.items():
         assert (VECTOR_DIR / name).read_bytes() == data, name
     assert (VECTOR_DIR / module.CACHE_NAME).read_text() == cache
+
+
+REWRAP_EXPECTED: dict[str, type[PQFileError] | None] = {
+    "success": None,
+    "downgrade_refused": DowngradeError,
+    "reencryption_required": ReencryptionRequiredError,
+}
+REWRAP_VECTORS = [p for p in VECTORS if b"\nrewrap-expect: " in p.read_bytes().split(b"\n\n")[0]]
+
+
+def test_rewrap_vectors_cover_both_refusals() -> None:
+    assert {load(p)[0]["rewrap-expect"] for p in REWRAP_VECTORS} == {
+        "downgrade_refused",
+        "reencryption_required",
+    }
+
+
+@pytest.mark.parametrize("path", REWRAP_VECTORS, ids=lambda p: p.stem)
+def test_vector_rewrap_outcome(path: Path) -> None:
+    """FORMAT.md §8 and §13: a rewrap of the package to ``rewrap-identity``'s public key."""
+    meta, package = load(path)
+    new = secret_key_from_seed(
+        Suite.from_name(meta["rewrap-suite"]), bytes.fromhex(meta["rewrap-identity"])
+    )
+    expected = REWRAP_EXPECTED[meta["rewrap-expect"]]
+    assert expected is not None
+    out = io.BytesIO()
+    with pytest.raises(expected):
+        envelope.rewrap_stream(io.BytesIO(package), out, identity(meta), new.public_key())
+    assert out.getvalue() == b""
+    if expected is DowngradeError:  # explicitly allowed, it works and keeps the body
+        envelope.rewrap_stream(
+            io.BytesIO(package), out, identity(meta), new.public_key(), allow_downgrade=True
+        )
+        plain = envelope.decrypt_bytes(out.getvalue(), new)
+    else:  # the way in is a re-encryption
+        envelope.reencrypt_stream(io.BytesIO(package), out, identity(meta), new.public_key())
+        plain = envelope.decrypt_bytes(out.getvalue(), new)
+    assert hashlib.sha256(plain).hexdigest() == meta["plaintext-sha256"]
