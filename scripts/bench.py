@@ -6,6 +6,9 @@ Sections:
               library), plain ``cp``, the AWS Encryption SDK (streaming), ``age`` (where
               installed) and the seed's CBC design, on the same generated files; plus the
               20 MiB in-memory medians. Writes the "Crypto core" section of BENCHMARKS.md.
+  suites    - this script: per KEM suite (xwing, mlkem768, mlkem1024) in one process: key
+              generation, header wrap and unwrap, 20 MiB in memory; ratios to xwing from
+              the same run. Writes the "Suites" section of BENCHMARKS.md.
   db        - scripts/bench_db.py ("Key pool and audit"), run if present.
   pipeline  - scripts/bench_pipeline.py ("Pipeline" and "Retrieve"), run if present.
 
@@ -54,7 +57,8 @@ HEADER = """# Benchmarks
 Measured by `make bench` (`scripts/bench.py`), which runs every section below in one go;
 `--only crypto,db,pipeline` picks sections, `--quick` uses smaller files (and does not
 rewrite this file unless `--write` is given). Each section is rewritten only by its own
-script: "Crypto core" by `scripts/bench.py`, "Key pool and audit" by `scripts/bench_db.py`,
+script: "Crypto core" and "Suites" (`--only suites`, under a minute) by `scripts/bench.py`,
+"Key pool and audit" by `scripts/bench_db.py`,
 "Pipeline" and "Retrieve" by `scripts/bench_pipeline.py` (`--only retrieve` runs the
 retrieve section alone, in about a minute). Figures are for the machine named in each
 section; rerun them on yours.
@@ -207,6 +211,8 @@ def child_main(kind: str, args: list[str]) -> None:
         _timed(run)
     elif kind == "inmem":
         inmem_child(int(args[0]), int(args[1]))
+    elif kind == "suites":
+        suites_child(int(args[0]), int(args[1]), int(args[2]))
     else:
         raise SystemExit(f"unknown child kind {kind}")
 
@@ -243,6 +249,54 @@ def inmem_child(size: int, runs: int) -> None:
     assert seed_design.decrypt(sec_s, blob) == data
     result["seed_encrypt"] = measure(lambda: seed_design.encrypt(pub_s, data))
     result["seed_decrypt"] = measure(lambda: seed_design.decrypt(sec_s, blob))
+    print(json.dumps(result))
+
+
+def suites_child(size: int, runs: int, key_runs: int) -> None:
+    """Per suite, in this one process (JSON on stdout): keygen, wrap, unwrap, in memory.
+
+    keygen = ``generate`` + ``public_key()`` (the seed expanded, the public key derived);
+    wrap = a package header sealed to a public key (``_seal_header``: key schedule, HPKE
+    seal of the data key, header MAC); unwrap = ``open_header`` with the secret key (key id
+    check, HPKE open, key schedule, commitment and MAC), i.e. what precedes the body.
+    """
+    from pqfile.crypto import envelope, kem
+
+    data = os.urandom(size)
+    result: dict[str, object] = {"size": size, "runs": runs, "key_runs": key_runs}
+
+    def measure(fn: Callable[[], object], n: int) -> list[float]:
+        for _ in range(2):
+            fn()  # warm-up
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return times
+
+    for suite in kem.Suite:
+        sk = kem.generate(suite)
+        pub = sk.public_key()
+        rnd = envelope.Randomness.fresh()
+
+        def seal(pub: kem.PublicKey = pub, rnd: envelope.Randomness = rnd) -> envelope.Header:
+            return envelope._seal_header(
+                pub, context={}, document_id=None, segment_size=1 << 20, randomness=rnd
+            )[0]
+
+        header = seal()
+        package = envelope.encrypt_bytes(data, pub)
+        assert envelope.decrypt_bytes(package, sk) == data
+        result[suite.value] = {
+            "kdf": header.kdf.label,
+            "header_size": header.size,
+            "keygen": measure(lambda s=suite: kem.generate(s).public_key(), key_runs),
+            "wrap": measure(seal, key_runs),
+            "unwrap": measure(lambda h=header, k=sk: envelope.open_header(h, k), key_runs),
+            "encrypt": measure(lambda p=pub: envelope.encrypt_bytes(data, p), runs),
+            "decrypt": measure(lambda b=package, k=sk: envelope.decrypt_bytes(b, k), runs),
+        }
     print(json.dumps(result))
 
 
@@ -789,6 +843,77 @@ def build_report(
     return "\n".join(lines), checks
 
 
+SUITES_TITLE = "## Suites"
+SUITE_OPS = (
+    ("keygen", "key generation (seed, public key)", "us"),
+    ("wrap", "wrap: header sealed to a public key", "us"),
+    ("unwrap", "unwrap: header opened with the secret key", "us"),
+    ("encrypt", "20 MiB encrypt_bytes", "ms"),
+    ("decrypt", "20 MiB decrypt_bytes", "ms"),
+)
+
+
+def suites_report(result: dict[str, object]) -> str:
+    """Medians per suite and operation, with the ratio to xwing measured in the same run."""
+    names = [n for n in ("xwing", "mlkem768", "mlkem1024") if isinstance(result.get(n), dict)]
+    per: dict[str, dict[str, object]] = {n: result[n] for n in names}  # type: ignore[misc]
+    head = ["operation"] + [f"{n} ({per[n]['kdf']})" for n in names]
+    head += [f"{n} / xwing" for n in names if n != "xwing"]
+    lines = [_md_row(*head), "|" + "---|" * len(head)]
+    for key, label, unit in SUITE_OPS:
+        scale = 1e6 if unit == "us" else 1e3
+        med = {n: statistics.median(per[n][key]) for n in names}  # type: ignore[arg-type]
+        cells = [f"{label} (median, {'µs' if unit == 'us' else 'ms'})"]
+        cells += [f"{med[n] * scale:.{0 if unit == 'us' else 2}f}" for n in names]
+        cells += [f"{med[n] / med['xwing']:.2f}x" for n in names if n != "xwing"]
+        lines.append(_md_row(*cells))
+    sizes = ", ".join(f"{n} {per[n]['header_size']} bytes" for n in names)
+    lines.append("")
+    lines.append(f"Header size (no context, no document id): {sizes}.")
+    return "\n".join(lines)
+
+
+def suites_section(args: argparse.Namespace, command: str) -> bool:
+    size, key_runs = 20 * MiB, 50 if args.quick else 300
+    load_before = os.getloadavg()[0]
+    print(f"suites: keygen/wrap/unwrap x {key_runs}, {size_label(size)} in memory x {args.runs}")
+    r = run_child(_self("suites", str(size), str(args.runs), str(key_runs)))
+    line = next(x for x in r.stdout.splitlines()[::-1] if x.startswith("{"))
+    table = suites_report(json.loads(line))
+    print()
+    print(table)
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = "\n".join(
+        [
+            f"Command: `{command}` ({when}).",
+            "",
+            f"Machine: {machine_info('xwing, mlkem768 and mlkem1024', {})}.",
+            "",
+            "All suites are measured in one child process, one after the other, so the ratios "
+            f"to xwing come from the same run; {key_runs} runs of each key operation and "
+            f"{args.runs} of each 20 MiB operation, after 2 warm-up runs, medians. Key "
+            "generation derives the public key from a fresh seed; wrap seals a package header "
+            "(key schedule, HPKE seal of the data key, header MAC); unwrap opens one (key id, "
+            "HPKE open, key schedule, commitment, MAC): the per-package cost before the body. "
+            "The 20 MiB rows are `encrypt_bytes` / `decrypt_bytes` with 1 MiB segments. "
+            f"Load average (1 min) {load_before:.2f} before and {os.getloadavg()[0]:.2f} after "
+            "(2 shared cores: figures vary between runs, ratios less so).",
+            "",
+            table,
+            "",
+        ]
+    )
+    if args.quick:
+        body = "**Quick run: not the reference figures.**\n\n" + body
+    if args.write or not args.quick:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _benchutil import write_section as write_named_section
+
+        write_named_section(BENCHMARKS_MD, SUITES_TITLE, body)
+        print(f"\nwrote the '{SUITES_TITLE[3:]}' section of {BENCHMARKS_MD.relative_to(ROOT)}")
+    return True
+
+
 def machine_info(suite: str, info: dict[str, str]) -> str:
     cpu = "?"
     try:
@@ -906,7 +1031,7 @@ def run_other(script: str, quick: bool, write: bool) -> bool | None:
     return subprocess.run(argv, cwd=ROOT).returncode == 0
 
 
-SECTIONS = ("crypto", "db", "pipeline")
+SECTIONS = ("crypto", "suites", "db", "pipeline")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -916,7 +1041,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help="comma-separated: crypto,db,pipeline"
+        "--only", default=",".join(SECTIONS), help="comma-separated: crypto,suites,db,pipeline"
     )
     parser.add_argument(
         "--quick", action="store_true", help="small files (4 MiB, 64 MiB); no BENCHMARKS.md rewrite"
@@ -925,7 +1050,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--write", action="store_true", help="rewrite BENCHMARKS.md even with --quick"
     )
     parser.add_argument("--runs", type=int, default=30, help="in-memory runs (default 30)")
-    parser.add_argument("--suite", default="xwing", choices=["xwing", "mlkem768"])
+    parser.add_argument(
+        "--suite",
+        default="xwing",
+        choices=["xwing", "mlkem768", "mlkem1024"],
+        help="the suite of the crypto section's file rows (the suites section runs all)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -942,6 +1072,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         met = crypto_section(args, command)
         summary.append(f"crypto core: {'all targets met' if met else 'some targets NOT met'}")
         ok = ok and met
+    if "suites" in only:
+        suites_section(args, command)
+        summary.append("suites: measured (no targets; ratios to xwing)")
     for section, script in (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py")):
         if section in only:
             result = run_other(script, args.quick, args.write)
