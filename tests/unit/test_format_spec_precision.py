@@ -266,6 +266,17 @@ def test_suite_swapped_under_matching_key_id_is_wrong_key(
         envelope.rewrap_header(bytes(pkg), key, generate(real).public_key())
 
 
+def test_wrong_key_of_another_suite_names_ids_and_suites() -> None:
+    a, b = generate(Suite.MLKEM768), generate(Suite.XWING)
+    pkg = envelope.encrypt_bytes(b"x", a.public_key())
+    with pytest.raises(WrongKeyError) as info:
+        envelope.decrypt_bytes(pkg, b)
+    assert str(info.value) == (
+        f"this package is for key id {a.public_key().key_id} (mlkem768), "
+        f"not {b.public_key().key_id} (xwing)"
+    )
+
+
 def test_wrong_key_of_the_same_suite_names_only_ids() -> None:
     a, b = generate(Suite.XWING), generate(Suite.XWING)
     pkg = envelope.encrypt_bytes(b"x", a.public_key())

@@ -164,15 +164,15 @@ def open_header(
     Returns (data key, body keys). Raises WrongKeyError or the opaque DecryptionError.
     """
     public = identity.public_key()
-    if header.key_id_bytes != public.key_id_bytes:
-        raise WrongKeyError(header.key_id, public.key_id)
-    if header.suite is not identity.suite:  # §10: the recipient is (suite id, key id)
+    if header.suite is not identity.suite:  # §10 step 7: the recipient is (suite, key id)
         raise WrongKeyError(
             header.key_id,
             public.key_id,
             expected_suite=header.suite.value,
             supplied_suite=identity.suite.value,
         )
+    if header.key_id_bytes != public.key_id_bytes:
+        raise WrongKeyError(header.key_id, public.key_id)
     info = hpke_info(header.core_bytes(), header.key_id_bytes)
     data_key = hpke_unwrap(header.enc, header.wrapped_key, identity, info)
     keys = derive_body_keys(data_key, header.salt)
