@@ -420,7 +420,7 @@ def build(gen: Generator) -> None:
     )
     gen.add(
         "header_suite_swapped",
-        "decryption_error",
+        "wrong_key",
         _set(base, 6, b"\x00\x41"),
         "X-Wing package relabelled ML-KEM-768; the key id still names alice's X-Wing key",
     )

@@ -37,8 +37,19 @@ class LimitExceededError(MalformedPackageError):
 class WrongKeyError(PQFileError):
     """The package was encrypted to a different key id than the one supplied."""
 
-    def __init__(self, expected_key_id: str, supplied_key_id: str) -> None:
-        super().__init__(f"this package is for key id {expected_key_id}, not {supplied_key_id}")
+    def __init__(
+        self,
+        expected_key_id: str,
+        supplied_key_id: str,
+        *,
+        expected_suite: str | None = None,
+        supplied_suite: str | None = None,
+    ) -> None:
+        expected, supplied = expected_key_id, supplied_key_id
+        if expected_suite is not None and supplied_suite is not None:  # the ids may be equal
+            expected = f"{expected_key_id} ({expected_suite})"
+            supplied = f"{supplied_key_id} ({supplied_suite})"
+        super().__init__(f"this package is for key id {expected}, not {supplied}")
         self.expected_key_id = expected_key_id
         self.supplied_key_id = supplied_key_id
 

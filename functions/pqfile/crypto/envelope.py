@@ -173,15 +173,20 @@ def open_header(
     expected_context: Mapping[str, str] | None = None,
     expected_document_id: str | bytes | None = None,
 ) -> tuple[bytes, BodyKeys]:
-    """FORMAT.md §10 steps 5-6 for the header: key id, unwrap, commitment, MAC.
+    """FORMAT.md §10 steps 7-8 for the header: recipient, unwrap, commitment, MAC.
 
     Returns (data key, body keys). Raises WrongKeyError or the opaque DecryptionError.
     """
     public = identity.public_key()
+    if header.suite is not identity.suite:  # §10 step 7: the recipient is (suite, key id)
+        raise WrongKeyError(
+            header.key_id,
+            public.key_id,
+            expected_suite=header.suite.value,
+            supplied_suite=identity.suite.value,
+        )
     if header.key_id_bytes != public.key_id_bytes:
         raise WrongKeyError(header.key_id, public.key_id)
-    if header.suite is not identity.suite:  # same key id, other suite: a tampered header
-        raise DecryptionError()
     info = hpke_info(header.core_bytes(), header.key_id_bytes, header.kdf)
     data_key = hpke_unwrap(header.enc, header.wrapped_key, identity, info)
     keys = derive_body_keys(data_key, header.salt, header.kdf)

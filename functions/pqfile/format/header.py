@@ -258,17 +258,26 @@ class Header:
 
 
 def check_preamble(data: bytes) -> Suite:
-    """FORMAT.md §10 steps 1-3 on the first bytes of a package; returns the suite."""
+    """FORMAT.md §1 and §10 steps 1-4 on the first bytes of a package; returns the suite.
+
+    One order, left to right: magic, version, flags, suite. Fewer than 4 bytes or another
+    magic is "not a package"; after that, an input that ends before a field is a truncated
+    header at that field (so a 4-byte input is truncated, not "newer version").
+    """
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise NotAPackageError("not a PQF package (bad magic)")
     if len(data) < 5:
-        raise MalformedPackageError("truncated PQF header")
+        raise MalformedPackageError("truncated PQF header (no version byte)")
     if data[4] != VERSION:
         raise UnsupportedVersionError(
             f"unsupported PQF version {data[4]} (this build reads version {VERSION})"
         )
+    if len(data) < 6:
+        raise MalformedPackageError("truncated PQF header (no flags byte)")
+    if data[5] != 0:
+        raise MalformedPackageError(f"reserved header flags are set (0x{data[5]:02x})")
     if len(data) < PREAMBLE_SIZE:
-        raise MalformedPackageError("truncated PQF header")
+        raise MalformedPackageError("truncated PQF header (no suite id)")
     wire_id = int.from_bytes(data[6:8], "big")
     try:
         return Suite.from_wire_id(wire_id)
@@ -296,11 +305,9 @@ def _parse_fixed(fixed: bytes) -> _ParsedFixed:
     suite = check_preamble(fixed)
     if len(fixed) < FIXED_SIZE:
         raise MalformedPackageError("truncated PQF header")
-    (_, _, flags, _, segment_size, ctx_len, doc_len, salt, prefix, kdf_id, commitment) = (
+    (_, _, _, _, segment_size, ctx_len, doc_len, salt, prefix, kdf_id, commitment) = (
         _FIXED.unpack(fixed[:FIXED_SIZE])
-    )
-    if flags != 0:
-        raise MalformedPackageError("reserved header bits are set")
+    )  # the flags byte was checked by check_preamble
     kdf = Kdf.from_wire_id(kdf_id)
     check_suite_kdf(suite, kdf)
     check_segment_size(segment_size)
