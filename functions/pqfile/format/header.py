@@ -2,8 +2,8 @@
 
 Pure byte functions: no keys, no cryptography. Parsing checks, in FORMAT.md §10's order, the
 magic, version, flags and suite, then the KDF id, exact lengths and every limit before anything
-else looks at the bytes. The MAC length follows the KDF id (byte 55), so the header length, and with it the
-body offset, follows from the fixed part alone.
+else looks at the bytes. The MAC length follows the KDF id (byte 55), so the header length,
+and with it the body offset, follows from the fixed part alone.
 """
 
 from __future__ import annotations
