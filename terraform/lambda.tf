@@ -105,6 +105,9 @@ locals {
     for k, f in local.functions : k => f.attestation == "none" ? {} : { PQFILE_ATTESTATION_KEY_ID = aws_kms_key.attestation.arn }
   }
 
+  # The suites whose key pools are maintained: the default, the mapped ones, rotation_suites.
+  pool_suites = distinct(concat([var.default_suite], values(var.suite_by_prefix), var.rotation_suites))
+
   # Every variable the handlers read (functions/pqfile/config.py).
   function_environment = merge(
     {
@@ -112,6 +115,7 @@ locals {
       PQFILE_UPLOADS_BUCKET        = aws_s3_bucket.this["uploads"].id
       PQFILE_ENCRYPTED_BUCKET      = aws_s3_bucket.this["encrypted"].id
       PQFILE_DEFAULT_SUITE         = var.default_suite
+      PQFILE_SUITE_BY_PREFIX       = jsonencode(var.suite_by_prefix)
       PQFILE_SEGMENT_SIZE          = tostring(var.segment_size_bytes)
       PQFILE_PART_SIZE             = tostring(var.part_size_bytes)
       PQFILE_MAX_DOCUMENT_SIZE     = tostring(var.max_document_size_bytes)
@@ -119,7 +123,8 @@ locals {
       PQFILE_PRESIGN_SECONDS       = tostring(var.presign_seconds)
       PQFILE_RETRIEVALS_KMS_KEY_ID = aws_kms_key.this["data"].arn
       # Key pool policy (functions/pqfile/handlers/rotate.py: MaintainPool refills to it).
-      PQFILE_ROTATION_SUITES       = join(",", var.rotation_suites)
+      # Every suite ingest may select from is kept full (config.py adds them again).
+      PQFILE_ROTATION_SUITES       = join(",", local.pool_suites)
       PQFILE_POOL_TARGET           = tostring(var.key_pool_target)
       PQFILE_POOL_FLOOR            = tostring(var.key_pool_floor)
       PQFILE_KEY_MAX_AGE_DAYS      = tostring(var.key_max_age_days)

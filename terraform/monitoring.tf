@@ -122,7 +122,7 @@ locals {
       # KeyPoolActiveKeys (dimensions service, suite) is the pool size the key-management
       # functions publish (Powertools EMF); an unused suite publishes nothing.
       key_pool_low = {
-        for suite in ["xwing", "mlkem768"] : suite => {
+        for suite in ["xwing", "mlkem768", "mlkem1024"] : suite => {
           name                = "${local.name}-key-pool-low-${suite}"
           description         = "Fewer than ${var.key_pool_floor} active ${suite} keys (runbook: docs/OPERATIONS.md#alarm-key-pool-below-floor)"
           namespace           = var.metrics_namespace

@@ -140,13 +140,34 @@ variable "enable_xray" {
 # Pipeline settings passed to the handlers (docs/CONTRACTS.md)
 # ---------------------------------------------------------------------------------------
 variable "default_suite" {
-  description = "KEM suite of new documents: xwing (hybrid, default) or mlkem768 (FIPS 203 only)."
+  description = "KEM suite of new documents: xwing (hybrid, default), mlkem768 (FIPS 203 only) or mlkem1024 (FIPS 203, CNSA 2.0)."
   type        = string
   default     = "xwing"
 
   validation {
-    condition     = contains(["xwing", "mlkem768"], var.default_suite)
-    error_message = "default_suite must be xwing or mlkem768."
+    condition     = contains(["xwing", "mlkem768", "mlkem1024"], var.default_suite)
+    error_message = "default_suite must be xwing, mlkem768 or mlkem1024."
+  }
+}
+
+variable "suite_by_prefix" {
+  description = "KEM suite per upload prefix, relative to uploads/ (tenant/ or tenant/folder/): the longest prefix matching an upload's key chooses its suite, other uploads get default_suite. Each suite named here gets its key pool maintained. Example: { \"acme/\" = \"mlkem1024\" }."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for s in values(var.suite_by_prefix) : contains(["xwing", "mlkem768", "mlkem1024"], s)])
+    error_message = "suite_by_prefix: every suite must be xwing, mlkem768 or mlkem1024."
+  }
+
+  validation {
+    condition     = alltrue([for p in keys(var.suite_by_prefix) : can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[^[:cntrl:]]{0,1000})?$", p)) && !startswith(p, "uploads/")])
+    error_message = "suite_by_prefix: every prefix is relative to uploads/ and starts with (the start of) a tenant name: \"acme/\", \"acme/cnsa/\", not \"uploads/acme/\"."
+  }
+
+  validation {
+    condition     = length(var.suite_by_prefix) <= 100 && length(jsonencode(var.suite_by_prefix)) <= 1024
+    error_message = "suite_by_prefix: at most 100 prefixes and 1024 characters of JSON (it is a Lambda environment variable; all of them share 4 KB)."
   }
 }
 
@@ -251,13 +272,13 @@ variable "key_max_bytes" {
 }
 
 variable "rotation_suites" {
-  description = "KEM suites whose pools the rotation workflow maintains."
+  description = "KEM suites whose pools the rotation workflow maintains, besides default_suite and the suites of suite_by_prefix (always maintained)."
   type        = list(string)
   default     = ["xwing"]
 
   validation {
-    condition     = length(var.rotation_suites) > 0 && alltrue([for s in var.rotation_suites : contains(["xwing", "mlkem768"], s)])
-    error_message = "rotation_suites must list xwing and/or mlkem768."
+    condition     = length(var.rotation_suites) > 0 && alltrue([for s in var.rotation_suites : contains(["xwing", "mlkem768", "mlkem1024"], s)])
+    error_message = "rotation_suites must list xwing, mlkem768 and/or mlkem1024."
   }
 }
 

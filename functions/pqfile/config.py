@@ -12,7 +12,9 @@ surfacing later as an odd runtime error. Defaults live here, the key pool's in t
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -68,7 +70,13 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_MAX_DOCUMENT_SIZE", "storage.max_document_size", "5 TiB",
              "largest upload accepted, bytes"),
     Variable("PQFILE_DEFAULT_SUITE", "encryption.default_suite", DEFAULT_SUITE,
-             "the suite of new documents: a `pqfile.crypto.kem.Suite` name (`xwing`, `mlkem768`)"),
+             "the suite of new documents: a `pqfile.crypto.kem.Suite` name (`xwing`, "
+             "`mlkem768`, `mlkem1024`)"),
+    Variable("PQFILE_SUITE_BY_PREFIX", "encryption.suite_by_prefix", "`{}`",
+             "a JSON object, upload prefix -> suite name (`{\"acme/\": \"mlkem1024\"}`); the "
+             "prefix is matched against the upload's key after `uploads/` (`tenant/...`), the "
+             "longest matching one chooses the suite of the document, other uploads get the "
+             "default suite"),
     Variable("PQFILE_SEGMENT_SIZE", "encryption.segment_size", "1 MiB",
              "body segment size in bytes"),
     Variable("PQFILE_INLINE_LIMIT", "retrieve.inline_limit", "4 MiB",
@@ -84,8 +92,9 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_ATTESTATION_KEY_ID", "kms.attestation_key_id", "(none)",
              "KMS HMAC key (HMAC_256, GENERATE_VERIFY_MAC) that attests pool keys: "
              "rotate_maintain generates MACs, select_key, encrypt and rotate_rewrap verify them"),
-    Variable("PQFILE_ROTATION_SUITES", "pool.suites", "the default suite",
-             "rotate: suites whose pools are kept full (comma-separated)"),
+    Variable("PQFILE_ROTATION_SUITES", "pool.suites", "(none)",
+             "rotate: suites whose pools are kept full (comma-separated), besides the default "
+             "suite and every suite of `PQFILE_SUITE_BY_PREFIX`, which always are"),
     Variable("PQFILE_POOL_TARGET", "pool.policy.target_active", str(_POOL.target_active),
              "rotate: active keys per suite"),
     Variable("PQFILE_POOL_FLOOR", "pool.policy.floor_active", str(_POOL.floor_active),
@@ -193,6 +202,56 @@ def _suite(name: str, raw: str) -> str:
         raise ConfigurationError(f"{name} must be one of {known}, not {raw!r}") from None
 
 
+#: Most entries PQFILE_SUITE_BY_PREFIX may hold (Lambda's environment is 4 KB in all).
+MAX_SUITE_PREFIXES = 100
+#: A prefix starts with (the start of) a tenant name, the first folder under uploads/
+#: (usecases/events.py, sql/migrations/0011), and is at most an S3 key long.
+_SUITE_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}(?:/[^\x00-\x1f\x7f]{0,1000})?")
+
+
+def _suite_by_prefix(name: str, raw: str | None) -> tuple[tuple[str, str], ...]:
+    """``{"prefix": "suite", ...}`` as (prefix, suite) pairs, longest prefix first."""
+    if raw is None:
+        return ()
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise ConfigurationError(f"{name} names the prefix {key!r} twice")
+            seen[key] = value
+        return seen
+
+    try:
+        value = json.loads(raw, object_pairs_hook=no_duplicates)
+    except ValueError:
+        raise ConfigurationError(
+            f'{name} must be a JSON object such as {{"acme/": "mlkem1024"}}, not {raw[:80]!r}'
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f'{name} must be a JSON object such as {{"acme/": "mlkem1024"}}')
+    if len(value) > MAX_SUITE_PREFIXES:
+        raise ConfigurationError(
+            f"{name} holds {len(value)} prefixes, at most {MAX_SUITE_PREFIXES}"
+        )
+    pairs: list[tuple[str, str]] = []
+    for prefix, suite in value.items():
+        if prefix.startswith(UPLOADS_PREFIX):
+            raise ConfigurationError(
+                f"{name}: prefixes are relative to {UPLOADS_PREFIX} "
+                f"(write {prefix[len(UPLOADS_PREFIX):]!r}, not {prefix!r})"
+            )
+        if not _SUITE_PREFIX.fullmatch(prefix):
+            raise ConfigurationError(
+                f"{name}: {prefix[:80]!r} is not an upload prefix (a tenant name, then "
+                "optionally '/' and folders)"
+            )
+        if not isinstance(suite, str):
+            raise ConfigurationError(f"{name}: the suite of {prefix!r} must be a string")
+        pairs.append((prefix, _suite(f"{name}[{prefix!r}]", suite)))
+    return tuple(sorted(pairs, key=lambda pair: (-len(pair[0]), pair[0])))
+
+
 @dataclass(frozen=True)
 class StorageSettings:
     uploads_bucket: str = ""
@@ -218,6 +277,8 @@ class EncryptionSettings:
     #: A :class:`~pqfile.crypto.kem.Suite` name.
     default_suite: str = DEFAULT_SUITE
     segment_size: int = MIB
+    #: (prefix under uploads/, suite name) pairs, longest prefix first.
+    suite_by_prefix: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EncryptionSettings:
@@ -227,7 +288,24 @@ class EncryptionSettings:
                 "PQFILE_DEFAULT_SUITE", _text(e, "PQFILE_DEFAULT_SUITE") or DEFAULT_SUITE
             ),
             segment_size=_int(e, "PQFILE_SEGMENT_SIZE", cls.segment_size, 1024),
+            suite_by_prefix=_suite_by_prefix(
+                "PQFILE_SUITE_BY_PREFIX", _text(e, "PQFILE_SUITE_BY_PREFIX")
+            ),
         )
+
+    def suite_for(self, upload_key: str) -> str:
+        """The suite of a document uploaded as ``upload_key`` (``uploads/tenant/...``): the
+        suite of the longest prefix of ``tenant/...`` in the map, else the default."""
+        path = upload_key.removeprefix(UPLOADS_PREFIX)
+        for prefix, suite in self.suite_by_prefix:  # longest first
+            if path.startswith(prefix):
+                return suite
+        return self.default_suite
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        """Every suite new documents may get: the default and the map's."""
+        return tuple(dict.fromkeys([self.default_suite, *(s for _, s in self.suite_by_prefix)]))
 
 
 @dataclass(frozen=True)
@@ -293,13 +371,14 @@ class PoolSettings:
             )
         except ValueError as exc:
             raise ConfigurationError(f"pool policy: {exc}") from None
-        raw = (
-            _text(e, "PQFILE_ROTATION_SUITES") or _text(e, "PQFILE_DEFAULT_SUITE") or DEFAULT_SUITE
-        )
-        names = dict.fromkeys(s.strip() for s in raw.split(",") if s.strip())
+        # Every suite ingest may select from is maintained, whatever PQFILE_ROTATION_SUITES
+        # says, so no configured suite's pool stays empty.
+        raw = _text(e, "PQFILE_ROTATION_SUITES") or ""
+        extra = (_suite("PQFILE_ROTATION_SUITES", s.strip()) for s in raw.split(",") if s.strip())
+        in_use = EncryptionSettings.from_env(e).suites
         return cls(
             policy=policy,
-            suites=tuple(_suite("PQFILE_ROTATION_SUITES", s) for s in names),
+            suites=tuple(dict.fromkeys([*in_use, *extra])),
             rewrap_batch=int(_number(e, "PQFILE_REWRAP_BATCH", DEFAULT_REWRAP_BATCH, 1)),
         )
 

@@ -56,7 +56,7 @@ def test_suites_are_the_kem_suites() -> None:
     for suite in Suite:
         env = {"PQFILE_DEFAULT_SUITE": suite.value}
         assert Settings.from_env(env).encryption.default_suite == suite.value
-    with pytest.raises(ConfigurationError, match="'xwing', 'mlkem768'"):
+    with pytest.raises(ConfigurationError, match="'xwing', 'mlkem768', 'mlkem1024'"):
         Settings.from_env({"PQFILE_DEFAULT_SUITE": "XWING"})
 
 
@@ -103,6 +103,66 @@ def test_pool_settings_from_the_environment() -> None:
     with pytest.raises(ConfigurationError):
         PoolSettings.from_env({"PQFILE_ROTATION_SUITES": "kyber"})
     assert PoolSettings.from_env({"PQFILE_REWRAP_BATCH": "7"}).rewrap_batch == 7
+
+
+def test_suite_by_prefix_longest_prefix_wins() -> None:
+    env = {
+        "PQFILE_DEFAULT_SUITE": "xwing",
+        "PQFILE_SUITE_BY_PREFIX": '{"acme/": "mlkem1024", "acme/legacy/": "mlkem768", '
+        '"gov": "mlkem1024"}',
+    }
+    enc = Settings.from_env(env).encryption
+    assert enc.suite_by_prefix[0] == ("acme/legacy/", "mlkem768")  # longest first
+    assert enc.suite_for("uploads/acme/report.pdf") == "mlkem1024"
+    assert enc.suite_for("uploads/acme/legacy/old.pdf") == "mlkem768"
+    assert enc.suite_for("uploads/acme/legacyx.pdf") == "mlkem1024"
+    assert enc.suite_for("uploads/gov-lab/x") == "mlkem1024"  # a plain prefix, as in S3
+    assert enc.suite_for("uploads/other/acme/x") == "xwing"
+    assert enc.suite_for("uploads/acm/x") == "xwing"
+    assert enc.suites == ("xwing", "mlkem768", "mlkem1024")
+    assert Settings.from_env({}).encryption.suite_by_prefix == ()
+    assert Settings.from_env({}).encryption.suite_for("uploads/acme/x") == "xwing"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("acme/=mlkem1024", "must be a JSON object"),
+        ('["acme/"]', "must be a JSON object"),
+        ('{"acme/": "kyber1024"}', "'acme/'.* must be one of"),
+        ('{"acme/": "MLKEM1024"}', "must be one of"),
+        ('{"acme/": 1024}', "must be a string"),
+        ('{"uploads/acme/": "mlkem1024"}', "relative to uploads/ \\(write 'acme/'"),
+        ('{"": "mlkem1024"}', "is not an upload prefix"),
+        ('{"/acme/": "mlkem1024"}', "is not an upload prefix"),
+        ('{"acme/\\n": "mlkem1024"}', "is not an upload prefix"),
+        ('{"acme/": "mlkem1024", "acme/": "xwing"}', "names the prefix 'acme/' twice"),
+        ("{" + ",".join(f'"t{i}/": "xwing"' for i in range(101)) + "}", "at most 100"),
+    ],
+)
+def test_suite_by_prefix_is_validated_at_load(raw: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match="PQFILE_SUITE_BY_PREFIX") as caught:
+        Settings.from_env({"PQFILE_SUITE_BY_PREFIX": raw})
+    assert re.search(message, str(caught.value)), str(caught.value)
+    assert "\n" not in str(caught.value)  # one line
+    with pytest.raises(ConfigurationError, match="PQFILE_SUITE_BY_PREFIX"):
+        PoolSettings.from_env({"PQFILE_SUITE_BY_PREFIX": raw})
+
+
+def test_the_pool_keeps_every_suite_ingest_selects_from() -> None:
+    # The default, the map's suites and PQFILE_ROTATION_SUITES: no configured pool is left
+    # empty (ingest never creates keys).
+    env = {
+        "PQFILE_DEFAULT_SUITE": "xwing",
+        "PQFILE_SUITE_BY_PREFIX": '{"acme/": "mlkem1024"}',
+        "PQFILE_ROTATION_SUITES": "mlkem768",
+    }
+    assert PoolSettings.from_env(env).suites == ("xwing", "mlkem1024", "mlkem768")
+    assert PoolSettings.from_env({"PQFILE_ROTATION_SUITES": "mlkem1024"}).suites == (
+        "xwing",
+        "mlkem1024",
+    )
+    assert PoolSettings.from_env({"PQFILE_DEFAULT_SUITE": "mlkem1024"}).suites == ("mlkem1024",)
 
 
 def test_aws_and_observability_settings() -> None:

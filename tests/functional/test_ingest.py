@@ -496,3 +496,74 @@ def test_encrypt_refuses_a_planted_key() -> None:
     with pytest.raises(CustodyError):
         ingest.encrypt_document(p, fetched.document_id, fetched.source, planted)
     assert p.blobs.keys(ENCRYPTED) == []
+
+
+# --- the suite of a document: PQFILE_SUITE_BY_PREFIX (issue 11, CNSA) -----------------------
+
+
+def test_uploads_under_a_mapped_prefix_get_a_key_of_its_suite() -> None:
+    # The longest matching prefix of tenant/key chooses the suite; other uploads get the
+    # default. Each document's key, row and package header carry that suite.
+    p = make_pipeline(
+        suite_by_prefix=(("acme/cnsa/", "mlkem1024"), ("acme/", "mlkem768")),
+    )
+    cnsa_keys = {p.keys._add(kem.Suite.MLKEM1024) for _ in range(2)}
+    mlkem768_keys = {p.keys._add(kem.Suite.MLKEM768) for _ in range(2)}
+    expected = {
+        "uploads/acme/cnsa/secret.pdf": kem.Suite.MLKEM1024,
+        "uploads/acme/cnsa/deeper/more.pdf": kem.Suite.MLKEM1024,
+        "uploads/acme/plain.pdf": kem.Suite.MLKEM768,
+        "uploads/acme-corp/cnsa/x.pdf": kem.Suite.XWING,
+        "uploads/beta/acme/cnsa/x.pdf": kem.Suite.XWING,
+    }
+    for key, suite in expected.items():
+        data = os.urandom(1000)
+        state = run_workflow(p, event_for(_upload(p, key, data)), execution=key)
+        assert state["status"] == "SUCCEEDED", state.get("error")
+        doc_id = state["document"]["document_id"]
+        row = p.documents.get(doc_id)
+        assert row.suite == suite.value, key
+        assert p.keys.get_key(row.key_id).suite == suite.value
+        if suite is kem.Suite.MLKEM1024:
+            assert row.key_id in cnsa_keys
+        elif suite is kem.Suite.MLKEM768:
+            assert row.key_id in mlkem768_keys
+        header = envelope.read_header(p.blobs.data(ENCRYPTED, encrypted_key_for(doc_id)))
+        assert header.suite is suite and header.key_id == row.key_id
+        out = retrieve_document(p, RetrieveRequest(doc_id, None, None, "alice"))
+        assert base64.b64decode(out["content_base64"]) == data
+
+
+def test_an_empty_pool_of_the_mapped_suite_is_not_filled_from_another(
+    monkeypatch, capsys
+) -> None:
+    # No mlkem1024 key: SelectKey fails (the workflow retries, the upload is kept), it never
+    # falls back to the default suite, and the pool-size metric names the suite it wanted.
+    import json
+    from types import SimpleNamespace
+
+    from pqfile import wiring
+    from pqfile.errors import NoActiveKeyError
+    from pqfile.handlers import select_key
+
+    p = make_pipeline(suite_by_prefix=(("acme/", "mlkem1024"),))
+    info = _upload(p, "uploads/acme/x.pdf", b"x")
+    fetched = ingest.fetch_document(p, event_for(info))
+    assert ingest.suite_wanted(p, fetched.document_id) == "mlkem1024"
+    monkeypatch.setattr(wiring.pipeline, "_value", p)
+    context = SimpleNamespace(function_name="select-key", memory_limit_in_mb=256,
+                              invoked_function_arn="arn:aws:lambda:us-east-1:1:function:s",
+                              aws_request_id="r")  # fmt: skip
+    capsys.readouterr()
+    with pytest.raises(NoActiveKeyError, match="mlkem1024"):
+        select_key.handler({"document_id": fetched.document_id}, context)
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+            if line.startswith("{")]  # fmt: skip
+    (metric,) = [d for d in docs if "KeyPoolActiveKeys" in d]
+    assert metric["suite"] == "mlkem1024"
+    assert p.documents.get(fetched.document_id).key_id is None
+    assert p.blobs.keys(UPLOADS) == ["uploads/acme/x.pdf"]
+    # Once the mlkem1024 pool is refilled, the same document gets a key of that suite.
+    p.keys.refill(kem.Suite.MLKEM1024, actor="rotation")
+    choice = ingest.select_key(p, fetched.document_id)
+    assert choice.suite == "mlkem1024"

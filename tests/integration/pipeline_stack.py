@@ -103,14 +103,14 @@ class PipelineStack:
     def document(self, document_id: str) -> dict[str, Any] | None:
         rows = self.sql(
             "SELECT document_id, status, key_id, encrypted_key, encrypted_version_id, "
-            "plaintext_size, source_key, plaintext_deleted_at FROM documents "
+            "plaintext_size, source_key, plaintext_deleted_at, suite FROM documents "
             "WHERE document_id = :d",
             d=document_id,
         )
         if not rows:
             return None
         cols = ["document_id", "status", "key_id", "encrypted_key", "encrypted_version_id",
-                "plaintext_size", "source_key", "plaintext_deleted_at"]  # fmt: skip
+                "plaintext_size", "source_key", "plaintext_deleted_at", "suite"]  # fmt: skip
         return dict(zip(cols, rows[0], strict=True))
 
     def documents_for(self, key: str) -> list[dict[str, Any]]:
@@ -301,11 +301,14 @@ def deploy_pipeline(
     *,
     keys: int = 3,
     suite: str = "xwing",
+    suite_by_prefix: dict[str, str] | None = None,
     function_db_urls: dict[str, str] | None = None,
     sts: LocalSts | None = None,
 ) -> PipelineStack:
     """Deploy on the emulator. Each function connects as its own role (``function_db_urls``
-    overrides single functions' URLs); ``db_url`` is the owner's, used by the tests."""
+    overrides single functions' URLs); ``db_url`` is the owner's, used by the tests.
+    ``suite_by_prefix`` is PQFILE_SUITE_BY_PREFIX (Terraform's ``suite_by_prefix``): each of
+    its suites gets ``keys`` keys too."""
     suffix = uuid.uuid4().hex[:8]
     s3 = emulator.client("s3")
     uploads, encrypted = f"pqfile-uploads-{suffix}", f"pqfile-encrypted-{suffix}"
@@ -327,6 +330,7 @@ def deploy_pipeline(
         "PQFILE_UPLOADS_BUCKET": uploads,
         "PQFILE_ENCRYPTED_BUCKET": encrypted,
         "PQFILE_DEFAULT_SUITE": suite,
+        "PQFILE_SUITE_BY_PREFIX": json.dumps(suite_by_prefix or {}),
         "POWERTOOLS_SERVICE_NAME": "pqfile",
         "POWERTOOLS_METRICS_NAMESPACE": "PQFile",
     }
@@ -393,7 +397,8 @@ def deploy_pipeline(
         sts=sts,
     )
     if keys:
-        stack.keystore().create_keys(suite, keys, actor="tests")
+        for pool_suite in dict.fromkeys([suite, *(suite_by_prefix or {}).values()]):
+            stack.keystore().create_keys(pool_suite, keys, actor="tests")
     if sts is not None:
         stack.grant(sts.users["alice"].arn, tenant="a")
     return stack

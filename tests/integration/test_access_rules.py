@@ -152,7 +152,7 @@ def test_backfill_gives_every_older_document_a_tenant(
     before = tmp_path / "m"
     before.mkdir()
     for path in sorted(default_migrations_dir().glob("*.sql")):
-        if not path.name.startswith("0011"):
+        if int(path.name[:4]) < 11:  # the schema before 0011 (later ones need it)
             shutil.copy(path, before / path.name)
     url = make_database()
     db = Database.from_url(url)

@@ -10,15 +10,26 @@ import os
 import pytest
 
 from pqfile.crypto import envelope
+from pqfile.crypto.kem import Suite
 from tests.fixtures.postgres import MAINTAIN, OPERATOR
 from tests.integration.pipeline_stack import PipelineStack, deploy_pipeline
 
 pytestmark = pytest.mark.integration
 
 
+#: Tenant a's folder cnsa/ is encrypted with the CNSA 2.0 suite (PQFILE_SUITE_BY_PREFIX).
+CNSA_PREFIX = "a/cnsa/"
+
+
 @pytest.fixture(scope="module")
 def stack(aws_emulator, emulator_role_arn, migrated_db_url, local_sts) -> PipelineStack:
-    return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url, sts=local_sts)
+    return deploy_pipeline(
+        aws_emulator,
+        emulator_role_arn,
+        migrated_db_url,
+        sts=local_sts,
+        suite_by_prefix={CNSA_PREFIX: "mlkem1024"},
+    )
 
 
 def _ingest(stack: PipelineStack, key: str, data: bytes) -> tuple[dict, dict]:
@@ -57,6 +68,29 @@ def test_upload_is_encrypted_and_retrievable(stack: PipelineStack) -> None:
     assert trail[0]["details"]["source_ip"]
     assert stack.sql("SELECT tenant FROM documents WHERE document_id = :d",
                      d=doc["document_id"]) == [["a"]]  # fmt: skip
+
+
+def test_an_upload_under_a_mapped_prefix_is_encrypted_with_its_suite(
+    stack: PipelineStack,
+) -> None:
+    # The map's prefix chooses mlkem1024 (key, row, package header); the rest of the tenant
+    # keeps the default suite. Both decrypt through retrieve.
+    for key, suite in (
+        (f"uploads/{CNSA_PREFIX}report.pdf", Suite.MLKEM1024),
+        ("uploads/a/cnsa-not-a-folder.pdf", Suite.XWING),
+    ):
+        data = os.urandom(3000)
+        _, execution = _ingest(stack, key, data)
+        assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
+        doc = _stored_doc(stack, key)
+        assert doc["suite"] == suite.value
+        assert stack.sql("SELECT suite FROM encryption_keys WHERE id = :k",
+                         k=doc["key_id"]) == [[suite.value]]  # fmt: skip
+        package = stack.client("s3").get_object(Bucket=stack.encrypted, Key=doc["encrypted_key"])
+        header = envelope.read_header(package["Body"].read())
+        assert header.suite is suite and header.key_id == doc["key_id"]
+        out, body = _retrieve_bytes(stack, doc["document_id"])
+        assert out == data and body["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def _encrypt_rows(stack: PipelineStack, document_id: str) -> list[dict]:

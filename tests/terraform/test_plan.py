@@ -9,6 +9,8 @@ account values stay as committed.
 from __future__ import annotations
 
 import json
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +180,82 @@ def test_prod_plan_is_production_grade(prod_plan: dict[str, Any]) -> None:
     }
     assert "pqfile-prod-ingest-executions-failed" in alarms
     assert "pqfile-prod-audit-verification-failed" in alarms
-    assert any(a.startswith("pqfile-prod-key-pool-low-") for a in alarms)
+    # One key-pool alarm per suite, the CNSA suite included.
+    assert {f"pqfile-prod-key-pool-low-{s}" for s in ("xwing", "mlkem768", "mlkem1024")} <= alarms
     assert any(a.endswith("-throttles") for a in alarms) and any(
         a.endswith("-errors") for a in alarms
     )
+
+
+# --- the suite settings (issue 11, CNSA) ----------------------------------------------------
+
+
+def _local_args(aws_emulator: Any, function_zip: Path, *extra: str) -> tuple[dict, list[str]]:
+    env = tf.terraform_env(Path(tempfile.gettempdir()), local=True)
+    state = {"endpoint_url": aws_emulator.endpoint_url,
+             "database_url": "postgresql://pqfile@127.0.0.1:5432/pqfile"}  # fmt: skip
+    return env, [*tf.local_vars(state, function_zip), *extra]
+
+
+def test_suite_settings_reach_every_function(
+    tf_workspace: Workspace, aws_emulator: Any, function_zip: Path
+) -> None:
+    # The functions' environment is unknown until apply (it names KMS keys and buckets):
+    # ask Terraform for the values this change sets, with the same variables.
+    env, args = _local_args(
+        aws_emulator,
+        function_zip,
+        "-var=default_suite=mlkem1024",
+        '-var=suite_by_prefix={"acme/"="xwing","acme/cnsa/"="mlkem1024","beta"="mlkem768"}',
+        '-var=rotation_suites=["mlkem1024","xwing"]',
+    )
+    names = ("PQFILE_DEFAULT_SUITE", "PQFILE_SUITE_BY_PREFIX", "PQFILE_ROTATION_SUITES")
+    expression = "jsonencode({" + ",".join(
+        # (the merged map is sensitive as a whole: it may carry the database URL)
+        f'{n}=nonsensitive(local.function_environment["{n}"])' for n in names
+    ) + "})\n"
+    proc = subprocess.run(
+        ["terraform", f"-chdir={tf_workspace.root}", "console", *args],
+        input=expression,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    values = json.loads(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert values["PQFILE_DEFAULT_SUITE"] == "mlkem1024"
+    assert json.loads(values["PQFILE_SUITE_BY_PREFIX"]) == {
+        "acme/": "xwing",
+        "acme/cnsa/": "mlkem1024",
+        "beta": "mlkem768",
+    }
+    # The default, then the mapped suites, then rotation_suites: each pool once.
+    assert values["PQFILE_ROTATION_SUITES"] == "mlkem1024,xwing,mlkem768"
+    # ... and every function's environment starts from local.function_environment.
+    lambda_tf = (tf_workspace.root / "lambda.tf").read_text()
+    assert "variables = merge(\n      local.function_environment," in lambda_tf
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (['-var=suite_by_prefix={"uploads/acme/"="mlkem1024"}'], "relative to uploads/"),
+        (['-var=suite_by_prefix={"acme/"="kyber1024"}'], "every suite must be"),
+        (['-var=suite_by_prefix={"/acme/"="mlkem1024"}'], "relative to uploads/"),
+        (["-var=default_suite=mlkem1025"], "default_suite must be"),
+        (['-var=rotation_suites=["mlkem1024","rsa"]'], "rotation_suites must list"),
+    ],
+)
+def test_suite_variables_are_validated(
+    tf_workspace: Workspace,
+    aws_emulator: Any,
+    function_zip: Path,
+    arguments: list[str],
+    message: str,
+) -> None:
+    env, args = _local_args(aws_emulator, function_zip, *arguments)
+    proc = tf_workspace.run("plan", "-input=false", "-no-color", *args, env=env, check=False)
+    assert proc.returncode == 1
+    assert "Invalid value for variable" in proc.stderr
+    assert message in " ".join(proc.stderr.split()), proc.stderr[-2000:]

@@ -12,7 +12,7 @@ from typing import Any
 from pqfile import wiring
 from pqfile.errors import NoActiveKeyError
 from pqfile.handlers._runtime import entry_point, logger, publish_pool_size
-from pqfile.usecases.ingest import select_key
+from pqfile.usecases.ingest import select_key, suite_wanted
 from pqfile.usecases.ingest_steps import SelectKeyRequest
 
 
@@ -23,7 +23,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         choice = select_key(p, request.document_id, request.suite)
     except NoActiveKeyError:
-        suite = request.suite or p.settings.encryption.default_suite
+        suite = suite_wanted(p, request.document_id, request.suite)
         publish_pool_size(suite, 0)
         logger.warning(
             "key pool empty: waiting for the rotate-keys workflow to refill it",

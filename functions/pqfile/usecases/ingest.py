@@ -145,7 +145,7 @@ def select_key(p: Pipeline, document_id: str, suite: str | None = None) -> KeyCh
             "the document's key no longer encrypts: selecting another",
             extra={"document_id": document_id, "key_id": record.key_id},
         )
-    wanted = Suite.from_name(suite or record.suite or p.settings.encryption.default_suite)
+    wanted = Suite.from_name(_suite_of(p, record, suite))
     size = record.plaintext_size or 0
     for attempt in range(_ASSIGN_ATTEMPTS):
         try:
@@ -166,6 +166,23 @@ def select_key(p: Pipeline, document_id: str, suite: str | None = None) -> KeyCh
         break
     assert record.key_id and record.suite  # assign_key returns the winning key
     return KeyChoice(record.key_id, record.suite)
+
+
+def _suite_of(p: Pipeline, record: DocumentRecord, suite: str | None) -> str:
+    """The suite a document's key is selected from: the one asked for, else the one already
+    recorded on its row (a replay keeps it), else the deployment's for this upload:
+    PQFILE_SUITE_BY_PREFIX's longest prefix of its key, else PQFILE_DEFAULT_SUITE
+    (docs/KEYS.md, "Suites of new documents")."""
+    return suite or record.suite or p.settings.encryption.suite_for(record.source_key)
+
+
+def suite_wanted(p: Pipeline, document_id: str, suite: str | None = None) -> str:
+    """The suite :func:`select_key` selects from for this document (the pool-size metric of
+    an empty pool names it)."""
+    record = p.documents.get(document_id)
+    if record is None:
+        return suite or p.settings.encryption.default_suite
+    return _suite_of(p, record, suite)
 
 
 def _still_encrypts(p: Pipeline, key_id: str) -> bool:
