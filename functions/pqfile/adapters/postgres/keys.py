@@ -332,3 +332,20 @@ class PostgresShredRepository:
         )
         shredded_at: dt.datetime = at[0][0]
         return ShredOutcome(tuple((str(r[0]), str(r[1])) for r in rows), shredded_at)
+
+
+def rotation_overview(runner: Runner, rotation_ids: Sequence[int] | None = None) -> list[
+    dict[str, Any]
+]:
+    """Rotation runs for an operator's progress and summary (`pqfile keys rotate`): the
+    given ids, or every queued and running run. SELECT on key_rotations only."""
+    rows = runner.run(
+        "SELECT id, old_key_id, new_key_id, reason, status, to_suite, documents_total, "
+        "documents_rewrapped, documents_failed, error FROM key_rotations "
+        "WHERE (CAST(:ids AS bigint[]) IS NULL AND status IN ('queued', 'running')) "
+        "OR id = ANY (CAST(:ids AS bigint[])) ORDER BY id",
+        ids=None if rotation_ids is None else list(rotation_ids),
+    )
+    names = ("rotation_id", "old_key_id", "new_key_id", "reason", "status", "to_suite",
+             "documents_total", "documents_rewrapped", "documents_failed", "error")  # fmt: skip
+    return [dict(zip(names, r, strict=True)) for r in rows]
