@@ -247,7 +247,8 @@ def test_cli_keys_status_refill_revoke(
         assert cli_main(["keys", "revoke", key_id, "--now", "--reason", "test revoke"]) == 1
         assert "permission denied" in capsys.readouterr().err
         operator = ["--database-url", role_url(db_url, OPERATOR)]
-        assert cli_main(["keys", "revoke", key_id, "--now", "--reason", "test revoke", *operator]) == 0
+        revoke = ["keys", "revoke", key_id, "--now", "--reason", "test revoke", *operator]
+        assert cli_main(revoke) == 0
         assert f"revoked {key_id}" in capsys.readouterr().out
         twice = ["keys", "revoke", key_id, "--now", "--reason", "twice", *operator]
         assert cli_main(twice) == 1
