@@ -163,6 +163,9 @@ def test_shred_end_to_end_on_the_local_stack(
     assert {(r["actor"], r["key_id"], r["outcome"]) for r in shreds} == {(SHRED, key_a, "success")}
     (key_row,) = [r for r in rows if r["operation"] == "key.shred"]
     assert key_row["actor"] == SHRED and key_row["details"]["documents_lost"] == 3
+    (started,) = [r for r in rows if r["operation"] == "key.rotation_workflow_started"]
+    assert (started["actor"], started["outcome"]) == (OPERATOR, "success")
+    assert started["request_id"] == report["execution"]["arn"]
     (requested,) = [r for r in rows if r["operation"] == "key.shred_requested"]
     assert requested["actor"] == OPERATOR and requested["details"]["claimed_by"] == "ops-test"
     from pqfile.adapters.postgres import PostgresAuditLog
@@ -250,3 +253,7 @@ def test_rotate_queues_one_key_onto_a_target_suite(
     (audit,) = [r for r in stack.audit_rows() if r["operation"] == "key.rotation_queued"
                 and r["key_id"] == key.key_id]  # fmt: skip
     assert audit["actor"] == OPERATOR and audit["details"]["to_suite"] == "mlkem768"
+    # the refused start is audited too
+    (start,) = [r for r in stack.audit_rows() if r["operation"] == "key.rotation_workflow_started"
+                and r["outcome"] == "failure"]  # fmt: skip
+    assert start["details"]["queued"] == [key.key_id] and start["actor"] == OPERATOR

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 #: The domain's pool defaults (keys/policy.py), the options' defaults.
 DEFAULT_POLICY = PoolPolicy()
 SUITES = [suite.value for suite in Suite]
+#: Audited when `keys rotate` starts (or fails to start) the rotate-keys workflow.
+OP_WORKFLOW_STARTED = "key.rotation_workflow_started"
 
 
 def register(subparsers: Any) -> None:
@@ -374,9 +376,7 @@ def _rotate(args: argparse.Namespace) -> int:
         report["queued"] = [item["key_id"] for item in plan]
         if not args.json:
             _print_plan(report, args)
-        from pqfile.adapters.stepfunctions import execution_name
-
-        arn = workflow.start(execution_name("pqfile-rotate"), {"requested_by": actor()})
+        arn = _start_audited(workflow, db, report)
         report["execution"] = {"arn": arn}
         if not args.json:
             print(f"started {arn}")
@@ -402,6 +402,27 @@ def _rotate(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _start_audited(workflow: Any, db: Database, report: dict[str, Any]) -> str:
+    """StartExecution, audited either way (``key.rotation_workflow_started``: the
+    execution, or the error code; the operator is the connected database user)."""
+    from pqfile.adapters.postgres.audit import append_audit
+    from pqfile.adapters.stepfunctions import WorkflowError, execution_name
+
+    details: dict[str, object] = {
+        "queued": report.get("queued", []), "to_suite": report["to_suite"],
+        "state_machine": workflow.state_machine_arn,
+    }  # fmt: skip
+    try:
+        arn: str = workflow.start(execution_name("pqfile-rotate"), {"requested_by": actor()})
+    except WorkflowError as exc:
+        append_audit(db, operation=OP_WORKFLOW_STARTED, outcome="failure", actor=actor(),
+                     details={**details, "error": str(exc)[:200]})  # fmt: skip
+        raise
+    append_audit(db, operation=OP_WORKFLOW_STARTED, outcome="success", actor=actor(),
+                 request_id=arn, details=details)  # fmt: skip
+    return arn
 
 
 def _workflow(arn: str) -> Any:
