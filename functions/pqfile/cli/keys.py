@@ -380,7 +380,7 @@ def _rotate(args: argparse.Namespace) -> int:
         report["execution"] = {"arn": arn}
         if not args.json:
             print(f"started {arn}")
-        execution = _follow(workflow, arn, db, sorted(run_ids), args)
+        execution = _follow(workflow, arn, db, run_ids, args)
         report["execution"] = {
             "arn": arn,
             "status": execution.status,
@@ -432,10 +432,11 @@ def _workflow(arn: str) -> Any:
 
 
 def _follow(
-    workflow: Any, arn: str, db: Database, run_ids: list[int], args: argparse.Namespace
+    workflow: Any, arn: str, db: Database, run_ids: set[int], args: argparse.Namespace
 ) -> Any:
     """Poll the execution until it ends (or --timeout), with a progress bar on terminals:
-    documents rewrapped over documents to move, from the runs' rows."""
+    documents rewrapped over documents to move, from the runs' rows. ``run_ids`` grows by
+    every run seen open meanwhile (MaintainPool may queue more), for the summary."""
     from pqfile.adapters.postgres.keys import rotation_overview
     from pqfile.adapters.stepfunctions import Execution
 
@@ -444,8 +445,9 @@ def _follow(
     try:
         while True:
             execution: Execution = workflow.describe(arn)
+            run_ids.update(int(r["rotation_id"]) for r in rotation_overview(db))
             if bar is not None:
-                runs = rotation_overview(db, run_ids)
+                runs = rotation_overview(db, sorted(run_ids))
                 total = sum(int(r["documents_total"]) for r in runs)
                 done = sum(int(r["documents_rewrapped"]) for r in runs)
                 bar[0].update(bar[1], total=max(total, 1), completed=done)
