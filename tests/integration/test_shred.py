@@ -26,6 +26,12 @@ def stack(
     return deploy_pipeline(aws_emulator, emulator_role_arn, migrated_db_url, keys=1, sts=local_sts)
 
 
+@pytest.fixture(scope="module")
+def rotation_sm(stack: PipelineStack, emulator_role_arn: str, migrated_db_url: str) -> str:
+    """The rotate-keys state machine (real ASL, ShredKeys included) and its functions."""
+    return _deploy_rotation(stack, emulator_role_arn, migrated_db_url)
+
+
 @pytest.fixture
 def cli_env(stack: PipelineStack, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The CLI as an operator would run it against the local stack."""
@@ -64,7 +70,7 @@ def _all_versions(stack: PipelineStack, key: str) -> list[dict[str, Any]]:
 
 def test_shred_end_to_end_on_the_local_stack(
     stack: PipelineStack,
-    emulator_role_arn: str,
+    rotation_sm: str,
     migrated_db_url: str,
     cli_env: Any,
     capsys: pytest.CaptureFixture[str],
@@ -128,8 +134,7 @@ def test_shred_end_to_end_on_the_local_stack(
     assert stack.sql("SELECT count(*) FROM access_logs")[0][0] == audit_rows
 
     # the workflow: MaintainPool refills, the Map has no run for A, ShredKeys shreds it
-    sm_arn = _deploy_rotation(stack, emulator_role_arn, migrated_db_url)
-    code, out, err = _cli(capsys, "keys", "rotate", "--json", "--state-machine-arn", sm_arn,
+    code, out, err = _cli(capsys, "keys", "rotate", "--json", "--state-machine-arn", rotation_sm,
                           "--poll-seconds", "0.5", "--timeout", "240", *operator)  # fmt: skip
     assert code == 0, err
     report = json.loads(out)
@@ -257,3 +262,32 @@ def test_rotate_queues_one_key_onto_a_target_suite(
     (start,) = [r for r in stack.audit_rows() if r["operation"] == "key.rotation_workflow_started"
                 and r["outcome"] == "failure"]  # fmt: skip
     assert start["details"]["queued"] == [key.key_id] and start["actor"] == OPERATOR
+
+
+def test_rotate_one_key_through_the_workflow(
+    stack: PipelineStack,
+    rotation_sm: str,
+    migrated_db_url: str,
+    cli_env: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`keys rotate --key K`: K is queued (due or not), the workflow moves its documents to
+    another key and expires it, and the summary names the run; the documents still read."""
+    data = os.urandom(3_000)
+    doc = _ingest(stack, "uploads/a/rotate-me.bin", data)
+    key = doc["key_id"]
+    operator = ["--database-url", role_url(migrated_db_url, OPERATOR)]
+    code, out, err = _cli(capsys, "keys", "rotate", "--key", key, "--state-machine-arn",
+                          rotation_sm, "--poll-seconds", "0.5", "--timeout", "240",
+                          *operator)  # fmt: skip
+    assert code == 0, err
+    assert f"queued {key} (" in out and "execution SUCCEEDED" in out
+    (run,) = stack.sql(
+        "SELECT id, status, new_key_id FROM key_rotations WHERE old_key_id = :k", k=key
+    )
+    assert run[1] == "completed"
+    assert f"run {run[0]}: {key} -> {run[2]} completed" in out
+    assert _state(stack, key) == ("expired", False)
+    now = stack.document(doc["document_id"])
+    assert now is not None and now["key_id"] == run[2]
+    assert _retrieve(stack, doc["document_id"]) == data
