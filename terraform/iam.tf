@@ -31,6 +31,12 @@ locals {
     rotate_rewrap = [
       { sid = "RewritePackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
     ]
+    # Shred deletes every version of a shredded key's packages (the bucket policy denies
+    # deletion under encrypted/ to every other principal); it reads headers, writes nothing.
+    shred = [
+      { sid = "DeletePackageVersions", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
+      { sid = "ListPackageVersions", actions = ["s3:ListBucketVersions"], resources = [local.encrypted_arn] },
+    ]
     retrieve = [
       { sid = "ReadPackages", actions = ["s3:GetObject", "s3:GetObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
       { sid = "WriteRetrievalCopies", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.retrievals_prefix}*"] },

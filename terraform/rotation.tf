@@ -35,5 +35,13 @@ locals {
       seed_access = "none"
       attestation = "none"
     }
+    # Its role, <name>-shred-<region>, is the one principal the encrypted bucket lets delete
+    # under encrypted/ (s3.tf, DenyPackageDeletionButShred); it never touches a seed.
+    shred = {
+      handler     = "pqfile.handlers.shred.handler"
+      description = "Rotation step ShredKeys: deletes every package version of a shredded key, destroys its seed"
+      seed_access = "none"
+      attestation = "none"
+    }
   }
 }

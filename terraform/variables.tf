@@ -100,7 +100,7 @@ variable "lambda_memory_mb" {
 variable "lambda_timeout_seconds" {
   description = "Timeout of each function, seconds (map keyed by function; missing keys use 60). Keep each at most its Task's TimeoutSeconds in statemachines/."
   type        = map(number)
-  default     = { encrypt = 900, store = 120, retrieve = 300, rotate_maintain = 300, rotate_plan = 120, rotate_rewrap = 900, rotate_finish = 120, audit_verify = 900, migrate = 900 }
+  default     = { encrypt = 900, store = 120, retrieve = 300, rotate_maintain = 300, rotate_plan = 120, rotate_rewrap = 900, rotate_finish = 120, shred = 900, audit_verify = 900, migrate = 900 }
 
   validation {
     condition     = alltrue([for v in values(var.lambda_timeout_seconds) : v >= 1 && v <= 900])
@@ -588,6 +588,7 @@ variable "database_users" {
     rotate_rewrap   = "pqfile_rewrap"
     rotate_finish   = "pqfile_rewrap"
     rotate_failure  = "pqfile_rewrap"
+    shred           = "pqfile_shred"   # key_shred only (sql/migrations/0013)
     audit_verify    = "pqfile_auditor" # read-only
   }
 
@@ -637,7 +638,7 @@ variable "db_max_allocated_storage_gb" {
 }
 
 variable "db_backup_retention_days" {
-  description = "Automated backup retention, days."
+  description = "Automated backup retention (RDS backup_retention_period and point-in-time recovery), days. A shredded key's wrapped seed survives in backups this long: the shred function reports shredding complete this many days after the shred (PQFILE_BACKUP_RETENTION_DAYS; docs/KEYS.md, \"Shredding\")."
   type        = number
   default     = 14
 

@@ -143,6 +143,13 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_RETRIEVE_FUNCTION", "cli.retrieve_function", "(none)",
              "CLI: the retrieve function `pqfile retrieve` invokes (name or ARN; Terraform "
              "output `retrieve_function_name`)"),
+    Variable("PQFILE_ROTATION_STATE_MACHINE", "cli.rotation_state_machine", "(none)",
+             "CLI: the rotate-keys state machine `pqfile keys rotate` starts (ARN; Terraform "
+             "output `rotation_state_machine_arn`)"),
+    Variable("PQFILE_BACKUP_RETENTION_DAYS", "shred.backup_retention_days", "14",
+             "shred, `pqfile keys revoke --shred`: days database backups keep a shredded "
+             "key's wrapped seed (Terraform `db_backup_retention_days`): shredding is "
+             "complete that long after the shred"),
     Variable("PQFILE_STS_ENDPOINT_URL", "identity.sts_endpoint_url",
              "`https://sts.<region>.amazonaws.com`",
              "retrieve, `pqfile auth proof`: the one STS endpoint identity proofs are made for "
@@ -451,6 +458,8 @@ class CliSettings:
     actor: str | None = None
     #: The retrieve function `pqfile retrieve` invokes.
     retrieve_function: str | None = None
+    #: The rotate-keys state machine `pqfile keys rotate` starts.
+    rotation_state_machine: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
@@ -458,6 +467,28 @@ class CliSettings:
         return cls(
             actor=_text(values, "PQFILE_ACTOR"),
             retrieve_function=_text(values, "PQFILE_RETRIEVE_FUNCTION"),
+            rotation_state_machine=_text(values, "PQFILE_ROTATION_STATE_MACHINE"),
+        )
+
+
+#: RDS automated backup retention by default (Terraform ``db_backup_retention_days``).
+DEFAULT_BACKUP_RETENTION_DAYS = 14
+
+
+@dataclass(frozen=True)
+class ShredSettings:
+    """Crypto-shredding (pqfile.usecases.shred)."""
+
+    #: Days backups (and point-in-time recovery) keep a shredded key's wrapped seed.
+    backup_retention_days: int = DEFAULT_BACKUP_RETENTION_DAYS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ShredSettings:
+        e = _environ(env)
+        return cls(
+            backup_retention_days=_int(
+                e, "PQFILE_BACKUP_RETENTION_DAYS", DEFAULT_BACKUP_RETENTION_DAYS, 0, 35
+            )
         )
 
 

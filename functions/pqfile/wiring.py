@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pqfile.ports import KeyAttestor, SeedProtector
     from pqfile.usecases.retrieve import Retrieval
     from pqfile.usecases.rotation import Rotation
+    from pqfile.usecases.shred import Shredding
 
 T = TypeVar("T")
 
@@ -165,6 +166,21 @@ def _build_rotation() -> Rotation:
     )
 
 
+def _build_shredding() -> Shredding:
+    """The shred step: its own database role (pqfile_shred) and S3 object versions."""
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.adapters.postgres.keys import PostgresShredRepository
+    from pqfile.adapters.s3_versions import S3PackageVersions
+    from pqfile.config import ShredSettings
+    from pqfile.usecases.shred import Shredding
+
+    return Shredding(
+        keys=PostgresShredRepository(Database.from_env()),
+        versions=S3PackageVersions(),
+        backup_retention_days=ShredSettings.from_env().backup_retention_days,
+    )
+
+
 def _build_audit_reader() -> PostgresAuditLog:
     from pqfile.adapters.postgres.audit import PostgresAuditLog
     from pqfile.adapters.postgres.connection import Database
@@ -188,5 +204,7 @@ pipeline: Lazy[Pipeline] = Lazy(_build_pipeline)
 retrieval: Lazy[Retrieval] = Lazy(_build_retrieval)
 #: The rotate-keys functions' dependencies.
 rotation: Lazy[Rotation] = Lazy(_build_rotation)
+#: The shred function's dependencies.
+shredding: Lazy[Shredding] = Lazy(_build_shredding)
 #: The audit verifier's read-only audit log (pqfile_auditor).
 audit_reader: Lazy[PostgresAuditLog] = Lazy(_build_audit_reader)

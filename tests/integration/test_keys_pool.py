@@ -244,12 +244,14 @@ def test_cli_keys_status_refill_revoke(
         key_id, other = [r[0] for r in owner.run("SELECT id FROM encryption_keys ORDER BY id")][:2]
         owner.close()
         # revocation is an operator's: not the maintain role's
-        assert cli_main(["keys", "revoke", key_id, "--reason", "test revoke"]) == 1
+        assert cli_main(["keys", "revoke", key_id, "--now", "--reason", "test revoke"]) == 1
         assert "permission denied" in capsys.readouterr().err
         operator = ["--database-url", role_url(db_url, OPERATOR)]
-        assert cli_main(["keys", "revoke", key_id, "--reason", "test revoke", *operator]) == 0
+        revoke = ["keys", "revoke", key_id, "--now", "--reason", "test revoke", *operator]
+        assert cli_main(revoke) == 0
         assert f"revoked {key_id}" in capsys.readouterr().out
-        assert cli_main(["keys", "revoke", key_id, "--reason", "twice", *operator]) == 1
+        twice = ["keys", "revoke", key_id, "--now", "--reason", "twice", *operator]
+        assert cli_main(twice) == 1
         assert "already revoked" in capsys.readouterr().err
         assert cli_main(["keys", "request", other, "--reason", "rotate it out", *operator]) == 0
         assert "pending" in capsys.readouterr().out

@@ -28,8 +28,8 @@ MIB = 1024 * 1024
 
 
 def _deploy_rotation(stack: PipelineStack, role_arn: str, db_url: str) -> str:
-    """The rotate Lambdas (pqfile_maintain for MaintainPool, pqfile_rewrap for the others)
-    and the rotate-keys state machine."""
+    """The rotate Lambdas (pqfile_maintain for MaintainPool, pqfile_rewrap for the others,
+    pqfile_shred for ShredKeys) and the rotate-keys state machine."""
     suffix = uuid.uuid4().hex[:8]
     lam = stack.client("lambda")
     env = {
@@ -40,24 +40,28 @@ def _deploy_rotation(stack: PipelineStack, role_arn: str, db_url: str) -> str:
     }
     env.pop("PQFILE_UPLOADS_BUCKET", None)
     arns: dict[str, str] = {}
-    for fn in ROTATE_FUNCTIONS:
+    for fn in (*ROTATE_FUNCTIONS, "shred"):
         name = f"pqfile-rotate-{fn}-{suffix}"
+        key = "shred" if fn == "shred" else f"rotate_{fn}"
+        handler = "pqfile.handlers.shred.handler" if fn == "shred" else (
+            f"pqfile.handlers.rotate.{fn}_handler"
+        )
         resp = lam.create_function(
             FunctionName=name,
             Runtime="python3.11",
             Role=role_arn,
-            Handler=f"pqfile.handlers.rotate.{fn}_handler",
+            Handler=handler,
             Code={"ZipFile": placeholder_zip()},
             Timeout=300,
             MemorySize=512,
             Environment={
                 "Variables": {
                     **env,
-                    "PQFILE_DATABASE_URL": role_url(db_url, FUNCTION_ROLES[f"rotate_{fn}"]),
+                    "PQFILE_DATABASE_URL": role_url(db_url, FUNCTION_ROLES[key]),
                 }
             },
         )
-        stack.functions[f"rotate_{fn}"] = name
+        stack.functions[key] = name
         arns[fn] = resp["FunctionArn"]
     text = re.sub(
         r"\$\{(\w+)_function_arn\}", lambda m: arns[m.group(1)], ASL.read_text(encoding="utf-8")

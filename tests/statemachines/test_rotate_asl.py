@@ -23,6 +23,7 @@ PLACEHOLDERS = {
     "rewrap_function_arn",
     "finish_function_arn",
     "failure_function_arn",
+    "shred_function_arn",
 }
 HANDLERS = {
     "maintain": "maintain_handler",
@@ -89,6 +90,18 @@ def test_workflow_shape() -> None:
     assert docs["Next"] == "MorePlanned"
     (loop,) = inner["MorePlanned"]["Choices"]
     assert loop["Next"] == "PlanRewrap" and inner["MorePlanned"]["Default"] == "FinishRotation"
+
+
+def test_shred_runs_after_the_rotations() -> None:
+    """ShredKeys: one state between the rewrap Map and Done (pqfile.handlers.shred)."""
+    from pqfile.handlers import shred
+
+    top = _definition()["States"]
+    assert top["RotateKeys"]["Next"] == "ShredKeys"
+    step = top["ShredKeys"]
+    assert step["Parameters"]["FunctionName"] == "${shred_function_arn}"
+    assert step["Next"] == "Done"
+    assert callable(shred.handler)
 
 
 def test_every_task_has_timeout_and_transient_retry() -> None:

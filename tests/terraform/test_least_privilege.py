@@ -367,9 +367,10 @@ def test_packages_can_be_deleted_only_by_the_shred_role(stack: Stack) -> None:
     assert _list(statement["Resource"]) == [f"{encrypted}/encrypted/*"]
     assert set(_list(statement["Action"])) == {"s3:DeleteObject", "s3:DeleteObjectVersion"}
     shred_role = f"arn:aws:iam::123456789012:role/pqfile-{stack.environment}-shred-eu-west-1"
-    assert _exempt(stack, statement) == {shred_role}
-    # No function role may delete anything in the encrypted bucket; store deletes plaintext
-    # versions under uploads/ only.
+    assert stack.role_arns["shred"] == shred_role  # the exempt role is the shred function's
+    assert _exempt(stack, statement) == {"shred"}
+    # No other function role may delete anything in the encrypted bucket; store deletes
+    # plaintext versions under uploads/ only; shred deletes package versions only.
     for key in stack.functions:
         policy = stack.role_policy(key)
         for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
@@ -377,6 +378,8 @@ def test_packages_can_be_deleted_only_by_the_shred_role(stack: Stack) -> None:
             if key == "store":
                 uploads = stack.all("aws_s3_bucket", "this")["uploads"]["arn"]
                 assert resources == {f"{uploads}/uploads/*"}, action
+            elif key == "shred":
+                assert resources == {f"{encrypted}/encrypted/*"}, action
             else:
                 assert not resources, (key, action)
 

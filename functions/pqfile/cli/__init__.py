@@ -20,7 +20,8 @@ _COMMAND_MODULES = (
     "pqfile.cli.files",  # keygen, encrypt, decrypt, inspect
     "pqfile.cli.rewrap",  # rewrap, reencrypt
     "pqfile.cli.db",  # db migrate
-    "pqfile.cli.keys",  # keys status/refill/queue-rotation/revoke/expire/request
+    "pqfile.cli.keys",  # keys status/rotate/revoke/expire/request/refill/queue-rotation
+    "pqfile.cli.documents",  # documents list
     "pqfile.cli.audit",  # audit verify/tail
     "pqfile.cli.auth",  # auth proof
     "pqfile.cli.access",  # access grant/revoke/list

@@ -1,23 +1,33 @@
-"""`pqfile keys status|refill|queue-rotation|revoke|expire|request`: the key pool
-(docs/KEYS.md).
+"""`pqfile keys status|rotate|revoke|expire|request|refill|queue-rotation`: the key pool
+(docs/KEYS.md, "Rotation", "Revocation", "Shredding").
+
+``rotate`` queues what is due (or one ``--key``, optionally onto ``--to-suite``) and starts
+the rotate-keys workflow, then follows it to the end; ``revoke`` records a pending
+revocation (``--now``: at once; ``--shred --yes-destroy-documents``: a pending shred).
+``refill`` and ``queue-rotation`` are the lower-level steps the workflow's MaintainPool
+runs, kept for operators who need one of them alone.
 
 Which database role may do what (docs/KEYS.md, "Roles and grants"): ``status`` reads (the
-operator or the auditor); ``refill`` and ``queue-rotation`` are the maintain function's
-(run them as ``pqfile_maintain`` or the owner, with the KMS seed key and the attestation key
-configured); ``revoke``, ``expire`` and ``request`` are an operator's (``pqfile_operator``).
-The name in ``PQFILE_ACTOR`` is only a claim, kept as ``claimed_by``: the database records
-the connected user as the actor.
+operator or the auditor); ``rotate``, ``revoke``, ``expire`` and ``request`` are an
+operator's (``pqfile_operator``); ``refill`` and ``queue-rotation`` are the maintain
+function's (run them as ``pqfile_maintain`` or the owner, with the KMS seed key and the
+attestation key configured). The name in ``PQFILE_ACTOR`` is only a claim, kept as
+``claimed_by``: the database records the connected user as the actor.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from pqfile.cli.db import actor, add_database_option, command_group, open_database, print_json
+from pqfile.config import CliSettings, ConfigurationError, ShredSettings
 from pqfile.crypto.kem import Suite
-from pqfile.keys.model import RequestKind
+from pqfile.errors import PQFileError
+from pqfile.keys.model import KeyStatus, RequestKind
 from pqfile.keys.policy import PoolPolicy
 
 if TYPE_CHECKING:
@@ -27,6 +37,8 @@ if TYPE_CHECKING:
 #: The domain's pool defaults (keys/policy.py), the options' defaults.
 DEFAULT_POLICY = PoolPolicy()
 SUITES = [suite.value for suite in Suite]
+#: Audited when `keys rotate` starts (or fails to start) the rotate-keys workflow.
+OP_WORKFLOW_STARTED = "key.rotation_workflow_started"
 
 
 def register(subparsers: Any) -> None:
@@ -39,7 +51,8 @@ def register(subparsers: Any) -> None:
     status.set_defaults(func=_status)
 
     refill = sub.add_parser(
-        "refill", help="queue due keys for rotation, then top each suite up to the target"
+        "refill",
+        help="lower-level step of `keys rotate`: queue due keys, then top each suite up",
     )
     add_database_option(refill)
     refill.add_argument(
@@ -51,12 +64,58 @@ def register(subparsers: Any) -> None:
     _policy_options(refill)
     refill.set_defaults(func=_refill)
 
+    rotate = sub.add_parser(
+        "rotate",
+        help="queue the keys due for rotation and run the rotate-keys workflow to the end",
+        description="Queue every active key past its age or usage caps (or only --key, due "
+        "or not), start the rotate-keys workflow (which also completes pending shreds) and "
+        "follow it to the end. --dry-run shows what would happen and changes nothing.",
+    )
+    add_database_option(rotate)
+    _policy_options(rotate)
+    rotate.add_argument("--key", metavar="KEY_ID", help="rotate this key only (due or not)")
+    rotate.add_argument(
+        "--to-suite", choices=SUITES, help="move the documents to keys of this suite"
+    )
+    rotate.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    rotate.add_argument(
+        "--state-machine-arn",
+        metavar="ARN",
+        help="the rotate-keys state machine (default: PQFILE_ROTATION_STATE_MACHINE)",
+    )
+    rotate.add_argument(
+        "--timeout", type=float, default=3600.0, metavar="SECONDS",
+        help="stop following the execution after this long (it keeps running)",
+    )  # fmt: skip
+    rotate.add_argument("--poll-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
+    rotate.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    rotate.set_defaults(func=_rotate)
+
     revoke = sub.add_parser(
-        "revoke", help="revoke a key now (operator): it never encrypts or decrypts again"
+        "revoke",
+        help="revoke a key (operator): pending by default, --now at once, --shred destroys",
+        description="By default a pending revocation: the key stops encrypting at once, "
+        "rotate-keys rewraps its documents to other keys, then revokes it. --now revokes at "
+        "once (its documents are refused). --shred --yes-destroy-documents records a pending "
+        "shred: rotate-keys deletes every package version still wrapped to the key and "
+        "destroys its seed; its documents are lost.",
     )
     add_database_option(revoke)
     revoke.add_argument("key_id", metavar="KEY_ID")
     revoke.add_argument("--reason", required=True, help="why (kept in the key and audit rows)")
+    how = revoke.add_mutually_exclusive_group()
+    how.add_argument(
+        "--now", action="store_true", help="revoke at once: its documents are refused from now"
+    )
+    how.add_argument(
+        "--shred", action="store_true",
+        help="destroy the key and every document still encrypted to it (pending)",
+    )  # fmt: skip
+    revoke.add_argument(
+        "--yes-destroy-documents", action="store_true",
+        help="confirm --shred: the documents are lost for good",
+    )  # fmt: skip
+    revoke.add_argument("--json", action="store_true", help="one JSON document on stdout")
     revoke.set_defaults(func=_revoke)
 
     expire = sub.add_parser("expire", help="expire a key now (operator): decrypt only")
@@ -77,7 +136,10 @@ def register(subparsers: Any) -> None:
     request.add_argument("--reason", required=True, help="why (kept in the request and audit)")
     request.set_defaults(func=_request)
 
-    queue = sub.add_parser("queue-rotation", help="queue keys past their age or usage caps")
+    queue = sub.add_parser(
+        "queue-rotation",
+        help="lower-level step of `keys rotate`: queue keys past their age or usage caps",
+    )
     add_database_option(queue)
     _policy_options(queue)
     queue.set_defaults(func=_queue)
@@ -226,14 +288,6 @@ def _queue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _revoke(args: argparse.Namespace) -> int:
-    db = open_database(args)
-    try:
-        record = _store(db, args).revoke(args.key_id, args.reason)
-    finally:
-        db.close()
-    print(f"revoked {record.key_id} ({record.suite}) at {record.revoked_at}")
-    return 0
 
 
 def _expire(args: argparse.Namespace) -> int:
@@ -253,4 +307,281 @@ def _request(args: argparse.Namespace) -> int:
     finally:
         db.close()
     print(f"request {request_id}: {args.kind} {args.key_id} (pending; the key no longer encrypts)")
+    return 0
+
+
+# --- keys rotate -----------------------------------------------------------------------------
+
+
+def _rotation_plan(store: KeyPool, args: argparse.Namespace) -> list[dict[str, str]]:
+    """The keys this command queues: (key id, suite, reason). Read-only."""
+    now = store.storage.keys.now()
+    if args.key:
+        key = store.get_key(args.key)
+        if key.status not in (KeyStatus.ACTIVE, KeyStatus.ROTATION_QUEUED):
+            raise PQFileError(f"key {key.key_id} is {key.status.value}: nothing to rotate")
+        reason = store.policy.rotation_reason(key, now)
+        return [{"key_id": key.key_id, "suite": key.suite,
+                 "reason": reason.value if reason else "operator"}]  # fmt: skip
+    due = store.policy.due_for_rotation(store.list_keys(status=KeyStatus.ACTIVE), now)
+    return [{"key_id": k.key_id, "suite": k.suite, "reason": r.value} for k, r in due]
+
+
+def _state_machine(args: argparse.Namespace) -> str:
+    arn = args.state_machine_arn or CliSettings.from_env().rotation_state_machine
+    if not arn:
+        raise ConfigurationError(
+            "no rotate-keys state machine: --state-machine-arn or PQFILE_ROTATION_STATE_MACHINE"
+            " (Terraform output rotation_state_machine_arn)"
+        )
+    return arn
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from pqfile.adapters.postgres.keys import PostgresKeyRepository, rotation_overview
+
+    db = open_database(args)
+    try:
+        store = _store(db, args)
+        plan = _rotation_plan(store, args)
+        open_runs = rotation_overview(db)
+        shreds = [
+            {"request": r.request_id, "key_id": r.key_id, "reason": r.reason}
+            for r in store.storage.keys.pending_requests()
+            if r.kind == RequestKind.SHRED.value
+        ]
+        report: dict[str, Any] = {
+            "dry_run": args.dry_run,
+            "to_suite": args.to_suite,
+            "queue": plan,
+            "open_runs": open_runs,
+            "pending_shreds": shreds,
+        }
+        if args.dry_run:
+            _print_plan(report, args)
+            return 0
+        workflow = _workflow(_state_machine(args))  # before any change: lose nothing
+        keys = PostgresKeyRepository(db)
+        run_ids = {int(r["rotation_id"]) for r in open_runs}
+        for item in plan:
+            run_ids.add(
+                keys.queue_rotation_now(
+                    item["key_id"],
+                    item["reason"],
+                    to_suite=args.to_suite,
+                    actor=actor(),
+                    request_id=None,
+                )
+            )
+        report["queued"] = [item["key_id"] for item in plan]
+        if not args.json:
+            _print_plan(report, args)
+        arn = _start_audited(workflow, db, report)
+        report["execution"] = {"arn": arn}
+        if not args.json:
+            print(f"started {arn}")
+        execution = _follow(workflow, arn, db, run_ids, args)
+        report["execution"] = {
+            "arn": arn,
+            "status": execution.status,
+            "error": execution.error,
+        }
+        report["runs"] = rotation_overview(db, sorted(run_ids))
+        report["shredded"] = ((execution.output or {}).get("shred") or {}).get("shredded", [])
+    finally:
+        db.close()
+    if args.json:
+        print_json(report)
+    else:
+        _print_summary(report)
+    if report["execution"]["status"] != "SUCCEEDED":
+        print(
+            f"pqfile: error: rotate-keys {report['execution']['status'] or 'did not finish'}"
+            f" ({report['execution']['error'] or 'still running; see the audit trail'})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _start_audited(workflow: Any, db: Database, report: dict[str, Any]) -> str:
+    """StartExecution, audited either way (``key.rotation_workflow_started``: the
+    execution, or the error code; the operator is the connected database user)."""
+    from pqfile.adapters.postgres.audit import append_audit
+    from pqfile.adapters.stepfunctions import WorkflowError, execution_name
+
+    details: dict[str, object] = {
+        "queued": report.get("queued", []), "to_suite": report["to_suite"],
+        "state_machine": workflow.state_machine_arn,
+    }  # fmt: skip
+    try:
+        arn: str = workflow.start(execution_name("pqfile-rotate"), {"requested_by": actor()})
+    except WorkflowError as exc:
+        append_audit(db, operation=OP_WORKFLOW_STARTED, outcome="failure", actor=actor(),
+                     details={**details, "error": str(exc)[:200]})  # fmt: skip
+        raise
+    append_audit(db, operation=OP_WORKFLOW_STARTED, outcome="success", actor=actor(),
+                 request_id=arn, details=details)  # fmt: skip
+    return arn
+
+
+def _workflow(arn: str) -> Any:
+    from pqfile.adapters.stepfunctions import StepFunctionsWorkflow
+
+    return StepFunctionsWorkflow(arn)
+
+
+def _follow(
+    workflow: Any, arn: str, db: Database, run_ids: set[int], args: argparse.Namespace
+) -> Any:
+    """Poll the execution until it ends (or --timeout), with a progress bar on terminals:
+    documents rewrapped over documents to move, from the runs' rows. ``run_ids`` grows by
+    every run seen open meanwhile (MaintainPool may queue more), for the summary."""
+    from pqfile.adapters.postgres.keys import rotation_overview
+    from pqfile.adapters.stepfunctions import Execution
+
+    deadline = time.monotonic() + args.timeout
+    bar = _progress() if not args.json and sys.stderr.isatty() else None
+    try:
+        while True:
+            execution: Execution = workflow.describe(arn)
+            run_ids.update(int(r["rotation_id"]) for r in rotation_overview(db))
+            if bar is not None:
+                runs = rotation_overview(db, sorted(run_ids))
+                total = sum(int(r["documents_total"]) for r in runs)
+                done = sum(int(r["documents_rewrapped"]) for r in runs)
+                bar[0].update(bar[1], total=max(total, 1), completed=done)
+            if execution.done or time.monotonic() >= deadline:
+                return execution
+            time.sleep(args.poll_seconds)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+
+
+def _progress() -> tuple[Any, Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    progress.start()
+    return progress, progress.add_task("documents rewrapped", total=1)
+
+
+def _print_plan(report: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.json:
+        print_json(report)
+        return
+    verb = "would queue" if report["dry_run"] else "queued"
+    target = f" onto {report['to_suite']}" if report["to_suite"] else ""
+    for item in report["queue"]:
+        print(f"{verb} {item['key_id']} ({item['suite']}, {item['reason']}){target}")
+    for run in report["open_runs"]:
+        print(
+            f"open run {run['rotation_id']}: {run['old_key_id']} {run['status']} "
+            f"({run['documents_rewrapped']}/{run['documents_total']} rewrapped)"
+        )
+    for shred in report["pending_shreds"]:
+        print(f"pending shred {shred['request']}: {shred['key_id']} ({shred['reason']})")
+    if report["dry_run"]:
+        print(
+            f"{len(report['queue'])} key(s) to queue, {len(report['open_runs'])} open run(s), "
+            f"{len(report['pending_shreds'])} pending shred(s); nothing changed (--dry-run)"
+        )
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    execution = report["execution"]
+    print(f"execution {execution['status']}: {execution['arn']}")
+    for run in report["runs"]:
+        print(
+            f"run {run['rotation_id']}: {run['old_key_id']} -> {run['new_key_id'] or '-'} "
+            f"{run['status']}, {run['documents_rewrapped']}/{run['documents_total']} rewrapped"
+            + (f", {run['error']}" if run["error"] else "")
+        )
+    for shred in report["shredded"]:
+        lost = shred.get("documents_lost", [])
+        print(
+            f"shredded {shred['key_id']}: {len(lost)} document(s) lost, "
+            f"{shred['versions_deleted']} package version(s) deleted; backups hold its "
+            f"wrapped seed until {shred['complete_at']}: shredding is complete then"
+        )
+        for doc in lost:
+            print(f"  lost {doc['document_id']} (tenant {doc['tenant']})")
+
+
+# --- keys revoke -----------------------------------------------------------------------------
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from pqfile.adapters.postgres.documents import list_documents
+
+    if args.yes_destroy_documents and not args.shred:
+        raise ConfigurationError("--yes-destroy-documents confirms --shred only")
+    db = open_database(args)
+    try:
+        store = _store(db, args)
+        if args.now:
+            record = store.revoke(args.key_id, args.reason)
+            result: dict[str, Any] = {
+                "key_id": record.key_id, "suite": record.suite, "status": record.status.value,
+                "revoked_at": record.revoked_at,
+            }  # fmt: skip
+            text = f"revoked {record.key_id} ({record.suite}) at {record.revoked_at}"
+        elif args.shred:
+            key = store.get_key(args.key_id)
+            doomed = [d for d in list_documents(db, key_id=key.key_id, limit=1_000_000)
+                      if d.status in ("stored", "encrypted")]  # fmt: skip
+            if not args.yes_destroy_documents:
+                print(
+                    f"pqfile: error: --shred destroys key {key.key_id} and its "
+                    f"{len(doomed)} document(s) for good: add --yes-destroy-documents",
+                    file=sys.stderr,
+                )
+                return 2
+            request = store.request(key.key_id, RequestKind.SHRED, args.reason)
+            retention = ShredSettings.from_env().backup_retention_days
+            now = store.storage.keys.now()
+            complete = now + dt.timedelta(days=retention)
+            result = {
+                "request": request, "key_id": key.key_id, "kind": "shred", "status": "pending",
+                "documents_to_lose": [{"document_id": d.document_id, "tenant": d.tenant}
+                                      for d in doomed],
+                "backup_retention_days": retention,
+                "complete_at_earliest": complete.isoformat(),
+            }  # fmt: skip
+            lines = [
+                f"request {request}: shred {key.key_id} (pending; the key no longer encrypts)",
+                *(f"  will be lost: {d.document_id} (tenant {d.tenant})" for d in doomed),
+                f"{len(doomed)} document(s) will be lost when rotate-keys runs the shred "
+                "(`pqfile keys rotate`)",
+                f"backups keep the wrapped seed {retention} day(s) after the shred: "
+                f"shredding is complete on {complete:%Y-%m-%d} at the earliest",
+            ]
+            text = "\n".join(lines)
+        else:
+            request = store.request(args.key_id, RequestKind.REVOKE, args.reason)
+            left = len(store.documents_on_key(args.key_id, limit=1_000_000))
+            result = {
+                "request": request, "key_id": args.key_id, "kind": "revoke",
+                "status": "pending", "documents_to_rewrap": left,
+            }  # fmt: skip
+            text = (
+                f"request {request}: revoke {args.key_id} (pending; the key no longer "
+                f"encrypts); rotate-keys rewraps its {left} document(s), then revokes it "
+                "(`pqfile keys rotate`)"
+            )
+    finally:
+        db.close()
+    if args.json:
+        print_json(result)
+    else:
+        print(text)
     return 0

@@ -54,7 +54,7 @@ class KeyCustody:
         """
         if sealed is None:
             raise KeyNotFoundError(f"no key {key_id}")
-        if sealed.status is KeyStatus.REVOKED:
+        if sealed.status in (KeyStatus.REVOKED, KeyStatus.SHREDDED):
             self.cache.discard(key_id)
         if not usable_for(sealed.status, purpose):
             raise KeyNotUsableError(

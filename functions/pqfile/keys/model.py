@@ -23,6 +23,7 @@ class KeyStatus(enum.Enum):
     ROTATION_QUEUED = "rotation_queued"  # decrypts; no new documents; waiting for rewrap
     EXPIRED = "expired"  # decrypt only
     REVOKED = "revoked"  # nothing, ever again
+    SHREDDED = "shredded"  # its wrapped seed is destroyed (sql/migrations/0013)
 
     @classmethod
     def from_name(cls, name: str) -> KeyStatus:

@@ -309,8 +309,9 @@ class KeyPool:
         """Revoke a key at once (terminal: its documents are refused from now on)."""
         if not reason.strip():
             raise ValueError("a revocation needs a reason")
-        if self.get_key(key_id).status is KeyStatus.REVOKED:
-            raise IllegalTransitionError(f"key {key_id} is already revoked")
+        status = self.get_key(key_id).status
+        if status in (KeyStatus.REVOKED, KeyStatus.SHREDDED):
+            raise IllegalTransitionError(f"key {key_id} is already {status.value}")
         self.storage.keys.revoke(key_id, reason, actor=actor or self._actor, request_id=request_id)
         self.custody.forget(key_id)
         return self.get_key(key_id)
@@ -320,7 +321,7 @@ class KeyPool:
     ) -> KeyRecord:
         """Expire a key at once: it decrypts, it never encrypts again."""
         status = self.get_key(key_id).status
-        if status in (KeyStatus.EXPIRED, KeyStatus.REVOKED):
+        if status in (KeyStatus.EXPIRED, KeyStatus.REVOKED, KeyStatus.SHREDDED):
             raise IllegalTransitionError(f"key {key_id} is already {status.value}")
         self.storage.keys.expire(key_id, actor=actor or self._actor, request_id=request_id)
         return self.get_key(key_id)
@@ -339,8 +340,11 @@ class KeyPool:
         kind = RequestKind(kind)
         if not reason.strip():
             raise ValueError("a request needs a reason")
-        if self.get_key(key_id).status is KeyStatus.REVOKED:
-            raise IllegalTransitionError(f"key {key_id} is already revoked")
+        status = self.get_key(key_id).status
+        if status is KeyStatus.SHREDDED or (
+            status is KeyStatus.REVOKED and kind is not RequestKind.SHRED
+        ):  # a revoked key may still be shredded (sql/migrations/0013)
+            raise IllegalTransitionError(f"key {key_id} is already {status.value}")
         return self.storage.keys.request(
             key_id, kind.value, reason, actor=actor or self._actor, request_id=request_id
         )

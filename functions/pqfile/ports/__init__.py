@@ -36,6 +36,13 @@ from pqfile.ports.repositories import (
     KeyStorage,
     RotationRepository,
 )
+from pqfile.ports.shred import (
+    PackageVersion,
+    PackageVersions,
+    ShredCandidate,
+    ShredOutcome,
+    ShredRepository,
+)
 from pqfile.ports.storage import (
     BlobStore,
     ObjectWriter,
@@ -66,10 +73,15 @@ __all__ = [
     "ObjectWriter",
     "PackageCipher",
     "PackageStore",
+    "PackageVersion",
+    "PackageVersions",
     "RotationKeyStore",
     "RotationRepository",
     "RotationRunView",
     "RotationStatus",
     "SeedProtector",
+    "ShredCandidate",
+    "ShredOutcome",
+    "ShredRepository",
     "Writable",
 ]

@@ -16,6 +16,9 @@ class DocumentStatus(enum.StrEnum):
     PENDING = "pending"  # FetchDocument opened the row; not encrypted yet
     STORED = "stored"  # the package is committed; the plaintext is (being) deleted
     FAILED = "failed"  # RecordFailure marked it; the upload is kept for a re-run
+    #: Its key was shredded (sql/migrations/0013): every package version is deleted, a
+    #: tombstone remains. Never readable again.
+    SHREDDED = "shredded"
 
 
 class RotationStatus(enum.StrEnum):

@@ -6,6 +6,7 @@ document_mark_plaintext_deleted, document_record_failure), granted only to the s
 makes it. Every write is idempotent: a document's source identity (bucket, key, and version
 id or ETag) is unique, and the first writer of a key assignment or a stored package wins.
 The database refuses a key that is not active for encryption (IllegalTransitionError).
+:func:`list_documents` is the operators' read (`pqfile documents list`).
 """
 
 # SQL text only ever interpolates this module's constant column lists; values are bound.
@@ -13,7 +14,9 @@ The database refuses a key that is not active for encryption (IllegalTransitionE
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 from pqfile.adapters.postgres.connection import Database, DatabaseError
@@ -182,3 +185,62 @@ class PostgresDocumentRepository:
             req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
         )
         return int(rows[0][0])
+
+
+@dataclass(frozen=True)
+class DocumentSummary:
+    """One line of `pqfile documents list` (a documents row, its tombstone if shredded)."""
+
+    document_id: str
+    tenant: str
+    status: str
+    key_id: str | None
+    suite: str | None
+    plaintext_size: int | None
+    source: str
+    created_at: dt.datetime
+    stored_at: dt.datetime | None
+    shredded_at: dt.datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def list_documents(
+    db: Database,
+    *,
+    key_id: str | None = None,
+    tenant: str | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+) -> list[DocumentSummary]:
+    """Documents by key, tenant and status (SELECT on documents and document_tombstones:
+    pqfile_operator or pqfile_auditor), oldest first, at most ``limit``."""
+    rows = db.run(
+        "SELECT d.document_id, d.tenant, d.status, d.key_id, d.suite, d.plaintext_size, "
+        "d.source_bucket || '/' || d.source_key, d.created_at, d.stored_at, t.shredded_at "
+        "FROM documents d LEFT JOIN document_tombstones t ON t.document_id = d.document_id "
+        "WHERE (CAST(:k AS text) IS NULL OR d.key_id = CAST(:k AS text)) "
+        "AND (CAST(:t AS text) IS NULL OR d.tenant = CAST(:t AS text)) "
+        "AND (CAST(:s AS text) IS NULL OR d.status = CAST(:s AS text)) "
+        "ORDER BY d.created_at, d.document_id LIMIT :n",
+        k=key_id,
+        t=tenant,
+        s=status,
+        n=limit,
+    )
+    return [
+        DocumentSummary(
+            document_id=str(r[0]),
+            tenant=str(r[1]),
+            status=str(r[2]),
+            key_id=r[3],
+            suite=r[4],
+            plaintext_size=None if r[5] is None else int(r[5]),
+            source=str(r[6]),
+            created_at=r[7],
+            stored_at=r[8],
+            shredded_at=r[9],
+        )
+        for r in rows
+    ]

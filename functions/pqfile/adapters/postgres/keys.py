@@ -1,8 +1,9 @@
 """``encryption_keys`` and ``key_requests`` (ports.KeyRepository): the key pool's rows.
 
 Reads are SELECTs; every write is one call to a SECURITY DEFINER function of
-sql/migrations/0010 (key_select, key_create, key_queue_rotation, key_revoke, key_expire,
-key_request, key_complete_request), which checks the caller's role, the transition and its
+sql/migrations/0010 and 0013 (key_select, key_create, key_queue_rotation, key_revoke,
+key_expire, key_request, key_complete_request, rotation_queue; key_shred for the shred
+role, PostgresShredRepository), which checks the caller's role, the transition and its
 invariants and appends the audit row in the same transaction. The rules the pool applies
 before calling them are in pqfile.keys; only the roles that unwrap may read
 ``wrapped_seed`` (0009, 0010).
@@ -20,7 +21,7 @@ from typing import Any
 from pqfile.adapters.postgres.connection import Runner
 from pqfile.keys.audit_chain import MAX_REQUEST_ID_CHARS, bounded_text
 from pqfile.keys.model import KeyRecord, KeyStatus, NewKey, SealedSeed, SelectedKey
-from pqfile.ports import KeyRequest
+from pqfile.ports import KeyRequest, ShredCandidate, ShredOutcome
 
 KEY_COLUMNS = (
     "id, suite, public_key, kms_key_arn, status, usage_count, bytes_encrypted, created_at, "
@@ -140,7 +141,9 @@ class PostgresKeyRepository:
         )
         if not rows:
             return None
-        return SealedSeed(rows[0][0], KeyStatus.from_name(rows[0][1]), bytes(rows[0][2]))
+        # A shredded key holds no seed (NULL, sql/migrations/0013): its status refuses it.
+        seed = b"" if rows[0][2] is None else bytes(rows[0][2])
+        return SealedSeed(rows[0][0], KeyStatus.from_name(rows[0][1]), seed)
 
     def status_counts(self) -> list[tuple[str, str, int, float]]:
         rows = self._run(
@@ -267,3 +270,82 @@ class PostgresKeyRepository:
             req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
         )
         return bool(rows[0][0])
+
+    # -- operators: queue a rotation now (sql/migrations/0013) --
+
+    def queue_rotation_now(
+        self,
+        key_id: str,
+        reason: str,
+        *,
+        to_suite: str | None,
+        actor: str | None,
+        request_id: str | None,
+    ) -> int:
+        """``rotation_queue``: the key's open run (or a new one), with its target suite."""
+        rows = self._run(
+            "SELECT rotation_queue(:id, :reason, :to_suite, :actor, :req)",
+            id=key_id,
+            reason=reason,
+            to_suite=to_suite,
+            actor=_claim(actor),
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+        )
+        return int(rows[0][0])
+
+
+class PostgresShredRepository:
+    """ports.ShredRepository as ``pqfile_shred`` (sql/migrations/0013): it reads what a
+    shred destroys and commits it with key_shred(); nothing else."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._run = runner.run
+
+    def pending_shreds(self) -> list[KeyRequest]:
+        rows = self._run(
+            "SELECT id, key_id, kind, reason, requested_by FROM key_requests "
+            "WHERE status = 'pending' AND kind = 'shred' ORDER BY id"
+        )
+        return [KeyRequest(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
+
+    def shred_candidates(self, request: int) -> list[ShredCandidate]:
+        rows = self._run(
+            "SELECT document_id, encrypted_bucket, encrypted_key, lost "
+            "FROM key_shred_candidates(:r)",
+            r=request,
+        )
+        return [ShredCandidate(str(r[0]), str(r[1]), str(r[2]), bool(r[3])) for r in rows]
+
+    def shred(
+        self, request: int, *, versions_deleted: int, request_id: str | None
+    ) -> ShredOutcome:
+        rows = self._run(
+            "SELECT document_id, tenant FROM key_shred(:r, :n, NULL, :req)",
+            r=request,
+            n=versions_deleted,
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+        )
+        at = self._run(
+            "SELECT k.shredded_at FROM encryption_keys k JOIN key_requests q ON q.key_id = k.id "
+            "WHERE q.id = :r",
+            r=request,
+        )
+        shredded_at: dt.datetime = at[0][0]
+        return ShredOutcome(tuple((str(r[0]), str(r[1])) for r in rows), shredded_at)
+
+
+def rotation_overview(runner: Runner, rotation_ids: Sequence[int] | None = None) -> list[
+    dict[str, Any]
+]:
+    """Rotation runs for an operator's progress and summary (`pqfile keys rotate`): the
+    given ids, or every queued and running run. SELECT on key_rotations only."""
+    rows = runner.run(
+        "SELECT id, old_key_id, new_key_id, reason, status, to_suite, documents_total, "
+        "documents_rewrapped, documents_failed, error FROM key_rotations "
+        "WHERE (CAST(:ids AS bigint[]) IS NULL AND status IN ('queued', 'running')) "
+        "OR id = ANY (CAST(:ids AS bigint[])) ORDER BY id",
+        ids=None if rotation_ids is None else list(rotation_ids),
+    )
+    names = ("rotation_id", "old_key_id", "new_key_id", "reason", "status", "to_suite",
+             "documents_total", "documents_rewrapped", "documents_failed", "error")  # fmt: skip
+    return [dict(zip(names, r, strict=True)) for r in rows]

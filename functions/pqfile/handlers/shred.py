@@ -1,0 +1,35 @@
+"""The ShredKeys step of rotate-keys (statemachines/rotate-keys.asl.json): completes every
+pending shred request (pqfile.usecases.shred). ``{}`` -> ``{"shredded": [...]}``.
+
+Its role is the only principal the encrypted bucket lets delete under ``encrypted/``
+(terraform/s3.tf); its database role, ``pqfile_shred``, may only list what a shred destroys
+and call ``key_shred`` (sql/migrations/0013).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pqfile import wiring
+from pqfile.handlers._runtime import count, entry_point, logger, request_id
+from pqfile.usecases.shred import shred_pending
+
+
+@entry_point
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    report = shred_pending(wiring.shredding(), request_id=request_id(context))
+    for done in report.shredded:
+        count("KeysShredded")
+        count("DocumentsShredded", len(done.documents_lost))
+        # Ids and counts only: what was lost is audited row by row in the database.
+        logger.warning(
+            "key shredded",
+            extra={
+                "key_id": done.key_id,
+                "request": done.request,
+                "documents_lost": len(done.documents_lost),
+                "versions_deleted": done.versions_deleted,
+                "complete_at": done.complete_at.isoformat(),
+            },
+        )
+    return report.to_dict()
