@@ -17,7 +17,9 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -244,6 +246,9 @@ def _write_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         return
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # never replace a device, FIFO, link...
+            raise FileExistsError(errno.EEXIST, "exists and is not a regular file", str(path))
     fd_tmp, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd_tmp, "wb") as f:
