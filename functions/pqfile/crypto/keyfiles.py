@@ -172,9 +172,7 @@ def _pem(label: str, der: bytes) -> bytes:
 
 
 _PEM_BEGIN, _PEM_END, _PEM_DASHES = b"-----BEGIN ", b"-----END ", b"-----"
-_BASE64_ALPHABET = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-)
+_BASE64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
 def _shown(label: bytes) -> str:
