@@ -206,12 +206,21 @@ def _input(path: str | None) -> Iterator[tuple[envelope.BinarySource, int | None
 def _keygen(args: argparse.Namespace) -> int:
     suite = Suite.from_name(args.suite)
     with _file_errors():
+        if os.path.abspath(args.public) == os.path.abspath(args.secret):
+            raise CommandError("--public and --secret must be different files")
         _check_new(args.public, args.force)
         _check_new(args.secret, args.force)
         secret = generate(suite)
         public = secret.public_key()
+        secret_existed = os.path.lexists(args.secret)
         keyfiles.write_secret_key(args.secret, secret, overwrite=args.force)
-        keyfiles.write_public_key(args.public, public, overwrite=args.force)
+        try:
+            keyfiles.write_public_key(args.public, public, overwrite=args.force)
+        except BaseException:
+            if not secret_existed:  # no half a key pair: the secret alone goes too
+                with contextlib.suppress(OSError):
+                    os.unlink(args.secret)
+            raise
     info = {
         "suite": suite.value,
         "key_id": public.key_id,
