@@ -119,9 +119,9 @@ class _WriteBehind:
         self._error: BaseException | None = None
         self._current = bytearray()
         self._thread = threading.Thread(target=self._run, name="pqfile-write-behind", daemon=True)
-        # The writer inherits a mask without SIGINT/SIGTERM/SIGHUP, so the kernel delivers them
-        # to the caller's thread: one blocked in read() then gets EINTR and raises at once
-        # (KeyboardInterrupt, envelope.WriteInterrupted) instead of after its next input.
+        # The writer inherits a mask blocking SIGINT/SIGTERM/SIGHUP, so the kernel delivers
+        # them to the caller's thread: one blocked in read() then gets EINTR and raises at
+        # once (KeyboardInterrupt, envelope.WriteInterrupted) instead of after its next input.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, _CALLER_SIGNALS)
         try:
             self._thread.start()
