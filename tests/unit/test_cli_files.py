@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -194,3 +195,223 @@ def test_progress_is_silent_when_not_a_terminal() -> None:
     with _output.progress_bar(10**12, "x") as advance:  # pytest's stderr is not a tty
         assert advance is None
     assert _output.human_size(1536) == "1.5 KiB (1536 bytes)"
+
+
+# --- hostile input: non-UTF-8 arguments -----------------------------------------------------
+
+
+def run_bytes(*args: bytes | str | Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """Like run(), with arguments that need not be UTF-8 (argv is bytes on POSIX)."""
+    argv = [os.fsencode(a) for a in (*PQFILE, *args)]
+    return subprocess.run(argv, capture_output=True, cwd=cwd, timeout=60, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--context", b"team=\xff"), ("--context", b"\xfe\xff=1"), ("--expect-context", b"a=\xc3")],
+)
+def test_non_utf8_context_is_one_line(
+    keys: Path, tmp_path: Path, option: str, value: bytes
+) -> None:
+    (tmp_path / "in").write_bytes(b"data")
+    if option == "--context":
+        proc = run_bytes("encrypt", "-r", keys / "xwing.pub", option, value, "--in", "in",
+                         "--out", "o.pqf", cwd=tmp_path)  # fmt: skip
+    else:
+        run("encrypt", "-r", keys / "xwing.pub", "--in", "in", "--out", "p.pqf", cwd=tmp_path)
+        proc = run_bytes("decrypt", "-i", keys / "xwing.sec", option, value, "--in", "p.pqf",
+                         "--out", "o", cwd=tmp_path)  # fmt: skip
+    err = one_line_error(proc)
+    assert "not valid UTF-8" in err and option in err and "\\x" in err
+    assert not (tmp_path / "o.pqf").exists() and not (tmp_path / "o").exists()
+
+
+def test_non_utf8_document_id_is_opaque_bytes(keys: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").write_bytes(b"data")
+    doc_id = b"doc-\xff\xfe\n"
+    proc = run_bytes("encrypt", "-r", keys / "xwing.pub", "--document-id", doc_id, "--in", "in",
+                     "--out", b"\xffout.pqf", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    human = proc.stdout.decode()
+    assert "\\xffout.pqf" in human  # the undecodable file name is shown escaped
+    package = (tmp_path / os.fsdecode(b"\xffout.pqf")).read_bytes()
+    from pqfile.crypto.envelope import read_header
+
+    assert read_header(package).document_id == doc_id
+    info = json.loads(run_bytes("inspect", b"\xffout.pqf", "--json", cwd=tmp_path).stdout)
+    assert info["document_id"] == "hex:" + doc_id.hex()
+    human = run_bytes("inspect", b"\xffout.pqf", cwd=tmp_path).stdout.decode()
+    assert "hex:" + doc_id.hex() in human
+    # the expectation compares bytes: the same bytes decrypt, others do not
+    proc = run_bytes("decrypt", "-i", keys / "xwing.sec", "--expect-document-id", doc_id,
+                     "--in", b"\xffout.pqf", "--out", "ok", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "ok").read_bytes() == b"data"
+    proc = run_bytes("decrypt", "-i", keys / "xwing.sec", "--expect-document-id", b"doc-\xff",
+                     "--in", b"\xffout.pqf", "--out", "bad", cwd=tmp_path)  # fmt: skip
+    assert "not authentic" in one_line_error(proc)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_inspect_escapes_control_characters_from_the_package(keys: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").write_bytes(b"data")
+    proc = run("encrypt", "-r", keys / "xwing.pub", "-c", "note=\x1b[2Jhi\nthere", "--in", "in",
+               "--out", "p.pqf", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    human = run("inspect", "p.pqf", cwd=tmp_path).stdout.decode()
+    assert "\x1b" not in human and "note = \\x1b[2Jhi\\nthere" in human
+
+
+# --- hostile input: --out that is not a regular file ----------------------------------------
+
+
+def _leftovers(d: Path, expected: set[str]) -> set[str]:
+    return {p.name for p in d.iterdir()} - expected
+
+
+def _make_targets(d: Path) -> dict[str, Path]:
+    import socket
+
+    (d / "real").write_bytes(b"keep me")
+    targets = {"dir": d / "adir", "fifo": d / "afifo", "symlink": d / "alink",
+               "dangling": d / "dangling", "socket": d / "s.sock"}  # fmt: skip
+    targets["dir"].mkdir()
+    os.mkfifo(targets["fifo"])
+    targets["symlink"].symlink_to(d / "real")
+    targets["dangling"].symlink_to(d / "nowhere")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(targets["socket"]))
+    sock.close()
+    return targets
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+def test_out_must_be_absent_or_a_regular_file(keys: Path, tmp_path: Path, force: bool) -> None:
+    (tmp_path / "in").write_bytes(b"plaintext")
+    run("encrypt", "-r", keys / "xwing.pub", "--in", "in", "--out", "p.pqf", cwd=tmp_path)
+    work = tmp_path / "w"
+    work.mkdir()
+    targets = _make_targets(work)
+    before = {p.name for p in work.iterdir()}
+    extra = ["--force"] if force else []
+    for kind, target in targets.items():
+        for argv in (
+            ["encrypt", "-r", keys / "xwing.pub", "--in", "in", "--out", target, *extra],
+            ["decrypt", "-i", keys / "xwing.sec", "--in", "p.pqf", "--out", target, *extra],
+            ["keygen", "--public", target, "--secret", work / "new.sec", *extra],
+        ):
+            err = one_line_error(run(*argv, cwd=tmp_path))
+            assert "refusing" in err, (kind, err)
+            if force:
+                assert "regular files only" in err, (kind, err)
+            assert _leftovers(work, before) == set(), (kind, argv[0])
+    assert (work / "real").read_bytes() == b"keep me"
+    assert targets["symlink"].is_symlink() and targets["dir"].is_dir()
+    assert stat.S_ISFIFO(os.lstat(targets["fifo"]).st_mode)
+
+
+def test_force_replaces_a_regular_file_only(keys: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").write_bytes(b"plaintext")
+    run("encrypt", "-r", keys / "xwing.pub", "--in", "in", "--out", "p.pqf", cwd=tmp_path)
+    (tmp_path / "out").write_bytes(b"old")
+    proc = run("decrypt", "-i", keys / "xwing.sec", "--in", "p.pqf", "--out", "out", "--force",
+               cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out").read_bytes() == b"plaintext"
+    assert _leftovers(tmp_path, {"in", "p.pqf", "out"}) == set()
+
+
+def test_library_refuses_non_regular_targets_and_cleans_up(keys: Path, tmp_path: Path) -> None:
+    from pqfile.crypto import envelope, keyfiles
+
+    sk = keyfiles.load_secret_key(keys / "xwing.sec")
+    package = bytes(envelope.encrypt_bytes(b"x" * 5000, sk.public_key(), segment_size=1024))
+    targets = _make_targets(tmp_path)
+    before = {p.name for p in tmp_path.iterdir()}
+    import io
+
+    for target in targets.values():
+        for overwrite in (False, True):
+            with pytest.raises(FileExistsError):
+                envelope.decrypt_to_path(io.BytesIO(package), target, sk, overwrite=overwrite)
+    # the target turns into a directory while the plaintext is written: still no partial file
+    late = tmp_path / "late"
+
+    class Source(io.BytesIO):
+        def read(self, size: int = -1, /) -> bytes:
+            if not late.exists():
+                late.mkdir()
+            return super().read(size)
+
+    with pytest.raises(FileExistsError):
+        envelope.decrypt_to_path(Source(package), late, sk, overwrite=True)
+    assert _leftovers(tmp_path, before) == {"late"} and not any(late.iterdir())
+
+
+# --- interrupted writes leave nothing ------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["decrypt", "encrypt"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_signal_mid_write_leaves_no_temporary_file(
+    keys: Path, tmp_path: Path, command: str, signum: int
+) -> None:
+    """The input is a pipe fed half the data, so the signal lands mid-write for sure (on a
+    fast disk a whole large file could be written before a timed signal arrives); then the
+    rest trickles in, as from a slow upload, while the command should be stopping."""
+    import threading
+    import time
+
+    plain = os.urandom(4 * 1024 * 1024)
+    if command == "decrypt":
+        enc = run("encrypt", "-r", keys / "xwing.pub", "--segment-size", "64K", stdin=plain,
+                  cwd=tmp_path)  # fmt: skip
+        data, argv = enc.stdout, ["decrypt", "-i", keys / "xwing.sec"]
+    else:
+        data, argv = plain, ["encrypt", "-r", keys / "xwing.pub", "--segment-size", "64K"]
+    proc = subprocess.Popen([*PQFILE, *map(str, argv), "--out", "out.bin"], cwd=tmp_path,
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdin is not None and proc.stderr is not None
+    half = len(data) // 2
+    proc.stdin.write(data[:half])
+    proc.stdin.flush()
+    deadline = time.monotonic() + 30
+    sizes = [0]
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        partial = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+        sizes.append(partial[0].stat().st_size if partial else 0)
+        if sizes[-1] > 1 << 20 and sizes[-4:] == [sizes[-1]] * 4:
+            break  # over 1 MiB on disk, and the command is waiting for more input
+    assert sizes[-1] > 1 << 20, f"the write never started: {sizes[-5:]}"
+    proc.send_signal(signum)
+
+    def trickle() -> None:
+        stdin = proc.stdin
+        assert stdin is not None
+        try:
+            for i in range(half, len(data), 4096):
+                stdin.write(data[i : i + 4096])
+                stdin.flush()
+                time.sleep(0.01)
+            stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass  # it stopped reading: what we want
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    feeder.start()
+    rc = proc.wait(timeout=30)
+    err = proc.stderr.read().decode()
+    feeder.join(timeout=30)
+    assert rc == 128 + signum, (rc, err)
+    assert err == "pqfile: interrupted\n", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_dev_zero_as_a_key_is_one_line(tmp_path: Path) -> None:
+    err = one_line_error(run("encrypt", "-r", "/dev/zero", stdin=b"x", cwd=tmp_path))
+    assert "larger than 64 KiB" in err
+    err = one_line_error(run("decrypt", "-i", "/dev/zero", stdin=b"x", cwd=tmp_path))
+    assert "larger than 64 KiB" in err
+    err = one_line_error(run("encrypt", "-r", tmp_path, stdin=b"x", cwd=tmp_path))
+    assert "directory" in err.lower()

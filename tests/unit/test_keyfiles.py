@@ -168,9 +168,7 @@ def test_mlkem1024_matches_pyca_byte_for_byte() -> None:
     sk = generate(Suite.MLKEM1024)
     pyca = MLKEM1024PrivateKey.from_seed_bytes(sk.seed)
     ours = K.secret_key_to_pem(sk)
-    assert ours == pyca.private_bytes(
-        ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()
-    )
+    assert ours == pyca.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
     assert K.public_key_to_pem(sk.public_key()) == pyca.public_key().public_bytes(
         ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo
     )
@@ -201,3 +199,108 @@ def test_mlkem1024_expanded_form_rejected() -> None:
     bare = der.replace(b"\x80\x40" + sk.seed, b"\x04\x40" + sk.seed)
     with pytest.raises(KeyFormatError, match="seed form"):
         K.secret_key_from_der(bare)
+
+
+# --- hostile key files: bounded size, linear parsing, one clear error each ----------------
+
+
+def _crafted(size: int) -> dict[str, bytes]:
+    """Inputs that made the old regex parser quadratic, and other worst cases, of ``size``."""
+
+    def fill(head: bytes, unit: bytes) -> bytes:
+        return head + (unit * (size // len(unit) + 1))[: size - len(head)]
+
+    begin = b"-----BEGIN PUBLIC KEY-----\n"
+    return {
+        "begin_lines_other_label": fill(b"", b"-----BEGIN A-----\n"),
+        "begin_lines_right_label": fill(begin, b"-----BEGIN PUBLIC KEY-----\n"[::-1]),
+        "begin_then_no_end": fill(begin, b"QUFBQUFB\n"),
+        "one_long_line": fill(begin, b"A"),
+        "whitespace": fill(b"", b" \t\r\n"),
+        "dashes": fill(b"", b"-"),
+        "begin_markers_no_newline": fill(b"", b"-----BEGIN "),
+    }
+
+
+def test_pem_reader_uses_no_regular_expression() -> None:
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(K))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "re" not in imported and "regex" not in imported
+
+
+@pytest.mark.parametrize("name", sorted(_crafted(1024)))
+def test_crafted_60k_key_file_is_refused_quickly(name: str, tmp_path: Path) -> None:
+    import time
+
+    data = _crafted(60 * 1024)[name]
+    assert len(data) < K.MAX_KEY_FILE_SIZE
+    (tmp_path / "k.pub").write_bytes(data)
+    start = time.perf_counter()
+    with pytest.raises(KeyFormatError):
+        K.load_public_key(tmp_path / "k.pub")
+    # linear: about a millisecond; the old regex took 4.6 s on the first input
+    assert time.perf_counter() - start < 1.0
+
+
+def test_oversized_key_files_are_refused_before_parsing(tmp_path: Path) -> None:
+    import time
+
+    big = _crafted(800 * 1000)["begin_lines_right_label"]
+    (tmp_path / "big.pub").write_bytes(big)
+    start = time.perf_counter()
+    with pytest.raises(KeyFormatError, match="larger than 64 KiB"):
+        K.load_public_key(tmp_path / "big.pub")
+    assert time.perf_counter() - start < 1.0  # the old parser: about nine minutes
+    # exactly the cap still reads; one byte more does not (a valid key, padded with text)
+    pem = K.public_key_to_pem(generate().public_key())
+    for size, ok in ((K.MAX_KEY_FILE_SIZE, True), (K.MAX_KEY_FILE_SIZE + 1, False)):
+        (tmp_path / "padded.pub").write_bytes(pem + b"#" * (size - len(pem)))
+        if ok:
+            K.load_public_key(tmp_path / "padded.pub")
+        else:
+            with pytest.raises(KeyFormatError, match="larger than"):
+                K.load_public_key(tmp_path / "padded.pub")
+
+
+def test_dev_zero_is_not_a_key() -> None:
+    with pytest.raises(KeyFormatError, match="larger than"):
+        K.load_public_key("/dev/zero")
+    with pytest.raises(KeyFormatError, match="larger than"):
+        K.load_secret_key("/dev/zero")
+
+
+def test_pem_text_around_the_block_and_crlf_are_accepted() -> None:
+    sk = generate(Suite.MLKEM768)
+    pem = K.public_key_to_pem(sk.public_key())
+    framed = b"Subject: ours\r\n\r\n" + pem.replace(b"\n", b"\r\n") + b"trailing notes\n"
+    assert K.public_key_from_pem(framed) == sk.public_key()
+    indented = b"".join(b"  " + line + b"  \n" for line in pem.splitlines())
+    assert K.public_key_from_pem(indented) == sk.public_key()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "not a PEM key file"),
+        (b"\xff\xfe\x00garbage", "not a PEM key file"),
+        (b"-----BEGIN -----\n-----END -----\n", "not a PEM key file"),
+        (b"-----BEGIN \xff\xfe KEY-----\nAAAA\n", "found '\\\\xff\\\\xfe KEY'"),
+        (b"-----BEGIN " + b"X" * 5000 + b"-----\n", "found 'XXXXXXXX"),
+        (b"-----BEGIN PUBLIC KEY-----\nAAAA\n", "no END line"),
+        (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "wrong END line"),
+        (b"-----BEGIN PUBLIC KEY-----\nAA\xffAA\n-----END PUBLIC KEY-----\n", "base64"),
+        (b"-----BEGIN PUBLIC KEY-----\nAAA\n-----END PUBLIC KEY-----\n", "base64"),
+        (b"-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n", "DER"),
+        (b"-----BEGIN PUBLIC KEY-----\nMAA=\n-----END PUBLIC KEY-----\n", "DER"),
+    ],
+)
+def test_malformed_pem_gives_one_clear_line(data: bytes, message: str) -> None:
+    with pytest.raises(KeyFormatError) as info:
+        K.public_key_from_pem(data)
+    text = str(info.value)
+    assert "\n" not in text and len(text) < 200, text
+    assert message.replace("\\\\", "\\") in text, text

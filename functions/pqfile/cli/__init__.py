@@ -59,9 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PQFileError as exc:
         print(f"pqfile: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # SIGINT; SIGTERM/SIGHUP while writing a file
         print("pqfile: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", 2)
 
 
 if __name__ == "__main__":  # pragma: no cover

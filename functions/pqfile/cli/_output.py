@@ -16,23 +16,41 @@ from typing import IO, Any
 PROGRESS_THRESHOLD = 32 * 1024 * 1024  # bytes; smaller inputs finish before a bar helps
 
 
+def printable(text: str) -> str:
+    """``text`` made safe for one line of a terminal: control characters and other
+    non-printables escaped as ``repr`` does, and bytes that were not UTF-8 (which arrive in
+    argv and file names as lone surrogates, PEP 383) shown as ``\\xNN``."""
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if c.isprintable():
+            out.append(c)
+        elif "\udc80" <= c <= "\udcff":
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        else:
+            out.append(ascii(c)[1:-1])
+    return "".join(out)
+
+
 def print_json(obj: Any, stream: IO[str] | None = None) -> None:
-    """One JSON document, keys sorted, on stdout (or ``stream``)."""
+    """One JSON document, keys sorted, on stdout (or ``stream``); non-ASCII is escaped."""
     out = stream if stream is not None else sys.stdout
     out.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def print_fields(fields: Mapping[str, Any], stream: IO[str] | None = None) -> None:
-    """Aligned ``name: value`` lines; nested mappings are indented one level."""
+    """Aligned ``name: value`` lines; nested mappings are indented one level. Values (file
+    names, a package's context) are escaped with :func:`printable`: one field, one line."""
     out = stream if stream is not None else sys.stdout
     width = max((len(k) for k in fields), default=0)
     for key, value in fields.items():
         if isinstance(value, Mapping):
-            out.write(f"{key + ':':<{width + 1}} {'(none)' if not value else ''}\n".rstrip() + "\n")
+            out.write(f"{key + ':':<{width + 1}} {'(none)' if not value else ''}".rstrip() + "\n")
             for sub_key, sub_value in value.items():
-                out.write(f"  {sub_key} = {sub_value}\n")
+                out.write(f"  {printable(str(sub_key))} = {printable(str(sub_value))}\n")
         else:
-            out.write(f"{key + ':':<{width + 1}} {value}\n")
+            out.write(f"{key + ':':<{width + 1}} {printable(str(value))}\n")
 
 
 def human_size(n: int) -> str:

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any, cast
 
-from pqfile.cli._output import human_size, print_fields, print_json, progress_bar
+from pqfile.cli._output import human_size, print_fields, print_json, printable, progress_bar
 from pqfile.crypto import envelope, keyfiles, stream
 from pqfile.crypto.kem import DEFAULT_SUITE, Suite, generate
 from pqfile.errors import LimitExceededError, PQFileError
@@ -59,7 +59,11 @@ def register(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="encryption context entry (repeatable; bound to the package, not secret)",
     )
-    enc.add_argument("--document-id", metavar="ID", help="document id bound into the package")
+    enc.add_argument(
+        "--document-id",
+        metavar="ID",
+        help="document id bound into the package (opaque bytes: the argument as given)",
+    )
     enc.add_argument(
         "--segment-size",
         type=_size,
@@ -79,6 +83,11 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="fail unless the package's context is exactly these entries",
+    )
+    dec.add_argument(
+        "--expect-document-id",
+        metavar="ID",
+        help="fail unless the package's document id is exactly this (compared as bytes)",
     )
     _io_options(dec)
     dec.add_argument("--json", action="store_true", help="print a JSON summary (needs --out)")
@@ -107,9 +116,17 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
 
 
-def _context_pairs(items: list[str]) -> dict[str, str]:
+def _context_pairs(items: list[str], option: str) -> dict[str, str]:
+    """KEY=VALUE entries; FORMAT.md §3 wants UTF-8, so argv bytes that are not (they arrive
+    as lone surrogates) are refused here rather than failing in the encoder."""
     result: dict[str, str] = {}
     for item in items:
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CommandError(
+                f"{option} '{printable(item)}' is not valid UTF-8 (context keys and values must be)"
+            ) from None
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise CommandError(f"context entry {item!r} is not KEY=VALUE")
@@ -119,21 +136,57 @@ def _context_pairs(items: list[str]) -> dict[str, str]:
     return result
 
 
+def _document_id(arg: str | None) -> bytes | None:
+    """FORMAT.md §2: opaque bytes, so the argument's own bytes, UTF-8 or not."""
+    return None if arg is None else os.fsencode(arg)
+
+
 @contextlib.contextmanager
 def _file_errors() -> Iterator[None]:
     """OS errors become one readable line (exit 1) instead of a traceback."""
     try:
         yield
     except FileExistsError as exc:
-        raise CommandError(f"refusing to overwrite {exc.filename or exc} (use --force)") from None
+        name = _shown(exc.filename) if exc.filename else str(exc)
+        if exc.strerror == envelope.NOT_A_REGULAR_FILE:  # it changed after _check_new
+            raise CommandError(f"refusing to replace {name}: not a regular file") from None
+        raise CommandError(f"refusing to overwrite {name} (use --force)") from None
     except OSError as exc:
-        where = f": {exc.filename}" if exc.filename else ""
-        raise CommandError(f"{exc.strerror or exc}{where}") from None
+        where = f": {_shown(exc.filename)}" if exc.filename else ""
+        raise CommandError(f"{printable(exc.strerror or str(exc))}{where}") from None
+
+
+def _shown(path: object) -> str:
+    return printable(os.fsdecode(path) if isinstance(path, str | bytes) else str(path))
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def _check_new(path: str, force: bool) -> None:
-    if not force and os.path.lexists(path):
-        raise CommandError(f"refusing to overwrite {path} (use --force)")
+    """An output may be absent, or (with --force) an existing regular file; nothing else.
+
+    Replacing a directory entry that is a device, FIFO, socket or symlink (``--out
+    /dev/null --force`` as root) or renaming onto a directory is refused even with --force.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a file")
+        raise CommandError(
+            f"refusing to write {_shown(path)}: it is {kind} (--force replaces regular files only)"
+        )
+    if not force:
+        raise CommandError(f"refusing to overwrite {_shown(path)} (use --force)")
 
 
 @contextlib.contextmanager
@@ -153,12 +206,21 @@ def _input(path: str | None) -> Iterator[tuple[envelope.BinarySource, int | None
 def _keygen(args: argparse.Namespace) -> int:
     suite = Suite.from_name(args.suite)
     with _file_errors():
+        if os.path.abspath(args.public) == os.path.abspath(args.secret):
+            raise CommandError("--public and --secret must be different files")
         _check_new(args.public, args.force)
         _check_new(args.secret, args.force)
         secret = generate(suite)
         public = secret.public_key()
+        secret_existed = os.path.lexists(args.secret)
         keyfiles.write_secret_key(args.secret, secret, overwrite=args.force)
-        keyfiles.write_public_key(args.public, public, overwrite=args.force)
+        try:
+            keyfiles.write_public_key(args.public, public, overwrite=args.force)
+        except BaseException:
+            if not secret_existed:  # no half a key pair: the secret alone goes too
+                with contextlib.suppress(OSError):
+                    os.unlink(args.secret)
+            raise
     info = {
         "suite": suite.value,
         "key_id": public.key_id,
@@ -181,7 +243,7 @@ def _refuse_terminal(out: str | None, what: str) -> None:
 
 
 def _encrypt(args: argparse.Namespace) -> int:
-    context = _context_pairs(args.context)
+    context = _context_pairs(args.context, "--context")
     if args.segment_size < MIN_SEGMENT_SIZE:
         raise LimitExceededError(f"segment size must be at least {MIN_SEGMENT_SIZE} bytes")
     with _file_errors():
@@ -192,7 +254,7 @@ def _encrypt(args: argparse.Namespace) -> int:
         with _input(args.input) as (src, total), progress_bar(total, "encrypting") as advance:
             kwargs: dict[str, Any] = {
                 "context": context,
-                "document_id": args.document_id,
+                "document_id": _document_id(args.document_id),
                 "segment_size": args.segment_size,
                 "progress": advance,
             }
@@ -225,7 +287,10 @@ def _encrypt(args: argparse.Namespace) -> int:
 
 
 def _decrypt(args: argparse.Namespace) -> int:
-    expected = _context_pairs(args.expect_context) if args.expect_context else None
+    expected = (
+        _context_pairs(args.expect_context, "--expect-context") if args.expect_context else None
+    )
+    expected_id = _document_id(args.expect_document_id)
     with _file_errors():
         identity = keyfiles.load_secret_key(args.identity)
         _refuse_terminal(args.out, "decrypted data")
@@ -239,13 +304,19 @@ def _decrypt(args: argparse.Namespace) -> int:
                     identity,
                     overwrite=args.force,
                     expected_context=expected,
+                    expected_document_id=expected_id,
                     progress=advance,
                 )
             else:
                 # Verify everything before the first byte reaches stdout.
                 with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
                     result = envelope.decrypt_stream(
-                        src, spool, identity, expected_context=expected, progress=advance
+                        src,
+                        spool,
+                        identity,
+                        expected_context=expected,
+                        expected_document_id=expected_id,
+                        progress=advance,
                     )
                     spool.seek(0)
                     shutil.copyfileobj(spool, sys.stdout.buffer, 1024 * 1024)

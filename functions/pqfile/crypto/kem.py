@@ -223,7 +223,8 @@ def secret_key_from_seed(suite: Suite, seed: bytes) -> SecretKey:
 
 
 def public_key_from_bytes(suite: Suite, raw: bytes) -> PublicKey:
-    """A public key from its raw encoding: exact length, then the FIPS 203 modulus check."""
+    """A public key from its raw encoding: exact length, the FIPS 203 modulus check, and for
+    X-Wing an X25519 half that is not a low-order point."""
     raw = bytes(raw)
     if len(raw) != suite.public_key_size:
         raise KeyFormatError(
@@ -238,4 +239,23 @@ def public_key_from_bytes(suite: Suite, raw: bytes) -> PublicKey:
         key.to_pyca()  # let OpenSSL reject anything else it dislikes, now rather than later
     except ValueError as exc:
         raise KeyFormatError(f"invalid {suite.value} public key") from exc
+    if suite is Suite.XWING:
+        _check_x25519_not_low_order(raw[MLKEM768_EK_SIZE:])
     return key
+
+
+def _check_x25519_not_low_order(point: bytes) -> None:
+    """Refuse an X25519 public key of small order (FORMAT.md §1, "Public key checks").
+
+    A trial exchange with a fresh ephemeral scalar: X25519 scalars are multiples of the
+    cofactor 8, so the result is all zeros exactly when the point has order 1, 2, 4 or 8 (on
+    the curve or its twist), whatever its encoding (RFC 7748 masks bit 255 and reduces mod
+    p). OpenSSL raises on that all-zero result, as it would later during encapsulation.
+    """
+    ephemeral = x25519.X25519PrivateKey.generate()
+    try:
+        ephemeral.exchange(x25519.X25519PublicKey.from_public_bytes(point))
+    except ValueError:
+        raise KeyFormatError(
+            "invalid xwing public key: its X25519 half is a low-order point"
+        ) from None

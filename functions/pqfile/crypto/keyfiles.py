@@ -18,8 +18,9 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import os
-import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -40,6 +41,9 @@ _SEED_FORM = (Suite.MLKEM768, Suite.MLKEM1024)  # secret key = [0] seed, as FIPS
 
 _SEQUENCE, _INTEGER, _BIT_STRING, _OCTET_STRING, _OID = 0x30, 0x02, 0x03, 0x04, 0x06
 _MLKEM_SEED_TAG = 0x80  # [0] IMPLICIT OCTET STRING, the seed choice
+
+# Our key files are under 2 KiB; the cap bounds reading and parsing of hostile input.
+MAX_KEY_FILE_SIZE = 64 * 1024
 
 PUBLIC_LABEL = "PUBLIC KEY"
 PRIVATE_LABEL = "PRIVATE KEY"
@@ -172,20 +176,49 @@ def _pem(label: str, der: bytes) -> bytes:
     )
 
 
-_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+_PEM_BEGIN, _PEM_END, _PEM_DASHES = b"-----BEGIN ", b"-----END ", b"-----"
+_BASE64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def _shown(label: bytes) -> str:
+    """A label from an untrusted file, safe and short enough for a one-line error."""
+    text = label.decode("latin-1")  # every byte maps; ascii() then escapes the odd ones
+    return ascii(text if len(text) <= 40 else text[:40] + "...")
 
 
 def _unpem(data: bytes, label: str) -> bytes:
-    match = _PEM_RE.search(data)
-    if match is None:
-        raise KeyFormatError("not a PEM key file")
-    if match.group(1).decode("ascii") != label:
-        raise KeyFormatError(
-            f"expected a PEM {label!r} block, found {match.group(1).decode('ascii')!r}"
-        )
-    body = b"".join(match.group(2).split())
+    """The DER inside the first PEM block (RFC 7468), which must carry ``label``.
+
+    One pass over the lines, no regular expression: time is linear in the input, which
+    :func:`_read_key_file` caps at MAX_KEY_FILE_SIZE. Text before the BEGIN line and after
+    the END line is ignored, as RFC 7468 allows; whitespace in body lines is tolerated.
+    """
+    lines = iter(data.splitlines())
+    found: bytes | None = None
+    for line in lines:
+        line = line.strip()
+        if line.startswith(_PEM_BEGIN) and line.endswith(_PEM_DASHES) and len(line) > 16:
+            found = line[len(_PEM_BEGIN) : -len(_PEM_DASHES)]
+            break
+    if found is None:
+        raise KeyFormatError("not a PEM key file (no -----BEGIN ...----- line)")
+    if found != label.encode("ascii"):
+        raise KeyFormatError(f"expected a PEM {label!r} block, found {_shown(found)}")
+    end_line = b"".join((_PEM_END + found + _PEM_DASHES).split())
+    body = bytearray()
+    for line in lines:
+        chunk = b"".join(line.split())
+        if chunk == end_line:
+            break
+        if chunk.startswith(_PEM_DASHES):
+            raise KeyFormatError(f"PEM {label!r} block ends with a wrong END line")
+        if not _BASE64_ALPHABET.issuperset(chunk):
+            raise KeyFormatError("PEM body is not valid base64")
+        body += chunk
+    else:
+        raise KeyFormatError(f"PEM {label!r} block has no END line")
     try:
-        return base64.b64decode(body, validate=True)
+        return base64.b64decode(bytes(body), validate=True)
     except (binascii.Error, ValueError):
         raise KeyFormatError("PEM body is not valid base64") from None
 
@@ -216,6 +249,9 @@ def _write_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         return
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # never replace a device, FIFO, link...
+            raise FileExistsError(errno.EEXIST, "exists and is not a regular file", str(path))
     fd_tmp, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd_tmp, "wb") as f:
@@ -242,9 +278,20 @@ def write_secret_key(
     _write_file(Path(path), secret_key_to_pem(key), 0o600, overwrite)
 
 
+def _read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """At most MAX_KEY_FILE_SIZE bytes: a larger file (or ``/dev/zero``) is not a key."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_KEY_FILE_SIZE + 1)
+    if len(data) > MAX_KEY_FILE_SIZE:
+        raise KeyFormatError(
+            f"{os.fsdecode(path)!r} is larger than {MAX_KEY_FILE_SIZE // 1024} KiB: not a key file"
+        )
+    return data
+
+
 def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
-    return public_key_from_pem(Path(path).read_bytes())
+    return public_key_from_pem(_read_key_file(path))
 
 
 def load_secret_key(path: str | os.PathLike[str]) -> SecretKey:
-    return secret_key_from_pem(Path(path).read_bytes())
+    return secret_key_from_pem(_read_key_file(path))

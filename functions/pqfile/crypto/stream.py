@@ -15,6 +15,7 @@ Other sinks (an S3 multipart writer, a BytesIO) are written in the caller's thre
 from __future__ import annotations
 
 import queue
+import signal
 import struct
 import threading
 from collections.abc import Callable
@@ -99,6 +100,11 @@ def _is_os_file(dst: object) -> bool:
     return True
 
 
+_CALLER_SIGNALS = {
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+}
+
+
 class _WriteBehind:
     """A ring of output buffers written to ``dst`` in order by one background thread."""
 
@@ -113,7 +119,20 @@ class _WriteBehind:
         self._error: BaseException | None = None
         self._current = bytearray()
         self._thread = threading.Thread(target=self._run, name="pqfile-write-behind", daemon=True)
-        self._thread.start()
+        # The writer inherits a mask blocking SIGINT/SIGTERM/SIGHUP, so the kernel delivers
+        # them to the caller's thread: one blocked in read() then gets EINTR and raises at
+        # once (KeyboardInterrupt, envelope.WriteInterrupted) instead of after its next input.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _CALLER_SIGNALS)
+        try:
+            self._thread.start()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            raise
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # runs a pending handler
+        except BaseException:
+            self.close(raise_errors=False)  # nobody will feed this writer: stop it
+            raise
 
     def _run(self) -> None:
         while True:
