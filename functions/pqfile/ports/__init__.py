@@ -38,6 +38,7 @@ from pqfile.ports.repositories import (
 )
 from pqfile.ports.storage import (
     BlobStore,
+    ManifestStore,
     ObjectWriter,
     PackageCipher,
     PackageStore,
@@ -62,6 +63,7 @@ __all__ = [
     "KeyStorage",
     "KeyStore",
     "KeyView",
+    "ManifestStore",
     "ObjectInfo",
     "ObjectWriter",
     "PackageCipher",
