@@ -37,6 +37,7 @@ def _deploy_rotation(stack: PipelineStack, role_arn: str, db_url: str) -> str:
         "PQFILE_POOL_TARGET": "2",
         "PQFILE_POOL_FLOOR": "2",
         "PQFILE_REWRAP_BATCH": "2",  # two batches: exercises the plan loop
+        "PQFILE_REWRAP_CONCURRENCY": "2",
     }
     env.pop("PQFILE_UPLOADS_BUCKET", None)
     arns: dict[str, str] = {}
@@ -136,7 +137,7 @@ def test_rotate_keys_state_machine_rewraps_every_document(
     output = json.loads(done["output"])
     assert [q["key_id"] for q in output["maintain"]["queued"]] == [key_a]
 
-    # A is expired; every document is on one new key, and its body is byte-identical
+    # A is expired; the documents spread over the pool's new keys, bodies byte-identical
     status = stack.sql("SELECT status FROM encryption_keys WHERE id = :k", k=key_a)[0][0]
     assert status == "expired"
     (run,) = stack.sql(
@@ -144,10 +145,11 @@ def test_rotate_keys_state_machine_rewraps_every_document(
         k=key_a,
     )
     assert run[0] == "completed" and run[2] == len(docs)
-    key_b = run[1]
+    landed: dict[str, str] = {}
     for doc, data in docs:
         now = stack.document(doc["document_id"])
-        assert now is not None and now["key_id"] == key_b
+        assert now is not None and now["key_id"] != key_a
+        key_b = landed[doc["document_id"]] = now["key_id"]
         assert now["encrypted_version_id"] != doc["encrypted_version_id"]
         new = _package(stack, now["encrypted_key"], now["encrypted_version_id"])
         old = before[doc["document_id"]]
@@ -163,7 +165,9 @@ def test_rotate_keys_state_machine_rewraps_every_document(
     rows = [r for r in stack.audit_rows() if r["seq"] > seq_before]
     rewraps = [r for r in rows if r["operation"] == "document.rewrap"]
     assert sorted(r["document_id"] for r in rewraps) == sorted(d["document_id"] for d, _ in docs)
-    assert all(r["outcome"] == "success" and r["key_id"] == key_b for r in rewraps)
+    assert all(r["outcome"] == "success" and r["key_id"] == landed[r["document_id"]]
+               for r in rewraps)  # fmt: skip
+    assert len(set(landed.values())) == 2  # two pool keys (PQFILE_POOL_TARGET), not one
     assert {r["actor"] for r in rewraps} == {REWRAP}
     assert {r["actor"] for r in rows if r["operation"] == "key.create"} == {MAINTAIN}
     assert all(r["details"]["from_key_id"] == key_a for r in rewraps)
@@ -199,6 +203,7 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
         PostgresDocumentRepository,
         PostgresKeyStore,
     )
+    from pqfile.adapters.s3_manifest import S3ManifestStore
     from pqfile.adapters.s3_rewrap import S3PackageStore
     from pqfile.errors import TransientError
     from pqfile.keys.policy import PoolPolicy
@@ -236,6 +241,7 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
             packages=packages,
             audit=PostgresAuditLog(db),
             encrypted_bucket=stack.encrypted,
+            manifests=S3ManifestStore(stack.client("s3")),
         )
         maintainer = rot.Rotation(
             keys=PostgresKeyStore(maintain_db, kms, attestor=attestor, policy=policy),
@@ -248,7 +254,10 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
         (run,) = [x for x in result.rotations if x.old_key_id == key_old]
         rid = run.rotation_id
         plan = rot.plan_rewrap(r, rid)
-        assert doc["document_id"] in [d.document_id for d in plan.documents]
+        assert plan.manifest is not None
+        items = json.loads(stack.client("s3").get_object(
+            Bucket=plan.manifest.bucket, Key=plan.manifest.key)["Body"].read())  # fmt: skip
+        assert doc["document_id"] in [d["document_id"] for d in items]
 
         # a stale ETag: the conditional write refuses, nothing changes
         committed = packages.stat(
@@ -280,7 +289,7 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
         assert row is not None and row["key_id"] != key_old
         assert _retrieve(stack, doc["document_id"]) == data
         assert rot.rewrap_document(r, rid, doc["document_id"]).outcome == "already_rewrapped"
-        _rewrap_rest(r, rid)
+        _rewrap_rest(r, rid, stack.client("s3"))
         assert rot.finish_rotation(r, rid).run.status == "completed"
     finally:
         db.close()
@@ -289,15 +298,20 @@ def test_use_cases_resume_after_a_crash_and_detect_concurrent_writes(
     assert status == "expired"
 
 
-def _rewrap_rest(r: Any, rid: int) -> None:
+def _rewrap_rest(r: Any, rid: int, s3: Any) -> None:
+    """The workflow's loop in process: plan from the cursor, rewrap each manifest item."""
     from pqfile.usecases import rotation as rot
 
+    after = None
     while True:
-        plan = rot.plan_rewrap(r, rid)
-        for item in plan.documents:
-            rot.rewrap_document(r, rid, item.document_id)
+        plan = rot.plan_rewrap(r, rid, after=after)
+        assert plan.manifest is not None
+        body = s3.get_object(Bucket=plan.manifest.bucket, Key=plan.manifest.key)["Body"]
+        for item in json.loads(body.read()):
+            rot.rewrap_document(r, rid, item["document_id"], target_key_id=item["target_key_id"])
         if not plan.more:
             return
+        after = plan.after
 
 
 def test_a_failing_document_fails_the_run_which_the_next_execution_resumes(
