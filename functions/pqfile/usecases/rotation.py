@@ -125,8 +125,8 @@ def maintain_pool(r: Rotation, *, request_id: str | None = None) -> MaintainResu
     queued = r.keys.queue_due_for_rotation(request_id=request_id)
     runs = [*r.keys.rotations(RotationStatus.RUNNING), *r.keys.rotations(RotationStatus.QUEUED)]
     suites = list(r.suites)
-    for run in runs:  # the rotation target must exist: refill the old key's suite too
-        suite = r.keys.get_key(run.old_key_id).suite
+    for run in runs:  # the rotation target must exist: refill each run's target suite too
+        suite = run.to_suite or r.keys.get_key(run.old_key_id).suite
         if suite not in suites:
             suites.append(suite)
     created: dict[str, int] = {}
