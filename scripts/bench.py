@@ -8,6 +8,7 @@ Sections:
               20 MiB in-memory medians. Writes the "Crypto core" section of BENCHMARKS.md.
   db        - scripts/bench_db.py ("Key pool and audit"), run if present.
   pipeline  - scripts/bench_pipeline.py ("Pipeline" and "Retrieve"), run if present.
+  rewrap    - scripts/bench_rewrap.py ("Rewrap": documents/s, bytes moved per document).
 
 Every file measurement runs in its own child process; peak RSS is that child's
 ``ru_maxrss`` (``os.wait4``). Files are generated once into ``bench-data/`` (git-ignored)
@@ -906,7 +907,7 @@ def run_other(script: str, quick: bool, write: bool) -> bool | None:
     return subprocess.run(argv, cwd=ROOT).returncode == 0
 
 
-SECTIONS = ("crypto", "db", "pipeline")
+SECTIONS = ("crypto", "db", "pipeline", "rewrap")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -916,7 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help="comma-separated: crypto,db,pipeline"
+        "--only", default=",".join(SECTIONS), help="comma-separated: crypto,db,pipeline,rewrap"
     )
     parser.add_argument(
         "--quick", action="store_true", help="small files (4 MiB, 64 MiB); no BENCHMARKS.md rewrite"
@@ -942,7 +943,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         met = crypto_section(args, command)
         summary.append(f"crypto core: {'all targets met' if met else 'some targets NOT met'}")
         ok = ok and met
-    for section, script in (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py")):
+    others = (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py"),
+              ("rewrap", "bench_rewrap.py"))  # fmt: skip
+    for section, script in others:
         if section in only:
             result = run_other(script, args.quick, args.write)
             state = {None: "not present", True: "exit 0", False: "FAILED (non-zero exit)"}
