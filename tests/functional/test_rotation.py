@@ -19,6 +19,7 @@ from pqfile.errors import (
     WrongKeyError,
 )
 from pqfile.format.header import header_size
+from pqfile.keys.model import KeyStatus
 from pqfile.ports import ObjectInfo
 from pqfile.usecases import rotation as rot
 from pqfile.usecases.retrieve import RetrieveRequest, retrieve_document
@@ -422,3 +423,51 @@ def test_the_rotate_handlers_answer_the_workflow(world: SimpleNamespace, monkeyp
     last = world.p.audit.rows[-1]
     assert (last["operation"], last["outcome"], last["request_id"]) == (
         "key.rotation_failed", "failure", "e-2")
+
+
+def test_plan_and_rewrap_events_are_parsed_strictly() -> None:
+    from pqfile.usecases.rotation_steps import PlanRequest, RewrapRequest
+
+    assert PlanRequest.from_event({"rotation_id": 3, "after": None}) == PlanRequest(3, None)
+    assert PlanRequest.from_event({"rotation_id": 3, "after": "d9"}).after == "d9"
+    item = {"rotation_id": 3, "document_id": "d1", "target_key_id": "k2"}
+    assert RewrapRequest.from_event(item) == RewrapRequest(3, "d1", "k2")
+    assert RewrapRequest.from_event({**item, "target_key_id": None}).target_key_id is None
+    for bad in ({"rotation_id": 3, "after": 7}, {"after": "d1"}):
+        with pytest.raises(InvalidEventError):
+            PlanRequest.from_event(bad)
+    for bad in ({**item, "target_key_id": ""}, {**item, "target_key_id": 5},
+                {**item, "document_id": ""}):  # fmt: skip
+        with pytest.raises(InvalidEventError):
+            RewrapRequest.from_event(bad)
+
+
+def test_a_planned_target_that_stopped_encrypting_is_replaced(world: SimpleNamespace) -> None:
+    """Between the plan and the rewrap the target key was queued: another pool key of the
+    run's suite takes the document (the row never moves to a key that does not encrypt)."""
+    world.keys.due.add(world.old)
+    (run,) = rot.maintain_pool(world.r).rotations
+    plan = rot.plan_rewrap(world.r, run.rotation_id)
+    item = _items(world, plan)[0]
+    world.keys.keys.storage.keys.set_status(item["target_key_id"], KeyStatus.ROTATION_QUEUED)
+    result = rot.rewrap_document(world.r, run.rotation_id, item["document_id"],
+                                 target_key_id=item["target_key_id"])  # fmt: skip
+    assert result.outcome == "rewrapped"
+    assert result.key_id not in (item["target_key_id"], world.old)
+    assert world.keys.storage.keys.records[result.key_id].status is KeyStatus.ACTIVE
+    assert world.p.documents.get(item["document_id"]).key_id == result.key_id
+
+
+def test_suite_move_rules() -> None:
+    from pqfile.keys.rotation_runs import SuiteMoveRefusedError, check_suite_move
+
+    check_suite_move("mlkem768", "xwing")  # up, same family
+    check_suite_move("xwing", "xwing")
+    check_suite_move("xwing", "mlkem768", allow_downgrade=True)
+    with pytest.raises(SuiteMoveRefusedError, match="downgrade"):
+        check_suite_move("xwing", "mlkem768")
+    for a, b in (("xwing", "mlkem1024"), ("mlkem1024", "mlkem768"), ("mlkem768", "mlkem1024")):
+        with pytest.raises(SuiteMoveRefusedError, match="hash families"):
+            check_suite_move(a, b, allow_downgrade=True)
+    with pytest.raises(SuiteMoveRefusedError, match="unknown"):
+        check_suite_move("xwing", "rsa")
