@@ -471,3 +471,15 @@ def test_suite_move_rules() -> None:
             check_suite_move(a, b, allow_downgrade=True)
     with pytest.raises(SuiteMoveRefusedError, match="unknown"):
         check_suite_move("xwing", "rsa")
+
+
+def test_planning_a_finished_run_writes_an_empty_manifest(world: SimpleNamespace) -> None:
+    """Another execution finished the run meanwhile: the Map reads an empty manifest (a
+    missing one would fail the ItemReader)."""
+    world.keys.due.add(world.old)
+    (run,) = rot.maintain_pool(world.r).rotations
+    _rotate_all(world, run.rotation_id)
+    assert rot.finish_rotation(world.r, run.rotation_id).run.status == "completed"
+    plan = rot.plan_rewrap(world.r, run.rotation_id)
+    assert plan.run.status == "completed" and not plan.more
+    assert _items(world, plan) == [] and plan.count == 0

@@ -167,7 +167,10 @@ def plan_rewrap(
     """
     run = r.keys.begin_rotation(rotation_id, request_id=request_id)
     if run.status != RotationStatus.RUNNING or run.new_key_id is None:
-        return PlanResult(RunSummary.of(run), None, 0, more=False, after=after, skipped=0,
+        # (finished meanwhile, e.g. by another execution) an empty manifest: the Map has
+        # nothing to do and FinishRotation reports the run as it is
+        return PlanResult(RunSummary.of(run), _write_manifest(r, run.rotation_id, []), 0,
+                          more=False, after=after, skipped=0,
                           concurrency=r.concurrency)  # fmt: skip
     rows = r.keys.documents_to_rewrap(run.old_key_id, after=after, limit=r.batch_size)
     stored = [document_id for document_id, ok in rows if ok]

@@ -141,8 +141,8 @@ class Manifest:
 @dataclass(frozen=True)
 class PlanResult:
     run: RunSummary
-    #: The batch's manifest (None when the run is not running).
-    manifest: Manifest | None
+    #: The batch's manifest (empty when the run is not running).
+    manifest: Manifest
     #: Items in the manifest.
     count: int
     #: True when the batch was full: the workflow plans again from ``after``.
@@ -157,8 +157,8 @@ class PlanResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.run.to_dict(),
-            "manifest_bucket": self.manifest.bucket if self.manifest else None,
-            "manifest_key": self.manifest.key if self.manifest else None,
+            "manifest_bucket": self.manifest.bucket,
+            "manifest_key": self.manifest.key,
             "count": self.count,
             "more": self.more,
             "after": self.after,
