@@ -11,6 +11,7 @@ Sections:
               the same run. Writes the "Suites" section of BENCHMARKS.md.
   db        - scripts/bench_db.py ("Key pool and audit"), run if present.
   pipeline  - scripts/bench_pipeline.py ("Pipeline" and "Retrieve"), run if present.
+  rewrap    - scripts/bench_rewrap.py ("Rewrap": documents/s, bytes moved per document).
 
 Every file measurement runs in its own child process; peak RSS is that child's
 ``ru_maxrss`` (``os.wait4``). Files are generated once into ``bench-data/`` (git-ignored)
@@ -1031,7 +1032,7 @@ def run_other(script: str, quick: bool, write: bool) -> bool | None:
     return subprocess.run(argv, cwd=ROOT).returncode == 0
 
 
-SECTIONS = ("crypto", "suites", "db", "pipeline")
+SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1041,7 +1042,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help="comma-separated: crypto,suites,db,pipeline"
+        "--only", default=",".join(SECTIONS), help="comma-separated: " + ",".join(SECTIONS)
     )
     parser.add_argument(
         "--quick", action="store_true", help="small files (4 MiB, 64 MiB); no BENCHMARKS.md rewrite"
@@ -1075,7 +1076,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "suites" in only:
         suites_section(args, command)
         summary.append("suites: measured (no targets; ratios to xwing)")
-    for section, script in (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py")):
+    others = (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py"),
+              ("rewrap", "bench_rewrap.py"))  # fmt: skip
+    for section, script in others:
         if section in only:
             result = run_other(script, args.quick, args.write)
             state = {None: "not present", True: "exit 0", False: "FAILED (non-zero exit)"}

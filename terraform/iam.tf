@@ -27,6 +27,10 @@ locals {
       # Keeps the failed upload, tagged for the quarantine lifecycle rule.
       { sid = "TagFailedUploads", actions = ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"], resources = ["${local.uploads_arn}/${local.uploads_prefix}*"] },
     ]
+    # PlanRewrap writes each batch's manifest (the distributed Map's items).
+    rotate_plan = [
+      { sid = "WriteRewrapManifests", actions = ["s3:PutObject"], resources = ["${local.encrypted_arn}/${local.rotation_manifests_prefix}*"] },
+    ]
     # Rewrap rewrites a package in place (new header, body copied with UploadPartCopy).
     rotate_rewrap = [
       { sid = "RewritePackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },

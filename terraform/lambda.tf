@@ -132,6 +132,7 @@ locals {
       PQFILE_KEY_MAX_BYTES         = tostring(var.key_max_bytes)
       PQFILE_REWRAP_BATCH          = tostring(var.rewrap_batch_size)
       PQFILE_BACKUP_RETENTION_DAYS = tostring(var.db_backup_retention_days)
+      PQFILE_REWRAP_CONCURRENCY    = tostring(var.rewrap_concurrency)
       POWERTOOLS_SERVICE_NAME      = "pqfile"
       POWERTOOLS_METRICS_NAMESPACE = var.metrics_namespace
     },

@@ -16,6 +16,8 @@ locals {
     ]
     encrypted = [
       { id = "expire-retrieval-copies", prefix = local.retrievals_prefix, tags = {}, days = var.retrieval_expiration_days },
+      # Rotation batch manifests (rotation.tf): read by the workflow within its 23 hours.
+      { id = "expire-rotation-manifests", prefix = local.rotation_manifests_prefix, tags = {}, days = 7 },
     ]
   }
 }

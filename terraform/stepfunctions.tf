@@ -13,11 +13,13 @@ locals {
       asl        = "${path.module}/../statemachines/ingest.asl.json"
       steps      = { for k in local.ingest_functions : "${k}_function_arn" => k }
       invoke_sid = "InvokeIngestSteps"
+      statements = []
     }
     rotate-keys = {
       asl        = "${path.module}/../statemachines/rotate-keys.asl.json"
       steps      = { for k in keys(local.rotation_functions) : "${trimprefix(k, "rotate_")}_function_arn" => k }
       invoke_sid = "InvokeRotationSteps"
+      statements = local.rotation_workflow_statements
     }
   }
 }
@@ -65,6 +67,27 @@ data "aws_iam_policy_document" "workflow" {
     actions   = ["lambda:InvokeFunction"]
     resources = flatten([for k in values(each.value.steps) : [aws_lambda_function.this[k].arn, "${aws_lambda_function.this[k].arn}:*"]])
   }
+
+  # A workflow's own further rights (rotate-keys: its distributed Map, rotation.tf).
+  dynamic "statement" {
+    for_each = each.value.statements
+
+    content {
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = statement.value.resources
+
+      dynamic "condition" {
+        for_each = statement.value.condition == null ? [] : [statement.value.condition]
+
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
+      }
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "workflow" {
@@ -80,7 +103,7 @@ resource "aws_iam_role_policy" "workflow" {
 resource "aws_sfn_state_machine" "workflow" {
   for_each = local.workflows
 
-  name     = "${local.name}-${each.key}"
+  name     = each.key == "rotate-keys" ? local.rotate_keys_name : "${local.name}-${each.key}"
   type     = "STANDARD"
   role_arn = aws_iam_role.workflow[each.key].arn
   definition = templatefile(each.value.asl, {

@@ -283,13 +283,24 @@ variable "rotation_suites" {
 }
 
 variable "rewrap_batch_size" {
-  description = "Documents per planned rewrap batch of the rotation workflow."
+  description = "Documents per rewrap batch manifest of the rotation workflow (one distributed Map run; at most 2000 keeps the Map's collected output under the 256 KiB state limit)."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.rewrap_batch_size >= 1 && var.rewrap_batch_size <= 2000
+    error_message = "rewrap_batch_size must be between 1 and 2000."
+  }
+}
+
+variable "rewrap_concurrency" {
+  description = "Rewrap child executions the rotation workflow's distributed Map runs at once (each holds one database connection: keep it under the database's connection limit)."
   type        = number
   default     = 100
 
   validation {
-    condition     = var.rewrap_batch_size >= 1 && var.rewrap_batch_size <= 1000
-    error_message = "rewrap_batch_size must be between 1 and 1000."
+    condition     = var.rewrap_concurrency >= 1 && var.rewrap_concurrency <= 1000
+    error_message = "rewrap_concurrency must be between 1 and 1000."
   }
 }
 

@@ -29,6 +29,7 @@ from devstack.moto_patches import (
     s3_lifecycle_sizes,
     stepfunctions_api,
     stepfunctions_execution,
+    stepfunctions_map_stop,
 )
 from devstack.moto_patches._internals import MOTO_VERSION, MotoInternalChanged, Runtime
 
@@ -63,6 +64,7 @@ ALL: tuple[MotoPatch, ...] = (
     s3_eventbridge_readback,
     stepfunctions_api,
     stepfunctions_execution,
+    stepfunctions_map_stop,
     events_targets,
     s3_bucket_policies,
     s3_lifecycle_sizes,

@@ -37,8 +37,16 @@ DEFAULT_INLINE_LIMIT = 4 * MIB
 LAMBDA_RESPONSE_CAP = 6_291_456
 #: The suite new documents use unless configured otherwise.
 DEFAULT_SUITE = Suite.XWING.value
-#: Documents per PlanRewrap batch (one Map state's items).
-DEFAULT_REWRAP_BATCH = 100
+#: Documents per PlanRewrap batch: one manifest, one distributed Map run. At most
+#: MAX_REWRAP_BATCH, so the Map's collected child outputs (about 60 bytes each) stay under
+#: the 256 KiB state payload limit without a ResultWriter.
+DEFAULT_REWRAP_BATCH = 2000
+MAX_REWRAP_BATCH = 2000
+#: Child executions the distributed Map runs at once (each holds one database connection).
+DEFAULT_REWRAP_CONCURRENCY = 100
+MAX_REWRAP_CONCURRENCY = 1000
+#: Where PlanRewrap writes batch manifests, in the encrypted bucket (docs/KEYS.md, "Rotation").
+ROTATION_MANIFESTS_PREFIX = "rotation-manifests/"
 #: The service name in logs, traces and metrics.
 DEFAULT_SERVICE = "pqfile"
 
@@ -106,7 +114,10 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_KEY_MAX_BYTES", "pool.policy.max_bytes", "1 TiB",
              "rotate: queue keys past this many bytes encrypted"),
     Variable("PQFILE_REWRAP_BATCH", "pool.rewrap_batch", str(DEFAULT_REWRAP_BATCH),
-             "rotate: documents per PlanRewrap batch"),
+             f"rotate: documents per PlanRewrap batch manifest (1-{MAX_REWRAP_BATCH})"),
+    Variable("PQFILE_REWRAP_CONCURRENCY", "pool.rewrap_concurrency",
+             str(DEFAULT_REWRAP_CONCURRENCY),
+             f"rotate: rewrap child executions at once (1-{MAX_REWRAP_CONCURRENCY})"),
     Variable("AWS_ENDPOINT_URL", "aws.endpoint_url", "(AWS)",
              "set only on the local stack (the emulator); also turns X-Ray tracing off"),
     Variable("AWS_REGION", "aws.region", "`AWS_DEFAULT_REGION`, else us-east-1",
@@ -198,6 +209,13 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
         raise ConfigurationError(f"{name} must be a number, not {raw!r}") from None
     if value < minimum:
         raise ConfigurationError(f"{name}={raw} is out of range")
+    return value
+
+
+def _bounded(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    value = int(_number(env, name, default, 1))
+    if value > maximum:
+        raise ConfigurationError(f"{name}={value} is out of range (at most {maximum})")
     return value
 
 
@@ -361,6 +379,7 @@ class PoolSettings:
     #: Suites whose pool is kept at its target.
     suites: tuple[str, ...] = (DEFAULT_SUITE,)
     rewrap_batch: int = DEFAULT_REWRAP_BATCH
+    rewrap_concurrency: int = DEFAULT_REWRAP_CONCURRENCY
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PoolSettings:
@@ -386,8 +405,11 @@ class PoolSettings:
         return cls(
             policy=policy,
             suites=tuple(dict.fromkeys([*in_use, *extra])),
-            rewrap_batch=int(_number(e, "PQFILE_REWRAP_BATCH", DEFAULT_REWRAP_BATCH, 1)),
-        )
+            rewrap_batch=_bounded(e, "PQFILE_REWRAP_BATCH", DEFAULT_REWRAP_BATCH,
+                                  MAX_REWRAP_BATCH),
+            rewrap_concurrency=_bounded(e, "PQFILE_REWRAP_CONCURRENCY",
+                                        DEFAULT_REWRAP_CONCURRENCY, MAX_REWRAP_CONCURRENCY),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,7 @@ def _build_retrieval() -> Retrieval:
 
 def _build_rotation() -> Rotation:
     """The rotate-keys workflow: the key store with its pool policy, S3 for rewraps."""
+    from pqfile.adapters.s3_manifest import S3ManifestStore
     from pqfile.adapters.s3_rewrap import S3PackageStore
     from pqfile.usecases.rotation import Rotation
 
@@ -155,14 +156,17 @@ def _build_rotation() -> Rotation:
     settings.require("PQFILE_ENCRYPTED_BUCKET", "PQFILE_KMS_KEY_ID")
     pool = PoolSettings.from_env()
     stores = _postgres(_seed_protector(settings), _attestor(settings), policy=pool.policy)
+    packages = S3PackageStore()
     return Rotation(
         keys=stores.keys,
         documents=stores.documents,
-        packages=S3PackageStore(),
+        packages=packages,
         audit=stores.audit,
         encrypted_bucket=settings.storage.encrypted_bucket,
+        manifests=S3ManifestStore(packages.s3),
         suites=pool.suites,
         batch_size=pool.rewrap_batch,
+        concurrency=pool.rewrap_concurrency,
     )
 
 

@@ -31,7 +31,13 @@ from pqfile.auth import (
 )
 from pqfile.config import Settings
 from pqfile.crypto import kem
-from pqfile.errors import CustodyError, DocumentNotFoundError, StorageError, TransientError
+from pqfile.errors import (
+    CustodyError,
+    DocumentNotFoundError,
+    PQFileError,
+    StorageError,
+    TransientError,
+)
 from pqfile.keys.custody import seed_context
 from pqfile.keys.model import (
     IllegalTransitionError,
@@ -558,6 +564,19 @@ class FakeRotationRepository:
     def documents_on_key(self, key_id, limit) -> list[str]:
         return sorted(d for d, r in self.documents.rows.items() if r.key_id == key_id)[:limit]
 
+    def documents_after(self, key_id, after, limit) -> list[tuple[str, bool]]:
+        rows = sorted((d, r) for d, r in self.documents.rows.items()
+                      if r.key_id == key_id and (after is None or d > after))
+        return [(d, r.status == "stored" and bool(r.encrypted_key)) for d, r in rows[:limit]]
+
+    def pool_keys(self, suite, *, exclude, limit) -> list[tuple[str, int]]:
+        now = _now()
+        keys = sorted((r.usage_count, r.key_id) for r in self.keys.records.values()
+                      if r.suite == suite and r.status is KeyStatus.ACTIVE
+                      and r.key_id != exclude and r.rotate_after > now
+                      and r.attestation is not None)
+        return [(k, n) for n, k in keys[:limit]]
+
     def open_run(self, old_key_id, reason) -> None:
         """A queued run (what the owner or key_queue_rotation / key_request insert)."""
         rid = next(self._ids)
@@ -566,11 +585,11 @@ class FakeRotationRepository:
     def get_run(self, rotation_id) -> RotationRun | None:
         return self.runs.get(rotation_id)
 
-    def successor(self, old_key_id, *, exclude=()) -> str | None:
+    def successor(self, old_key_id, *, suite=None, exclude=()) -> str | None:
         old = self.keys.records[old_key_id]
         now = _now()
         candidates = [r for r in self.keys.records.values()
-                      if r.suite == old.suite and r.status is KeyStatus.ACTIVE
+                      if r.suite == (suite or old.suite) and r.status is KeyStatus.ACTIVE
                       and r.key_id != old_key_id and r.rotate_after > now
                       and r.attestation is not None and r.key_id not in exclude]
         if not candidates:
@@ -598,23 +617,30 @@ class FakeRotationRepository:
                                        "documents_total": run.documents_total})
             return run
 
-    def record_rewrap(self, rotation_id, document_id, *, encrypted_version_id, encrypted_size,
-                      actor, request_id) -> bool:
+    def record_rewrap(self, rotation_id, document_id, *, new_key_id, encrypted_version_id,
+                      encrypted_size, actor, request_id) -> bool:
         with self.keys.lock, self.documents.lock:
             run = self.runs[rotation_id]
+            old_suite = self.keys.records[run.old_key_id].suite
+            target = self.keys.records.get(new_key_id)
+            if (target is None or target.status is not KeyStatus.ACTIVE
+                    or target.suite != (run.to_suite or old_suite)):
+                raise PQFileError(f"key {new_key_id} is not an active key of the run's suite")
             r = self.documents.rows.get(document_id)
             if r is None or r.key_id != run.old_key_id or r.status != "stored":
                 return False
             self.documents.rows[document_id] = dataclasses.replace(
-                r, key_id=run.new_key_id, encrypted_version_id=encrypted_version_id,
+                r, key_id=new_key_id, encrypted_version_id=encrypted_version_id,
                 encrypted_size=encrypted_size)
-            self.keys.count_use(run.new_key_id, r.plaintext_size or 0)
+            self.keys.count_use(new_key_id, r.plaintext_size or 0)
             self._update(rotation_id, documents_rewrapped=run.documents_rewrapped + 1)
             self.audit.append(operation="document.rewrap", outcome="success",
-                              document_id=document_id, key_id=run.new_key_id,
+                              document_id=document_id, key_id=new_key_id,
                               request_id=request_id,
                               details={"rotation_id": rotation_id,
-                                       "from_key_id": run.old_key_id})
+                                       "from_key_id": run.old_key_id,
+                                       "from_suite": old_suite,
+                                       "to_suite": run.to_suite or old_suite})
             return True
 
     def finish_run(self, rotation_id, *, actor, request_id) -> RotationRun:

@@ -83,7 +83,11 @@ def test_pool_settings_from_the_environment() -> None:
     assert pool.policy == PoolPolicy()  # the domain's defaults
     assert (pool.policy.target_active, pool.policy.floor_active) == (100, 80)
     assert pool.policy.max_age == dt.timedelta(days=30) and pool.policy.max_bytes == 1 << 40
-    assert pool.suites == ("xwing",) and pool.rewrap_batch == 100
+    assert pool.suites == ("xwing",) and pool.rewrap_batch == 2000
+    assert pool.rewrap_concurrency == 100
+    for name, bad in (("PQFILE_REWRAP_BATCH", "2001"), ("PQFILE_REWRAP_CONCURRENCY", "0")):
+        with pytest.raises(ConfigurationError, match=name):
+            PoolSettings.from_env({name: bad})
     policy = PoolSettings.from_env(
         {
             "PQFILE_POOL_TARGET": "2",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +19,7 @@ from pqfile.errors import (
     WrongKeyError,
 )
 from pqfile.format.header import header_size
+from pqfile.keys.model import KeyStatus
 from pqfile.ports import ObjectInfo
 from pqfile.usecases import rotation as rot
 from pqfile.usecases.retrieve import RetrieveRequest, retrieve_document
@@ -52,6 +55,18 @@ class FakePackages:
         return self.blobs.put(bucket, key, new_head + body, "application/vnd.pqfile.pqf")
 
 
+class FakeManifests:
+    """ManifestStore in a dictionary: key -> the items (what the Map's ItemReader reads)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, list[dict[str, Any]]] = {}
+
+    def write_manifest(self, bucket, key, items) -> ObjectInfo:
+        self.items[key] = json.loads(json.dumps(list(items)))
+        return ObjectInfo(bucket=bucket, key=key, size=1, etag="e", version_id="v",
+                          content_type="application/json")  # fmt: skip
+
+
 @pytest.fixture
 def world() -> SimpleNamespace:
     p = make_pipeline()
@@ -67,9 +82,19 @@ def world() -> SimpleNamespace:
         docs.append((state["document"]["document_id"], data))
     keys = FakeRotationKeys(p.keys, p.documents, p.audit)
     packages = FakePackages(p.blobs)
+    manifests = FakeManifests()
     r = rot.Rotation(keys=keys, documents=p.documents, packages=packages, audit=p.audit,
-                     encrypted_bucket=ENCRYPTED, batch_size=3)  # fmt: skip
-    return SimpleNamespace(p=p, r=r, keys=keys, packages=packages, old=old, docs=docs)
+                     encrypted_bucket=ENCRYPTED, manifests=manifests,
+                     batch_size=3)  # fmt: skip
+    return SimpleNamespace(p=p, r=r, keys=keys, packages=packages, manifests=manifests,
+                           old=old, docs=docs)  # fmt: skip
+
+
+def _items(w: SimpleNamespace, plan: Any) -> list[dict[str, Any]]:
+    """The manifest a plan wrote (the distributed Map's items)."""
+    assert plan.manifest is not None and plan.manifest.bucket == ENCRYPTED
+    assert plan.manifest.key.startswith("rotation-manifests/")
+    return w.manifests.items[plan.manifest.key]
 
 
 def _package(w: SimpleNamespace, document_id: str, version_id: str | None = None) -> bytes:
@@ -79,14 +104,18 @@ def _package(w: SimpleNamespace, document_id: str, version_id: str | None = None
 
 
 def _rotate_all(w: SimpleNamespace, rotation_id: int) -> list[str]:
+    """What the workflow does: plan from the cursor, rewrap each manifest item, repeat."""
     outcomes = []
+    after = None
     while True:
-        plan = rot.plan_rewrap(w.r, rotation_id)
-        for item in plan.documents:
-            result = rot.rewrap_document(w.r, item.rotation_id, item.document_id)
+        plan = rot.plan_rewrap(w.r, rotation_id, after=after)
+        for item in _items(w, plan):
+            result = rot.rewrap_document(w.r, item["rotation_id"], item["document_id"],
+                                         target_key_id=item["target_key_id"])  # fmt: skip
             outcomes.append(result.outcome)
         if not plan.more:
             return outcomes
+        after = plan.after
 
 
 def test_maintain_queues_refills_and_lists_runs(world: SimpleNamespace) -> None:
@@ -102,7 +131,7 @@ def test_maintain_queues_refills_and_lists_runs(world: SimpleNamespace) -> None:
     assert shaped["queued"] == [{"key_id": world.old, "reason": "age"}]
     assert shaped["rotations"] == [
         {"rotation_id": run.rotation_id, "old_key_id": world.old, "new_key_id": None,
-         "status": "queued"}]  # fmt: skip
+         "status": "queued", "to_suite": None}]  # fmt: skip
     # nothing due, pool full: a second run changes nothing but still lists the open run
     again = rot.maintain_pool(world.r)
     assert again.queued == [] and again.created == {"xwing": 0}
@@ -115,13 +144,12 @@ def test_rewrap_keeps_the_body_and_moves_every_document(world: SimpleNamespace) 
     before = {d: _package(world, d) for d, _ in world.docs}
     outcomes = _rotate_all(world, run.rotation_id)
     assert outcomes == ["rewrapped"] * len(world.docs)
-    new_key = world.keys.runs[run.rotation_id].new_key_id
-    assert new_key and new_key != world.old
     old_secret = world.keys.keys.secrets[world.old]
-    new_secret = world.keys.keys.secrets[new_key]
     for document_id, plaintext in world.docs:
         rec = world.p.documents.get(document_id)
-        assert rec.key_id == new_key
+        new_key = rec.key_id
+        assert new_key != world.old and world.keys.keys.status[new_key] == "active"
+        new_secret = world.keys.keys.secrets[new_key]
         old_pkg, new_pkg = before[document_id], _package(world, document_id)
         old_h, new_h = header_size(old_pkg[:88]), header_size(new_pkg[:88])
         assert new_pkg[new_h:] == old_pkg[old_h:]  # the body, byte for byte
@@ -166,7 +194,7 @@ def test_crash_between_write_and_row_update_is_resumable(world: SimpleNamespace)
     # the retry rewraps the committed version again and commits
     assert rot.rewrap_document(world.r, rid, document_id).outcome == "rewrapped"
     rec = world.p.documents.get(document_id)
-    assert rec.key_id == world.keys.runs[rid].new_key_id and rec.encrypted_version_id != committed
+    assert rec.key_id != world.old and rec.encrypted_version_id != committed
     got = retrieve_document(world.p, RetrieveRequest(document_id, None, None, "tester"))
     assert got["size"] == len(plaintext)
 
@@ -231,8 +259,107 @@ def test_pending_documents_are_not_planned(world: SimpleNamespace) -> None:
     world.p.documents.rows[document_id] = dataclasses.replace(
         world.p.documents.rows[document_id], status="pending")  # fmt: skip
     plan = rot.plan_rewrap(world.r, run.rotation_id)
-    assert document_id not in [d.document_id for d in plan.documents]
-    assert plan.skipped == 1
+    assert document_id not in [d["document_id"] for d in _items(world, plan)]
+    assert plan.skipped == 1 and plan.count == 2
+
+
+def test_documents_of_one_key_spread_over_the_pool(world: SimpleNamespace) -> None:
+    """Each document gets its own target key, the least used first (as ingest picks)."""
+    world.keys.due.add(world.old)
+    (run,) = rot.maintain_pool(world.r).rotations
+    _rotate_all(world, run.rotation_id)
+    landed = collections.Counter(world.p.documents.get(d).key_id for d, _ in world.docs)
+    assert world.old not in landed
+    assert len(landed) == 2 and set(landed.values()) == {2}  # two pool keys, two each
+    for key_id, n in landed.items():  # every move counted on its key
+        assert world.keys.storage.keys.records[key_id].usage_count == n
+
+
+def test_a_stopped_run_restarts_without_skipping_or_rewrapping_twice(
+    world: SimpleNamespace,
+) -> None:
+    world.keys.due.add(world.old)
+    (run,) = rot.maintain_pool(world.r).rotations
+    rid = run.rotation_id
+    first = rot.plan_rewrap(world.r, rid)
+    items = _items(world, first)
+    assert first.more and len(items) == 3
+    for item in items[:2]:  # the execution is stopped after two documents
+        rot.rewrap_document(world.r, rid, item["document_id"],
+                            target_key_id=item["target_key_id"])  # fmt: skip
+    writes = world.packages.writes
+    # a child still in flight when the stop came finishes its item late: nothing to do
+    late = rot.rewrap_document(world.r, rid, items[0]["document_id"],
+                               target_key_id=items[0]["target_key_id"])  # fmt: skip
+    assert late.outcome == "already_rewrapped" and world.packages.writes == writes
+    # the next execution plans from the start: only what is still on the old key
+    outcomes = _rotate_all(world, rid)
+    assert outcomes == ["rewrapped"] * 2
+    rewraps = collections.Counter(a["document_id"] for a in world.p.audit.rows
+                                  if a["operation"] == "document.rewrap")  # fmt: skip
+    assert rewraps == {d: 1 for d, _ in world.docs}
+    assert world.keys.runs[rid].documents_rewrapped == len(world.docs)
+    assert rot.finish_rotation(world.r, rid).run.status == "completed"
+
+
+def _retarget(world: SimpleNamespace, rid: int, suite: str, allow_downgrade: bool) -> None:
+    """What `pqfile keys rotate --to-suite` records on a queued run (rotation_set_target)."""
+    world.keys.runs[rid] = dataclasses.replace(world.keys.runs[rid], to_suite=suite,
+                                               allow_downgrade=allow_downgrade)  # fmt: skip
+
+
+def test_suite_migration_moves_documents_within_the_hash_family(world: SimpleNamespace) -> None:
+    """mlkem768 -> xwing: a rewrap (same SHA-256 family, stronger suite); the body stays and
+    the audit names both suites."""
+    from pqfile.config import Settings
+
+    p = world.p
+    old = p.keys._add(kem.Suite.MLKEM768)
+    doc = p.blobs.put(UPLOADS, "uploads/a/768.bin", b"m" * 5000)
+    ingest_768 = dataclasses.replace(p, settings=Settings.from_values(
+        uploads_bucket=UPLOADS, encrypted_bucket=ENCRYPTED, segment_size=64 * 1024,
+        default_suite="mlkem768"))  # fmt: skip
+    state = run_workflow(ingest_768, event_for(doc))
+    assert state["status"] == "SUCCEEDED", state
+    document_id = state["document"]["document_id"]
+    assert p.documents.get(document_id).key_id == old
+    world.keys.due.add(old)
+    runs = [r for r in rot.maintain_pool(world.r).rotations if r.old_key_id == old]
+    rid = runs[0].rotation_id
+    _retarget(world, rid, "xwing", False)
+    _rotate_all(world, rid)
+    rec = p.documents.get(document_id)
+    assert p.keys.storage.keys.records[rec.key_id].suite == "xwing"
+    assert envelope.read_header(_package(world, document_id)).suite is kem.Suite.XWING
+    (audit,) = [a for a in p.audit.rows if a["operation"] == "document.rewrap"
+                and a["document_id"] == document_id]  # fmt: skip
+    assert (audit["details"]["from_suite"], audit["details"]["to_suite"]) == (
+        "mlkem768", "xwing")
+
+
+@pytest.mark.parametrize(
+    ("to_suite", "allow", "refused"),
+    [("mlkem768", False, "downgrade"), ("mlkem768", True, None),
+     ("mlkem1024", True, "hash families")],
+)  # fmt: skip
+def test_suite_moves_the_run_does_not_allow_are_refused(
+    world: SimpleNamespace, to_suite: str, allow: bool, refused: str | None
+) -> None:
+    from pqfile.keys.rotation_runs import SuiteMoveRefusedError
+
+    world.keys.due.add(world.old)  # an xwing key
+    (run,) = rot.maintain_pool(world.r).rotations
+    _retarget(world, run.rotation_id, to_suite, allow)
+    if refused is None:  # an allowed downgrade needs keys of the lower suite
+        world.keys.refill("mlkem768")
+        _rotate_all(world, run.rotation_id)
+        rec = world.p.documents.get(world.docs[0][0])
+        assert world.keys.storage.keys.records[rec.key_id].suite == "mlkem768"
+        return
+    with pytest.raises(SuiteMoveRefusedError, match=refused):
+        rot.plan_rewrap(world.r, run.rotation_id)
+    assert world.keys.runs[run.rotation_id].status == "queued"  # nothing started
+    assert world.p.documents.get(world.docs[0][0]).key_id == world.old
 
 
 def test_rotation_id_from_events() -> None:
@@ -273,14 +400,19 @@ def test_the_rotate_handlers_answer_the_workflow(world: SimpleNamespace, monkeyp
         [("xwing", 2)], [("xwing", 2.0)], [("xwing", [2.0])])
     (run,) = maintained["rotations"]
     rid = {"rotation_id": run["rotation_id"]}
+    after = None
     while True:
-        plan = invoke(rotate.plan_handler, rid)
+        plan = invoke(rotate.plan_handler, {**rid, "after": after})
         assert plan["new_key_id"] and plan["status"] == "running"
-        for item in plan["documents"]:
+        assert plan["manifest_bucket"] == ENCRYPTED and plan["concurrency"] >= 1
+        items = world.manifests.items[plan["manifest_key"]]
+        assert plan["count"] == len(items)
+        for item in items:
             done = invoke(rotate.rewrap_handler, item)
-            assert done["outcome"] == "rewrapped" and done["key_id"] == plan["new_key_id"]
+            assert done["outcome"] == "rewrapped" and done["key_id"] == item["target_key_id"]
         if not plan["more"]:
             break
+        after = plan["after"]
     finished = invoke(rotate.finish_handler, rid)
     assert (finished["status"], finished["documents_rewrapped"]) == ("completed", 4)
     with pytest.raises(InvalidEventError):
@@ -291,3 +423,63 @@ def test_the_rotate_handlers_answer_the_workflow(world: SimpleNamespace, monkeyp
     last = world.p.audit.rows[-1]
     assert (last["operation"], last["outcome"], last["request_id"]) == (
         "key.rotation_failed", "failure", "e-2")
+
+
+def test_plan_and_rewrap_events_are_parsed_strictly() -> None:
+    from pqfile.usecases.rotation_steps import PlanRequest, RewrapRequest
+
+    assert PlanRequest.from_event({"rotation_id": 3, "after": None}) == PlanRequest(3, None)
+    assert PlanRequest.from_event({"rotation_id": 3, "after": "d9"}).after == "d9"
+    item = {"rotation_id": 3, "document_id": "d1", "target_key_id": "k2"}
+    assert RewrapRequest.from_event(item) == RewrapRequest(3, "d1", "k2")
+    assert RewrapRequest.from_event({**item, "target_key_id": None}).target_key_id is None
+    for bad in ({"rotation_id": 3, "after": 7}, {"after": "d1"}):
+        with pytest.raises(InvalidEventError):
+            PlanRequest.from_event(bad)
+    for bad in ({**item, "target_key_id": ""}, {**item, "target_key_id": 5},
+                {**item, "document_id": ""}):  # fmt: skip
+        with pytest.raises(InvalidEventError):
+            RewrapRequest.from_event(bad)
+
+
+def test_a_planned_target_that_stopped_encrypting_is_replaced(world: SimpleNamespace) -> None:
+    """Between the plan and the rewrap the target key was queued: another pool key of the
+    run's suite takes the document (the row never moves to a key that does not encrypt)."""
+    world.keys.due.add(world.old)
+    (run,) = rot.maintain_pool(world.r).rotations
+    plan = rot.plan_rewrap(world.r, run.rotation_id)
+    item = _items(world, plan)[0]
+    world.keys.keys.storage.keys.set_status(item["target_key_id"], KeyStatus.ROTATION_QUEUED)
+    result = rot.rewrap_document(world.r, run.rotation_id, item["document_id"],
+                                 target_key_id=item["target_key_id"])  # fmt: skip
+    assert result.outcome == "rewrapped"
+    assert result.key_id not in (item["target_key_id"], world.old)
+    assert world.keys.storage.keys.records[result.key_id].status is KeyStatus.ACTIVE
+    assert world.p.documents.get(item["document_id"]).key_id == result.key_id
+
+
+def test_suite_move_rules() -> None:
+    from pqfile.keys.rotation_runs import SuiteMoveRefusedError, check_suite_move
+
+    check_suite_move("mlkem768", "xwing")  # up, same family
+    check_suite_move("xwing", "xwing")
+    check_suite_move("xwing", "mlkem768", allow_downgrade=True)
+    with pytest.raises(SuiteMoveRefusedError, match="downgrade"):
+        check_suite_move("xwing", "mlkem768")
+    for a, b in (("xwing", "mlkem1024"), ("mlkem1024", "mlkem768"), ("mlkem768", "mlkem1024")):
+        with pytest.raises(SuiteMoveRefusedError, match="hash families"):
+            check_suite_move(a, b, allow_downgrade=True)
+    with pytest.raises(SuiteMoveRefusedError, match="unknown"):
+        check_suite_move("xwing", "rsa")
+
+
+def test_planning_a_finished_run_writes_an_empty_manifest(world: SimpleNamespace) -> None:
+    """Another execution finished the run meanwhile: the Map reads an empty manifest (a
+    missing one would fail the ItemReader)."""
+    world.keys.due.add(world.old)
+    (run,) = rot.maintain_pool(world.r).rotations
+    _rotate_all(world, run.rotation_id)
+    assert rot.finish_rotation(world.r, run.rotation_id).run.status == "completed"
+    plan = rot.plan_rewrap(world.r, run.rotation_id)
+    assert plan.run.status == "completed" and not plan.more
+    assert _items(world, plan) == [] and plan.count == 0

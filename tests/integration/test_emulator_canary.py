@@ -150,3 +150,18 @@ def test_apply_all_applies_nothing_when_one_check_fails(monkeypatch: pytest.Monk
     with pytest.raises(RuntimeError, match="s3_lifecycle_sizes: it changed"):
         moto_patches.apply_all(None)  # type: ignore[arg-type]
     assert applied == []
+
+
+def test_moto_still_passes_a_stopped_iterations_error_as_a_string() -> None:
+    # When moto passes an ExecutionFailedEventDetails here too, a stop during a Map ends
+    # ABORTED without help: remove devstack.moto_patches.stepfunctions_map_stop.
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        iteration_worker,
+    )
+
+    source = inspect.getsource(iteration_worker)
+    stopped = source[source.index("isinstance(end_program_state, ProgramStopped)") :]
+    assert "executionFailedEventDetails=end_program_state.error" in stopped[:800], (
+        "moto's iteration worker changed how a stopped iteration reports: revisit "
+        "devstack.moto_patches.stepfunctions_map_stop"
+    )

@@ -39,11 +39,16 @@ def _definition() -> dict[str, Any]:
 
 
 def _scopes(sm: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The top-level States and every Map's ItemProcessor States."""
+    """The top-level States and every Map's ItemProcessor States, nested ones included."""
     yield sm["States"]
     for state in sm["States"].values():
         if state["Type"] == "Map":
             yield from _scopes(state["ItemProcessor"])
+
+
+def _inner() -> dict[str, dict[str, Any]]:
+    """One rotation run's states (the RotateKeys Map's iteration)."""
+    return dict(_definition()["States"]["RotateKeys"]["ItemProcessor"]["States"])
 
 
 def _all_states() -> dict[str, dict[str, Any]]:
@@ -83,13 +88,62 @@ def test_workflow_shape() -> None:
     assert outer["Type"] == "Map" and outer["ItemsPath"] == "$.maintain.rotations"
     inner = outer["ItemProcessor"]["States"]
     assert outer["ItemProcessor"]["StartAt"] == "PlanRewrap"
+    assert outer["ItemSelector"]["after"] is None  # each run's cursor starts at the beginning
+    assert 1 <= outer["MaxConcurrency"] <= 10
     assert inner["PlanRewrap"]["Next"] == "RewrapDocuments"
-    docs = inner["RewrapDocuments"]
-    assert docs["Type"] == "Map" and docs["ItemsPath"] == "$.plan.documents"
-    assert 1 <= docs["MaxConcurrency"] <= 10 and 1 <= outer["MaxConcurrency"] <= 10
-    assert docs["Next"] == "MorePlanned"
+    assert inner["PlanRewrap"]["Parameters"]["Payload"]["after.$"] == "$.after"
+    assert inner["RewrapDocuments"]["Next"] == "MorePlanned"
     (loop,) = inner["MorePlanned"]["Choices"]
-    assert loop["Next"] == "PlanRewrap" and inner["MorePlanned"]["Default"] == "FinishRotation"
+    assert loop == {"Variable": "$.plan.more", "BooleanEquals": True, "Next": "NextBatch"}
+    assert inner["MorePlanned"]["Default"] == "FinishRotation"
+    # the next batch starts after the last document the previous one looked at
+    assert inner["NextBatch"] == {
+        "Type": "Pass",
+        "Comment": inner["NextBatch"]["Comment"],
+        "Parameters": {"rotation_id.$": "$.rotation_id", "after.$": "$.plan.after"},
+        "Next": "PlanRewrap",
+    }
+
+
+def test_rewrap_is_one_distributed_map_over_an_s3_manifest() -> None:
+    """Issue 12 item 5: what moto 5.2.5 runs and AWS runs alike (no ItemBatcher, no EXPRESS
+    children; a JSON manifest the plan step wrote; concurrency from the plan)."""
+    docs = _inner()["RewrapDocuments"]
+    assert docs["Type"] == "Map" and "ItemsPath" not in docs
+    assert docs["ItemProcessor"]["ProcessorConfig"] == {
+        "Mode": "DISTRIBUTED",
+        "ExecutionType": "STANDARD",
+    }
+    assert docs["ItemReader"] == {
+        "Resource": "arn:aws:states:::s3:getObject",
+        "ReaderConfig": {"InputType": "JSON"},
+        "Parameters": {"Bucket.$": "$.plan.manifest_bucket", "Key.$": "$.plan.manifest_key"},
+    }
+    assert "ItemBatcher" not in docs and "ResultWriter" not in docs
+    assert docs["MaxConcurrencyPath"] == "$.plan.concurrency" and "MaxConcurrency" not in docs
+    assert 0 < docs["ToleratedFailurePercentage"] <= 10
+    assert docs["ResultPath"] is None
+    # the child gets one manifest item, exactly what RewrapRequest parses
+    assert docs["ItemSelector"] == {
+        f"{f}.$": f"$$.Map.Item.Value.{f}" for f in ("rotation_id", "document_id", "target_key_id")
+    }
+    (child,) = docs["ItemProcessor"]["States"].values()
+    assert child["Parameters"]["Payload"] == {
+        f"{f}.$": f"$.{f}" for f in ("rotation_id", "document_id", "target_key_id")
+    }
+    # a small child output: the Map collects one per document (PQFILE_REWRAP_BATCH of them)
+    assert child["ResultSelector"] == {"outcome.$": "$.Payload.outcome"}
+
+
+def test_plan_result_fields_are_what_the_workflow_selects() -> None:
+    from pqfile.usecases.rotation_steps import Manifest, PlanResult, RunSummary
+
+    plan = _inner()["PlanRewrap"]
+    shaped = PlanResult(RunSummary(1, "old", "new", "running"), Manifest("b", "k"), 3,
+                        more=True, after="d3", skipped=0, concurrency=4).to_dict()  # fmt: skip
+    for name, path in plan["ResultSelector"].items():
+        assert path.startswith("$.Payload."), name
+        assert path.removeprefix("$.Payload.") in shaped, name
 
 
 def test_shred_runs_after_the_rotations() -> None:

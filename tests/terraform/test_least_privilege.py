@@ -21,7 +21,10 @@ is then read as AWS would get it:
 - S3: reads of uploads/ are denied to all but fetch, encrypt and store, reads of retrievals/
   to all but retrieve, deletions under encrypted/ to all but the shred role; store may delete
   only under uploads/;
-- alarms: the audit verification alarm treats missing data as breaching.
+- alarms: the audit verification alarm treats missing data as breaching;
+- rotate-keys (issue 12): its distributed Map may start executions of its own state machine
+  only, and describe and stop only their child executions; it reads the batch manifests
+  (only those) that only rotate_plan may write.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ ENVIRONMENTS = ("dev", "prod")
 TARGETS = (
     "aws_lambda_function.this",
     "aws_iam_role_policy.function",
+    "aws_iam_role_policy.workflow",
     "aws_kms_key.attestation",
     "aws_s3_bucket_policy.this",
     "module.metric_alarms",
@@ -113,6 +117,9 @@ class Stack:
         else:
             values = self.all("aws_kms_key", "this")[key]
         return dict(json.loads(values["policy"]))
+
+    def workflow_policy(self, workflow: str) -> dict[str, Any]:
+        return dict(json.loads(self.all("aws_iam_role_policy", "workflow")[workflow]["policy"]))
 
     def bucket_policy(self, bucket: str) -> dict[str, Any]:
         return dict(json.loads(self.all("aws_s3_bucket_policy", "this")[bucket]["policy"]))
@@ -395,3 +402,42 @@ def test_the_audit_verification_alarm_fails_closed(stack: Stack) -> None:
     # executions, an unused suite, an empty queue): missing data is not an incident there.
     others = {a["treat_missing_data"] for n, a in alarms.items() if n != name}
     assert others == {"notBreaching"}
+
+
+# --- the rotate-keys workflow (issue 12, item 5) ----------------------------------------------
+
+
+def test_the_rotation_workflow_starts_only_its_own_children(stack: Stack) -> None:
+    prefix = "arn:aws:states:eu-west-1:123456789012:"
+    machine = f"pqfile-{stack.environment}-rotate-keys"
+    policy = stack.workflow_policy("rotate-keys")
+    (start,) = _allowed(policy, "states:StartExecution")
+    assert _list(start["Resource"]) == [f"{prefix}stateMachine:{machine}"]
+    for action in ("states:DescribeExecution", "states:StopExecution"):
+        (track,) = _allowed(policy, action)
+        assert _list(track["Resource"]) == [f"{prefix}execution:{machine}/*"], action
+    # nothing else may start, stop or redrive executions; the ingest workflow none at all
+    for action in ("states:StartExecution", "states:StopExecution", "states:RedriveExecution"):
+        assert not _allowed(stack.workflow_policy("ingest"), action), action
+    assert not any(_grants(s, "states:DeleteStateMachine") for s in _statements(policy))
+
+
+def test_rotation_manifests_are_written_by_plan_and_read_by_the_workflow_only(
+    stack: Stack,
+) -> None:
+    encrypted = stack.all("aws_s3_bucket", "this")["encrypted"]["arn"]
+    manifests = f"{encrypted}/rotation-manifests/*"
+    assert _functions_whose_role_allows(stack, "s3:PutObject", manifests) == {"rotate_plan"}
+    plan_writes = {r for s in _allowed(stack.role_policy("rotate_plan"), "s3:PutObject")
+                   for r in _list(s["Resource"])}  # fmt: skip
+    assert plan_writes == {manifests}  # plan writes nothing else, no package in particular
+    policy = stack.workflow_policy("rotate-keys")
+    reads = {r for s in _allowed(policy, "s3:GetObject") for r in _list(s["Resource"])}
+    assert reads == {manifests}
+    assert not _allowed(policy, "s3:PutObject") and not _allowed(policy, "s3:DeleteObject")
+    # the manifests are SSE-KMS: the data key, through S3 only
+    (decrypt,) = _allowed(policy, "kms:Decrypt")
+    assert _list(decrypt["Resource"]) == [stack.all("aws_kms_key", "this")["data"]["arn"]]
+    assert decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}
+    }

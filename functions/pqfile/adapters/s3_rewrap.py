@@ -22,10 +22,12 @@ from pqfile.usecases.common import PACKAGE_CONTENT_TYPE
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-#: Bytes of the body uploaded together with the new header as the first multipart part
-#: (every part but the last must be at least 5 MiB); packages whose body fits are
-#: rewritten with a single PutObject.
-FIRST_PART = 8 * MIB
+#: Bytes of the body uploaded together with the new header as the first multipart part:
+#: S3's minimum part size (every part but the last must be at least 5 MiB), so a rewrap
+#: reads and writes at most about 10 MiB through the function whatever the document's size
+#: (the rest is UploadPartCopy, inside S3). Packages whose body fits are rewritten with a
+#: single PutObject.
+FIRST_PART = 5 * MIB
 #: Largest UploadPartCopy range (S3 allows 5 GiB).
 MAX_COPY_PART = 5 * 1024 * MIB
 MAX_PARTS = 10_000

@@ -4,8 +4,10 @@ pqfile.usecases.rotation, their inputs and results in pqfile.usecases.rotation_s
 Entry points (one Lambda function each, sharing this module and one role):
 
 - ``maintain_handler``  MaintainPool:   ``{}`` -> ``{"queued", "created", "rotations", "active"}``
-- ``plan_handler``      PlanRewrap:     ``{"rotation_id"}`` -> ``{..., "documents": [...], "more"}``
-- ``rewrap_handler``    RewrapDocument: ``{"rotation_id", "document_id"}`` -> outcome
+- ``plan_handler``      PlanRewrap:     ``{"rotation_id", "after"}`` -> ``{..., "manifest_key",
+  "count", "more", "after", "concurrency"}`` (the batch manifest, written to S3)
+- ``rewrap_handler``    RewrapDocument: one manifest item ``{"rotation_id", "document_id",
+  "target_key_id"}`` -> outcome
 - ``finish_handler``    FinishRotation: ``{"rotation_id"}`` -> the completed run
 - ``failure_handler``   RecordFailure:  ``{"error": {...}, "state": {...}}`` -> audited failure
 
@@ -26,6 +28,7 @@ from pqfile.usecases.rotation import (
     rewrap_document,
 )
 from pqfile.usecases.rotation_steps import (
+    PlanRequest,
     RewrapOutcome,
     RewrapRequest,
     RotationFailure,
@@ -54,13 +57,16 @@ def maintain_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @entry_point
 def plan_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    request = RotationRequest.from_event(event)
-    result = plan_rewrap(wiring.rotation(), request.rotation_id, request_id=request_id(context))
+    request = PlanRequest.from_event(event)
+    result = plan_rewrap(
+        wiring.rotation(), request.rotation_id, after=request.after, request_id=request_id(context)
+    )
     logger.info(
         "rewrap planned",
         extra={
             "rotation_id": result.run.rotation_id,
-            "documents": len(result.documents),
+            "documents": result.count,
+            "skipped": result.skipped,
             "more": result.more,
         },
     )
@@ -74,6 +80,7 @@ def rewrap_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         wiring.rotation(),
         request.rotation_id,
         request.document_id,
+        target_key_id=request.target_key_id,
         request_id=request_id(context),
     )
     if result.outcome is RewrapOutcome.REWRAPPED:

@@ -378,6 +378,17 @@ class KeyPool:
     def documents_on_key(self, key_id: str, limit: int = 100) -> list[str]:
         return self._runs.documents_on_key(key_id, limit)
 
+    def documents_to_rewrap(
+        self, key_id: str, *, after: str | None, limit: int
+    ) -> list[tuple[str, bool]]:
+        return self._runs.documents_to_rewrap(key_id, after=after, limit=limit)
+
+    def rewrap_targets(self, rotation_id: int, count: int) -> list[str]:
+        return self._runs.targets(self._runs.get(rotation_id), count)
+
+    def rotation_target_suite(self, rotation_id: int) -> str:
+        return self._runs.target_suite(self._runs.get(rotation_id))
+
     def record_rewrap(
         self,
         rotation_id: int,
@@ -385,12 +396,14 @@ class KeyPool:
         *,
         encrypted_version_id: str | None,
         encrypted_size: int,
+        new_key_id: str | None = None,
         actor: str | None = None,
         request_id: str | None = None,
     ) -> bool:
         return self._runs.record_rewrap(
             rotation_id,
             document_id,
+            new_key_id=new_key_id,
             encrypted_version_id=encrypted_version_id,
             encrypted_size=encrypted_size,
             actor=actor,

@@ -45,6 +45,7 @@ from pqfile.ports.shred import (
 )
 from pqfile.ports.storage import (
     BlobStore,
+    ManifestStore,
     ObjectWriter,
     PackageCipher,
     PackageStore,
@@ -69,6 +70,7 @@ __all__ = [
     "KeyStorage",
     "KeyStore",
     "KeyView",
+    "ManifestStore",
     "ObjectInfo",
     "ObjectWriter",
     "PackageCipher",

@@ -94,6 +94,12 @@ class RotationRunView(Protocol):
     def status(self) -> str: ...
 
     @property
+    def to_suite(self) -> str | None: ...
+
+    @property
+    def allow_downgrade(self) -> bool: ...
+
+    @property
     def documents_total(self) -> int: ...
 
     @property
@@ -124,6 +130,22 @@ class RotationKeyStore(Protocol):
 
     def documents_on_key(self, key_id: str, limit: int = 100) -> list[str]: ...
 
+    def documents_to_rewrap(
+        self, key_id: str, *, after: str | None, limit: int
+    ) -> list[tuple[str, bool]]:
+        """(document id, package stored) on ``key_id`` after the cursor ``after``."""
+        ...
+
+    def rewrap_targets(self, rotation_id: int, count: int) -> list[str]:
+        """A target key per document of a batch of the run, spread over the pool of its
+        target suite, least used first (as ingest picks keys)."""
+        ...
+
+    def rotation_target_suite(self, rotation_id: int) -> str:
+        """The suite the run moves documents to; raise when the move is refused (a
+        downgrade the run does not allow, or another hash family)."""
+        ...
+
     def record_rewrap(
         self,
         rotation_id: int,
@@ -131,10 +153,12 @@ class RotationKeyStore(Protocol):
         *,
         encrypted_version_id: str | None,
         encrypted_size: int,
+        new_key_id: str | None = None,
         actor: str | None = None,
         request_id: str | None = None,
     ) -> bool:
-        """Point the document at the run's new key (audited); False if already moved."""
+        """Point the document at ``new_key_id`` (default: the run's new key), audited;
+        False if it was already moved."""
         ...
 
     def finish_rotation(

@@ -248,11 +248,26 @@ class RotationRepository(Protocol):
         """Ids of documents encrypted to ``key_id``, ordered, at most ``limit``."""
         ...
 
+    def documents_after(
+        self, key_id: str, after: str | None, limit: int
+    ) -> list[tuple[str, bool]]:
+        """(document id, package stored) of documents encrypted to ``key_id`` whose id sorts
+        after ``after`` (None: from the first), ordered, at most ``limit``."""
+        ...
+
+    def pool_keys(self, suite: str, *, exclude: str, limit: int) -> list[tuple[str, int]]:
+        """(key id, usage count) of the active, attested keys of ``suite`` other than
+        ``exclude``, not past their rotate_after, least used first, at most ``limit``."""
+        ...
+
     def get_run(self, rotation_id: int) -> RotationRun | None: ...
 
-    def successor(self, old_key_id: str, *, exclude: Sequence[str] = ()) -> str | None:
-        """The least-used active, attested key of the old key's suite other than it and
-        those in ``exclude``, not past its rotate_after (a run's candidate new key)."""
+    def successor(
+        self, old_key_id: str, *, suite: str | None = None, exclude: Sequence[str] = ()
+    ) -> str | None:
+        """The least-used active, attested key of ``suite`` (None: the old key's suite)
+        other than the old key and those in ``exclude``, not past its rotate_after (a run's
+        candidate new key)."""
         ...
 
     def begin_run(
@@ -267,13 +282,15 @@ class RotationRepository(Protocol):
         rotation_id: int,
         document_id: str,
         *,
+        new_key_id: str,
         encrypted_version_id: str | None,
         encrypted_size: int,
         actor: str | None,
         request_id: str | None,
     ) -> bool:
-        """Point a stored document still on the run's old key at its new key and package
-        version, count one use of the new key, audited; False if it was not on the old key."""
+        """Point a stored document still on the run's old key at ``new_key_id`` (an active,
+        attested key of the run's target suite) and its package version, count one use of
+        that key, audited; False if it was not on the old key."""
         ...
 
     def finish_run(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:
@@ -72,6 +72,15 @@ class PackageStore(Protocol):
         ``body_offset`` on, copied unchanged. Written only if the object's current ETag is
         still ``if_match``; otherwise raise TransientError (a concurrent change)."""
         ...
+
+
+class ManifestStore(Protocol):
+    """Where the rotation plan writes a batch (adapters/s3_manifest.py): a JSON array of
+    items, which the workflow's distributed Map reads with its S3 ItemReader."""
+
+    def write_manifest(
+        self, bucket: str, key: str, items: Sequence[Mapping[str, Any]]
+    ) -> ObjectInfo: ...
 
 
 # --- the PQF cipher ----------------------------------------------------------------------------

@@ -5,18 +5,26 @@ The scheduled workflow (statemachines/rotate-keys.asl.json) runs these use cases
 1. :func:`maintain_pool` queues every active key past its age or usage caps, refills each
    configured suite to its target, and lists the rotation runs to work on (queued and
    still-running ones, so an interrupted rotation is resumed by the next execution).
-2. :func:`plan_rewrap` starts a run (picks the new key: the least-used active key of the
-   same suite whose attestation verifies) and returns the next batch of documents still on
-   the old key.
+2. :func:`plan_rewrap` starts a run (checks its target suite, picks a first new key: the
+   least-used active key of that suite whose attestation verifies), takes the next batch of
+   documents on the old key after the execution's cursor, gives each a target key (spread
+   over the suite's pool, least used first, as ingest picks keys) and writes the batch as a
+   JSON manifest to S3: the items of the workflow's distributed Map.
 3. :func:`rewrap_document` moves one document: the package header is rewrapped from the
-   old key to the new one (the data key is unchanged, so the body is copied byte for byte,
-   never re-encrypted), written as a new version of the same object, verified, and only
-   then is the documents row pointed at the new key and version (``document.rewrap``).
+   old key to the target key (the data key is unchanged, so the body is copied byte for
+   byte, never re-encrypted; the suite may change within a hash family), written as a new
+   version of the same object, verified, and only then is the documents row pointed at the
+   new key and version (``document.rewrap``, both suites in its details).
 4. :func:`finish_rotation` expires the old key once no document uses it any more, and
    completes an operator's pending revocation of it (the workflow never starts one).
 
 Each step runs as its function's own database role (pqfile_maintain, pqfile_rewrap): the
 database records that role as the actor of every audit row, so nothing here names one.
+
+Restarts: a stopped execution leaves the run ``running``; the next one resumes it, and its
+plan lists only documents still on the old key, so nothing is skipped, and a document is
+moved once (the row moves only from the old key; a rewrap of a document already moved is
+answered ``already_rewrapped`` or ``not_on_old_key`` without writing).
 
 Crash safety: the documents row names the exact object version it was committed with, and
 that version is never modified, so the old package stays readable until the row moves. A
@@ -31,13 +39,20 @@ AuditLog); what the steps take and return is in pqfile.usecases.rotation_steps.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
-from pqfile.config import DEFAULT_REWRAP_BATCH, DEFAULT_SUITE
+from pqfile.config import (
+    DEFAULT_REWRAP_BATCH,
+    DEFAULT_REWRAP_CONCURRENCY,
+    DEFAULT_SUITE,
+    ROTATION_MANIFESTS_PREFIX,
+)
 from pqfile.crypto import envelope
 from pqfile.errors import (
     DecryptionError,
     DocumentNotFoundError,
+    KeyNotUsableError,
     MalformedPackageError,
     PQFileError,
     StorageError,
@@ -45,20 +60,23 @@ from pqfile.errors import (
 )
 from pqfile.format.header import FIXED_SIZE, header_size, parse_header
 from pqfile.keys.model import Purpose
+from pqfile.keys.rotation_runs import check_suite_move
 from pqfile.ports import (
     AuditLog,
     AuditOutcome,
     DocumentReader,
     DocumentRecord,
-    DocumentStatus,
+    ManifestStore,
     ObjectInfo,
     PackageStore,
     RotationKeyStore,
+    RotationRunView,
     RotationStatus,
 )
 from pqfile.usecases.rotation_steps import (
     FinishResult,
     MaintainResult,
+    Manifest,
     PlanResult,
     QueuedKey,
     RewrapItem,
@@ -89,10 +107,14 @@ class Rotation:
     packages: PackageStore
     audit: AuditLog
     encrypted_bucket: str
+    #: Where PlanRewrap writes its batch manifests (in ``encrypted_bucket``).
+    manifests: ManifestStore | None = None
     #: Suites whose pool is kept at its target (suites of queued keys are refilled too).
     suites: tuple[str, ...] = (DEFAULT_SUITE,)
-    #: Documents per PlanRewrap batch (one Map state's items).
+    #: Documents per PlanRewrap batch (one manifest: one distributed Map run's items).
     batch_size: int = DEFAULT_REWRAP_BATCH
+    #: Child executions the distributed Map runs at once (its MaxConcurrencyPath).
+    concurrency: int = DEFAULT_REWRAP_CONCURRENCY
 
 
 # --- 1. pool maintenance ---------------------------------------------------------------------
@@ -103,8 +125,8 @@ def maintain_pool(r: Rotation, *, request_id: str | None = None) -> MaintainResu
     queued = r.keys.queue_due_for_rotation(request_id=request_id)
     runs = [*r.keys.rotations(RotationStatus.RUNNING), *r.keys.rotations(RotationStatus.QUEUED)]
     suites = list(r.suites)
-    for run in runs:  # the rotation target must exist: refill the old key's suite too
-        suite = r.keys.get_key(run.old_key_id).suite
+    for run in runs:  # the rotation target must exist: refill each run's target suite too
+        suite = run.to_suite or r.keys.get_key(run.old_key_id).suite
         if suite not in suites:
             suites.append(suite)
     created: dict[str, int] = {}
@@ -132,54 +154,82 @@ def maintain_pool(r: Rotation, *, request_id: str | None = None) -> MaintainResu
 # --- 2. planning -----------------------------------------------------------------------------
 
 
-def plan_rewrap(r: Rotation, rotation_id: int, *, request_id: str | None = None) -> PlanResult:
-    """Start the run if needed; return the next batch of documents on its old key.
+def plan_rewrap(
+    r: Rotation, rotation_id: int, *, after: str | None = None, request_id: str | None = None
+) -> PlanResult:
+    """Start the run if needed; write the next batch of its documents, after the cursor
+    ``after`` (None: from the first), as a manifest with a target key per document.
 
-    ``more`` is true when the batch is full and holds work, so the workflow plans again
-    after it (documents leave the list as they are rewrapped). Documents without a stored
+    ``more`` is true when the batch is full: the workflow plans again from the returned
+    cursor, so each document is planned once per execution. Documents without a stored
     package (an ingest still in flight, or one that failed) are left out: they cannot be
     rewrapped, and they keep the old key from expiring until they are stored or removed.
     """
     run = r.keys.begin_rotation(rotation_id, request_id=request_id)
     if run.status != RotationStatus.RUNNING or run.new_key_id is None:
-        return PlanResult(RunSummary.of(run), documents=[], more=False, skipped=0)
-    ids = r.keys.documents_on_key(run.old_key_id, limit=r.batch_size)
-    items: list[RewrapItem] = []
-    skipped = 0
-    for document_id in ids:
-        record = r.documents.get(document_id)
-        if record is None or record.status is not DocumentStatus.STORED or not record.encrypted_key:
-            skipped += 1
-            continue
-        items.append(RewrapItem(run.rotation_id, document_id))
+        # (finished meanwhile, e.g. by another execution) an empty manifest: the Map has
+        # nothing to do and FinishRotation reports the run as it is
+        return PlanResult(RunSummary.of(run), _write_manifest(r, run.rotation_id, []), 0,
+                          more=False, after=after, skipped=0,
+                          concurrency=r.concurrency)  # fmt: skip
+    rows = r.keys.documents_to_rewrap(run.old_key_id, after=after, limit=r.batch_size)
+    stored = [document_id for document_id, ok in rows if ok]
+    targets = r.keys.rewrap_targets(run.rotation_id, len(stored))
+    items = [RewrapItem(run.rotation_id, d, t) for d, t in zip(stored, targets, strict=True)]
+    manifest = _write_manifest(r, run.rotation_id, items)
     return PlanResult(
         RunSummary.of(run),
-        documents=items,
-        more=len(ids) >= r.batch_size and bool(items),
-        skipped=skipped,
+        manifest,
+        len(items),
+        more=len(rows) >= r.batch_size,
+        after=rows[-1][0] if rows else after,
+        skipped=len(rows) - len(stored),
+        concurrency=r.concurrency,
     )
+
+
+def _write_manifest(r: Rotation, rotation_id: int, items: list[RewrapItem]) -> Manifest:
+    """The batch as a JSON array in S3 (an empty batch too: the Map then has no items)."""
+    if r.manifests is None:
+        raise PQFileError("no manifest store configured")
+    key = f"{ROTATION_MANIFESTS_PREFIX}run-{rotation_id}/{uuid.uuid4().hex}.json"
+    info = r.manifests.write_manifest(
+        r.encrypted_bucket, key, [item.to_dict() for item in items]
+    )
+    return Manifest(info.bucket, info.key)
 
 
 # --- 3. rewrap one document ------------------------------------------------------------------
 
 
 def rewrap_document(
-    r: Rotation, rotation_id: int, document_id: str, *, request_id: str | None = None
+    r: Rotation,
+    rotation_id: int,
+    document_id: str,
+    *,
+    target_key_id: str | None = None,
+    request_id: str | None = None,
 ) -> RewrapResult:
-    """Move one document of a running rotation onto the run's new key. Idempotent."""
+    """Move one document of a running rotation onto ``target_key_id`` (the manifest's
+    choice; another pool key of the run's target suite when that one no longer encrypts).
+    Idempotent: a document no longer on the old key is answered without any write."""
     run = r.keys.begin_rotation(rotation_id, request_id=request_id)
     record = r.documents.get(document_id)
     if record is None:
         raise DocumentNotFoundError(f"no document {document_id}")
-    if run.new_key_id is not None and record.key_id == run.new_key_id:
-        return RewrapResult(document_id, RewrapOutcome.ALREADY_REWRAPPED, record.key_id,
-                            record.encrypted_version_id)  # fmt: skip
     if record.key_id != run.old_key_id:
-        return RewrapResult(document_id, RewrapOutcome.NOT_ON_OLD_KEY, record.key_id)
+        moved = record.key_id is not None and record.key_id in {target_key_id, run.new_key_id}
+        return RewrapResult(
+            document_id,
+            RewrapOutcome.ALREADY_REWRAPPED if moved else RewrapOutcome.NOT_ON_OLD_KEY,
+            record.key_id,
+            record.encrypted_version_id if moved else None,
+        )
     if run.status != RotationStatus.RUNNING or run.new_key_id is None:
         raise PQFileError(f"rotation run {rotation_id} is {run.status}, not running")
     try:
-        written = _rewrite_package(r, run.old_key_id, run.new_key_id, record)
+        new_key_id = _target_key(r, run.rotation_id, target_key_id)
+        written = _rewrite_package(r, run, new_key_id, record)
     except PQFileError as exc:
         if not isinstance(exc, TransientError):
             r.audit.append(
@@ -194,6 +244,7 @@ def rewrap_document(
     moved = r.keys.record_rewrap(
         rotation_id,
         document_id,
+        new_key_id=new_key_id,
         encrypted_version_id=written.version_id,
         encrypted_size=written.size,
         request_id=request_id,
@@ -206,12 +257,26 @@ def rewrap_document(
             current.key_id if current else None,
             current.encrypted_version_id if current else None,
         )
-    return RewrapResult(document_id, RewrapOutcome.REWRAPPED, run.new_key_id, written.version_id)
+    return RewrapResult(document_id, RewrapOutcome.REWRAPPED, new_key_id, written.version_id)
+
+
+def _target_key(r: Rotation, rotation_id: int, planned: str | None) -> str:
+    """The planned target if it still encrypts (active, attested), else a fresh pick from
+    the run's target suite. Both are checked again when the row moves."""
+    if planned is not None:
+        try:
+            r.keys.attested_public_key(planned, Purpose.ENCRYPT)
+            return planned
+        except KeyNotUsableError:
+            pass  # queued or revoked since the plan: pick another pool key
+    (chosen,) = r.keys.rewrap_targets(rotation_id, 1)
+    return chosen
 
 
 def _rewrite_package(
-    r: Rotation, old_key_id: str, new_key_id: str, record: DocumentRecord
+    r: Rotation, run: RotationRunView, new_key_id: str, record: DocumentRecord
 ) -> ObjectInfo:
+    old_key_id = run.old_key_id
     bucket = record.encrypted_bucket or r.encrypted_bucket
     key = record.encrypted_key
     if not key:
@@ -230,10 +295,11 @@ def _rewrite_package(
     if header.key_id != old_key_id or header.document_id != record.document_id.encode():
         raise DecryptionError()  # the package is not the one the row describes
     old_secret = r.keys.load_secret_key(old_key_id, Purpose.REWRAP)
-    # The key the document moves to: its attestation verified, its status still allows it.
-    new_public = r.keys.attested_public_key(new_key_id, Purpose.REWRAP)
-    if new_public.suite is not header.suite:
-        raise PQFileError("a rotation moves a document to a key of the same suite")
+    # The key the document moves to: its attestation verified, still active.
+    new_public = r.keys.attested_public_key(new_key_id, Purpose.ENCRYPT)
+    # Within a hash family only (the body stays); a downgrade only where the run allows it.
+    check_suite_move(header.suite.value, new_public.suite.value,
+                     allow_downgrade=run.allow_downgrade)  # fmt: skip
     new_head = envelope.rewrap_header(head, old_secret, new_public)  # verifies the old header
     # The conditional write detects any change to the object after this point.
     current = r.packages.stat(bucket, key)

@@ -40,10 +40,12 @@ class RunSummary:
     old_key_id: str
     new_key_id: str | None
     status: str  # a RotationStatus value
+    to_suite: str | None = None  # None: the old key's suite
 
     @classmethod
     def of(cls, run: RotationRunView) -> RunSummary:
-        return cls(run.rotation_id, run.old_key_id, run.new_key_id, str(run.status))
+        return cls(run.rotation_id, run.old_key_id, run.new_key_id, str(run.status),
+                   run.to_suite)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class RunSummary:
             "old_key_id": self.old_key_id,
             "new_key_id": self.new_key_id,
             "status": self.status,
+            "to_suite": self.to_suite,
         }
 
 
@@ -87,7 +90,7 @@ class MaintainResult:
 
 @dataclass(frozen=True)
 class RotationRequest:
-    """PlanRewrap and FinishRotation: ``{"rotation_id": N}``."""
+    """FinishRotation: ``{"rotation_id": N}``."""
 
     rotation_id: int
 
@@ -97,30 +100,70 @@ class RotationRequest:
 
 
 @dataclass(frozen=True)
+class PlanRequest:
+    """PlanRewrap: ``{"rotation_id": N, "after": document id or null}`` (the cursor)."""
+
+    rotation_id: int
+    after: str | None = None
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> PlanRequest:
+        after = event.get("after") if isinstance(event, Mapping) else None
+        if after is not None and not isinstance(after, str):
+            raise InvalidEventError("after must be a document id or null")
+        return cls(rotation_id_from(event), after or None)
+
+
+@dataclass(frozen=True)
 class RewrapItem:
+    """One manifest item: a document of the run and the pool key it moves to."""
+
     rotation_id: int
     document_id: str
+    target_key_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rotation_id": self.rotation_id, "document_id": self.document_id}
+        return {
+            "rotation_id": self.rotation_id,
+            "document_id": self.document_id,
+            "target_key_id": self.target_key_id,
+        }
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Where a batch's items are: a JSON array the distributed Map's ItemReader reads."""
+
+    bucket: str
+    key: str
 
 
 @dataclass(frozen=True)
 class PlanResult:
     run: RunSummary
-    #: The next batch of documents still on the old key (one Map state's items).
-    documents: list[RewrapItem]
-    #: True when the batch was full and held work: the workflow plans again after it.
+    #: The batch's manifest (empty when the run is not running).
+    manifest: Manifest
+    #: Items in the manifest.
+    count: int
+    #: True when the batch was full: the workflow plans again from ``after``.
     more: bool
+    #: The cursor: the last document id this batch looked at.
+    after: str | None
     #: Documents on the old key without a stored package (in flight or failed ingests).
     skipped: int
+    #: Child executions at once (the distributed Map's MaxConcurrencyPath).
+    concurrency: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.run.to_dict(),
-            "documents": [item.to_dict() for item in self.documents],
+            "manifest_bucket": self.manifest.bucket,
+            "manifest_key": self.manifest.key,
+            "count": self.count,
             "more": self.more,
+            "after": self.after,
             "skipped": self.skipped,
+            "concurrency": self.concurrency,
         }
 
 
@@ -129,15 +172,22 @@ class PlanResult:
 
 @dataclass(frozen=True)
 class RewrapRequest:
+    """RewrapDocument: one manifest item, ``{"rotation_id", "document_id", "target_key_id"}``
+    (``target_key_id`` may be null: the rewrap picks a pool key)."""
+
     rotation_id: int
     document_id: str
+    target_key_id: str | None = None
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> RewrapRequest:
         document_id = event.get("document_id") if isinstance(event, Mapping) else None
         if not isinstance(document_id, str) or not document_id:
             raise InvalidEventError("document_id is missing")
-        return cls(rotation_id_from(event), document_id)
+        target = event.get("target_key_id")
+        if target is not None and (not isinstance(target, str) or not target):
+            raise InvalidEventError("target_key_id must be a key id or null")
+        return cls(rotation_id_from(event), document_id, target)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """``key_rotations`` (ports.RotationRepository): rotation runs and the documents they move.
 
 Reads are SELECTs; the writes are the SECURITY DEFINER functions rotation_begin,
-rotation_record_rewrap and rotation_finish (sql/migrations/0010), which check each
+rotation_record_rewrap and rotation_finish (sql/migrations/0010, 0014), which check each
 transition and append its audit row. The early checks are in pqfile.keys.rotation_runs.
 """
 
@@ -19,13 +19,16 @@ from pqfile.keys.rotation_runs import RotationRun
 
 ROTATION_COLUMNS = (
     "id, old_key_id, new_key_id, reason, status, documents_total, documents_rewrapped, "
-    "documents_failed, error"
+    "documents_failed, error, to_suite, allow_downgrade"
 )
 
 
 def rotation_run(r: Sequence[Any]) -> RotationRun:
     """A row of ``ROTATION_COLUMNS`` as a RotationRun."""
-    return RotationRun(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7]), r[8])
+    return RotationRun(
+        int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7]), r[8],
+        to_suite=r[9], allow_downgrade=bool(r[10]),
+    )  # fmt: skip
 
 
 class PostgresRotationRepository:
@@ -57,20 +60,49 @@ class PostgresRotationRepository:
         )
         return [str(r[0]) for r in rows]
 
+    def documents_after(
+        self, key_id: str, after: str | None, limit: int
+    ) -> list[tuple[str, bool]]:
+        rows = self._run(
+            "SELECT document_id, status = 'stored' AND encrypted_key IS NOT NULL "
+            "FROM documents WHERE key_id = :k "
+            "AND (CAST(:after AS text) IS NULL OR document_id > CAST(:after AS text)) "
+            "ORDER BY document_id LIMIT :n",
+            k=key_id,
+            after=after,
+            n=limit,
+        )
+        return [(str(r[0]), bool(r[1])) for r in rows]
+
+    def pool_keys(self, suite: str, *, exclude: str, limit: int) -> list[tuple[str, int]]:
+        rows = self._run(
+            "SELECT id, usage_count FROM encryption_keys "
+            "WHERE suite = :s AND status = 'active' AND id <> :x "
+            "AND attestation IS NOT NULL AND rotate_after > now() "
+            "ORDER BY usage_count, id LIMIT :n",
+            s=suite,
+            x=exclude,
+            n=limit,
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
     def get_run(self, rotation_id: int) -> RotationRun | None:
         rows = self._run(
             f"SELECT {ROTATION_COLUMNS} FROM key_rotations WHERE id = :id", id=rotation_id
         )
         return rotation_run(rows[0]) if rows else None
 
-    def successor(self, old_key_id: str, *, exclude: Sequence[str] = ()) -> str | None:
+    def successor(
+        self, old_key_id: str, *, suite: str | None = None, exclude: Sequence[str] = ()
+    ) -> str | None:
         rows = self._run(
             "SELECT n.id FROM encryption_keys n JOIN encryption_keys o ON o.id = :old "
-            "WHERE n.suite = o.suite AND n.status = 'active' AND n.id <> o.id "
-            "AND n.attestation IS NOT NULL AND n.rotate_after > now() "
+            "WHERE n.suite = coalesce(CAST(:suite AS text), o.suite) AND n.status = 'active' "
+            "AND n.id <> o.id AND n.attestation IS NOT NULL AND n.rotate_after > now() "
             "AND NOT (n.id = ANY (CAST(:exclude AS text[]))) "
             "ORDER BY n.usage_count, n.id LIMIT 1",
             old=old_key_id,
+            suite=suite,
             exclude=list(exclude),
         )
         return str(rows[0][0]) if rows else None
@@ -94,15 +126,17 @@ class PostgresRotationRepository:
         rotation_id: int,
         document_id: str,
         *,
+        new_key_id: str,
         encrypted_version_id: str | None,
         encrypted_size: int,
         actor: str | None,
         request_id: str | None,
     ) -> bool:
         rows = self._run(
-            "SELECT rotation_record_rewrap(:id, :d, :v, :n, :actor, :req)",
+            "SELECT rotation_record_rewrap(:id, :d, :k, :v, :n, :actor, :req)",
             id=rotation_id,
             d=document_id,
+            k=new_key_id,
             v=encrypted_version_id,
             n=encrypted_size,
             actor=None if actor is None else actor[:256],
