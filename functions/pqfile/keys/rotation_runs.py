@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pqfile.crypto.kem import Suite
 from pqfile.errors import NoActiveKeyError, PQFileError
 from pqfile.ports import RotationStatus
 
@@ -37,8 +38,8 @@ MAX_SUCCESSOR_TRIES = 8
 #: Pool keys a batch of documents is spread over (the least used of the target suite).
 MAX_TARGET_KEYS = 32
 
-#: Suites in order of strength: a move down this list is a downgrade.
-SUITE_STRENGTH: dict[str, int] = {"mlkem768": 1, "xwing": 2, "mlkem1024": 3}
+#: Suites in order of strength (``Suite.rank``, FORMAT.md §8): a move down is a downgrade.
+SUITE_STRENGTH: dict[str, int] = {s.value: s.rank for s in Suite}
 #: The hash family of each suite's key schedule. A rewrap keeps the data key and the body
 #: (whose keys the family derives), so it stays within a family; moving across families
 #: (into the CNSA suite, SHA-384) is a re-encryption.

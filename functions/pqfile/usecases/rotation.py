@@ -300,7 +300,9 @@ def _rewrite_package(
     # Within a hash family only (the body stays); a downgrade only where the run allows it.
     check_suite_move(header.suite.value, new_public.suite.value,
                      allow_downgrade=run.allow_downgrade)  # fmt: skip
-    new_head = envelope.rewrap_header(head, old_secret, new_public)  # verifies the old header
+    new_head = envelope.rewrap_header(  # verifies the old header; the format's guard as well
+        head, old_secret, new_public, allow_downgrade=run.allow_downgrade
+    )
     # The conditional write detects any change to the object after this point.
     current = r.packages.stat(bucket, key)
     written = r.packages.replace_head(
