@@ -643,6 +643,40 @@ class FakeRotationRepository:
                                        "to_suite": run.to_suite or old_suite})
             return True
 
+    def record_reencrypt(self, rotation_id, document_id, *, new_key_id, encrypted_version_id,
+                         encrypted_size, from_kdf, to_kdf, actor, request_id) -> bool:
+        """As rotation_record_reencrypt (0015): the downgrade guard, the row moves, and a
+        ``document.reencrypt`` audit row with both keys, suites and KDFs."""
+        with self.keys.lock, self.documents.lock:
+            run = self.runs[rotation_id]
+            if run.status != "running":
+                raise PQFileError(f"rotation run {rotation_id} is not running")
+            old_suite = self.keys.records[run.old_key_id].suite
+            to_suite = run.to_suite or old_suite
+            target = self.keys.records.get(new_key_id)
+            if (target is None or target.status is not KeyStatus.ACTIVE
+                    or target.suite != to_suite):
+                raise PQFileError(f"key {new_key_id} is not an active key of the run's suite")
+            r = self.documents.rows.get(document_id)
+            if r is None or r.key_id != run.old_key_id or r.status != "stored":
+                return False
+            self.documents.rows[document_id] = dataclasses.replace(
+                r, key_id=new_key_id, suite=to_suite, encrypted_version_id=encrypted_version_id,
+                encrypted_size=encrypted_size)
+            self.keys.count_use(new_key_id, r.plaintext_size or 0)
+            self._update(rotation_id, documents_rewrapped=run.documents_rewrapped + 1)
+            compromised = any(q["key_id"] == run.old_key_id and q["kind"] == "compromise"
+                              and q["status"] == "pending" for q in self.keys.requests.values())
+            self.audit.append(operation="document.reencrypt", outcome="success",
+                              document_id=document_id, key_id=new_key_id,
+                              request_id=request_id,
+                              details={"rotation_id": rotation_id,
+                                       "from_key_id": run.old_key_id, "to_key_id": new_key_id,
+                                       "from_suite": old_suite, "to_suite": to_suite,
+                                       "from_kdf": from_kdf, "to_kdf": to_kdf,
+                                       "compromise": compromised})
+            return True
+
     def finish_run(self, rotation_id, *, actor, request_id) -> RotationRun:
         with self.keys.lock:
             run = self.runs[rotation_id]

@@ -55,6 +55,20 @@ class FakePackages:
         return self.blobs.put(bucket, key, new_head + body, "application/vnd.pqfile.pqf")
 
 
+    def rewrite(self, bucket, key, *, source, transform, if_match):
+        """A streamed new version: transform(reader, sink) into a buffer, committed only
+        if the object did not change and the transform returned."""
+        if self.blobs.stat(bucket, key).etag != if_match:
+            raise TransientError("changed concurrently")
+        out = io.BytesIO()
+        transform(io.BytesIO(self.blobs.data(bucket, key, source.version_id)), out)
+        if self.blobs.stat(bucket, key).etag != if_match:
+            raise TransientError("changed concurrently")
+        self.writes += 1
+        self.rewrites = getattr(self, "rewrites", 0) + 1
+        return self.blobs.put(bucket, key, out.getvalue(), "application/vnd.pqfile.pqf")
+
+
 class FakeManifests:
     """ManifestStore in a dictionary: key -> the items (what the Map's ItemReader reads)."""
 
@@ -339,8 +353,7 @@ def test_suite_migration_moves_documents_within_the_hash_family(world: SimpleNam
 
 @pytest.mark.parametrize(
     ("to_suite", "allow", "refused"),
-    [("mlkem768", False, "downgrade"), ("mlkem768", True, None),
-     ("mlkem1024", True, "hash families")],
+    [("mlkem768", False, "downgrade"), ("mlkem768", True, None)],
 )  # fmt: skip
 def test_suite_moves_the_run_does_not_allow_are_refused(
     world: SimpleNamespace, to_suite: str, allow: bool, refused: str | None
@@ -466,9 +479,12 @@ def test_suite_move_rules() -> None:
     check_suite_move("xwing", "mlkem768", allow_downgrade=True)
     with pytest.raises(SuiteMoveRefusedError, match="downgrade"):
         check_suite_move("xwing", "mlkem768")
-    for a, b in (("xwing", "mlkem1024"), ("mlkem1024", "mlkem768"), ("mlkem768", "mlkem1024")):
-        with pytest.raises(SuiteMoveRefusedError, match="hash families"):
-            check_suite_move(a, b, allow_downgrade=True)
+    # Across hash families is allowed (a re-encryption); the downgrade guard still holds.
+    check_suite_move("xwing", "mlkem1024")
+    check_suite_move("mlkem768", "mlkem1024")
+    check_suite_move("mlkem1024", "mlkem768", allow_downgrade=True)
+    with pytest.raises(SuiteMoveRefusedError, match="downgrade"):
+        check_suite_move("mlkem1024", "xwing")
     with pytest.raises(SuiteMoveRefusedError, match="unknown"):
         check_suite_move("xwing", "rsa")
 
@@ -483,3 +499,123 @@ def test_planning_a_finished_run_writes_an_empty_manifest(world: SimpleNamespace
     plan = rot.plan_rewrap(world.r, run.rotation_id)
     assert plan.run.status == "completed" and not plan.more
     assert _items(world, plan) == [] and plan.count == 0
+
+
+# --- re-encryption: compromise and moves across hash families (issue 12, items 3 and 4) ------
+
+
+def test_choose_move_reads_the_package_kdf_not_the_suite() -> None:
+    from pqfile.crypto.keyschedule import Kdf
+    from pqfile.keys.rotation_runs import Move, choose_move
+
+    # A SHA-256 package into the CNSA suite: re-encrypted.
+    assert choose_move(Kdf.HKDF_SHA256, "mlkem1024", compromised=False) is Move.REENCRYPT
+    # An mlkem1024 package rewrapped down to xwing kept KDF 0x01: back up is a rewrap.
+    assert choose_move(Kdf.HKDF_SHA384, "mlkem1024", compromised=False) is Move.REWRAP
+    assert choose_move(Kdf.HKDF_SHA384, "xwing", compromised=False) is Move.REWRAP
+    assert choose_move(Kdf.HKDF_SHA256, "xwing", compromised=False) is Move.REWRAP
+    assert choose_move(Kdf.HKDF_SHA256, "mlkem768", compromised=False) is Move.REWRAP
+    # A compromise always re-encrypts, whatever the suites.
+    for kdf in Kdf:
+        for suite in ("xwing", "mlkem768", "mlkem1024"):
+            assert choose_move(kdf, suite, compromised=True) is Move.REENCRYPT
+
+
+def _request_compromise(world: SimpleNamespace) -> None:
+    from pqfile.keys.model import RequestKind
+
+    world.keys.request(world.old, RequestKind.COMPROMISE, "seed exposed")
+
+
+def test_a_compromised_key_is_reencrypted_under_fresh_data_keys(world: SimpleNamespace) -> None:
+    """Every document gets a new data key: the old header no longer opens the new body, the
+    plaintext is unchanged, the audit names both keys and suites; nothing is rewrapped."""
+    from pqfile.crypto import stream
+
+    old_packages = {d: _package(world, d) for d, _ in world.docs}
+    world.keys.due.add(world.old)
+    (run,) = rot.maintain_pool(world.r).rotations
+    _request_compromise(world)
+    outcomes = _rotate_all(world, run.rotation_id)
+    assert outcomes == ["reencrypted"] * len(world.docs)
+    old_secret = world.keys.load_secret_key(world.old)
+    for document_id, data in world.docs:
+        rec = world.p.documents.get(document_id)
+        assert rec.key_id != world.old
+        new = _package(world, document_id)
+        secret = world.p.keys.secrets[rec.key_id]
+        assert envelope.decrypt_bytes(new, secret) == data
+        # The old header's data key does not open the new body.
+        old_header = envelope.read_header(old_packages[document_id])
+        new_header = envelope.read_header(new)
+        _, old_keys = envelope.open_header(old_header, old_secret)
+        _, new_keys = envelope.open_header(new_header, secret)
+        assert old_keys.body_key != new_keys.body_key
+        assert new_header.salt != old_header.salt
+        if data:
+            body = io.BytesIO(new[new_header.size:])
+            with pytest.raises(DecryptionError):
+                stream.decrypt_body(body, io.BytesIO(), old_keys.body_key,
+                                    old_header.nonce_prefix, old_header.segment_size)  # fmt: skip
+    audits = [a for a in world.p.audit.rows if a["operation"] == "document.reencrypt"]
+    assert sorted(a["document_id"] for a in audits) == sorted(d for d, _ in world.docs)
+    for a in audits:
+        assert a["details"]["from_key_id"] == world.old and a["details"]["compromise"] is True
+        assert a["details"]["to_key_id"] == a["key_id"]
+        assert (a["details"]["from_kdf"], a["details"]["to_kdf"]) == ("hkdf-sha256",) * 2
+    assert not [a for a in world.p.audit.rows if a["operation"] == "document.rewrap"]
+    assert world.packages.rewrites == len(world.docs)
+
+
+def test_xwing_to_mlkem1024_is_a_reencryption_with_kdf_sha384(world: SimpleNamespace) -> None:
+    from pqfile.crypto.keyschedule import Kdf
+
+    world.keys.refill("mlkem1024")
+    world.keys.due.add(world.old)
+    (run,) = rot.maintain_pool(world.r).rotations
+    _retarget(world, run.rotation_id, "mlkem1024", False)
+    assert _rotate_all(world, run.rotation_id) == ["reencrypted"] * len(world.docs)
+    for document_id, data in world.docs:
+        rec = world.p.documents.get(document_id)
+        header = envelope.read_header(_package(world, document_id))
+        assert header.suite is kem.Suite.MLKEM1024 and header.kdf is Kdf.HKDF_SHA384
+        assert rec.suite == "mlkem1024"
+        assert envelope.decrypt_bytes(_package(world, document_id),
+                                      world.p.keys.secrets[rec.key_id]) == data  # fmt: skip
+    (audit, *_) = [a for a in world.p.audit.rows if a["operation"] == "document.reencrypt"]
+    assert audit["details"]["compromise"] is False
+    assert (audit["details"]["from_kdf"], audit["details"]["to_kdf"]) == (
+        "hkdf-sha256", "hkdf-sha384")
+
+
+def test_mlkem1024_down_to_xwing_needs_allow_downgrade_and_keeps_kdf(
+    world: SimpleNamespace,
+) -> None:
+    """A downgrade is refused unless the run allows it; allowed, it is a rewrap that keeps
+    the package's KDF 0x01 (so a later move back up is a rewrap again)."""
+    from pqfile.crypto.keyschedule import Kdf
+    from pqfile.keys.rotation_runs import SuiteMoveRefusedError
+
+    world.keys.refill("mlkem1024")
+    world.keys.due.add(world.old)
+    (run,) = rot.maintain_pool(world.r).rotations
+    _retarget(world, run.rotation_id, "mlkem1024", False)
+    _rotate_all(world, run.rotation_id)
+    rot.finish_rotation(world.r, run.rotation_id)
+    document_id, data = world.docs[2]
+    on_1024 = world.p.documents.get(document_id).key_id
+    world.keys.due.add(on_1024)
+    runs = [r for r in rot.maintain_pool(world.r).rotations if r.old_key_id == on_1024]
+    rid = runs[0].rotation_id
+    _retarget(world, rid, "xwing", False)
+    with pytest.raises(SuiteMoveRefusedError, match="downgrade"):
+        rot.plan_rewrap(world.r, rid)
+    assert world.p.documents.get(document_id).key_id == on_1024
+    _retarget(world, rid, "xwing", True)
+    outcomes = _rotate_all(world, rid)
+    assert outcomes and set(outcomes) == {"rewrapped"}
+    header = envelope.read_header(_package(world, document_id))
+    assert header.suite is kem.Suite.XWING and header.kdf is Kdf.HKDF_SHA384
+    rec = world.p.documents.get(document_id)
+    assert envelope.decrypt_bytes(_package(world, document_id),
+                                  world.p.keys.secrets[rec.key_id]) == data  # fmt: skip

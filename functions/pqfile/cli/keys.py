@@ -3,7 +3,8 @@
 
 ``rotate`` queues what is due (or one ``--key``, optionally onto ``--to-suite``) and starts
 the rotate-keys workflow, then follows it to the end; ``revoke`` records a pending
-revocation (``--now``: at once; ``--shred --yes-destroy-documents``: a pending shred).
+revocation (``--now``: at once; ``--compromised``: a pending compromise, its documents
+re-encrypted; ``--shred --yes-destroy-documents``: a pending shred).
 ``refill`` and ``queue-rotation`` are the lower-level steps the workflow's MaintainPool
 runs, kept for operators who need one of them alone.
 
@@ -29,6 +30,7 @@ from pqfile.crypto.kem import Suite
 from pqfile.errors import PQFileError
 from pqfile.keys.model import KeyStatus, RequestKind
 from pqfile.keys.policy import PoolPolicy
+from pqfile.keys.rotation_runs import check_suite_move
 
 if TYPE_CHECKING:
     from pqfile.adapters.postgres.connection import Database
@@ -77,6 +79,10 @@ def register(subparsers: Any) -> None:
     rotate.add_argument(
         "--to-suite", choices=SUITES, help="move the documents to keys of this suite"
     )
+    rotate.add_argument(
+        "--allow-downgrade", action="store_true",
+        help="let --to-suite name a weaker suite (mlkem768 < xwing < mlkem1024)",
+    )  # fmt: skip
     rotate.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     rotate.add_argument(
         "--state-machine-arn",
@@ -106,6 +112,12 @@ def register(subparsers: Any) -> None:
     how = revoke.add_mutually_exclusive_group()
     how.add_argument(
         "--now", action="store_true", help="revoke at once: its documents are refused from now"
+    )
+    how.add_argument(
+        "--compromised", action="store_true",
+        help="the key's secret may be exposed: rotate-keys RE-ENCRYPTS its documents under "
+        "fresh data keys (a rewrap would keep them), deletes every older package version, "
+        "then revokes it",
     )
     how.add_argument(
         "--shred", action="store_true",
@@ -343,7 +355,13 @@ def _rotate(args: argparse.Namespace) -> int:
     db = open_database(args)
     try:
         store = _store(db, args)
+        if args.allow_downgrade and not args.to_suite:
+            raise ConfigurationError("--allow-downgrade needs --to-suite")
         plan = _rotation_plan(store, args)
+        if args.to_suite:  # refuse a downgrade before anything changes
+            for item in plan:
+                check_suite_move(item["suite"], args.to_suite,
+                                 allow_downgrade=args.allow_downgrade)  # fmt: skip
         open_runs = rotation_overview(db)
         shreds = [
             {"request": r.request_id, "key_id": r.key_id, "reason": r.reason}
@@ -353,6 +371,7 @@ def _rotate(args: argparse.Namespace) -> int:
         report: dict[str, Any] = {
             "dry_run": args.dry_run,
             "to_suite": args.to_suite,
+            "allow_downgrade": args.allow_downgrade,
             "queue": plan,
             "open_runs": open_runs,
             "pending_shreds": shreds,
@@ -364,15 +383,20 @@ def _rotate(args: argparse.Namespace) -> int:
         keys = PostgresKeyRepository(db)
         run_ids = {int(r["rotation_id"]) for r in open_runs}
         for item in plan:
-            run_ids.add(
-                keys.queue_rotation_now(
-                    item["key_id"],
-                    item["reason"],
-                    to_suite=args.to_suite,
-                    actor=actor(),
-                    request_id=None,
-                )
+            run_id = keys.queue_rotation_now(
+                item["key_id"],
+                item["reason"],
+                to_suite=args.to_suite,
+                actor=actor(),
+                request_id=None,
             )
+            run_ids.add(run_id)
+            if args.to_suite and rotation_overview(db, [run_id])[0]["status"] == "queued":
+                # The run's target and downgrade allowance, checked again by the database.
+                keys.set_rotation_target(
+                    run_id, args.to_suite, allow_downgrade=args.allow_downgrade,
+                    actor=actor(), request_id=None,
+                )  # fmt: skip
         report["queued"] = [item["key_id"] for item in plan]
         if not args.json:
             _print_plan(report, args)
@@ -566,6 +590,19 @@ def _revoke(args: argparse.Namespace) -> int:
                 f"shredding is complete on {complete:%Y-%m-%d} at the earliest",
             ]
             text = "\n".join(lines)
+        elif args.compromised:
+            request = store.request(args.key_id, RequestKind.COMPROMISE, args.reason)
+            left = len(store.documents_on_key(args.key_id, limit=1_000_000))
+            result = {
+                "request": request, "key_id": args.key_id, "kind": "compromise",
+                "status": "pending", "documents_to_reencrypt": left,
+            }  # fmt: skip
+            text = (
+                f"request {request}: compromise of {args.key_id} (pending; the key no longer "
+                f"encrypts); rotate-keys re-encrypts its {left} document(s) under fresh data "
+                "keys, deletes every older package version, then revokes it "
+                "(`pqfile keys rotate`). Copies taken before this are not protected."
+            )
         else:
             request = store.request(args.key_id, RequestKind.REVOKE, args.reason)
             left = len(store.documents_on_key(args.key_id, limit=1_000_000))

@@ -1,9 +1,10 @@
 """The ShredKeys step of rotate-keys (statemachines/rotate-keys.asl.json): completes every
-pending shred request (pqfile.usecases.shred). ``{}`` -> ``{"shredded": [...]}``.
+pending shred request, then every compromise whose documents are re-encrypted
+(pqfile.usecases.shred). ``{}`` -> ``{"shredded": [...], "compromised": [...]}``.
 
 Its role is the only principal the encrypted bucket lets delete under ``encrypted/``
 (terraform/s3.tf); its database role, ``pqfile_shred``, may only list what a shred destroys
-and call ``key_shred`` (sql/migrations/0013).
+and call ``key_shred``, and complete a compromise (sql/migrations/0013, 0015).
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "documents_lost": len(done.documents_lost),
                 "versions_deleted": done.versions_deleted,
                 "complete_at": done.complete_at.isoformat(),
+            },
+        )
+    for purged in report.compromised:
+        count("CompromisesCompleted")
+        logger.warning(
+            "compromised key revoked",
+            extra={
+                "key_id": purged.key_id,
+                "request": purged.request,
+                "documents": len(purged.versions_deleted),
+                "versions_deleted": sum(purged.versions_deleted.values()),
             },
         )
     return report.to_dict()

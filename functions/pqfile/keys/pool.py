@@ -410,6 +410,35 @@ class KeyPool:
             request_id=request_id,
         )
 
+    def record_reencrypt(
+        self,
+        rotation_id: int,
+        document_id: str,
+        *,
+        new_key_id: str,
+        encrypted_version_id: str | None,
+        encrypted_size: int,
+        from_kdf: str,
+        to_kdf: str,
+        actor: str | None = None,
+        request_id: str | None = None,
+    ) -> bool:
+        return self._runs.record_reencrypt(
+            rotation_id,
+            document_id,
+            new_key_id=new_key_id,
+            encrypted_version_id=encrypted_version_id,
+            encrypted_size=encrypted_size,
+            from_kdf=from_kdf,
+            to_kdf=to_kdf,
+            actor=actor,
+            request_id=request_id,
+        )
+
+    def key_compromised(self, key_id: str) -> bool:
+        return any(r.kind == RequestKind.COMPROMISE.value
+                   for r in self.storage.keys.pending_requests(key_id))  # fmt: skip
+
     def finish_rotation(
         self, rotation_id: int, *, actor: str | None = None, request_id: str | None = None
     ) -> RotationRun:

@@ -19,12 +19,14 @@ appends each change's audit row in the same transaction as the change.
 
 from __future__ import annotations
 
+import enum
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pqfile.crypto.kem import Suite
+from pqfile.crypto.keyschedule import Kdf
 from pqfile.errors import NoActiveKeyError, PQFileError
 from pqfile.ports import RotationStatus
 
@@ -40,31 +42,52 @@ MAX_TARGET_KEYS = 32
 
 #: Suites in order of strength (``Suite.rank``, FORMAT.md §8): a move down is a downgrade.
 SUITE_STRENGTH: dict[str, int] = {s.value: s.rank for s in Suite}
-#: The hash family of each suite's key schedule. A rewrap keeps the data key and the body
-#: (whose keys the family derives), so it stays within a family; moving across families
-#: (into the CNSA suite, SHA-384) is a re-encryption.
+#: The hash family of each suite's key schedule (FORMAT.md §1, the KDF byte). A rewrap keeps
+#: the data key, the body and the package's KDF; a package enters the CNSA suite (SHA-384)
+#: only with a SHA-384 key schedule, so a SHA-256 package moving there is re-encrypted.
 HASH_FAMILY: dict[str, str] = {"mlkem768": "sha256", "xwing": "sha256", "mlkem1024": "sha384"}
 
 
 class SuiteMoveRefusedError(PQFileError):
-    """A run's target suite is a downgrade it does not allow, or another hash family."""
+    """A run's target suite is a downgrade it does not allow."""
+
+
+class Move(enum.StrEnum):
+    """How one document moves to its target key (docs/KEYS.md, "When to use which")."""
+
+    REWRAP = "rewrap"  # a new header for the same data key; the body is copied
+    REENCRYPT = "reencrypt"  # a fresh data key: the body is decrypted and encrypted again
 
 
 def check_suite_move(from_suite: str, to_suite: str, *, allow_downgrade: bool = False) -> None:
-    """Refuse a rewrap from ``from_suite`` to ``to_suite`` across hash families, or to a
-    weaker suite unless ``allow_downgrade``. Same rules as rotation_suite_check (0014)."""
+    """Refuse a move from ``from_suite`` to a weaker ``to_suite`` unless
+    ``allow_downgrade``. Same rule as rotation_suite_check (0015). A move across hash
+    families is allowed: :func:`choose_move` makes it a re-encryption."""
     if from_suite not in SUITE_STRENGTH or to_suite not in SUITE_STRENGTH:
         raise SuiteMoveRefusedError(f"unknown suite {from_suite!r} or {to_suite!r}")
-    if HASH_FAMILY[from_suite] != HASH_FAMILY[to_suite]:
-        raise SuiteMoveRefusedError(
-            f"moving {from_suite} to {to_suite} crosses hash families "
-            f"({HASH_FAMILY[from_suite]} to {HASH_FAMILY[to_suite]}): that needs a "
-            "re-encryption, which rotation does not do yet"
-        )
     if SUITE_STRENGTH[to_suite] < SUITE_STRENGTH[from_suite] and not allow_downgrade:
         raise SuiteMoveRefusedError(
-            f"moving {from_suite} to {to_suite} is a downgrade: the run must allow it"
+            f"moving {from_suite} to {to_suite} is a downgrade: the run must allow it "
+            "(--allow-downgrade)"
         )
+
+
+def choose_move(package_kdf: Kdf, to_suite: str, *, compromised: bool) -> Move:
+    """Rewrap or re-encrypt one document, decided from its package header's KDF byte (not
+    from its key's suite: an mlkem1024 package rewrapped down to xwing keeps KDF 0x01):
+
+    - a compromised old key: always re-encrypt (a rewrap keeps the exposed data key);
+    - a target suite whose key schedule the package does not have (a SHA-256 package into
+      the CNSA suite): re-encrypt;
+    - otherwise rewrap.
+    """
+    if compromised:
+        return Move.REENCRYPT
+    if to_suite not in SUITE_STRENGTH:
+        raise SuiteMoveRefusedError(f"unknown suite {to_suite!r}")
+    if Suite(to_suite) is Suite.MLKEM1024 and package_kdf is not Kdf.HKDF_SHA384:
+        return Move.REENCRYPT
+    return Move.REWRAP
 
 
 @dataclass(frozen=True)
@@ -165,9 +188,7 @@ class RotationRuns:
     def _successor(self, old_key_id: str, suite: str) -> str:
         skipped: list[str] = []
         for _ in range(MAX_SUCCESSOR_TRIES):
-            candidate = self._storage.rotations.successor(
-                old_key_id, suite=suite, exclude=skipped
-            )
+            candidate = self._storage.rotations.successor(old_key_id, suite=suite, exclude=skipped)
             if candidate is None:
                 break
             record = self._storage.keys.get_key(candidate)
@@ -200,6 +221,36 @@ class RotationRuns:
             new_key_id=new_key_id or run.new_key_id,
             encrypted_version_id=encrypted_version_id,
             encrypted_size=encrypted_size,
+            actor=actor or self._actor,
+            request_id=request_id,
+        )
+
+    def record_reencrypt(
+        self,
+        rotation_id: int,
+        document_id: str,
+        *,
+        new_key_id: str,
+        encrypted_version_id: str | None,
+        encrypted_size: int,
+        from_kdf: str,
+        to_kdf: str,
+        actor: str | None = None,
+        request_id: str | None = None,
+    ) -> bool:
+        """Point a re-encrypted document at ``new_key_id`` and its new version (audited
+        ``document.reencrypt``); False if it was already moved."""
+        run = self._storage.rotations.get_run(rotation_id)
+        if run is None or run.status != RotationStatus.RUNNING or run.new_key_id is None:
+            raise PQFileError(f"rotation run {rotation_id} is not running")
+        return self._storage.rotations.record_reencrypt(
+            rotation_id,
+            document_id,
+            new_key_id=new_key_id,
+            encrypted_version_id=encrypted_version_id,
+            encrypted_size=encrypted_size,
+            from_kdf=from_kdf,
+            to_kdf=to_kdf,
             actor=actor or self._actor,
             request_id=request_id,
         )

@@ -37,6 +37,7 @@ from pqfile.ports.repositories import (
     RotationRepository,
 )
 from pqfile.ports.shred import (
+    CompromiseCandidate,
     PackageVersion,
     PackageVersions,
     ShredCandidate,
@@ -60,6 +61,7 @@ __all__ = [
     "AuditOutcome",
     "BlobStore",
     "CallerIdentityVerifier",
+    "CompromiseCandidate",
     "DocumentReader",
     "DocumentRecord",
     "DocumentRepository",

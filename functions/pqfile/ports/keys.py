@@ -161,6 +161,28 @@ class RotationKeyStore(Protocol):
         False if it was already moved."""
         ...
 
+    def record_reencrypt(
+        self,
+        rotation_id: int,
+        document_id: str,
+        *,
+        new_key_id: str,
+        encrypted_version_id: str | None,
+        encrypted_size: int,
+        from_kdf: str,
+        to_kdf: str,
+        actor: str | None = None,
+        request_id: str | None = None,
+    ) -> bool:
+        """Point a re-encrypted document at ``new_key_id`` (``document.reencrypt``
+        audited); False if it was already moved."""
+        ...
+
+    def key_compromised(self, key_id: str) -> bool:
+        """Whether an operator recorded a pending compromise of ``key_id``: its documents
+        are re-encrypted, never rewrapped."""
+        ...
+
     def finish_rotation(
         self, rotation_id: int, *, actor: str | None = None, request_id: str | None = None
     ) -> RotationRunView: ...

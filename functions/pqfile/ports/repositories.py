@@ -293,6 +293,23 @@ class RotationRepository(Protocol):
         that key, audited; False if it was not on the old key."""
         ...
 
+    def record_reencrypt(
+        self,
+        rotation_id: int,
+        document_id: str,
+        *,
+        new_key_id: str,
+        encrypted_version_id: str | None,
+        encrypted_size: int,
+        from_kdf: str,
+        to_kdf: str,
+        actor: str | None,
+        request_id: str | None,
+    ) -> bool:
+        """As :meth:`record_rewrap` for a re-encrypted document (a fresh data key), audited
+        ``document.reencrypt`` with both keys, suites and KDFs."""
+        ...
+
     def finish_run(
         self, rotation_id: int, *, actor: str | None, request_id: str | None
     ) -> RotationRun:

@@ -4,6 +4,7 @@ store allowed to delete package versions (docs/KEYS.md, "Shredding")."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,17 @@ class ShredCandidate:
     bucket: str
     key: str
     lost: bool
+
+
+@dataclass(frozen=True)
+class CompromiseCandidate:
+    """A document a re-encryption moved off a compromised key: every version of its package
+    but ``keep_version_id`` (the one its row commits to, under a fresh data key) goes."""
+
+    document_id: str
+    bucket: str
+    key: str
+    keep_version_id: str
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,19 @@ class ShredRepository(Protocol):
     def shred(
         self, request: int, *, versions_deleted: int, request_id: str | None
     ) -> ShredOutcome: ...
+
+    def pending_compromises(self) -> list[KeyRequest]: ...
+
+    def compromise_candidates(self, request: int) -> list[CompromiseCandidate]:
+        """Empty while documents are still on the key (they are re-encrypted first)."""
+        ...
+
+    def complete_compromise(
+        self, request: int, *, deleted: Mapping[str, int], request_id: str | None
+    ) -> bool:
+        """Audit the versions deleted per document and revoke the key; False (nothing
+        changed) while documents remain on it."""
+        ...
 
 
 class PackageVersions(Protocol):

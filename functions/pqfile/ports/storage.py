@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:
@@ -71,6 +71,22 @@ class PackageStore(Protocol):
         """Write a new version of ``key``: ``new_head`` then ``source``'s bytes from
         ``body_offset`` on, copied unchanged. Written only if the object's current ETag is
         still ``if_match``; otherwise raise TransientError (a concurrent change)."""
+        ...
+
+
+    def rewrite(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        source: ObjectInfo,
+        transform: Callable[[Any, Any], object],
+        if_match: str,
+    ) -> ObjectInfo:
+        """Write a new version of the object from a stream: ``transform(reader, sink)``
+        reads the committed ``source`` version and writes the new content, in bounded
+        memory. Written only if the object's current ETag is ``if_match``
+        (TransientError otherwise); nothing is committed when ``transform`` raises."""
         ...
 
 

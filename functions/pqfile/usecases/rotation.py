@@ -49,6 +49,7 @@ from pqfile.config import (
     ROTATION_MANIFESTS_PREFIX,
 )
 from pqfile.crypto import envelope
+from pqfile.crypto.kem import PublicKey
 from pqfile.errors import (
     DecryptionError,
     DocumentNotFoundError,
@@ -58,9 +59,9 @@ from pqfile.errors import (
     StorageError,
     TransientError,
 )
-from pqfile.format.header import FIXED_SIZE, header_size, parse_header
+from pqfile.format.header import FIXED_SIZE, Header, header_size, parse_header
 from pqfile.keys.model import Purpose
-from pqfile.keys.rotation_runs import check_suite_move
+from pqfile.keys.rotation_runs import Move, check_suite_move, choose_move
 from pqfile.ports import (
     AuditLog,
     AuditOutcome,
@@ -72,6 +73,7 @@ from pqfile.ports import (
     RotationKeyStore,
     RotationRunView,
     RotationStatus,
+    Writable,
 )
 from pqfile.usecases.rotation_steps import (
     FinishResult,
@@ -87,6 +89,7 @@ from pqfile.usecases.rotation_steps import (
 )
 
 OP_REWRAP = "document.rewrap"
+OP_REENCRYPT = "document.reencrypt"
 OP_MAINTAIN = "key.pool_maintained"
 OP_FAILED = "key.rotation_failed"
 
@@ -193,9 +196,7 @@ def _write_manifest(r: Rotation, rotation_id: int, items: list[RewrapItem]) -> M
     if r.manifests is None:
         raise PQFileError("no manifest store configured")
     key = f"{ROTATION_MANIFESTS_PREFIX}run-{rotation_id}/{uuid.uuid4().hex}.json"
-    info = r.manifests.write_manifest(
-        r.encrypted_bucket, key, [item.to_dict() for item in items]
-    )
+    info = r.manifests.write_manifest(r.encrypted_bucket, key, [item.to_dict() for item in items])
     return Manifest(info.bucket, info.key)
 
 
@@ -227,13 +228,25 @@ def rewrap_document(
         )
     if run.status != RotationStatus.RUNNING or run.new_key_id is None:
         raise PQFileError(f"rotation run {rotation_id} is {run.status}, not running")
+    move = Move.REWRAP
     try:
         new_key_id = _target_key(r, run.rotation_id, target_key_id)
-        written = _rewrite_package(r, run, new_key_id, record)
+        source, head = _committed_head(r, run, record)
+        new_public = r.keys.attested_public_key(new_key_id, Purpose.ENCRYPT)
+        # Re-encrypt after a compromise or into a key schedule the package lacks (decided
+        # from its header's KDF byte); rewrap otherwise. The downgrade guard holds for both.
+        check_suite_move(head.header.suite.value, new_public.suite.value,
+                         allow_downgrade=run.allow_downgrade)  # fmt: skip
+        move = choose_move(head.header.kdf, new_public.suite.value,
+                           compromised=r.keys.key_compromised(run.old_key_id))  # fmt: skip
+        if move is Move.REENCRYPT:
+            written, new_kdf = _reencrypt_package(r, run, new_key_id, new_public, record, source)
+        else:
+            written = _rewrite_package(r, run, new_key_id, new_public, record, source, head)
     except PQFileError as exc:
         if not isinstance(exc, TransientError):
             r.audit.append(
-                operation=OP_REWRAP,
+                operation=OP_REENCRYPT if move is Move.REENCRYPT else OP_REWRAP,
                 outcome=AuditOutcome.FAILURE,
                 document_id=document_id,
                 key_id=run.old_key_id,
@@ -241,14 +254,26 @@ def rewrap_document(
                 details={"rotation_id": rotation_id, "reason": type(exc).__name__},
             )
         raise
-    moved = r.keys.record_rewrap(
-        rotation_id,
-        document_id,
-        new_key_id=new_key_id,
-        encrypted_version_id=written.version_id,
-        encrypted_size=written.size,
-        request_id=request_id,
-    )
+    if move is Move.REENCRYPT:
+        moved = r.keys.record_reencrypt(
+            rotation_id,
+            document_id,
+            new_key_id=new_key_id,
+            encrypted_version_id=written.version_id,
+            encrypted_size=written.size,
+            from_kdf=head.header.kdf.label,
+            to_kdf=new_kdf,
+            request_id=request_id,
+        )
+    else:
+        moved = r.keys.record_rewrap(
+            rotation_id,
+            document_id,
+            new_key_id=new_key_id,
+            encrypted_version_id=written.version_id,
+            encrypted_size=written.size,
+            request_id=request_id,
+        )
     if not moved:  # a concurrent worker committed its own (equally valid) version first
         current = r.documents.get(document_id)
         return RewrapResult(
@@ -257,7 +282,8 @@ def rewrap_document(
             current.key_id if current else None,
             current.encrypted_version_id if current else None,
         )
-    return RewrapResult(document_id, RewrapOutcome.REWRAPPED, new_key_id, written.version_id)
+    outcome = RewrapOutcome.REENCRYPTED if move is Move.REENCRYPT else RewrapOutcome.REWRAPPED
+    return RewrapResult(document_id, outcome, new_key_id, written.version_id)
 
 
 def _target_key(r: Rotation, rotation_id: int, planned: str | None) -> str:
@@ -273,16 +299,21 @@ def _target_key(r: Rotation, rotation_id: int, planned: str | None) -> str:
     return chosen
 
 
-def _rewrite_package(
-    r: Rotation, run: RotationRunView, new_key_id: str, record: DocumentRecord
-) -> ObjectInfo:
-    old_key_id = run.old_key_id
+@dataclass(frozen=True)
+class _Head:
+    raw: bytes
+    header: Header
+
+
+def _committed_head(
+    r: Rotation, run: RotationRunView, record: DocumentRecord
+) -> tuple[ObjectInfo, _Head]:
+    """The committed version (never modified here) and its header, checked against the row."""
     bucket = record.encrypted_bucket or r.encrypted_bucket
     key = record.encrypted_key
     if not key:
         raise DocumentNotFoundError(f"document {record.document_id} has no package")
     version = record.encrypted_version_id
-    # The committed version: its identity and size (never modified by this function).
     source = r.packages.stat(bucket, key, version)
     prefix = r.packages.read_range(bucket, key, version, 0, FIXED_SIZE)
     size = header_size(prefix)
@@ -292,24 +323,65 @@ def _rewrite_package(
     if len(head) != size:
         raise MalformedPackageError("the package is shorter than its header")
     header = parse_header(head)
-    if header.key_id != old_key_id or header.document_id != record.document_id.encode():
+    if header.key_id != run.old_key_id or header.document_id != record.document_id.encode():
         raise DecryptionError()  # the package is not the one the row describes
-    old_secret = r.keys.load_secret_key(old_key_id, Purpose.REWRAP)
-    # The key the document moves to: its attestation verified, still active.
-    new_public = r.keys.attested_public_key(new_key_id, Purpose.ENCRYPT)
-    # Within a hash family only (the body stays); a downgrade only where the run allows it.
-    check_suite_move(header.suite.value, new_public.suite.value,
-                     allow_downgrade=run.allow_downgrade)  # fmt: skip
+    return source, _Head(head, header)
+
+
+def _rewrite_package(
+    r: Rotation,
+    run: RotationRunView,
+    new_key_id: str,
+    new_public: PublicKey,
+    record: DocumentRecord,
+    source: ObjectInfo,
+    head: _Head,
+) -> ObjectInfo:
+    """A rewrap: a new header for the same data key; the body copied inside S3."""
+    old_secret = r.keys.load_secret_key(run.old_key_id, Purpose.REWRAP)
     new_head = envelope.rewrap_header(  # verifies the old header; the format's guard as well
-        head, old_secret, new_public, allow_downgrade=run.allow_downgrade
+        head.raw, old_secret, new_public, allow_downgrade=run.allow_downgrade
     )
     # The conditional write detects any change to the object after this point.
-    current = r.packages.stat(bucket, key)
+    current = r.packages.stat(source.bucket, source.key)
     written = r.packages.replace_head(
-        bucket, key, source=source, body_offset=size, new_head=new_head, if_match=current.etag
-    )
-    _verify(r, written, new_key_id, new_head, expected_size=source.size - size + len(new_head))
+        source.bucket, source.key, source=source, body_offset=len(head.raw), new_head=new_head,
+        if_match=current.etag,
+    )  # fmt: skip
+    _verify(r, written, new_key_id, new_head,
+            expected_size=source.size - len(head.raw) + len(new_head))  # fmt: skip
     return written
+
+
+def _reencrypt_package(
+    r: Rotation,
+    run: RotationRunView,
+    new_key_id: str,
+    new_public: PublicKey,
+    record: DocumentRecord,
+    source: ObjectInfo,
+) -> tuple[ObjectInfo, str]:
+    """A re-encryption: the committed version streamed through
+    envelope.reencrypt_stream (a fresh data key, the new suite's key schedule) into a new
+    version written in bounded parts; read back and verified before the row may move.
+    Returns the new version and its KDF label."""
+    old_secret = r.keys.load_secret_key(run.old_key_id, Purpose.REWRAP)
+    result: list[envelope.EncryptResult] = []
+
+    def transform(src: envelope.BinarySource, dst: Writable) -> None:
+        result.append(envelope.reencrypt_stream(
+            src, dst, old_secret, new_public, allow_downgrade=run.allow_downgrade,
+            expected_document_id=record.document_id,
+        ))  # fmt: skip
+
+    current = r.packages.stat(source.bucket, source.key)
+    written = r.packages.rewrite(
+        source.bucket, source.key, source=source, transform=transform, if_match=current.etag
+    )
+    (done,) = result
+    new_head = done.header.to_bytes()
+    _verify(r, written, new_key_id, new_head, expected_size=done.package_size)
+    return written, done.header.kdf.label
 
 
 def _verify(

@@ -16,7 +16,8 @@ from pqfile.ports import RotationRunView
 
 
 class RewrapOutcome(enum.StrEnum):
-    REWRAPPED = "rewrapped"  # this call moved the document to the new key
+    REWRAPPED = "rewrapped"  # this call moved the document to the new key (same data key)
+    REENCRYPTED = "reencrypted"  # this call moved it under a fresh data key
     ALREADY_REWRAPPED = "already_rewrapped"  # an earlier or concurrent call had
     NOT_ON_OLD_KEY = "not_on_old_key"  # the document was never on the run's old key
 

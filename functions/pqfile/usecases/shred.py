@@ -20,6 +20,12 @@ pending with fewer versions, and the next run deletes the rest and commits. Data
 backups and point-in-time recovery still hold the wrapped seed until their retention ends:
 ``complete_at`` (shredded_at + the backup retention) is when shredding is complete.
 
+The same step completes a pending compromise (`pqfile keys revoke KEY_ID --compromised`)
+once rotate-keys re-encrypted every document of the key (:func:`purge_compromised`): every
+older version of those packages is deleted (they hold the data keys the compromise may have
+exposed), then ``key_compromise_complete`` audits the versions deleted per document and
+revokes the key.
+
 Pure: depends only on ports (ShredRepository, PackageVersions).
 """
 
@@ -31,7 +37,13 @@ from typing import Any
 
 from pqfile.errors import PQFileError
 from pqfile.format.header import FIXED_SIZE, header_size, parse_header
-from pqfile.ports import KeyRequest, PackageVersions, ShredCandidate, ShredRepository
+from pqfile.ports import (
+    CompromiseCandidate,
+    KeyRequest,
+    PackageVersions,
+    ShredCandidate,
+    ShredRepository,
+)
 
 OP_SHRED = "key.shred"
 OP_DOCUMENT_SHRED = "document.shred"
@@ -72,17 +84,73 @@ class KeyShredded:
 
 
 @dataclass(frozen=True)
-class ShredReport:
-    shredded: list[KeyShredded] = field(default_factory=list)
+class CompromisePurged:
+    """One completed compromise: the older package versions deleted per document (every
+    version but the re-encrypted one), and the key revoked."""
+
+    request: int
+    key_id: str
+    versions_deleted: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shredded": [s.to_dict() for s in self.shredded]}
+        return {
+            "request": self.request,
+            "key_id": self.key_id,
+            "documents": len(self.versions_deleted),
+            "versions_deleted": sum(self.versions_deleted.values()),
+        }
+
+
+@dataclass(frozen=True)
+class ShredReport:
+    shredded: list[KeyShredded] = field(default_factory=list)
+    #: Compromises completed by this run (their documents were re-encrypted first).
+    compromised: list[CompromisePurged] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shredded": [s.to_dict() for s in self.shredded],
+            "compromised": [c.to_dict() for c in self.compromised],
+        }
 
 
 def shred_pending(s: Shredding, *, request_id: str | None = None) -> ShredReport:
-    """Complete every pending shred request, oldest first."""
-    return ShredReport([shred_key(s, pending, request_id=request_id)
-                        for pending in s.keys.pending_shreds()])  # fmt: skip
+    """Complete every pending shred request, then every compromise whose documents are all
+    re-encrypted, oldest first."""
+    shredded = [shred_key(s, pending, request_id=request_id)
+                for pending in s.keys.pending_shreds()]  # fmt: skip
+    compromised: list[CompromisePurged] = []
+    for pending in s.keys.pending_compromises():
+        done = purge_compromised(s, pending, request_id=request_id)
+        if done is not None:
+            compromised.append(done)
+    return ShredReport(shredded, compromised)
+
+
+def purge_compromised(
+    s: Shredding, pending: KeyRequest, *, request_id: str | None = None
+) -> CompromisePurged | None:
+    """Complete a compromise: delete every version but the committed (re-encrypted) one of
+    each document a re-encryption moved off the key, then revoke the key in the database
+    (a ``document.versions_deleted`` audit row per document). None, with nothing deleted,
+    while documents are still on the key. Idempotent up to the commit."""
+    deleted: dict[str, int] = {}
+    for candidate in s.keys.compromise_candidates(pending.request_id):
+        deleted[candidate.document_id] = _delete_all_but(s.versions, candidate)
+    if not s.keys.complete_compromise(pending.request_id, deleted=deleted, request_id=request_id):
+        return None
+    return CompromisePurged(pending.request_id, pending.key_id, deleted)
+
+
+def _delete_all_but(versions: PackageVersions, c: CompromiseCandidate) -> int:
+    """Delete every version of one package object (delete markers included) but the one
+    its row commits to; the number deleted."""
+    deleted = 0
+    for version in versions.list_versions(c.bucket, c.key):
+        if version.version_id != c.keep_version_id:
+            versions.delete_version(c.bucket, c.key, version.version_id)
+            deleted += 1
+    return deleted
 
 
 def shred_key(s: Shredding, pending: KeyRequest, *, request_id: str | None = None) -> KeyShredded:

@@ -15,13 +15,14 @@ before calling them are in pqfile.keys; only the roles that unwrap may read
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pqfile.adapters.postgres.connection import Runner
 from pqfile.keys.audit_chain import MAX_REQUEST_ID_CHARS, bounded_text
 from pqfile.keys.model import KeyRecord, KeyStatus, NewKey, SealedSeed, SelectedKey
-from pqfile.ports import KeyRequest, ShredCandidate, ShredOutcome
+from pqfile.ports import CompromiseCandidate, KeyRequest, ShredCandidate, ShredOutcome
 
 KEY_COLUMNS = (
     "id, suite, public_key, kms_key_arn, status, usage_count, bytes_encrypted, created_at, "
@@ -293,10 +294,31 @@ class PostgresKeyRepository:
         )
         return int(rows[0][0])
 
+    def set_rotation_target(
+        self,
+        rotation_id: int,
+        to_suite: str | None,
+        *,
+        allow_downgrade: bool,
+        actor: str | None,
+        request_id: str | None,
+    ) -> None:
+        """``rotation_set_target`` (0014): a queued run's target suite and whether it may
+        move to a weaker suite; the database checks the move."""
+        self._run(
+            "SELECT id FROM rotation_set_target(:id, :to_suite, :down, :actor, :req)",
+            id=rotation_id,
+            to_suite=to_suite,
+            down=allow_downgrade,
+            actor=_claim(actor),
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+        )
+
 
 class PostgresShredRepository:
-    """ports.ShredRepository as ``pqfile_shred`` (sql/migrations/0013): it reads what a
-    shred destroys and commits it with key_shred(); nothing else."""
+    """ports.ShredRepository as ``pqfile_shred`` (sql/migrations/0013, 0015): it reads what a
+    shred or a compromise purges and commits it with key_shred() or
+    key_compromise_complete(); nothing else."""
 
     def __init__(self, runner: Runner) -> None:
         self._run = runner.run
@@ -332,6 +354,32 @@ class PostgresShredRepository:
         )
         shredded_at: dt.datetime = at[0][0]
         return ShredOutcome(tuple((str(r[0]), str(r[1])) for r in rows), shredded_at)
+
+    def pending_compromises(self) -> list[KeyRequest]:
+        rows = self._run(
+            "SELECT id, key_id, kind, reason, requested_by FROM key_requests "
+            "WHERE status = 'pending' AND kind = 'compromise' ORDER BY id"
+        )
+        return [KeyRequest(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
+
+    def compromise_candidates(self, request: int) -> list[CompromiseCandidate]:
+        rows = self._run(
+            "SELECT document_id, encrypted_bucket, encrypted_key, keep_version_id "
+            "FROM key_compromise_candidates(:r)",
+            r=request,
+        )
+        return [CompromiseCandidate(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+    def complete_compromise(
+        self, request: int, *, deleted: Mapping[str, int], request_id: str | None
+    ) -> bool:
+        rows = self._run(
+            "SELECT key_compromise_complete(:r, CAST(:d AS jsonb), NULL, :req)",
+            r=request,
+            d=json.dumps({str(k): int(v) for k, v in deleted.items()}),
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+        )
+        return bool(rows[0][0])
 
 
 def rotation_overview(runner: Runner, rotation_ids: Sequence[int] | None = None) -> list[

@@ -1,7 +1,8 @@
 """``key_rotations`` (ports.RotationRepository): rotation runs and the documents they move.
 
 Reads are SELECTs; the writes are the SECURITY DEFINER functions rotation_begin,
-rotation_record_rewrap and rotation_finish (sql/migrations/0010, 0014), which check each
+rotation_record_rewrap, rotation_record_reencrypt and rotation_finish (sql/migrations/0010,
+0014, 0015), which check each
 transition and append its audit row. The early checks are in pqfile.keys.rotation_runs.
 """
 
@@ -60,9 +61,7 @@ class PostgresRotationRepository:
         )
         return [str(r[0]) for r in rows]
 
-    def documents_after(
-        self, key_id: str, after: str | None, limit: int
-    ) -> list[tuple[str, bool]]:
+    def documents_after(self, key_id: str, after: str | None, limit: int) -> list[tuple[str, bool]]:
         rows = self._run(
             "SELECT document_id, status = 'stored' AND encrypted_key IS NOT NULL "
             "FROM documents WHERE key_id = :k "
@@ -139,6 +138,33 @@ class PostgresRotationRepository:
             k=new_key_id,
             v=encrypted_version_id,
             n=encrypted_size,
+            actor=None if actor is None else actor[:256],
+            req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+        )
+        return bool(rows[0][0])
+
+    def record_reencrypt(
+        self,
+        rotation_id: int,
+        document_id: str,
+        *,
+        new_key_id: str,
+        encrypted_version_id: str | None,
+        encrypted_size: int,
+        from_kdf: str,
+        to_kdf: str,
+        actor: str | None,
+        request_id: str | None,
+    ) -> bool:
+        rows = self._run(
+            "SELECT rotation_record_reencrypt(:id, :d, :k, :v, :n, :fk, :tk, :actor, :req)",
+            id=rotation_id,
+            d=document_id,
+            k=new_key_id,
+            v=encrypted_version_id,
+            n=encrypted_size,
+            fk=from_kdf,
+            tk=to_kdf,
             actor=None if actor is None else actor[:256],
             req=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
         )
