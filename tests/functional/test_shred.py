@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Mapping
 
 import pytest
 
 from pqfile.crypto import envelope, kem
 from pqfile.errors import TransientError
-from pqfile.ports import KeyRequest, PackageVersion, ShredCandidate, ShredOutcome
+from pqfile.ports import (
+    CompromiseCandidate,
+    KeyRequest,
+    PackageVersion,
+    ShredCandidate,
+    ShredOutcome,
+)
 from pqfile.usecases.shred import Shredding, complete_at, shred_pending
 
 SHREDDED_AT = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
@@ -68,6 +75,27 @@ class FakeShredRepository:
         self.committed.append((request, versions_deleted))
         lost = tuple((c.document_id, "a") for c in self.candidates if c.lost)
         return ShredOutcome(lost, SHREDDED_AT)
+
+    # -- compromises (0015): none unless a test adds them --
+    compromises: list[KeyRequest] = []  # noqa: RUF012
+    compromise_list: list[CompromiseCandidate] = []  # noqa: RUF012
+    documents_left = 0
+
+    def pending_compromises(self) -> list[KeyRequest]:
+        done = {c[0] for c in self.committed}
+        return [r for r in self.compromises if r.request_id not in done]
+
+    def compromise_candidates(self, request: int) -> list[CompromiseCandidate]:
+        return [] if self.documents_left else self.compromise_list
+
+    def complete_compromise(
+        self, request: int, *, deleted: Mapping[str, int], request_id: str | None
+    ) -> bool:
+        if self.documents_left:
+            return False
+        self.committed.append((request, sum(deleted.values())))
+        self.completed = dict(deleted)
+        return True
 
 
 @pytest.fixture
@@ -128,3 +156,38 @@ def test_a_failed_deletion_commits_nothing(keys: tuple[kem.PublicKey, kem.Public
 def test_complete_at_is_the_backup_retention_after_the_shred() -> None:
     assert complete_at(SHREDDED_AT, 0) == SHREDDED_AT
     assert complete_at(SHREDDED_AT, 35) == SHREDDED_AT + dt.timedelta(days=35)
+
+
+def test_a_compromise_deletes_every_version_but_the_reencrypted_one(
+    keys: tuple[kem.PublicKey, kem.PublicKey],
+) -> None:
+    """Once no document is on the compromised key, every version of each re-encrypted
+    package but the committed one goes (older ones under other keys and delete markers
+    too: they share the exposed data key), then the key is revoked; before that, nothing."""
+    old, new = keys
+    versions = FakeVersions()
+    versions.put("encrypted/d.pqf", "v1", _package(new, "d"))  # rewrapped earlier, same data key
+    versions.put("encrypted/d.pqf", "v2", _package(old, "d"))
+    versions.put("encrypted/d.pqf", "m1", None)
+    versions.put("encrypted/d.pqf", "v3", _package(new, "d"))  # the re-encrypted one
+    versions.put("encrypted/other.pqf", "v1", _package(old, "other"))
+    repo = FakeShredRepository(old.key_id, [])
+    repo.requests = []
+    repo.compromises = [KeyRequest(9, old.key_id, "compromise", "leaked", "alice")]
+    repo.compromise_list = [CompromiseCandidate("d", "b", "encrypted/d.pqf", "v3")]
+    repo.documents_left = 1
+    s = Shredding(repo, versions, backup_retention_days=14)
+    assert shred_pending(s).compromised == []
+    assert versions.deleted == [] and repo.committed == []
+
+    repo.documents_left = 0
+    report = shred_pending(s)
+    (done,) = report.compromised
+    assert done.key_id == old.key_id and done.versions_deleted == {"d": 3}
+    assert [v for v, _ in versions.objects[("b", "encrypted/d.pqf")]] == ["v3"]
+    assert [v for v, _ in versions.objects[("b", "encrypted/other.pqf")]] == ["v1"]
+    assert repo.committed == [(9, 3)] and repo.completed == {"d": 3}
+    assert report.to_dict()["compromised"] == [
+        {"request": 9, "key_id": old.key_id, "documents": 1, "versions_deleted": 3}
+    ]
+    assert shred_pending(s).compromised == []  # completed: not again
