@@ -411,7 +411,9 @@ def _rotate(args: argparse.Namespace) -> int:
             "error": execution.error,
         }
         report["runs"] = rotation_overview(db, sorted(run_ids))
-        report["shredded"] = ((execution.output or {}).get("shred") or {}).get("shredded", [])
+        shred_step = (execution.output or {}).get("shred") or {}
+        report["shredded"] = shred_step.get("shredded", [])
+        report["compromised"] = shred_step.get("compromised", [])
     finally:
         db.close()
     if args.json:
@@ -529,6 +531,12 @@ def _print_summary(report: dict[str, Any]) -> None:
             f"run {run['rotation_id']}: {run['old_key_id']} -> {run['new_key_id'] or '-'} "
             f"{run['status']}, {run['documents_rewrapped']}/{run['documents_total']} rewrapped"
             + (f", {run['error']}" if run["error"] else "")
+        )
+    for done in report.get("compromised", []):
+        print(
+            f"compromise of {done['key_id']} completed: {done['documents']} document(s) "
+            f"re-encrypted earlier, {done['versions_deleted']} older package version(s) "
+            "deleted, key revoked"
         )
     for shred in report["shredded"]:
         lost = shred.get("documents_lost", [])
