@@ -510,8 +510,9 @@ def test_suite_migration_on_the_real_workflow(
     stack: PipelineStack, emulator_role_arn: str, migrated_db_url: str
 ) -> None:
     """A run's target suite (rotation_set_target, as `pqfile keys rotate --to-suite` records
-    it): a downgrade is refused unless the run allows it (across hash families is a
-    re-encryption: tests/integration/test_reencrypt.py); an allowed move rewraps every document into the target suite's pool, audited with both."""
+    it): a downgrade is refused unless the run allows it (a move across hash families is a
+    re-encryption: tests/integration/test_reencrypt.py); an allowed move rewraps every
+    document into the target suite's pool, audited with both suites."""
     from pqfile.adapters.postgres import Database
     from pqfile.crypto import envelope
 
