@@ -7,7 +7,8 @@ Entry points (one Lambda function each, sharing this module and one role):
 - ``plan_handler``      PlanRewrap:     ``{"rotation_id", "after"}`` -> ``{..., "manifest_key",
   "count", "more", "after", "concurrency"}`` (the batch manifest, written to S3)
 - ``rewrap_handler``    RewrapDocument: one manifest item ``{"rotation_id", "document_id",
-  "target_key_id"}`` -> outcome
+  "target_key_id"}`` -> outcome (``rewrapped``, or ``reencrypted`` after a compromise or into
+  a key schedule the package lacks)
 - ``finish_handler``    FinishRotation: ``{"rotation_id"}`` -> the completed run
 - ``failure_handler``   RecordFailure:  ``{"error": {...}, "state": {...}}`` -> audited failure
 
@@ -85,6 +86,8 @@ def rewrap_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     if result.outcome is RewrapOutcome.REWRAPPED:
         count("DocumentsRewrapped")
+    elif result.outcome is RewrapOutcome.REENCRYPTED:
+        count("DocumentsReencrypted")
     logger.info("rewrap", extra={"document_id": request.document_id, "outcome": result.outcome})
     return result.to_dict()
 
