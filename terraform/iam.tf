@@ -31,12 +31,14 @@ locals {
     rotate_plan = [
       { sid = "WriteRewrapManifests", actions = ["s3:PutObject"], resources = ["${local.encrypted_arn}/${local.rotation_manifests_prefix}*"] },
     ]
-    # Rewrap rewrites a package in place (new header, body copied with UploadPartCopy).
+    # Rewrap rewrites a package in place (new header, body copied with UploadPartCopy), or
+    # re-encrypts it (the committed version streamed into a multipart upload); never deletes.
     rotate_rewrap = [
       { sid = "RewritePackages", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
     ]
-    # Shred deletes every version of a shredded key's packages (the bucket policy denies
-    # deletion under encrypted/ to every other principal); it reads headers, writes nothing.
+    # Shred deletes every version of a shredded key's packages, and every older version of
+    # a compromised key's re-encrypted packages (the bucket policy denies deletion under
+    # encrypted/ to every other principal); it reads headers, writes nothing.
     shred = [
       { sid = "DeletePackageVersions", actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"], resources = ["${local.encrypted_arn}/${local.encrypted_prefix}*"] },
       { sid = "ListPackageVersions", actions = ["s3:ListBucketVersions"], resources = [local.encrypted_arn] },
