@@ -243,18 +243,26 @@ def test_rotate_queues_one_key_onto_a_target_suite(
     finally:
         store.storage._db.close()
     operator = ["--database-url", role_url(migrated_db_url, OPERATOR)]
-    code, out, _ = _cli(capsys, "keys", "rotate", "--key", key.key_id, "--to-suite", "mlkem768",
+    # xwing -> mlkem768 is a downgrade: refused in one line unless allowed, nothing recorded
+    code, _, err = _cli(capsys, "keys", "rotate", "--key", key.key_id, "--to-suite", "mlkem768",
                         "--dry-run", *operator)  # fmt: skip
+    assert code == 1 and "downgrade" in err and err.count("\n") == 1, err
+    code, out, _ = _cli(capsys, "keys", "rotate", "--key", key.key_id, "--to-suite", "mlkem768",
+                        "--allow-downgrade", "--dry-run", *operator)  # fmt: skip
     assert code == 0 and f"would queue {key.key_id} (xwing, operator) onto mlkem768" in out
     assert _state(stack, key.key_id) == ("active", False)
     missing = "arn:aws:states:us-east-1:123456789012:stateMachine:nope"
     code, out, err = _cli(capsys, "keys", "rotate", "--key", key.key_id, "--to-suite",
-                          "mlkem768", "--state-machine-arn", missing, *operator)  # fmt: skip
+                          "mlkem768", "--allow-downgrade", "--state-machine-arn", missing,
+                          *operator)  # fmt: skip
     assert code == 1 and err.startswith("pqfile: error:") and err.count("\n") == 1
     (run,) = stack.sql(
         "SELECT reason, status, to_suite FROM key_rotations WHERE old_key_id = :k", k=key.key_id
     )
     assert run == ["operator", "queued", "mlkem768"]
+    (allowed,) = stack.sql("SELECT allow_downgrade FROM key_rotations WHERE old_key_id = :k",
+                           k=key.key_id)  # fmt: skip
+    assert allowed == [True]  # recorded by rotation_set_target
     (audit,) = [r for r in stack.audit_rows() if r["operation"] == "key.rotation_queued"
                 and r["key_id"] == key.key_id]  # fmt: skip
     assert audit["actor"] == OPERATOR and audit["details"]["to_suite"] == "mlkem768"
