@@ -141,7 +141,7 @@ def _measure(
     print(f"{mode}: ingesting {count} x {_human(size)} ...", flush=True)
     source = _big_file(work, size) if size >= 16 * MIB else None
     docs = [
-        _ingest(stack, f"uploads/a/bench-{size}-{i}.bin", source or os.urandom(size))
+        _ingest(stack, f"uploads/a/bench-{mode}-{size}-{i}.bin", source or os.urandom(size))
         for i in range(count)
     ]
     old = docs[0]["key_id"]

@@ -120,6 +120,9 @@ def test_compromise_reencrypts_deletes_old_versions_and_revokes(
     (status,) = stack.sql("SELECT status FROM encryption_keys WHERE id = :k", k=key)
     assert status[0] == "rotation_queued"  # stops encrypting at once
 
+    code, out, err = _cli(capsys, "keys", "rotate", "--dry-run",
+                          "--database-url", role_url(migrated_db_url, OPERATOR))  # fmt: skip
+    assert code == 0 and f"pending compromise {request['request']}: {key}" in out, err
     report = _rotate(capsys, rotation_sm, migrated_db_url)
     assert report["execution"]["status"] == "SUCCEEDED", report
     assert [c["key_id"] for c in report["compromised"]] == [key]

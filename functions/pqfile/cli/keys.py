@@ -363,10 +363,16 @@ def _rotate(args: argparse.Namespace) -> int:
                 check_suite_move(item["suite"], args.to_suite,
                                  allow_downgrade=args.allow_downgrade)  # fmt: skip
         open_runs = rotation_overview(db)
+        pending = store.storage.keys.pending_requests()
         shreds = [
             {"request": r.request_id, "key_id": r.key_id, "reason": r.reason}
-            for r in store.storage.keys.pending_requests()
+            for r in pending
             if r.kind == RequestKind.SHRED.value
+        ]
+        compromises = [
+            {"request": r.request_id, "key_id": r.key_id, "reason": r.reason}
+            for r in pending
+            if r.kind == RequestKind.COMPROMISE.value
         ]
         report: dict[str, Any] = {
             "dry_run": args.dry_run,
@@ -375,6 +381,7 @@ def _rotate(args: argparse.Namespace) -> int:
             "queue": plan,
             "open_runs": open_runs,
             "pending_shreds": shreds,
+            "pending_compromises": compromises,
         }
         if args.dry_run:
             _print_plan(report, args)
@@ -516,6 +523,11 @@ def _print_plan(report: dict[str, Any], args: argparse.Namespace) -> None:
         )
     for shred in report["pending_shreds"]:
         print(f"pending shred {shred['request']}: {shred['key_id']} ({shred['reason']})")
+    for comp in report.get("pending_compromises", []):
+        print(
+            f"pending compromise {comp['request']}: {comp['key_id']} ({comp['reason']}): "
+            "its documents are re-encrypted"
+        )
     if report["dry_run"]:
         print(
             f"{len(report['queue'])} key(s) to queue, {len(report['open_runs'])} open run(s), "
