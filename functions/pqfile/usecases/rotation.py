@@ -14,7 +14,14 @@ The scheduled workflow (statemachines/rotate-keys.asl.json) runs these use cases
    old key to the target key (the data key is unchanged, so the body is copied byte for
    byte, never re-encrypted; the suite may change within a hash family), written as a new
    version of the same object, verified, and only then is the documents row pointed at the
-   new key and version (``document.rewrap``, both suites in its details).
+   new key and version (``document.rewrap``, both suites in its details). The same step
+   RE-ENCRYPTS instead (``keys.rotation_runs.choose_move``, decided per document from the
+   package header's KDF byte) when the old key has a pending compromise (a rewrap would
+   keep the data key it may have exposed) or when the target suite needs a key schedule
+   the package lacks (a SHA-256 package into the CNSA suite): the committed version is
+   streamed through ``envelope.reencrypt_stream`` (a fresh data key) into a new version
+   written in bounded parts (``PackageStore.rewrite``), verified the same way, and the row
+   moves with ``document.reencrypt``.
 4. :func:`finish_rotation` expires the old key once no document uses it any more, and
    completes an operator's pending revocation of it (the workflow never starts one).
 
