@@ -222,6 +222,15 @@ BEGIN
     IF p_deleted IS NULL OR jsonb_typeof(p_deleted) <> 'object' THEN
         RAISE EXCEPTION 'versions deleted must be an object' USING ERRCODE = 'PQ004';
     END IF;
+    FOR v_doc, v_n IN SELECT key, value FROM jsonb_each(p_deleted) LOOP
+        IF jsonb_typeof(v_n) <> 'number' OR (v_n #>> '{}')::numeric < 0
+           OR (v_n #>> '{}')::numeric <> trunc((v_n #>> '{}')::numeric) THEN
+            RAISE EXCEPTION 'versions deleted out of range' USING ERRCODE = 'PQ004';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM documents WHERE document_id = v_doc) THEN
+            RAISE EXCEPTION 'no document %', v_doc USING ERRCODE = 'PQ005';
+        END IF;
+    END LOOP;
     SELECT status INTO v_old FROM encryption_keys WHERE id = r.key_id FOR UPDATE;
     IF EXISTS (SELECT 1 FROM documents WHERE key_id = r.key_id)
        OR EXISTS (SELECT 1 FROM key_rotations WHERE old_key_id = r.key_id
@@ -229,12 +238,6 @@ BEGIN
         RETURN false;
     END IF;
     FOR v_doc, v_n IN SELECT key, value FROM jsonb_each(p_deleted) LOOP
-        IF jsonb_typeof(v_n) <> 'number' OR (v_n #>> '{}')::numeric < 0 THEN
-            RAISE EXCEPTION 'versions deleted out of range' USING ERRCODE = 'PQ004';
-        END IF;
-        IF NOT EXISTS (SELECT 1 FROM documents WHERE document_id = v_doc) THEN
-            RAISE EXCEPTION 'no document %', v_doc USING ERRCODE = 'PQ005';
-        END IF;
         v_total := v_total + (v_n #>> '{}')::bigint;
         PERFORM audit_internal('document.versions_deleted', 'success', p_actor, v_doc, r.key_id,
                                p_request_id,

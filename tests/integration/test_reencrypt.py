@@ -203,7 +203,9 @@ def test_suite_migration_xwing_to_mlkem1024_and_the_downgrade_guard(
         (audit,) = [r for r in stack.audit_rows(doc["document_id"])
                     if r["operation"] == "document.reencrypt"]  # fmt: skip
         assert (audit["details"]["from_kdf"], audit["details"]["to_kdf"]) == (
-            "hkdf-sha256", "hkdf-sha384")
+            "hkdf-sha256",
+            "hkdf-sha384",
+        )
         assert audit["details"]["compromise"] is False
     # back down to xwing: refused without --allow-downgrade (nothing queued, one line)
     back = sorted(targets)[0]
@@ -265,7 +267,8 @@ def test_a_200_mib_document_is_reencrypted_with_bounded_memory(
     now = stack.document(doc["document_id"])
     assert now is not None and now["key_id"] != doc["key_id"]
     assert [v["VersionId"] for v in _versions(stack, doc["encrypted_key"])] == [
-        now["encrypted_version_id"]]
+        now["encrypted_version_id"]
+    ]
     body, error = stack.retrieve({"document_id": doc["document_id"]}, requested_by="t")
     assert error is None and body["delivery"] == "url", body
     import urllib.request
