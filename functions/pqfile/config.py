@@ -74,9 +74,11 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_ENCRYPTED_BUCKET", "storage.encrypted_bucket", "(none)",
              "the encrypted bucket (packages under `encrypted/`)"),
     Variable("PQFILE_PART_SIZE", "storage.part_size", "8 MiB",
-             "S3 multipart part size in bytes (at least 5 MiB)"),
+             "preferred S3 multipart part size in bytes (at least 5 MiB; usecases/parts.py "
+             "raises it when 10,000 parts would not hold the package)"),
     Variable("PQFILE_MAX_DOCUMENT_SIZE", "storage.max_document_size", "5 TiB",
-             "largest upload accepted, bytes"),
+             "largest upload accepted, bytes (larger ones: DocumentTooLargeError at fetch; "
+             "S3's 5 TiB object limit, less the package overhead, caps it)"),
     Variable("PQFILE_DEFAULT_SUITE", "encryption.default_suite", DEFAULT_SUITE,
              "the suite of new documents: a `pqfile.crypto.kem.Suite` name (`xwing`, "
              "`mlkem768`, `mlkem1024`)"),

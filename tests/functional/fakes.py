@@ -91,6 +91,7 @@ class FakeBlobStore:
         self._ids = itertools.count(1)
         self.fail_writes = False
         self.aborted = 0
+        self.part_sizes: dict[tuple[str, str], int | None] = {}
         self.lock = threading.Lock()
 
     def put(self, bucket, key, data: bytes, content_type="application/octet-stream",
@@ -137,7 +138,8 @@ class FakeBlobStore:
             if not versions:
                 self.objects.pop((bucket, key), None)
 
-    def open_write(self, bucket, key, *, content_type, kms_key_id=None):
+    def open_write(self, bucket, key, *, content_type, kms_key_id=None, part_size=None):
+        self.part_sizes[(bucket, key)] = part_size  # what the encrypt step planned
         return _Writer(self, bucket, key, content_type, kms_key_id)
 
     def put_file(self, bucket, key, path, *, content_type, kms_key_id=None) -> ObjectInfo:
