@@ -122,6 +122,7 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
         source_etag=source.etag,
         plaintext_size=info.size,
         tenant=tenant,
+        content_type=info.content_type or None,
     )
     status = FetchStatus.STORED if record.status is DocumentStatus.STORED else FetchStatus.NEW
     return FetchResult(record.document_id, source, info.content_type, status, uploaded_by)
