@@ -27,19 +27,28 @@ FIRST_BACKOFF = 0.2
 _BATCH = 10
 
 
+def events_client() -> Any:
+    """The EventBridge client at the configured endpoint (the emulator on the local stack)."""
+    from pqfile.adapters.aws import client
+
+    return client("events")
+
+
 class EventBridgePublisher:
-    """Publishes to one bus (``default``) with one client, built once per process."""
+    """Publishes to one bus (``default``). The client is built on the first publish (the
+    functions that never announce anything never pay for it), then reused."""
 
     def __init__(
         self,
-        client: Any,
+        client: Callable[[], Any] = events_client,
         *,
         bus: str = "default",
         attempts: int = ATTEMPTS,
         backoff: float = FIRST_BACKOFF,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._client = client
+        self._client_factory = client
+        self._client: Any = None
         self._bus = bus
         self._attempts = max(1, attempts)
         self._backoff = backoff
@@ -67,6 +76,8 @@ class EventBridgePublisher:
                 self._sleep(pause)
                 pause *= 2
             try:
+                if self._client is None:
+                    self._client = self._client_factory()
                 answer = self._client.put_events(Entries=pending)
             except (ClientError, BotoCoreError) as exc:
                 log.warning("PutEvents failed", extra={"error": type(exc).__name__,

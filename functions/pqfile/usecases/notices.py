@@ -1,6 +1,7 @@
 """The completion events of docs/CONTRACTS.md ("Completion events"), built from what the
 steps already know: ids, names, sizes and times, never document content, key material or
-an operator's free text (a revocation reason is announced by its length only).
+an operator's free text (a revocation's reason is absent: it is free text an operator typed,
+which may name an incident or a person; the audit trail keeps it).
 
 Delivery is best effort after the work is committed: the publisher retries, and what it
 still cannot deliver is logged and counted (metric ``EventsNotDelivered``) by the caller;
@@ -102,11 +103,10 @@ def key_revoked(
     key_id: str,
     suite: str | None,
     mode: RevocationMode,
-    reason: str | None,
     at: dt.datetime | None = None,
 ) -> ServiceEvent:
-    """`PQFile Key Revoked`: the reason is free text an operator typed (it may name an
-    incident or a person): announced by its length only, read it in the audit trail."""
+    """`PQFile Key Revoked`: which key, how; never the reason (free text an operator typed:
+    it may name an incident or a person; the key row and the audit trail keep it)."""
     return ServiceEvent(
         EventType.KEY_REVOKED,
         {
@@ -114,7 +114,6 @@ def key_revoked(
             "key_id": key_id,
             "suite": suite,
             "mode": mode.value,
-            "reason_length": len(reason or ""),
             "revoked_at": _iso(at),
         },
     )
