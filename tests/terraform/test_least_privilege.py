@@ -67,6 +67,7 @@ MAC_VERIFIERS = {"select_key", "encrypt", "rotate_plan", "rotate_rewrap", "rotat
 UPLOAD_READERS = {"fetch", "encrypt", "store"}
 RETRIEVAL_READERS = {"retrieve"}
 EVENT_PUBLISHERS = {"store", "record_failure", "rotate_finish", "shred"}
+EVENT_TYPES = ("PQFile Document Encrypted", "PQFile Document Failed", "PQFile Key Revoked")
 
 
 # --- the rendered stacks -------------------------------------------------------------------
@@ -466,8 +467,7 @@ def test_only_the_announcing_functions_put_events_on_the_default_bus_only(stack:
         assert fnmatch.fnmatchcase(bus, "arn:aws:events:*:*:event-bus/default"), bus
         equals = statement["Condition"]["StringEquals"]
         assert equals["events:source"] == "pqfile"
-        assert sorted(_list(equals["events:detail-type"])) == [
-            "PQFile Document Encrypted", "PQFile Document Failed", "PQFile Key Revoked"]  # fmt: skip
+        assert sorted(_list(equals["events:detail-type"])) == sorted(EVENT_TYPES)
         # nothing else of EventBridge
         for action in ("events:PutRule", "events:PutTargets", "events:PutPermission"):
             assert not _allowed(stack.role_policy(key), action), (key, action)
