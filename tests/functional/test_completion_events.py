@@ -156,3 +156,26 @@ def test_the_adapter_reports_what_it_could_not_deliver_and_never_raises() -> Non
     client = FlakyClient([_ok, _ok])
     assert EventBridgePublisher(lambda: client).publish(_events(12)) == 0
     assert [len(c) for c in client.calls] == [10, 2]
+
+
+def test_a_pending_revocation_completed_by_rotate_keys_announces_key_revoked() -> None:
+    from pqfile.keys.model import RequestKind
+    from pqfile.usecases import rotation as rot
+    from tests.functional.test_rotation import _rotate_all
+    from tests.functional.test_rotation import world as make_world
+
+    w = make_world.__wrapped__()  # type: ignore[attr-defined]
+    w.r.events = recorder = RecordingEvents()
+    w.keys.request(w.old, RequestKind.REVOKE, "secret incident details")
+    (run,) = [r for r in rot.maintain_pool(w.r).rotations if r.old_key_id == w.old]
+    _rotate_all(w, run.rotation_id)
+    assert recorder.events == []  # nothing revoked yet
+    rot.finish_rotation(w.r, run.rotation_id)
+    (event,) = recorder.events
+    assert event.detail_type is EventType.KEY_REVOKED
+    assert (event.detail["key_id"], event.detail["mode"], event.detail["suite"]) == (
+        w.old, "pending", "xwing")  # fmt: skip
+    assert "secret incident" not in json.dumps(event.detail)
+    # a re-run of the finish step revokes nothing more, announces nothing more
+    rot.finish_rotation(w.r, run.rotation_id)
+    assert len(recorder.events) == 1
