@@ -179,3 +179,23 @@ def test_a_pending_revocation_completed_by_rotate_keys_announces_key_revoked() -
     # a re-run of the finish step revokes nothing more, announces nothing more
     rot.finish_rotation(w.r, run.rotation_id)
     assert len(recorder.events) == 1
+
+
+def test_a_completed_shred_announces_key_revoked_in_mode_shred() -> None:
+    from pqfile.crypto import kem
+    from pqfile.usecases.shred import Shredding, shred_pending
+    from tests.functional.test_shred import SHREDDED_AT, FakeShredRepository, FakeVersions
+
+    key = kem.generate().public_key()
+    recorder, lost_events = RecordingEvents(), RecordingEvents(lose=True)
+    repo = FakeShredRepository(key.key_id, [])
+    report = shred_pending(Shredding(repo, FakeVersions(), 14, events=recorder))
+    (event,) = recorder.events
+    assert (event.detail["key_id"], event.detail["mode"]) == (key.key_id, "shred")
+    assert event.detail["revoked_at"] == SHREDDED_AT.isoformat()
+    assert "erase" not in json.dumps(event.detail)  # the request's reason
+    assert report.shredded[0].events_lost == 0
+    # a lost event is counted, the shred stands
+    repo = FakeShredRepository(key.key_id, [])
+    report = shred_pending(Shredding(repo, FakeVersions(), 14, events=lost_events))
+    assert repo.committed and report.shredded[0].events_lost == 1
