@@ -11,7 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from pqfile import wiring
-from pqfile.handlers._runtime import count, entry_point, logger, request_id
+from pqfile.handlers._runtime import (
+    count,
+    count_lost_events,
+    entry_point,
+    logger,
+    request_id,
+)
 from pqfile.usecases.shred import shred_pending
 
 
@@ -21,6 +27,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     for done in report.shredded:
         count("KeysShredded")
         count("DocumentsShredded", len(done.documents_lost))
+        count_lost_events(done.events_lost)
         # Ids and counts only: what was lost is audited row by row in the database.
         logger.warning(
             "key shredded",

@@ -44,6 +44,7 @@ from pqfile.usecases.events import (
     encrypted_key_for,
     parse_object_created,
     require_tenant,
+    tenant_of,
     uploader_of,
 )
 from pqfile.usecases.ingest_steps import (
@@ -56,6 +57,7 @@ from pqfile.usecases.ingest_steps import (
     StoreOutcome,
     StoreResult,
 )
+from pqfile.usecases.notices import announce, document_encrypted, document_failed
 from pqfile.usecases.parts import check_document_size, plan_parts
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
         source_etag=source.etag,
         plaintext_size=info.size,
         tenant=tenant,
+        content_type=info.content_type or None,
     )
     status = FetchStatus.STORED if record.status is DocumentStatus.STORED else FetchStatus.NEW
     return FetchResult(record.document_id, source, info.content_type, status, uploaded_by)
@@ -331,7 +334,12 @@ def store_document(
     deleted = _delete_plaintext(p, source)
     if deleted:
         p.documents.mark_plaintext_deleted(document_id)
-    return StoreResult(outcome, kept, deleted)
+    lost = 0
+    if stored_now:
+        # Announced once, by the execution that committed it; after the commit, so a lost
+        # event never loses a document (docs/CONTRACTS.md, "Completion events").
+        lost = announce(p.events, document_encrypted(p.documents.get(document_id) or record))
+    return StoreResult(outcome, kept, deleted, lost)
 
 
 def _require_key(p: Pipeline, key_id: str | None, purpose: Purpose) -> None:
@@ -484,7 +492,21 @@ def record_failure(
             "upload_kept": tagged,
         },
     )
-    return FailureReport(step, error_type, document_id, tagged, seq)
+    lost = announce(
+        p.events,
+        document_failed(
+            document_id=document_id,
+            tenant=tenant_of(source.key) if source else None,
+            source=(
+                {"bucket": source.bucket, "key": source.key, "version_id": source.version_id}
+                if source
+                else None
+            ),
+            step=step.value,
+            error_type=error_type,
+        ),
+    )
+    return FailureReport(step, error_type, document_id, tagged, seq, lost)
 
 
 def _tag_value(value: str) -> str:
