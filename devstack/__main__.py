@@ -1,10 +1,11 @@
 """`python -m devstack up|down|status|deploy|demo`: the local stack, without Docker.
 
 up      start PostgreSQL and the emulated AWS (127.0.0.1:4566) under a detached supervisor,
-        write .devstack/state.json, wait until both answer, apply the database migrations
+        write .devstack/state.json, wait until both answer (the database stays empty)
 down    stop everything and delete .devstack/ (the throwaway database and emulator state)
 status  say what runs; exit status 0 when the stack is up
-deploy  `terraform apply` the stack onto the emulator (devstack.terraform.deploy_local)
+deploy  `terraform apply` the stack onto the emulator (devstack.terraform.deploy_local); the
+        apply itself migrates the database and fills the key pool (terraform/invocations.tf)
 demo    up + deploy when needed, then devstack.demo.run(state)
 
 The supervisor (`python -m devstack supervise`, started by `up`) owns both servers: it stops
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -233,23 +233,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not is_answering(state["endpoint_url"]):
         print("error: the emulator does not answer", file=sys.stderr)
         return 1
-    status = _migrate(state["database_url"])
     _print_summary(state)
-    return status
-
-
-def _migrate(database_url: str) -> int:
-    if importlib.util.find_spec("pqfile.cli.db") is None:
-        print("(no `pqfile db migrate` yet: skipping migrations)")
-        return 0
-    proc = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "pqfile", "db", "migrate", "--database-url", database_url],
-        cwd=str(REPO_ROOT),
-        check=False,
-    )
-    if proc.returncode != 0:
-        print("error: `pqfile db migrate` failed (the stack stays up)", file=sys.stderr)
-    return proc.returncode
+    # As on AWS, the deploy migrates: terraform/invocations.tf invokes the migrate function,
+    # then MaintainPool, so the local stack exercises the hands-off first deploy.
+    print("the database is empty until `make deploy-local` (it migrates and fills the key pool)")
+    return 0
 
 
 def _stop_postgres_cluster(data_dir: str) -> None:

@@ -1,12 +1,12 @@
 """`make demo`: the whole job on the local stack, step by step.
 
-Fills the key pool with the rotate-keys workflow's MaintainPool function (the ingest
-pipeline never creates keys), uploads a sample document to the uploads bucket, follows the
-ingest execution that EventBridge starts, shows the package with `pqfile inspect`,
-grants the demo user (alice of the local STS) the tenant ``demo``, retrieves it as alice
-with `pqfile retrieve` (an identity proof, then the retrieve Lambda; SHA-256 compared), shows
-that bob gets the not-found answer, and prints the audit trail (`pqfile audit tail`,
-`pqfile audit verify`).
+Shows the key pool the deploy filled (terraform/invocations.tf invokes the rotate-keys
+MaintainPool function after the migrations; the ingest pipeline never creates keys),
+uploads a sample document to the uploads bucket, follows the ingest execution that
+EventBridge starts, shows the package with `pqfile inspect`, grants the demo user (alice
+of the local STS) the tenant ``demo``, retrieves it as alice with `pqfile retrieve` (an
+identity proof, then the retrieve Lambda; SHA-256 compared), shows that bob gets the
+not-found answer, and prints the audit trail (`pqfile audit tail`, `pqfile audit verify`).
 """
 
 from __future__ import annotations
@@ -114,21 +114,11 @@ def run(state: Mapping[str, Any], *, timeout: float = 180.0) -> int:
         return 1
     uploads = outputs["uploads_bucket_name"]
     encrypted = outputs["encrypted_bucket_name"]
-    s3, sfn, lam = (_client(state, s) for s in ("s3", "stepfunctions", "lambda"))
+    s3, sfn = (_client(state, s) for s in ("s3", "stepfunctions"))
 
-    _say("0. key pool", "aws lambda invoke rotate_maintain (the rotate-keys MaintainPool step)")
-    maintain = outputs["function_names"].get("rotate_maintain")
-    if not maintain:
-        print("error: the deploy has no rotate_maintain function", file=sys.stderr)
-        return 1
-    resp = lam.invoke(FunctionName=maintain, Payload=b"{}")
-    body = json.loads(resp["Payload"].read() or b"null")
-    if resp.get("FunctionError"):
-        print(f"error: MaintainPool failed: {body.get('errorType')}: {body.get('errorMessage')}",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    print(f"   keys created {json.dumps(body.get('created'))}, "
-          f"active {json.dumps(body.get('active'))}")  # fmt: skip
+    # The deploy filled the pool (terraform/invocations.tf: migrate, then MaintainPool).
+    _say("0. key pool", "filled by the deploy itself (terraform: aws_lambda_invocation.pool_fill)")
+    _pqfile(["keys", "status"], state.get("database_url"))
 
     data = _sample_document()
     digest = hashlib.sha256(data).hexdigest()

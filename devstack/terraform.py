@@ -27,6 +27,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM_ROOT = REPO_ROOT / "terraform"
 STATEMACHINES = REPO_ROOT / "statemachines"
+MIGRATIONS = REPO_ROOT / "sql" / "migrations"
 DEVSTACK_DIR = REPO_ROOT / ".devstack"
 LOCAL_TFVARS = "envs/local.tfvars"
 SOURCE_ZIP = REPO_ROOT / "build" / "lambda" / "pqfile-function.zip"
@@ -150,7 +151,8 @@ def terraform_env(
 
 
 def working_copy(workdir: Path, backend_path: Path | None = None) -> Path:
-    """Copy `terraform/` (its modules, and `statemachines/`) to `workdir`; return the root.
+    """Copy `terraform/` (its modules, `statemachines/` and `sql/migrations/`) to `workdir`;
+    return the root.
 
     Keeps `.terraform/` and the lock file from an earlier copy so init stays fast. With
     `backend_path`, an override file swaps the S3 backend for a local state file there.
@@ -168,6 +170,9 @@ def working_copy(workdir: Path, backend_path: Path | None = None) -> Path:
     shutil.copytree(TERRAFORM_ROOT / "envs", root / "envs")
     shutil.rmtree(workdir / "statemachines", ignore_errors=True)
     shutil.copytree(STATEMACHINES, workdir / "statemachines")
+    # terraform/invocations.tf keys the migrate invocation on a checksum of these files.
+    shutil.rmtree(workdir / "sql", ignore_errors=True)
+    shutil.copytree(MIGRATIONS, workdir / "sql" / "migrations")
     if backend_path is not None:
         (root / "backend_override.tf").write_text(
             'terraform {\n  backend "local" {\n'

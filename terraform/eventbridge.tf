@@ -1,5 +1,15 @@
 # S3 "Object Created" under uploads/ in the uploads bucket starts one ingest execution;
-# schedules start rotate-keys and the audit verification.
+# schedules start rotate-keys and the audit verification. The service's own completion
+# events (docs/CONTRACTS.md, "Completion events") go to the default bus, put by the
+# functions of local.event_functions only (iam.tf).
+
+locals {
+  # Who announces what: store (Document Encrypted), record_failure (Document Failed),
+  # rotate_finish and shred (Key Revoked: a pending revocation or shred completed).
+  event_functions = toset(["store", "record_failure", "rotate_finish", "shred"])
+  event_bus_arn   = "arn:${local.partition}:events:${local.region}:${local.account_id}:event-bus/default"
+  event_types     = ["PQFile Document Encrypted", "PQFile Document Failed", "PQFile Key Revoked"]
+}
 
 resource "aws_cloudwatch_event_rule" "upload_created" {
   name        = "${local.name}-upload-created"

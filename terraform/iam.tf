@@ -139,6 +139,30 @@ data "aws_iam_policy_document" "function" {
     }
   }
 
+  # Completion events (eventbridge.tf): PutEvents on the default bus, as source "pqfile"
+  # with one of the service's detail types, for the functions that announce them only.
+  dynamic "statement" {
+    for_each = contains(local.event_functions, each.key) ? [local.event_bus_arn] : []
+
+    content {
+      sid       = "PutCompletionEvents"
+      actions   = ["events:PutEvents"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "events:source"
+        values   = ["pqfile"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "events:detail-type"
+        values   = local.event_types
+      }
+    }
+  }
+
   dynamic "statement" {
     for_each = lookup(local.s3_access, each.key, [])
 

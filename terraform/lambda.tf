@@ -183,6 +183,8 @@ resource "aws_lambda_function" "this" {
       contains(local.secret_functions, each.key) ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
       local.function_database[each.key],
       local.function_attestation[each.key],
+      # Completion events: on for the functions allowed to put them (eventbridge.tf).
+      { PQFILE_EVENT_BUS = contains(local.event_functions, each.key) ? "default" : "off" },
       # Verified callers (docs/CONTRACTS.md, "Caller identity proofs"); variables in tenants.tf.
       each.key == "retrieve" ? {
         PQFILE_AUDIENCE              = local.audience

@@ -3,7 +3,8 @@
 # from the RDS-managed secret (PQFILE_DATABASE_SECRET_ARN; tests/terraform/test_credentials.py
 # asserts no other function's configuration names that secret or a password). The migrations
 # create the per-function roles, grant them rds_iam and own the SECURITY DEFINER functions.
-# Invoked by the operator once per deploy (docs/OPERATIONS.md, "dev and prod").
+# Terraform invokes it whenever sql/migrations change (invocations.tf; docs/OPERATIONS.md,
+# "First deploy, hands off").
 
 locals {
   migrate_function = "migrate"
@@ -11,7 +12,7 @@ locals {
   migrate_functions = {
     migrate = {
       handler     = "pqfile.handlers.migrate.handler"
-      description = "Applies the schema migrations as the database owner (invoked once per deploy)"
+      description = "Applies the schema migrations as the database owner (invoked by Terraform)"
       seed_access = "none"
       attestation = "none"
     }

@@ -5,7 +5,7 @@
 
 locals {
   interface_endpoints = var.create_vpc_endpoints && local.use_vpc ? toset([
-    "kms", "states", "secretsmanager", "logs", "xray", "sts",
+    "kms", "states", "secretsmanager", "logs", "xray", "sts", "events",
   ]) : toset([])
   private_route_table_ids = var.create_vpc ? [aws_route_table.private[0].id] : var.private_route_table_ids
 }

@@ -74,9 +74,11 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_ENCRYPTED_BUCKET", "storage.encrypted_bucket", "(none)",
              "the encrypted bucket (packages under `encrypted/`)"),
     Variable("PQFILE_PART_SIZE", "storage.part_size", "8 MiB",
-             "S3 multipart part size in bytes (at least 5 MiB)"),
+             "preferred S3 multipart part size in bytes (at least 5 MiB; usecases/parts.py "
+             "raises it when 10,000 parts would not hold the package)"),
     Variable("PQFILE_MAX_DOCUMENT_SIZE", "storage.max_document_size", "5 TiB",
-             "largest upload accepted, bytes"),
+             "largest upload accepted, bytes (larger ones: DocumentTooLargeError at fetch; "
+             "S3's 5 TiB object limit, less the package overhead, caps it)"),
     Variable("PQFILE_DEFAULT_SUITE", "encryption.default_suite", DEFAULT_SUITE,
              "the suite of new documents: a `pqfile.crypto.kem.Suite` name (`xwing`, "
              "`mlkem768`, `mlkem1024`)"),
@@ -118,6 +120,10 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_REWRAP_CONCURRENCY", "pool.rewrap_concurrency",
              str(DEFAULT_REWRAP_CONCURRENCY),
              f"rotate: rewrap child executions at once (1-{MAX_REWRAP_CONCURRENCY})"),
+    Variable("PQFILE_EVENT_BUS", "events.bus", "default",
+             "store, record_failure, rotate_finish, shred, `pqfile keys revoke --now`: where "
+             "completion events go (docs/CONTRACTS.md, \"Completion events\"): `default` (the "
+             "account's default EventBridge bus) or `off` (no events)"),
     Variable("AWS_ENDPOINT_URL", "aws.endpoint_url", "(AWS)",
              "set only on the local stack (the emulator); also turns X-Ray tracing off"),
     Variable("AWS_REGION", "aws.region", "`AWS_DEFAULT_REGION`, else us-east-1",
@@ -557,11 +563,34 @@ class IdentitySettings:
         )
 
 
+#: The only bus events go to (the IAM grants events:PutEvents on it alone).
+DEFAULT_EVENT_BUS = "default"
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """Completion events (pqfile.usecases.notices): the bus, or None when switched off."""
+
+    bus: str | None = DEFAULT_EVENT_BUS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EventSettings:
+        raw = (_text(_environ(env), "PQFILE_EVENT_BUS") or DEFAULT_EVENT_BUS).strip()
+        if raw == "off":
+            return cls(bus=None)
+        if raw != DEFAULT_EVENT_BUS:
+            raise ConfigurationError(
+                f"PQFILE_EVENT_BUS must be {DEFAULT_EVENT_BUS!r} or 'off', not {raw[:64]!r}"
+            )
+        return cls(bus=raw)
+
+
 _CONCERNS: dict[str, type[Any]] = {
     "storage": StorageSettings,
     "encryption": EncryptionSettings,
     "retrieve": RetrieveSettings,
     "kms": KmsSettings,
+    "events": EventSettings,
 }
 
 
@@ -573,6 +602,7 @@ class Settings:
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     retrieve: RetrieveSettings = field(default_factory=RetrieveSettings)
     kms: KmsSettings = field(default_factory=KmsSettings)
+    events: EventSettings = field(default_factory=EventSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -582,6 +612,7 @@ class Settings:
             encryption=EncryptionSettings.from_env(e),
             retrieve=RetrieveSettings.from_env(e),
             kms=KmsSettings.from_env(e),
+            events=EventSettings.from_env(e),
         )
 
     @classmethod

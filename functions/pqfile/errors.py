@@ -120,6 +120,11 @@ class InvalidEventError(PQFileError):
     """A malformed or foreign event (wrong bucket/prefix, missing fields)."""
 
 
+class DocumentTooLargeError(InvalidEventError):
+    """An upload larger than the pipeline encrypts (the configured maximum document size, or
+    the largest package S3 stores in one object): refused at fetch, before any work."""
+
+
 class OutsideTenantError(InvalidEventError):
     """An upload outside a tenant folder (``uploads/<tenant>/...``): no tenant owns it."""
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         PostgresKeyStore,
     )
     from pqfile.keys.policy import PoolPolicy
-    from pqfile.ports import KeyAttestor, SeedProtector
+    from pqfile.ports import EventPublisher, KeyAttestor, SeedProtector
     from pqfile.usecases.retrieve import Retrieval
     from pqfile.usecases.rotation import Rotation
     from pqfile.usecases.shred import Shredding
@@ -109,6 +109,16 @@ def _attestor(settings: Settings) -> KeyAttestor | None:
     return KmsKeyAttestor(kms_client(), settings.kms.attestation_key_id)
 
 
+def _events(settings: Settings) -> EventPublisher:
+    """Completion events on the default bus; none where PQFILE_EVENT_BUS=off."""
+    from pqfile.adapters.eventbridge import EventBridgePublisher
+    from pqfile.usecases.notices import NoEvents
+
+    if settings.events.bus is None:
+        return NoEvents()
+    return EventBridgePublisher(bus=settings.events.bus)
+
+
 def _pipeline_on(settings: Settings, stores: _Stores) -> Pipeline:
     from pqfile.adapters.cipher import CryptoCipher
     from pqfile.adapters.s3 import S3BlobStore
@@ -120,6 +130,7 @@ def _pipeline_on(settings: Settings, stores: _Stores) -> Pipeline:
         keys=stores.keys,
         audit=stores.audit,
         cipher=CryptoCipher(),
+        events=_events(settings),
     )
 
 
@@ -167,6 +178,7 @@ def _build_rotation() -> Rotation:
         suites=pool.suites,
         batch_size=pool.rewrap_batch,
         concurrency=pool.rewrap_concurrency,
+        events=_events(settings),
     )
 
 
@@ -182,6 +194,7 @@ def _build_shredding() -> Shredding:
         keys=PostgresShredRepository(Database.from_env()),
         versions=S3PackageVersions(),
         backup_retention_days=ShredSettings.from_env().backup_retention_days,
+        events=_events(Settings.from_env()),
     )
 
 

@@ -91,6 +91,7 @@ class FakeBlobStore:
         self._ids = itertools.count(1)
         self.fail_writes = False
         self.aborted = 0
+        self.part_sizes: dict[tuple[str, str], int | None] = {}
         self.lock = threading.Lock()
 
     def put(self, bucket, key, data: bytes, content_type="application/octet-stream",
@@ -137,7 +138,8 @@ class FakeBlobStore:
             if not versions:
                 self.objects.pop((bucket, key), None)
 
-    def open_write(self, bucket, key, *, content_type, kms_key_id=None):
+    def open_write(self, bucket, key, *, content_type, kms_key_id=None, part_size=None):
+        self.part_sizes[(bucket, key)] = part_size  # what the encrypt step planned
         return _Writer(self, bucket, key, content_type, kms_key_id)
 
     def put_file(self, bucket, key, path, *, content_type, kms_key_id=None) -> ObjectInfo:
@@ -183,7 +185,7 @@ class FakeDocuments:
                 and (not attested or record.attestation is not None))
 
     def begin(self, *, document_id, source_bucket, source_key, source_version_id,
-              source_etag, plaintext_size, tenant) -> DocumentRecord:
+              source_etag, plaintext_size, tenant, content_type=None) -> DocumentRecord:
         self._check()
         with self.lock:
             ref = source_version_id or source_etag
@@ -193,7 +195,7 @@ class FakeDocuments:
                     return r
             rec = DocumentRecord(document_id, source_bucket, source_key, source_version_id,
                                  source_etag, "pending", plaintext_size=plaintext_size,
-                                 tenant=tenant)
+                                 tenant=tenant, source_content_type=content_type)
             if not tenant or tenant_of(source_key) != tenant:  # as document_begin (0011)
                 raise ValueError("the tenant must be the first folder under uploads/")
             self.rows[document_id] = rec
@@ -210,11 +212,12 @@ class FakeDocuments:
                 return r
         return None
 
-    def find_stored_by_source(self, bucket, key) -> DocumentRecord | None:
+    def find_stored_by_source(self, bucket, key, version_id=None) -> DocumentRecord | None:
         self._check()
         found = None
         for r in self.rows.values():  # insertion order: the last match is the newest
-            if (r.source_bucket, r.source_key) == (bucket, key) and r.status == "stored":
+            if (r.source_bucket, r.source_key) == (bucket, key) and r.status == "stored" and (
+                    version_id is None or r.source_version_id == version_id):
                 found = r
         return found
 
@@ -246,7 +249,7 @@ class FakeDocuments:
             r = dataclasses.replace(
                 r, status="stored", encrypted_bucket=encrypted_bucket,
                 encrypted_key=encrypted_key, encrypted_version_id=encrypted_version_id,
-                encrypted_size=encrypted_size, error=None)
+                encrypted_size=encrypted_size, error=None, stored_at=_now())
             self.rows[document_id] = r
             return r, True
 

@@ -11,7 +11,12 @@ import threading
 import pytest
 
 from pqfile.crypto import envelope, kem
-from pqfile.errors import DocumentNotFoundError, InvalidEventError, KeyNotUsableError
+from pqfile.errors import (
+    DocumentNotFoundError,
+    DocumentTooLargeError,
+    InvalidEventError,
+    KeyNotUsableError,
+)
 from pqfile.usecases import ingest
 from pqfile.usecases.events import encrypted_key_for, parse_object_created
 from pqfile.usecases.retrieve import RetrieveRequest, retrieve_document
@@ -262,8 +267,52 @@ def test_size_mismatch_is_refused() -> None:
 def test_too_large_is_refused() -> None:
     p = make_pipeline(max_document_size=10)
     info = _upload(p, "uploads/a/big.txt", b"x" * 11)
-    with pytest.raises(InvalidEventError, match="exceeds"):
+    with pytest.raises(DocumentTooLargeError, match=r"11 bytes.*allows 10 bytes"):
         ingest.fetch_document(p, event_for(info))
+
+
+def test_too_large_fails_at_fetch_kept_tagged_and_audited_with_its_reason() -> None:
+    p = make_pipeline(max_document_size=10)
+    info = _upload(p, "uploads/a/big.txt", b"x" * 11)
+    state = run_workflow(p, event_for(info), execution="too-large")
+    assert state["status"] == "FAILED"
+    assert state["failure"]["step"] == "FetchDocument"
+    assert state["failure"]["error_type"] == "DocumentTooLargeError"
+    # Nothing selected or written: refused before any work.
+    assert p.blobs.keys(ENCRYPTED) == []
+    assert p.blobs.data(UPLOADS, info.key, info.version_id) == b"x" * 11
+    tags = p.blobs.tags[(UPLOADS, info.key, info.version_id)]
+    assert tags == {"pqfile-status": "failed", "pqfile-error": "DocumentTooLargeError"}
+    failed = p.audit.rows[-1]
+    assert failed["outcome"] == "failure"
+    assert failed["details"]["error"] == "DocumentTooLargeError"
+    assert failed["details"]["upload_kept"] is True
+
+
+def test_too_large_by_the_event_is_refused_before_looking_at_the_object() -> None:
+    p = make_pipeline(max_document_size=10)
+    info = _upload(p, "uploads/a/small.txt", b"x")
+    event = event_for(info)
+    event["detail"]["object"]["size"] = 11  # what S3 said: no HEAD, no row
+    p.blobs.delete_version(UPLOADS, info.key, info.version_id)
+    with pytest.raises(DocumentTooLargeError):
+        ingest.fetch_document(p, event)
+
+
+def test_encrypt_uploads_in_the_planned_part_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if S3 allowed one part: a 9 MiB document then needs a 10 MiB part, not the 8 MiB
+    # configured (at scale: 10,000 parts and a document past 78 GiB).
+    from pqfile.usecases import parts
+
+    monkeypatch.setattr(parts, "S3_MAX_PARTS", 1)
+    p = make_pipeline()
+    assert p.settings.storage.part_size == 8 * 1024 * 1024
+    info = _upload(p, "uploads/a/parts.bin", os.urandom(9 * 1024 * 1024))
+    state = run_workflow(p, event_for(info))
+    assert state["status"] == "SUCCEEDED", state.get("error")
+    ((bucket, _key),) = p.blobs.part_sizes
+    assert bucket == ENCRYPTED
+    assert list(p.blobs.part_sizes.values()) == [10 * 1024 * 1024]
 
 
 def _assert_failed_then_rerun(p, info, step: str, error: str, heal) -> None:

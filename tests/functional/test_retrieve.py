@@ -88,34 +88,81 @@ def test_by_encrypted_bucket_and_key() -> None:
     assert base64.b64decode(out["content_base64"]) == b"by key"
 
 
-def test_by_the_uploads_bucket_and_key_the_newest_stored_document() -> None:
+def test_by_source_the_newest_stored_document_or_the_version_named() -> None:
     r = _world()
-    _ingest(r, b"first version", key="uploads/a/report.pdf")
+    first = _ingest(r, b"first version", key="uploads/a/report.pdf")
     newest = _ingest(r, b"second version", key="uploads/a/report.pdf")
-    out = _ask(r, {"bucket": UPLOADS, "key": "uploads/a/report.pdf"})
+    source = {"bucket": UPLOADS, "key": "uploads/a/report.pdf"}
+    out = _ask(r, {"source": source})
     assert base64.b64decode(out["content_base64"]) == b"second version"
     assert out["document_id"] == newest
     attempt, success = _decrypt_rows(r)
     assert (attempt["outcome"], attempt["actor"], attempt["document_id"]) == (
         "attempt", ALICE, newest)  # fmt: skip
     assert success["outcome"] == "success"
-    assert attempt["details"]["requested"] == {"bucket": UPLOADS, "key": "uploads/a/report.pdf"}
+    assert attempt["details"]["requested"] == {"source": {**source, "version_id": None}}
+    # with its version id: that upload's document, not the newest
+    version = r.pipeline.documents.get(first).source_version_id  # type: ignore[union-attr]
+    assert version
+    out = _ask(r, {"source": {**source, "version_id": version}})
+    assert (out["document_id"], base64.b64decode(out["content_base64"])) == (
+        first, b"first version")  # fmt: skip
 
 
-def test_by_the_uploads_location_not_allowed_and_not_found_look_the_same() -> None:
+def test_top_level_bucket_and_key_name_the_package_not_the_upload() -> None:
+    r = _world()
+    _ingest(r, b"kept", key="uploads/a/name.txt")
+    with pytest.raises(DocumentNotFoundError):
+        _ask(r, {"bucket": UPLOADS, "key": "uploads/a/name.txt"})
+
+
+def test_by_source_not_allowed_and_not_found_look_the_same() -> None:
     r = _world()
     doc = _ingest(r, b"tenant a's", key="uploads/a/secret.bin")
+    version = r.pipeline.documents.get(doc).source_version_id  # type: ignore[union-attr]
     answers = []
-    for who, key in ((BOB, "uploads/a/secret.bin"), (ALICE, "uploads/a/missing.bin")):
+    for who, source in ((BOB, {"key": "uploads/a/secret.bin"}),
+                        (ALICE, {"key": "uploads/a/missing.bin"}),
+                        (ALICE, {"key": "uploads/a/secret.bin", "version_id": "nope"}),
+                        (BOB, {"key": "uploads/a/secret.bin", "version_id": version})):  # fmt: skip
         with pytest.raises(DocumentNotFoundError) as info:
-            _ask(r, {"bucket": UPLOADS, "key": key}, who)
+            _ask(r, {"source": {"bucket": UPLOADS, **source}}, who)
         answers.append((type(info.value).__name__, str(info.value)))
-    assert answers[0] == answers[1]
-    not_allowed, not_found = _decrypt_rows(r)
-    assert (not_allowed["actor"], not_allowed["details"]["reason"]) == (BOB, "not_allowed")
-    assert not_allowed["document_id"] == doc
-    assert (not_found["actor"], not_found["details"]["reason"]) == (ALICE, "not_found")
+    assert len(set(answers)) == 1
+    reasons = [(x["actor"], x["details"]["reason"], x["document_id"]) for x in _decrypt_rows(r)]
+    assert reasons == [(BOB, "not_allowed", doc), (ALICE, "not_found", None),
+                       (ALICE, "not_found", None), (BOB, "not_allowed", doc)]  # fmt: skip
     assert not any(x["outcome"] == "attempt" for x in _decrypt_rows(r))
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"source": "s3://b/k"}, "source must be an object"),
+        ({"source": ["b", "k"]}, "source must be an object"),
+        ({"source": {"bucket": "b"}}, "source.key must be a non-empty string"),
+        ({"source": {"key": "k"}}, "source.bucket must be a non-empty string"),
+        ({"source": {"bucket": "b", "key": "k", "etag": "x"}}, "unknown source field(s): etag"),
+        ({"source": {"bucket": "b" * 64, "key": "k"}}, "source.bucket is longer than 63"),
+        ({"source": {"bucket": "b", "key": "k" * 1025}}, "source.key is longer than 1024"),
+        ({"source": {"bucket": "b", "key": "k", "version_id": 7}},
+         "source.version_id must be a non-empty string"),
+        ({"source": {"bucket": "b", "key": "k", "version_id": "v" * 1025}},
+         "source.version_id is longer than 1024"),
+        ({"source": {"bucket": "b", "key": "k\n"}}, "source.key holds control characters"),
+        ({"source": {"bucket": "b", "key": "k"}, "document_id": "d"}, "name the document one way"),
+        ({"source": {"bucket": "b", "key": "k"}, "bucket": "b", "key": "k"},
+         "name the document one way"),
+    ],
+)
+def test_source_is_validated_strictly(payload: dict[str, Any], message: str) -> None:
+    r = _world()
+    with pytest.raises(InvalidEventError) as info:
+        _ask(r, payload)
+    assert message in str(info.value)
+    assert "s3://b/k" not in str(info.value)  # never echoes the value
+    (refused,) = _decrypt_rows(r)
+    assert (refused["outcome"], refused["details"]["reason"]) == ("refused", "invalid_request")
 
 
 def test_large_documents_come_back_by_presigned_url() -> None:

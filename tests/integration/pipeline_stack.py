@@ -103,14 +103,15 @@ class PipelineStack:
     def document(self, document_id: str) -> dict[str, Any] | None:
         rows = self.sql(
             "SELECT document_id, status, key_id, encrypted_key, encrypted_version_id, "
-            "plaintext_size, source_key, plaintext_deleted_at, suite FROM documents "
-            "WHERE document_id = :d",
+            "plaintext_size, source_key, plaintext_deleted_at, suite, source_version_id, "
+            "source_content_type, tenant FROM documents WHERE document_id = :d",
             d=document_id,
         )
         if not rows:
             return None
         cols = ["document_id", "status", "key_id", "encrypted_key", "encrypted_version_id",
-                "plaintext_size", "source_key", "plaintext_deleted_at", "suite"]  # fmt: skip
+                "plaintext_size", "source_key", "plaintext_deleted_at", "suite",
+                "source_version_id", "source_content_type", "tenant"]  # fmt: skip
         return dict(zip(cols, rows[0], strict=True))
 
     def documents_for(self, key: str) -> list[dict[str, Any]]:

@@ -167,3 +167,20 @@ def test_backfill_gives_every_older_document_a_tenant(
         assert rows == {"d1": "acme", "d2": "legacy", "d3": "legacy"}
     finally:
         db.close()
+
+
+def test_document_begin_refuses_an_out_of_range_content_type(db_url: str) -> None:
+    db = _db(db_url, FETCH)
+    try:
+        repo = PostgresDocumentRepository(db)
+        with pytest.raises(InvariantError, match="out of range"):
+            db.run(
+                "SELECT document_begin('d-ct', 'up', 'uploads/a/ct.txt', 'v1', NULL, 1, 'a', '')"
+            )
+        # the adapter cuts a long one to the column's 255 characters
+        row = repo.begin(document_id="d-ct2", source_bucket="up", source_key="uploads/a/c2",
+                         source_version_id="v1", source_etag=None, plaintext_size=1,
+                         tenant="a", content_type="t/" + "x" * 400)  # fmt: skip
+        assert row.source_content_type == "t/" + "x" * 253
+    finally:
+        db.close()

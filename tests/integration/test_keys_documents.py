@@ -55,8 +55,9 @@ def test_replayed_event_finds_its_document(
     fetch, select, store = _repo(db_url, FETCH), _repo(db_url, SELECT_KEY), _repo(db_url, STORE)
     failure = _repo(db_url, RECORD_FAILURE)
 
-    first = _begin(fetch, "doc-1")
+    first = _begin(fetch, "doc-1", content_type="application/pdf")
     assert first.status == "pending" and first.plaintext_size == 1234
+    assert first.source_content_type == "application/pdf"  # kept on the row (0016)
     replay = _begin(fetch, "doc-other-id")  # same source object, new id: the first wins
     assert replay == first
     other_version = _begin(fetch, "doc-2", source_version_id="v2")
@@ -97,6 +98,11 @@ def test_replayed_event_finds_its_document(
     # by the upload: only the stored one of its three documents (doc-2 failed, doc-3 pending)
     assert store.find_stored_by_source(*source) == store.get("doc-1")
     assert store.find_stored_by_source("uploads-bucket", "uploads/a/other.pdf") is None
+    # by the upload's version: that version's stored document only
+    assert store.find_stored_by_source(*source, "v1") == store.get("doc-1")
+    assert store.find_stored_by_source(*source, "v2") is None  # doc-2 failed
+    assert store.find_stored_by_source(*source, "v9") is None
+    assert store.get_document("doc-1").stored_at is not None
     assert fetch.get("nope") is None
     with pytest.raises(DocumentNotFoundError):
         fetch.get_document("nope")

@@ -136,7 +136,13 @@ def test_refill_respects_floor_and_target(store: Any) -> None:
         store(OPERATOR).revoke(key.key_id, "test")
     assert len(admin.refill("xwing")) == 4  # 6 < floor 7 -> back to 10
     summary = admin.status_summary()["suites"]["xwing"]
-    assert summary["counts"] == {"active": 10, "rotation_queued": 0, "expired": 0, "revoked": 4}
+    assert summary["counts"] == {
+        "active": 10,
+        "rotation_queued": 0,
+        "expired": 0,
+        "revoked": 4,
+        "shredded": 0,
+    }
     assert summary["oldest_active_age_seconds"] is not None
     assert summary["usage"]["active_keys"] == 10
     assert admin.status_summary()["rotations"] == {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -203,8 +204,15 @@ def test_concurrent_duplicate_events(stack: PipelineStack) -> None:
     up = stack.upload(key, data)  # EventBridge starts one execution ...
     event = stack.event_for(key, up["version_id"], up["etag"], len(data))
     arns = [stack.start(event) for _ in range(2)]  # ... and the same event twice more, at once
-    finished = [stack.wait(a, timeout=180) for a in arns]
-    finished.append(stack.wait_for_upload(key, up["version_id"], timeout=180))
+    # All three carry the same input, so wait until the EventBridge one is listed as well,
+    # then for every one of them (not the first listed: that may be one already awaited).
+    deadline = time.monotonic() + 180
+    while len(stack.executions_for(key, up["version_id"])) < 3:
+        assert time.monotonic() < deadline, "EventBridge started no execution"
+        time.sleep(0.2)
+    every = [e["executionArn"] for e in stack.executions_for(key, up["version_id"])]
+    assert set(arns) <= set(every) and len(every) == 3
+    finished = [stack.wait(a, timeout=180) for a in every]
     assert [f["status"] for f in finished] == ["SUCCEEDED"] * 3
     doc = _stored_doc(stack, key)
     assert len(stack.versions(stack.encrypted, doc["encrypted_key"])) == 1

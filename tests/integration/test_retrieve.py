@@ -94,39 +94,62 @@ def test_two_users_one_granted_the_other_gets_the_not_found_answer(stack: Pipeli
     assert (last["actor"], last["details"]["reason"]) == (_arn(stack, "bob"), "not_found")
 
 
-def test_by_the_uploads_location_and_the_cli_source(
+def test_by_the_uploads_name_with_and_without_version_and_the_cli_source(
     stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
     from pqfile.cli import main
 
-    data = os.urandom(20_000)
+    first, second = os.urandom(20_000), os.urandom(21_000)
     key = "uploads/a/r-by-upload.bin"
-    doc = _ingest(stack, key, data)
-    body, error = stack.retrieve({"bucket": stack.uploads, "key": key}, "alice")
+    old = _ingest(stack, key, first)
+    up = stack.upload(key, second)  # a second version of the same name
+    execution = stack.wait_for_upload(key, up["version_id"])
+    assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
+    new = next(d for d in stack.documents_for(key) if d["source_version_id"] == up["version_id"])
+    source = {"bucket": stack.uploads, "key": key}
+    # without a version id: the newest stored document of that name
+    body, error = stack.retrieve({"source": source}, "alice")
     assert error is None, body
-    assert body["document_id"] == doc["document_id"]
-    assert base64.b64decode(body["content_base64"]) == data
-    attempt, row = _decrypts(stack, doc["document_id"])[-2:]
+    assert body["document_id"] == new["document_id"]
+    assert base64.b64decode(body["content_base64"]) == second
+    attempt, row = _decrypts(stack, new["document_id"])[-2:]
     assert (attempt["outcome"], attempt["actor"]) == ("attempt", _arn(stack, "alice"))
-    assert attempt["details"]["requested"] == {"bucket": stack.uploads, "key": key}
+    assert attempt["details"]["requested"] == {"source": {**source, "version_id": None}}
     assert (row["outcome"], row["actor"]) == ("success", _arn(stack, "alice"))
+    # with it: that version's document, byte-identical
+    versioned = {**source, "version_id": old["source_version_id"]}
+    body, error = stack.retrieve({"source": versioned}, "alice")
+    assert error is None and body["document_id"] == old["document_id"]
+    assert base64.b64decode(body["content_base64"]) == first
+    # the top-level bucket/key name the package, never the upload
+    wrong, error = stack.retrieve({"bucket": stack.uploads, "key": key}, "alice")
+    assert error is not None and wrong["errorType"] == "DocumentNotFoundError"
     # bob: the same answer as for an upload that was never ingested
-    refused, error = stack.retrieve({"bucket": stack.uploads, "key": key}, "bob")
-    missing, _ = stack.retrieve({"bucket": stack.uploads, "key": "uploads/a/none.bin"}, "bob")
+    refused, error = stack.retrieve({"source": source}, "bob")
+    refused_v, _ = stack.retrieve({"source": versioned}, "bob")
+    missing, _ = stack.retrieve(
+        {"source": {"bucket": stack.uploads, "key": "uploads/a/none.bin"}}, "bob")  # fmt: skip
     assert error is not None and "content_base64" not in refused
-    assert (refused["errorType"], refused["errorMessage"]) == (
-        missing["errorType"], missing["errorMessage"]) == ("DocumentNotFoundError",
-                                                           "no such document")  # fmt: skip
-    not_allowed, not_found = _decrypts(stack)[-2:]
+    assert {(r["errorType"], r["errorMessage"]) for r in (refused, refused_v, missing)} == {
+        ("DocumentNotFoundError", "no such document")}  # fmt: skip
+    not_allowed, not_allowed_v, not_found = _decrypts(stack)[-3:]
     assert (not_allowed["actor"], not_allowed["details"]["reason"]) == (
         _arn(stack, "bob"), "not_allowed")  # fmt: skip
+    assert not_allowed_v["details"]["reason"] == "not_allowed"
     assert (not_found["actor"], not_found["details"]["reason"]) == (
         _arn(stack, "bob"), "not_found")  # fmt: skip
-    # pqfile retrieve --source names the upload
+    # a malformed source: a one-line InvalidEventError, audited as invalid_request
+    bad, error = stack.retrieve({"source": {"bucket": stack.uploads}}, "alice")
+    assert (bad["errorType"], bad["errorMessage"]) == (
+        "InvalidEventError", "source.key must be a non-empty string")  # fmt: skip
+    # pqfile retrieve --source names the upload, with or without ?versionId=
     _as_user(monkeypatch, stack, "alice")
     out = tmp_path / "got.bin"
     assert main(["retrieve", "--source", f"s3://{stack.uploads}/{key}", "--out", str(out)]) == 0
-    assert out.read_bytes() == data
+    assert out.read_bytes() == second
+    url = f"s3://{stack.uploads}/{key}?versionId={old['source_version_id']}"
+    assert main(["retrieve", "--source", url, "--out", str(out), "--force"]) == 0
+    assert out.read_bytes() == first
 
 
 def test_no_proof_is_refused_and_audited(stack: PipelineStack) -> None:
@@ -285,7 +308,7 @@ def test_the_cli_retrieves_inline_and_by_url_checking_the_sha256(
     assert out.read_bytes() == data
     summary = json.loads(capsys.readouterr().out)
     assert summary["sha256"] == hashlib.sha256(data).hexdigest() and summary["size"] == size
-    source = f"s3://{stack.encrypted}/{doc['encrypted_key']}"
+    source = f"s3://{stack.uploads}/{doc['source_key']}?versionId={doc['source_version_id']}"
     assert main(["retrieve", "--source", source, "--out", str(out), "--force"]) == 0
     assert out.read_bytes() == data
 

@@ -236,36 +236,30 @@ def test_rotate_queues_one_key_onto_a_target_suite(
 ) -> None:
     """`keys rotate --key K --to-suite S` records S on K's run (rotation_queue); a dry run
     records nothing; the run is queued before the workflow starts (an unknown state machine
-    fails after queueing: the next rotate or the schedule picks the run up)."""
+    fails after queueing: the next rotate or the schedule picks the run up). S is an upgrade
+    (mlkem768 -> xwing): the later workflow tests run this queued run too, and a downgrade
+    the run does not allow would fail them."""
     store = stack.keystore(MAINTAIN)
     try:
-        (key,) = store.create_keys("xwing", 1)
+        (key,) = store.create_keys("mlkem768", 1)
     finally:
         store.storage._db.close()
     operator = ["--database-url", role_url(migrated_db_url, OPERATOR)]
-    # xwing -> mlkem768 is a downgrade: refused in one line unless allowed, nothing recorded
-    code, _, err = _cli(capsys, "keys", "rotate", "--key", key.key_id, "--to-suite", "mlkem768",
+    code, out, _ = _cli(capsys, "keys", "rotate", "--key", key.key_id, "--to-suite", "xwing",
                         "--dry-run", *operator)  # fmt: skip
-    assert code == 1 and "downgrade" in err and err.count("\n") == 1, err
-    code, out, _ = _cli(capsys, "keys", "rotate", "--key", key.key_id, "--to-suite", "mlkem768",
-                        "--allow-downgrade", "--dry-run", *operator)  # fmt: skip
-    assert code == 0 and f"would queue {key.key_id} (xwing, operator) onto mlkem768" in out
+    assert code == 0 and f"would queue {key.key_id} (mlkem768, operator) onto xwing" in out
     assert _state(stack, key.key_id) == ("active", False)
     missing = "arn:aws:states:us-east-1:123456789012:stateMachine:nope"
     code, out, err = _cli(capsys, "keys", "rotate", "--key", key.key_id, "--to-suite",
-                          "mlkem768", "--allow-downgrade", "--state-machine-arn", missing,
-                          *operator)  # fmt: skip
+                          "xwing", "--state-machine-arn", missing, *operator)  # fmt: skip
     assert code == 1 and err.startswith("pqfile: error:") and err.count("\n") == 1
     (run,) = stack.sql(
         "SELECT reason, status, to_suite FROM key_rotations WHERE old_key_id = :k", k=key.key_id
     )
-    assert run == ["operator", "queued", "mlkem768"]
-    (allowed,) = stack.sql("SELECT allow_downgrade FROM key_rotations WHERE old_key_id = :k",
-                           k=key.key_id)  # fmt: skip
-    assert allowed == [True]  # recorded by rotation_set_target
+    assert run == ["operator", "queued", "xwing"]
     (audit,) = [r for r in stack.audit_rows() if r["operation"] == "key.rotation_queued"
                 and r["key_id"] == key.key_id]  # fmt: skip
-    assert audit["actor"] == OPERATOR and audit["details"]["to_suite"] == "mlkem768"
+    assert audit["actor"] == OPERATOR and audit["details"]["to_suite"] == "xwing"
     # the refused start is audited too
     (start,) = [r for r in stack.audit_rows() if r["operation"] == "key.rotation_workflow_started"
                 and r["outcome"] == "failure"]  # fmt: skip

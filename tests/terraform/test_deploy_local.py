@@ -1,32 +1,84 @@
 """`devstack.terraform.deploy_local` applies envs/local.tfvars onto the emulator (what
-`make deploy-local` runs) and the resulting stack is the one the pipeline expects."""
+`make deploy-local` runs) and the resulting stack is the one the pipeline expects.
+
+One apply from nothing (an emulator and a PostgreSQL server of this module's own, an empty
+database) serves every test here, including the hands-off first deploy of
+terraform/invocations.tf: the apply alone migrates the database and fills the key pool.
+That check costs this module one more apply (the unchanged-migrations one) and a targeted
+failing one, about 40 s on top of the first apply's ~2 minutes.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from devstack import terraform as tf
 from devstack.emulator import Emulator
+from devstack.postgres import PostgresHandle, replace_url, start_postgres
 
-from tests.fixtures.postgres import FUNCTION_ROLES
+from tests.fixtures.postgres import FUNCTION_ROLES, OPERATOR
 from tests.terraform.conftest import require_tool
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-DATABASE_URL = "postgresql://pqfile@127.0.0.1:5432/pqfile"
+DATABASE_NAME = "pqfile"
 
 
 @pytest.fixture(scope="module")
-def deployed(own_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    require_tool("terraform")
-    state = {
+def fresh_postgres() -> Iterator[PostgresHandle]:
+    # A server of its own: "all roles exist" must not be satisfied by other tests' databases.
+    base = Path(tempfile.mkdtemp(prefix=f"pqfile-tfpg-{os.getpid()}-", dir="/tmp"))
+    handle = start_postgres(base)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="module")
+def database_url(fresh_postgres: PostgresHandle) -> str:
+    from pqfile.adapters.postgres.connection import connect_url
+
+    conn = connect_url(fresh_postgres.url)
+    try:
+        conn.run(f'CREATE DATABASE "{DATABASE_NAME}"')
+    finally:
+        conn.close()
+    return replace_url(fresh_postgres.url, database=DATABASE_NAME)
+
+
+@pytest.fixture(scope="module")
+def local_state(
+    own_emulator: Emulator, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    return {
         "endpoint_url": own_emulator.endpoint_url,
-        "database_url": DATABASE_URL,
+        "database_url": database_url,
         "devstack_dir": str(tmp_path_factory.mktemp("devstack")),
     }
-    return tf.deploy_local(state)
+
+
+@pytest.fixture(scope="module")
+def deployed(local_state: dict[str, Any]) -> dict[str, Any]:
+    require_tool("terraform")
+    return tf.deploy_local(local_state)
+
+
+def _query(url: str, sql: str) -> list[list[Any]]:
+    from pqfile.adapters.postgres.connection import connect_url
+
+    conn = connect_url(url)
+    try:
+        return [list(row) for row in conn.run(sql)]
+    finally:
+        conn.close()
 
 
 def test_outputs_name_the_core_resources(deployed: dict[str, Any]) -> None:
@@ -59,7 +111,7 @@ def test_buckets_are_private_encrypted_and_notify_eventbridge(
 
 
 def test_functions_point_at_the_emulator_and_the_database(
-    deployed: dict[str, Any], own_emulator: Emulator
+    deployed: dict[str, Any], own_emulator: Emulator, database_url: str
 ) -> None:
     lam = own_emulator.client("lambda")
     # Each function connects as its own database role (database_url_per_role locally).
@@ -70,8 +122,7 @@ def test_functions_point_at_the_emulator_and_the_database(
         config = lam.get_function(FunctionName=name)["Configuration"]
         variables = config["Environment"]["Variables"]
         assert variables["AWS_ENDPOINT_URL"] == own_emulator.endpoint_url
-        role = roles.get(key, "pqfile")
-        expected = DATABASE_URL.replace("postgresql://pqfile@", f"postgresql://{role}@")
+        expected = database_url if key == "migrate" else replace_url(database_url, user=roles[key])
         assert variables["PQFILE_DATABASE_URL"] == expected, key
         assert variables["PQFILE_UPLOADS_BUCKET"] == deployed["uploads_bucket_name"]
         assert config["Architectures"] == ["arm64"]
@@ -109,3 +160,95 @@ def test_the_retrieve_function_verifies_callers(
             assert variables["PQFILE_STS_ENDPOINT_URL"] == ""  # no local STS in this state
         else:
             assert "PQFILE_AUDIENCE" not in variables, key
+
+
+# -- the hands-off first deploy (terraform/invocations.tf) -------------------------------------
+
+
+def _latest_migration_version() -> int:
+    names = sorted((tf.REPO_ROOT / "sql" / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    return int(names[-1].name[:4])
+
+
+def test_the_first_apply_migrates_the_database_to_the_latest_version(
+    deployed: dict[str, Any], database_url: str
+) -> None:
+    (row,) = _query(database_url, "SELECT max(version), count(*) FROM schema_migrations")
+    assert row[0] == _latest_migration_version()
+    assert row[1] == len(list((tf.REPO_ROOT / "sql" / "migrations").glob("*.sql")))
+
+
+def test_the_first_apply_creates_every_database_role(
+    deployed: dict[str, Any], database_url: str
+) -> None:
+    expected = set(FUNCTION_ROLES.values()) | {OPERATOR}
+    rows = _query(database_url, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'pqfile_%'")
+    assert expected <= {name for (name,) in rows}
+    # The grants came with them (sql/migrations/0010; docs/KEYS.md, "Roles and grants").
+    (granted,) = _query(
+        database_url,
+        "SELECT has_table_privilege('pqfile_maintain', 'key_rotations', 'SELECT'),"
+        " has_table_privilege('pqfile_fetch', 'key_rotations', 'SELECT')",
+    )
+    assert granted == [True, False]
+
+
+def test_the_first_apply_fills_the_key_pool(deployed: dict[str, Any], database_url: str) -> None:
+    tfvars = (tf.TERRAFORM_ROOT / tf.LOCAL_TFVARS).read_text()
+    found = re.search(r"^key_pool_target\s*=\s*(\d+)", tfvars, re.M)
+    assert found is not None
+    target = int(found.group(1))
+    rows = _query(
+        database_url,
+        "SELECT suite, count(*) FROM encryption_keys WHERE status = 'active' GROUP BY suite",
+    )
+    active = {suite: n for suite, n in rows}
+    default_suite = re.search(r'^default_suite\s*=\s*"(\w+)"', tfvars, re.M)
+    suite = default_suite.group(1) if default_suite else "xwing"
+    # Every maintained suite (the default one at least) is filled to the target.
+    assert active.get(suite, 0) >= target, active
+    assert all(n >= target for n in active.values()), active
+
+
+def test_a_second_apply_with_unchanged_migrations_invokes_nothing(
+    deployed: dict[str, Any], local_state: dict[str, Any]
+) -> None:
+    workdir = Path(local_state["devstack_dir"]) / "terraform"
+    root = workdir / "terraform"
+    env = tf.terraform_env(workdir, local=True)
+    package = workdir / "lambda" / "pqfile-function.zip"
+    apply = ["apply", "-input=false", "-no-color", "-auto-approve"]
+    proc = tf.run(root, [*apply, *tf.local_vars(local_state, package)], env, timeout=600)
+    invoked = re.findall(
+        r"^aws_lambda_invocation\.\w+: (?:Creating|Destroying|Modifying)", proc.stdout, re.M
+    )
+    assert invoked == [], proc.stdout[-3000:]
+    assert "aws_lambda_invocation.migrate: Refreshing state" in proc.stdout  # it was looked at
+    # Still in the state: the apply kept them (nothing replaced, nothing invoked).
+    listed = tf.run(root, ["state", "list"], env).stdout.split()
+    assert {"aws_lambda_invocation.migrate", "aws_lambda_invocation.pool_fill"} <= set(listed)
+
+
+def test_a_failing_migration_fails_the_apply_with_the_function_error(
+    deployed: dict[str, Any], local_state: dict[str, Any], database_url: str
+) -> None:
+    # Last in the module: it leaves the migrate function pointing at a missing database.
+    workdir = Path(local_state["devstack_dir"]) / "terraform"
+    root = workdir / "terraform"
+    env = tf.terraform_env(workdir, local=True)
+    package = workdir / "lambda" / "pqfile-function.zip"
+    broken = dict(local_state, database_url=replace_url(database_url, database="no_such_db"))
+    args = [
+        "apply",
+        "-input=false",
+        "-no-color",
+        "-auto-approve",
+        "-target=aws_lambda_invocation.migrate",
+        "-replace=aws_lambda_invocation.migrate",
+        *tf.local_vars(broken, package),
+    ]
+    proc = tf.run(root, args, env, timeout=300, check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "aws_lambda_invocation.migrate" in output
+    assert "no_such_db" in output, output[-3000:]  # the function's own error message

@@ -22,6 +22,9 @@ is then read as AWS would get it:
   to all but retrieve, deletions under encrypted/ to all but the shred role; store may delete
   only under uploads/;
 - alarms: the audit verification alarm treats missing data as breaching;
+- completion events (issue 13): only store, record_failure, rotate_finish and shred may
+  PutEvents, on the default bus only, as source `pqfile` with the service's detail types;
+  the other functions have events switched off;
 - rotate-keys (issue 12): its distributed Map may start executions of its own state machine
   only, and describe and stop only their child executions; it reads the batch manifests
   (only those) that only rotate_plan may write.
@@ -63,6 +66,8 @@ MAC_GENERATORS = {"rotate_maintain"}
 MAC_VERIFIERS = {"select_key", "encrypt", "rotate_plan", "rotate_rewrap", "rotate_finish"}
 UPLOAD_READERS = {"fetch", "encrypt", "store"}
 RETRIEVAL_READERS = {"retrieve"}
+EVENT_PUBLISHERS = {"store", "record_failure", "rotate_finish", "shred"}
+EVENT_TYPES = ("PQFile Document Encrypted", "PQFile Document Failed", "PQFile Key Revoked")
 
 
 # --- the rendered stacks -------------------------------------------------------------------
@@ -441,3 +446,29 @@ def test_rotation_manifests_are_written_by_plan_and_read_by_the_workflow_only(
     assert decrypt["Condition"] == {
         "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}
     }
+
+
+# --- completion events -----------------------------------------------------------------------
+
+
+def test_only_the_announcing_functions_put_events_on_the_default_bus_only(stack: Stack) -> None:
+    publishers: set[str] = set()
+    for key in stack.functions:
+        statements = _allowed(stack.role_policy(key), "events:PutEvents")
+        variables = stack.environment_of(key)
+        if not statements:
+            assert variables.get("PQFILE_EVENT_BUS") == "off", key
+            continue
+        publishers.add(key)
+        assert variables.get("PQFILE_EVENT_BUS") == "default", key
+        (statement,) = statements
+        assert _list(statement["Action"]) == ["events:PutEvents"]
+        (bus,) = _list(statement["Resource"])
+        assert fnmatch.fnmatchcase(bus, "arn:aws:events:*:*:event-bus/default"), bus
+        equals = statement["Condition"]["StringEquals"]
+        assert equals["events:source"] == "pqfile"
+        assert sorted(_list(equals["events:detail-type"])) == sorted(EVENT_TYPES)
+        # nothing else of EventBridge
+        for action in ("events:PutRule", "events:PutTargets", "events:PutPermission"):
+            assert not _allowed(stack.role_policy(key), action), (key, action)
+    assert publishers == EVENT_PUBLISHERS

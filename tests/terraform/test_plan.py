@@ -259,3 +259,38 @@ def test_suite_variables_are_validated(
     assert proc.returncode == 1
     assert "Invalid value for variable" in proc.stderr
     assert message in " ".join(proc.stderr.split()), proc.stderr[-2000:]
+
+
+def _migrations_checksum() -> str:
+    import hashlib
+
+    folder = tf.REPO_ROOT / "sql" / "migrations"
+    lines = [
+        f"{p.name} {hashlib.sha256(p.read_bytes()).hexdigest()}"
+        for p in sorted(folder.glob("*.sql"))
+    ]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def test_prod_apply_migrates_then_fills_the_pool_inside_the_vpc(
+    prod_plan: dict[str, Any],
+) -> None:
+    # terraform/invocations.tf: the hands-off first deploy (docs/OPERATIONS.md).
+    invocations = {r["name"]: r["values"] for r in _resources(prod_plan, "aws_lambda_invocation")}
+    assert set(invocations) == {"migrate", "pool_fill"}
+    checksum = _migrations_checksum()
+    assert invocations["migrate"]["triggers"] == {"migrations": checksum}
+    assert invocations["pool_fill"]["triggers"]["migrations"] == checksum
+    config = {
+        r["address"]: r
+        for r in prod_plan["configuration"]["root_module"]["resources"]
+        if r["type"] == "aws_lambda_invocation"
+    }
+    migrate_after = set(config["aws_lambda_invocation.migrate"]["depends_on"])
+    assert {"aws_db_instance.this", "aws_vpc_endpoint.interface"} <= migrate_after
+    pool_fill_after = config["aws_lambda_invocation.pool_fill"]["depends_on"]
+    assert "aws_lambda_invocation.migrate" in pool_fill_after
+    # The functions invoked are the VPC-attached migrate and rotate_maintain functions.
+    functions = {r["index"]: r["values"] for r in _resources(prod_plan, "aws_lambda_function")}
+    for key in ("migrate", "rotate_maintain"):
+        assert functions[key]["vpc_config"], key

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pqfile.auth import ProofPolicy, StsEndpoint, retrieve_request_sha256, validate_proof
+from pqfile.auth import (
+    IdentityProofError,
+    ProofPolicy,
+    StsEndpoint,
+    retrieve_request_sha256,
+    validate_proof,
+)
 from pqfile.cli import main
 
 KEY_ID = "AKIACLITESTCLITEST00"
@@ -70,6 +76,22 @@ def test_json_is_one_line_and_stderr_stays_silent(
     accepted(payload, "http://127.0.0.1:4599", "us-east-1", "pqfile-local")
 
 
+def test_a_proof_for_the_uploads_name_covers_its_source(
+    aws_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws_env.setenv("PQFILE_AUDIENCE", "pqfile-local")
+    aws_env.setenv("PQFILE_STS_ENDPOINT_URL", "http://127.0.0.1:4599")
+    rc = main(["auth", "proof", "--source", "s3://up/uploads/a/r.pdf?versionId=v7", "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert payload["source"] == {"bucket": "up", "key": "uploads/a/r.pdf", "version_id": "v7"}
+    accepted(payload, "http://127.0.0.1:4599", "us-east-1", "pqfile-local")  # bound to it
+    other = {**payload, "source": {**payload["source"], "version_id": "v8"}}
+    assert retrieve_request_sha256(other) != retrieve_request_sha256(payload)
+    with pytest.raises(IdentityProofError):
+        accepted(other, "http://127.0.0.1:4599", "us-east-1", "pqfile-local")
+
+
 def test_endpoint_url_and_region_options(
     aws_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -89,6 +111,8 @@ def test_endpoint_url_and_region_options(
         (["--document-id", "d", "--bucket", "b", "--key", "k", "--audience", "a"],
          "name the document"),
         (["--bucket", "b", "--audience", "a"], "name the document"),
+        (["--source", "s3://b/k", "--document-id", "d", "--audience", "a"], "name the document"),
+        (["--source", "b/k", "--audience", "a"], "s3://BUCKET/KEY"),
         (["--document-id", "d", "--audience", "a", "--endpoint-url", "http://sts.example.com"],
          "--endpoint-url"),
         (["--document-id", "d", "--audience", "not valid"], "audience"),

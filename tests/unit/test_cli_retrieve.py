@@ -24,7 +24,8 @@ def test_retrieve_needs_one_document_and_a_function(
     out = str(tmp_path / "x")
     assert main(["retrieve", "--out", out]) == 1
     assert _err(capsys) == (
-        "pqfile: error: name the document: DOCUMENT_ID or --source s3://BUCKET/KEY"
+        "pqfile: error: name the document: DOCUMENT_ID or "
+        "--source s3://BUCKET/KEY[?versionId=VERSION]"
     )
     assert main(["retrieve", "doc", "--source", "s3://b/k", "--out", out]) == 1
     assert main(["retrieve", "--source", "b/k", "--out", out]) == 1
@@ -60,3 +61,17 @@ def test_a_document_that_does_not_match_its_sha256_is_not_written(tmp_path: Path
         with pytest.raises((RetrieveRefusedError, Exception)):
             _write(out, bad)
         assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left
+
+
+def test_source_url_names_the_upload_and_its_version() -> None:
+    from pqfile.cli.retrieve import source_of
+    from pqfile.config import ConfigurationError
+
+    assert source_of("s3://up/uploads/a/x.pdf") == {"bucket": "up", "key": "uploads/a/x.pdf"}
+    assert source_of("s3://up/uploads/a/x.pdf?versionId=3HL4kqtJ") == {
+        "bucket": "up", "key": "uploads/a/x.pdf", "version_id": "3HL4kqtJ"}  # fmt: skip
+    # a '?' elsewhere is part of the key
+    assert source_of("s3://up/uploads/a/what?.pdf")["key"] == "uploads/a/what?.pdf"
+    for bad in ("up/uploads/a/x", "s3://up", "s3://up/", "s3:///k", "s3://up/?versionId=v"):
+        with pytest.raises(ConfigurationError, match="versionId"):
+            source_of(bad)

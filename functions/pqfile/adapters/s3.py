@@ -245,14 +245,20 @@ class S3BlobStore:
             self.s3.delete_object(Bucket=bucket, Key=key, **_version(version_id))
 
     def open_write(
-        self, bucket: str, key: str, *, content_type: str, kms_key_id: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str,
+        kms_key_id: str | None = None,
+        part_size: int | None = None,
     ) -> MultipartWriter:
         return MultipartWriter(
             self.s3,
             bucket,
             key,
             content_type=content_type,
-            part_size=self._part_size,
+            part_size=part_size or self._part_size,
             kms_key_id=kms_key_id,
         )
 

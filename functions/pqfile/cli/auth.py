@@ -26,10 +26,14 @@ def register(subparsers: Any) -> None:
         "and a SigV4-signed sts:GetCallerIdentity request made with your AWS credentials.",
     )
     proof.add_argument("--document-id", metavar="ID", help="the document to retrieve")
+    proof.add_argument("--bucket", help="with --key: the package's bucket, instead of an id")
+    proof.add_argument("--key", help="with --bucket: the package's key, encrypted/ID.pqf")
     proof.add_argument(
-        "--bucket", help="with --key: the upload's or the package's bucket, instead of an id"
+        "--source",
+        metavar="S3_URL",
+        help="instead of an id: where it was uploaded, s3://BUCKET/uploads/TENANT/NAME"
+        "[?versionId=V] (the payload's source field)",
     )
-    proof.add_argument("--key", help="with --bucket: uploads/TENANT/... or encrypted/ID.pqf")
     proof.add_argument(
         "--audience", help="the deployment's audience (default: PQFILE_AUDIENCE)"
     )
@@ -49,12 +53,20 @@ def register(subparsers: Any) -> None:
     proof.set_defaults(func=_proof)
 
 
-def _request(args: argparse.Namespace) -> dict[str, str]:
-    if args.document_id and not (args.bucket or args.key):
-        return {"document_id": args.document_id}
-    if args.bucket and args.key and not args.document_id:
-        return {"bucket": args.bucket, "key": args.key}
-    raise ConfigurationError("name the document: --document-id ID, or --bucket B --key K")
+def _request(args: argparse.Namespace) -> dict[str, Any]:
+    named = [bool(args.document_id), bool(args.bucket or args.key), bool(args.source)]
+    if sum(named) == 1:
+        if args.document_id:
+            return {"document_id": args.document_id}
+        if args.source:
+            from pqfile.cli.retrieve import source_of
+
+            return {"source": source_of(args.source)}
+        if args.bucket and args.key:
+            return {"bucket": args.bucket, "key": args.key}
+    raise ConfigurationError(
+        "name the document: --document-id ID, --bucket B --key K, or --source S3_URL"
+    )
 
 
 def _proof(args: argparse.Namespace) -> int:

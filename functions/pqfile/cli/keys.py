@@ -579,6 +579,11 @@ def _revoke(args: argparse.Namespace) -> int:
                 "revoked_at": record.revoked_at,
             }  # fmt: skip
             text = f"revoked {record.key_id} ({record.suite}) at {record.revoked_at}"
+            from pqfile.cli._events import announce_revoked_now  # (issue 13: events)
+
+            if announce_revoked_now(record.key_id, record.suite, record.revoked_at):
+                warning = "revoked, but the PQFile Key Revoked event was not delivered"
+                print(f"pqfile: warning: {warning} (events:PutEvents)", file=sys.stderr)
         elif args.shred:
             key = store.get_key(args.key_id)
             doomed = [d for d in list_documents(db, key_id=key.key_id, limit=1_000_000)

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -39,9 +40,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--source",
         metavar="S3_URL",
-        help="instead of an id: where it was uploaded, s3://<uploads bucket>/uploads/TENANT/..."
-        " (the newest stored document for it; the package's s3://<encrypted bucket>/"
-        "encrypted/ID.pqf works too)",
+        help="instead of an id: where it was uploaded, s3://<uploads bucket>/uploads/TENANT/NAME"
+        "[?versionId=V] (that version's document; without versionId the newest stored one)",
     )
     p.add_argument("--out", "-o", required=True, type=Path, help="where to write the document")
     p.add_argument(
@@ -62,15 +62,33 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_retrieve)
 
 
-def _request(args: argparse.Namespace) -> dict[str, str]:
+#: The version suffix of --source, as the S3 console's object URLs write it.
+_VERSION_SUFFIX = re.compile(r"\?versionId=([^?&=/]+)\Z")
+
+
+def source_of(url: str) -> dict[str, str]:
+    """``s3://BUCKET/KEY[?versionId=V]`` as the retrieve payload's ``source`` object."""
+    bucket, sep, key = url.removeprefix("s3://").partition("/")
+    if not url.startswith("s3://") or not bucket or not sep or not key:
+        raise ConfigurationError("--source must be s3://BUCKET/KEY[?versionId=VERSION]")
+    source = {"bucket": bucket, "key": key}
+    match = _VERSION_SUFFIX.search(key)
+    if match is not None:
+        source["key"] = key[: match.start()]
+        source["version_id"] = match.group(1)
+        if not source["key"]:
+            raise ConfigurationError("--source must be s3://BUCKET/KEY[?versionId=VERSION]")
+    return source
+
+
+def _request(args: argparse.Namespace) -> dict[str, Any]:
     if args.document_id and not args.source:
         return {"document_id": args.document_id}
     if args.source and not args.document_id:
-        bucket, sep, key = args.source.removeprefix("s3://").partition("/")
-        if not args.source.startswith("s3://") or not bucket or not sep or not key:
-            raise ConfigurationError("--source must be s3://BUCKET/KEY")
-        return {"bucket": bucket, "key": key}
-    raise ConfigurationError("name the document: DOCUMENT_ID or --source s3://BUCKET/KEY")
+        return {"source": source_of(args.source)}
+    raise ConfigurationError(
+        "name the document: DOCUMENT_ID or --source s3://BUCKET/KEY[?versionId=VERSION]"
+    )
 
 
 def _retrieve(args: argparse.Namespace) -> int:

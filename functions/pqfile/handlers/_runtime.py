@@ -62,5 +62,20 @@ def publish_pool_size(suite: str, active: int) -> None:
         metric.add_dimension(name="suite", value=suite)
 
 
+def count_lost_events(lost: int) -> None:
+    """EventsNotDelivered (dimension service only, whatever the handler adds): completion
+    events PutEvents refused after its retries (docs/OPERATIONS.md, "Following a document")."""
+    if lost <= 0:
+        return
+    with single_metric(
+        name="EventsNotDelivered",
+        unit=MetricUnit.Count,
+        value=lost,
+        namespace=metrics.namespace,
+        default_dimensions={"service": SERVICE},
+    ):
+        pass
+
+
 def request_id(context: Any) -> str | None:
     return getattr(context, "aws_request_id", None)

@@ -4,8 +4,9 @@ The one function that holds the master credentials (terraform/migrate.tf): it re
 RDS-managed master secret at run time (``PQFILE_DATABASE_SECRET_ARN``, never an environment
 password), applies the pending migrations in order (they create the per-function roles,
 grant them ``rds_iam`` and own the SECURITY DEFINER functions) and returns the names it
-applied (empty when the schema is current). Invoked once per deploy by the operator
-(docs/OPERATIONS.md); no workflow or schedule calls it.
+applied (empty when the schema is current). Terraform invokes it when the migrations change
+(terraform/invocations.tf; docs/OPERATIONS.md, "First deploy, hands off"); an exception
+fails that apply with its type and message. No workflow or schedule calls it.
 
 Environment: the database variables and ``PQFILE_MIGRATIONS_DIR`` (the migrations shipped
 in the function zip by scripts/build_lambda).

@@ -1,8 +1,9 @@
 """retrieve: decrypt one document on direct invocation for a verified, allowed caller;
 every attempt is audited.
 
-Payload: ``{"document_id": "..."}`` or ``{"bucket": "...", "key": "..."}`` (the encrypted
-package's location, or the upload's: ``uploads/<tenant>/...``), with
+Payload: ``{"document_id": "..."}``, ``{"bucket": "...", "key": "..."}`` (the encrypted
+package's location) or ``{"source": {"bucket", "key", "version_id"?}}`` (the upload's name:
+``uploads/<tenant>/...``; without a version id the newest stored document), with
 ``"identity_proof"`` (``pqfile auth proof``; docs/CONTRACTS.md, "Caller identity proofs")
 and optionally ``"requested_by"`` (kept as the audit detail ``claimed_by``, never the
 actor; see pqfile.usecases.retrieve.claimed_name). Refusals raise: the invoke answers with

@@ -20,7 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 from pqfile import wiring
-from pqfile.handlers._runtime import count, entry_point, logger, publish_pool_size, request_id
+from pqfile.handlers._runtime import (
+    count,
+    count_lost_events,
+    entry_point,
+    logger,
+    publish_pool_size,
+    request_id,
+)
 from pqfile.usecases.rotation import (
     finish_rotation,
     maintain_pool,
@@ -97,6 +104,7 @@ def finish_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = RotationRequest.from_event(event)
     result = finish_rotation(wiring.rotation(), request.rotation_id, request_id=request_id(context))
     count("KeysExpired")
+    count_lost_events(result.events_lost)
     logger.info("rotation finished", extra={"rotation_id": result.run.rotation_id})
     return result.to_dict()
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from pqfile import wiring
-from pqfile.handlers._runtime import count, entry_point, logger, request_id
+from pqfile.handlers._runtime import (
+    count,
+    count_lost_events,
+    entry_point,
+    logger,
+    request_id,
+)
 from pqfile.usecases.shred import shred_pending
 
 
@@ -22,6 +28,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     for done in report.shredded:
         count("KeysShredded")
         count("DocumentsShredded", len(done.documents_lost))
+        count_lost_events(done.events_lost)
         # Ids and counts only: what was lost is audited row by row in the database.
         logger.warning(
             "key shredded",
@@ -35,6 +42,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     for purged in report.compromised:
         count("CompromisesCompleted")
+        count_lost_events(purged.events_lost)
         logger.warning(
             "compromised key revoked",
             extra={

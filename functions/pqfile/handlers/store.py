@@ -1,11 +1,12 @@
-"""StoreDocument: verify the package, commit the row, then delete the plaintext version."""
+"""StoreDocument: verify the package, commit the row, then delete the plaintext version and
+announce `PQFile Document Encrypted` (a lost event is counted as EventsNotDelivered)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pqfile import wiring
-from pqfile.handlers._runtime import count, entry_point, logger
+from pqfile.handlers._runtime import count, count_lost_events, entry_point, logger
 from pqfile.usecases.ingest import store_document
 from pqfile.usecases.ingest_steps import StoreOutcome, StoreRequest
 
@@ -18,5 +19,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     stored = result.outcome is StoreOutcome.STORED
     count("DocumentsStored" if stored else "DuplicateDeliveries")
+    count_lost_events(result.events_lost)
     logger.info("stored", extra={"document_id": request.document_id, "outcome": result.outcome})
     return result.to_dict()

@@ -9,6 +9,7 @@ here): it is the whole surface between the workflows and the outside world.
 from __future__ import annotations
 
 from pqfile.ports.access import AccessOperation, AccessPolicy, AccessRule
+from pqfile.ports.events import EVENT_SOURCE, EventPublisher, EventType, ServiceEvent
 from pqfile.ports.identity import (
     CallerIdentityVerifier,
 )
@@ -54,6 +55,7 @@ from pqfile.ports.storage import (
 )
 
 __all__ = [
+    "EVENT_SOURCE",
     "AccessOperation",
     "AccessPolicy",
     "AccessRule",
@@ -66,6 +68,8 @@ __all__ = [
     "DocumentRecord",
     "DocumentRepository",
     "DocumentStatus",
+    "EventPublisher",
+    "EventType",
     "KeyAttestor",
     "KeyRepository",
     "KeyRequest",
@@ -84,6 +88,7 @@ __all__ = [
     "RotationRunView",
     "RotationStatus",
     "SeedProtector",
+    "ServiceEvent",
     "ShredCandidate",
     "ShredOutcome",
     "ShredRepository",

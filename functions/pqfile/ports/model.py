@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -76,6 +77,10 @@ class DocumentRecord:
     error: str | None = None
     #: The first folder under uploads/ (sql/migrations/0011; ``legacy`` for older rows).
     tenant: str | None = None
+    #: The upload's content type as S3 reported it at fetch (sql/migrations/0016).
+    source_content_type: str | None = None
+    #: When the package was committed (``stored``); None before.
+    stored_at: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         # Repositories hand over the column's text; an unknown status fails here, loudly.

@@ -74,18 +74,22 @@ class DocumentRepository(Protocol):
         source_etag: str | None,
         plaintext_size: int,
         tenant: str,
+        content_type: str | None = None,
     ) -> DocumentRecord:
         """Insert a `pending` row, or return the existing row for this source identity.
-        ``tenant`` is the key's first folder under uploads/ (the database checks it)."""
+        ``tenant`` is the key's first folder under uploads/ (the database checks it);
+        ``content_type`` is the upload's, as S3 reported it (kept on the row)."""
         ...
 
     def get(self, document_id: str) -> DocumentRecord | None: ...
 
     def find_by_encrypted_object(self, bucket: str, key: str) -> DocumentRecord | None: ...
 
-    def find_stored_by_source(self, bucket: str, key: str) -> DocumentRecord | None:
-        """The newest `stored` document ingested from the upload ``bucket``/``key`` (any
-        version), or None."""
+    def find_stored_by_source(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> DocumentRecord | None:
+        """The newest `stored` document ingested from the upload ``bucket``/``key`` (of
+        that ``version_id`` when given, else any version), or None."""
         ...
 
     def assign_key(self, document_id: str, key_id: str) -> DocumentRecord:

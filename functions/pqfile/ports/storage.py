@@ -32,9 +32,16 @@ class BlobStore(Protocol):
     def stat(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo: ...
 
     def open_write(
-        self, bucket: str, key: str, *, content_type: str, kms_key_id: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str,
+        kms_key_id: str | None = None,
+        part_size: int | None = None,
     ) -> ObjectWriter:
-        """A streaming writer (multipart upload, bounded memory); abort() on failure."""
+        """A streaming writer (multipart upload, bounded memory); abort() on failure.
+        ``part_size`` overrides the store's default (usecases/parts.py plans it)."""
         ...
 
     def delete_version(self, bucket: str, key: str, version_id: str | None) -> None: ...

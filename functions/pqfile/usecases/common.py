@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from pqfile.config import Settings
@@ -11,10 +11,12 @@ from pqfile.ports import (
     AuditLog,
     BlobStore,
     DocumentRepository,
+    EventPublisher,
     KeyStore,
     PackageCipher,
     Writable,
 )
+from pqfile.usecases.notices import NoEvents
 
 #: Content type of a PQF package in S3.
 PACKAGE_CONTENT_TYPE = "application/vnd.pqfile.pqf"
@@ -31,6 +33,8 @@ class Pipeline:
     keys: KeyStore
     audit: AuditLog
     cipher: PackageCipher
+    #: Completion events (docs/CONTRACTS.md, "Completion events"); none unless wired.
+    events: EventPublisher = field(default_factory=NoEvents)
 
 
 class CountingReader:

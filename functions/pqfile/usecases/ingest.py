@@ -44,6 +44,7 @@ from pqfile.usecases.events import (
     encrypted_key_for,
     parse_object_created,
     require_tenant,
+    tenant_of,
     uploader_of,
 )
 from pqfile.usecases.ingest_steps import (
@@ -56,6 +57,8 @@ from pqfile.usecases.ingest_steps import (
     StoreOutcome,
     StoreResult,
 )
+from pqfile.usecases.notices import announce, document_encrypted, document_failed
+from pqfile.usecases.parts import check_document_size, plan_parts
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +76,10 @@ FAILED_TAG = "pqfile-status"
 def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
     """Check the event, then the object's existence, size and identity; open the row."""
     s = p.settings.storage
-    source = parse_object_created(
-        event, uploads_bucket=s.uploads_bucket, max_size=s.max_document_size
-    )
+    source = parse_object_created(event, uploads_bucket=s.uploads_bucket)
+    if source.size is not None:
+        # At once, from the event: not after the encrypt step's 15-minute timeout.
+        _check_size(p, source.size)
     document_id = document_id_for(source)
     tenant = require_tenant(source)
     uploaded_by = uploader_of(event)
@@ -102,8 +106,7 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
         )
     if source.version_id is None and source.etag and info.etag != source.etag:
         raise DocumentNotFoundError("the object was overwritten after the event")
-    if info.size > s.max_document_size:
-        raise InvalidEventError(f"object of {info.size} bytes exceeds the configured limit")
+    _check_size(p, info.size)
     # Pin the identity: from here on, every step reads exactly this version.
     source = SourceRef(
         bucket=source.bucket,
@@ -122,9 +125,19 @@ def fetch_document(p: Pipeline, event: Mapping[str, Any]) -> FetchResult:
         source_etag=source.etag,
         plaintext_size=info.size,
         tenant=tenant,
+        content_type=info.content_type or None,
     )
     status = FetchStatus.STORED if record.status is DocumentStatus.STORED else FetchStatus.NEW
     return FetchResult(record.document_id, source, info.content_type, status, uploaded_by)
+
+
+def _check_size(p: Pipeline, size: int) -> None:
+    """DocumentTooLargeError for what the encrypt step could not store (usecases/parts.py)."""
+    check_document_size(
+        size,
+        max_document_size=p.settings.storage.max_document_size,
+        segment_size=p.settings.encryption.segment_size,
+    )
 
 
 #: Selections tried when the key just selected stops being active before it is recorded.
@@ -236,7 +249,18 @@ def encrypt_document(
             )
         raise
     reader = CountingReader(body)
-    writer = p.blobs.open_write(s.encrypted_bucket, target_key, content_type=PACKAGE_CONTENT_TYPE)
+    # Parts large enough that S3's 10,000-part limit never cuts the package short.
+    plan = plan_parts(
+        source.size if source.size is not None else record.plaintext_size or 0,
+        segment_size=p.settings.encryption.segment_size,
+        preferred_part_size=s.part_size,
+    )
+    writer = p.blobs.open_write(
+        s.encrypted_bucket,
+        target_key,
+        content_type=PACKAGE_CONTENT_TYPE,
+        part_size=plan.part_size,
+    )
     try:
         p.cipher.encrypt_stream(
             reader,  # type: ignore[arg-type]
@@ -310,7 +334,12 @@ def store_document(
     deleted = _delete_plaintext(p, source)
     if deleted:
         p.documents.mark_plaintext_deleted(document_id)
-    return StoreResult(outcome, kept, deleted)
+    lost = 0
+    if stored_now:
+        # Announced once, by the execution that committed it; after the commit, so a lost
+        # event never loses a document (docs/CONTRACTS.md, "Completion events").
+        lost = announce(p.events, document_encrypted(p.documents.get(document_id) or record))
+    return StoreResult(outcome, kept, deleted, lost)
 
 
 def _require_key(p: Pipeline, key_id: str | None, purpose: Purpose) -> None:
@@ -463,7 +492,21 @@ def record_failure(
             "upload_kept": tagged,
         },
     )
-    return FailureReport(step, error_type, document_id, tagged, seq)
+    lost = announce(
+        p.events,
+        document_failed(
+            document_id=document_id,
+            tenant=tenant_of(source.key) if source else None,
+            source=(
+                {"bucket": source.bucket, "key": source.key, "version_id": source.version_id}
+                if source
+                else None
+            ),
+            step=step.value,
+            error_type=error_type,
+        ),
+    )
+    return FailureReport(step, error_type, document_id, tagged, seq, lost)
 
 
 def _tag_value(value: str) -> str:

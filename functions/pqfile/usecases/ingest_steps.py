@@ -168,6 +168,8 @@ class StoreResult:
     outcome: StoreOutcome
     encrypted: ObjectInfo
     plaintext_deleted: bool
+    #: Completion events that could not be delivered (logged and counted, never fatal).
+    events_lost: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +236,8 @@ class FailureReport:
     document_id: str | None
     upload_tagged: bool
     audit_seq: int
+    #: Completion events that could not be delivered (logged and counted, never fatal).
+    events_lost: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,8 +1,11 @@
 """Retrieve: decrypt one document for a direct invocation, audit every attempt.
 
-What: a document id, or a ``bucket`` and ``key`` naming either the encrypted package
-(``encrypted/<id>.pqf``) or the upload it was ingested from (``uploads/<tenant>/...``; the
-newest stored document for that upload). Delivery (docs/OPERATIONS.md, "Retrieval"):
+What: a document id; a ``bucket`` and ``key`` naming the encrypted package
+(``encrypted/<id>.pqf``); or a ``source`` object ``{"bucket", "key", "version_id"?}`` naming
+the upload it was ingested from (``uploads/<tenant>/...``: that version's document, or
+without ``version_id`` the newest stored document for that key).
+
+Delivery (docs/OPERATIONS.md, "Retrieval"):
 
 - documents up to ``inline_limit`` (4 MiB by default) come back inline as base64, which keeps
   the response under Lambda's 6 MB cap;
@@ -68,6 +71,9 @@ MAX_DOCUMENT_ID = 128
 MAX_BUCKET = 63
 MAX_KEY = 1024
 MAX_CLAIM = 256
+MAX_VERSION_ID = 1024
+#: The fields of ``source`` (the upload's name); anything else in it is refused.
+SOURCE_FIELDS = frozenset(("bucket", "key", "version_id"))
 #: The one answer for "no such document" and "not allowed": no existence oracle.
 NOT_FOUND_MESSAGE = "no such document"
 
@@ -83,6 +89,35 @@ class Retrieval:
 
 
 @dataclass(frozen=True)
+class UploadName:
+    """The ``source`` of a retrieve request: where the document was uploaded."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+    @classmethod
+    def from_payload(cls, value: object) -> UploadName:
+        """Validate ``source`` (InvalidEventError naming the field and its cap, never the
+        value)."""
+        if not isinstance(value, Mapping):
+            raise InvalidEventError('source must be an object {"bucket", "key", "version_id"?}')
+        unknown = sorted(str(name)[:64] for name in value if name not in SOURCE_FIELDS)
+        if unknown:
+            raise InvalidEventError(f"unknown source field(s): {', '.join(unknown[:5])}")
+        bucket, key, version = value.get("bucket"), value.get("key"), value.get("version_id")
+        _check_text("source.bucket", bucket, MAX_BUCKET)
+        _check_text("source.key", key, MAX_KEY)
+        if version is not None:
+            _check_text("source.version_id", version, MAX_VERSION_ID)
+        assert isinstance(bucket, str) and isinstance(key, str)
+        return cls(bucket, key, version if isinstance(version, str) else None)
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id}
+
+
+@dataclass(frozen=True)
 class RetrieveRequest:
     document_id: str | None
     bucket: str | None
@@ -94,6 +129,8 @@ class RetrieveRequest:
     caller: str | None = None
     #: What the audit keeps about the verified caller (VerifiedCaller.audit_details()).
     caller_details: Mapping[str, str] | None = None
+    #: The upload's name (``source``), when the request names the document by it.
+    source: UploadName | None = None
 
     @classmethod
     def from_payload(
@@ -115,6 +152,16 @@ class RetrieveRequest:
         doc = payload.get("document_id")
         bucket = payload.get("bucket")
         key = payload.get("key")
+        source = payload.get("source")
+        named = [n for n, v in (("document_id", doc), ("bucket", bucket or key), ("source", source))
+                 if v is not None]  # fmt: skip
+        if len(named) > 1:
+            raise InvalidEventError(
+                'name the document one way: "document_id", "bucket" and "key", or "source"'
+            )
+        if source is not None:
+            upload = UploadName.from_payload(source)
+            return cls(None, None, None, claimed_by, request_id, caller, caller_details, upload)
         if doc is not None:
             _check_text("document_id", doc, MAX_DOCUMENT_ID)
             return cls(doc, None, None, claimed_by, request_id, caller, caller_details)
@@ -122,7 +169,7 @@ class RetrieveRequest:
             _check_text("bucket", bucket, MAX_BUCKET)
             _check_text("key", key, MAX_KEY)
             return cls(None, bucket, key, claimed_by, request_id, caller, caller_details)
-        raise InvalidEventError('payload needs "document_id" or "bucket" and "key"')
+        raise InvalidEventError('payload needs "document_id", "bucket" and "key", or "source"')
 
 
 _CAPS = (("document_id", MAX_DOCUMENT_ID), ("bucket", MAX_BUCKET), ("key", MAX_KEY))
@@ -134,6 +181,8 @@ def _check_caps(payload: Mapping[str, Any]) -> None:
     for name, cap in _CAPS:
         if payload.get(name) is not None:
             _check_text(name, payload[name], cap)
+    if payload.get("source") is not None:
+        UploadName.from_payload(payload["source"])
 
 
 def _check_text(name: str, value: object, cap: int) -> None:
@@ -335,9 +384,11 @@ def _decrypt_audited(p: Pipeline, req: RetrieveRequest, record: DocumentRecord) 
     return result
 
 
-def _requested(req: RetrieveRequest) -> dict[str, str | None]:
+def _requested(req: RetrieveRequest) -> dict[str, Any]:
     if req.document_id:
         return {"document_id": req.document_id}
+    if req.source is not None:
+        return {"source": req.source.to_dict()}
     return {"bucket": req.bucket, "key": req.key}
 
 
@@ -345,12 +396,15 @@ def _lookup(p: Pipeline, req: RetrieveRequest) -> DocumentRecord | None:
     """The stored document the request names, or None (one answer for every reason)."""
     if req.document_id is not None:
         record = p.documents.get(req.document_id)
+    elif req.source is not None:
+        # The upload's name: that version's document, else the newest stored one.
+        record = p.documents.find_stored_by_source(
+            req.source.bucket, req.source.key, req.source.version_id
+        )
     else:
         assert req.bucket is not None and req.key is not None
-        # The package's location, else the upload's (its newest stored document).
+        # The package's location (top-level bucket/key never name the upload).
         record = p.documents.find_by_encrypted_object(req.bucket, req.key)
-        if record is None:
-            record = p.documents.find_stored_by_source(req.bucket, req.key)
     if record is None or record.status is not DocumentStatus.STORED or not record.encrypted_key:
         return None
     if not record.key_id:

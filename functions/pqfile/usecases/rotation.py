@@ -47,7 +47,7 @@ AuditLog); what the steps take and return is in pqfile.usecases.rotation_steps.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pqfile.config import (
     DEFAULT_REWRAP_BATCH,
@@ -74,6 +74,7 @@ from pqfile.ports import (
     AuditOutcome,
     DocumentReader,
     DocumentRecord,
+    EventPublisher,
     ManifestStore,
     ObjectInfo,
     PackageStore,
@@ -82,6 +83,7 @@ from pqfile.ports import (
     RotationStatus,
     Writable,
 )
+from pqfile.usecases.notices import NoEvents, RevocationMode, announce, key_revoked
 from pqfile.usecases.rotation_steps import (
     FinishResult,
     MaintainResult,
@@ -125,6 +127,8 @@ class Rotation:
     batch_size: int = DEFAULT_REWRAP_BATCH
     #: Child executions the distributed Map runs at once (its MaxConcurrencyPath).
     concurrency: int = DEFAULT_REWRAP_CONCURRENCY
+    #: `PQFile Key Revoked` when a pending revocation completes (docs/CONTRACTS.md).
+    events: EventPublisher = field(default_factory=NoEvents)
 
 
 # --- 1. pool maintenance ---------------------------------------------------------------------
@@ -424,9 +428,15 @@ def finish_rotation(
         run = r.keys.finish_rotation(rotation_id, request_id=request_id)
         if run.status != RotationStatus.COMPLETED:
             raise RotationIncompleteError(f"rotation run {rotation_id} is {run.status}")
+    lost = 0
     if run.status == RotationStatus.COMPLETED:  # (a re-run completes what a crash left)
-        r.keys.complete_requests(run.old_key_id, request_id=request_id)
-    return FinishResult(RunSummary.of(run), run.documents_rewrapped)
+        if r.keys.complete_requests(run.old_key_id, request_id=request_id):
+            suite = r.keys.get_key(run.old_key_id).suite
+            lost = announce(
+                r.events,
+                key_revoked(key_id=run.old_key_id, suite=suite, mode=RevocationMode.PENDING),
+            )
+    return FinishResult(RunSummary.of(run), run.documents_rewrapped, lost)
 
 
 # --- the Catch path --------------------------------------------------------------------------

@@ -214,6 +214,8 @@ class RewrapResult:
 class FinishResult:
     run: RunSummary
     documents_rewrapped: int
+    #: Completion events that could not be delivered (logged and counted, never fatal).
+    events_lost: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.run.to_dict(), "documents_rewrapped": self.documents_rewrapped}

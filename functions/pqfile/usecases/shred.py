@@ -39,11 +39,13 @@ from pqfile.errors import PQFileError
 from pqfile.format.header import FIXED_SIZE, header_size, parse_header
 from pqfile.ports import (
     CompromiseCandidate,
+    EventPublisher,
     KeyRequest,
     PackageVersions,
     ShredCandidate,
     ShredRepository,
 )
+from pqfile.usecases.notices import NoEvents, RevocationMode, announce, key_revoked
 
 OP_SHRED = "key.shred"
 OP_DOCUMENT_SHRED = "document.shred"
@@ -57,6 +59,9 @@ class Shredding:
     versions: PackageVersions
     #: RDS automated backup retention (Terraform ``db_backup_retention_days``).
     backup_retention_days: int
+    #: `PQFile Key Revoked` (mode ``shred``) per key shredded, (mode ``compromise``) per
+    #: compromise completed (docs/CONTRACTS.md).
+    events: EventPublisher = field(default_factory=NoEvents)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class KeyShredded:
     versions_kept: int
     shredded_at: dt.datetime
     complete_at: dt.datetime
+    #: Completion events that could not be delivered (logged and counted, never fatal).
+    events_lost: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +98,8 @@ class CompromisePurged:
     request: int
     key_id: str
     versions_deleted: dict[str, int]
+    #: Completion events that could not be delivered (logged and counted, never fatal).
+    events_lost: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,7 +148,11 @@ def purge_compromised(
         deleted[candidate.document_id] = _delete_all_but(s.versions, candidate)
     if not s.keys.complete_compromise(pending.request_id, deleted=deleted, request_id=request_id):
         return None
-    return CompromisePurged(pending.request_id, pending.key_id, deleted)
+    lost = announce(
+        s.events,
+        key_revoked(key_id=pending.key_id, suite=None, mode=RevocationMode.COMPROMISE),
+    )
+    return CompromisePurged(pending.request_id, pending.key_id, deleted, events_lost=lost)
 
 
 def _delete_all_but(versions: PackageVersions, c: CompromiseCandidate) -> int:
@@ -161,6 +174,12 @@ def shred_key(s: Shredding, pending: KeyRequest, *, request_id: str | None = Non
         d, k = _delete_versions(s.versions, candidate, pending.key_id)
         deleted, kept = deleted + d, kept + k
     outcome = s.keys.shred(pending.request_id, versions_deleted=deleted, request_id=request_id)
+    lost = announce(
+        s.events,
+        key_revoked(
+            key_id=pending.key_id, suite=None, mode=RevocationMode.SHRED, at=outcome.shredded_at
+        ),
+    )
     return KeyShredded(
         request=pending.request_id,
         key_id=pending.key_id,
@@ -169,6 +188,7 @@ def shred_key(s: Shredding, pending: KeyRequest, *, request_id: str | None = Non
         versions_kept=kept,
         shredded_at=outcome.shredded_at,
         complete_at=complete_at(outcome.shredded_at, s.backup_retention_days),
+        events_lost=lost,
     )
 
 

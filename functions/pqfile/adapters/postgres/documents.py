@@ -1,7 +1,7 @@
 """``documents`` (ports.DocumentRepository): the document index.
 
 Reads are SELECTs; every write is one call to a SECURITY DEFINER function of
-sql/migrations/0010 and 0011 (document_begin, document_assign_key, document_mark_stored,
+sql/migrations/0010, 0011 and 0016 (document_begin, document_assign_key, document_mark_stored,
 document_mark_plaintext_deleted, document_record_failure), granted only to the step that
 makes it. Every write is idempotent: a document's source identity (bucket, key, and version
 id or ETag) is unique, and the first writer of a key assignment or a stored package wins.
@@ -33,7 +33,7 @@ from pqfile.ports import DocumentRecord
 _DOC_COLUMNS = (
     "document_id, source_bucket, source_key, source_version_id, source_etag, status, key_id, "
     "suite, encrypted_bucket, encrypted_key, encrypted_version_id, plaintext_size, "
-    "encrypted_size, error, tenant"
+    "encrypted_size, error, tenant, source_content_type, stored_at"
 )
 _SOURCE_REF = "coalesce('v:' || CAST(:version_id AS text), 'e:' || CAST(:etag AS text))"
 
@@ -55,6 +55,8 @@ def _doc(r: Sequence[Any]) -> DocumentRecord:
         encrypted_size=None if r[12] is None else int(r[12]),
         error=r[13],
         tenant=r[14],
+        source_content_type=r[15],
+        stored_at=r[16],
     )
 
 
@@ -74,12 +76,13 @@ class PostgresDocumentRepository:
         source_etag: str | None,
         plaintext_size: int,
         tenant: str,
+        content_type: str | None = None,
     ) -> DocumentRecord:
         if source_version_id is None and source_etag is None:
             raise ValueError("a document's source needs a version id or an ETag")
         rows = self._db.run(
             f"SELECT {_DOC_COLUMNS} FROM document_begin(:document_id, :bucket, :key, "
-            ":version_id, :etag, :size, :tenant)",
+            ":version_id, :etag, :size, :tenant, :content_type)",
             document_id=document_id,
             bucket=source_bucket,
             key=source_key,
@@ -87,6 +90,7 @@ class PostgresDocumentRepository:
             etag=source_etag,
             size=plaintext_size,
             tenant=tenant,
+            content_type=content_type[:255] if content_type else None,
         )
         if rows:
             return _doc(rows[0])
@@ -129,13 +133,17 @@ class PostgresDocumentRepository:
         )
         return _doc(rows[0]) if rows else None
 
-    def find_stored_by_source(self, bucket: str, key: str) -> DocumentRecord | None:
+    def find_stored_by_source(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> DocumentRecord | None:
         rows = self._db.run(
             f"SELECT {_DOC_COLUMNS} FROM documents WHERE source_bucket = :b "
             "AND source_key = :k AND status = 'stored' "
-            "ORDER BY stored_at DESC NULLS LAST, created_at DESC LIMIT 1",
+            "AND (CAST(:v AS text) IS NULL OR source_version_id = CAST(:v AS text)) "
+            "ORDER BY stored_at DESC NULLS LAST, created_at DESC, document_id LIMIT 1",
             b=bucket,
             k=key,
+            v=version_id,
         )
         return _doc(rows[0]) if rows else None
 
