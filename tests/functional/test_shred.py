@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from collections.abc import Mapping
 
 import pytest
@@ -181,7 +182,13 @@ def test_a_compromise_deletes_every_version_but_the_reencrypted_one(
     assert versions.deleted == [] and repo.committed == []
 
     repo.documents_left = 0
+    from tests.functional.test_completion_events import RecordingEvents
+
+    s.events = recorder = RecordingEvents()
     report = shred_pending(s)
+    (event,) = recorder.events  # PQFile Key Revoked, mode compromise; never the reason
+    assert (event.detail["key_id"], event.detail["mode"]) == (old.key_id, "compromise")
+    assert "leaked" not in json.dumps(event.detail)
     (done,) = report.compromised
     assert done.key_id == old.key_id and done.versions_deleted == {"d": 3}
     assert [v for v, _ in versions.objects[("b", "encrypted/d.pqf")]] == ["v3"]
