@@ -53,6 +53,20 @@ def s3_client() -> S3Client:
     return c
 
 
+class LazyS3:
+    """Base of the S3 adapters: the client given at construction (tests), else the process's
+    shared one, created on first use so that building an adapter costs nothing."""
+
+    def __init__(self, client: S3Client | None = None) -> None:
+        self._client = client
+
+    @property
+    def s3(self) -> S3Client:
+        if self._client is None:
+            self._client = s3_client()
+        return self._client
+
+
 def kms_client() -> KMSClient:
     c: KMSClient = client("kms")
     return c

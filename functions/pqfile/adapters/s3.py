@@ -16,7 +16,7 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from pqfile.adapters.aws import s3_client
+from pqfile.adapters.aws import LazyS3
 from pqfile.errors import DocumentNotFoundError, StorageError, TransientError
 from pqfile.ports import ObjectInfo
 
@@ -207,18 +207,12 @@ class MultipartWriter:
         self._upload_id = None
 
 
-class S3BlobStore:
+class S3BlobStore(LazyS3):
     """The BlobStore port on S3."""
 
     def __init__(self, client: S3Client | None = None, *, part_size: int = 8 * MIB) -> None:
-        self._client = client
+        super().__init__(client)
         self._part_size = part_size
-
-    @property
-    def s3(self) -> S3Client:
-        if self._client is None:
-            self._client = s3_client()
-        return self._client
 
     def open_read(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
         what = f"read s3://{bucket}/{key}"

@@ -12,27 +12,18 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pqfile.adapters.aws import s3_client
+from pqfile.adapters.aws import LazyS3
 from pqfile.adapters.s3 import s3_errors
 from pqfile.ports import ObjectInfo
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    pass
 
 MANIFEST_CONTENT_TYPE = "application/json"
 
 
-class S3ManifestStore:
+class S3ManifestStore(LazyS3):
     """ports.ManifestStore on S3."""
-
-    def __init__(self, client: S3Client | None = None) -> None:
-        self._client = client
-
-    @property
-    def s3(self) -> S3Client:
-        if self._client is None:
-            self._client = s3_client()
-        return self._client
 
     def write_manifest(
         self, bucket: str, key: str, items: Sequence[Mapping[str, Any]]

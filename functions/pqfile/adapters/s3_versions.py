@@ -9,24 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pqfile.adapters.aws import LazyS3
 from pqfile.adapters.s3 import s3_errors
 from pqfile.ports import PackageVersion
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    pass
 
 
-class S3PackageVersions:
-    def __init__(self, client: S3Client | None = None) -> None:
-        self._client = client
-
-    @property
-    def s3(self) -> S3Client:
-        if self._client is None:
-            from pqfile.adapters.aws import s3_client
-
-            self._client = s3_client()
-        return self._client
+class S3PackageVersions(LazyS3):
+    """The shred's PackageVersions port."""
 
     def list_versions(self, bucket: str, key: str) -> list[PackageVersion]:
         """Versions and delete markers of exactly ``key`` (the prefix also matches longer
