@@ -94,12 +94,13 @@ def supervise(base: Path, host: str, port: int) -> int:
             database_url=postgres.url,
             postgres={
                 "base_dir": str(postgres_base),
+                "source": postgres.source,
                 "started": postgres.started,
                 "data_dir": str(postgres.data_dir) if postgres.data_dir else None,
                 "port": postgres.port,
             },
         )
-        LOG.info("PostgreSQL at %s", postgres.url)
+        LOG.info("PostgreSQL (%s) at %s", postgres.source, postgres.url)
         emulator = start_emulator(port=port, host=host, log_path=base / "emulator.log")
         from devstack.local_sts import start_local_sts
 
@@ -156,7 +157,8 @@ def _port_in_use(host: str, port: int) -> bool:
 
 def _print_summary(state: dict[str, Any]) -> None:
     print(f"emulated AWS  {state.get('endpoint_url')}   (region {state.get('region')})")
-    print(f"PostgreSQL    {state.get('database_url')}")
+    source = (state.get("postgres") or {}).get("source", "?")
+    print(f"PostgreSQL    {state.get('database_url')}   ({source})")
     print(f"local STS     {state.get('sts_endpoint_url')}   (users alice, bob: see state.json)")
     print(f"state         {Path(state['devstack_dir']) / 'state.json'}")
     print("use it with:  export AWS_ENDPOINT_URL=" + str(state.get("endpoint_url")))
@@ -186,6 +188,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             "stop it, or run `python -m devstack down`",
             file=sys.stderr,
         )
+        return 1
+    from devstack.postgres import NOT_FOUND, discover_binaries
+
+    if not os.environ.get("PQFILE_DATABASE_URL") and not discover_binaries():
+        print(f"error: {NOT_FOUND}", file=sys.stderr)
         return 1
     base.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -223,8 +230,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             break
         time.sleep(0.2)
     if not state or state.get("status") != "ready":
-        log_tail = (base / "supervisor.log").read_text(errors="replace")[-4000:]
-        print(f"error: the local stack did not start:\n{log_tail}", file=sys.stderr)
+        if state and state.get("error"):
+            # One line: PostgresUnavailable and the emulator's errors say why.
+            print(f"error: the local stack did not start: {state['error']}", file=sys.stderr)
+        else:
+            log_tail = (base / "supervisor.log").read_text(errors="replace")[-4000:]
+            print(f"error: the local stack did not start:\n{log_tail}", file=sys.stderr)
         _tear_down(base)
         return 1
     from devstack.postgres import wait_ready

