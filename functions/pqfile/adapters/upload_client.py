@@ -188,13 +188,15 @@ class IngestFollower:
         self._arn = state_machine_arn
         self._seen: set[str] = set()
 
-    def find(self, uploaded: Uploaded, since: dt.datetime) -> str | None:
+    def find(
+        self, uploaded: Uploaded, since: dt.datetime, exclude: frozenset[str] = frozenset()
+    ) -> str | None:
         try:
             page = self._sfn.list_executions(stateMachineArn=self._arn, maxResults=_RECENT)
             for e in page.get("executions", []):
                 arn = str(e["executionArn"])
                 started = e.get("startDate")
-                if arn in self._seen or (
+                if arn in self._seen or arn in exclude or (
                     isinstance(started, dt.datetime) and started < since - dt.timedelta(minutes=1)
                 ):
                     continue
@@ -223,7 +225,7 @@ class IngestFollower:
                 desc = self._sfn.describe_execution(executionArn=execution_arn)
                 status = str(desc["status"])
                 if status in TERMINAL:
-                    return self._result(execution_arn, desc)
+                    return self._result(execution_arn, self._settled(execution_arn, desc))
                 if time.monotonic() > deadline:
                     return None
                 time.sleep(poll)
@@ -231,6 +233,15 @@ class IngestFollower:
             raise self._refused(exc) from None
         except BotoCoreError as exc:
             raise TransientError(f"step functions: {type(exc).__name__}") from None
+
+    def _settled(self, arn: str, desc: dict[str, Any], tries: int = 20) -> dict[str, Any]:
+        """The emulator (moto 5.2.5) sets SUCCEEDED a moment before the output: re-read
+        briefly until it is there (on AWS it is there at once)."""
+        while desc["status"] == "SUCCEEDED" and desc.get("output") is None and tries > 0:
+            time.sleep(0.1)
+            desc = self._sfn.describe_execution(executionArn=arn)
+            tries -= 1
+        return desc
 
     def _result(self, arn: str, desc: dict[str, Any]) -> IngestResult:
         status = str(desc["status"])
