@@ -109,6 +109,11 @@ def _retrieve(args: argparse.Namespace) -> int:
         function = args.function_name or stack.output("retrieve_function_name")
     else:
         function = args.function_name or cli.retrieve_function
+        if not function and stack.kind == "none":
+            raise ConfigurationError(
+                "no function: --function-name, PQFILE_RETRIEVE_FUNCTION, or a stack "
+                f"({stack.reason})"
+            )
         function = function or stack.output("retrieve_function_name")
     settings = IdentitySettings.from_env(region=args.region)
     audience = args.audience or settings.audience or stack.optional("audience")
