@@ -374,6 +374,7 @@ def _local_stack_state(stack: PipelineStack, tmp_path, monkeypatch: pytest.Monke
             "encrypted_bucket_name": stack.encrypted,
             "ingest_state_machine_arn": stack.state_machine_arn,
             "retrieve_function_name": stack.functions["retrieve"],
+            "documents_function_name": stack.functions["documents"],
             "audience": AUDIENCE,
         },
     }
@@ -488,3 +489,130 @@ def test_upload_refusals_are_one_line(
     monkeypatch.setenv("PQFILE_DEVSTACK_DIR", str(tmp_path / "no-stack-here"))
     assert main(["upload", str(path), "--tenant", "a"]) == 1
     assert capsys.readouterr().err.strip().startswith("pqfile: error: not deployed: no local stack")
+
+
+# -- the documents query function (sql/migrations/0017), through the CLI -------------------
+
+STATUS_FIELDS = {"document_id", "status", "tenant", "key_id", "suite", "source", "size",
+                 "error", "created_at", "stored_at"}  # fmt: skip
+
+
+#: What the handlers' entry point adds to every answer (handlers/_runtime.py).
+TIMINGS = {"compute_ms", "duration_ms"}
+
+
+def _without_timings(answer: dict) -> dict:
+    return {k: v for k, v in answer.items() if k not in TIMINGS}
+
+
+def _status_rows(stack: PipelineStack, operation: str = "document.status") -> list[dict]:
+    return [r for r in stack.audit_rows() if r["operation"] == operation]
+
+
+def test_documents_status_by_id_and_by_source_shows_only_the_status_fields(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    data = b"status me\n" * 100
+    doc = _ingest(stack, "uploads/a/status-me.txt", data)
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    assert main(["documents", "status", doc["document_id"], "--json"]) == 0
+    by_id = _without_timings(json.loads(capsys.readouterr().out))
+    assert set(by_id) == STATUS_FIELDS
+    assert (by_id["document_id"], by_id["status"], by_id["tenant"]) == (
+        doc["document_id"], "stored", "a",
+    )  # fmt: skip
+    assert (by_id["key_id"], by_id["suite"], by_id["size"]) == (
+        doc["key_id"], doc["suite"], len(data),
+    )  # fmt: skip
+    assert by_id["source"]["key"] == "uploads/a/status-me.txt" and by_id["stored_at"]
+    url = f"s3://{stack.uploads}/uploads/a/status-me.txt?versionId={doc['source_version_id']}"
+    assert main(["documents", "status", "--source", url, "--json"]) == 0
+    assert _without_timings(json.loads(capsys.readouterr().out)) == by_id
+    assert main(["documents", "status", "--source", url.split("?")[0]]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"document {doc['document_id']}: stored\n"), text
+
+    row = _status_rows(stack)[-1]
+    assert (row["outcome"], row["actor"], row["document_id"]) == (
+        "success", _arn(stack, "alice"), doc["document_id"],
+    )  # fmt: skip
+    assert row["details"]["sts_arn"] == _arn(stack, "alice")
+
+
+def test_documents_status_gives_a_caller_without_a_rule_the_same_not_found(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    doc = _ingest(stack, "uploads/a/status-not-bob.txt", b"alice only")
+    _as_user(monkeypatch, stack, "bob")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    answers = []
+    for name in (doc["document_id"], "0" * 32):
+        assert main(["documents", "status", name]) == 1
+        answers.append(capsys.readouterr().err.strip())
+    assert answers == ["pqfile: error: DocumentNotFoundError: no such document"] * 2
+    refused = _status_rows(stack)[-2:]
+    assert [r["outcome"] for r in refused] == ["refused", "refused"]
+    assert [r["details"]["reason"] for r in refused] == ["not_allowed", "not_found"]
+    assert {r["actor"] for r in refused} == {_arn(stack, "bob")}
+
+    # and the list shows bob nothing, alice her tenant's documents
+    assert main(["documents", "list", "--as-caller", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == []
+    _as_user(monkeypatch, stack, "alice")
+    assert main(["documents", "list", "--as-caller", "--tenant", "a", "--json",
+                 "--status", "stored"]) == 0  # fmt: skip
+    listed = json.loads(capsys.readouterr().out)
+    ids = [d["document_id"] for d in listed["documents"]]
+    assert doc["document_id"] in ids and all(set(d) == STATUS_FIELDS for d in listed["documents"])
+    assert {d["tenant"] for d in listed["documents"]} == {"a"}
+    row = _status_rows(stack, "document.list")[-1]
+    assert (row["outcome"], row["actor"]) == ("success", _arn(stack, "alice"))
+    assert row["details"]["returned"] == len(ids)
+
+
+def test_a_failed_upload_has_a_status_with_its_reason(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    key = "uploads/a/fails-at-encrypt.txt"
+    stack.set_env("encrypt", PQFILE_ENCRYPTED_BUCKET="pqfile-no-such-bucket-for-encrypt")
+    try:
+        up = stack.upload(key, b"this one fails")
+        execution = stack.wait_for_upload(key, up["version_id"])
+    finally:
+        stack.set_env("encrypt", PQFILE_ENCRYPTED_BUCKET=stack.encrypted)
+    assert execution["status"] == "FAILED"
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    url = f"s3://{stack.uploads}/{key}?versionId={up['version_id']}"
+    assert main(["documents", "status", "--source", url, "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["status"] == "failed" and "StorageError" in answer["error"], answer
+    assert answer["stored_at"] is None
+
+
+def test_documents_status_one_line_errors(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    assert main(["documents", "status"]) == 1
+    assert capsys.readouterr().err.strip().startswith("pqfile: error: name the document")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert main(["documents", "status", "0" * 32]) == 1
+    assert capsys.readouterr().err.strip().startswith("pqfile: error: no AWS credentials found")
+    monkeypatch.setenv("PQFILE_DEVSTACK_DIR", str(tmp_path / "no-stack"))
+    assert main(["documents", "status", "0" * 32]) == 1
+    assert capsys.readouterr().err.strip().startswith("pqfile: error: not deployed")

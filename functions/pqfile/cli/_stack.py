@@ -207,3 +207,35 @@ def _region_of(outputs: dict[str, Any]) -> str | None:
             if len(parts) > 3 and parts[3]:
                 return parts[3]
     return None
+
+
+@dataclass(frozen=True)
+class ProofTarget:
+    """Where a proof-carrying invoke goes: the function, the audience, STS, the endpoint."""
+
+    function: str
+    audience: str
+    sts_endpoint_url: str | None
+    region: str
+    endpoint_url: str | None
+
+
+def proof_target(stack: Stack, output: str, *, region: str | None = None) -> ProofTarget:
+    """The function named by the stack's ``output``, and what its proofs must name (the
+    environment's PQFILE_AUDIENCE / PQFILE_STS_ENDPOINT_URL / AWS_ENDPOINT_URL win)."""
+    from pqfile.config import IdentitySettings
+
+    function = stack.output(output)
+    aws = AwsSettings.from_env()
+    region = region or stack.region or aws.region
+    identity = IdentitySettings.from_env(region=region)
+    audience = identity.audience or stack.optional("audience")
+    if not audience:
+        raise ConfigurationError(
+            f"the stack ({stack.origin}) has no output 'audience' and PQFILE_AUDIENCE is unset"
+        )
+    sts = None if identity.sts_endpoint_configured else (
+        stack.sts_endpoint_url if stack.kind == "local" else None
+    )  # fmt: skip
+    endpoint = aws.endpoint_url or (stack.endpoint_url if stack.kind == "local" else None)
+    return ProofTarget(function, audience, sts or identity.sts_endpoint_url, region, endpoint)
