@@ -552,7 +552,7 @@ class IdentitySettings:
     max_age_seconds: int = 300
     timeout_seconds: int = 5
     #: Whether PQFILE_STS_ENDPOINT_URL was set (the CLI then prefers it to a stack's).
-    sts_endpoint_configured: bool = False
+    sts_endpoint_configured: bool = field(default=False, compare=False)
 
     @classmethod
     def from_env(

@@ -25,7 +25,7 @@ BEGIN
     END IF;
     ALTER ROLE pqfile_documents SET idle_in_transaction_session_timeout = '15s';
     ALTER ROLE pqfile_documents SET statement_timeout = '30s';
-    ALTER ROLE pqfile_documents SET lock_timeout = '5s';
+    ALTER ROLE pqfile_documents SET lock_timeout = '10s';
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'rds_iam') THEN
         GRANT rds_iam TO pqfile_documents;
     END IF;
