@@ -133,3 +133,21 @@ def test_upload_keys(tenant: str, name: str, key: str) -> None:
 def test_bad_tenants_and_names_are_refused(tenant: str | None, name: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         upload_key(tenant, name)
+
+
+def test_auth_proof_requests_for_the_documents_function() -> None:
+    from pqfile.cli.auth import _request
+
+    def ns(**kw: object) -> argparse.Namespace:
+        base: dict[str, object] = {"document_id": None, "bucket": None, "key": None,
+                                   "source": None, "operation": None}  # fmt: skip
+        return argparse.Namespace(**{**base, **kw})
+
+    assert _request(ns(document_id="d")) == {"document_id": "d"}
+    assert _request(ns(operation="status", document_id="d")) == {
+        "operation": "status", "document_id": "d"}  # fmt: skip
+    assert _request(ns(operation="status", source="s3://b/uploads/a/x")) == {
+        "operation": "status", "source": {"bucket": "b", "key": "uploads/a/x"}}  # fmt: skip
+    assert _request(ns(operation="list")) == {"operation": "list"}
+    with pytest.raises(ConfigurationError, match="--document-id or --source"):
+        _request(ns(operation="status", bucket="b", key="k"))
