@@ -5,7 +5,20 @@ locals {
   # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
   # attestation: what it may do with the key-attestation HMAC key ("generate": the maintain
   # function alone; "verify": the functions that select or encrypt to keys; "none").
-  functions = merge(local.core_functions, local.rotation_functions, local.audit_functions, local.migrate_functions)
+  functions = merge(local.core_functions, local.query_functions, local.rotation_functions, local.audit_functions, local.migrate_functions)
+
+  # Invoked directly by users with an identity proof, like retrieve: a document's status
+  # and the documents a caller may read (sql/migrations/0017; no S3, no KMS, no events).
+  query_functions = {
+    documents = {
+      handler     = "pqfile.handlers.documents.handler"
+      description = "Document status and list for verified callers (identity proof, access rules)"
+      seed_access = "none"
+      attestation = "none"
+    }
+  }
+  # The functions that verify identity proofs (docs/CONTRACTS.md, "Caller identity proofs").
+  proof_functions = ["retrieve", "documents"]
 
   core_functions = {
     fetch = {
@@ -186,7 +199,7 @@ resource "aws_lambda_function" "this" {
       # Completion events: on for the functions allowed to put them (eventbridge.tf).
       { PQFILE_EVENT_BUS = contains(local.event_functions, each.key) ? "default" : "off" },
       # Verified callers (docs/CONTRACTS.md, "Caller identity proofs"); variables in tenants.tf.
-      each.key == "retrieve" ? {
+      contains(local.proof_functions, each.key) ? {
         PQFILE_AUDIENCE              = local.audience
         PQFILE_STS_ENDPOINT_URL      = var.sts_endpoint_url
         PQFILE_PROOF_MAX_AGE_SECONDS = "300"

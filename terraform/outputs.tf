@@ -13,6 +13,11 @@ output "retrieve_function_name" {
   value       = aws_lambda_function.this["retrieve"].function_name
 }
 
+output "documents_function_name" {
+  description = "The documents query function (`pqfile documents status`): invoked with an identity proof, answers what the caller's access rules allow."
+  value       = aws_lambda_function.this["documents"].function_name
+}
+
 output "ingest_state_machine_arn" {
   description = "The ingest workflow (Standard)."
   value       = aws_sfn_state_machine.workflow["ingest"].arn

@@ -79,7 +79,7 @@ data "aws_iam_policy_document" "retriever" {
   statement {
     sid       = "InvokeRetrieve"
     actions   = ["lambda:InvokeFunction"]
-    resources = [aws_lambda_function.this["retrieve"].arn]
+    resources = [aws_lambda_function.this["retrieve"].arn, aws_lambda_function.this["documents"].arn]
   }
 }
 
@@ -87,7 +87,7 @@ resource "aws_iam_policy" "retriever" {
   count = length(var.tenants) > 0 ? 1 : 0
 
   name        = "${local.name}-retrieve"
-  description = "Invoke the retrieve function (what is read is decided by pqfile access rules)"
+  description = "Invoke the retrieve and documents functions (what is read is decided by pqfile access rules)"
   policy      = data.aws_iam_policy_document.retriever.json
 }
 

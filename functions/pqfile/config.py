@@ -160,6 +160,15 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_RETRIEVE_FUNCTION", "cli.retrieve_function", "(none)",
              "CLI: the retrieve function `pqfile retrieve` invokes (name or ARN; Terraform "
              "output `retrieve_function_name`)"),
+    Variable("PQFILE_STACK", "cli.stack", "(the local stack)",
+             "CLI: the deployed stack the service commands (`upload`, `documents status`, "
+             "`retrieve`) use: a Terraform root (its `terraform output -json`) or a file "
+             "holding that output; unset, the local stack's state file"),
+    Variable("PQFILE_DEVSTACK_DIR", "cli.devstack_dir", "`.devstack` in the repository",
+             "CLI and devstack: the folder of the local stack's `state.json`"),
+    Variable("PQFILE_TENANT", "cli.tenant", "(none)",
+             "CLI: the tenant `pqfile upload` writes under (`uploads/<tenant>/`) without "
+             "`--tenant`"),
     Variable("PQFILE_ROTATION_STATE_MACHINE", "cli.rotation_state_machine", "(none)",
              "CLI: the rotate-keys state machine `pqfile keys rotate` starts (ARN; Terraform "
              "output `rotation_state_machine_arn`)"),
@@ -488,6 +497,12 @@ class CliSettings:
     retrieve_function: str | None = None
     #: The rotate-keys state machine `pqfile keys rotate` starts.
     rotation_state_machine: str | None = None
+    #: A deployed stack's Terraform root, or a file of its `terraform output -json`.
+    stack: str | None = None
+    #: The local stack's state folder (None: `.devstack` in the repository).
+    devstack_dir: str | None = None
+    #: The tenant `pqfile upload` uses without --tenant.
+    tenant: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
@@ -496,6 +511,9 @@ class CliSettings:
             actor=_text(values, "PQFILE_ACTOR"),
             retrieve_function=_text(values, "PQFILE_RETRIEVE_FUNCTION"),
             rotation_state_machine=_text(values, "PQFILE_ROTATION_STATE_MACHINE"),
+            stack=_text(values, "PQFILE_STACK"),
+            devstack_dir=_text(values, "PQFILE_DEVSTACK_DIR"),
+            tenant=_text(values, "PQFILE_TENANT"),
         )
 
 
@@ -533,6 +551,8 @@ class IdentitySettings:
     audience: str | None = None
     max_age_seconds: int = 300
     timeout_seconds: int = 5
+    #: Whether PQFILE_STS_ENDPOINT_URL was set (the CLI then prefers it to a stack's).
+    sts_endpoint_configured: bool = field(default=False, compare=False)
 
     @classmethod
     def from_env(
@@ -560,6 +580,7 @@ class IdentitySettings:
             audience=audience,
             max_age_seconds=_int(e, "PQFILE_PROOF_MAX_AGE_SECONDS", cls.max_age_seconds, 1, 900),
             timeout_seconds=_int(e, "PQFILE_STS_TIMEOUT_SECONDS", cls.timeout_seconds, 1, 30),
+            sts_endpoint_configured=_text(e, "PQFILE_STS_ENDPOINT_URL") is not None,
         )
 
 

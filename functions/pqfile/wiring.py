@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from pqfile.keys.policy import PoolPolicy
     from pqfile.ports import EventPublisher, KeyAttestor, SeedProtector
+    from pqfile.usecases.documents_query import DocumentsQuery
     from pqfile.usecases.retrieve import Retrieval
     from pqfile.usecases.rotation import Rotation
     from pqfile.usecases.shred import Shredding
@@ -157,6 +158,20 @@ def _build_retrieval() -> Retrieval:
     )
 
 
+def _build_documents_query() -> DocumentsQuery:
+    """The documents function: 0017's query functions on its own role, and the identity
+    verifier (fails closed without an audience, as retrieve's)."""
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.adapters.postgres.queries import PostgresDocumentQuery
+    from pqfile.adapters.sts_identity import StsCallerIdentityVerifier
+    from pqfile.usecases.documents_query import DocumentsQuery
+
+    return DocumentsQuery(
+        query=PostgresDocumentQuery(Database.from_env()),
+        identity=StsCallerIdentityVerifier.from_settings(),
+    )
+
+
 def _build_rotation() -> Rotation:
     """The rotate-keys workflow: the key store with its pool policy, S3 for rewraps."""
     from pqfile.adapters.s3_manifest import S3ManifestStore
@@ -219,6 +234,8 @@ def run_migrations() -> list[str]:
 pipeline: Lazy[Pipeline] = Lazy(_build_pipeline)
 #: The retrieve function's dependencies.
 retrieval: Lazy[Retrieval] = Lazy(_build_retrieval)
+#: The documents query function's dependencies.
+documents_query: Lazy[DocumentsQuery] = Lazy(_build_documents_query)
 #: The rotate-keys functions' dependencies.
 rotation: Lazy[Rotation] = Lazy(_build_rotation)
 #: The shred function's dependencies.

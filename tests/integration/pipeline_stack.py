@@ -28,7 +28,11 @@ from tests.fixtures.postgres import FUNCTION_ROLES, OPERATOR, role_url
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachines" / "ingest.asl.json"
-FUNCTIONS = ("fetch", "select_key", "encrypt", "store", "audit", "record_failure", "retrieve")
+FUNCTIONS = (
+    "fetch", "select_key", "encrypt", "store", "audit", "record_failure", "retrieve", "documents",
+)  # fmt: skip
+#: The functions that verify identity proofs against the local STS.
+PROOF_FUNCTIONS = ("retrieve", "documents")
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 #: The retrieve function's PQFILE_AUDIENCE on the test stack.
 AUDIENCE = "pqfile-it"
@@ -407,7 +411,7 @@ def deploy_pipeline(
 
 def _identity_env(function: str, sts: LocalSts | None) -> dict[str, str]:
     """The retrieve function verifies callers against the local STS (docs/CONTRACTS.md)."""
-    if function != "retrieve" or sts is None:
+    if function not in PROOF_FUNCTIONS or sts is None:
         return {}
     return {"PQFILE_STS_ENDPOINT_URL": sts.endpoint_url, "PQFILE_AUDIENCE": AUDIENCE}
 

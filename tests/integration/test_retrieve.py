@@ -353,3 +353,266 @@ def test_access_commands_grant_list_revoke(
     assert "no such rule" in capsys.readouterr().err
     rows = [r for r in stack.audit_rows() if r["operation"].startswith("access.")]
     assert [r["actor"] for r in rows[-2:]] == [OPERATOR, OPERATOR]
+
+
+# -- pqfile upload, then retrieve, from a user's seat (cli/_stack.py finds the stack) -------
+
+
+def _local_stack_state(stack: PipelineStack, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local stack state file naming this test stack, as `devstack deploy` writes it; the
+    CLI finds everything there (no PQFILE_RETRIEVE_FUNCTION, AWS_ENDPOINT_URL, ...)."""
+    assert stack.sts is not None
+    base = tmp_path / "devstack"
+    base.mkdir()
+    state = {
+        "status": "ready",
+        "endpoint_url": stack.emulator.endpoint_url,
+        "region": "us-east-1",
+        "sts_endpoint_url": stack.sts.endpoint_url,
+        "terraform_outputs": {
+            "uploads_bucket_name": stack.uploads,
+            "encrypted_bucket_name": stack.encrypted,
+            "ingest_state_machine_arn": stack.state_machine_arn,
+            "retrieve_function_name": stack.functions["retrieve"],
+            "documents_function_name": stack.functions["documents"],
+            "audience": AUDIENCE,
+        },
+    }
+    (base / "state.json").write_text(json.dumps(state))
+    for name in ("AWS_ENDPOINT_URL", "PQFILE_STS_ENDPOINT_URL", "PQFILE_AUDIENCE",
+                 "PQFILE_RETRIEVE_FUNCTION", "PQFILE_STACK", "PQFILE_TENANT"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PQFILE_DEVSTACK_DIR", str(base))
+
+
+def test_upload_wait_prints_the_document_and_retrieve_finds_it_by_id_and_source(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    data = os.urandom(9 * 1024 * 1024 + 5)  # two parts: the multipart path
+    path = tmp_path / "report one.bin"
+    path.write_bytes(data)
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    monkeypatch.setenv("PQFILE_TENANT", "a")
+    assert main(["upload", str(path), "--wait", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    source = summary["source"]
+    assert (source["bucket"], source["key"]) == (stack.uploads, "uploads/a/report one.bin")
+    assert source["version_id"] and summary["size"] == len(data)
+    assert summary["status"] == "stored" and summary["execution_arn"]
+    doc = stack.document(summary["document_id"])
+    assert doc is not None and doc["status"] == "stored"
+    assert (doc["source_key"], doc["source_version_id"]) == (source["key"], source["version_id"])
+    assert (summary["key_id"], summary["suite"]) == (doc["key_id"], doc["suite"]), summary
+
+    out = tmp_path / "got.bin"
+    assert main(["retrieve", summary["document_id"], "--out", str(out)]) == 0
+    assert out.read_bytes() == data
+    url = f"s3://{source['bucket']}/{source['key']}?versionId={source['version_id']}"
+    assert main(["retrieve", "--source", url, "--out", str(out), "--force", "--json"]) == 0
+    assert out.read_bytes() == data
+
+
+def test_upload_without_wait_prints_the_source_and_the_ingest_still_runs(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    path = tmp_path / "small.txt"
+    path.write_bytes(b"small and plain\n")
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    assert main(["upload", str(path), "--tenant", "a", "--name", "in/folder.txt"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith(f"uploaded s3://{stack.uploads}/uploads/a/in/folder.txt?versionId=")
+    execution = stack.wait_for_upload("uploads/a/in/folder.txt")
+    assert execution["status"] == "SUCCEEDED", stack.explain(execution["executionArn"])
+
+
+def test_upload_wait_reports_a_failed_ingest_with_its_reason(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    path = tmp_path / "too large.bin"
+    path.write_bytes(b"z" * 2048)
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    stack.set_env("fetch", PQFILE_MAX_DOCUMENT_SIZE="1024")
+    try:
+        assert main(["upload", str(path), "--tenant", "a", "--wait", "--json"]) == 1
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["status"] == "failed"
+        assert summary["error"]["type"] == "DocumentTooLargeError"
+        assert summary["error"]["step"] == "FetchDocument" and summary["error"]["message"]
+        assert "document_id" not in summary
+
+        path.write_bytes(b"y" * 2048)  # a new version, refused the same way, in words
+        assert main(["upload", str(path), "--tenant", "a", "--wait"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(
+            "pqfile: error: the ingest failed in FetchDocument: DocumentTooLargeError: "
+        ), err
+    finally:
+        stack.set_env("fetch", PQFILE_MAX_DOCUMENT_SIZE=str(5 * 1024**4))
+
+
+def test_upload_refusals_are_one_line(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    path = tmp_path / "x.txt"
+    path.write_bytes(b"x")
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({
+        "uploads_bucket_name": {"value": "pqfile-no-such-bucket", "type": "string"},
+        "ingest_state_machine_arn": {"value": stack.state_machine_arn, "type": "string"},
+    }))  # fmt: skip
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.emulator.endpoint_url)
+    cases = {
+        ("--tenant", "a", "--stack", str(outputs)):
+            "pqfile: error: upload refused: bucket pqfile-no-such-bucket does not exist",
+        ("--tenant", "a", "--stack", str(tmp_path / "nowhere")):
+            f"pqfile: error: --stack {tmp_path / 'nowhere'}: no such folder or file",
+        ("--stack", str(outputs)): "pqfile: error: no tenant: --tenant T or PQFILE_TENANT",
+    }  # fmt: skip
+    for flags, expected in cases.items():
+        assert main(["upload", str(path), *flags]) == 1
+        assert capsys.readouterr().err.strip() == expected
+    monkeypatch.setenv("PQFILE_DEVSTACK_DIR", str(tmp_path / "no-stack-here"))
+    assert main(["upload", str(path), "--tenant", "a"]) == 1
+    assert capsys.readouterr().err.strip().startswith("pqfile: error: not deployed: no local stack")
+
+
+# -- the documents query function (sql/migrations/0017), through the CLI -------------------
+
+STATUS_FIELDS = {"document_id", "status", "tenant", "key_id", "suite", "source", "size",
+                 "error", "created_at", "stored_at"}  # fmt: skip
+
+
+#: What the handlers' entry point adds to every answer (handlers/_runtime.py).
+TIMINGS = {"compute_ms", "duration_ms"}
+
+
+def _without_timings(answer: dict) -> dict:
+    return {k: v for k, v in answer.items() if k not in TIMINGS}
+
+
+def _status_rows(stack: PipelineStack, operation: str = "document.status") -> list[dict]:
+    return [r for r in stack.audit_rows() if r["operation"] == operation]
+
+
+def test_documents_status_by_id_and_by_source_shows_only_the_status_fields(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    data = b"status me\n" * 100
+    doc = _ingest(stack, "uploads/a/status-me.txt", data)
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    assert main(["documents", "status", doc["document_id"], "--json"]) == 0
+    by_id = _without_timings(json.loads(capsys.readouterr().out))
+    assert set(by_id) == STATUS_FIELDS
+    assert (by_id["document_id"], by_id["status"], by_id["tenant"]) == (
+        doc["document_id"], "stored", "a",
+    )  # fmt: skip
+    assert (by_id["key_id"], by_id["suite"], by_id["size"]) == (
+        doc["key_id"], doc["suite"], len(data),
+    )  # fmt: skip
+    assert by_id["source"]["key"] == "uploads/a/status-me.txt" and by_id["stored_at"]
+    url = f"s3://{stack.uploads}/uploads/a/status-me.txt?versionId={doc['source_version_id']}"
+    assert main(["documents", "status", "--source", url, "--json"]) == 0
+    assert _without_timings(json.loads(capsys.readouterr().out)) == by_id
+    assert main(["documents", "status", "--source", url.split("?")[0]]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"document {doc['document_id']}: stored\n"), text
+
+    row = _status_rows(stack)[-1]
+    assert (row["outcome"], row["actor"], row["document_id"]) == (
+        "success", _arn(stack, "alice"), doc["document_id"],
+    )  # fmt: skip
+    assert row["details"]["sts_arn"] == _arn(stack, "alice")
+
+
+def test_documents_status_gives_a_caller_without_a_rule_the_same_not_found(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    doc = _ingest(stack, "uploads/a/status-not-bob.txt", b"alice only")
+    _as_user(monkeypatch, stack, "bob")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    answers = []
+    for name in (doc["document_id"], "0" * 32):
+        assert main(["documents", "status", name]) == 1
+        answers.append(capsys.readouterr().err.strip())
+    assert answers == ["pqfile: error: DocumentNotFoundError: no such document"] * 2
+    refused = _status_rows(stack)[-2:]
+    assert [r["outcome"] for r in refused] == ["refused", "refused"]
+    assert [r["details"]["reason"] for r in refused] == ["not_allowed", "not_found"]
+    assert {r["actor"] for r in refused} == {_arn(stack, "bob")}
+
+    # and the list shows bob nothing, alice her tenant's documents
+    assert main(["documents", "list", "--as-caller", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == []
+    _as_user(monkeypatch, stack, "alice")
+    assert main(["documents", "list", "--as-caller", "--tenant", "a", "--json",
+                 "--status", "stored"]) == 0  # fmt: skip
+    listed = json.loads(capsys.readouterr().out)
+    ids = [d["document_id"] for d in listed["documents"]]
+    assert doc["document_id"] in ids and all(set(d) == STATUS_FIELDS for d in listed["documents"])
+    assert {d["tenant"] for d in listed["documents"]} == {"a"}
+    row = _status_rows(stack, "document.list")[-1]
+    assert (row["outcome"], row["actor"]) == ("success", _arn(stack, "alice"))
+    assert row["details"]["returned"] == len(ids)
+
+
+def test_a_failed_upload_has_a_status_with_its_reason(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    key = "uploads/a/fails-at-encrypt.txt"
+    stack.set_env("encrypt", PQFILE_ENCRYPTED_BUCKET="pqfile-no-such-bucket-for-encrypt")
+    try:
+        up = stack.upload(key, b"this one fails")
+        execution = stack.wait_for_upload(key, up["version_id"])
+    finally:
+        stack.set_env("encrypt", PQFILE_ENCRYPTED_BUCKET=stack.encrypted)
+    assert execution["status"] == "FAILED"
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    url = f"s3://{stack.uploads}/{key}?versionId={up['version_id']}"
+    assert main(["documents", "status", "--source", url, "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["status"] == "failed" and "StorageError" in answer["error"], answer
+    assert answer["stored_at"] is None
+
+
+def test_documents_status_one_line_errors(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    from pqfile.cli import main
+
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    assert main(["documents", "status"]) == 1
+    assert capsys.readouterr().err.strip().startswith("pqfile: error: name the document")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert main(["documents", "status", "0" * 32]) == 1
+    assert capsys.readouterr().err.strip().startswith("pqfile: error: no AWS credentials found")
+    monkeypatch.setenv("PQFILE_DEVSTACK_DIR", str(tmp_path / "no-stack"))
+    assert main(["documents", "status", "0" * 32]) == 1
+    assert capsys.readouterr().err.strip().startswith("pqfile: error: not deployed")

@@ -25,6 +25,7 @@ OUTPUTS = {
     "uploads_bucket_name",
     "encrypted_bucket_name",
     "retrieve_function_name",
+    "documents_function_name",
     "ingest_state_machine_arn",
 }
 
@@ -115,8 +116,8 @@ def test_local_plan_creates_the_core_stack(local_plan: dict[str, Any]) -> None:
         "aws_cloudwatch_metric_alarm",
     }
     functions = _resources(local_plan, "aws_lambda_function")
-    # ingest and retrieve, rotate-keys (with shred), audit_verify, migrate
-    assert len(functions) == 7 + 6 + 1 + 1
+    # ingest and retrieve, documents, rotate-keys (with shred), audit_verify, migrate
+    assert len(functions) == 7 + 1 + 6 + 1 + 1
     for function in functions:
         values = function["values"]
         # The environment names KMS keys and buckets: known only after apply

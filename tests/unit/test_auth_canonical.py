@@ -65,7 +65,21 @@ def test_only_the_request_fields_count() -> None:
     }
     assert retrieve_request_sha256(noisy) == retrieve_request_sha256(plain)
     assert set(CANONICAL_FIELDS) == {
-        "bucket", "delivery", "document_id", "key", "range", "source"}  # fmt: skip
+        "bucket", "delivery", "document_id", "key", "range", "source",
+        # the documents query function's (retrieve refuses them: see the next test)
+        "limit", "operation", "status", "tenant"}  # fmt: skip
+
+
+def test_a_documents_query_proof_is_never_a_retrieve_proof() -> None:
+    """A status request's proof covers ``operation``; retrieve refuses that field, so the
+    proof cannot be replayed to decrypt the same document."""
+    from pqfile.errors import InvalidEventError
+    from pqfile.usecases.retrieve import RetrieveRequest
+
+    status = {"operation": "status", "document_id": "3f2a9c"}
+    assert retrieve_request_sha256(status) != retrieve_request_sha256({"document_id": "3f2a9c"})
+    with pytest.raises(InvalidEventError, match="unknown payload field"):
+        RetrieveRequest.from_payload(status)
 
 
 def test_every_request_field_changes_the_hash() -> None:

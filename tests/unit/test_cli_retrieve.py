@@ -21,6 +21,8 @@ def test_retrieve_needs_one_document_and_a_function(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PQFILE_RETRIEVE_FUNCTION", raising=False)
+    monkeypatch.delenv("PQFILE_STACK", raising=False)
+    monkeypatch.setenv("PQFILE_DEVSTACK_DIR", str(tmp_path / "no-local-stack"))
     out = str(tmp_path / "x")
     assert main(["retrieve", "--out", out]) == 1
     assert _err(capsys) == (
@@ -32,7 +34,9 @@ def test_retrieve_needs_one_document_and_a_function(
     assert "s3://BUCKET/KEY" in _err(capsys)
     assert main(["retrieve", "doc", "--out", out]) == 1
     assert _err(capsys) == (
-        "pqfile: error: no function: --function-name or PQFILE_RETRIEVE_FUNCTION"
+        "pqfile: error: no function: --function-name, PQFILE_RETRIEVE_FUNCTION, or a stack "
+        "(not deployed: no local stack (python -m devstack up, then deploy) and no --stack "
+        "DIR or PQFILE_STACK)"
     )
 
 

@@ -24,6 +24,7 @@ from pqfile.auth.caller import (
 )
 from pqfile.auth.canonical import (
     CANONICAL_FIELDS,
+    RETRIEVE_FIELDS,
     canonical_retrieve_request,
     retrieve_request_sha256,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "MAX_ANSWER",
     "PROOF_FIELD",
     "REQUEST_HASH_HEADER",
+    "RETRIEVE_FIELDS",
     "STS_BODY",
     "IdentityProofError",
     "ProofPolicy",

@@ -22,7 +22,13 @@ from pqfile.errors import InvalidEventError
 
 #: Every payload field that decides what is read or how it is delivered. A new such field
 #: must be added here (and to docs/CONTRACTS.md) or a proof would not cover it.
-CANONICAL_FIELDS = ("bucket", "delivery", "document_id", "key", "range", "source")
+CANONICAL_FIELDS = (
+    "bucket", "delivery", "document_id", "key", "limit", "operation", "range", "source",
+    "status", "tenant",
+)  # fmt: skip
+#: The documents query function's payloads always carry ``operation``, which retrieve
+#: refuses: a proof made for one function is never accepted by the other.
+RETRIEVE_FIELDS = ("bucket", "delivery", "document_id", "key", "range", "source")
 #: Longest string value accepted (an S3 key is at most 1024 bytes).
 MAX_STRING = 2048
 _MAX_DEPTH = 4

@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "pqfile.cli.auth",  # auth proof
     "pqfile.cli.access",  # access grant/revoke/list
     "pqfile.cli.retrieve",  # retrieve
+    "pqfile.cli.upload",  # upload
 )
 
 

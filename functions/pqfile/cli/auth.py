@@ -46,6 +46,12 @@ def register(subparsers: Any) -> None:
         help="the STS endpoint the deployment sends proofs to (default: "
         "PQFILE_STS_ENDPOINT_URL, else https://sts.<region>.amazonaws.com)",
     )
+    proof.add_argument(
+        "--operation",
+        choices=("status", "list"),
+        help="a payload for the documents function instead of retrieve: status (of the "
+        "document named) or list (of what you may read)",
+    )
     proof.add_argument("--profile", help="the AWS profile to sign with (default: the chain)")
     proof.add_argument(
         "--json", action="store_true", help="one compact line, and nothing on stderr"
@@ -54,6 +60,17 @@ def register(subparsers: Any) -> None:
 
 
 def _request(args: argparse.Namespace) -> dict[str, Any]:
+    operation = getattr(args, "operation", None)
+    if operation == "list":
+        return {"operation": "list"}
+    if operation == "status":
+        if args.bucket or args.key:
+            raise ConfigurationError("a status request names --document-id or --source")
+        return {"operation": "status", **_document(args)}
+    return _document(args)
+
+
+def _document(args: argparse.Namespace) -> dict[str, Any]:
     named = [bool(args.document_id), bool(args.bucket or args.key), bool(args.source)]
     if sum(named) == 1:
         if args.document_id:

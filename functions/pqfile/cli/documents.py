@@ -1,5 +1,7 @@
 """`pqfile documents list [--key KEY_ID] [--tenant T] [--status S] [--json]`: the document
-index, read from the database directly as the other operator commands do.
+index, read from the database directly as the other operator commands do (the local
+stack, break glass). `--as-caller` and `pqfile documents status` go through the documents
+function instead (cli/documents_status.py).
 
 Needs only SELECT on ``documents`` and ``document_tombstones``: ``pqfile_operator`` or the
 read-only ``pqfile_auditor`` (docs/KEYS.md, "Roles and grants"). A shredded document shows
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pqfile.cli import documents_status
 from pqfile.cli.db import add_database_option, command_group, open_database, print_json
 from pqfile.ports import DocumentStatus
 
@@ -30,7 +33,9 @@ def register(subparsers: Any) -> None:
         "--limit", type=int, default=1000, help="at most this many, oldest first (1000)"
     )
     listing.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    documents_status.add_caller_options(listing)
     listing.set_defaults(func=_list)
+    documents_status.register(sub)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -39,6 +44,8 @@ def _list(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ConfigurationError("--limit must be at least 1")
+    if args.as_caller:
+        return documents_status.list_as_caller(args)
     db = open_database(args)
     try:
         found = list_documents(

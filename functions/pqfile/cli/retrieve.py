@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+from pqfile.cli import _stack
 from pqfile.cli._output import human_size, progress_bar
 from pqfile.config import AwsSettings, CliSettings, ConfigurationError
 from pqfile.errors import DecryptionError, PQFileError
@@ -57,6 +58,7 @@ def register(subparsers: Any) -> None:
         "PQFILE_STS_ENDPOINT_URL, else https://sts.<region>.amazonaws.com)",
     )
     p.add_argument("--profile", help="the AWS profile to sign and invoke with")
+    _stack.add_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_retrieve)
@@ -98,20 +100,37 @@ def _retrieve(args: argparse.Namespace) -> int:
     from pqfile.config import IdentitySettings
 
     request = _request(args)
-    function = args.function_name or CliSettings.from_env().retrieve_function
-    if not function:
-        raise ConfigurationError("no function: --function-name or PQFILE_RETRIEVE_FUNCTION")
     if args.out.exists() and not args.force:
         raise ConfigurationError(f"{args.out} exists (--force to overwrite)")
+    # Flags and environment variables first, then the stack's outputs (cli/_stack.py).
+    cli = CliSettings.from_env()
+    stack = _stack.discover(args, required=False)
+    if getattr(args, "stack", None):  # --stack names the stack: its function
+        function = args.function_name or stack.output("retrieve_function_name")
+    else:
+        function = args.function_name or cli.retrieve_function
+        if not function and stack.kind == "none":
+            raise ConfigurationError(
+                "no function: --function-name, PQFILE_RETRIEVE_FUNCTION, or a stack "
+                f"({stack.reason})"
+            )
+        function = function or stack.output("retrieve_function_name")
     settings = IdentitySettings.from_env(region=args.region)
-    audience = args.audience or settings.audience
+    audience = args.audience or settings.audience or stack.optional("audience")
     if not audience:
         raise ConfigurationError("no audience: --audience or PQFILE_AUDIENCE")
-    region = args.region or AwsSettings.from_env().region
+    aws = AwsSettings.from_env()
+    region = args.region or stack.region or aws.region
+    endpoint_url = aws.endpoint_url or (stack.endpoint_url if stack.kind == "local" else None)
+    sts_url = args.endpoint_url or (
+        stack.sts_endpoint_url
+        if stack.kind == "local" and not settings.sts_endpoint_configured
+        else None
+    )
     try:
         endpoint = (
-            StsEndpoint.parse(args.endpoint_url, default_region=region)
-            if args.endpoint_url
+            StsEndpoint.parse(sts_url, default_region=region)
+            if sts_url
             else StsEndpoint.parse(settings.sts_endpoint_url, default_region=settings.sts_region)
         )
     except ValueError as exc:
@@ -119,8 +138,7 @@ def _retrieve(args: argparse.Namespace) -> int:
     credentials = default_credentials(profile=args.profile, region=region)
     payload = proof_payload(request, audience=audience, endpoint=endpoint, credentials=credentials)
     answer = invoke_retrieve(
-        function, payload, region=region, profile=args.profile,
-        endpoint_url=AwsSettings.from_env().endpoint_url,
+        function, payload, region=region, profile=args.profile, endpoint_url=endpoint_url,
     )  # fmt: skip
     body = answer.payload
     if answer.function_error:

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pqfile.auth import (
-    CANONICAL_FIELDS,
     PROOF_FIELD,
+    RETRIEVE_FIELDS,
     IdentityProofError,
     ProofRefusal,
     retrieve_request_sha256,
@@ -65,7 +65,7 @@ from pqfile.usecases.ingest import CONTENT_TYPE_CONTEXT, OP_DECRYPT
 
 #: Every top-level payload field retrieve understands (the canonical request's fields, the
 #: proof, a declared name); anything else is refused.
-PAYLOAD_FIELDS = frozenset((*CANONICAL_FIELDS, PROOF_FIELD, "requested_by"))
+PAYLOAD_FIELDS = frozenset((*RETRIEVE_FIELDS, PROOF_FIELD, "requested_by"))
 #: Caps of the fields that reach the database and the audit (docs/OPERATIONS.md).
 MAX_DOCUMENT_ID = 128
 MAX_BUCKET = 63
