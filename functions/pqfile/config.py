@@ -179,6 +179,13 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "retrieve: how far a proof's `X-Amz-Date` may be from now, either way (1-900)"),
     Variable("PQFILE_STS_TIMEOUT_SECONDS", "identity.timeout_seconds", "5",
              "retrieve: connect and read timeout of the one STS request per proof (1-30)"),
+    Variable("PQFILE_AUDITOR_DATABASE_URL", "admin.auditor_database_url", "(none)",
+             "admin: the URL of the `pqfile_auditor` role its read-only commands run as "
+             "(`PQFILE_DATABASE_URL` is `pqfile_operator`'s); with IAM authentication its "
+             "user is the role and there is no password"),
+    Variable("PQFILE_ADMIN_FUNCTION", "cli.admin_function", "(none)",
+             "CLI: the admin function operator commands invoke with `--stack` (name or ARN; "
+             "Terraform output `admin_function_name`)"),
 )  # fmt: skip
 
 
@@ -488,6 +495,8 @@ class CliSettings:
     retrieve_function: str | None = None
     #: The rotate-keys state machine `pqfile keys rotate` starts.
     rotation_state_machine: str | None = None
+    #: The admin function operator commands invoke on a deployed stack.
+    admin_function: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
@@ -496,6 +505,7 @@ class CliSettings:
             actor=_text(values, "PQFILE_ACTOR"),
             retrieve_function=_text(values, "PQFILE_RETRIEVE_FUNCTION"),
             rotation_state_machine=_text(values, "PQFILE_ROTATION_STATE_MACHINE"),
+            admin_function=_text(values, "PQFILE_ADMIN_FUNCTION"),
         )
 
 
@@ -561,6 +571,17 @@ class IdentitySettings:
             max_age_seconds=_int(e, "PQFILE_PROOF_MAX_AGE_SECONDS", cls.max_age_seconds, 1, 900),
             timeout_seconds=_int(e, "PQFILE_STS_TIMEOUT_SECONDS", cls.timeout_seconds, 1, 30),
         )
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """The admin function (pqfile.usecases.admin): the auditor role's connection."""
+
+    auditor_database_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AdminSettings:
+        return cls(auditor_database_url=_text(_environ(env), "PQFILE_AUDITOR_DATABASE_URL"))
 
 
 #: The only bus events go to (the IAM grants events:PutEvents on it alone).
