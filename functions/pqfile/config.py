@@ -186,6 +186,9 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_ADMIN_FUNCTION", "cli.admin_function", "(none)",
              "CLI: the admin function operator commands invoke with `--stack` (name or ARN; "
              "Terraform output `admin_function_name`)"),
+    Variable("PQFILE_STACK", "cli.stack", "(none)",
+             "CLI: a deployed stack's Terraform root (`--stack`): operator commands go "
+             "through its admin function unless `--database-url` is given"),
 )  # fmt: skip
 
 
@@ -497,6 +500,8 @@ class CliSettings:
     rotation_state_machine: str | None = None
     #: The admin function operator commands invoke on a deployed stack.
     admin_function: str | None = None
+    #: A deployed stack's Terraform root (operator commands go through its admin function).
+    stack: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
@@ -506,6 +511,7 @@ class CliSettings:
             retrieve_function=_text(values, "PQFILE_RETRIEVE_FUNCTION"),
             rotation_state_machine=_text(values, "PQFILE_ROTATION_STATE_MACHINE"),
             admin_function=_text(values, "PQFILE_ADMIN_FUNCTION"),
+            stack=_text(values, "PQFILE_STACK"),
         )
 
 
