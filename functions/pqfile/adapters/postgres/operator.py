@@ -29,7 +29,7 @@ DEFAULT_POLICY = PoolPolicy()
 
 def json_ready(value: Any) -> Any:
     """What ``print_json`` would print, as JSON values (datetimes and the like as str)."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+    return json.loads(json.dumps(value, default=str))  # keeps the order the CLI prints
 
 
 def json_object(value: Any) -> dict[str, Any]:
