@@ -5,7 +5,7 @@ locals {
   # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
   # attestation: what it may do with the key-attestation HMAC key ("generate": the maintain
   # function alone; "verify": the functions that select or encrypt to keys; "none").
-  functions = merge(local.core_functions, local.rotation_functions, local.audit_functions, local.migrate_functions)
+  functions = merge(local.core_functions, local.rotation_functions, local.audit_functions, local.migrate_functions, local.admin_functions)
 
   core_functions = {
     fetch = {
@@ -186,11 +186,15 @@ resource "aws_lambda_function" "this" {
       # Completion events: on for the functions allowed to put them (eventbridge.tf).
       { PQFILE_EVENT_BUS = contains(local.event_functions, each.key) ? "default" : "off" },
       # Verified callers (docs/CONTRACTS.md, "Caller identity proofs"); variables in tenants.tf.
-      each.key == "retrieve" ? {
+      contains(local.proof_functions, each.key) ? {
         PQFILE_AUDIENCE              = local.audience
         PQFILE_STS_ENDPOINT_URL      = var.sts_endpoint_url
         PQFILE_PROOF_MAX_AGE_SECONDS = "300"
         PQFILE_STS_TIMEOUT_SECONDS   = "5"
+      } : {},
+      # The admin function's read-only commands run as the auditor (admin.tf).
+      each.key == local.admin_function ? {
+        PQFILE_AUDITOR_DATABASE_URL = lookup(local.admin_auditor_url, "PQFILE_AUDITOR_DATABASE_URL", "")
       } : {},
     )
   }

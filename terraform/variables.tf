@@ -599,8 +599,9 @@ variable "database_users" {
     rotate_rewrap   = "pqfile_rewrap"
     rotate_finish   = "pqfile_rewrap"
     rotate_failure  = "pqfile_rewrap"
-    shred           = "pqfile_shred"   # key_shred only (sql/migrations/0013)
-    audit_verify    = "pqfile_auditor" # read-only
+    shred           = "pqfile_shred"    # key_shred only (sql/migrations/0013)
+    audit_verify    = "pqfile_auditor"  # read-only
+    admin           = "pqfile_operator" # changes; its reads connect as admin_auditor_database_user
   }
 
   validation {

@@ -19,6 +19,8 @@ NOT_FOR_FUNCTIONS = {
     "PQFILE_ACTOR": "names the operator in CLI audit rows; functions audit as themselves",
     "PQFILE_RETRIEVE_FUNCTION": "the function `pqfile retrieve` invokes, read by the CLI only",
     "PQFILE_ROTATION_STATE_MACHINE": "the workflow `pqfile keys rotate` starts, CLI only",
+    "PQFILE_ADMIN_FUNCTION": "the function operator commands invoke with --stack, CLI only",
+    "PQFILE_STACK": "the deployed stack operator commands go through, CLI only",
 }
 CONTRACT_FUNCTIONS = {
     "fetch",
