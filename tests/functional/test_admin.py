@@ -233,3 +233,18 @@ def test_principal_patterns_match_like_access_check(
     pattern: str, principal: str, matches: bool
 ) -> None:
     assert principal_matches(pattern, principal) is matches
+
+
+@pytest.mark.parametrize(
+    ("payload", "digest"),
+    [
+        ({"command": "keys.status"},
+         "1364b3d28a8e35d012c2887b56fb2b2be6749cea3f3c9b50c48590591f3dd6c9"),
+        ({"command": "audit.tail", "args": {"limit": 5}},
+         "60e98433f36926d6c56875bde6ac16be423d2e62b2dcfb67de1412b71a148c76"),
+    ],
+)  # fmt: skip
+def test_the_canonical_admin_request_vectors_of_contracts(
+    payload: dict[str, Any], digest: str
+) -> None:
+    assert admin_request_sha256(payload) == digest
