@@ -210,3 +210,19 @@ def _no_ages(text: str) -> str:
     """keys status output without the oldest key's age (it moves between two calls)."""
     text = re.sub(r'"oldest_active_age_seconds": [0-9.e+-]+', '"age": 0', text)
     return re.sub(r"\d+(\.\d+)? (min|h|d) ", "AGE ", text)
+
+
+def test_a_failing_operator_command_is_one_line_and_audited_as_failure(
+    stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    stack.grant_operate("alice")
+    _as_user(monkeypatch, stack, "alice", tmp_path)
+    missing = "0" * 32
+    code, out, err = _cli(capsys, "keys", "revoke", missing, "--reason", "test")
+    assert (code, out) == (1, "")
+    assert err.startswith("pqfile: error: KeyNotFoundError: ") and err.count("\n") == 1
+    row = stack.admin_rows()[-1]
+    assert (row["outcome"], row["details"]["command"], row["details"]["db_role"]) == (
+        "failure", "keys.revoke", "operator")  # fmt: skip
+    assert row["details"]["reason"] == "KeyNotFoundError"
