@@ -140,16 +140,25 @@ def test_with_the_rule_keys_status_and_access_list_match_the_direct_path(
     stack.grant_operate("alice")
     _as_user(monkeypatch, stack, "alice", tmp_path)
     direct = ("--database-url", role_url(stack.db_url, AUDITOR))
-    for argv in (("access", "list"), ("access", "list", "--json"), ("keys", "status"),
-                 ("keys", "status", "--json")):  # fmt: skip
+    for argv in (("access", "list"), ("access", "list", "--json"), ("keys", "rotate",
+                 "--dry-run"), ("keys", "rotate", "--dry-run", "--json"),
+                 ("keys", "status"), ("keys", "status", "--json")):  # fmt: skip
         via = _cli(capsys, *argv)
         straight = _cli(capsys, *argv, *direct)
         assert via[0] == straight[0] == 0, (via, straight)
         assert _no_ages(via[1]) == _no_ages(straight[1])
         assert via[1].strip()
+    # The function's verify ran before its own success row was appended: one row less.
+    via, straight = _cli(capsys, "audit", "verify"), _cli(capsys, "audit", "verify", *direct)
+    counted = [re.fullmatch(r"audit chain OK: (\d+) rows, head \d+ [0-9a-f]{64}\n", out)
+               for _, out, _ in (via, straight)]  # fmt: skip
+    assert counted[0] and counted[1], (via, straight)
+    assert int(counted[1].group(1)) == int(counted[0].group(1)) + 1
     rows = stack.admin_rows()
-    assert [r["details"]["command"] for r in rows[-2:]] == ["keys.status", "keys.status"]
-    assert {(r["outcome"], r["details"]["db_role"]) for r in rows[-4:]} == {("success", "auditor")}
+    assert rows[-1]["details"]["command"] == "audit.verify"
+    assert [r["details"]["command"] for r in rows[-3:-1]] == ["keys.status", "keys.status"]
+    # six commands through the function above, then audit verify: all read as the auditor
+    assert {(r["outcome"], r["details"]["db_role"]) for r in rows[-7:]} == {("success", "auditor")}
     assert rows[-1]["details"]["principal"] == stack.arn("alice")
 
 

@@ -52,6 +52,7 @@ ENVIRONMENTS = ("dev", "prod")
 TARGETS = (
     "aws_lambda_function.this",
     "aws_iam_role_policy.function",
+    "aws_iam_role_policy.admin_auditor_login",
     "aws_iam_role_policy.workflow",
     "aws_kms_key.attestation",
     "aws_s3_bucket_policy.this",
