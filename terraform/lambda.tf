@@ -5,7 +5,7 @@ locals {
   # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
   # attestation: what it may do with the key-attestation HMAC key ("generate": the maintain
   # function alone; "verify": the functions that select or encrypt to keys; "none").
-  functions = merge(local.core_functions, local.query_functions, local.rotation_functions, local.audit_functions, local.migrate_functions)
+  functions = merge(local.core_functions, local.query_functions, local.rotation_functions, local.audit_functions, local.migrate_functions, local.admin_functions)
 
   # Invoked directly by users with an identity proof, like retrieve: a document's status
   # and the documents a caller may read (sql/migrations/0017; no S3, no KMS, no events).
@@ -18,7 +18,7 @@ locals {
     }
   }
   # The functions that verify identity proofs (docs/CONTRACTS.md, "Caller identity proofs").
-  proof_functions = ["retrieve", "documents"]
+  proof_functions = ["retrieve", "documents", local.admin_function]
 
   core_functions = {
     fetch = {
@@ -204,6 +204,10 @@ resource "aws_lambda_function" "this" {
         PQFILE_STS_ENDPOINT_URL      = var.sts_endpoint_url
         PQFILE_PROOF_MAX_AGE_SECONDS = "300"
         PQFILE_STS_TIMEOUT_SECONDS   = "5"
+      } : {},
+      # The admin function's read-only commands run as the auditor (admin.tf).
+      each.key == local.admin_function ? {
+        PQFILE_AUDITOR_DATABASE_URL = lookup(local.admin_auditor_url, "PQFILE_AUDITOR_DATABASE_URL", "")
       } : {},
     )
   }

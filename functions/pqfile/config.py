@@ -188,6 +188,16 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "retrieve: how far a proof's `X-Amz-Date` may be from now, either way (1-900)"),
     Variable("PQFILE_STS_TIMEOUT_SECONDS", "identity.timeout_seconds", "5",
              "retrieve: connect and read timeout of the one STS request per proof (1-30)"),
+    Variable("PQFILE_AUDITOR_DATABASE_URL", "admin.auditor_database_url", "(none)",
+             "admin: the URL of the `pqfile_auditor` role its read-only commands run as "
+             "(`PQFILE_DATABASE_URL` is `pqfile_operator`'s); with IAM authentication its "
+             "user is the role and there is no password"),
+    Variable("PQFILE_ADMIN_FUNCTION", "cli.admin_function", "(none)",
+             "CLI: the admin function operator commands invoke with `--stack` (name or ARN; "
+             "Terraform output `admin_function_name`)"),
+    Variable("PQFILE_STACK", "cli.stack", "(none)",
+             "CLI: a deployed stack's Terraform root (`--stack`): operator commands go "
+             "through its admin function unless `--database-url` is given"),
 )  # fmt: skip
 
 
@@ -497,7 +507,10 @@ class CliSettings:
     retrieve_function: str | None = None
     #: The rotate-keys state machine `pqfile keys rotate` starts.
     rotation_state_machine: str | None = None
-    #: A deployed stack's Terraform root, or a file of its `terraform output -json`.
+    #: The admin function operator commands invoke on a deployed stack.
+    admin_function: str | None = None
+    #: A deployed stack's Terraform root, or a file of its `terraform output -json`: service
+    #: commands and (through its admin function) operator commands use it.
     stack: str | None = None
     #: The local stack's state folder (None: `.devstack` in the repository).
     devstack_dir: str | None = None
@@ -511,6 +524,7 @@ class CliSettings:
             actor=_text(values, "PQFILE_ACTOR"),
             retrieve_function=_text(values, "PQFILE_RETRIEVE_FUNCTION"),
             rotation_state_machine=_text(values, "PQFILE_ROTATION_STATE_MACHINE"),
+            admin_function=_text(values, "PQFILE_ADMIN_FUNCTION"),
             stack=_text(values, "PQFILE_STACK"),
             devstack_dir=_text(values, "PQFILE_DEVSTACK_DIR"),
             tenant=_text(values, "PQFILE_TENANT"),
@@ -582,6 +596,17 @@ class IdentitySettings:
             timeout_seconds=_int(e, "PQFILE_STS_TIMEOUT_SECONDS", cls.timeout_seconds, 1, 30),
             sts_endpoint_configured=_text(e, "PQFILE_STS_ENDPOINT_URL") is not None,
         )
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """The admin function (pqfile.usecases.admin): the auditor role's connection."""
+
+    auditor_database_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AdminSettings:
+        return cls(auditor_database_url=_text(_environ(env), "PQFILE_AUDITOR_DATABASE_URL"))
 
 
 #: The only bus events go to (the IAM grants events:PutEvents on it alone).

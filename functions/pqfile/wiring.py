@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from pqfile.keys.policy import PoolPolicy
     from pqfile.ports import EventPublisher, KeyAttestor, SeedProtector
+    from pqfile.usecases.admin import Admin
     from pqfile.usecases.documents_query import DocumentsQuery
     from pqfile.usecases.retrieve import Retrieval
     from pqfile.usecases.rotation import Rotation
@@ -220,6 +221,28 @@ def _build_audit_reader() -> PostgresAuditLog:
     return PostgresAuditLog(Database.from_env())
 
 
+def _build_admin() -> Admin:
+    """The admin function: the identity verifier, and the operator's and the auditor's
+    connections (PQFILE_DATABASE_URL, PQFILE_AUDITOR_DATABASE_URL), opened on first use."""
+    import dataclasses
+
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.adapters.postgres.operator import PostgresOperatorBackend
+    from pqfile.adapters.sts_identity import StsCallerIdentityVerifier
+    from pqfile.config import AdminSettings, ConfigurationError, DatabaseSettings
+    from pqfile.usecases.admin import Admin
+
+    verifier = StsCallerIdentityVerifier.from_settings()
+    auditor_url = AdminSettings.from_env().auditor_database_url
+    if auditor_url is None:
+        raise ConfigurationError("PQFILE_AUDITOR_DATABASE_URL is not set")
+
+    def auditor() -> Database:
+        return Database.from_env(dataclasses.replace(DatabaseSettings.from_env(), url=auditor_url))
+
+    return Admin(backend=PostgresOperatorBackend(Database.from_env, auditor), identity=verifier)
+
+
 def run_migrations() -> list[str]:
     """Apply the pending migrations on a connection of its own (the migrate function: the
     only one configured with the owner's credentials), closed afterwards."""
@@ -240,5 +263,7 @@ documents_query: Lazy[DocumentsQuery] = Lazy(_build_documents_query)
 rotation: Lazy[Rotation] = Lazy(_build_rotation)
 #: The shred function's dependencies.
 shredding: Lazy[Shredding] = Lazy(_build_shredding)
+#: The admin function's dependencies.
+admin: Lazy[Admin] = Lazy(_build_admin)
 #: The audit verifier's read-only audit log (pqfile_auditor).
 audit_reader: Lazy[PostgresAuditLog] = Lazy(_build_audit_reader)

@@ -115,7 +115,8 @@ def test_functions_point_at_the_emulator_and_the_database(
 ) -> None:
     lam = own_emulator.client("lambda")
     # Each function connects as its own database role (database_url_per_role locally).
-    roles = FUNCTION_ROLES  # one role per function (sql/migrations/0010)
+    # One role per function (sql/migrations/0010); admin's changes run as the operator.
+    roles = {**FUNCTION_ROLES, "admin": OPERATOR}
     # The migrate function connects as the URL's own user (the database owner locally).
     assert set(deployed["function_names"]) == set(roles) | {"migrate"}
     for key, name in deployed["function_names"].items():
@@ -155,7 +156,7 @@ def test_the_retrieve_function_verifies_callers(
         variables = lam.get_function(FunctionName=name)["Configuration"]["Environment"][
             "Variables"
         ]
-        if key == "retrieve":
+        if key in ("retrieve", "admin"):  # the functions that verify identity proofs
             assert variables["PQFILE_AUDIENCE"] == deployed["audience"] == "pqfile-local"
             assert variables["PQFILE_STS_ENDPOINT_URL"] == ""  # no local STS in this state
         else:

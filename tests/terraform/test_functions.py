@@ -19,9 +19,10 @@ NOT_FOR_FUNCTIONS = {
     "PQFILE_ACTOR": "names the operator in CLI audit rows; functions audit as themselves",
     "PQFILE_RETRIEVE_FUNCTION": "the function `pqfile retrieve` invokes, read by the CLI only",
     "PQFILE_ROTATION_STATE_MACHINE": "the workflow `pqfile keys rotate` starts, CLI only",
-    "PQFILE_STACK": "the deployed stack the service commands use, CLI only",
+    "PQFILE_STACK": "the deployed stack the service and operator commands use, CLI only",
     "PQFILE_TENANT": "the tenant `pqfile upload` writes under, CLI only",
     "PQFILE_DEVSTACK_DIR": "the local stack's state folder, CLI and devstack only",
+    "PQFILE_ADMIN_FUNCTION": "the function operator commands invoke with --stack, CLI only",
 }
 CONTRACT_FUNCTIONS = {
     "fetch",

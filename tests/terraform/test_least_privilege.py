@@ -43,7 +43,7 @@ import pytest
 from devstack import terraform as tf
 from devstack.emulator import start_emulator
 
-from tests.fixtures.postgres import FUNCTION_ROLES
+from tests.fixtures.postgres import AUDITOR, FUNCTION_ROLES, OPERATOR
 from tests.terraform.conftest import require_tool
 
 pytestmark = pytest.mark.integration
@@ -52,12 +52,16 @@ ENVIRONMENTS = ("dev", "prod")
 TARGETS = (
     "aws_lambda_function.this",
     "aws_iam_role_policy.function",
+    "aws_iam_role_policy.admin_auditor_login",
     "aws_iam_role_policy.workflow",
     "aws_kms_key.attestation",
     "aws_s3_bucket_policy.this",
     "module.metric_alarms",
 )
 MIGRATE = "migrate"
+#: The admin function (terraform/admin.tf): pqfile_operator, and pqfile_auditor for reads.
+ADMIN = "admin"
+ROLES = {**FUNCTION_ROLES, ADMIN: OPERATOR}
 CA_BUNDLE = "/var/task/certs/rds-global-bundle.pem"
 
 SEED_ENCRYPTERS = {"rotate_maintain"}
@@ -241,7 +245,7 @@ def test_no_function_but_migrate_carries_the_master_credentials(stack: Stack) ->
         assert secret not in policy and "secretsmanager:" not in policy, key
         url = urlsplit(variables["PQFILE_DATABASE_URL"])
         assert url.password is None, key
-        assert url.username == FUNCTION_ROLES[key], key
+        assert url.username == ROLES[key], key
         assert variables["PQFILE_DATABASE_IAM_AUTH"] == "1", key
     assert _functions_whose_role_allows(stack, "secretsmanager:GetSecretValue", secret) == {MIGRATE}
 
@@ -256,8 +260,29 @@ def test_each_function_may_connect_as_its_own_database_role_only(stack: Stack) -
             assert not resources
             continue
         assert resources == {
-            f"arn:aws:rds-db:eu-west-1:123456789012:dbuser:{resource_id}/{FUNCTION_ROLES[key]}"
+            f"arn:aws:rds-db:eu-west-1:123456789012:dbuser:{resource_id}/{ROLES[key]}"
         }, key
+
+
+def test_the_admin_function_logs_in_as_operator_and_auditor_and_touches_nothing_else(
+    stack: Stack,
+) -> None:
+    resource_id = stack.one("aws_db_instance", "this", "0")["resource_id"]
+    extra = json.loads(stack.one("aws_iam_role_policy", "admin_auditor_login", "0")["policy"])
+    assert extra["Statement"] == [{
+        "Sid": "ConnectAsAuditor", "Effect": "Allow", "Action": ["rds-db:connect"],
+        "Resource": [f"arn:aws:rds-db:eu-west-1:123456789012:dbuser:{resource_id}/{AUDITOR}"],
+    }]  # fmt: skip
+    variables = stack.environment_of(ADMIN)
+    assert urlsplit(variables["PQFILE_AUDITOR_DATABASE_URL"]).username == AUDITOR
+    assert urlsplit(variables["PQFILE_AUDITOR_DATABASE_URL"]).password is None
+    assert variables["PQFILE_AUDIENCE"] and "PQFILE_ATTESTATION_KEY_ID" not in variables
+    actions = {a for st in stack.role_policy(ADMIN)["Statement"] for a in _list(st["Action"])}
+    # Logs, its failure queue, the data key through services, its own login: nothing else
+    # (no S3, no seed or attestation key, no invoke, no events, no states).
+    assert not {a for a in actions if a.split(":")[0] in {"s3", "lambda", "events", "states"}}
+    assert not {a for a in actions if a.startswith("kms:") and a not in {
+        "kms:Decrypt", "kms:GenerateDataKey"}}  # fmt: skip
 
 
 # --- TLS -------------------------------------------------------------------------------------

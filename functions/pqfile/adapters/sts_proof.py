@@ -84,9 +84,12 @@ def build_identity_proof(
     endpoint: StsEndpoint,
     credentials: Credentials | ReadOnlyCredentials,
     now: dt.datetime | None = None,
+    request_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """The ``identity_proof`` object for the retrieve ``request`` (its payload fields).
-    Raise ValueError for an audience no deployment could be configured with."""
+    """The ``identity_proof`` object for the retrieve ``request`` (its payload fields), or
+    for the request whose canonical hash is ``request_sha256`` (the admin function's,
+    pqfile.usecases.admin.admin_request_sha256). Raise ValueError for an audience no
+    deployment could be configured with."""
     if not AUDIENCE_PATTERN.fullmatch(audience):
         raise ValueError(f"the audience must match {AUDIENCE_PATTERN.pattern}")
     signed = AWSRequest(
@@ -97,7 +100,7 @@ def build_identity_proof(
             "Content-Type": CONTENT_TYPE,
             "Host": endpoint.host_header,
             _AUDIENCE: audience,
-            _REQUEST_HASH: retrieve_request_sha256(request),
+            _REQUEST_HASH: request_sha256 or retrieve_request_sha256(request),
         },
     )
     at = now if now is not None else dt.datetime.now(dt.UTC)

@@ -8,8 +8,10 @@ an audit row whose actor is the connected user (``PQFILE_ACTOR`` is kept as a cl
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from typing import Any
 
+from pqfile.cli._admin_client import add_stack_options, run_admin, via_function
 from pqfile.cli.db import actor, add_database_option, command_group, open_database, print_json
 from pqfile.ports import AccessOperation
 
@@ -18,6 +20,7 @@ OPERATIONS = [op.value for op in AccessOperation]
 
 def _rule_options(parser: argparse.ArgumentParser) -> None:
     add_database_option(parser)
+    add_stack_options(parser)
     parser.add_argument(
         "--principal",
         required=True,
@@ -46,26 +49,20 @@ def register(subparsers: Any) -> None:
     revoke.set_defaults(func=_revoke)
     listing = sub.add_parser("list", help="every rule")
     add_database_option(listing)
+    add_stack_options(listing)
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=_list)
 
 
 def _change(args: argparse.Namespace, verb: str) -> int:
-    from pqfile.adapters.postgres import PostgresAccessRules
-
-    db = open_database(args)
-    try:
-        rules = PostgresAccessRules(db)
-        change = rules.grant if verb == "granted" else rules.revoke
-        rule_id = change(
-            args.principal,
-            tenant=args.tenant,
-            document_id=args.document,
-            operation=AccessOperation(args.operation),
-            actor=actor(),
-        )
-    finally:
-        db.close()
+    if via_function(args):
+        command = "access.grant" if verb == "granted" else "access.revoke"
+        result = run_admin(args, command, {"principal": args.principal, "tenant": args.tenant,
+                                           "document_id": args.document,
+                                           "operation": args.operation})  # fmt: skip
+        rule_id = int(result["rule_id"])
+    else:
+        rule_id = _change_direct(args, verb)
     target = f"tenant {args.tenant}" if args.tenant else f"document {args.document}"
     if args.json:
         print_json({"rule_id": rule_id, "result": verb, "principal": args.principal,
@@ -74,6 +71,24 @@ def _change(args: argparse.Namespace, verb: str) -> int:
     else:
         print(f"{verb} {args.operation} on {target} to {args.principal} (rule {rule_id})")
     return 0
+
+
+def _change_direct(args: argparse.Namespace, verb: str) -> int:
+    from pqfile.adapters.postgres import PostgresAccessRules
+
+    db = open_database(args)
+    try:
+        rules = PostgresAccessRules(db)
+        change = rules.grant if verb == "granted" else rules.revoke
+        return change(
+            args.principal,
+            tenant=args.tenant,
+            document_id=args.document,
+            operation=AccessOperation(args.operation),
+            actor=actor(),
+        )
+    finally:
+        db.close()
 
 
 def _grant(args: argparse.Namespace) -> int:
@@ -85,26 +100,26 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from pqfile.adapters.postgres import PostgresAccessRules
+    if via_function(args):
+        rules: list[dict[str, Any]] = list(run_admin(args, "access.list", {})["rules"])
+    else:
+        from pqfile.adapters.postgres import PostgresAccessRules
+        from pqfile.adapters.postgres.operator import rule_dict
 
-    db = open_database(args)
-    try:
-        rules = PostgresAccessRules(db).list()
-    finally:
-        db.close()
+        db = open_database(args)
+        try:
+            rules = [rule_dict(r) for r in PostgresAccessRules(db).list()]
+        finally:
+            db.close()
     if args.json:
-        print_json([
-            {"rule_id": r.rule_id, "principal": r.principal, "tenant": r.tenant,
-             "document_id": r.document_id, "operation": r.operation,
-             "created_by": r.created_by, "created_at": r.created_at.isoformat()}
-            for r in rules
-        ])  # fmt: skip
+        print_json(rules)
         return 0
     if not rules:
         print("no rules: nobody may retrieve anything (deny by default)")
         return 0
     for r in rules:
-        target = f"tenant {r.tenant}" if r.tenant else f"document {r.document_id}"
-        print(f"{r.rule_id:>5}  {r.operation:<8}  {target:<40}  {r.principal}  "
-              f"(by {r.created_by}, {r.created_at:%Y-%m-%d %H:%M})")  # fmt: skip
+        target = f"tenant {r['tenant']}" if r["tenant"] else f"document {r['document_id']}"
+        created = dt.datetime.fromisoformat(r["created_at"])
+        print(f"{r['rule_id']:>5}  {r['operation']:<8}  {target:<40}  {r['principal']}  "
+              f"(by {r['created_by']}, {created:%Y-%m-%d %H:%M})")  # fmt: skip
     return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from pqfile.cli._admin_client import add_stack_options, run_admin, via_function
 from pqfile.cli.db import add_database_option, command_group, open_database, print_json
 
 
@@ -14,6 +15,7 @@ def register(subparsers: Any) -> None:
 
     verify = sub.add_parser("verify", help="recompute the hash chain; name the first broken row")
     add_database_option(verify)
+    add_stack_options(verify)
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.add_argument(
         "--anchor",
@@ -27,28 +29,32 @@ def register(subparsers: Any) -> None:
 
     tail = sub.add_parser("tail", help="show the most recent events")
     add_database_option(tail)
+    add_stack_options(tail)
     tail.add_argument("-n", "--limit", type=int, default=20, help="how many rows (default 20)")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     tail.set_defaults(func=_tail)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from pqfile.adapters.postgres.audit import PostgresAuditLog
-
-    db = open_database(args)
-    try:
-        report = PostgresAuditLog(db).verify_chain(anchors=dict(args.anchor))
-    finally:
-        db.close()
-    if args.json:
-        print_json(report.as_dict())
-    elif report.ok:
-        print(
-            f"audit chain OK: {report.rows} rows, head {report.head_seq} {report.head_hash.hex()}"
-        )
+    if via_function(args):
+        anchors = [f"{seq}:{digest.hex()}" for seq, digest in args.anchor]
+        report: dict[str, Any] = dict(run_admin(args, "audit.verify", {"anchors": anchors}))
     else:
-        print(f"audit chain BROKEN at row {report.broken_seq}: {report.reason}")
-    return 0 if report.ok else 1
+        from pqfile.adapters.postgres.audit import PostgresAuditLog
+
+        db = open_database(args)
+        try:
+            report = PostgresAuditLog(db).verify_chain(anchors=dict(args.anchor)).as_dict()
+        finally:
+            db.close()
+    if args.json:
+        print_json(report)
+    elif report["ok"]:
+        print(f"audit chain OK: {report['rows']} rows, head {report['head_seq']} "
+              f"{report['head_hash']}")  # fmt: skip
+    else:
+        print(f"audit chain BROKEN at row {report['broken_seq']}: {report['reason']}")
+    return 0 if report["ok"] else 1
 
 
 def _anchor(value: str) -> tuple[int, bytes]:
@@ -65,13 +71,16 @@ def _anchor(value: str) -> tuple[int, bytes]:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from pqfile.adapters.postgres.audit import PostgresAuditLog
+    if via_function(args):
+        rows: list[Any] = list(run_admin(args, "audit.tail", {"limit": args.limit})["rows"])
+    else:
+        from pqfile.adapters.postgres.audit import PostgresAuditLog
 
-    db = open_database(args)
-    try:
-        rows = list(PostgresAuditLog(db).tail(args.limit))
-    finally:
-        db.close()
+        db = open_database(args)
+        try:
+            rows = list(PostgresAuditLog(db).tail(args.limit))
+        finally:
+            db.close()
     for row in rows:
         if args.json:
             print(json.dumps(row, sort_keys=True, default=str))

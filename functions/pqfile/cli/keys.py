@@ -24,6 +24,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from pqfile.cli._admin_client import add_stack_options, run_admin, via_function
 from pqfile.cli.db import actor, add_database_option, command_group, open_database, print_json
 from pqfile.config import CliSettings, ConfigurationError, ShredSettings
 from pqfile.crypto.kem import Suite
@@ -48,6 +49,7 @@ def register(subparsers: Any) -> None:
 
     status = sub.add_parser("status", help="counts per suite and status, age, usage spread")
     add_database_option(status)
+    add_stack_options(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     _policy_options(status)
     status.set_defaults(func=_status)
@@ -74,6 +76,7 @@ def register(subparsers: Any) -> None:
         "follow it to the end. --dry-run shows what would happen and changes nothing.",
     )
     add_database_option(rotate)
+    add_stack_options(rotate)
     _policy_options(rotate)
     rotate.add_argument("--key", metavar="KEY_ID", help="rotate this key only (due or not)")
     rotate.add_argument(
@@ -107,6 +110,7 @@ def register(subparsers: Any) -> None:
         "destroys its seed; its documents are lost.",
     )
     add_database_option(revoke)
+    add_stack_options(revoke)
     revoke.add_argument("key_id", metavar="KEY_ID")
     revoke.add_argument("--reason", required=True, help="why (kept in the key and audit rows)")
     how = revoke.add_mutually_exclusive_group()
@@ -141,6 +145,7 @@ def register(subparsers: Any) -> None:
         "moves its documents and completes a revocation",
     )
     add_database_option(request)
+    add_stack_options(request)
     request.add_argument("key_id", metavar="KEY_ID")
     request.add_argument(
         "--kind", choices=[k.value for k in RequestKind], default=RequestKind.REVOKE.value
@@ -234,12 +239,23 @@ class _LazyProtector:
         return result
 
 
+def _policy_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The pool policy options as the admin function takes them (whole days)."""
+    days = args.max_age_days
+    if days != int(days):
+        raise ConfigurationError("--max-age-days must be whole days with --stack")
+    return {"target": args.target, "floor": args.floor, "max_age_days": int(days)}
+
+
 def _status(args: argparse.Namespace) -> int:
-    db = open_database(args)
-    try:
-        summary = _store(db, args).status_summary()
-    finally:
-        db.close()
+    if via_function(args):
+        summary: dict[str, Any] = dict(run_admin(args, "keys.status", _policy_args(args)))
+    else:
+        db = open_database(args)
+        try:
+            summary = _store(db, args).status_summary()
+        finally:
+            db.close()
     if args.json:
         print_json(summary)
         return 0
@@ -313,11 +329,16 @@ def _expire(args: argparse.Namespace) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
-    db = open_database(args)
-    try:
-        request_id = _store(db, args).request(args.key_id, args.kind, args.reason)
-    finally:
-        db.close()
+    if via_function(args):
+        fields = {"key_id": args.key_id, "kind": args.kind, "reason": args.reason}
+        result = run_admin(args, "keys.request", fields)
+        request_id = int(result["request"])
+    else:
+        db = open_database(args)
+        try:
+            request_id = _store(db, args).request(args.key_id, args.kind, args.reason)
+        finally:
+            db.close()
     print(f"request {request_id}: {args.kind} {args.key_id} (pending; the key no longer encrypts)")
     return 0
 
@@ -352,6 +373,18 @@ def _state_machine(args: argparse.Namespace) -> str:
 def _rotate(args: argparse.Namespace) -> int:
     from pqfile.adapters.postgres.keys import PostgresKeyRepository, rotation_overview
 
+    if via_function(args):
+        if not args.dry_run:
+            raise ConfigurationError(
+                "keys rotate through the admin function takes --dry-run only: the rotate-keys "
+                "schedule queues and runs rotations (or use --database-url, break-glass)"
+            )
+        dry = dict(run_admin(args, "keys.rotate", {
+            "dry_run": True, "key": args.key, "to_suite": args.to_suite,
+            "allow_downgrade": args.allow_downgrade or None, **_policy_args(args)}))  # fmt: skip
+        dry["allow_downgrade"] = args.allow_downgrade
+        _print_plan(dry, args)
+        return 0
     db = open_database(args)
     try:
         store = _store(db, args)
@@ -569,16 +602,27 @@ def _revoke(args: argparse.Namespace) -> int:
 
     if args.yes_destroy_documents and not args.shred:
         raise ConfigurationError("--yes-destroy-documents confirms --shred only")
+    if via_function(args):
+        mode = "now" if args.now else "shred" if args.shred else (
+            "compromised" if args.compromised else "pending")  # fmt: skip
+        result: dict[str, Any] = dict(run_admin(args, "keys.revoke", {
+            "key_id": args.key_id, "reason": args.reason, "mode": mode,
+            "yes_destroy_documents": args.yes_destroy_documents or None}))  # fmt: skip
+        if args.json:
+            print_json(result)
+        else:
+            print(_revoke_text(mode, result))
+        return 0
     db = open_database(args)
     try:
         store = _store(db, args)
         if args.now:
             record = store.revoke(args.key_id, args.reason)
-            result: dict[str, Any] = {
+            result = {
                 "key_id": record.key_id, "suite": record.suite, "status": record.status.value,
                 "revoked_at": record.revoked_at,
             }  # fmt: skip
-            text = f"revoked {record.key_id} ({record.suite}) at {record.revoked_at}"
+            text = _revoke_text("now", result)
             from pqfile.cli._events import announce_revoked_now  # (issue 13: events)
 
             if announce_revoked_now(record.key_id, record.suite, record.revoked_at):
@@ -606,15 +650,7 @@ def _revoke(args: argparse.Namespace) -> int:
                 "backup_retention_days": retention,
                 "complete_at_earliest": complete.isoformat(),
             }  # fmt: skip
-            lines = [
-                f"request {request}: shred {key.key_id} (pending; the key no longer encrypts)",
-                *(f"  will be lost: {d.document_id} (tenant {d.tenant})" for d in doomed),
-                f"{len(doomed)} document(s) will be lost when rotate-keys runs the shred "
-                "(`pqfile keys rotate`)",
-                f"backups keep the wrapped seed {retention} day(s) after the shred: "
-                f"shredding is complete on {complete:%Y-%m-%d} at the earliest",
-            ]
-            text = "\n".join(lines)
+            text = _revoke_text("shred", result)
         elif args.compromised:
             request = store.request(args.key_id, RequestKind.COMPROMISE, args.reason)
             left = len(store.documents_on_key(args.key_id, limit=1_000_000))
@@ -622,12 +658,7 @@ def _revoke(args: argparse.Namespace) -> int:
                 "request": request, "key_id": args.key_id, "kind": "compromise",
                 "status": "pending", "documents_to_reencrypt": left,
             }  # fmt: skip
-            text = (
-                f"request {request}: compromise of {args.key_id} (pending; the key no longer "
-                f"encrypts); rotate-keys re-encrypts its {left} document(s) under fresh data "
-                "keys, deletes every older package version, then revokes it "
-                "(`pqfile keys rotate`). Copies taken before this are not protected."
-            )
+            text = _revoke_text("compromised", result)
         else:
             request = store.request(args.key_id, RequestKind.REVOKE, args.reason)
             left = len(store.documents_on_key(args.key_id, limit=1_000_000))
@@ -635,11 +666,7 @@ def _revoke(args: argparse.Namespace) -> int:
                 "request": request, "key_id": args.key_id, "kind": "revoke",
                 "status": "pending", "documents_to_rewrap": left,
             }  # fmt: skip
-            text = (
-                f"request {request}: revoke {args.key_id} (pending; the key no longer "
-                f"encrypts); rotate-keys rewraps its {left} document(s), then revokes it "
-                "(`pqfile keys rotate`)"
-            )
+            text = _revoke_text("pending", result)
     finally:
         db.close()
     if args.json:
@@ -647,3 +674,35 @@ def _revoke(args: argparse.Namespace) -> int:
     else:
         print(text)
     return 0
+
+
+def _revoke_text(mode: str, r: dict[str, Any]) -> str:
+    """The human answer of `keys revoke`, from its JSON (the direct path's or the admin
+    function's: the same words either way)."""
+    if mode == "now":
+        return f"revoked {r['key_id']} ({r['suite']}) at {r['revoked_at']}"
+    if mode == "shred":
+        retention = r["backup_retention_days"]
+        complete = dt.datetime.fromisoformat(str(r["complete_at_earliest"]))
+        doomed = r["documents_to_lose"]
+        lines = [
+            f"request {r['request']}: shred {r['key_id']} (pending; the key no longer encrypts)",
+            *(f"  will be lost: {d['document_id']} (tenant {d['tenant']})" for d in doomed),
+            f"{len(doomed)} document(s) will be lost when rotate-keys runs the shred "
+            "(`pqfile keys rotate`)",
+            f"backups keep the wrapped seed {retention} day(s) after the shred: "
+            f"shredding is complete on {complete:%Y-%m-%d} at the earliest",
+        ]
+        return "\n".join(lines)
+    if mode == "compromised":
+        return (
+            f"request {r['request']}: compromise of {r['key_id']} (pending; the key no longer "
+            f"encrypts); rotate-keys re-encrypts its {r['documents_to_reencrypt']} document(s) "
+            "under fresh data keys, deletes every older package version, then revokes it "
+            "(`pqfile keys rotate`). Copies taken before this are not protected."
+        )
+    return (
+        f"request {r['request']}: revoke {r['key_id']} (pending; the key no longer "
+        f"encrypts); rotate-keys rewraps its {r['documents_to_rewrap']} document(s), then "
+        "revokes it (`pqfile keys rotate`)"
+    )

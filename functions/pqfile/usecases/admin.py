@@ -1,0 +1,318 @@
+"""Admin: operator commands (``pqfile keys``, ``access``, ``audit``) through a function, for
+a deployed stack whose database sits in private subnets (docs/OPERATIONS.md, "Operator
+commands on AWS").
+
+Payload: ``{"command": "keys.status", "args": {...}, "identity_proof": {...}}``. The proof
+is the one retrieve takes (pqfile.auth; docs/CONTRACTS.md, "Caller identity proofs"),
+made for the canonical admin request (:func:`admin_request_sha256`: ``command`` and
+``args`` only), so a proof made for one command (or for a retrieve) is refused for any
+other. Order: the request's caps and canonical hash, the proof (one STS round trip,
+nothing read before), the command and its arguments (whitelisted, strictly typed), the
+operator rule (deny by default), then the command. Every request is audited
+(``admin.command``: refused with its reason, or success/failure), with the verified
+principal named in the row.
+
+Who may: an ``operate`` access rule whose principal (pattern) matches the verified caller
+(sql/migrations/0011). Operator commands act on the whole deployment (keys serve every
+tenant), so the rule's tenant or document only records the scope it was granted for; any
+matching ``operate`` rule admits. ``audit verify`` and ``audit tail`` need an ``operate``
+rule too: 0011 knows no auditor operation, and an audit reader sees every actor and
+document id, which is an operator's view (docs/KEYS.md, "Roles and grants").
+
+Which database role runs a command: read-only commands (``keys.status``, ``access.list``,
+``audit.verify``, ``audit.tail``) as ``pqfile_auditor``; changes as ``pqfile_operator``
+(:data:`COMMANDS`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pqfile.auth import PROOF_FIELD, IdentityProofError, ProofRefusal
+from pqfile.errors import InvalidEventError, PQFileError, TransientError
+from pqfile.ports import AccessOperation, AccessRule, CallerIdentityVerifier
+
+#: The audit operation of every admin request.
+OP_ADMIN = "admin.command"
+#: Top-level payload fields; anything else is refused.
+PAYLOAD_FIELDS = frozenset(("command", "args", PROOF_FIELD))
+#: The one answer to a caller without an operator rule.
+NOT_ALLOWED_MESSAGE = "not allowed: this command needs an operate access rule"
+MAX_TEXT = 256
+MAX_PRINCIPAL = 1000
+MAX_ANCHORS = 16
+MAX_TAIL = 1000
+
+DbRole = Literal["operator", "auditor"]
+_KEY_ID = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class InvalidArgument(InvalidEventError):
+    """An argument outside its command's schema (named, never echoed)."""
+
+
+class AdminRefusedError(PQFileError):
+    """The verified caller has no ``operate`` rule (deny by default)."""
+
+
+def _text(cap: int = MAX_TEXT) -> Callable[[str, object], object]:
+    def check(name: str, value: object) -> object:
+        if not isinstance(value, str) or not value or len(value) > cap:
+            raise InvalidArgument(f"args.{name} must be a string of 1 to {cap} characters")
+        if not value.isprintable():
+            raise InvalidArgument(f"args.{name} holds control characters")
+        return value
+
+    return check
+
+
+def _key_id(name: str, value: object) -> object:
+    if not isinstance(value, str) or not _KEY_ID.fullmatch(value):
+        raise InvalidArgument(f"args.{name} must be a key id (32 lower-case hex digits)")
+    return value
+
+
+def _choice(*options: object) -> Callable[[str, object], object]:
+    def check(name: str, value: object) -> object:
+        if value not in options or isinstance(value, bool) != isinstance(options[0], bool):
+            shown = ", ".join(json.dumps(o) for o in options)
+            raise InvalidArgument(f"args.{name} must be one of {shown}")
+        return value
+
+    return check
+
+
+def _flag(name: str, value: object) -> object:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"args.{name} must be true or false")
+    return value
+
+
+def _int(low: int, high: int) -> Callable[[str, object], object]:
+    def check(name: str, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidArgument(f"args.{name} must be an integer from {low} to {high}")
+        return value
+
+    return check
+
+
+def _anchors(name: str, value: object) -> object:
+    if not isinstance(value, list) or len(value) > MAX_ANCHORS:
+        raise InvalidArgument(f"args.{name} must be a list of at most {MAX_ANCHORS} anchors")
+    for item in value:
+        if not (isinstance(item, str) and ":" in item):
+            raise InvalidArgument(f"args.{name} holds SEQ:HASH strings")
+        seq, _, digest = item.partition(":")
+        if not seq.isdigit() or len(seq) > 19 or not _HEX64.fullmatch(digest):
+            raise InvalidArgument(f"args.{name} holds SEQ:HASH strings (64 hex digits)")
+    return value
+
+
+@dataclass(frozen=True)
+class Command:
+    """One whitelisted command: the database role it runs as and its arguments."""
+
+    role: DbRole
+    required: Mapping[str, Callable[[str, object], object]]
+    optional: Mapping[str, Callable[[str, object], object]]
+
+
+_RULE_ARGS: dict[str, Callable[[str, object], object]] = {
+    "principal": _text(MAX_PRINCIPAL),
+}
+_RULE_OPTIONAL: dict[str, Callable[[str, object], object]] = {
+    "tenant": _text(63),
+    "document_id": _text(128),
+    "operation": _choice(*(op.value for op in AccessOperation)),
+}
+_POLICY: dict[str, Callable[[str, object], object]] = {
+    "target": _int(1, 10_000),
+    "floor": _int(0, 10_000),
+    "max_age_days": _int(1, 3650),
+}
+
+#: Every command the admin function runs, the role it connects as, and its arguments.
+COMMANDS: Mapping[str, Command] = {
+    "keys.status": Command("auditor", {}, _POLICY),
+    "keys.revoke": Command(
+        "operator",
+        {"key_id": _key_id, "reason": _text()},
+        {"mode": _choice("pending", "now", "compromised", "shred"), "yes_destroy_documents": _flag},
+    ),
+    "keys.request": Command(
+        "operator",
+        {"key_id": _key_id, "reason": _text()},
+        {"kind": _choice("revoke", "compromise", "shred")},
+    ),
+    # The plan only (``--dry-run``): queueing and following the workflow stay with the
+    # direct path for now (docs/OPERATIONS.md).
+    "keys.rotate": Command(
+        "auditor",
+        {"dry_run": _choice(True)},
+        {
+            "key": _key_id,
+            "to_suite": _choice("mlkem768", "xwing", "mlkem1024"),
+            "allow_downgrade": _flag,
+            **_POLICY,
+        },
+    ),
+    "access.grant": Command("operator", _RULE_ARGS, _RULE_OPTIONAL),
+    "access.revoke": Command("operator", _RULE_ARGS, _RULE_OPTIONAL),
+    "access.list": Command("auditor", {}, {}),
+    "audit.verify": Command("auditor", {}, {"anchors": _anchors}),
+    "audit.tail": Command("auditor", {}, {"limit": _int(0, MAX_TAIL)}),
+}
+
+
+@dataclass(frozen=True)
+class AdminRequest:
+    command: str
+    args: Mapping[str, object]
+
+    @property
+    def role(self) -> DbRole:
+        return COMMANDS[self.command].role
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> AdminRequest:
+        """Validate the command and its arguments (InvalidEventError naming the field)."""
+        command = payload.get("command")
+        if not isinstance(command, str) or command not in COMMANDS:
+            raise InvalidEventError(f"unknown command (one of: {', '.join(sorted(COMMANDS))})")
+        raw = payload.get("args", {})
+        if not isinstance(raw, Mapping):
+            raise InvalidEventError("args must be an object")
+        spec = COMMANDS[command]
+        known = spec.required.keys() | spec.optional.keys()
+        unknown = sorted(str(n)[:64] for n in raw if n not in known)
+        if unknown:
+            raise InvalidEventError(f"unknown argument(s) of {command}: {', '.join(unknown[:5])}")
+        args: dict[str, object] = {}
+        for name, check in spec.required.items():
+            if raw.get(name) is None:
+                raise InvalidEventError(f"{command} needs args.{name}")
+            args[name] = check(name, raw[name])
+        for name, check in spec.optional.items():
+            if raw.get(name) is not None:
+                args[name] = check(name, raw[name])
+        if command.startswith("access.") and command != "access.list":
+            if (args.get("tenant") is None) == (args.get("document_id") is None):
+                raise InvalidEventError(f"{command} needs args.tenant or args.document_id")
+        return cls(command, args)
+
+
+def canonical_admin_request(payload: Mapping[str, Any]) -> bytes:
+    """The bytes an admin proof's ``x-pqfile-request-sha256`` covers: ``{"args", "command"}``
+    as JSON, keys sorted, no whitespace, UTF-8 (the scheme of pqfile.auth.canonical). A
+    retrieve request never has these fields, so no proof serves both functions."""
+    if not isinstance(payload, Mapping):
+        raise InvalidEventError("the payload is not a JSON object")
+    fields = {"command": payload.get("command"), "args": payload.get("args") or {}}
+    try:
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)  # fmt: skip
+    except (TypeError, ValueError):
+        raise InvalidEventError("the request holds values JSON cannot carry") from None
+    if len(text) > 16 * 1024:
+        raise InvalidEventError("the request is larger than 16 KiB")
+    return text.encode("utf-8")
+
+
+def admin_request_sha256(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_admin_request(payload)).hexdigest()
+
+
+def principal_matches(pattern: str, principal: str) -> bool:
+    """``access_like_pattern`` of 0011 in Python: ``*`` is any characters, nothing else is
+    a wildcard, the whole ARN must match."""
+    if len(principal) > MAX_PRINCIPAL:
+        return False
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, principal, flags=re.DOTALL) is not None
+
+
+class OperatorBackend(Protocol):
+    """What the admin function needs from the database (adapters/postgres/operator.py)."""
+
+    def operate_rules(self) -> list[AccessRule]:
+        """Every ``operate`` rule (read as pqfile_auditor)."""
+        ...
+
+    def run(self, request: AdminRequest, *, actor: str, request_id: str | None) -> dict[str, Any]:
+        """Run one validated command as its role; the answer is JSON-ready."""
+        ...
+
+    def audit(
+        self,
+        outcome: str,
+        *,
+        actor: str | None,
+        request_id: str | None,
+        details: Mapping[str, Any],
+    ) -> None:
+        """Append one ``admin.command`` row."""
+        ...
+
+
+@dataclass(frozen=True)
+class Admin:
+    backend: OperatorBackend
+    identity: CallerIdentityVerifier
+
+
+def admin(a: Admin, payload: Any, *, request_id: str | None = None) -> dict[str, Any]:
+    """Verify, validate, authorize, run, audit (module docstring). Refusals are audited and
+    raised: IdentityProofError, InvalidEventError, AdminRefusedError."""
+    try:
+        if not isinstance(payload, Mapping):
+            raise InvalidEventError("the payload is not a JSON object")
+        unknown = sorted(str(n)[:64] for n in payload if n not in PAYLOAD_FIELDS)
+        if unknown:
+            raise InvalidEventError(f"unknown payload field(s): {', '.join(unknown[:5])}")
+        request_sha256 = admin_request_sha256(payload)
+        caller = a.identity.verify(payload.get(PROOF_FIELD), request_sha256=request_sha256)
+    except IdentityProofError as exc:
+        a.backend.audit("refused", actor=None, request_id=request_id,
+                        details={"reason": exc.reason.value})  # fmt: skip
+        if exc.reason is ProofRefusal.STS_UNAVAILABLE:
+            raise TransientError("identity could not be verified: STS unavailable") from None
+        raise
+    except InvalidEventError as exc:
+        refusal = {"reason": "invalid_request", "message": str(exc)[:200]}
+        a.backend.audit("refused", actor=None, request_id=request_id, details=refusal)
+        raise
+    principal = caller.principal_arn
+    details: dict[str, Any] = {**caller.audit_details(), "principal": principal}
+    try:
+        request = AdminRequest.from_payload(payload)
+    except InvalidEventError as exc:
+        a.backend.audit("refused", actor=principal, request_id=request_id,
+                        details={**details, "reason": "invalid_request",
+                                 "message": str(exc)[:200]})  # fmt: skip
+        raise
+    details["command"] = request.command
+    rules = a.backend.operate_rules()
+    if not any(
+        r.operation == AccessOperation.OPERATE.value and principal_matches(r.principal, principal)
+        for r in rules
+    ):
+        a.backend.audit("refused", actor=principal, request_id=request_id,
+                        details={**details, "reason": "not_allowed"})  # fmt: skip
+        raise AdminRefusedError(NOT_ALLOWED_MESSAGE)
+    try:
+        result = a.backend.run(request, actor=principal, request_id=request_id)
+    except PQFileError as exc:
+        a.backend.audit("failure", actor=principal, request_id=request_id,
+                        details={**details, "reason": type(exc).__name__,
+                                 "db_role": request.role})  # fmt: skip
+        raise
+    a.backend.audit("success", actor=principal, request_id=request_id,
+                    details={**details, "db_role": request.role})  # fmt: skip
+    return {"command": request.command, "principal": principal, "result": result}

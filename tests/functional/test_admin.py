@@ -1,0 +1,250 @@
+"""The admin function's use case (pqfile.usecases.admin) against fakes: the proof is
+checked first and bound to the command, the operate rule is required (deny by default),
+input is whitelisted, every request is audited. The database side runs in
+tests/integration/test_admin.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from pqfile.auth import IdentityProofError, ProofRefusal
+from pqfile.errors import InvalidEventError, PQFileError, TransientError
+from pqfile.ports import AccessRule
+from pqfile.usecases.admin import (
+    COMMANDS,
+    Admin,
+    AdminRefusedError,
+    AdminRequest,
+    admin,
+    admin_request_sha256,
+    principal_matches,
+)
+from tests.functional.fakes import FakeVerifier, proof_for
+
+ACCOUNT = "123456789012"
+ALICE = f"arn:aws:iam::{ACCOUNT}:user/alice"
+BOB = f"arn:aws:iam::{ACCOUNT}:user/bob"
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+class FakeBackend:
+    def __init__(self) -> None:
+        self.rules: list[AccessRule] = []
+        self.audits: list[dict[str, Any]] = []
+        self.ran: list[tuple[str, dict[str, object], str]] = []
+        self.fail: PQFileError | None = None
+
+    def allow(self, principal: str, operation: str = "operate") -> None:
+        self.rules.append(AccessRule(len(self.rules) + 1, principal, "ops", None, operation,
+                                     "pqfile_operator", dt.datetime.now(dt.UTC)))  # fmt: skip
+
+    def operate_rules(self) -> list[AccessRule]:
+        return [r for r in self.rules if r.operation == "operate"]
+
+    def run(self, request: AdminRequest, *, actor: str, request_id: str | None) -> dict[str, Any]:
+        if self.fail is not None:
+            raise self.fail
+        self.ran.append((request.command, dict(request.args), actor))
+        return {"ok": True}
+
+    def audit(
+        self, outcome: str, *, actor: str | None, request_id: str | None,
+        details: Mapping[str, Any],
+    ) -> None:  # fmt: skip
+        self.audits.append({"outcome": outcome, "actor": actor, "request_id": request_id,
+                            "details": dict(details)})  # fmt: skip
+
+
+def _payload(principal: str, command: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"command": command, "args": args or {}}
+    proof = proof_for(principal, {})
+    proof["request_sha256"] = admin_request_sha256(body)
+    return {**body, "identity_proof": proof}
+
+
+@pytest.fixture
+def setup() -> tuple[Admin, FakeBackend, FakeVerifier]:
+    backend, verifier = FakeBackend(), FakeVerifier()
+    return Admin(backend=backend, identity=verifier), backend, verifier
+
+
+def test_without_an_operate_rule_the_caller_is_refused_and_audited(setup: Any) -> None:
+    a, backend, _ = setup
+    backend.allow(ALICE, "retrieve")  # a reader is not an operator
+    with pytest.raises(AdminRefusedError, match="operate access rule"):
+        admin(a, _payload(ALICE, "keys.status"), request_id="r1")
+    assert backend.ran == []
+    [row] = backend.audits
+    assert row["outcome"] == "refused" and row["actor"] == ALICE
+    assert row["details"]["reason"] == "not_allowed"
+    assert row["details"]["command"] == "keys.status"
+    assert row["request_id"] == "r1"
+
+
+def test_with_an_operate_rule_the_command_runs_and_is_audited(setup: Any) -> None:
+    a, backend, _ = setup
+    backend.allow(f"arn:aws:iam::{ACCOUNT}:user/ali*")
+    answer = admin(a, _payload(ALICE, "access.list"), request_id="r2")
+    assert answer == {"command": "access.list", "principal": ALICE, "result": {"ok": True}}
+    assert backend.ran == [("access.list", {}, ALICE)]
+    [row] = backend.audits
+    assert row["outcome"] == "success" and row["actor"] == ALICE
+    assert row["details"]["db_role"] == "auditor"
+    assert row["details"]["principal"] == ALICE
+
+
+def test_a_rule_for_another_principal_does_not_admit(setup: Any) -> None:
+    a, backend, _ = setup
+    backend.allow(BOB)
+    with pytest.raises(AdminRefusedError):
+        admin(a, _payload(ALICE, "keys.status"))
+    assert backend.ran == []
+
+
+def test_a_proof_for_another_command_is_refused_before_anything_is_read(setup: Any) -> None:
+    a, backend, _ = setup
+    backend.allow(ALICE)
+    payload = _payload(ALICE, "keys.status")
+    replayed = {**payload, "command": "access.grant",
+                "args": {"principal": BOB, "tenant": "acme"}}  # fmt: skip
+    with pytest.raises(IdentityProofError) as refused:
+        admin(a, replayed)
+    assert refused.value.reason is ProofRefusal.REQUEST_HASH
+    assert backend.ran == []
+    [row] = backend.audits
+    assert row["outcome"] == "refused" and row["actor"] is None
+    assert row["details"] == {"reason": ProofRefusal.REQUEST_HASH.value}
+
+
+def test_changed_arguments_break_the_proof(setup: Any) -> None:
+    a, backend, _ = setup
+    backend.allow(ALICE)
+    payload = _payload(ALICE, "access.grant", {"principal": BOB, "tenant": "acme"})
+    payload["args"] = {"principal": BOB, "tenant": "other"}
+    with pytest.raises(IdentityProofError):
+        admin(a, payload)
+    assert backend.ran == []
+
+
+def test_a_missing_proof_is_refused(setup: Any) -> None:
+    a, backend, _ = setup
+    with pytest.raises(IdentityProofError):
+        admin(a, {"command": "keys.status", "args": {}})
+    assert backend.audits[0]["details"] == {"reason": ProofRefusal.MISSING.value}
+
+
+def test_sts_unavailable_is_transient(setup: Any) -> None:
+    a, backend, verifier = setup
+    verifier.unavailable = True
+    with pytest.raises(TransientError):
+        admin(a, _payload(ALICE, "keys.status"))
+    assert backend.audits[0]["details"] == {"reason": ProofRefusal.STS_UNAVAILABLE.value}
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        ("db.migrate", {}, "unknown command"),
+        ("keys.refill", {}, "unknown command"),
+        ("keys.status", {"sql": "1"}, "unknown argument"),
+        ("keys.revoke", {"key_id": KEY}, "needs args.reason"),
+        ("keys.revoke", {"key_id": "not-a-key", "reason": "x"}, "key id"),
+        ("keys.revoke", {"key_id": KEY, "reason": "x", "mode": "later"}, "mode"),
+        ("keys.revoke", {"key_id": KEY, "reason": "x", "yes_destroy_documents": "y"}, "true or"),
+        ("keys.rotate", {}, "needs args.dry_run"),
+        ("keys.rotate", {"dry_run": False}, "dry_run"),
+        ("audit.tail", {"limit": 10**6}, "limit"),
+        ("audit.tail", {"limit": True}, "limit"),
+        ("audit.verify", {"anchors": ["1:zz"]}, "SEQ:HASH"),
+        ("access.grant", {"principal": BOB}, "tenant or args.document_id"),
+        ("access.grant", {"principal": BOB, "tenant": "a", "document_id": "d"}, "tenant or"),
+        ("access.grant", {"principal": "x" * 1001, "tenant": "a"}, "principal"),
+        ("access.grant", {"principal": BOB, "tenant": "a\n"}, "control"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_invalid_event_and_audited(
+    setup: Any, command: str, args: dict[str, Any], message: str
+) -> None:
+    a, backend, _ = setup
+    backend.allow(ALICE)
+    with pytest.raises(InvalidEventError, match=message):
+        admin(a, _payload(ALICE, command, args))
+    assert backend.ran == []
+    [row] = backend.audits
+    assert row["outcome"] == "refused" and row["actor"] == ALICE
+    assert row["details"]["reason"] == "invalid_request"
+
+
+def test_unknown_top_level_fields_are_refused_before_the_proof(setup: Any) -> None:
+    a, backend, verifier = setup
+    payload = {**_payload(ALICE, "keys.status"), "proof": {}}
+    with pytest.raises(InvalidEventError, match="unknown payload field"):
+        admin(a, payload)
+    assert verifier.calls == 0
+    assert backend.audits[0]["actor"] is None
+
+
+def test_a_failing_command_is_audited_as_failure(setup: Any) -> None:
+    a, backend, _ = setup
+    backend.allow(ALICE)
+    backend.fail = PQFileError("no key")
+    with pytest.raises(PQFileError, match="no key"):
+        admin(a, _payload(ALICE, "keys.revoke", {"key_id": KEY, "reason": "r", "mode": "now"}))
+    [row] = backend.audits
+    assert row["outcome"] == "failure" and row["details"]["reason"] == "PQFileError"
+    assert row["details"]["db_role"] == "operator"
+
+
+def test_each_command_maps_to_the_least_role() -> None:
+    reads = {n for n, c in COMMANDS.items() if c.role == "auditor"}
+    assert reads == {"keys.status", "keys.rotate", "access.list", "audit.verify", "audit.tail"}
+    assert {n for n, c in COMMANDS.items() if c.role == "operator"} == {
+        "keys.revoke", "keys.request", "access.grant", "access.revoke"}  # fmt: skip
+
+
+def test_admin_and_retrieve_proofs_never_share_a_hash() -> None:
+    from pqfile.auth import retrieve_request_sha256
+
+    assert admin_request_sha256({"command": "keys.status"}) != retrieve_request_sha256(
+        {"document_id": "keys.status"}
+    )
+    # Canonical: the order of fields does not matter, their values do.
+    one = admin_request_sha256({"command": "audit.tail", "args": {"limit": 5}})
+    assert one == admin_request_sha256({"args": {"limit": 5}, "command": "audit.tail"})
+    assert one != admin_request_sha256({"args": {"limit": 6}, "command": "audit.tail"})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "principal", "matches"),
+    [
+        (ALICE, ALICE, True),
+        (f"arn:aws:iam::{ACCOUNT}:user/*", ALICE, True),
+        (f"arn:aws:iam::{ACCOUNT}:user/al", ALICE, False),
+        (f"arn:aws:iam::{ACCOUNT}:user/al.ce", ALICE, False),  # `.` is literal
+        (f"arn:aws:iam::{ACCOUNT}:user/a%", ALICE, False),  # `%` is literal
+        ("arn:aws:iam::999999999999:user/*", ALICE, False),
+    ],
+)
+def test_principal_patterns_match_like_access_check(
+    pattern: str, principal: str, matches: bool
+) -> None:
+    assert principal_matches(pattern, principal) is matches
+
+
+@pytest.mark.parametrize(
+    ("payload", "digest"),
+    [
+        ({"command": "keys.status"},
+         "1364b3d28a8e35d012c2887b56fb2b2be6749cea3f3c9b50c48590591f3dd6c9"),
+        ({"command": "audit.tail", "args": {"limit": 5}},
+         "60e98433f36926d6c56875bde6ac16be423d2e62b2dcfb67de1412b71a148c76"),
+    ],
+)  # fmt: skip
+def test_the_canonical_admin_request_vectors_of_contracts(
+    payload: dict[str, Any], digest: str
+) -> None:
+    assert admin_request_sha256(payload) == digest

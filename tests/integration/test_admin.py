@@ -1,0 +1,237 @@
+"""The admin function on the local stack (the emulator runs it, a signature-checking local
+STS vouches for alice and bob, PostgreSQL holds the rules and the audit): operator commands
+need an ``operate`` rule, go through the function with the CLI's ``--stack`` and print what
+the direct ``--database-url`` path prints; forged and replayed proofs and unknown commands
+are refused, and every request is audited."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from pqfile.cli import main
+from tests.fixtures.postgres import AUDITOR, OPERATOR, role_url
+from tests.integration.pipeline_stack import AUDIENCE, deploy_admin
+
+pytestmark = pytest.mark.integration
+
+
+class Admin:
+    def __init__(self, emulator: Any, function: str, db_url: str, sts: Any) -> None:
+        self.emulator, self.function, self.db_url, self.sts = emulator, function, db_url, sts
+
+    def arn(self, user: str) -> str:
+        return str(self.sts.users[user].arn)
+
+    def payload(
+        self, user: str, command: str, args: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        from pqfile.adapters.sts_proof import build_identity_proof
+        from pqfile.usecases.admin import admin_request_sha256
+
+        request = {"command": command, "args": args or {}}
+        proof = build_identity_proof(
+            request, audience=AUDIENCE, endpoint=self.sts.endpoint(),
+            credentials=self.sts.users[user].credentials(),
+            request_sha256=admin_request_sha256(request),
+        )  # fmt: skip
+        return {**request, "identity_proof": proof}
+
+    def invoke(self, payload: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        resp = self.emulator.client("lambda").invoke(
+            FunctionName=self.function, Payload=json.dumps(payload).encode()
+        )
+        return json.loads(resp["Payload"].read() or b"null"), resp.get("FunctionError")
+
+    def sql(self, query: str, **params: Any) -> list[list[Any]]:
+        from pqfile.adapters.postgres import Database
+
+        db = Database.from_url(self.db_url)
+        try:
+            return db.run(query, **params)
+        finally:
+            db.close()
+
+    def admin_rows(self) -> list[dict[str, Any]]:
+        rows = self.sql("SELECT outcome, actor, details FROM access_logs "
+                        "WHERE operation = 'admin.command' ORDER BY seq")  # fmt: skip
+        return [{"outcome": r[0], "actor": r[1], "details": json.loads(r[2]) if r[2] else {}}
+                for r in rows]  # fmt: skip
+
+    def grant_operate(self, user: str) -> None:
+        from pqfile.adapters.postgres import Database, PostgresAccessRules
+        from pqfile.ports import AccessOperation
+
+        db = Database.from_url(role_url(self.db_url, OPERATOR))
+        try:
+            PostgresAccessRules(db).grant(
+                self.arn(user), tenant="ops", document_id=None,
+                operation=AccessOperation.OPERATE, actor="tests")  # fmt: skip
+        finally:
+            db.close()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    aws_emulator: Any, emulator_role_arn: str, migrated_db_url: str, local_sts: Any
+) -> Admin:
+    function = deploy_admin(aws_emulator, emulator_role_arn, migrated_db_url, local_sts)
+    return Admin(aws_emulator, function, migrated_db_url, local_sts)
+
+
+def _as_user(monkeypatch: pytest.MonkeyPatch, stack: Admin, user: str, tmp_path: Any) -> None:
+    """The CLI with --stack: the user's keys in the environment, Lambda on the emulator;
+    the function and audience named in the environment (no Terraform run here)."""
+    creds = stack.sts.users[user]
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PQFILE_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds.secret_access_key)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.emulator.endpoint_url)
+    monkeypatch.setenv("PQFILE_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("PQFILE_STS_ENDPOINT_URL", stack.sts.endpoint_url)
+    monkeypatch.setenv("PQFILE_ADMIN_FUNCTION", stack.function)
+    monkeypatch.setenv("PQFILE_STACK", str(tmp_path))
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_without_an_operate_rule_alice_is_refused_and_audited(stack: Admin) -> None:
+    body, error = stack.invoke(stack.payload("alice", "keys.status"))
+    assert error and body["errorType"] == "AdminRefusedError"
+    other, _ = stack.invoke(stack.payload("bob", "access.list"))
+    assert (other["errorType"], other["errorMessage"]) == (body["errorType"], body["errorMessage"])
+    alice_row, bob_row = stack.admin_rows()[-2:]
+    assert alice_row["outcome"] == "refused" and alice_row["actor"] == OPERATOR
+    assert alice_row["details"]["principal"] == stack.arn("alice")
+    assert alice_row["details"]["claimed_by"] == stack.arn("alice")
+    assert (alice_row["details"]["reason"], alice_row["details"]["command"]) == (
+        "not_allowed", "keys.status")  # fmt: skip
+    assert bob_row["details"]["principal"] == stack.arn("bob")
+
+
+def test_a_retrieve_rule_is_not_an_operator_rule(stack: Admin) -> None:
+    from pqfile.adapters.postgres import Database, PostgresAccessRules
+    from pqfile.ports import AccessOperation
+
+    db = Database.from_url(role_url(stack.db_url, OPERATOR))
+    try:
+        PostgresAccessRules(db).grant(
+            stack.arn("bob"), tenant="ops", document_id=None,
+            operation=AccessOperation.RETRIEVE, actor="tests")  # fmt: skip
+    finally:
+        db.close()
+    body, error = stack.invoke(stack.payload("bob", "access.list"))
+    assert error and body["errorType"] == "AdminRefusedError"
+
+
+def test_with_the_rule_keys_status_and_access_list_match_the_direct_path(
+    stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    stack.grant_operate("alice")
+    _as_user(monkeypatch, stack, "alice", tmp_path)
+    direct = ("--database-url", role_url(stack.db_url, AUDITOR))
+    for argv in (("access", "list"), ("access", "list", "--json"), ("keys", "rotate",
+                 "--dry-run"), ("keys", "rotate", "--dry-run", "--json"),
+                 ("keys", "status"), ("keys", "status", "--json")):  # fmt: skip
+        via = _cli(capsys, *argv)
+        straight = _cli(capsys, *argv, *direct)
+        assert via[0] == straight[0] == 0, (via, straight)
+        assert _no_ages(via[1]) == _no_ages(straight[1])
+        assert via[1].strip()
+    # The function's verify ran before its own success row was appended: one row less.
+    via, straight = _cli(capsys, "audit", "verify"), _cli(capsys, "audit", "verify", *direct)
+    counted = [re.fullmatch(r"audit chain OK: (\d+) rows, head \d+ [0-9a-f]{64}\n", out)
+               for _, out, _ in (via, straight)]  # fmt: skip
+    assert counted[0] and counted[1], (via, straight)
+    assert int(counted[1].group(1)) == int(counted[0].group(1)) + 1
+    rows = stack.admin_rows()
+    assert rows[-1]["details"]["command"] == "audit.verify"
+    assert [r["details"]["command"] for r in rows[-3:-1]] == ["keys.status", "keys.status"]
+    # six commands through the function above, then audit verify: all read as the auditor
+    assert {(r["outcome"], r["details"]["db_role"]) for r in rows[-7:]} == {("success", "auditor")}
+    assert rows[-1]["details"]["principal"] == stack.arn("alice")
+
+
+def test_access_grant_through_the_function_runs_as_the_operator(
+    stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    stack.grant_operate("alice")
+    _as_user(monkeypatch, stack, "alice", tmp_path)
+    code, out, err = _cli(capsys, "access", "grant", "--principal", stack.arn("bob"),
+                          "--tenant", "acme", "--json")  # fmt: skip
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["result"] == "granted" and answer["tenant"] == "acme"
+    [[principal, created_by]] = stack.sql(
+        "SELECT principal, created_by FROM access_rules WHERE rule_id = :r", r=answer["rule_id"])
+    assert (principal, created_by) == (stack.arn("bob"), OPERATOR)
+    [[actor, details]] = stack.sql(
+        "SELECT actor, details FROM access_logs "
+        "WHERE operation = 'access.grant' ORDER BY seq DESC LIMIT 1")  # fmt: skip
+    assert actor == OPERATOR and json.loads(details)["claimed_by"] == stack.arn("alice")
+    assert stack.admin_rows()[-1]["details"]["db_role"] == "operator"
+
+
+def test_a_forged_or_replayed_proof_is_refused(stack: Admin) -> None:
+    stack.grant_operate("alice")
+    good = stack.payload("alice", "keys.status")
+    forged = json.loads(json.dumps(good))
+    headers = forged["identity_proof"]["headers"]
+    name = next(h for h in headers if h.lower() == "authorization")
+    headers[name] = re.sub(r"Signature=[0-9a-f]{4}", "Signature=0000", headers[name])
+    body, error = stack.invoke(forged)
+    assert error and body["errorType"] == "IdentityProofError"
+    # The same proof for another command (a grant to bob) fails its request hash.
+    replayed = {**good, "command": "access.grant",
+                "args": {"principal": stack.arn("bob"), "tenant": "acme"}}  # fmt: skip
+    body, error = stack.invoke(replayed)
+    assert error and body["errorType"] == "IdentityProofError"
+    before = stack.sql(
+        "SELECT count(*) FROM access_rules WHERE tenant = 'acme' "
+        "AND principal = :p AND operation = 'operate'", p=stack.arn("bob"))  # fmt: skip
+    assert before == [[0]]
+    refused = stack.admin_rows()[-2:]
+    assert [r["outcome"] for r in refused] == ["refused", "refused"]
+    assert refused[-1]["details"]["reason"] == "request_hash_mismatch"
+
+
+def test_an_unknown_command_is_an_invalid_event(stack: Admin) -> None:
+    stack.grant_operate("alice")
+    body, error = stack.invoke(stack.payload("alice", "db.migrate"))
+    assert error and body["errorType"] == "InvalidEventError"
+    assert "unknown command" in body["errorMessage"]
+    row = stack.admin_rows()[-1]
+    assert (row["outcome"], row["details"]["reason"]) == ("refused", "invalid_request")
+
+
+def _no_ages(text: str) -> str:
+    """keys status output without the oldest key's age (it moves between two calls)."""
+    text = re.sub(r'"oldest_active_age_seconds": [0-9.e+-]+', '"age": 0', text)
+    return re.sub(r"\d+(\.\d+)? (min|h|d) ", "AGE ", text)
+
+
+def test_a_failing_operator_command_is_one_line_and_audited_as_failure(
+    stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    stack.grant_operate("alice")
+    _as_user(monkeypatch, stack, "alice", tmp_path)
+    missing = "0" * 32
+    code, out, err = _cli(capsys, "keys", "revoke", missing, "--reason", "test")
+    assert (code, out) == (1, "")
+    assert err.startswith("pqfile: error: KeyNotFoundError: ") and err.count("\n") == 1
+    row = stack.admin_rows()[-1]
+    assert (row["outcome"], row["details"]["command"], row["details"]["db_role"]) == (
+        "failure", "keys.revoke", "operator")  # fmt: skip
+    assert row["details"]["reason"] == "KeyNotFoundError"
