@@ -163,7 +163,8 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_STACK", "cli.stack", "(the local stack)",
              "CLI: the deployed stack the service commands (`upload`, `documents status`, "
              "`retrieve`) use: a Terraform root (its `terraform output -json`) or a file "
-             "holding that output; unset, the local stack's state file"),
+             "holding that output; unset, the local stack's state file. Operator commands "
+             "go through its admin function unless `--database-url` is given"),
     Variable("PQFILE_DEVSTACK_DIR", "cli.devstack_dir", "`.devstack` in the repository",
              "CLI and devstack: the folder of the local stack's `state.json`"),
     Variable("PQFILE_TENANT", "cli.tenant", "(none)",
@@ -195,9 +196,6 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_ADMIN_FUNCTION", "cli.admin_function", "(none)",
              "CLI: the admin function operator commands invoke with `--stack` (name or ARN; "
              "Terraform output `admin_function_name`)"),
-    Variable("PQFILE_STACK", "cli.stack", "(none)",
-             "CLI: a deployed stack's Terraform root (`--stack`): operator commands go "
-             "through its admin function unless `--database-url` is given"),
 )  # fmt: skip
 
 

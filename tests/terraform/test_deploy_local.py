@@ -156,7 +156,7 @@ def test_the_retrieve_function_verifies_callers(
         variables = lam.get_function(FunctionName=name)["Configuration"]["Environment"][
             "Variables"
         ]
-        if key in ("retrieve", "admin"):  # the functions that verify identity proofs
+        if key in ("retrieve", "documents", "admin"):  # the functions that verify identity proofs
             assert variables["PQFILE_AUDIENCE"] == deployed["audience"] == "pqfile-local"
             assert variables["PQFILE_STS_ENDPOINT_URL"] == ""  # no local STS in this state
         else:
