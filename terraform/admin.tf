@@ -71,13 +71,3 @@ resource "aws_iam_policy" "operator" {
   description = "Invoke the admin function (what runs is decided by pqfile operate rules)"
   policy      = data.aws_iam_policy_document.operator.json
 }
-
-output "admin_function_name" {
-  description = "The admin function `pqfile keys|access|audit --stack DIR` invoke (PQFILE_ADMIN_FUNCTION)."
-  value       = aws_lambda_function.this[local.admin_function].function_name
-}
-
-output "operator_policy_arn" {
-  description = "The IAM policy that lets a principal invoke the admin function (it also needs an operate access rule)."
-  value       = aws_iam_policy.operator.arn
-}

@@ -67,3 +67,13 @@ output "failure_queue_urls" {
   description = "Dead-letter queues: undelivered events and failed asynchronous invocations."
   value       = { for k, q in aws_sqs_queue.failures : k => q.id }
 }
+
+output "admin_function_name" {
+  description = "The admin function `pqfile keys|access|audit --stack DIR` invoke (PQFILE_ADMIN_FUNCTION)."
+  value       = aws_lambda_function.this[local.admin_function].function_name
+}
+
+output "operator_policy_arn" {
+  description = "The IAM policy that lets a principal invoke the admin function (it also needs an operate access rule)."
+  value       = aws_iam_policy.operator.arn
+}
