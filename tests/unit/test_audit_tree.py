@@ -233,3 +233,16 @@ def test_row_hashes_must_be_32_bytes() -> None:
         t.inclusion_proof(rows(2), 2)
     with pytest.raises(AuditProofError):
         t.consistency_proof(rows(2), 3)
+
+
+def test_one_tree_answers_for_every_prefix() -> None:
+    d = rows(70)  # several remembered subtrees (16, 32, 64 leaves)
+    tree = t.AuditTree(d)
+    for n in (0, 1, 15, 16, 17, 33, 64, 65, 70):
+        assert tree.root(n) == ref_mth(d[:n])
+        for i in range(0, n, 7):
+            assert tree.inclusion_proof(i, n) == ref_path(i, d[:n])
+        for m in range(1, n, 5):
+            assert tree.consistency_proof(m, n) == ref_subproof(m, d[:n], True)
+    with pytest.raises(AuditProofError):
+        tree.root(71)

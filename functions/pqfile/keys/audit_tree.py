@@ -39,15 +39,6 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def _mth(leaves: Sequence[bytes], lo: int, hi: int) -> bytes:
-    """MTH of the leaf hashes ``leaves[lo:hi]`` (hi > lo)."""
-    n = hi - lo
-    if n == 1:
-        return leaves[lo]
-    k = _split(n)
-    return _node(_mth(leaves, lo, lo + k), _mth(leaves, lo + k, hi))
-
-
 def _leaves(row_hashes: Sequence[bytes]) -> list[bytes]:
     for h in row_hashes:
         if len(h) != HASH_SIZE:
@@ -55,63 +46,107 @@ def _leaves(row_hashes: Sequence[bytes]) -> list[bytes]:
     return [leaf_hash(h) for h in row_hashes]
 
 
+#: Perfect, aligned subtrees at least this large are remembered (AuditTree).
+_CACHE_FROM = 16
+
+
+class AuditTree:
+    """The tree over a list of row hashes, answering for any prefix size.
+
+    Every perfect aligned subtree of 16 leaves or more is hashed once and remembered, so the
+    roots and proofs of many tree heads over one table cost O(n) in all plus O(log^2 n) each.
+    """
+
+    def __init__(self, row_hashes: Sequence[bytes]) -> None:
+        self._leaves = _leaves(row_hashes)
+        self._cache: dict[tuple[int, int], bytes] = {}
+
+    @property
+    def size(self) -> int:
+        return len(self._leaves)
+
+    def _mth(self, lo: int, hi: int) -> bytes:
+        """MTH of leaves[lo:hi] (hi > lo)."""
+        n = hi - lo
+        if n == 1:
+            return self._leaves[lo]
+        remembered = n >= _CACHE_FROM and n & (n - 1) == 0 and lo % n == 0
+        if remembered and (lo, hi) in self._cache:
+            return self._cache[(lo, hi)]
+        k = _split(n)
+        out = _node(self._mth(lo, lo + k), self._mth(lo + k, hi))
+        if remembered:
+            self._cache[(lo, hi)] = out
+        return out
+
+    def _check_size(self, size: int) -> None:
+        if not 0 <= size <= self.size:
+            raise AuditProofError(f"tree size {size} is outside 0..{self.size}")
+
+    def root(self, size: int | None = None) -> bytes:
+        """MTH of the first ``size`` rows (all by default)."""
+        size = self.size if size is None else size
+        self._check_size(size)
+        return EMPTY_ROOT if size == 0 else self._mth(0, size)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """RFC 9162 2.1.3.1 PATH(index, D[size])."""
+        size = self.size if size is None else size
+        self._check_size(size)
+        if not 0 <= index < size:
+            raise AuditProofError(f"leaf index {index} is outside a tree of size {size}")
+        path: list[bytes] = []
+        m, lo, hi = index, 0, size
+        while hi - lo > 1:  # PATH's recursion from the root down; reversed at the end
+            k = _split(hi - lo)
+            if m < k:
+                path.append(self._mth(lo + k, hi))
+                hi = lo + k
+            else:
+                path.append(self._mth(lo, lo + k))
+                lo, m = lo + k, m - k
+        path.reverse()
+        return path
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        """RFC 9162 2.1.4.1 PROOF(old_size, D[new_size]); empty when old_size is 0 or
+        new_size."""
+        n = self.size if new_size is None else new_size
+        self._check_size(n)
+        if not 0 <= old_size <= n:
+            raise AuditProofError(f"old size {old_size} is outside 0..{n}")
+        if old_size in (0, n):
+            return []
+        proof: list[bytes] = []
+        m, lo, hi, complete = old_size, 0, n, True
+        while m != hi - lo:  # SUBPROOF's recursion from the root down; reversed at the end
+            k = _split(hi - lo)
+            if m <= k:
+                proof.append(self._mth(lo + k, hi))
+                hi = lo + k
+            else:
+                proof.append(self._mth(lo, lo + k))
+                lo, m, complete = lo + k, m - k, False
+        if not complete:
+            proof.append(self._mth(lo, hi))
+        proof.reverse()
+        return proof
+
+
 def tree_root(row_hashes: Sequence[bytes]) -> bytes:
     """MTH over the rows (the empty tree's root is SHA-256 of nothing)."""
-    if not row_hashes:
-        return EMPTY_ROOT
-    leaves = _leaves(row_hashes)
-    return _mth(leaves, 0, len(leaves))
+    return AuditTree(row_hashes).root()
 
 
 def inclusion_proof(row_hashes: Sequence[bytes], index: int) -> list[bytes]:
     """RFC 9162 2.1.3.1 PATH(index, D[n]) for the tree over ``row_hashes``."""
-    n = len(row_hashes)
-    if not 0 <= index < n:
-        raise AuditProofError(f"leaf index {index} is outside a tree of size {n}")
-    leaves = _leaves(row_hashes)
-    path: list[bytes] = []
-
-    def walk(m: int, lo: int, hi: int) -> None:
-        if hi - lo == 1:
-            return
-        k = _split(hi - lo)
-        if m < k:
-            walk(m, lo, lo + k)
-            path.append(_mth(leaves, lo + k, hi))
-        else:
-            walk(m - k, lo + k, hi)
-            path.append(_mth(leaves, lo, lo + k))
-
-    walk(index, 0, n)
-    return path
+    return AuditTree(row_hashes).inclusion_proof(index)
 
 
 def consistency_proof(row_hashes: Sequence[bytes], old_size: int) -> list[bytes]:
     """RFC 9162 2.1.4.1 PROOF(old_size, D[n]): the tree over the first ``old_size`` rows is
     a prefix of the tree over ``row_hashes``. Empty when old_size is 0 or n."""
-    n = len(row_hashes)
-    if not 0 <= old_size <= n:
-        raise AuditProofError(f"old size {old_size} is outside 0..{n}")
-    if old_size in (0, n):
-        return []
-    leaves = _leaves(row_hashes)
-    proof: list[bytes] = []
-
-    def subproof(m: int, lo: int, hi: int, complete: bool) -> None:
-        if m == hi - lo:
-            if not complete:
-                proof.append(_mth(leaves, lo, hi))
-            return
-        k = _split(hi - lo)
-        if m <= k:
-            subproof(m, lo, lo + k, complete)
-            proof.append(_mth(leaves, lo + k, hi))
-        else:
-            subproof(m - k, lo + k, hi, False)
-            proof.append(_mth(leaves, lo, lo + k))
-
-    subproof(old_size, 0, n, True)
-    return proof
+    return AuditTree(row_hashes).consistency_proof(old_size)
 
 
 def _check_hashes(name: str, values: Sequence[bytes]) -> None:
