@@ -168,6 +168,10 @@ COMMANDS: Mapping[str, Command] = {
     "access.list": Command("auditor", {}, {}),
     "audit.verify": Command("auditor", {}, {"anchors": _anchors}),
     "audit.tail": Command("auditor", {}, {"limit": _int(0, MAX_TAIL)}),
+    # A row's inclusion proof (pqfile audit prove): the row and sibling hashes only.
+    "audit.prove": Command(
+        "auditor", {"seq": _int(1, 2**63 - 1)}, {"tree_size": _int(1, 2**63 - 1)}
+    ),
 }
 
 
