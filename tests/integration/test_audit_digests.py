@@ -91,12 +91,13 @@ def _append(url: str, n: int, start: int) -> None:
         )
 
 
-@pytest.fixture(params=[d.ECDSA_SHA_384, d.ML_DSA_SHAKE_256])
+@pytest.fixture
 def history(
     request: pytest.FixtureRequest, db_url: str, owner_db: Database, tmp_path: Path
 ) -> tuple[str, Signer]:
     """Three signed periods (5, 4 and 6 rows), then 3 rows no digest covers yet."""
-    signer = Signer(request.param, tmp_path / "digests")
+    algorithm = getattr(request, "param", d.ML_DSA_SHAKE_256)  # the post-quantum path
+    signer = Signer(algorithm, tmp_path / "digests")
     start = 1
     for n in (5, 4, 6):
         _append(db_url, n, start)
@@ -142,6 +143,7 @@ def _rewrite_whole_table(owner: Database, seq: int) -> None:
         )
 
 
+@pytest.mark.parametrize("history", [d.ECDSA_SHA_384, d.ML_DSA_SHAKE_256], indirect=True)
 def test_intact_history_verifies(
     history: tuple[str, Signer], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -224,6 +226,7 @@ def test_bad_input_is_one_line(
         assert err.startswith("pqfile: error: ") and err.count("\n") == 1, err
 
 
+@pytest.mark.parametrize("history", [d.ECDSA_SHA_384, d.ML_DSA_SHAKE_256], indirect=True)
 def test_a_receipt_is_proved_against_the_latest_digest(
     history: tuple[str, Signer], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -277,3 +280,31 @@ def test_prove_refuses_a_row_that_does_not_exist(
     url, _ = history
     assert cli_main(["audit", "prove", "99", "--database-url", role_url(url, AUDITOR)]) == 1
     assert "no audit row 99" in capsys.readouterr().err
+
+
+def test_prove_through_the_admin_backend_as_the_auditor(history: tuple[str, Signer]) -> None:
+    """The admin function's side of `pqfile audit prove --stack` (audit.prove, an auditor
+    read): its answer parses back into a receipt that verifies against the signed root."""
+    from pqfile.adapters.postgres.operator import PostgresOperatorBackend
+    from pqfile.errors import InvalidEventError
+    from pqfile.usecases.admin import AdminRequest
+
+    url, signer = history
+    backend = PostgresOperatorBackend(
+        operator=lambda: pytest.fail("audit.prove must not connect as pqfile_operator"),
+        auditor=lambda: Database.from_url(role_url(url, AUDITOR)),
+    )
+    request = AdminRequest.from_payload({"command": "audit.prove",
+                                         "args": {"seq": 7, "tree_size": 15}})  # fmt: skip
+    assert request.role == "auditor"
+    answer = backend.run(request, actor="tests", request_id=None)
+    receipt = d.InclusionReceipt.from_dict(json.loads(json.dumps(answer)))
+    signed = d.SignedDigest.from_json((signer.folder / Path(d.object_key(15)).name).read_bytes())
+    receipt.verify(signed.verify(d.public_key_der(signer.pem.read_bytes())).root_hash)
+    for bad in ({"seq": "7"}, {"seq": 0}, {"seq": 7, "tree_size": True}, {"seq": 7, "rows": 1}):
+        with pytest.raises(InvalidEventError):
+            AdminRequest.from_payload({"command": "audit.prove", "args": bad})
+    with pytest.raises(AuditProofError):  # beyond the table
+        backend.run(AdminRequest.from_payload({"command": "audit.prove",
+                                               "args": {"seq": 7, "tree_size": 99}}),
+                    actor="tests", request_id=None)  # fmt: skip
