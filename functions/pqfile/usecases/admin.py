@@ -20,8 +20,8 @@ rule too: 0011 knows no auditor operation, and an audit reader sees every actor 
 document id, which is an operator's view (docs/KEYS.md, "Roles and grants").
 
 Which database role runs a command: read-only commands (``keys.status``, ``access.list``,
-``audit.verify``, ``audit.tail``, ``audit.prove``) as ``pqfile_auditor``; changes as ``pqfile_operator``
-(:data:`COMMANDS`).
+``audit.verify``, ``audit.tail``, ``audit.prove``) as ``pqfile_auditor``; changes as
+``pqfile_operator`` (:data:`COMMANDS`).
 """
 
 from __future__ import annotations
