@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +309,42 @@ def test_prove_through_the_admin_backend_as_the_auditor(history: tuple[str, Sign
         backend.run(AdminRequest.from_payload({"command": "audit.prove",
                                                "args": {"seq": 7, "tree_size": 99}}),
                     actor="tests", request_id=None)  # fmt: skip
+
+
+def test_digests_read_from_s3(
+    history: tuple[str, Signer],
+    aws_emulator: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SRC as s3://bucket/prefix on the emulator (the session's, no deployment): the same
+    answer as the directory; an object missing from the bucket is a gap."""
+    url, signer = history
+    s3 = aws_emulator.client("s3")
+    bucket = f"digests-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    for path in sorted(signer.folder.glob("*.json")):
+        if path.name != Path(d.object_key(9)).name:
+            s3.put_object(Bucket=bucket, Key=f"digests/{path.name}", Body=path.read_bytes())
+    s3.put_object(Bucket=bucket, Key="digests/README.txt", Body=b"not a digest")
+    env = {"AWS_ENDPOINT_URL": aws_emulator.endpoint_url, "AWS_ACCESS_KEY_ID": "test",
+           "AWS_DEFAULT_REGION": aws_emulator.region, "AWS_SECRET_ACCESS_KEY": "test"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    code, report = _run(capsys, "audit", "verify", "--database-url", role_url(url, AUDITOR),
+                        "--digests", f"s3://{bucket}/digests/", "--public-key", str(signer.pem),
+                        "--json")  # fmt: skip
+    assert code == 1 and report["digests"]["digests"] == 2
+    assert [(p["kind"], p["name"]) for p in report["digests"]["problems"]] == [
+        ("gap", f"s3://{bucket}/digests/{Path(d.object_key(15)).name}")]  # fmt: skip
+    s3.put_object(Bucket=bucket, Key=f"digests/{Path(d.object_key(9)).name}",
+                  Body=(signer.folder / Path(d.object_key(9)).name).read_bytes())  # fmt: skip
+    code, report = _run(capsys, "audit", "verify", "--database-url", role_url(url, AUDITOR),
+                        "--digests", f"s3://{bucket}/digests/", "--public-key", str(signer.pem),
+                        "--json")  # fmt: skip
+    assert code == 0 and report["digests"]["latest_tree_size"] == 15
+    assert cli_main(["audit", "verify", "--database-url", role_url(url, AUDITOR),
+                     "--digests", f"s3://{bucket}-missing/x", "--public-key",
+                     str(signer.pem)]) == 1  # fmt: skip
+    assert capsys.readouterr().err.startswith("pqfile: error: ")
