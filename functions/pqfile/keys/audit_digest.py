@@ -121,8 +121,8 @@ class TreeHead:
         _micros(self.signed_at, "signed_at")
         if self.algorithm not in ALGORITHMS:
             raise bad(f"algorithm must be one of {', '.join(ALGORITHMS)}")
-        key = self.key_id.encode("ascii", "replace")
-        if not 1 <= len(key) <= MAX_KEY_ID or not self.key_id.isprintable() or b"?" in key:
+        key = self.key_id
+        if not (1 <= len(key) <= MAX_KEY_ID and key.isascii() and key.isprintable()):
             raise bad(f"key_id must be 1..{MAX_KEY_ID} printable ASCII characters")
 
     @property
