@@ -225,6 +225,11 @@ def test_bad_input_is_one_line(
         assert cli_main(["audit", "verify", "--database-url", auditor, *argv]) == 1
         err = capsys.readouterr().err
         assert err.startswith("pqfile: error: ") and err.count("\n") == 1, err
+    for command in (["verify"], ["prove", "3"]):  # a public key without digests
+        capsys.readouterr()
+        assert cli_main(["audit", *command, "--database-url", auditor,
+                         "--public-key", str(signer.pem)]) == 1  # fmt: skip
+        assert "--public-key goes with --digests" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("history", [d.ECDSA_SHA_384, d.ML_DSA_SHAKE_256], indirect=True)

@@ -50,6 +50,7 @@ def register(subparsers: Any) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    audit_digests.check_pairing(args)
     if args.digests:
         return audit_digests.verify_with_digests(args)
     if via_function(args):

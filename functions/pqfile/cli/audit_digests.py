@@ -39,6 +39,11 @@ def add_digest_options(parser: argparse.ArgumentParser, *, required: bool) -> No
     )
 
 
+def check_pairing(args: argparse.Namespace) -> None:
+    if args.public_key is not None and not args.digests:
+        raise AuditDigestError("--public-key goes with --digests SRC")
+
+
 def load_digests(src: str) -> list[tuple[str, bytes]]:
     """``(name, JSON bytes)`` of every digest object in ``src``."""
     if src.startswith(S3_SCHEME):
@@ -144,6 +149,7 @@ def _receipt(args: argparse.Namespace, seq: int, tree_size: int | None) -> Inclu
 
 def prove(args: argparse.Namespace) -> int:
     """Row SEQ's hash and inclusion proof against the latest signed digest, verified."""
+    check_pairing(args)
     seq: int = args.seq
     head: TreeHead | None = None
     name = None
