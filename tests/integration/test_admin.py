@@ -235,3 +235,33 @@ def test_a_failing_operator_command_is_one_line_and_audited_as_failure(
     assert (row["outcome"], row["details"]["command"], row["details"]["db_role"]) == (
         "failure", "keys.revoke", "operator")  # fmt: skip
     assert row["details"]["reason"] == "KeyNotFoundError"
+
+
+def test_audit_prove_through_the_function_matches_the_direct_path(
+    stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """`pqfile audit prove SEQ --digests DIR` with --stack: the function (audit.prove, as the
+    auditor) reads the row and proof for the signed tree size; the CLI verifies them."""
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.keys.audit_digest import ML_DSA_SHAKE_256
+    from tests.integration.test_audit_digests import Signer
+
+    stack.grant_operate("alice")
+    signer = Signer(ML_DSA_SHAKE_256, tmp_path / "sth" / "digests")
+    db = Database.from_url(stack.db_url)  # a digest of the table now, as the digest function's
+    try:
+        signer.digest(db)
+    finally:
+        db.close()
+    _as_user(monkeypatch, stack, "alice", tmp_path)
+    argv = ("audit", "prove", "1", "--digests", str(signer.folder), "--public-key",
+            str(signer.pem), "--json")  # fmt: skip
+    via = _cli(capsys, *argv)
+    straight = _cli(capsys, *argv, "--database-url", role_url(stack.db_url, AUDITOR))
+    assert via[0] == straight[0] == 0, (via, straight)
+    assert json.loads(via[1]) == json.loads(straight[1])
+    assert json.loads(via[1])["status"] == "verified"
+    row = stack.admin_rows()[-1]
+    assert (row["outcome"], row["details"]["command"], row["details"]["db_role"]) == (
+        "success", "audit.prove", "auditor")  # fmt: skip
