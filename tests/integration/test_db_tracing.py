@@ -59,8 +59,7 @@ def recorder() -> Iterator[tuple[Any, list[dict[str, Any]]]]:
         yield xray_recorder, sent
     finally:
         xray_recorder.configure(emitter=saved[0], sampling=saved[1], context=saved[2],
-                                streaming_threshold=saved[3],
-                                context_missing="LOG_ERROR")  # fmt: skip
+                                streaming_threshold=saved[3])  # fmt: skip
         global_sdk_config.set_sdk_enabled(saved[4])
 
 
