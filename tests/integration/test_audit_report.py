@@ -260,3 +260,27 @@ def test_the_network_check_sees_a_request_when_one_is_made(
     page.write_text(f"<!DOCTYPE html><html><body>{EVIL_DOC}</body></html>", "utf-8")
     chromium.dump_dom(page, proxy=request_recorder)
     assert [line for line in request_recorder.lines if CANARY in line]
+
+
+def test_the_admin_command_builds_the_same_model_as_the_auditor(history_url: str,
+                                                                 capsys) -> None:  # fmt: skip
+    from pqfile.adapters.postgres.operator import PostgresOperatorBackend
+    from pqfile.errors import InvalidEventError
+    from pqfile.usecases.admin import AdminRequest
+    from pqfile.usecases.audit_report import AuditReport
+
+    backend = PostgresOperatorBackend(operator=lambda: Database.from_url(history_url),
+                                      auditor=lambda: Database.from_url(history_url))  # fmt: skip
+    request = AdminRequest.from_payload({"command": "audit.report", "args": {
+        "since": "2026-03-01T00:00:00+00:00", "until": "2026-03-21T00:00:00+00:00"}})
+    assert request.role == "auditor"
+    answer = backend.run(request, actor="tests", request_id=None)
+    rc, out = _report(history_url, capsys, "--since", "2026-03-01", "--until", "2026-03-20",
+                      "--format", "json")  # fmt: skip
+    direct = json.loads(out)
+    assert rc == 0 and {**answer, "generated_at": ""} == {**direct, "generated_at": ""}
+    assert AuditReport.from_dict(answer).as_dict() == answer
+    for bad in ({"since": "yesterday", "until": "2026-03-02"}, {"since": "2026-03-01"},
+                {"since": "2026-03-01", "until": "2026-03-02", "limit": 3}):  # fmt: skip
+        with pytest.raises(InvalidEventError):
+            AdminRequest.from_payload({"command": "audit.report", "args": bad})

@@ -2,19 +2,23 @@
 pool health, chain and digest status, as HTML or JSON (docs/KEYS.md, "Audit report").
 
 Direct database path (``--database-url``, as ``audit verify``): one read-only snapshot,
-the whole chain verified, the period's rows reported. The HTML is one self-contained file
-(pqfile.cli.report_html). ``--out`` must be absent, or an existing regular file with
-``--force``; the file appears whole or not at all.
+the whole chain verified, the period's rows reported. With ``--stack`` (or
+``PQFILE_STACK``) the admin function builds the same model as ``pqfile_auditor`` (at most
+1,000 rows listed per section there) and the page is rendered here. The HTML is one
+self-contained file (pqfile.cli.report_html). ``--out`` must be absent, or an existing
+regular file with ``--force``; the file appears whole or not at all.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pqfile.cli._admin_client import add_stack_options, run_admin, via_function
 from pqfile.cli.db import add_database_option, open_database
 from pqfile.errors import PQFileError
 from pqfile.usecases.audit_report import AuditReport, DigestStatus, parse_bound
@@ -35,6 +39,7 @@ def register(sub: Any) -> None:
         "report", help="who decrypted what and when, refusals, key lifecycle, pool health"
     )
     add_database_option(report)
+    add_stack_options(report)
     report.add_argument("--since", required=True, type=_bound(False), metavar="DATE",
                         help="start (YYYY-MM-DD or ISO 8601 date-time; UTC unless it says)")
     report.add_argument("--until", type=_bound(True), metavar="DATE",
@@ -67,6 +72,16 @@ def build(args: argparse.Namespace) -> AuditReport:
     if until <= args.since:
         raise ReportError("--until must be later than --since")
     digests = digest_source(args) if digest_source is not None else None
+    if via_function(args):
+        answer = run_admin(args, "audit.report", {"since": args.since.isoformat(),
+                                                   "until": until.isoformat()})  # fmt: skip
+        try:
+            report = AuditReport.from_dict(answer)
+        except ValueError as exc:
+            raise ReportError(f"the admin function's answer: {exc}") from None
+        if digests is not None:
+            report = dataclasses.replace(report, digests=list(digests))
+        return report
     db = open_database(args)
     try:
         return read_report(db, since=args.since, until=until, digests=digests)

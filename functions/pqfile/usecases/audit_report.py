@@ -172,6 +172,32 @@ class AuditReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AuditReport:
+        """The model back from :meth:`as_dict` (the admin function's answer); ValueError if
+        it is not one."""
+        try:
+            digests = d.get("digests")
+            return cls(
+                generated_at=str(d["generated_at"]),
+                since=str(d["since"]),
+                until=str(d["until"]),
+                rows_in_period=int(d["rows_in_period"]),
+                totals={str(k): int(v) for k, v in d["totals"].items()},
+                decryptions=[Decryption(**x) for x in d["decryptions"]],
+                unfinished_attempts=[Decryption(**x) for x in d["unfinished_attempts"]],
+                refusals=[Incident(**x) for x in d["refusals"]],
+                failures=[Incident(**x) for x in d["failures"]],
+                key_events=[KeyEvent(**x) for x in d["key_events"]],
+                pool=[PoolSample(**x) for x in d["pool"]],
+                activity=[DayActivity(**x) for x in d["activity"]],
+                chain=ChainStatus(**d["chain"]),
+                digests=None if digests is None else [DigestStatus(**x) for x in digests],
+                omitted={str(k): int(v) for k, v in d.get("omitted", {}).items()},
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"not an audit report: {type(exc).__name__}") from None
+
 
 def _details(row: AuditRow) -> dict[str, Any]:
     if row.details is None:

@@ -15,9 +15,12 @@ from collections.abc import Iterator, Sequence
 from pqfile.adapters.postgres.audit import _AUDIT_COLUMNS, _audit_row
 from pqfile.adapters.postgres.connection import Database
 from pqfile.keys.audit_chain import AuditRow, verify_rows
-from pqfile.usecases.audit_report import AuditReport, DigestStatus, ReportBuilder
+from pqfile.usecases.audit_report import MAX_LISTED, AuditReport, DigestStatus, ReportBuilder
 
 BATCH_SIZE = 5000
+#: Rows listed per section through the admin function: its answer must stay under
+#: Lambda's 6 MB response limit (counts still cover every row).
+ADMIN_MAX_LISTED = 1000
 
 
 def read_report(
@@ -27,9 +30,10 @@ def read_report(
     until: dt.datetime,
     digests: Sequence[DigestStatus] | None = None,
     batch_size: int = BATCH_SIZE,
+    max_listed: int = MAX_LISTED,
 ) -> AuditReport:
     """The report for ``[since, until)`` with the whole chain's verification status."""
-    builder = ReportBuilder(since, until)
+    builder = ReportBuilder(since, until, max_listed=max_listed)
     with db.transaction("REPEATABLE READ READ ONLY") as s:
         head_rows = s.run("SELECT seq, row_hash FROM audit_chain_head WHERE singleton")
         head = (int(head_rows[0][0]), bytes(head_rows[0][1]))

@@ -123,6 +123,13 @@ class PostgresOperatorBackend:
         if name == "audit.tail":
             limit = int(args.get("limit", 20))  # type: ignore[call-overload]
             return {"rows": json_ready(list(PostgresAuditLog(db).tail(limit)))}
+        if name == "audit.report":
+            from pqfile.adapters.postgres.audit_report import ADMIN_MAX_LISTED, read_report
+            from pqfile.usecases.audit_report import parse_bound
+
+            return read_report(db, since=parse_bound(str(args["since"])),
+                               until=parse_bound(str(args["until"])),
+                               max_listed=ADMIN_MAX_LISTED).as_dict()  # fmt: skip
         raise PQFileError(f"no handler for {name}")  # unreachable: COMMANDS is the whitelist
 
     @staticmethod
