@@ -246,6 +246,7 @@ class ReportBuilder:
         self.omitted: Counter[str] = Counter()
         self.key_suite: dict[str, str] = {}
         self.key_status: dict[str, str] = {}
+        self.active: Counter[str] = Counter()  # active keys per suite, kept as rows arrive
 
     def _listed(self, section: str, items: list[Any], item: Any) -> None:
         if len(items) < self.max_listed:
@@ -259,15 +260,18 @@ class ReportBuilder:
         if row.operation == "key.create" and details.get("suite") is not None:
             self.key_suite[row.key_id] = str(details["suite"])
         status = KEY_EVENTS.get(row.operation, ("", None))[1]
-        if status is not None:
-            self.key_status[row.key_id] = status
+        if status is None:
+            return
+        suite = self.key_suite.get(row.key_id, "unknown")
+        was = self.key_status.get(row.key_id)
+        self.key_status[row.key_id] = status
+        if was == "active" and status != "active":
+            self.active[suite] -= 1
+        elif was != "active" and status == "active":
+            self.active[suite] += 1
 
     def _active(self) -> dict[str, int]:
-        active: Counter[str] = Counter()
-        for key_id, status in self.key_status.items():
-            if status == "active":
-                active[self.key_suite.get(key_id, "unknown")] += 1
-        return dict(sorted(active.items()))
+        return {suite: n for suite, n in sorted(self.active.items()) if n}
 
     def add(self, row: AuditRow) -> None:
         if row.occurred_at >= self.until:
