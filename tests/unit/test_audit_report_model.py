@@ -155,3 +155,14 @@ def test_bad_bounds_are_one_line_errors(text: str) -> None:
     with pytest.raises(ValueError, match="expected YYYY-MM-DD") as info:
         parse_bound(text)
     assert "\n" not in str(info.value)
+
+
+def test_the_pool_table_lists_the_last_runs_and_the_chart_all() -> None:
+    rows = _chain([{"operation": "key.create", "key_id": "k1", "details": {"suite": "xwing"}}]
+                  + [{"operation": "key.pool_maintained", "details": {"created": {"xwing": i}}}
+                     for i in range(120)])  # fmt: skip
+    report = _report(rows)
+    page = render_html(report)
+    assert len(report.pool) == 120 and page.count("<circle") == 120
+    assert "the table shows the last 100 runs; the chart all 120" in page
+    assert "xwing 119" in page and "<td>xwing 0</td>" not in page

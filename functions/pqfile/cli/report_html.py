@@ -60,6 +60,8 @@ _SERIES = (("decryptions", "var(--c1)", "decryptions"),
            ("encryptions", "var(--c4)", "encryptions"),
            ("refusals", "var(--c2)", "refusals"),
            ("failures", "var(--c3)", "failures"))  # fmt: skip
+#: Maintenance runs listed under the pool chart (the chart shows every one in the model).
+POOL_TABLE_ROWS = 100
 _SUITE_COLOURS = ("var(--c1)", "var(--c4)", "var(--c2)", "var(--c3)")
 
 
@@ -91,6 +93,14 @@ def _omitted(report: AuditReport, section: str) -> str:
         return ""
     return (f'<p class="empty">{n} more row(s) not listed '
             "(use --format json or a shorter period)</p>")
+
+
+def _pool_note(report: AuditReport) -> str:
+    hidden = len(report.pool) - POOL_TABLE_ROWS
+    if hidden <= 0:
+        return ""
+    return (f'<p class="empty">the table shows the last {POOL_TABLE_ROWS} runs; '
+            f"the chart all {len(report.pool)}</p>")
 
 
 def _legend(items: Iterable[tuple[str, str]]) -> str:
@@ -266,8 +276,8 @@ def render_html(report: AuditReport) -> str:
          lambda: pool_chart(report.pool) + _table(
             ("when (UTC)", "seq", "active", "created", "queued for rotation"),
             ((_t(p.occurred_at), p.seq, _pairs(p.active), _pairs(p.created), p.queued)
-             for p in report.pool), numeric=(1, 4),
-        ) + _omitted(report, "pool")),
+             for p in report.pool[-POOL_TABLE_ROWS:]), numeric=(1, 4),
+        ) + _pool_note(report) + _omitted(report, "pool")),
         ("Chain verification", "chain", lambda: _chain(report)),
         ("Signed digests", "digests", lambda: _digests(report)),
         ("Rows by operation and outcome", "totals", lambda: _table(
