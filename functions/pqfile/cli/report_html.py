@@ -36,7 +36,7 @@ h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 2px solid var(--line);
 table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; font-size: 12.5px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 6px; text-align: left;
          vertical-align: top; overflow-wrap: anywhere; }
-th { background: #f3f5f7; }
+th { background: #f3f5f7; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace;
               font-size: 12px; }
