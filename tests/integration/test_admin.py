@@ -265,3 +265,27 @@ def test_audit_prove_through_the_function_matches_the_direct_path(
     row = stack.admin_rows()[-1]
     assert (row["outcome"], row["details"]["command"], row["details"]["db_role"]) == (
         "success", "audit.prove", "auditor")  # fmt: skip
+
+
+def test_audit_report_through_the_function_matches_the_direct_path(
+    stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    stack.grant_operate("alice")
+    _as_user(monkeypatch, stack, "alice", tmp_path)
+    period = ("audit", "report", "--since", "2020-01-01", "--until", "2100-01-01")
+    via = _cli(capsys, *period, "--format", "json")
+    straight = _cli(capsys, *period, "--format", "json",
+                    "--database-url", role_url(stack.db_url, AUDITOR))  # fmt: skip
+    assert via[0] == straight[0] == 0, (via[2], straight[2])
+    v, s = json.loads(via[1]), json.loads(straight[1])
+    for section in ("decryptions", "refusals", "failures", "key_events", "pool", "since",
+                    "until"):  # fmt: skip
+        assert v[section] == s[section], section
+    # The function reported before its own success row was appended: one row less.
+    assert s["rows_in_period"] == v["rows_in_period"] + 1 and s["chain"]["ok"]
+    row = stack.admin_rows()[-1]
+    assert (row["details"]["command"], row["details"]["db_role"]) == ("audit.report", "auditor")
+    page = tmp_path / "report.html"
+    assert _cli(capsys, *period, "--out", str(page))[0] == 0
+    assert "Who decrypted what, and when" in page.read_text("utf-8")

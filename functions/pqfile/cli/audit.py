@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from pqfile.cli import audit_digests
+from pqfile.cli import audit_digests, audit_report
 from pqfile.cli._admin_client import add_stack_options, run_admin, via_function
 from pqfile.cli.audit_digests import add_digest_options
 from pqfile.cli.db import add_database_option, command_group, open_database, print_json
@@ -47,6 +47,8 @@ def register(subparsers: Any) -> None:
     tail.add_argument("-n", "--limit", type=int, default=20, help="how many rows (default 20)")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     tail.set_defaults(func=_tail)
+
+    audit_report.register(sub)  # audit report (its own module)
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -20,8 +20,8 @@ rule too: 0011 knows no auditor operation, and an audit reader sees every actor 
 document id, which is an operator's view (docs/KEYS.md, "Roles and grants").
 
 Which database role runs a command: read-only commands (``keys.status``, ``access.list``,
-``audit.verify``, ``audit.tail``, ``audit.prove``) as ``pqfile_auditor``; changes as
-``pqfile_operator`` (:data:`COMMANDS`).
+``audit.verify``, ``audit.tail``, ``audit.prove``, ``audit.report``) as ``pqfile_auditor``;
+changes as ``pqfile_operator`` (:data:`COMMANDS`).
 """
 
 from __future__ import annotations
@@ -103,6 +103,18 @@ def _int(low: int, high: int) -> Callable[[str, object], object]:
     return check
 
 
+def _moment(name: str, value: object) -> object:
+    from pqfile.usecases.audit_report import parse_bound
+
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidArgument(f"args.{name} must be an ISO 8601 date-time")
+    try:
+        parse_bound(value)
+    except ValueError:
+        raise InvalidArgument(f"args.{name} must be an ISO 8601 date-time") from None
+    return value
+
+
 def _anchors(name: str, value: object) -> object:
     if not isinstance(value, list) or len(value) > MAX_ANCHORS:
         raise InvalidArgument(f"args.{name} must be a list of at most {MAX_ANCHORS} anchors")
@@ -172,6 +184,7 @@ COMMANDS: Mapping[str, Command] = {
     "audit.prove": Command(
         "auditor", {"seq": _int(1, 2**63 - 1)}, {"tree_size": _int(1, 2**63 - 1)}
     ),
+    "audit.report": Command("auditor", {"since": _moment, "until": _moment}, {}),
 }
 
 

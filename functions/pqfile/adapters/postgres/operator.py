@@ -128,6 +128,13 @@ class PostgresOperatorBackend:
             assert isinstance(row_seq, int) and (size is None or isinstance(size, int))
             receipt = PostgresAuditLog(db).inclusion(row_seq, size)
             return json_object(receipt.as_dict())
+        if name == "audit.report":
+            from pqfile.adapters.postgres.audit_report import ADMIN_MAX_LISTED, read_report
+            from pqfile.usecases.audit_report import parse_bound
+
+            return read_report(db, since=parse_bound(str(args["since"])),
+                               until=parse_bound(str(args["until"])),
+                               max_listed=ADMIN_MAX_LISTED).as_dict()  # fmt: skip
         raise PQFileError(f"no handler for {name}")  # unreachable: COMMANDS is the whitelist
 
     @staticmethod
