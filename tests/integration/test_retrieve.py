@@ -65,6 +65,10 @@ def test_inline_by_id_and_by_object(stack: PipelineStack) -> None:
         assert row["details"]["claimed_by"] == "auditor@example.com"
         assert row["details"]["sts_arn"] == _arn(stack, "alice")
         assert row["key_id"] == doc["key_id"] and row["request_id"]
+        # the receipt names that outcome row (docs/KEYS.md, "Receipts")
+        [[seq]] = stack.sql("SELECT max(seq) FROM access_logs WHERE operation = "
+                            "'document.decrypt' AND outcome = 'success'")  # fmt: skip
+        assert body["receipt"]["audit_seq"] == seq
 
 
 def test_two_users_one_granted_the_other_gets_the_not_found_answer(stack: PipelineStack) -> None:
@@ -308,6 +312,7 @@ def test_the_cli_retrieves_inline_and_by_url_checking_the_sha256(
     assert out.read_bytes() == data
     summary = json.loads(capsys.readouterr().out)
     assert summary["sha256"] == hashlib.sha256(data).hexdigest() and summary["size"] == size
+    assert summary["receipt"]["audit_seq"] >= 1  # its outcome row (pqfile audit prove SEQ)
     source = f"s3://{stack.uploads}/{doc['source_key']}?versionId={doc['source_version_id']}"
     assert main(["retrieve", "--source", source, "--out", str(out), "--force"]) == 0
     assert out.read_bytes() == data
