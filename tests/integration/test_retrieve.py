@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from pqfile.config import StorageSettings
 from tests.fixtures.postgres import OPERATOR
 from tests.integration.pipeline_stack import AUDIENCE, PipelineStack, deploy_pipeline
 
@@ -458,7 +459,7 @@ def test_upload_wait_reports_a_failed_ingest_with_its_reason(
             "pqfile: error: the ingest failed in FetchDocument: DocumentTooLargeError: "
         ), err
     finally:
-        stack.set_env("fetch", PQFILE_MAX_DOCUMENT_SIZE=str(5 * 1024**4))
+        stack.set_env("fetch", PQFILE_MAX_DOCUMENT_SIZE=str(StorageSettings.max_document_size))
 
 
 def test_upload_refusals_are_one_line(
