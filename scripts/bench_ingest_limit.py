@@ -186,7 +186,7 @@ def main() -> int:
 | largest part buffered at {args.size_mib} MiB | {largest_part:.0f} MiB |
 | Lambda CPU share at {args.memory_mb} MB (1 vCPU at {ONE_VCPU_MB} MB) | {share:.3f} vCPU |
 | time counted on | {args.timeout} s timeout - {args.reserve} s reserve = {seconds} s |
-| one S3 stream (AWS guidance, not measured here) | {args.s3_stream_mb:.0f} MB/s = {s3_mib:.1f} MiB/s |
+| one S3 stream (AWS guidance, not measured) | {args.s3_stream_mb:.0f} MB/s = {s3_mib:.1f} MiB/s |
 | sequential rate: 1 / (1 / (core rate x share) + 2 / stream) | {rate:.1f} MiB/s |
 | margin (arm64, network below guidance, retries, neighbours) | {args.margin:.2f} |
 | sequential limit = rate x time x margin | {limit_mib / 1024:.1f} GiB |
