@@ -4,6 +4,7 @@ document whose bytes do not match the answer is never written."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -112,39 +113,59 @@ def _inline(data: bytes) -> dict[str, object]:
             "content_base64": base64.b64encode(data).decode()}  # fmt: skip
 
 
+@pytest.fixture
+def fake_function(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, object]:
+    """The AWS side replaced in this process (as _FAKE_RETRIEVE does in a subprocess): no
+    proof is signed, the "function" answers with what the test puts in the dict."""
+    import pqfile.adapters.lambda_retrieve as lr
+    import pqfile.adapters.sts_proof as sp
+
+    answer: dict[str, object] = {}
+    monkeypatch.setattr(sp, "default_credentials", lambda **kw: None)
+    monkeypatch.setattr(sp, "proof_payload", lambda request, **kw: dict(request))
+    monkeypatch.setattr(lr, "invoke_retrieve", lambda *a, **kw: lr.InvokeAnswer(answer, None))
+    monkeypatch.delenv("PQFILE_STACK", raising=False)
+    monkeypatch.setenv("PQFILE_DEVSTACK_DIR", str(tmp_path / "no-stack"))
+    return answer
+
+
 def _run_retrieve(
-    answer: dict[str, object], out: Path, *extra: str
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PQFILE_DEVSTACK_DIR": str(out.parent / "no-stack")}
-    env.pop("PQFILE_STACK", None)
-    return subprocess.run(
-        [sys.executable, "-c", _FAKE_RETRIEVE, json.dumps(answer), "retrieve", "doc",
-         "--out", str(out), *_FLAGS, *extra],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+    answer: dict[str, object],
+    out: Path,
+    *extra: str,
+    fake: dict[str, object],
+    capsys: pytest.CaptureFixture[str],
+) -> tuple[int, str]:
+    """(exit status, stderr) of `pqfile retrieve doc --out OUT` against the fake function."""
+    fake.clear()
+    fake.update(answer)
+    code = main(["retrieve", "doc", "--out", str(out), *_FLAGS, *extra])
+    return code, capsys.readouterr().err
 
 
-def test_retrieve_writes_a_new_file_and_overwrites_only_with_force(tmp_path: Path) -> None:
+def test_retrieve_writes_a_new_file_and_overwrites_only_with_force(
+    tmp_path: Path, fake_function: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "got.bin"
-    proc = _run_retrieve(_inline(b"first"), out)
-    assert proc.returncode == 0, proc.stderr
+    run = functools.partial(_run_retrieve, fake=fake_function, capsys=capsys)
+    code, err = run(_inline(b"first"), out)
+    assert code == 0, err
     assert out.read_bytes() == b"first"
     assert oct(out.stat().st_mode & 0o777) == "0o600"  # the atomic writer's mode
-    proc = _run_retrieve(_inline(b"second"), out)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
-        f"pqfile: error: refusing to overwrite {out} (use --force)"
-    ]
+    code, err = run(_inline(b"second"), out)
+    assert code == 1
+    assert err.strip().splitlines() == [f"pqfile: error: refusing to overwrite {out} (use --force)"]
     assert out.read_bytes() == b"first"
-    assert _run_retrieve(_inline(b"second"), out, "--force").returncode == 0
+    assert run(_inline(b"second"), out, "--force")[0] == 0
     assert out.read_bytes() == b"second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["got.bin"]  # no temporary left
 
 
 @pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "directory", "fifo"])
 def test_retrieve_refuses_an_out_that_is_not_a_regular_file_even_with_force(
-    tmp_path: Path, kind: str
-) -> None:
+    tmp_path: Path, kind: str, fake_function: dict[str, object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
     target = tmp_path / "target.txt"
     target.write_bytes(b"keep me")
     out = tmp_path / "out"
@@ -158,11 +179,11 @@ def test_retrieve_refuses_an_out_that_is_not_a_regular_file_even_with_force(
         os.mkfifo(out)
     before = sorted(p.name for p in tmp_path.iterdir())
     for extra in ([], ["--force"]):
-        proc = _run_retrieve(_inline(b"new bytes"), out, *extra)
-        assert proc.returncode == 1, proc.stderr
-        lines = proc.stderr.strip().splitlines()
+        code, err = _run_retrieve(_inline(b"new bytes"), out, *extra, fake=fake_function,
+                                  capsys=capsys)  # fmt: skip
+        assert code == 1, err
+        lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("pqfile: error: refusing to "), lines
-        assert "Traceback" not in proc.stderr
     assert target.read_bytes() == b"keep me"  # a symlink is never followed
     assert not (tmp_path / "nowhere").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == before
