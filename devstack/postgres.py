@@ -328,7 +328,7 @@ def _start_cluster(base_dir: Path, binaries: ServerBinaries) -> PostgresHandle:
         started=True,
         ca_file=cert,
         source=binaries.source,
-        bin_dir=Path(binaries.pg_ctl).parent,
+        bin_dir=Path(os.path.realpath(binaries.pg_ctl)).parent,  # the real install, not a PATH link
         _stopper=stop,
     )
 
