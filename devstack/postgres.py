@@ -64,7 +64,19 @@ class PostgresHandle:
     started: bool = False
     ca_file: Path | None = None  # the server's self-signed certificate, when TLS is on
     source: str = "system"  # "url" (PQFILE_DATABASE_URL), "system" or "embedded"
+    #: The folder of the server's own programs (None for a PQFILE_DATABASE_URL server).
+    bin_dir: Path | None = None
     _stopper: Callable[[], None] | None = field(default=None, repr=False)
+
+    def program(self, name: str) -> str | None:
+        """A client program (``pg_dump``, ``psql``, ...) that matches this server: the one
+        beside its ``pg_ctl`` (so the embedded server's own ``pg_dump`` when discovery chose
+        it: an older system ``pg_dump`` refuses a newer server), else a system one."""
+        if self.bin_dir is not None:
+            own = self.bin_dir / name
+            if os.access(own, os.X_OK):
+                return str(own)
+        return find_binary(name)
 
     def stop(self) -> None:
         if self._stopper is not None:
@@ -316,6 +328,7 @@ def _start_cluster(base_dir: Path, binaries: ServerBinaries) -> PostgresHandle:
         started=True,
         ca_file=cert,
         source=binaries.source,
+        bin_dir=Path(os.path.realpath(binaries.pg_ctl)).parent,  # the real install, not a PATH link
         _stopper=stop,
     )
 

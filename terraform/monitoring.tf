@@ -98,7 +98,7 @@ resource "aws_cloudwatch_metric_alarm" "executions_failed" {
 # The single-metric alarms (modules/metric-alarms), one group per kind, keyed as the
 # resources they were before. Runbooks: OPERATIONS.md "Alarm: function errors", "Alarm:
 # function throttles", "Alarm: key pool below floor", "Alarm: audit verification failed",
-# "Alarm: dead letters".
+# "Alarm: events not delivered", "Alarm: dead letters".
 locals {
   function_alarms = {
     errors    = { metric_name = "Errors", evaluation_periods = 1, says = "raised errors", runbook = "docs/OPERATIONS.md#alarm-function-errors" }
@@ -148,6 +148,17 @@ locals {
           statistic          = "Maximum"
           period             = 3600
           treat_missing_data = "breaching"
+        }
+      }
+      # EventsNotDelivered (dimension service) counts completion events a function could not
+      # put on the default bus after its retries (docs/CONTRACTS.md); the work itself stands.
+      events_not_delivered = {
+        events = {
+          name        = "${local.name}-events-not-delivered"
+          description = "Completion events (PQFile Document Encrypted/Failed, Key Revoked) were not delivered (runbook: docs/OPERATIONS.md#alarm-events-not-delivered)"
+          namespace   = var.metrics_namespace
+          metric_name = "EventsNotDelivered"
+          dimensions  = { service = "pqfile" }
         }
       }
       # Undelivered events or failed asynchronous invocations wait in the queues (queues.tf).

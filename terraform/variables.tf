@@ -194,9 +194,9 @@ variable "part_size_bytes" {
 }
 
 variable "max_document_size_bytes" {
-  description = "Largest upload the pipeline accepts, bytes."
+  description = "Largest upload the pipeline accepts, bytes. The default, 24 GiB, is what one encrypt function (1,024 MB, 900 s) streams on the sequential path, measured and scaled (BENCHMARKS.md, \"Ingest size limit\"); raise it only with the encrypt function's memory and after measuring."
   type        = number
-  default     = 5497558138880
+  default     = 25769803776
 
   validation {
     condition     = var.max_document_size_bytes > 0

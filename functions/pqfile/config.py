@@ -76,9 +76,10 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_PART_SIZE", "storage.part_size", "8 MiB",
              "preferred S3 multipart part size in bytes (at least 5 MiB; usecases/parts.py "
              "raises it when 10,000 parts would not hold the package)"),
-    Variable("PQFILE_MAX_DOCUMENT_SIZE", "storage.max_document_size", "5 TiB",
-             "largest upload accepted, bytes (larger ones: DocumentTooLargeError at fetch; "
-             "S3's 5 TiB object limit, less the package overhead, caps it)"),
+    Variable("PQFILE_MAX_DOCUMENT_SIZE", "storage.max_document_size", "24 GiB",
+             "largest upload accepted, bytes (larger ones: DocumentTooLargeError at fetch); "
+             "the default is what one encrypt function streams in its 900 s "
+             "(BENCHMARKS.md, \"Ingest size limit\"); S3's 5 TiB object limit caps any value"),
     Variable("PQFILE_DEFAULT_SUITE", "encryption.default_suite", DEFAULT_SUITE,
              "the suite of new documents: a `pqfile.crypto.kem.Suite` name (`xwing`, "
              "`mlkem768`, `mlkem1024`)"),
@@ -306,8 +307,10 @@ class StorageSettings:
     encrypted_bucket: str = ""
     #: Multipart part size of the encrypted upload; bounds the encrypt step's buffer.
     part_size: int = 8 * MIB
-    #: Largest upload the pipeline accepts (S3's own object limit is 5 TiB).
-    max_document_size: int = 5 * 1024**4
+    #: Largest upload the pipeline accepts: what one encrypt function streams within its
+    #: 900 s timeout on the sequential path, measured and scaled (BENCHMARKS.md, "Ingest
+    #: size limit"; scripts/bench_ingest_limit.py). S3's own object limit is 5 TiB.
+    max_document_size: int = 24 * 1024**3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:

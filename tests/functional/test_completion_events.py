@@ -193,6 +193,7 @@ def test_a_completed_shred_announces_key_revoked_in_mode_shred() -> None:
     (event,) = recorder.events
     assert (event.detail["key_id"], event.detail["mode"]) == (key.key_id, "shred")
     assert event.detail["revoked_at"] == SHREDDED_AT.isoformat()
+    assert event.detail["suite"] == "xwing"  # the key's suite, as the repository reads it
     assert "erase" not in json.dumps(event.detail)  # the request's reason
     assert report.shredded[0].events_lost == 0
     # a lost event is counted, the shred stands

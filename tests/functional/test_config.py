@@ -31,6 +31,8 @@ def test_defaults() -> None:
     assert (s.storage.uploads_bucket, s.storage.encrypted_bucket) == ("u", "e")
     assert s.encryption.default_suite == "xwing"
     assert s.encryption.segment_size == 1024 * 1024 and s.storage.part_size == 8 * 1024 * 1024
+    # what one encrypt function streams in 900 s (BENCHMARKS.md, "Ingest size limit")
+    assert s.storage.max_document_size == 24 * 1024**3
     assert s.retrieve.inline_limit == 4 * 1024 * 1024
     assert s.retrieve.inline_limit * 4 // 3 < LAMBDA_RESPONSE_CAP
     assert s.retrieve.presign_seconds == 300

@@ -60,7 +60,7 @@ class FakeVersions:
 
 class FakeShredRepository:
     def __init__(self, key_id: str, candidates: list[ShredCandidate]) -> None:
-        self.requests = [KeyRequest(7, key_id, "shred", "erase", "alice")]
+        self.requests = [KeyRequest(7, key_id, "shred", "erase", "alice", suite="xwing")]
         self.candidates = candidates
         self.committed: list[tuple[int, int]] = []
 
@@ -174,7 +174,9 @@ def test_a_compromise_deletes_every_version_but_the_reencrypted_one(
     versions.put("encrypted/other.pqf", "v1", _package(old, "other"))
     repo = FakeShredRepository(old.key_id, [])
     repo.requests = []
-    repo.compromises = [KeyRequest(9, old.key_id, "compromise", "leaked", "alice")]
+    repo.compromises = [
+        KeyRequest(9, old.key_id, "compromise", "leaked", "alice", suite=old.suite.value)
+    ]
     repo.compromise_list = [CompromiseCandidate("d", "b", "encrypted/d.pqf", "v3")]
     repo.documents_left = 1
     s = Shredding(repo, versions, backup_retention_days=14)
@@ -188,6 +190,7 @@ def test_a_compromise_deletes_every_version_but_the_reencrypted_one(
     report = shred_pending(s)
     (event,) = recorder.events  # PQFile Key Revoked, mode compromise; never the reason
     assert (event.detail["key_id"], event.detail["mode"]) == (old.key_id, "compromise")
+    assert event.detail["suite"] == old.suite.value  # the key's suite, not null
     assert "leaked" not in json.dumps(event.detail)
     (done,) = report.compromised
     assert done.key_id == old.key_id and done.versions_deleted == {"d": 3}

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Mapping
 
 import pytest
-from devstack.postgres import find_binary
+from devstack.postgres import PostgresHandle
 
 from pqfile.adapters.kms import KmsSeedProtector
 from pqfile.adapters.kms_mac import KmsKeyAttestor
@@ -49,10 +49,12 @@ def _operator(db_url: str, protector: KmsSeedProtector) -> PostgresKeyStore:
     return PostgresKeyStore(Database.from_url(role_url(db_url, OPERATOR)), protector)
 
 
-def _pg_dump(url: str) -> bytes:
+def _pg_dump(server: PostgresHandle, url: str) -> bytes:
+    """The server's own pg_dump (the embedded server's when discovery chose it; a system
+    pg_dump older than the server refuses to dump it)."""
     params = parse_database_url(url)
-    pg_dump = find_binary("pg_dump")
-    assert pg_dump, "pg_dump not found (install the PostgreSQL client)"
+    pg_dump = server.program("pg_dump")
+    assert pg_dump, f"no pg_dump beside the {server.source} server, nor on this machine"
     return subprocess.run(
         [
             pg_dump,
@@ -71,11 +73,14 @@ def _pg_dump(url: str) -> bytes:
 
 
 def test_database_dump_contains_no_seed(
-    db_url: str, protector: KmsSeedProtector, attestor: KmsKeyAttestor
+    postgres_server: PostgresHandle,
+    db_url: str,
+    protector: KmsSeedProtector,
+    attestor: KmsKeyAttestor,
 ) -> None:
     admin = _maintain(db_url, protector, attestor)
     created = admin.create_keys("xwing", 5) + admin.create_keys("mlkem768", 5)
-    dump = _pg_dump(db_url)
+    dump = _pg_dump(postgres_server, db_url)
     assert b"COPY public.encryption_keys" in dump and len(dump) > 10_000
     owner = Database.from_url(db_url)
     rows = owner.run("SELECT id, suite, wrapped_seed FROM encryption_keys")

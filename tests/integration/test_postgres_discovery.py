@@ -216,3 +216,46 @@ def test_embedded_binaries_the_server_user_cannot_reach_are_copied_where_it_can(
     assert "PostgreSQL" in version
     assert pg.reachable_binaries(hidden) == reachable  # the copy is reused
     assert pg.reachable_binaries(reachable) == reachable  # reachable ones are kept as they are
+
+
+# Runs inside the namespace: hide the folders, check only the embedded server is left, then
+# run the custody test (its pg_dump) as `make test` would.
+_CUSTODY_INSIDE = r"""
+import json, subprocess, sys
+for folder in sys.argv[2:]:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "pqfile-hidden", folder],
+                   check=True)
+from devstack.postgres import discover_binaries, find_binary
+system = find_binary("pg_dump")  # Debian's /usr/bin wrapper stays, with nothing behind it
+runs = system is not None and subprocess.run([system, "--version"],
+                                             capture_output=True).returncode == 0
+print(json.dumps({"found": [b.source for b in discover_binaries()], "system_pg_dump_runs": runs}),
+      flush=True)
+import pytest
+sys.exit(pytest.main(["-x", "-q", "-p", "no:cacheprovider", sys.argv[1]]))
+"""
+
+
+def test_custody_dump_test_passes_with_the_system_binaries_hidden() -> None:
+    """`make test` on a machine without PostgreSQL: the custody test's pg_dump is the
+    embedded server's own (PostgresHandle.program), so it passes where discovery can only
+    start the embedded server (and no system pg_dump runs)."""
+    reason = _namespace_unavailable()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must prove the embedded path: {reason}")
+        pytest.skip(reason)
+    env = {k: v for k, v in os.environ.items() if k != "PQFILE_DATABASE_URL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "functions"), str(REPO_ROOT)])
+    env["TMPDIR"] = "/tmp"
+    test = "tests/integration/test_custody.py::test_database_dump_contains_no_seed"
+    proc = subprocess.run(
+        ["unshare", "--mount", "--", sys.executable, "-c", _CUSTODY_INSIDE, test,
+         *_folders_to_hide()],
+        capture_output=True, text=True, timeout=180, cwd=REPO_ROOT, env=env,
+    )  # fmt: skip
+    lines = proc.stdout.strip().splitlines()
+    first = json.loads(lines[0])
+    assert first == {"found": ["embedded"], "system_pg_dump_runs": False}, first
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "1 passed" in lines[-1], lines[-1]

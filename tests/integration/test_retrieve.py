@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from pqfile.config import StorageSettings
 from tests.fixtures.postgres import OPERATOR
 from tests.integration.pipeline_stack import AUDIENCE, PipelineStack, deploy_pipeline
 
@@ -463,7 +464,7 @@ def test_upload_wait_reports_a_failed_ingest_with_its_reason(
             "pqfile: error: the ingest failed in FetchDocument: DocumentTooLargeError: "
         ), err
     finally:
-        stack.set_env("fetch", PQFILE_MAX_DOCUMENT_SIZE=str(5 * 1024**4))
+        stack.set_env("fetch", PQFILE_MAX_DOCUMENT_SIZE=str(StorageSettings.max_document_size))
 
 
 def test_upload_refusals_are_one_line(
@@ -600,6 +601,50 @@ def test_a_failed_upload_has_a_status_with_its_reason(
     answer = json.loads(capsys.readouterr().out)
     assert answer["status"] == "failed" and "StorageError" in answer["error"], answer
     assert answer["stored_at"] is None
+
+
+def test_documents_status_while_the_ingest_runs_says_pending_then_stored(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    """Status during an ingest: the test holds every active key's row lock, so SelectKey
+    waits (its last attempt waits for a lock, up to the role's 10 s lock_timeout) with the
+    document's row already open; `documents status` then reports it pending while the
+    execution is RUNNING, and stored once the lock is released and the workflow ends."""
+    import time
+
+    from pqfile.adapters.postgres.connection import connect_url
+    from pqfile.cli import main
+
+    key = "uploads/a/status-while-running.txt"
+    _as_user(monkeypatch, stack, "alice")
+    _local_stack_state(stack, tmp_path, monkeypatch)
+    holder = connect_url(stack.db_url)
+    try:
+        holder.run("BEGIN")
+        held = holder.run("SELECT id FROM encryption_keys WHERE status = 'active' FOR UPDATE")
+        assert held, "no active key to hold"
+        up = stack.upload(key, b"still encrypting\n")
+        url = f"s3://{stack.uploads}/{key}?versionId={up['version_id']}"
+        deadline = time.monotonic() + 8  # inside SelectKey's 10 s lock_timeout
+        while time.monotonic() < deadline and not stack.documents_for(key):
+            time.sleep(0.1)
+        assert stack.documents_for(key), "FetchDocument never opened the row"
+        assert main(["documents", "status", "--source", url, "--json"]) == 0
+        during = json.loads(capsys.readouterr().out)
+        (execution,) = stack.executions_for(key, up["version_id"])
+        still_running = execution["status"]
+    finally:
+        holder.run("COMMIT")
+        holder.close()
+    assert still_running == "RUNNING", "the status was not taken while the ingest ran"
+    assert (during["status"], during["stored_at"], during["key_id"]) == ("pending", None, None)
+    assert during["source"]["key"] == key and during["tenant"] == "a"
+
+    finished = stack.wait_for_upload(key, up["version_id"])
+    assert finished["status"] == "SUCCEEDED", stack.explain(finished["executionArn"])
+    assert main(["documents", "status", during["document_id"]]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"document {during['document_id']}: stored\n"), text
 
 
 def test_documents_status_one_line_errors(

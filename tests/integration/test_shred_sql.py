@@ -87,6 +87,7 @@ def test_shred_lists_lost_and_moved_documents_then_destroys_the_seed(
     repo = PostgresShredRepository(dbs[SHRED])
     (pending,) = repo.pending_shreds()
     assert (pending.request_id, pending.key_id) == (request, key_a)
+    assert pending.suite == "xwing"  # for the Key Revoked event
     candidates = {c.document_id: c for c in repo.shred_candidates(request)}
     assert set(candidates) == {"lost-1", "moved-1"}
     assert candidates["lost-1"].lost and not candidates["moved-1"].lost

@@ -32,6 +32,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPat
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cli-secret")
+    monkeypatch.delenv("PQFILE_STACK", raising=False)
+    monkeypatch.setenv("PQFILE_DEVSTACK_DIR", str(tmp_path / "no-local-stack"))
     return monkeypatch
 
 
@@ -131,3 +133,23 @@ def test_no_credentials(aws_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
     aws_env.delenv("AWS_SECRET_ACCESS_KEY")
     assert main(["auth", "proof", "--document-id", "d", "--audience", "a"]) == 1
     assert "no AWS credentials" in capsys.readouterr().err
+
+
+def test_the_local_stack_gives_the_audience_region_and_sts(
+    aws_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As retrieve does: without flags or variables, the proof is for the local stack's
+    audience and its local STS (the tour's `aws lambda invoke` path)."""
+    base = tmp_path / "devstack"
+    base.mkdir()
+    (base / "state.json").write_text(json.dumps({
+        "status": "ready", "endpoint_url": "http://127.0.0.1:4566", "region": "eu-west-1",
+        "sts_endpoint_url": "http://127.0.0.1:4599",
+        "terraform_outputs": {"audience": "pqfile-local"}}))  # fmt: skip
+    aws_env.setenv("PQFILE_DEVSTACK_DIR", str(base))
+    assert main(["auth", "proof", "--operation", "status", "--document-id", "d", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    accepted(payload, "http://127.0.0.1:4599", "eu-west-1", "pqfile-local")
+    # a flag still wins over the stack
+    assert main(["auth", "proof", "--document-id", "d", "--audience", "other", "--json"]) == 0
+    accepted(json.loads(capsys.readouterr().out), "http://127.0.0.1:4599", "eu-west-1", "other")

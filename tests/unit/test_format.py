@@ -82,6 +82,13 @@ def test_context_limits_on_write(context: dict[str, str]) -> None:
         H.encode_context(context)
 
 
+@pytest.mark.parametrize("context", [{"k\ud800": "v"}, {"k": "\udcff"}, {"\udfff": "\ud800"}])
+def test_context_with_a_lone_surrogate_is_a_pqfile_error(context: dict[str, str]) -> None:
+    """Library callers get the format's error type, not UnicodeEncodeError."""
+    with pytest.raises(MalformedPackageError, match="lone surrogate"):
+        H.encode_context(context)
+
+
 def test_context_at_limits_is_accepted() -> None:
     ctx = {f"k{i:02d}": "v" * 100 for i in range(64)}
     assert H.decode_context(H.encode_context(ctx)) == ctx

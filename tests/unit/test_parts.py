@@ -12,6 +12,7 @@ from pqfile.errors import DocumentTooLargeError, InvalidEventError
 from pqfile.format.header import MAX_HEADER_SIZE, TAG_SIZE
 from pqfile.usecases.parts import (
     MIB,
+    PREFERRED_PART_CEILING,
     S3_MAX_OBJECT_SIZE,
     S3_MAX_PART_SIZE,
     S3_MAX_PARTS,
@@ -25,7 +26,8 @@ from pqfile.usecases.parts import (
 
 SEGMENT = 1024 * 1024  # the default segment size
 PART = 8 * MIB  # the default part size
-MAX_DOCUMENT = StorageSettings.max_document_size  # the configured default: 5 TiB
+MAX_DOCUMENT = StorageSettings.max_document_size  # the configured default: 24 GiB
+S3_SIZED_MAXIMUM = 5 * 1024**4  # a maximum raised to S3's own object limit
 
 
 def _holds(plan_size: int, parts: int, package: int) -> bool:
@@ -47,8 +49,19 @@ def test_five_mib_keeps_the_preferred_part_size() -> None:
     assert plan.package_size == 5 * MIB + MAX_HEADER_SIZE + 5 * TAG_SIZE
 
 
-def test_the_maximum_document_size_fits_in_ten_thousand_parts() -> None:
-    limit = document_size_limit(MAX_DOCUMENT, SEGMENT)
+def test_the_default_maximum_keeps_the_preferred_eight_mib_part() -> None:
+    """The per-part buffer at the default cap (usecases/parts.py): 8 MiB, 3,073 parts."""
+    assert MAX_DOCUMENT == 24 * 1024**3
+    plan = plan_parts(document_size_limit(MAX_DOCUMENT, SEGMENT), segment_size=SEGMENT,
+                      preferred_part_size=PART)  # fmt: skip
+    assert (plan.part_size, plan.parts) == (PART, 3073)
+    assert package_size_bound(MAX_DOCUMENT, SEGMENT) <= PREFERRED_PART_CEILING
+    above = plan_parts(PREFERRED_PART_CEILING, segment_size=SEGMENT, preferred_part_size=PART)
+    assert above.part_size == 9 * MIB  # past the ceiling the part grows
+
+
+def test_the_largest_s3_sized_maximum_fits_in_ten_thousand_parts() -> None:
+    limit = document_size_limit(S3_SIZED_MAXIMUM, SEGMENT)
     plan = plan_parts(limit, segment_size=SEGMENT, preferred_part_size=PART)
     assert plan.part_size > PART  # 8 MiB parts would stop at 78 GiB
     assert plan.part_size % MIB == 0
@@ -59,10 +72,13 @@ def test_the_maximum_document_size_fits_in_ten_thousand_parts() -> None:
 
 
 def test_the_maximum_plus_one_is_refused_with_its_reason() -> None:
-    limit = document_size_limit(MAX_DOCUMENT, SEGMENT)
-    check_document_size(limit, max_document_size=MAX_DOCUMENT, segment_size=SEGMENT)
+    check_document_size(MAX_DOCUMENT, max_document_size=MAX_DOCUMENT, segment_size=SEGMENT)
+    with pytest.raises(DocumentTooLargeError, match="configured maximum document size"):
+        check_document_size(MAX_DOCUMENT + 1, max_document_size=MAX_DOCUMENT, segment_size=SEGMENT)
+    limit = document_size_limit(S3_SIZED_MAXIMUM, SEGMENT)
+    check_document_size(limit, max_document_size=S3_SIZED_MAXIMUM, segment_size=SEGMENT)
     with pytest.raises(DocumentTooLargeError, match="largest package S3 can store") as raised:
-        check_document_size(limit + 1, max_document_size=MAX_DOCUMENT, segment_size=SEGMENT)
+        check_document_size(limit + 1, max_document_size=S3_SIZED_MAXIMUM, segment_size=SEGMENT)
     assert isinstance(raised.value, InvalidEventError)  # the ingest workflow does not retry it
     with pytest.raises(DocumentTooLargeError):
         plan_parts(limit + 1, segment_size=SEGMENT, preferred_part_size=PART)

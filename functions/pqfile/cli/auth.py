@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from pqfile.cli import _stack
 from pqfile.cli.db import command_group
 from pqfile.config import AwsSettings, ConfigurationError, IdentitySettings
 
@@ -53,6 +54,7 @@ def register(subparsers: Any) -> None:
         "document named) or list (of what you may read)",
     )
     proof.add_argument("--profile", help="the AWS profile to sign with (default: the chain)")
+    _stack.add_arguments(proof)
     proof.add_argument(
         "--json", action="store_true", help="one compact line, and nothing on stderr"
     )
@@ -92,13 +94,17 @@ def _proof(args: argparse.Namespace) -> int:
 
     request = _request(args)
     settings = IdentitySettings.from_env(region=args.region)
-    audience = args.audience or settings.audience
+    # Flags and environment variables first, then the stack's (cli/_stack.py), as retrieve.
+    stack = _stack.discover(args, required=False)
+    audience = args.audience or settings.audience or stack.optional("audience")
     if not audience:
-        raise ConfigurationError("no audience: --audience or PQFILE_AUDIENCE")
-    region = args.region or AwsSettings.from_env().region
+        raise ConfigurationError("no audience: --audience, PQFILE_AUDIENCE or a stack")
+    region = args.region or stack.region or AwsSettings.from_env().region
+    local_sts = stack.sts_endpoint_url if stack.kind == "local" else None
+    sts_url = args.endpoint_url or (None if settings.sts_endpoint_configured else local_sts)
     try:
-        if args.endpoint_url:
-            endpoint = StsEndpoint.parse(args.endpoint_url, default_region=region)
+        if sts_url:
+            endpoint = StsEndpoint.parse(sts_url, default_region=region)
         else:
             endpoint = StsEndpoint.parse(
                 settings.sts_endpoint_url, default_region=settings.sts_region

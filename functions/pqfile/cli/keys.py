@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pqfile.cli._admin_client import add_stack_options, run_admin, via_function
 from pqfile.cli.db import actor, add_database_option, command_group, open_database, print_json
-from pqfile.config import CliSettings, ConfigurationError, ShredSettings
+from pqfile.config import AwsSettings, CliSettings, ConfigurationError, ShredSettings
 from pqfile.crypto.kem import Suite
 from pqfile.errors import PQFileError
 from pqfile.keys.model import KeyStatus, RequestKind
@@ -360,14 +360,28 @@ def _rotation_plan(store: KeyPool, args: argparse.Namespace) -> list[dict[str, s
     return [{"key_id": k.key_id, "suite": k.suite, "reason": r.value} for k, r in due]
 
 
-def _state_machine(args: argparse.Namespace) -> str:
+def _rotation_workflow(args: argparse.Namespace) -> Any:
+    """The rotate-keys state machine: --state-machine-arn or PQFILE_ROTATION_STATE_MACHINE,
+    else the local stack's (its Terraform output, on its emulator, as `pqfile upload`)."""
+    from pqfile.adapters.stepfunctions import StepFunctionsWorkflow
+    from pqfile.cli import _stack
+
     arn = args.state_machine_arn or CliSettings.from_env().rotation_state_machine
-    if not arn:
-        raise ConfigurationError(
-            "no rotate-keys state machine: --state-machine-arn or PQFILE_ROTATION_STATE_MACHINE"
-            " (Terraform output rotation_state_machine_arn)"
-        )
-    return arn
+    stack = _stack.discover(args, required=False)
+    if stack.kind != "local":
+        if not arn:
+            raise ConfigurationError(
+                "no rotate-keys state machine: --state-machine-arn or "
+                "PQFILE_ROTATION_STATE_MACHINE (Terraform output rotation_state_machine_arn)"
+            )
+        return StepFunctionsWorkflow(arn)
+    arn = arn or stack.output("rotation_state_machine_arn")
+    if AwsSettings.from_env().endpoint_url:  # the environment names the endpoint: use it
+        return StepFunctionsWorkflow(arn)
+    from pqfile.adapters.upload_client import _client, session
+
+    sfn = _client(session(None, stack.region), "stepfunctions", stack.endpoint_url)
+    return StepFunctionsWorkflow(arn, sfn)
 
 
 def _rotate(args: argparse.Namespace) -> int:
@@ -419,7 +433,7 @@ def _rotate(args: argparse.Namespace) -> int:
         if args.dry_run:
             _print_plan(report, args)
             return 0
-        workflow = _workflow(_state_machine(args))  # before any change: lose nothing
+        workflow = _rotation_workflow(args)  # before any change: lose nothing
         keys = PostgresKeyRepository(db)
         run_ids = {int(r["rotation_id"]) for r in open_runs}
         for item in plan:
@@ -489,12 +503,6 @@ def _start_audited(workflow: Any, db: Database, report: dict[str, Any]) -> str:
     append_audit(db, operation=OP_WORKFLOW_STARTED, outcome="success", actor=actor(),
                  request_id=arn, details=details)  # fmt: skip
     return arn
-
-
-def _workflow(arn: str) -> Any:
-    from pqfile.adapters.stepfunctions import StepFunctionsWorkflow
-
-    return StepFunctionsWorkflow(arn)
 
 
 def _follow(

@@ -4,7 +4,11 @@
 It invokes the function with a fresh identity proof made from your AWS credentials (the
 standard chain, or ``--profile``; see `pqfile auth proof`), follows the URL delivery of a
 large document (a progress bar on terminals), and checks the answer's SHA-256 against the
-bytes written. The file appears only once it is complete and checked.
+bytes written. The file appears only once it is complete and checked, through the same
+atomic writer as ``pqfile decrypt`` (``envelope.write_atomically``): ``--out`` must be
+absent, or an existing regular file with ``--force`` (a symlink, directory, device, FIFO or
+socket is refused even then, and never followed), and the temporary file is removed on
+every failure, SIGTERM and SIGHUP included (exit 128 + the signal number).
 """
 
 from __future__ import annotations
@@ -13,16 +17,16 @@ import argparse
 import base64
 import binascii
 import hashlib
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pqfile.cli import _stack
 from pqfile.cli._output import human_size, progress_bar
+from pqfile.cli.files import _check_new, _file_errors
 from pqfile.config import AwsSettings, CliSettings, ConfigurationError
+from pqfile.crypto import envelope
 from pqfile.errors import DecryptionError, PQFileError
 
 
@@ -44,7 +48,7 @@ def register(subparsers: Any) -> None:
         help="instead of an id: where it was uploaded, s3://<uploads bucket>/uploads/TENANT/NAME"
         "[?versionId=V] (that version's document; without versionId the newest stored one)",
     )
-    p.add_argument("--out", "-o", required=True, type=Path, help="where to write the document")
+    p.add_argument("--out", "-o", required=True, help="where to write the document")
     p.add_argument(
         "--function-name",
         help="the retrieve function (default: PQFILE_RETRIEVE_FUNCTION)",
@@ -59,7 +63,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--profile", help="the AWS profile to sign and invoke with")
     _stack.add_arguments(p)
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite --out if it is an existing regular file"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_retrieve)
 
@@ -100,8 +106,8 @@ def _retrieve(args: argparse.Namespace) -> int:
     from pqfile.config import IdentitySettings
 
     request = _request(args)
-    if args.out.exists() and not args.force:
-        raise ConfigurationError(f"{args.out} exists (--force to overwrite)")
+    with _file_errors():  # the rules of `pqfile decrypt --out`, checked before any call
+        _check_new(args.out, args.force)
     # Flags and environment variables first, then the stack's outputs (cli/_stack.py).
     cli = CliSettings.from_env()
     stack = _stack.discover(args, required=False)
@@ -145,7 +151,8 @@ def _retrieve(args: argparse.Namespace) -> int:
         kind = str(body.get("errorType", "Error"))[:100]
         message = str(body.get("errorMessage", "")).splitlines()[0][:300] if body else ""
         raise RetrieveRefusedError(f"{kind}: {message}")
-    written = _write(args.out, body)
+    with _file_errors():
+        written = _write(args.out, body, overwrite=args.force)
     summary = {
         "document_id": body.get("document_id"),
         "delivery": body.get("delivery"),
@@ -170,8 +177,9 @@ def _retrieve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(out: Path, body: dict[str, Any]) -> int:
-    """Write the answer's document beside ``out``, check size and SHA-256, then rename."""
+def _write(out: str | Path, body: dict[str, Any], *, overwrite: bool = False) -> int:
+    """Write the answer's document to a temporary file beside ``out``, check its size and
+    SHA-256, then rename it into place (``envelope.write_atomically``)."""
     from pqfile.adapters.lambda_retrieve import download
 
     expected = body.get("sha256")
@@ -179,36 +187,28 @@ def _write(out: Path, body: dict[str, Any]) -> int:
     if not isinstance(expected, str) or not isinstance(size, int):
         raise RetrieveRefusedError("the answer carries no sha256 and size")
     digest = hashlib.sha256()
-    directory = out.resolve().parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", dir=directory)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            sink = _Hashing(raw, digest)
-            if body.get("delivery") == "inline":
-                try:
-                    data = base64.b64decode(str(body.get("content_base64", "")), validate=True)
-                except (binascii.Error, ValueError):
-                    raise DecryptionError() from None
-                sink.write(data)
-            elif body.get("delivery") == "url":
-                with progress_bar(size, "downloading") as advance:
-                    download(str(body.get("url", "")), sink, advance)
-            else:
-                raise RetrieveRefusedError("the answer names no delivery")
+    with envelope.write_atomically(out, overwrite=overwrite) as raw:
+        sink = _Hashing(raw, digest)
+        if body.get("delivery") == "inline":
+            try:
+                data = base64.b64decode(str(body.get("content_base64", "")), validate=True)
+            except (binascii.Error, ValueError):
+                raise DecryptionError() from None
+            sink.write(data)
+        elif body.get("delivery") == "url":
+            with progress_bar(size, "downloading") as advance:
+                download(str(body.get("url", "")), sink, advance)
+        else:
+            raise RetrieveRefusedError("the answer names no delivery")
         if sink.count != size or digest.hexdigest() != expected:
             raise RetrieveRefusedError(
                 "the document does not match the answer's sha256 and size: nothing written"
             )
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return sink.count
 
 
 class _Hashing:
-    def __init__(self, inner: IO[bytes], digest: Any) -> None:
+    def __init__(self, inner: Any, digest: Any) -> None:
         self._inner = inner
         self._digest = digest
         self.count = 0
@@ -216,4 +216,4 @@ class _Hashing:
     def write(self, data: bytes) -> int:
         self._digest.update(data)
         self.count += len(data)
-        return self._inner.write(data)
+        return int(self._inner.write(memoryview(data)))

@@ -101,7 +101,7 @@ def _upload(args: argparse.Namespace) -> int:
     }
     if not args.json:
         version = f"?versionId={uploaded.version_id}" if uploaded.version_id else ""
-        print(f"uploaded s3://{bucket}/{key}{version} ({human_size(size)})", file=sys.stderr)
+        print(f"uploaded s3://{bucket}/{key}{version}: {human_size(size)}", file=sys.stderr)
     if machine is None:
         _emit(args, summary)
         return 0

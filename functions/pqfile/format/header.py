@@ -81,7 +81,12 @@ def encode_context(context: Mapping[str, str]) -> bytes:
     for key, value in context.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("encryption context keys and values must be str")
-        items.append((key.encode("utf-8"), value.encode("utf-8")))
+        try:
+            items.append((key.encode("utf-8"), value.encode("utf-8")))
+        except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form (FORMAT.md §3)
+            raise MalformedPackageError(
+                "encryption context keys and values must be valid Unicode (no lone surrogates)"
+            ) from None
     items.sort()
     out = bytearray()
     for kb, vb in items:

@@ -96,3 +96,6 @@ class KeyRequest:
     kind: str  # a keys.model.RequestKind value
     reason: str
     requested_by: str
+    #: The key's suite, where the repository reads it (the shred role's requests do, for
+    #: the `PQFile Key Revoked` event); None otherwise.
+    suite: str | None = None

@@ -10,6 +10,13 @@ a header of at most ``MAX_HEADER_SIZE`` bytes and a 16-byte tag per body segment
 The ingest encrypt step plans with :func:`plan_parts`; the fetch step refuses, before any
 work, what :func:`check_document_size` refuses (DocumentTooLargeError, audited by
 RecordFailure). The parallel ingest reuses :func:`plan_parts` for its part boundaries.
+
+The per-part buffer (the encrypt step holds one part): at the default maximum document size,
+24 GiB (``config.StorageSettings``; what one encrypt function streams in its 900 s on the
+sequential path, BENCHMARKS.md "Ingest size limit"), a package takes 3,073 parts of the
+preferred 8 MiB, so the buffer stays **8 MiB**. It stays 8 MiB for any maximum up to
+:data:`PREFERRED_PART_CEILING` (about 78 GiB); only a maximum raised towards S3's 5 TiB grows
+it, to about 525 MiB there (give the encrypt function the memory, and the time, first).
 """
 
 from __future__ import annotations
@@ -25,6 +32,11 @@ S3_MIN_PART_SIZE = 5 * MIB
 S3_MAX_PART_SIZE = 5 * 1024 * MIB
 S3_MAX_PARTS = 10_000
 S3_MAX_OBJECT_SIZE = 5 * 1024 * 1024 * MIB
+#: The preferred part size (config ``PQFILE_PART_SIZE``'s default).
+PREFERRED_PART_SIZE = 8 * MIB
+#: The largest package that 10,000 parts of the preferred size hold (78.1 GiB): up to it,
+#: the encrypt step's part buffer is the preferred 8 MiB.
+PREFERRED_PART_CEILING = S3_MAX_PARTS * PREFERRED_PART_SIZE
 
 
 def segment_count(plaintext_size: int, segment_size: int) -> int:
@@ -80,7 +92,7 @@ class PartPlan:
 
 
 def plan_parts(
-    plaintext_size: int, *, segment_size: int, preferred_part_size: int = 8 * MIB
+    plaintext_size: int, *, segment_size: int, preferred_part_size: int = PREFERRED_PART_SIZE
 ) -> PartPlan:
     """The part size for this package: the preferred one (bounded memory) unless 10,000 parts
     of it would not hold the package; then the smallest whole number of MiB that does.

@@ -150,7 +150,7 @@ def purge_compromised(
         return None
     lost = announce(
         s.events,
-        key_revoked(key_id=pending.key_id, suite=None, mode=RevocationMode.COMPROMISE),
+        key_revoked(key_id=pending.key_id, suite=pending.suite, mode=RevocationMode.COMPROMISE),
     )
     return CompromisePurged(pending.request_id, pending.key_id, deleted, events_lost=lost)
 
@@ -177,7 +177,10 @@ def shred_key(s: Shredding, pending: KeyRequest, *, request_id: str | None = Non
     lost = announce(
         s.events,
         key_revoked(
-            key_id=pending.key_id, suite=None, mode=RevocationMode.SHRED, at=outcome.shredded_at
+            key_id=pending.key_id,
+            suite=pending.suite,
+            mode=RevocationMode.SHRED,
+            at=outcome.shredded_at,
         ),
     )
     return KeyShredded(

@@ -315,6 +315,10 @@ class PostgresKeyRepository:
         )
 
 
+def _request_with_suite(r: Sequence[Any]) -> KeyRequest:
+    return KeyRequest(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), suite=str(r[5]))
+
+
 class PostgresShredRepository:
     """ports.ShredRepository as ``pqfile_shred`` (sql/migrations/0013, 0015): it reads what a
     shred or a compromise purges and commits it with key_shred() or
@@ -325,10 +329,11 @@ class PostgresShredRepository:
 
     def pending_shreds(self) -> list[KeyRequest]:
         rows = self._run(
-            "SELECT id, key_id, kind, reason, requested_by FROM key_requests "
-            "WHERE status = 'pending' AND kind = 'shred' ORDER BY id"
+            "SELECT q.id, q.key_id, q.kind, q.reason, q.requested_by, k.suite "
+            "FROM key_requests q JOIN encryption_keys k ON k.id = q.key_id "
+            "WHERE q.status = 'pending' AND q.kind = 'shred' ORDER BY q.id"
         )
-        return [KeyRequest(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
+        return [_request_with_suite(r) for r in rows]
 
     def shred_candidates(self, request: int) -> list[ShredCandidate]:
         rows = self._run(
@@ -357,10 +362,11 @@ class PostgresShredRepository:
 
     def pending_compromises(self) -> list[KeyRequest]:
         rows = self._run(
-            "SELECT id, key_id, kind, reason, requested_by FROM key_requests "
-            "WHERE status = 'pending' AND kind = 'compromise' ORDER BY id"
+            "SELECT q.id, q.key_id, q.kind, q.reason, q.requested_by, k.suite "
+            "FROM key_requests q JOIN encryption_keys k ON k.id = q.key_id "
+            "WHERE q.status = 'pending' AND q.kind = 'compromise' ORDER BY q.id"
         )
-        return [KeyRequest(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
+        return [_request_with_suite(r) for r in rows]
 
     def compromise_candidates(self, request: int) -> list[CompromiseCandidate]:
         rows = self._run(
