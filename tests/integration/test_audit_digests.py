@@ -353,3 +353,27 @@ def test_digests_read_from_s3(
                      "--digests", f"s3://{bucket}-missing/x", "--public-key",
                      str(signer.pem)]) == 1  # fmt: skip
     assert capsys.readouterr().err.startswith("pqfile: error: ")
+
+
+def test_the_report_lists_each_digest_and_flags_a_rewrite(
+    history: tuple[str, Signer], owner_db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, signer = history
+
+    def report() -> tuple[int, Any]:
+        capsys.readouterr()
+        code = cli_main(["audit", "report", "--database-url", role_url(url, AUDITOR),
+                         "--since", "2000-01-01", "--format", "json",
+                         "--digests", str(signer.folder), "--public-key", str(signer.pem)])  # fmt: skip
+        return code, json.loads(capsys.readouterr().out)
+
+    code, intact = report()
+    assert code == 0
+    digests = intact["digests"]
+    assert [(x["tree_size"], x["verified"]) for x in digests] == [(5, True), (9, True), (15, True)]
+    assert all(x["problem"] is None and len(x["root_hash"]) == 64 for x in digests)
+    _rewrite_whole_table(owner_db, 7)
+    code, rewritten = report()
+    flagged = [(x["tree_size"], x["verified"]) for x in rewritten["digests"]]
+    assert flagged == [(5, True), (9, False), (15, False)]
+    assert rewritten["digests"][1]["problem"].startswith("root:")

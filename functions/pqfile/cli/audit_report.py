@@ -15,23 +15,19 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from pqfile.cli._admin_client import add_stack_options, run_admin, via_function
+from pqfile.cli.audit_digests import add_digest_options
+from pqfile.cli.audit_report_digests import digest_statuses
 from pqfile.cli.db import add_database_option, open_database
 from pqfile.errors import PQFileError
-from pqfile.usecases.audit_report import AuditReport, DigestStatus, parse_bound
+from pqfile.usecases.audit_report import AuditReport, parse_bound
 
 
 class ReportError(PQFileError):
     """A report request that cannot be served (bounds, output file)."""
-
-
-#: Where signed-digest statuses come from (None: "no digests configured"). The digest
-#: verifier sets this to a callable taking the parsed arguments.
-DigestSource = Callable[[argparse.Namespace], Sequence[DigestStatus] | None]
-digest_source: DigestSource | None = None
 
 
 def register(sub: Any) -> None:
@@ -50,6 +46,7 @@ def register(sub: Any) -> None:
     report.add_argument("--force", action="store_true", help="replace an existing --out file")
     report.add_argument("--json", action="store_true",
                         help="with --out: print a JSON summary of what was written")  # fmt: skip
+    add_digest_options(report, required=False)
     report.set_defaults(func=_report)
 
 
@@ -71,7 +68,7 @@ def build(args: argparse.Namespace) -> AuditReport:
     until = args.until or dt.datetime.now(dt.UTC)
     if until <= args.since:
         raise ReportError("--until must be later than --since")
-    digests = digest_source(args) if digest_source is not None else None
+    digests = digest_statuses(args)  # None without --digests: "no digests configured"
     if via_function(args):
         answer = run_admin(args, "audit.report", {"since": args.since.isoformat(),
                                                    "until": until.isoformat()})  # fmt: skip
