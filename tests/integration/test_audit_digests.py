@@ -364,7 +364,8 @@ def test_the_report_lists_each_digest_and_flags_a_rewrite(
         capsys.readouterr()
         code = cli_main(["audit", "report", "--database-url", role_url(url, AUDITOR),
                          "--since", "2000-01-01", "--format", "json",
-                         "--digests", str(signer.folder), "--public-key", str(signer.pem)])  # fmt: skip
+                         "--digests", str(signer.folder),
+                         "--public-key", str(signer.pem)])  # fmt: skip
         return code, json.loads(capsys.readouterr().out)
 
     code, intact = report()
