@@ -14,8 +14,8 @@ from typing import Any
 from pqfile.cli._admin_client import via_function
 from pqfile.cli.audit_digests import check_pairing, load_digests, load_public_key
 from pqfile.cli.db import open_database
-from pqfile.errors import PQFileError
-from pqfile.keys.audit_digest import AuditDigestError, SignedDigest, check_digests
+from pqfile.errors import AuditDigestError, PQFileError
+from pqfile.keys.audit_digest import SignedDigest, check_digests
 from pqfile.usecases.audit_report import DigestStatus
 
 
