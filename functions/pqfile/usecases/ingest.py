@@ -54,6 +54,7 @@ from pqfile.usecases.ingest_commit import (
     record_failure,
     store_document,
 )
+from pqfile.usecases.ingest_parallel import encrypt_in_parallel
 from pqfile.usecases.ingest_steps import (
     CONTENT_TYPE_CONTEXT,
     DEFAULT_CONTENT_TYPE,
@@ -225,7 +226,9 @@ def encrypt_document(
 ) -> ObjectInfo:
     """Stream the upload through encrypt_stream into a multipart upload under encrypted/.
 
-    Memory is bounded by one body segment plus one multipart part, whatever the size.
+    Memory is bounded by one body segment plus one multipart part, whatever the size. An
+    upload of several parts is encrypted by ``PQFILE_INGEST_WORKERS`` threads instead
+    (usecases/ingest_parallel.py): memory about workers x (part + 2 segments).
     """
     s = p.settings.storage
     record = p.documents.get(document_id)
@@ -247,7 +250,26 @@ def encrypt_document(
     # CustodyError otherwise): never a key revoked since SelectKey, never a planted one.
     public = p.keys.encryption_key(key_id)
     context = {"pqfile:source-bucket": source.bucket, CONTENT_TYPE_CONTEXT: content_type}
+    size = source.size if source.size is not None else record.plaintext_size or 0
+    # Parts large enough that S3's 10,000-part limit never cuts the package short.
+    plan = plan_parts(
+        size,
+        segment_size=p.settings.encryption.segment_size,
+        preferred_part_size=s.part_size,
+    )
     try:
+        if (
+            s.ingest_workers > 1
+            and plan.parts > 1
+            and source.size is not None
+            and (source.version_id and source.version_id != "null")
+        ):
+            # Several parts of a pinned version: encrypted by several threads
+            # (usecases/ingest_parallel.py; the same package format, byte for byte).
+            return encrypt_in_parallel(
+                p, document_id, source, source.size, public, context, plan, target_key,
+                workers=s.ingest_workers,
+            )  # fmt: skip
         body = p.blobs.open_read(source.bucket, source.key, source.version_id)
     except DocumentNotFoundError:
         # Gone because a concurrent execution committed and deleted it: reuse its package.
@@ -260,12 +282,6 @@ def encrypt_document(
             )
         raise
     reader = CountingReader(body)
-    # Parts large enough that S3's 10,000-part limit never cuts the package short.
-    plan = plan_parts(
-        source.size if source.size is not None else record.plaintext_size or 0,
-        segment_size=p.settings.encryption.segment_size,
-        preferred_part_size=s.part_size,
-    )
     writer = p.blobs.open_write(
         s.encrypted_bucket,
         target_key,
