@@ -89,8 +89,12 @@ def check_range_text(spec: object) -> str:
         raise InvalidRangeError(f"range is longer than {MAX_RANGE_TEXT} characters")
     if "," in spec:
         raise InvalidRangeError("only one range is supported (no multipart ranges)")
-    if _RANGE.fullmatch(spec) is None:
+    match = _RANGE.fullmatch(spec)
+    if match is None:
         raise InvalidRangeError('range must be "bytes=A-B", "bytes=A-" or "bytes=-N"')
+    first, last, _ = match.groups()
+    if last and int(last) < int(first):
+        raise InvalidRangeError("range ends before it starts")
     return spec
 
 
@@ -113,8 +117,6 @@ def parse_byte_range(spec: object, size: int) -> ByteRange:
         return ByteRange(max(0, size - suffix), size - 1, size)
     first = int(first_text)
     last = int(last_text) if last_text else size - 1
-    if last_text and last < first:
-        raise InvalidRangeError("range ends before it starts")
     if first >= size:
         raise RangeNotSatisfiableError(f"range not satisfiable: the document has {size} bytes")
     return ByteRange(first, min(last, size - 1), size)
