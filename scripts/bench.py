@@ -12,6 +12,8 @@ Sections:
   db        - scripts/bench_db.py ("Key pool and audit"), run if present.
   pipeline  - scripts/bench_pipeline.py ("Pipeline" and "Retrieve"), run if present.
   rewrap    - scripts/bench_rewrap.py ("Rewrap": documents/s, bytes moved per document).
+  ingest    - scripts/bench_ingest_parallel.py ("Parallel ingest and ranged reads": the
+              encrypt step sequential vs parallel on one document, a 1 MiB ranged read).
 
 Every file measurement runs in its own child process; peak RSS is that child's
 ``ru_maxrss`` (``os.wait4``). Files are generated once into ``bench-data/`` (git-ignored)
@@ -1032,7 +1034,7 @@ def run_other(script: str, quick: bool, write: bool) -> bool | None:
     return subprocess.run(argv, cwd=ROOT).returncode == 0
 
 
-SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap")
+SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap", "ingest")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1077,7 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         suites_section(args, command)
         summary.append("suites: measured (no targets; ratios to xwing)")
     others = (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py"),
-              ("rewrap", "bench_rewrap.py"))  # fmt: skip
+              ("rewrap", "bench_rewrap.py"), ("ingest", "bench_ingest_parallel.py"))  # fmt: skip
     for section, script in others:
         if section in only:
             result = run_other(script, args.quick, args.write)

@@ -27,6 +27,7 @@ from devstack.moto_patches import (
     s3_bucket_policies,
     s3_eventbridge_readback,
     s3_lifecycle_sizes,
+    s3_ranged_get,
     stepfunctions_api,
     stepfunctions_execution,
     stepfunctions_map_stop,
@@ -68,6 +69,7 @@ ALL: tuple[MotoPatch, ...] = (
     events_targets,
     s3_bucket_policies,
     s3_lifecycle_sizes,
+    s3_ranged_get,
 )
 
 

@@ -76,6 +76,10 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_PART_SIZE", "storage.part_size", "8 MiB",
              "preferred S3 multipart part size in bytes (at least 5 MiB; usecases/parts.py "
              "raises it when 10,000 parts would not hold the package)"),
+    Variable("PQFILE_INGEST_WORKERS", "storage.ingest_workers", "the function's vCPUs",
+             "encrypt step: worker threads that encrypt a multi-part upload's parts in "
+             "parallel (1-64; 1 is the sequential path; memory about workers x (part size + "
+             "2 segments), docs/DESIGN.md \"Parallel ingest\")"),
     Variable("PQFILE_MAX_DOCUMENT_SIZE", "storage.max_document_size", "24 GiB",
              "largest upload accepted, bytes (larger ones: DocumentTooLargeError at fetch); "
              "the default is what one encrypt function streams in its 900 s "
@@ -311,6 +315,9 @@ class StorageSettings:
     #: 900 s timeout on the sequential path, measured and scaled (BENCHMARKS.md, "Ingest
     #: size limit"; scripts/bench_ingest_limit.py). S3's own object limit is 5 TiB.
     max_document_size: int = 24 * 1024**3
+    #: Threads encrypting the parts of one upload (1: sequential); from_env defaults it to
+    #: the function's vCPUs (usecases/ingest_parallel.py).
+    ingest_workers: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
@@ -320,7 +327,16 @@ class StorageSettings:
             encrypted_bucket=e.get("PQFILE_ENCRYPTED_BUCKET", ""),
             part_size=_int(e, "PQFILE_PART_SIZE", cls.part_size, 5 * MIB),
             max_document_size=_int(e, "PQFILE_MAX_DOCUMENT_SIZE", cls.max_document_size, 0),
+            ingest_workers=_int(e, "PQFILE_INGEST_WORKERS", _vcpus(), 1, 64),
         )
+
+
+def _vcpus() -> int:
+    """The vCPUs this process may run on (Lambda: 1 per 1,769 MB of memory, up to 6)."""
+    try:
+        return max(1, min(64, len(os.sched_getaffinity(0))))
+    except (AttributeError, OSError):
+        return max(1, min(64, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

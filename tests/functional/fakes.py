@@ -82,6 +82,31 @@ class _Writer:
         self.store.aborted += 1
 
 
+class _Parts:
+    """A multipart upload whose parts the caller numbers (ports.PartedUpload)."""
+
+    def __init__(self, store: FakeBlobStore, bucket: str, key: str, content_type: str) -> None:
+        self.store, self.bucket, self.key, self.content_type = store, bucket, key, content_type
+        self.parts: dict[int, bytes] = {}
+        self.aborted = False
+
+    def upload_part(self, number: int, data) -> None:
+        if self.store.fail_writes or self.store.fail_part == number:
+            raise StorageError(f"injected: part {number} refused")
+        with self.store.lock:
+            self.parts[number] = bytes(data)
+            self.store.parts_uploaded.append((self.key, number, len(data)))
+
+    def complete(self) -> ObjectInfo:
+        assert sorted(self.parts) == list(range(1, len(self.parts) + 1))
+        data = b"".join(self.parts[n] for n in sorted(self.parts))
+        return self.store.put(self.bucket, self.key, data, self.content_type)
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.store.aborted += 1
+
+
 class FakeBlobStore:
     """A versioned object store: every put creates a new version."""
 
@@ -93,6 +118,10 @@ class FakeBlobStore:
         self.aborted = 0
         self.part_sizes: dict[tuple[str, str], int | None] = {}
         self.lock = threading.Lock()
+        #: (key, start, length) of every ranged read; parts uploaded (key, number, size).
+        self.range_reads: list[tuple[str, int, int]] = []
+        self.parts_uploaded: list[tuple[str, int, int]] = []
+        self.fail_part: int | None = None  # a part number whose upload fails
 
     def put(self, bucket, key, data: bytes, content_type="application/octet-stream",
             kms=None) -> ObjectInfo:
@@ -120,6 +149,14 @@ class FakeBlobStore:
 
     def open_read(self, bucket, key, version_id=None):
         return io.BytesIO(self._entry(bucket, key, version_id)["data"])
+
+    def open_read_range(self, bucket, key, version_id, start, length):
+        data = self._entry(bucket, key, version_id)["data"]
+        self.range_reads.append((key, start, length))
+        return io.BytesIO(data[start : start + max(0, length)])
+
+    def open_parts(self, bucket, key, *, content_type):
+        return _Parts(self, bucket, key, content_type)
 
     def head(self, bucket, key, version_id=None) -> Mapping[str, object]:
         return dataclasses.asdict(self.stat(bucket, key, version_id))

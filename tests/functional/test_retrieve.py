@@ -5,6 +5,7 @@ large ones by URL."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 from typing import Any
@@ -350,3 +351,70 @@ def test_content_type_comes_back_from_the_authenticated_context() -> None:
     (doc,) = p.documents.rows  # type: ignore[attr-defined]
     out = _ask(r, {"document_id": doc})
     assert out["content_type"] == "text/plain"
+
+
+# --- ranged retrieval (usecases/retrieve_range.py) ------------------------------------------
+
+
+def test_a_range_decrypts_only_its_segments_and_is_audited_with_the_range() -> None:
+    r = _world(segment_size=1024, inline_limit=4096)
+    data = os.urandom(10 * 1024 + 5)
+    doc = _ingest(r, data)
+    blobs = r.pipeline.blobs
+    for spec, want in (("bytes=1023-1024", data[1023:1025]), ("bytes=0-0", data[:1]),
+                       ("bytes=-1", data[-1:]), ("bytes=10000-", data[10000:])):  # fmt: skip
+        blobs.range_reads.clear()  # type: ignore[attr-defined]
+        out = _ask(r, {"document_id": doc, "range": spec})
+        assert base64.b64decode(out["content_base64"]) == want, spec
+        assert out["size"] == len(want) and out["sha256"] == hashlib.sha256(want).hexdigest()
+        # the header (one GET) and the covering segments (one GET), nothing else
+        (_, h0, _), (_, _, blen) = blobs.range_reads  # type: ignore[attr-defined]
+        assert h0 == 0 and blen <= 2 * (1024 + 16)
+        attempt, success = _decrypt_rows(r)[-2:]
+        assert attempt["details"]["requested"] == {"document_id": doc, "range": spec}
+        assert success["details"]["range"] == out["range"]
+    big = _ask(r, {"document_id": doc, "range": "bytes=0-"})  # longer than the inline limit
+    assert big["delivery"] == "url" and big["size"] == len(data)
+    assert big["range"] == f"bytes 0-{len(data) - 1}/{len(data)}"
+
+
+def test_a_proof_for_one_range_does_not_serve_another() -> None:
+    r = _world()
+    doc = _ingest(r, os.urandom(3000))
+    payload = {"document_id": doc, "range": "bytes=0-9"}
+    proof = proof_for(ALICE, payload)
+    with pytest.raises(IdentityProofError):
+        retrieve(r, {**payload, "range": "bytes=0-2999", "identity_proof": proof})
+    with pytest.raises(IdentityProofError):  # nor the whole document
+        retrieve(r, {"document_id": doc, "identity_proof": proof})
+    assert len(retrieve(r, {**payload, "identity_proof": proof})["content_base64"]) > 0
+
+
+def test_bad_and_unsatisfiable_ranges_are_refused_and_audited() -> None:
+    r = _world()
+    doc = _ingest(r, os.urandom(3000))
+    for spec in ("bytes=5-1", "0-10", "bytes=0-1,5-6", 7):
+        with pytest.raises(InvalidEventError):
+            _ask(r, {"document_id": doc, "range": spec})
+        assert _decrypt_rows(r)[-1]["details"]["reason"] == "invalid_request"
+    with pytest.raises(InvalidEventError, match="not satisfiable: the document has 3000 bytes"):
+        _ask(r, {"document_id": doc, "range": "bytes=3000-"})
+    row = _decrypt_rows(r)[-1]
+    assert (row["outcome"], row["details"]["reason"]) == ("refused", "RangeNotSatisfiableError")
+
+
+def test_a_tampered_segment_in_the_range_is_refused_outside_it_is_served() -> None:
+    r = _world(segment_size=1024)
+    data = os.urandom(4 * 1024)
+    doc = _ingest(r, data)
+    p = r.pipeline
+    record = p.documents.get(doc)
+    assert record is not None and record.encrypted_key
+    package = bytearray(p.blobs.data(ENCRYPTED, record.encrypted_key))  # type: ignore[attr-defined]
+    package[-(1024 + 16) - 100] ^= 1  # inside segment 2 of 4
+    forged = p.blobs.put(ENCRYPTED, record.encrypted_key, bytes(package))  # type: ignore[attr-defined]
+    p.documents.rows[doc] = dataclasses.replace(record, encrypted_version_id=forged.version_id)  # type: ignore[attr-defined]
+    with pytest.raises(DecryptionError):
+        _ask(r, {"document_id": doc, "range": "bytes=2048-2050"})
+    out = _ask(r, {"document_id": doc, "range": "bytes=0-1023"})
+    assert base64.b64decode(out["content_base64"]) == data[:1024]

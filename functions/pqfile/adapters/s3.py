@@ -23,6 +23,8 @@ from pqfile.ports import ObjectInfo
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from pqfile.adapters.s3_stream_write import NumberedPartUpload
+
 MIB = 1024 * 1024
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "NoSuchUpload"}
 _TRANSIENT = {
@@ -220,6 +222,26 @@ class S3BlobStore(LazyS3):
             resp = self.s3.get_object(Bucket=bucket, Key=key, **_version(version_id))
         reader: Any = io.BufferedReader(_BodyReader(resp["Body"], what), buffer_size=1024 * 1024)
         return reader  # type: ignore[no-any-return]
+
+    def open_read_range(
+        self, bucket: str, key: str, version_id: str | None, start: int, length: int
+    ) -> BinaryIO:
+        """One ranged GET (RFC 9110 ``bytes=start-end``) as a stream."""
+        what = f"read s3://{bucket}/{key}"
+        if length <= 0:
+            return io.BytesIO(b"")
+        with s3_errors(what):
+            resp = self.s3.get_object(
+                Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}",
+                **_version(version_id),
+            )  # fmt: skip
+        reader: Any = io.BufferedReader(_BodyReader(resp["Body"], what), buffer_size=1024 * 1024)
+        return reader  # type: ignore[no-any-return]
+
+    def open_parts(self, bucket: str, key: str, *, content_type: str) -> NumberedPartUpload:
+        from pqfile.adapters.s3_stream_write import NumberedPartUpload
+
+        return NumberedPartUpload(self.s3, bucket, key, content_type=content_type)
 
     def stat(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         with s3_errors(f"head s3://{bucket}/{key}"):

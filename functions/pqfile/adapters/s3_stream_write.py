@@ -7,11 +7,15 @@ most one part whatever the object's size. An object that fits one part is writte
 single PutObject. Both writes are conditional (``If-Match`` on the ETag the caller saw): a
 concurrent change raises TransientError for Step Functions to retry. ``abort`` drops a
 started multipart upload (the bucket's lifecycle rule removes any it misses).
+
+``NumberedPartUpload`` is the other shape: parts numbered by the caller and uploaded from
+several threads (the parallel ingest, usecases/ingest_parallel.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -158,3 +162,67 @@ class StreamingUpload:
                     Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
                 )
             self._upload_id = None
+
+
+class NumberedPartUpload:
+    """A multipart upload whose parts the caller numbers (ports.PartedUpload): several
+    worker threads upload parts of one package in any order (the parallel ingest). Each
+    part is one UploadPart of the caller's buffer, so memory is the callers' buffers only.
+    The upload is created at once; ``abort`` drops it (the bucket's lifecycle rule removes
+    any it misses)."""
+
+    def __init__(self, client: S3Client, bucket: str, key: str, *, content_type: str) -> None:
+        self._s3 = client
+        self._bucket, self._key = bucket, key
+        self._content_type = content_type
+        self._what = f"write s3://{bucket}/{key}"
+        self._lock = threading.Lock()
+        self._parts: dict[int, tuple[str, int]] = {}  # number -> (ETag, size)
+        with s3_errors(self._what):
+            self._upload_id: str | None = client.create_multipart_upload(
+                Bucket=bucket, Key=key, ContentType=content_type
+            )["UploadId"]
+
+    def upload_part(self, number: int, data: bytes | bytearray | memoryview) -> None:
+        if not 1 <= number <= MAX_PARTS:
+            raise StorageError(f"{self._what}: part number {number} out of 1..{MAX_PARTS}")
+        if self._upload_id is None:
+            raise StorageError(f"{self._what}: the upload was aborted")
+        with s3_errors(self._what):
+            resp = self._s3.upload_part(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
+                PartNumber=number, Body=data,  # type: ignore[arg-type]  # any bytes-like
+            )  # fmt: skip
+        with self._lock:
+            self._parts[number] = (resp["ETag"], len(data))
+
+    def complete(self) -> ObjectInfo:
+        if self._upload_id is None:
+            raise StorageError(f"{self._what}: the upload was aborted")
+        numbers = sorted(self._parts)
+        if numbers != list(range(1, len(numbers) + 1)) or not numbers:
+            raise StorageError(f"{self._what}: parts missing before completion")
+        parts = [{"PartNumber": n, "ETag": self._parts[n][0]} for n in numbers]
+        with s3_errors(self._what):
+            resp = self._s3.complete_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+            )  # fmt: skip
+        self._upload_id = None
+        return ObjectInfo(
+            bucket=self._bucket,
+            key=self._key,
+            size=sum(size for _, size in self._parts.values()),
+            etag=str(resp.get("ETag", "")).strip('"'),
+            version_id=resp.get("VersionId"),
+            content_type=self._content_type,
+        )
+
+    def abort(self) -> None:
+        """Drop every part uploaded (best effort)."""
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            with contextlib.suppress(Exception):
+                self._s3.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=upload_id
+                )

@@ -48,6 +48,12 @@ def register(subparsers: Any) -> None:
         help="instead of an id: where it was uploaded, s3://<uploads bucket>/uploads/TENANT/NAME"
         "[?versionId=V] (that version's document; without versionId the newest stored one)",
     )
+    p.add_argument(
+        "--range",
+        metavar="bytes=A-B",
+        help="only these bytes (RFC 9110: bytes=A-B, bytes=A- or bytes=-N): only the segments "
+        "covering them are read and authenticated",
+    )
     p.add_argument("--out", "-o", required=True, help="where to write the document")
     p.add_argument(
         "--function-name",
@@ -90,10 +96,18 @@ def source_of(url: str) -> dict[str, str]:
 
 
 def _request(args: argparse.Namespace) -> dict[str, Any]:
+    ranged: dict[str, Any] = {}
+    if getattr(args, "range", None) is not None:
+        from pqfile.crypto.ranged import check_range_text
+
+        try:
+            ranged = {"range": check_range_text(args.range)}
+        except PQFileError as exc:
+            raise ConfigurationError(f"--range: {exc}") from None
     if args.document_id and not args.source:
-        return {"document_id": args.document_id}
+        return {"document_id": args.document_id, **ranged}
     if args.source and not args.document_id:
-        return {"source": source_of(args.source)}
+        return {"source": source_of(args.source), **ranged}
     raise ConfigurationError(
         "name the document: DOCUMENT_ID or --source s3://BUCKET/KEY[?versionId=VERSION]"
     )

@@ -51,6 +51,7 @@ from pqfile.ports.storage import (
     ObjectWriter,
     PackageCipher,
     PackageStore,
+    PartedUpload,
     Writable,
 )
 
@@ -83,6 +84,7 @@ __all__ = [
     "PackageStore",
     "PackageVersion",
     "PackageVersions",
+    "PartedUpload",
     "RotationKeyStore",
     "RotationRepository",
     "RotationRunView",

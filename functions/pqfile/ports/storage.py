@@ -23,11 +23,35 @@ class ObjectWriter(Protocol):
     def abort(self) -> None: ...
 
 
+class PartedUpload(Protocol):
+    """A multipart upload whose parts are numbered by the caller and may be uploaded from
+    several threads in any order (the parallel ingest, usecases/ingest_parallel.py)."""
+
+    def upload_part(self, number: int, data: bytes | bytearray | memoryview) -> None: ...
+
+    def complete(self) -> ObjectInfo:
+        """Assemble parts 1..n (all must be there) into the new object version."""
+        ...
+
+    def abort(self) -> None: ...
+
+
 class BlobStore(Protocol):
     """Object storage (adapters/s3.py). Raises DocumentNotFoundError, TransientError or
     StorageError."""
 
     def open_read(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO: ...
+
+    def open_read_range(
+        self, bucket: str, key: str, version_id: str | None, start: int, length: int
+    ) -> BinaryIO:
+        """Bytes ``start .. start + length - 1`` of one version, as a stream (one ranged
+        GET; fewer bytes only at the object's end)."""
+        ...
+
+    def open_parts(self, bucket: str, key: str, *, content_type: str) -> PartedUpload:
+        """A multipart upload for parts numbered by the caller (adapters/s3_stream_write)."""
+        ...
 
     def stat(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo: ...
 

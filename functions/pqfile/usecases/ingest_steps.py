@@ -18,6 +18,16 @@ from pqfile.usecases.events import SourceRef
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
+#: Audit operation names of the pipeline (outcomes: success, failure, refused).
+OP_ENCRYPT = "document.encrypt"
+OP_DECRYPT = "document.decrypt"
+
+#: The encryption-context entry that records the upload's content type (authenticated).
+CONTENT_TYPE_CONTEXT = "pqfile:content-type"
+
+#: Tags put on an upload whose ingest failed (kept for a re-run; see docs/OPERATIONS.md).
+FAILED_TAG = "pqfile-status"
+
 
 class IngestStep(enum.StrEnum):
     """The Task states of the ingest workflow, as RecordFailure names the one that failed."""

@@ -34,7 +34,7 @@ import base64
 import io
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pqfile.auth import (
@@ -45,6 +45,7 @@ from pqfile.auth import (
     retrieve_request_sha256,
 )
 from pqfile.config import RETRIEVALS_PREFIX
+from pqfile.crypto.ranged import check_range_text
 from pqfile.errors import (
     DecryptionError,
     DocumentNotFoundError,
@@ -62,6 +63,7 @@ from pqfile.ports import (
 )
 from pqfile.usecases.common import HashingWriter, Pipeline
 from pqfile.usecases.ingest import CONTENT_TYPE_CONTEXT, OP_DECRYPT
+from pqfile.usecases.retrieve_range import deliver_range
 
 #: Every top-level payload field retrieve understands (the canonical request's fields, the
 #: proof, a declared name); anything else is refused.
@@ -131,6 +133,9 @@ class RetrieveRequest:
     caller_details: Mapping[str, str] | None = None
     #: The upload's name (``source``), when the request names the document by it.
     source: UploadName | None = None
+    #: One RFC 9110 byte range (``bytes=A-B``, ``bytes=A-``, ``bytes=-N``): only those
+    #: bytes are decrypted and delivered (usecases/retrieve_range.py); None: the document.
+    range: str | None = None
 
     @classmethod
     def from_payload(
@@ -149,6 +154,20 @@ class RetrieveRequest:
         unknown = sorted(str(name)[:64] for name in payload if name not in PAYLOAD_FIELDS)
         if unknown:
             raise InvalidEventError(f"unknown payload field(s): {', '.join(unknown[:5])}")
+        named = cls._naming(payload, claimed_by, request_id, caller, caller_details)
+        if payload.get("range") is not None:
+            return replace(named, range=check_range_text(payload["range"]))
+        return named
+
+    @classmethod
+    def _naming(
+        cls,
+        payload: Mapping[str, Any],
+        claimed_by: str | None,
+        request_id: str | None,
+        caller: str | None,
+        caller_details: Mapping[str, str] | None,
+    ) -> RetrieveRequest:
         doc = payload.get("document_id")
         bucket = payload.get("bucket")
         key = payload.get("key")
@@ -183,6 +202,8 @@ def _check_caps(payload: Mapping[str, Any]) -> None:
             _check_text(name, payload[name], cap)
     if payload.get("source") is not None:
         UploadName.from_payload(payload["source"])
+    if payload.get("range") is not None:
+        check_range_text(payload["range"])
 
 
 def _check_text(name: str, value: object, cap: int) -> None:
@@ -354,7 +375,10 @@ def _decrypt_audited(p: Pipeline, req: RetrieveRequest, record: DocumentRecord) 
     )
     try:
         identity = p.keys.load_decryption_key(record.key_id or "")
-        result = _deliver(p, record, identity)
+        if req.range is not None:
+            result = deliver_range(p, record, identity, req.range)
+        else:
+            result = _deliver(p, record, identity)
     except PQFileError as exc:
         p.audit.append(
             operation=OP_DECRYPT,
@@ -374,7 +398,7 @@ def _decrypt_audited(p: Pipeline, req: RetrieveRequest, record: DocumentRecord) 
             document_id=record.document_id,
             key_id=record.key_id,
             request_id=req.request_id,
-            details=_with_claim({"delivery": result["delivery"], "size": result["size"]}, req),
+            details=_with_claim(_success_details(result), req),
         )
     except BaseException:
         if result["delivery"] == "url":
@@ -397,12 +421,20 @@ def receipt(seq: int) -> dict[str, Any]:
     return {"audit_seq": seq, "note": RECEIPT_NOTE}
 
 
+def _success_details(result: Mapping[str, Any]) -> dict[str, Any]:
+    details = {"delivery": result["delivery"], "size": result["size"]}
+    if "range" in result:  # a ranged read: what was delivered, as Content-Range says it
+        details["range"] = result["range"]
+    return details
+
+
 def _requested(req: RetrieveRequest) -> dict[str, Any]:
+    asked = {"range": req.range} if req.range is not None else {}
     if req.document_id:
-        return {"document_id": req.document_id}
+        return {"document_id": req.document_id, **asked}
     if req.source is not None:
-        return {"source": req.source.to_dict()}
-    return {"bucket": req.bucket, "key": req.key}
+        return {"source": req.source.to_dict(), **asked}
+    return {"bucket": req.bucket, "key": req.key, **asked}
 
 
 def _lookup(p: Pipeline, req: RetrieveRequest) -> DocumentRecord | None:
