@@ -113,6 +113,14 @@ class AuditChainBrokenError(PQFileError):
     """The hash chain of the audit log does not verify."""
 
 
+class AuditProofError(PQFileError):
+    """A Merkle inclusion or consistency proof of the audit tree does not verify."""
+
+
+class AuditDigestError(PQFileError):
+    """A signed tree head (digest) is malformed, or its signature does not verify."""
+
+
 # --- pipeline --------------------------------------------------------------------------
 
 
