@@ -105,9 +105,7 @@ def test_an_ml_dsa_key_is_for_signing_only(aws_emulator: Emulator) -> None:
 def test_ecc_signing_keys_are_unchanged(aws_emulator: Emulator) -> None:
     kms = aws_emulator.client("kms")
     key_id = _signing_key(aws_emulator, "ECC_NIST_P384")
-    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["SigningAlgorithms"] == [
-        "ECDSA_SHA_384"
-    ]
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["SigningAlgorithms"] == ["ECDSA_SHA_384"]
     signed = kms.sign(
         KeyId=key_id, Message=b"head", MessageType="RAW", SigningAlgorithm="ECDSA_SHA_384"
     )
