@@ -201,7 +201,8 @@ def test_a_failing_command_is_audited_as_failure(setup: Any) -> None:
 
 def test_each_command_maps_to_the_least_role() -> None:
     reads = {n for n, c in COMMANDS.items() if c.role == "auditor"}
-    assert reads == {"keys.status", "keys.rotate", "access.list", "audit.verify", "audit.tail"}
+    assert reads == {"keys.status", "keys.rotate", "access.list", "audit.verify", "audit.tail",
+                     "audit.prove"}  # fmt: skip
     assert {n for n, c in COMMANDS.items() if c.role == "operator"} == {
         "keys.revoke", "keys.request", "access.grant", "access.revoke"}  # fmt: skip
 

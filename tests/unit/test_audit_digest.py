@@ -9,6 +9,7 @@ import hashlib
 import json
 import random
 import struct
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -252,3 +253,90 @@ def test_hostile_digest_objects_are_one_error(mutate: object) -> None:
 
 def test_struct_layout_sizes() -> None:
     assert struct.calcsize(">BQ") == 9  # version and tree size: no padding
+
+
+# --- check_digests: the table against its digests (pure; PostgreSQL in the integration test)
+
+
+def _history(sizes: list[int], total: int) -> tuple[list[bytes], list[dt.datetime], Any, list[Any]]:
+    from pqfile.keys.audit_tree import tree_root
+
+    row_hashes = [hashlib.sha256(b"row %d" % i).digest() for i in range(total)]
+    times = [T0 + dt.timedelta(seconds=i) for i in range(total)]
+    key = ec.generate_private_key(ec.SECP384R1())
+    objects, previous, prev_size = [], d.GENESIS_DIGEST_HASH, 0
+    for size in sizes:
+        h = head(tree_size=size, last_seq=size, first_seq=prev_size + 1,
+                 root_hash=tree_root(row_hashes[:size]), first_at=times[prev_size],
+                 last_at=times[size - 1], previous_digest_hash=previous)  # fmt: skip
+        encoded = d.encode(h)
+        signed = d.SignedDigest(encoded, key.sign(encoded, ec.ECDSA(hashes.SHA384())),
+                                d.ECDSA_SHA_384, KEY_ARN)  # fmt: skip
+        objects.append((f"d{size}", signed.to_json()))
+        previous, prev_size = d.digest_hash(encoded), size
+    return row_hashes, times, key, objects
+
+
+def _kinds(report: d.DigestsReport) -> list[tuple[str, int | None]]:
+    return [(p.kind, p.tree_size) for p in report.problems]
+
+
+def test_check_digests_intact_beyond_times_and_malformed() -> None:
+    rows, times, key, objects = _history([4, 9, 12], 14)
+    public = der(key.public_key())
+    report = d.check_digests(rows, times, objects, public)
+    assert report.ok and (report.digests, report.latest_tree_size, report.unsigned_rows) == (
+        3,
+        12,
+        2,
+    )
+    # Rows deleted from the end: the last digest signed more than the table has.
+    assert _kinds(d.check_digests(rows[:10], times[:10], objects, public)) == [("beyond", 12)]
+    # A timestamp changed (and the hash with it, by someone recomputing) shows as a root
+    # change; a timestamp alone differing from the digest's range is "times".
+    moved = list(times)
+    moved[4] = moved[4] + dt.timedelta(hours=1)
+    assert _kinds(d.check_digests(rows, moved, objects, public)) == [("times", 9)]
+    report = d.check_digests(rows, times, [*objects, ("junk", b"{}")], public)
+    assert _kinds(report) == [("malformed", None)] and report.digests == 3
+
+
+def test_check_digests_fork_and_rewritten_row() -> None:
+    rows, times, key, objects = _history([4, 9], 9)
+    public = der(key.public_key())
+    other_rows = list(rows)
+    other_rows[6] = hashlib.sha256(b"rewritten").digest()
+    assert _kinds(d.check_digests(other_rows, times, objects, public)) == [("root", 9)]
+    # Another digest of size 9 with another root, properly signed and linked: a fork.
+    _, _, _, forked = _history([4, 9], 9)
+    forged = d.SignedDigest.from_json(forked[1][1])
+    h = forged.head
+    link = d.SignedDigest.from_json(objects[0][1]).digest_hash
+    again = head(tree_size=9, last_seq=9, first_seq=5, root_hash=bytes(32),
+                 first_at=h.first_at, last_at=h.last_at, previous_digest_hash=link)  # fmt: skip
+    encoded = d.encode(again)
+    fork = d.SignedDigest(encoded, key.sign(encoded, ec.ECDSA(hashes.SHA384())),
+                          d.ECDSA_SHA_384, KEY_ARN)  # fmt: skip
+    kinds = _kinds(d.check_digests(rows, times, [*objects, ("fork", fork.to_json())], public))
+    assert ("fork", 9) in kinds and ("root", 9) in kinds
+
+
+def test_receipt_answers_are_parsed_strictly() -> None:
+    from pqfile.errors import AuditProofError
+
+    good = {"seq": 2, "row_hash": "00" * 32, "row_hash_matches_row": True, "row": {},
+            "tree_size": 3, "root_hash": "11" * 32, "proof": ["22" * 32]}  # fmt: skip
+    d.InclusionReceipt.from_dict(good)
+    for bad in (
+        [],
+        {**good, "seq": 4},
+        {**good, "seq": True},
+        {**good, "proof": "22" * 32},
+        {**good, "proof": ["zz" * 32]},
+        {**good, "proof": ["22" * 31]},
+        {**good, "proof": ["22" * 32] * 65},
+        {**good, "row_hash_matches_row": "yes"},
+        {k: v for k, v in good.items() if k != "root_hash"},
+    ):
+        with pytest.raises(AuditProofError):
+            d.InclusionReceipt.from_dict(bad)

@@ -1,4 +1,5 @@
-"""`pqfile audit verify|tail`: the hash-chained audit trail (docs/KEYS.md, "Audit chain")."""
+"""`pqfile audit verify|tail|prove`: the hash-chained audit trail and its signed tree heads
+(docs/KEYS.md, "Audit chain", "Signed tree heads", "Receipts")."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 import json
 from typing import Any
 
+from pqfile.cli import audit_digests
 from pqfile.cli._admin_client import add_stack_options, run_admin, via_function
+from pqfile.cli.audit_digests import add_digest_options
 from pqfile.cli.db import add_database_option, command_group, open_database, print_json
 
 
@@ -25,7 +28,18 @@ def register(subparsers: Any) -> None:
         metavar="SEQ:HASH",
         help="a head recorded earlier outside the database (repeatable): must still be there",
     )
+    add_digest_options(verify, required=False)
     verify.set_defaults(func=_verify)
+
+    prove = sub.add_parser(
+        "prove", help="a row's hash and its inclusion proof against the latest signed digest"
+    )
+    prove.add_argument("seq", type=_seq, metavar="SEQ", help="the row (a retrieve's receipt)")
+    add_database_option(prove)
+    add_stack_options(prove)
+    add_digest_options(prove, required=False)
+    prove.add_argument("--json", action="store_true", help="machine-readable output")
+    prove.set_defaults(func=audit_digests.prove)
 
     tail = sub.add_parser("tail", help="show the most recent events")
     add_database_option(tail)
@@ -36,6 +50,8 @@ def register(subparsers: Any) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if args.digests:
+        return audit_digests.verify_with_digests(args)
     if via_function(args):
         anchors = [f"{seq}:{digest.hex()}" for seq, digest in args.anchor]
         report: dict[str, Any] = dict(run_admin(args, "audit.verify", {"anchors": anchors}))
@@ -55,6 +71,12 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print(f"audit chain BROKEN at row {report['broken_seq']}: {report['reason']}")
     return 0 if report["ok"] else 1
+
+
+def _seq(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a row number (1, 2, ...), got {value!r}")
+    return int(value)
 
 
 def _anchor(value: str) -> tuple[int, bytes]:

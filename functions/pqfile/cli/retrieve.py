@@ -153,6 +153,7 @@ def _retrieve(args: argparse.Namespace) -> int:
         "sha256": body.get("sha256"),
         "content_type": body.get("content_type"),
         "out": str(args.out),
+        "receipt": body.get("receipt"),  # the outcome audit row (pqfile audit prove SEQ)
     }
     if args.json:
         import json
@@ -161,6 +162,11 @@ def _retrieve(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {args.out}: {human_size(written)}, sha256 {body.get('sha256')} (checked)",
               file=sys.stderr)  # fmt: skip
+        receipt = body.get("receipt")
+        if isinstance(receipt, dict) and "audit_seq" in receipt:
+            print(f"audit receipt: row {receipt['audit_seq']} (pqfile audit prove "
+                  f"{receipt['audit_seq']} once the next signed digest covers it)",
+                  file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -20,8 +20,8 @@ rule too: 0011 knows no auditor operation, and an audit reader sees every actor 
 document id, which is an operator's view (docs/KEYS.md, "Roles and grants").
 
 Which database role runs a command: read-only commands (``keys.status``, ``access.list``,
-``audit.verify``, ``audit.tail``) as ``pqfile_auditor``; changes as ``pqfile_operator``
-(:data:`COMMANDS`).
+``audit.verify``, ``audit.tail``, ``audit.prove``) as ``pqfile_auditor``; changes as
+``pqfile_operator`` (:data:`COMMANDS`).
 """
 
 from __future__ import annotations
@@ -168,6 +168,10 @@ COMMANDS: Mapping[str, Command] = {
     "access.list": Command("auditor", {}, {}),
     "audit.verify": Command("auditor", {}, {"anchors": _anchors}),
     "audit.tail": Command("auditor", {}, {"limit": _int(0, MAX_TAIL)}),
+    # A row's inclusion proof (pqfile audit prove): the row and sibling hashes only.
+    "audit.prove": Command(
+        "auditor", {"seq": _int(1, 2**63 - 1)}, {"tree_size": _int(1, 2**63 - 1)}
+    ),
 }
 
 

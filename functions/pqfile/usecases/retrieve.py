@@ -367,7 +367,7 @@ def _decrypt_audited(p: Pipeline, req: RetrieveRequest, record: DocumentRecord) 
         )
         raise
     try:
-        p.audit.append(
+        seq = p.audit.append(
             operation=OP_DECRYPT,
             outcome=AuditOutcome.SUCCESS,
             actor=req.caller,
@@ -381,7 +381,20 @@ def _decrypt_audited(p: Pipeline, req: RetrieveRequest, record: DocumentRecord) 
             # No outcome row, no plaintext: the copy goes before the error is raised.
             p.blobs.delete_version(result["bucket"], result["key"], None)
         raise
+    result["receipt"] = receipt(seq)
     return result
+
+
+#: What a receipt promises (docs/KEYS.md, "Receipts").
+RECEIPT_NOTE = (
+    "the inclusion proof of this audit row is available once the next signed digest covers "
+    "it: pqfile audit prove SEQ --digests SRC --public-key PEM"
+)
+
+
+def receipt(seq: int) -> dict[str, Any]:
+    """The receipt of a successful retrieve: its outcome audit row's sequence number."""
+    return {"audit_seq": seq, "note": RECEIPT_NOTE}
 
 
 def _requested(req: RetrieveRequest) -> dict[str, Any]:

@@ -13,10 +13,12 @@ independently (pqfile.keys.audit_chain) from a consistent snapshot.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pqfile.adapters.postgres.connection import Database, Runner
+from pqfile.errors import AuditProofError
 from pqfile.keys.audit_chain import (
     MAX_DOCUMENT_ID_CHARS,
     MAX_REQUEST_ID_CHARS,
@@ -27,6 +29,8 @@ from pqfile.keys.audit_chain import (
     canonical_details,
     verify_rows,
 )
+from pqfile.keys.audit_digest import InclusionReceipt, inclusion_receipt
+from pqfile.keys.audit_tree import AuditTree
 
 _AUDIT_COLUMNS = (
     "seq, occurred_at, operation, outcome, actor, document_id, key_id, request_id, details, "
@@ -130,9 +134,14 @@ class PostgresAuditLog(AuditRepository):
         self._db = db
 
     def verify_chain(
-        self, batch_size: int = 5000, anchors: Mapping[int, bytes] | None = None
+        self,
+        batch_size: int = 5000,
+        anchors: Mapping[int, bytes] | None = None,
+        leaves: list[tuple[bytes, dt.datetime]] | None = None,
     ) -> ChainReport:
-        """Recompute every hash from a consistent snapshot; name the first broken row."""
+        """Recompute every hash from a consistent snapshot; name the first broken row.
+        ``leaves`` collects each row's (row_hash, occurred_at) read, for the tree checks
+        against the signed digests (pqfile.keys.audit_digest.check_digests)."""
         with self._db.transaction("REPEATABLE READ READ ONLY") as s:
             head_rows = s.run("SELECT seq, row_hash FROM audit_chain_head WHERE singleton")
             head = (int(head_rows[0][0]), bytes(head_rows[0][1]))
@@ -147,9 +156,44 @@ class PostgresAuditLog(AuditRepository):
                         n=batch_size,
                     )
                     for r in chunk:
-                        yield _audit_row(r)
+                        row = _audit_row(r)
+                        if leaves is not None:
+                            leaves.append((row.row_hash, row.occurred_at))
+                        yield row
                     if len(chunk) < batch_size:
                         return
                     after = int(chunk[-1][0])
 
             return verify_rows(rows(), head, anchors)
+
+    def inclusion(
+        self, seq: int, tree_size: int | None = None, batch_size: int = 20000
+    ) -> InclusionReceipt:
+        """Row ``seq`` and its inclusion proof in the tree of the first ``tree_size`` rows
+        (the whole table by default), from one snapshot. Raises AuditProofError when the row
+        or the tree size is not (or no longer) in the table."""
+        with self._db.transaction("REPEATABLE READ READ ONLY") as s:
+            found = s.run(f"SELECT {_AUDIT_COLUMNS} FROM access_logs WHERE seq = :seq", seq=seq)
+            if not found:
+                raise AuditProofError(f"no audit row {seq}")
+            row = _audit_row(found[0])
+            if tree_size is None:
+                tree_size = int(s.run("SELECT seq FROM audit_chain_head WHERE singleton")[0][0])
+            hashes: list[bytes] = []
+            while len(hashes) < tree_size:
+                chunk = s.run(
+                    "SELECT seq, row_hash FROM access_logs WHERE seq > :after AND seq <= :upto "
+                    "ORDER BY seq LIMIT :n",
+                    after=len(hashes),
+                    upto=tree_size,
+                    n=batch_size,
+                )
+                for r in chunk:
+                    if int(r[0]) != len(hashes) + 1:
+                        raise AuditProofError(f"audit row {len(hashes) + 1} is missing")
+                    hashes.append(bytes(r[1]))
+                if not chunk:
+                    raise AuditProofError(
+                        f"the table has {len(hashes)} rows, not the {tree_size} to prove against"
+                    )
+        return inclusion_receipt(row, AuditTree(hashes), tree_size)

@@ -123,6 +123,11 @@ class PostgresOperatorBackend:
         if name == "audit.tail":
             limit = int(args.get("limit", 20))  # type: ignore[call-overload]
             return {"rows": json_ready(list(PostgresAuditLog(db).tail(limit)))}
+        if name == "audit.prove":
+            row_seq, size = args["seq"], args.get("tree_size")  # ints (admin.COMMANDS checks)
+            assert isinstance(row_seq, int) and (size is None or isinstance(size, int))
+            receipt = PostgresAuditLog(db).inclusion(row_seq, size)
+            return json_object(receipt.as_dict())
         raise PQFileError(f"no handler for {name}")  # unreachable: COMMANDS is the whitelist
 
     @staticmethod
