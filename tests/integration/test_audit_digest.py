@@ -25,7 +25,12 @@ from pqfile.adapters.postgres.migrations import migrate
 from pqfile.adapters.s3_digests import S3DigestStore
 from pqfile.errors import AuditDigestError
 from pqfile.handlers import audit_digest
-from pqfile.keys.audit_digest import GENESIS_DIGEST_HASH, SignedDigest, object_key
+from pqfile.keys.audit_digest import (
+    GENESIS_DIGEST_HASH,
+    SignedDigest,
+    check_digests,
+    object_key,
+)
 from pqfile.keys.audit_tree import AuditTree, verify_consistency
 from pqfile.usecases.audit_digest import AuditDigester
 from tests.fixtures.postgres import AUDIT_WRITER, AUDITOR, role_url
@@ -52,12 +57,14 @@ class Digests:
             self.writer.append(operation="document.encrypt", outcome="success",
                                document_id=f"doc-{uuid.uuid4().hex[:8]}")  # fmt: skip
 
-    def row_hashes(self) -> list[bytes]:
+    def rows(self) -> tuple[list[bytes], list[dt.datetime]]:
+        """Every row's hash and time, in seq order."""
         owner = Database.from_url(self.db_url)
         try:
-            return [bytes(r[0]) for r in owner.run("SELECT row_hash FROM access_logs ORDER BY seq")]
+            rows = owner.run("SELECT row_hash, occurred_at FROM access_logs ORDER BY seq")
         finally:
             owner.close()
+        return [bytes(r[0]) for r in rows], [r[1] for r in rows]
 
     def objects(self) -> dict[str, list[dict[str, Any]]]:
         """Every version of every object in the bucket, by key."""
@@ -165,7 +172,7 @@ def test_digests_over_several_periods_are_signed_linked_and_locked(
     assert all(len(versions) == 1 for versions in objects.values())  # written once each
 
     public_key = digests.public_key()
-    row_hashes = digests.row_hashes()
+    row_hashes, occurred_at = digests.rows()
     tree = AuditTree(row_hashes)
     previous_hash, previous_size, previous_root = GENESIS_DIGEST_HASH, 0, tree.root(0)
     s3 = digests.emulator.client("s3")
@@ -175,8 +182,8 @@ def test_digests_over_several_periods_are_signed_linked_and_locked(
         assert signed.algorithm == "ML_DSA_SHAKE_256" and head.key_id == digests.key_arn
         assert head.tree_size == size and head.root_hash == tree.root(size)
         assert (head.first_seq, head.last_seq) == (previous_size + 1, size)
-        assert head.first_at is not None and head.last_at is not None
-        assert head.first_at <= head.last_at
+        assert head.first_at == occurred_at[previous_size]  # row previous_size + 1
+        assert head.last_at == occurred_at[size - 1]
         assert head.previous_digest_hash == previous_hash
         verify_consistency(
             previous_size, size, previous_root, head.root_hash,
@@ -186,6 +193,15 @@ def test_digests_over_several_periods_are_signed_linked_and_locked(
         assert lock["ObjectLockMode"] == "GOVERNANCE"
         assert lock["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.UTC)
         previous_hash, previous_size, previous_root = signed.digest_hash, size, head.root_hash
+
+    # The offline check of `pqfile audit verify --digests` agrees.
+    report = check_digests(
+        row_hashes, occurred_at,
+        [(key, digests.emulator.client("s3").get_object(Bucket=digests.bucket, Key=key)[
+            "Body"].read()) for key in sorted(objects)],
+        public_key,
+    )  # fmt: skip
+    assert report.ok and report.digests == 3 and report.latest_tree_size == 8, report.as_dict()
 
     # A signature over another message does not verify.
     forged = SignedDigest(signed.digest[:-1] + b"x", signed.signature, signed.algorithm,

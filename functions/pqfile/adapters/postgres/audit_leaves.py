@@ -1,9 +1,9 @@
 """``access_logs`` as ports.AuditLeafSource: the rows' hashes for the audit tree, read-only.
 
 One REPEATABLE READ READ ONLY snapshot: the chain head, every ``row_hash`` up to it in
-``seq`` order (in batches), and the time range of the rows after the previous digest. The
-rows must be numbered 1..head without a gap (audit_append() numbers them under the head
-row's lock); a gap is refused rather than signed over. Runs as ``pqfile_auditor``.
+``seq`` order (in batches), and the times of the first and last rows after the previous
+digest. The rows must be numbered 1..head without a gap (audit_append() numbers them under
+the head row's lock); a gap is refused rather than signed over. Runs as ``pqfile_auditor``.
 """
 
 from __future__ import annotations
@@ -46,13 +46,18 @@ class PostgresAuditLeaves:
                 raise AuditDigestError(
                     f"the audit head is row {head} but only {len(hashes)} rows were read"
                 )
-            times = s.run(
-                "SELECT min(occurred_at), max(occurred_at) FROM access_logs "
-                "WHERE seq > :since AND seq <= :head",
-                since=since_seq,
-                head=head,
-            )
-        first_at, last_at = times[0] if times else (None, None)
+            # The time range is the occurred_at of rows since_seq + 1 and head (docs/KEYS.md,
+            # "Signed tree heads"); audit_append() stamps rows under the head's lock, in order.
+            times = {
+                int(seq): at
+                for seq, at in s.run(
+                    "SELECT seq, occurred_at FROM access_logs WHERE seq IN (:first, :last)",
+                    first=since_seq + 1,
+                    last=head,
+                )
+            }
+        first_at = times.get(since_seq + 1) if head > since_seq else None
+        last_at = times.get(head) if head > since_seq else None
         return AuditLeaves(
             row_hashes=tuple(hashes),
             since_seq=since_seq,
