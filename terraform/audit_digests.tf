@@ -3,7 +3,8 @@
 # role, signs a tree head with an asymmetric KMS key (kms:Sign on that key only) and writes
 # digests/<tree size>.json to a bucket with S3 Object Lock (retention by the bucket default,
 # so the function needs no s3:PutObjectRetention; it has no delete). The schedule
-# (enable_audit_digest_schedule) is in eventbridge.tf; outputs are in outputs.tf.
+# (enable_audit_digest_schedule) is in eventbridge.tf, the function's environment
+# (PQFILE_DIGEST_*) in lambda.tf; outputs are in outputs.tf.
 
 variable "audit_digest_key_spec" {
   description = "Key spec of the KMS key that signs audit digests: ECC_NIST_P384 (ECDSA_SHA_384) or ML_DSA_65 (ML_DSA_SHAKE_256, post-quantum). The pinned aws provider (5.100) does not accept ML_DSA_65 yet (it refuses the spec at plan time), so the default stays ECC_NIST_P384 until a provider release allows ML-DSA; the local emulator signs with ML-DSA in tests (devstack/moto_patches/kms_mldsa.py)."
@@ -69,12 +70,6 @@ locals {
   # The signing algorithm of each key spec (functions/pqfile/config.py DIGEST_ALGORITHMS).
   digest_signing_algorithm = { ECC_NIST_P384 = "ECDSA_SHA_384", ML_DSA_65 = "ML_DSA_SHAKE_256" }[var.audit_digest_key_spec]
   digest_prefix            = "digests/"
-
-  audit_digest_environment = {
-    PQFILE_DIGEST_BUCKET            = aws_s3_bucket.audit_digests.id
-    PQFILE_DIGEST_KEY_ARN           = aws_kms_key.audit_digests.arn
-    PQFILE_DIGEST_SIGNING_ALGORITHM = local.digest_signing_algorithm
-  }
 }
 
 # --- the signing key -----------------------------------------------------------------------

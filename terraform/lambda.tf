@@ -206,7 +206,11 @@ resource "aws_lambda_function" "this" {
         PQFILE_STS_TIMEOUT_SECONDS   = "5"
       } : {},
       # The digest-signing function's key and bucket (audit_digests.tf).
-      each.key == local.digest_function ? local.audit_digest_environment : {},
+      each.key == local.digest_function ? {
+        PQFILE_DIGEST_BUCKET            = aws_s3_bucket.audit_digests.id
+        PQFILE_DIGEST_KEY_ARN           = aws_kms_key.audit_digests.arn
+        PQFILE_DIGEST_SIGNING_ALGORITHM = local.digest_signing_algorithm
+      } : {},
       # The admin function's read-only commands run as the auditor (admin.tf).
       each.key == local.admin_function ? {
         PQFILE_AUDITOR_DATABASE_URL = lookup(local.admin_auditor_url, "PQFILE_AUDITOR_DATABASE_URL", "")
