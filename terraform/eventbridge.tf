@@ -62,6 +62,14 @@ locals {
         role        = null
       }
     } : {},
+    var.enable_audit_digest_schedule ? {
+      audit-digest = {
+        description = "Signs an audit digest (audit_digests.tf)"
+        expression  = var.audit_digest_schedule
+        target      = aws_lambda_function.this[local.digest_function].arn
+        role        = null
+      }
+    } : {},
   )
 }
 

@@ -5,7 +5,7 @@ locals {
   # seed_access: what the function may do with the seeds key ("encrypt", "decrypt", "none").
   # attestation: what it may do with the key-attestation HMAC key ("generate": the maintain
   # function alone; "verify": the functions that select or encrypt to keys; "none").
-  functions = merge(local.core_functions, local.query_functions, local.rotation_functions, local.audit_functions, local.migrate_functions, local.admin_functions)
+  functions = merge(local.core_functions, local.query_functions, local.rotation_functions, local.audit_functions, local.digest_functions, local.migrate_functions, local.admin_functions)
 
   # Invoked directly by users with an identity proof, like retrieve: a document's status
   # and the documents a caller may read (sql/migrations/0017; no S3, no KMS, no events).
@@ -204,6 +204,12 @@ resource "aws_lambda_function" "this" {
         PQFILE_STS_ENDPOINT_URL      = var.sts_endpoint_url
         PQFILE_PROOF_MAX_AGE_SECONDS = "300"
         PQFILE_STS_TIMEOUT_SECONDS   = "5"
+      } : {},
+      # The digest-signing function's key and bucket (audit_digests.tf).
+      each.key == local.digest_function ? {
+        PQFILE_DIGEST_BUCKET            = aws_s3_bucket.audit_digests.id
+        PQFILE_DIGEST_KEY_ARN           = aws_kms_key.audit_digests.arn
+        PQFILE_DIGEST_SIGNING_ALGORITHM = local.digest_signing_algorithm
       } : {},
       # The admin function's read-only commands run as the auditor (admin.tf).
       each.key == local.admin_function ? {

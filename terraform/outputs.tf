@@ -77,3 +77,18 @@ output "operator_policy_arn" {
   description = "The IAM policy that lets a principal invoke the admin function (it also needs an operate access rule)."
   value       = aws_iam_policy.operator.arn
 }
+
+output "audit_digest_bucket_name" {
+  description = "The S3 Object Lock bucket of the signed audit digests (digests/<tree size>.json; docs/OPERATIONS.md, \"Audit digests\")."
+  value       = aws_s3_bucket.audit_digests.id
+}
+
+output "audit_digest_key_arn" {
+  description = "The KMS asymmetric key that signs the audit digests (its public key: aws kms get-public-key)."
+  value       = aws_kms_key.audit_digests.arn
+}
+
+output "audit_digest_function_name" {
+  description = "The scheduled digest-signing function."
+  value       = aws_lambda_function.this["audit_digest"].function_name
+}

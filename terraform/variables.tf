@@ -100,7 +100,7 @@ variable "lambda_memory_mb" {
 variable "lambda_timeout_seconds" {
   description = "Timeout of each function, seconds (map keyed by function; missing keys use 60). Keep each at most its Task's TimeoutSeconds in statemachines/."
   type        = map(number)
-  default     = { encrypt = 900, store = 120, retrieve = 300, rotate_maintain = 300, rotate_plan = 120, rotate_rewrap = 900, rotate_finish = 120, shred = 900, audit_verify = 900, migrate = 900 }
+  default     = { encrypt = 900, store = 120, retrieve = 300, rotate_maintain = 300, rotate_plan = 120, rotate_rewrap = 900, rotate_finish = 120, shred = 900, audit_verify = 900, audit_digest = 300, migrate = 900 }
 
   validation {
     condition     = alltrue([for v in values(var.lambda_timeout_seconds) : v >= 1 && v <= 900])
@@ -601,6 +601,7 @@ variable "database_users" {
     rotate_failure  = "pqfile_rewrap"
     shred           = "pqfile_shred"     # key_shred only (sql/migrations/0013)
     audit_verify    = "pqfile_auditor"   # read-only
+    audit_digest    = "pqfile_auditor"   # read-only (signs with KMS, writes the digest bucket)
     documents       = "pqfile_documents" # status and list through 0017's functions only
     admin           = "pqfile_operator"  # changes; its reads connect as admin_auditor_database_user
   }

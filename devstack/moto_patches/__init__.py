@@ -19,6 +19,7 @@ from typing import Protocol
 
 from devstack.moto_patches import (
     events_targets,
+    kms_mldsa,
     kms_rotation_period,
     lambda_async,
     lambda_config,
@@ -62,6 +63,7 @@ ALL: tuple[MotoPatch, ...] = (
     lambda_config,
     lambda_create_replay,
     kms_rotation_period,
+    kms_mldsa,
     s3_eventbridge_readback,
     stepfunctions_api,
     stepfunctions_execution,

@@ -198,6 +198,15 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "admin: the URL of the `pqfile_auditor` role its read-only commands run as "
              "(`PQFILE_DATABASE_URL` is `pqfile_operator`'s); with IAM authentication its "
              "user is the role and there is no password"),
+    Variable("PQFILE_DIGEST_BUCKET", "audit_digest.bucket", "(none)",
+             "audit_digest: the Object Lock bucket signed tree heads are written to "
+             "(`digests/<tree size>.json`; docs/OPERATIONS.md, \"Audit digests\")"),
+    Variable("PQFILE_DIGEST_KEY_ARN", "audit_digest.key_arn", "(none)",
+             "audit_digest: the ARN of the KMS asymmetric key that signs the digests "
+             "(named inside each digest)"),
+    Variable("PQFILE_DIGEST_SIGNING_ALGORITHM", "audit_digest.algorithm", "ECDSA_SHA_384",
+             "audit_digest: the key's KMS signing algorithm: `ECDSA_SHA_384` (key spec "
+             "`ECC_NIST_P384`) or `ML_DSA_SHAKE_256` (`ML_DSA_65`)"),
     Variable("PQFILE_ADMIN_FUNCTION", "cli.admin_function", "(none)",
              "CLI: the admin function operator commands invoke with `--stack` (name or ARN; "
              "Terraform output `admin_function_name`)"),
@@ -624,6 +633,42 @@ class AdminSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AdminSettings:
         return cls(auditor_database_url=_text(_environ(env), "PQFILE_AUDITOR_DATABASE_URL"))
+
+
+#: The signing algorithm of each key spec the digest key may have (terraform/audit_digests.tf).
+DIGEST_ALGORITHMS = {"ECC_NIST_P384": "ECDSA_SHA_384", "ML_DSA_65": "ML_DSA_SHAKE_256"}
+
+
+@dataclass(frozen=True)
+class AuditDigestSettings:
+    """The digest-signing function (pqfile.usecases.audit_digest): its bucket and key."""
+
+    bucket: str | None = None
+    key_arn: str | None = None
+    algorithm: str = "ECDSA_SHA_384"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AuditDigestSettings:
+        e = _environ(env)
+        algorithm = _text(e, "PQFILE_DIGEST_SIGNING_ALGORITHM") or cls.algorithm
+        if algorithm not in DIGEST_ALGORITHMS.values():
+            known = ", ".join(sorted(DIGEST_ALGORITHMS.values()))
+            raise ConfigurationError(
+                f"PQFILE_DIGEST_SIGNING_ALGORITHM must be one of {known}, not {algorithm[:64]!r}"
+            )
+        return cls(
+            bucket=_text(e, "PQFILE_DIGEST_BUCKET"),
+            key_arn=_text(e, "PQFILE_DIGEST_KEY_ARN"),
+            algorithm=algorithm,
+        )
+
+    def require(self) -> None:
+        for name, value in (
+            ("PQFILE_DIGEST_BUCKET", self.bucket),
+            ("PQFILE_DIGEST_KEY_ARN", self.key_arn),
+        ):
+            if not value:
+                raise ConfigurationError(f"{name} is not set")
 
 
 #: The only bus events go to (the IAM grants events:PutEvents on it alone).

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pqfile.keys.policy import PoolPolicy
     from pqfile.ports import EventPublisher, KeyAttestor, SeedProtector
     from pqfile.usecases.admin import Admin
+    from pqfile.usecases.audit_digest import AuditDigester
     from pqfile.usecases.documents_query import DocumentsQuery
     from pqfile.usecases.retrieve import Retrieval
     from pqfile.usecases.rotation import Rotation
@@ -221,6 +222,26 @@ def _build_audit_reader() -> PostgresAuditLog:
     return PostgresAuditLog(Database.from_env())
 
 
+def _build_audit_digester() -> AuditDigester:
+    """The digest-signing function: the audit rows as pqfile_auditor (PQFILE_DATABASE_URL),
+    the KMS signing key and the digest bucket (PQFILE_DIGEST_*)."""
+    from pqfile.adapters.aws import kms_client
+    from pqfile.adapters.kms import KmsDigestSigner
+    from pqfile.adapters.postgres.audit_leaves import PostgresAuditLeaves
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.adapters.s3_digests import S3DigestStore
+    from pqfile.config import AuditDigestSettings
+    from pqfile.usecases.audit_digest import AuditDigester
+
+    settings = AuditDigestSettings.from_env()
+    settings.require()
+    return AuditDigester(
+        leaves=PostgresAuditLeaves(Database.from_env()),
+        signer=KmsDigestSigner(kms_client(), settings.key_arn or "", settings.algorithm),
+        store=S3DigestStore(settings.bucket or ""),
+    )
+
+
 def _build_admin() -> Admin:
     """The admin function: the identity verifier, and the operator's and the auditor's
     connections (PQFILE_DATABASE_URL, PQFILE_AUDITOR_DATABASE_URL), opened on first use."""
@@ -267,3 +288,5 @@ shredding: Lazy[Shredding] = Lazy(_build_shredding)
 admin: Lazy[Admin] = Lazy(_build_admin)
 #: The audit verifier's read-only audit log (pqfile_auditor).
 audit_reader: Lazy[PostgresAuditLog] = Lazy(_build_audit_reader)
+#: The digest-signing function's use case.
+audit_digester: Lazy[AuditDigester] = Lazy(_build_audit_digester)

@@ -44,6 +44,9 @@ key_pool_floor = 50
 # CHANGE ME: who is paged.
 alarm_email_addresses = ["security-oncall@example.com"]
 
+# Audit digests (audit_digests.tf): nobody, root included, deletes one before its retention ends.
+audit_digest_lock_mode = "COMPLIANCE"
+
 tags = {
   CostCenter         = "security-platform"
   DataClassification = "confidential"

@@ -23,7 +23,7 @@ from devstack import terraform as tf
 from devstack.emulator import Emulator
 from devstack.postgres import PostgresHandle, replace_url, start_postgres
 
-from tests.fixtures.postgres import FUNCTION_ROLES, OPERATOR
+from tests.fixtures.postgres import AUDIT_WRITER, FUNCTION_ROLES, OPERATOR
 from tests.terraform.conftest import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -128,6 +128,40 @@ def test_functions_point_at_the_emulator_and_the_database(
         assert variables["PQFILE_UPLOADS_BUCKET"] == deployed["uploads_bucket_name"]
         assert config["Architectures"] == ["arm64"]
         assert config["Runtime"] == "python3.12"
+
+
+def test_the_digest_function_writes_a_signed_locked_digest(
+    deployed: dict[str, Any], own_emulator: Emulator, database_url: str
+) -> None:
+    """terraform/audit_digests.tf on the local stack: the key is ECC_NIST_P384 (the pinned
+    provider refuses ML_DSA_65; tests/integration/test_audit_digest.py covers ML-DSA), the
+    bucket locks in GOVERNANCE mode, and the deployed function signs a digest there."""
+    from pqfile.adapters.postgres.audit import PostgresAuditLog
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.keys.audit_digest import SignedDigest
+
+    writer = Database.from_url(replace_url(database_url, user=AUDIT_WRITER))
+    try:  # at least one row to sign, whatever the first apply audited
+        PostgresAuditLog(writer).append(operation="document.encrypt", outcome="success",
+                                        document_id="doc-digest")  # fmt: skip
+    finally:
+        writer.close()
+    bucket, key_arn = deployed["audit_digest_bucket_name"], deployed["audit_digest_key_arn"]
+    kms, s3 = own_emulator.client("kms"), own_emulator.client("s3")
+    assert kms.describe_key(KeyId=key_arn)["KeyMetadata"]["KeySpec"] == "ECC_NIST_P384"
+    lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    assert lock["Rule"]["DefaultRetention"]["Mode"] == "GOVERNANCE"
+
+    reply = own_emulator.client("lambda").invoke(
+        FunctionName=deployed["audit_digest_function_name"], Payload=b"{}"
+    )
+    answer = json.loads(reply["Payload"].read())
+    assert "FunctionError" not in reply, answer
+    assert answer["ok"] is True and answer["written"] is True, answer
+    body = s3.get_object(Bucket=bucket, Key=answer["key"])["Body"].read()
+    head = SignedDigest.from_json(body).verify(kms.get_public_key(KeyId=key_arn)["PublicKey"])
+    assert head.tree_size == answer["tree_size"] and head.key_id == key_arn
+    assert s3.head_object(Bucket=bucket, Key=answer["key"])["ObjectLockMode"] == "GOVERNANCE"
 
 
 def test_uploads_start_the_templated_ingest_workflow(

@@ -53,6 +53,7 @@ TARGETS = (
     "aws_lambda_function.this",
     "aws_iam_role_policy.function",
     "aws_iam_role_policy.admin_auditor_login",
+    "aws_iam_role_policy.audit_digest",
     "aws_iam_role_policy.workflow",
     "aws_kms_key.attestation",
     "aws_s3_bucket_policy.this",
@@ -283,6 +284,52 @@ def test_the_admin_function_logs_in_as_operator_and_auditor_and_touches_nothing_
     assert not {a for a in actions if a.split(":")[0] in {"s3", "lambda", "events", "states"}}
     assert not {a for a in actions if a.startswith("kms:") and a not in {
         "kms:Decrypt", "kms:GenerateDataKey"}}  # fmt: skip
+
+
+def test_the_digest_function_signs_with_its_key_and_writes_digests_only(stack: Stack) -> None:
+    """audit_digest (terraform/audit_digests.tf): pqfile_auditor; kms:Sign on the digest
+    key alone (RAW, its one algorithm, in the key policy too); Get/Put under digests/ and a
+    listing of that prefix; no delete, no retention change; the bucket locks by default."""
+    key = stack.one("aws_kms_key", "audit_digests")
+    bucket = stack.one("aws_s3_bucket", "audit_digests")
+    role = stack.role_arns["audit_digest"]
+    assert key["key_usage"] == "SIGN_VERIFY" and key["customer_master_key_spec"] == "ECC_NIST_P384"
+    assert bucket["object_lock_enabled"] is True
+    variables = stack.environment_of("audit_digest")
+    assert variables["PQFILE_DIGEST_KEY_ARN"] == key["arn"]
+    assert variables["PQFILE_DIGEST_BUCKET"] == bucket["id"]
+    assert variables["PQFILE_DIGEST_SIGNING_ALGORITHM"] == "ECDSA_SHA_384"
+    assert urlsplit(variables["PQFILE_DATABASE_URL"]).username == AUDITOR
+
+    extra = json.loads(stack.one("aws_iam_role_policy", "audit_digest")["policy"])
+    granted = {
+        (action, resource)
+        for statement in _statements(extra)
+        for action in _list(statement["Action"])
+        for resource in _list(statement["Resource"])
+    }
+    assert granted == {
+        ("kms:Sign", key["arn"]),
+        ("s3:GetObject", f"{bucket['arn']}/digests/*"),
+        ("s3:PutObject", f"{bucket['arn']}/digests/*"),
+        ("s3:ListBucket", bucket["arn"]),
+    }
+    # Its shared policy adds no S3, no other key, no events or invocations.
+    actions = {
+        a for st in stack.role_policy("audit_digest")["Statement"] for a in _list(st["Action"])
+    }
+    assert not {a for a in actions if a.split(":")[0] in {"s3", "lambda", "events", "states"}}
+    assert not {a for a in actions if a.startswith("kms:") and a not in {
+        "kms:Decrypt", "kms:GenerateDataKey"}}  # fmt: skip
+
+    signers = _allowed(json.loads(key["policy"]), "kms:Sign")
+    assert _who(stack, signers) == {"audit_digest"}
+    (signer,) = signers
+    assert signer["Condition"]["StringEquals"] == {
+        "kms:SigningAlgorithm": "ECDSA_SHA_384", "kms:MessageType": "RAW"}  # fmt: skip
+    assert role in _principals(signer)
+    for other in set(stack.functions) - {"audit_digest"}:
+        assert not _allowed(stack.role_policy(other), "kms:Sign"), other
 
 
 # --- TLS -------------------------------------------------------------------------------------

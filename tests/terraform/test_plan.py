@@ -116,8 +116,9 @@ def test_local_plan_creates_the_core_stack(local_plan: dict[str, Any]) -> None:
         "aws_cloudwatch_metric_alarm",
     }
     functions = _resources(local_plan, "aws_lambda_function")
-    # ingest and retrieve, documents, rotate-keys (with shred), audit_verify, migrate, admin
-    assert len(functions) == 7 + 1 + 6 + 1 + 1 + 1
+    # ingest and retrieve, documents, rotate-keys (with shred), audit_verify, audit_digest,
+    # migrate, admin
+    assert len(functions) == 7 + 1 + 6 + 1 + 1 + 1 + 1
     for function in functions:
         values = function["values"]
         # The environment names KMS keys and buckets: known only after apply

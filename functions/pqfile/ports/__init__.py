@@ -9,6 +9,7 @@ here): it is the whole surface between the workflows and the outside world.
 from __future__ import annotations
 
 from pqfile.ports.access import AccessOperation, AccessPolicy, AccessRule
+from pqfile.ports.audit_digests import AuditLeafSource, AuditLeaves, DigestSigner, DigestStore
 from pqfile.ports.events import EVENT_SOURCE, EventPublisher, EventType, ServiceEvent
 from pqfile.ports.identity import (
     CallerIdentityVerifier,
@@ -60,11 +61,15 @@ __all__ = [
     "AccessOperation",
     "AccessPolicy",
     "AccessRule",
+    "AuditLeafSource",
+    "AuditLeaves",
     "AuditLog",
     "AuditOutcome",
     "BlobStore",
     "CallerIdentityVerifier",
     "CompromiseCandidate",
+    "DigestSigner",
+    "DigestStore",
     "DocumentReader",
     "DocumentRecord",
     "DocumentRepository",

@@ -1,0 +1,66 @@
+"""``access_logs`` as ports.AuditLeafSource: the rows' hashes for the audit tree, read-only.
+
+One REPEATABLE READ READ ONLY snapshot: the chain head, every ``row_hash`` up to it in
+``seq`` order (in batches), and the times of the first and last rows after the previous
+digest. The rows must be numbered 1..head without a gap (audit_append() numbers them under
+the head row's lock); a gap is refused rather than signed over. Runs as ``pqfile_auditor``.
+"""
+
+from __future__ import annotations
+
+from pqfile.adapters.postgres.connection import Database
+from pqfile.errors import AuditDigestError
+from pqfile.ports.audit_digests import AuditLeaves
+
+
+class PostgresAuditLeaves:
+    """ports.AuditLeafSource on a Database."""
+
+    def __init__(self, db: Database, batch_size: int = 20000) -> None:
+        self._db = db
+        self._batch_size = batch_size
+
+    def leaves(self, since_seq: int) -> AuditLeaves:
+        with self._db.transaction("REPEATABLE READ READ ONLY") as s:
+            head = int(s.run("SELECT seq FROM audit_chain_head WHERE singleton")[0][0])
+            hashes: list[bytes] = []
+            after = 0
+            while after < head:
+                chunk = s.run(
+                    "SELECT seq, row_hash FROM access_logs WHERE seq > :after AND seq <= :head "
+                    "ORDER BY seq LIMIT :n",
+                    after=after,
+                    head=head,
+                    n=self._batch_size,
+                )
+                if not chunk:
+                    break
+                for seq, row_hash in chunk:
+                    if int(seq) != len(hashes) + 1:
+                        raise AuditDigestError(
+                            f"audit row {len(hashes) + 1} is missing (next is {int(seq)})"
+                        )
+                    hashes.append(bytes(row_hash))
+                after = int(chunk[-1][0])
+            if len(hashes) != head:
+                raise AuditDigestError(
+                    f"the audit head is row {head} but only {len(hashes)} rows were read"
+                )
+            # The time range is the occurred_at of rows since_seq + 1 and head (docs/KEYS.md,
+            # "Signed tree heads"); audit_append() stamps rows under the head's lock, in order.
+            times = {
+                int(seq): at
+                for seq, at in s.run(
+                    "SELECT seq, occurred_at FROM access_logs WHERE seq IN (:first, :last)",
+                    first=since_seq + 1,
+                    last=head,
+                )
+            }
+        first_at = times.get(since_seq + 1) if head > since_seq else None
+        last_at = times.get(head) if head > since_seq else None
+        return AuditLeaves(
+            row_hashes=tuple(hashes),
+            since_seq=since_seq,
+            first_at=first_at,
+            last_at=last_at,
+        )
