@@ -150,6 +150,22 @@ locals {
           treat_missing_data = "breaching"
         }
       }
+      # The scheduled audit_digest function (audit_digests.tf) publishes AuditDigestFailures
+      # (1 when the log no longer matches the latest signed digest, else 0) each run. With
+      # the schedule on, two hours without the metric (the function cannot sign, log in or
+      # write) breach too: the digests stop proving anything once they stop.
+      audit_digest_failed = {
+        digest = {
+          name               = "${local.name}-audit-digest-failed"
+          description        = "The audit log no longer matches its latest signed digest, or no digest ran for two hours (runbook: docs/OPERATIONS.md#alarm-audit-digest-failed)"
+          namespace          = var.metrics_namespace
+          metric_name        = "AuditDigestFailures"
+          dimensions         = { service = "pqfile" }
+          statistic          = "Maximum"
+          period             = 7200
+          treat_missing_data = var.enable_audit_digest_schedule ? "breaching" : "notBreaching"
+        }
+      }
       # EventsNotDelivered (dimension service) counts completion events a function could not
       # put on the default bus after its retries (docs/CONTRACTS.md); the work itself stands.
       events_not_delivered = {

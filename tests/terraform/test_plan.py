@@ -183,6 +183,7 @@ def test_prod_plan_is_production_grade(prod_plan: dict[str, Any]) -> None:
     assert "pqfile-prod-ingest-executions-failed" in alarms
     assert "pqfile-prod-audit-verification-failed" in alarms
     assert "pqfile-prod-events-not-delivered" in alarms
+    assert "pqfile-prod-audit-digest-failed" in alarms
     # One key-pool alarm per suite, the CNSA suite included.
     assert {f"pqfile-prod-key-pool-low-{s}" for s in ("xwing", "mlkem768", "mlkem1024")} <= alarms
     assert any(a.endswith("-throttles") for a in alarms) and any(
