@@ -12,6 +12,10 @@ Sections:
   db        - scripts/bench_db.py ("Key pool and audit"), run if present.
   pipeline  - scripts/bench_pipeline.py ("Pipeline" and "Retrieve"), run if present.
   rewrap    - scripts/bench_rewrap.py ("Rewrap": documents/s, bytes moved per document).
+  cli       - scripts/bench_cli.py ("CLI latency and batch": 1 MiB against the interpreter's
+              floor, 1,000 files of 100 KiB in batch mode against age in a shell loop).
+  cold      - scripts/bench_cold_start.py ("Handler cold init": each handler's import and
+              clients in fresh processes, as ratios to a bare boto3 client).
 
 Every file measurement runs in its own child process; peak RSS is that child's
 ``ru_maxrss`` (``os.wait4``). Files are generated once into ``bench-data/`` (git-ignored)
@@ -1032,7 +1036,7 @@ def run_other(script: str, quick: bool, write: bool) -> bool | None:
     return subprocess.run(argv, cwd=ROOT).returncode == 0
 
 
-SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap")
+SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap", "cli", "cold")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1077,7 +1081,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         suites_section(args, command)
         summary.append("suites: measured (no targets; ratios to xwing)")
     others = (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py"),
-              ("rewrap", "bench_rewrap.py"))  # fmt: skip
+              ("rewrap", "bench_rewrap.py"), ("cli", "bench_cli.py"),
+              ("cold", "bench_cold_start.py"))  # fmt: skip
     for section, script in others:
         if section in only:
             result = run_other(script, args.quick, args.write)

@@ -11,7 +11,6 @@ import errno
 import os
 import signal
 import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +86,21 @@ def _check_replaceable(target: Path) -> None:
         raise FileExistsError(errno.EEXIST, NOT_A_REGULAR_FILE, str(target))
 
 
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_temp(target: Path) -> tuple[int, str]:
+    """A new file ``.<name>.<random>.partial`` beside ``target``, mode 0600 (what
+    ``tempfile.mkstemp`` does, without importing tempfile and random: CLI start-up)."""
+    for _ in range(100):
+        name = str(target.parent / f".{target.name}.{os.urandom(6).hex()}.partial")
+        try:
+            return os.open(name, _TEMP_FLAGS, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))
+
+
 def _commit_temp(tmp: str, target: Path, overwrite: bool) -> None:
     if overwrite:
         _check_replaceable(target)  # again: the target may have changed while we wrote
@@ -131,9 +145,7 @@ class _AtomicFile:
         self._signals = _catch_termination()
         try:
             with _signals_deferred(self._signals):
-                fd, self.tmp = tempfile.mkstemp(
-                    dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
-                )
+                fd, self.tmp = _create_temp(target)
                 self.file = os.fdopen(fd, "wb")
         except BaseException:
             self.discard()
