@@ -56,7 +56,7 @@ def _in_child(recipient: PublicKey) -> dict[str, bytes]:
             os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as src:
-        values: dict[str, bytes] = pickle.loads(src.read())  # noqa: S301 - our own child
+        values: dict[str, bytes] = pickle.loads(src.read())  # our own child wrote it
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     return values
