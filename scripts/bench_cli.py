@@ -165,7 +165,8 @@ Latency: wall time of the whole process (start, imports, key file, 1 MiB, atomic
 modules byte-compiled, as installed),
 median of {runs} runs interleaved with the floor `python -c pass` of the same interpreter.
 The file commands import only `pqfile.cli.files` and the crypto core (no boto3, pg8000,
-rich or service modules; `tests/unit/test_cli_lazy_imports.py` checks it).
+rich or service modules;
+`tests/unit/test_cli_batch.py::test_file_commands_import_no_service_modules` checks it).
 
 | command | wall | floor | ratio | target | met |
 |---|---|---|---|---|---|
