@@ -65,7 +65,9 @@ rewrite this file unless `--write` is given). Each section is rewritten only by 
 script: "Crypto core" and "Suites" (`--only suites`, under a minute) by `scripts/bench.py`,
 "Key pool and audit" by `scripts/bench_db.py`,
 "Pipeline" and "Retrieve" by `scripts/bench_pipeline.py` (`--only retrieve` runs the
-retrieve section alone, in about a minute). Figures are for the machine named in each
+retrieve section alone, in about a minute), "CLI latency and batch" by
+`scripts/bench_cli.py` (`--only cli`), "Handler cold init" by `scripts/bench_cold_start.py`
+(`--only cold`). Figures are for the machine named in each
 section; rerun them on yours.
 """
 
