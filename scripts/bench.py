@@ -14,6 +14,10 @@ Sections:
   rewrap    - scripts/bench_rewrap.py ("Rewrap": documents/s, bytes moved per document).
   ingest    - scripts/bench_ingest_parallel.py ("Parallel ingest and ranged reads": the
               encrypt step sequential vs parallel on one document, a 1 MiB ranged read).
+  cli       - scripts/bench_cli.py ("CLI latency and batch": 1 MiB against the interpreter's
+              floor, 1,000 files of 100 KiB in batch mode against age in a shell loop).
+  cold      - scripts/bench_cold_start.py ("Handler cold init": each handler's import and
+              clients in fresh processes, as ratios to a bare boto3 client).
 
 Every file measurement runs in its own child process; peak RSS is that child's
 ``ru_maxrss`` (``os.wait4``). Files are generated once into ``bench-data/`` (git-ignored)
@@ -63,7 +67,9 @@ rewrite this file unless `--write` is given). Each section is rewritten only by 
 script: "Crypto core" and "Suites" (`--only suites`, under a minute) by `scripts/bench.py`,
 "Key pool and audit" by `scripts/bench_db.py`,
 "Pipeline" and "Retrieve" by `scripts/bench_pipeline.py` (`--only retrieve` runs the
-retrieve section alone, in about a minute). Figures are for the machine named in each
+retrieve section alone, in about a minute), "CLI latency and batch" by
+`scripts/bench_cli.py` (`--only cli`), "Handler cold init" by `scripts/bench_cold_start.py`
+(`--only cold`). Figures are for the machine named in each
 section; rerun them on yours.
 """
 
@@ -1034,7 +1040,7 @@ def run_other(script: str, quick: bool, write: bool) -> bool | None:
     return subprocess.run(argv, cwd=ROOT).returncode == 0
 
 
-SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap", "ingest")
+SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap", "ingest", "cli", "cold")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1079,7 +1085,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         suites_section(args, command)
         summary.append("suites: measured (no targets; ratios to xwing)")
     others = (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py"),
-              ("rewrap", "bench_rewrap.py"), ("ingest", "bench_ingest_parallel.py"))  # fmt: skip
+              ("rewrap", "bench_rewrap.py"), ("ingest", "bench_ingest_parallel.py"),
+              ("cli", "bench_cli.py"), ("cold", "bench_cold_start.py"))  # fmt: skip
     for section, script in others:
         if section in only:
             result = run_other(script, args.quick, args.write)

@@ -190,6 +190,17 @@ resource "aws_lambda_function" "this" {
   layers           = local.layer_arns
   kms_key_arn      = aws_kms_key.this["data"].arn
 
+  # SnapStart (snapstart.tf): a published version per code change, restored from a snapshot.
+  publish = contains(local.snapstart_functions, each.key)
+
+  dynamic "snap_start" {
+    for_each = contains(local.snapstart_functions, each.key) ? [1] : []
+
+    content {
+      apply_on = "PublishedVersions"
+    }
+  }
+
   environment {
     variables = merge(
       local.function_environment,

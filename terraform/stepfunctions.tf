@@ -107,7 +107,7 @@ resource "aws_sfn_state_machine" "workflow" {
   type     = "STANDARD"
   role_arn = aws_iam_role.workflow[each.key].arn
   definition = templatefile(each.value.asl, {
-    for placeholder, k in each.value.steps : placeholder => aws_lambda_function.this[k].arn
+    for placeholder, k in each.value.steps : placeholder => local.function_call_arns[k]
   })
 
   logging_configuration {

@@ -8,6 +8,7 @@ region (``pqfile.config.AwsSettings``) are read on every call, the client is cac
 from __future__ import annotations
 
 import functools
+import threading
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -31,15 +32,26 @@ def endpoint_url() -> str | None:
     return AwsSettings.from_env().endpoint_url
 
 
+# One session for every client of the process: a session loads the endpoint and partition
+# data, which a second session would load again (about half the cost of a client; issue 15,
+# cold init). Sessions are not thread-safe, so clients are created under a lock.
+_session_lock = threading.Lock()
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
 @functools.cache
 def _client(service: str, endpoint: str | None, region: str | None) -> Any:
-    session = boto3.session.Session()
-    return session.client(
-        service,  # type: ignore[call-overload]
-        endpoint_url=endpoint,
-        region_name=region,
-        config=_CONFIG,
-    )
+    with _session_lock:
+        return _session().client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=endpoint,
+            region_name=region,
+            config=_CONFIG,
+        )
 
 
 def client(service: str) -> Any:
@@ -75,3 +87,4 @@ def kms_client() -> KMSClient:
 def reset_clients() -> None:
     """Forget cached clients (tests that move the endpoint)."""
     _client.cache_clear()
+    _session.cache_clear()

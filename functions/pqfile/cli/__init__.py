@@ -30,14 +30,38 @@ _COMMAND_MODULES = (
 )
 
 
+# Commands whose module is known without importing the others: `pqfile encrypt` must not
+# pay for boto3, pg8000 and the service modules (issue 15: startup near `python -c pass`).
+_LOCAL_COMMANDS = {
+    "keygen": "pqfile.cli.files",
+    "encrypt": "pqfile.cli.files",
+    "decrypt": "pqfile.cli.files",
+    "inspect": "pqfile.cli.files",
+}
+
+
+def _modules_for(argv: Sequence[str] | None) -> Sequence[str]:
+    """Only the module of a local file command when the first argument names one;
+    every module otherwise (help, --version, service commands, usage errors)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in _LOCAL_COMMANDS:
+        return (_LOCAL_COMMANDS[args[0]],)
+    return _COMMAND_MODULES
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command."""
+    return _build_parser(_COMMAND_MODULES)
+
+
+def _build_parser(modules: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pqfile",
         description="Post-quantum document encryption (PQF v1).",
     )
     parser.add_argument("--version", action="version", version=f"pqfile {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -49,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    modules = _modules_for(argv)
+    parser = build_parser() if modules is _COMMAND_MODULES else _build_parser(modules)
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:

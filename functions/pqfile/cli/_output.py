@@ -7,7 +7,6 @@ is large, so pipes and scripts see silence.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +34,8 @@ def printable(text: str) -> str:
 
 def print_json(obj: Any, stream: IO[str] | None = None) -> None:
     """One JSON document, keys sorted, on stdout (or ``stream``); non-ASCII is escaped."""
+    import json  # here: the file commands start faster without it
+
     out = stream if stream is not None else sys.stdout
     out.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import stat
 import sys
-import tempfile
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -103,6 +101,18 @@ def _io_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in", dest="input", metavar="IN", help="input file (default: stdin)")
     parser.add_argument("--out", "-o", metavar="OUT", help="output file (default: stdout)")
     parser.add_argument("--force", "-f", action="store_true", help="overwrite an existing --out")
+    parser.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="batch mode: process every FILE on all cores, outputs in DIR (see docs)",
+    )
+    parser.add_argument("files", nargs="*", metavar="FILE", help="batch mode inputs (--out-dir)")
+
+
+def _batch_wanted(args: argparse.Namespace) -> bool:
+    if args.files and args.out_dir is None:
+        raise CommandError("FILE arguments need --out-dir (or use --in/--out for one file)")
+    return args.out_dir is not None
 
 
 def _size(text: str) -> int:
@@ -246,6 +256,20 @@ def _encrypt(args: argparse.Namespace) -> int:
     context = _context_pairs(args.context, "--context")
     if args.segment_size < MIN_SEGMENT_SIZE:
         raise LimitExceededError(f"segment size must be at least {MIN_SEGMENT_SIZE} bytes")
+    if _batch_wanted(args):
+        from pqfile.cli import batch
+
+        if args.document_id is not None:
+            raise CommandError("--document-id names one document; not with --out-dir")
+        job = batch.Job(
+            "encrypt",
+            args.recipient,
+            args.out_dir,
+            args.force,
+            context=context,
+            segment_size=args.segment_size,
+        )
+        return batch.command(args, "encrypt", job)
     with _file_errors():
         recipient = keyfiles.load_public_key(args.recipient)
         _refuse_terminal(args.out, "a binary package")
@@ -291,6 +315,18 @@ def _decrypt(args: argparse.Namespace) -> int:
         _context_pairs(args.expect_context, "--expect-context") if args.expect_context else None
     )
     expected_id = _document_id(args.expect_document_id)
+    if _batch_wanted(args):
+        from pqfile.cli import batch
+
+        job = batch.Job(
+            "decrypt",
+            args.identity,
+            args.out_dir,
+            args.force,
+            expected_context=expected,
+            expected_document_id=expected_id,
+        )
+        return batch.command(args, "decrypt", job)
     with _file_errors():
         identity = keyfiles.load_secret_key(args.identity)
         _refuse_terminal(args.out, "decrypted data")
@@ -309,6 +345,9 @@ def _decrypt(args: argparse.Namespace) -> int:
                 )
             else:
                 # Verify everything before the first byte reaches stdout.
+                import shutil
+                import tempfile
+
                 with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
                     result = envelope.decrypt_stream(
                         src,

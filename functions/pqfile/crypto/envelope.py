@@ -10,26 +10,23 @@ The public API:
   (the compromise path of key rotation, and the only way into the CNSA 2.0 suite for a
   SHA-256 package).
 
+Rewrap and re-encryption live in :mod:`pqfile.crypto.reencrypt`, atomic output files in
+:mod:`pqfile.crypto.atomic`; both are re-exported here under their old names.
+
 Deterministic internals (:func:`_seal_header`, the ``_randomness`` parameters) exist for the
 vector generator and tests; the public functions draw from ``os.urandom``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import signal
-import stat
-import tempfile
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from pqfile.crypto import stream
-from pqfile.crypto.kem import PublicKey, SecretKey, Suite
+from pqfile.crypto.atomic import NOT_A_REGULAR_FILE, WriteInterrupted, write_atomically
+from pqfile.crypto.kem import PublicKey, SecretKey
 from pqfile.crypto.keyschedule import (
     BodyKeys,
     Kdf,
@@ -39,12 +36,7 @@ from pqfile.crypto.keyschedule import (
 )
 from pqfile.crypto.stream import ProgressCallback, Sink
 from pqfile.crypto.wrap import WrapFunction, hpke_info, hpke_unwrap, hpke_wrap
-from pqfile.errors import (
-    DecryptionError,
-    DowngradeError,
-    ReencryptionRequiredError,
-    WrongKeyError,
-)
+from pqfile.errors import DecryptionError, WrongKeyError
 from pqfile.format.header import (
     DATA_KEY_SIZE,
     DEFAULT_SEGMENT_SIZE,
@@ -64,10 +56,14 @@ from pqfile.format.header import (
 
 __all__ = [
     "DEFAULT_SEGMENT_SIZE",
+    "NOT_A_REGULAR_FILE",
     "DecryptResult",
     "EncryptResult",
     "Header",
     "Randomness",
+    "WriteInterrupted",
+    "check_downgrade",
+    "check_rewrap",
     "decrypt_bytes",
     "decrypt_stream",
     "decrypt_to_path",
@@ -77,6 +73,7 @@ __all__ = [
     "reencrypt_stream",
     "rewrap_header",
     "rewrap_stream",
+    "write_atomically",
 ]
 
 
@@ -275,180 +272,6 @@ def decrypt_stream(
     return DecryptResult(header=header, plaintext_size=plain)
 
 
-NOT_A_REGULAR_FILE = "exists and is not a regular file; refusing to replace it"
-
-
-class WriteInterrupted(KeyboardInterrupt):
-    """A termination signal (SIGTERM, SIGHUP) arrived while an output file was being
-    written; the temporary file is gone. A KeyboardInterrupt, so callers treat it as one."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by signal {signum}")
-        self.signum = signum
-
-
-# Signals whose default action would kill the process with the temporary file in place.
-_TERMINATING_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    raise WriteInterrupted(signum)
-
-
-def _catch_termination() -> dict[int, signal.Handlers]:
-    """Turn SIGTERM/SIGHUP into WriteInterrupted while a temporary file exists, so the
-    ``finally`` that removes it runs. Only signals left at their default action are taken
-    (an application's own handler, or SIG_IGN under nohup, stays), and only in the main
-    thread, the one Python delivers signals to; returns what to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    taken: dict[int, signal.Handlers] = {}
-    for signum in _TERMINATING_SIGNALS:
-        if signal.getsignal(signum) is signal.SIG_DFL:
-            signal.signal(signum, _raise_interrupted)
-            taken[signum] = signal.SIG_DFL
-    return taken
-
-
-def _restore_signals(taken: dict[int, signal.Handlers]) -> None:
-    for signum, handler in taken.items():
-        signal.signal(signum, handler)
-
-
-@contextlib.contextmanager
-def _signals_deferred(taken: dict[int, signal.Handlers]) -> Iterator[None]:
-    """Hold the taken signals back while a file is created or removed, so the exception
-    cannot fall between creating the file and recording its name. A signal that arrived
-    meanwhile raises when they are unblocked (pthread_sigmask runs the handlers)."""
-    if not taken:
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, taken)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _check_replaceable(target: Path) -> None:
-    """``overwrite`` replaces a regular file only: never a directory, device, FIFO, socket
-    or symlink (checked without following it)."""
-    try:
-        st = os.lstat(target)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(st.st_mode):
-        raise FileExistsError(errno.EEXIST, NOT_A_REGULAR_FILE, str(target))
-
-
-def _commit_temp(tmp: str, target: Path, overwrite: bool) -> None:
-    if overwrite:
-        _check_replaceable(target)  # again: the target may have changed while we wrote
-        os.replace(tmp, target)
-        return
-    try:
-        os.link(tmp, target)  # atomic and refuses to clobber (FileExistsError)
-    finally:
-        os.unlink(tmp)
-
-
-def write_atomically(
-    target: str | os.PathLike[str], *, overwrite: bool = False, durable: bool = False
-) -> _AtomicFile:
-    """A file object that appears at ``target`` (mode 0600) only when committed.
-
-    ``overwrite`` replaces an existing regular file, nothing else (FileExistsError).
-    ``durable`` fsyncs before the rename (slower; off by default, as for ``cp``).
-    The temporary file is removed on every failure, including KeyboardInterrupt and, in
-    the main thread, SIGTERM and SIGHUP (raised as :class:`WriteInterrupted` meanwhile).
-    """
-    return _AtomicFile(Path(target), overwrite, durable)
-
-
-class _AtomicFile:
-    """Temporary file next to the target; ``commit`` renames it, ``discard`` removes it.
-
-    Either one ends its life (use it as a context manager): both remove the temporary
-    file if it is still there and restore the signal handlers taken at creation.
-    """
-
-    def __init__(self, target: Path, overwrite: bool, durable: bool = False) -> None:
-        self.target = target
-        self.overwrite = overwrite
-        self.durable = durable
-        if overwrite:
-            _check_replaceable(target)
-        elif os.path.lexists(target):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
-        self.tmp: str | None = None
-        self.file: BinaryIO | None = None
-        self._signals = _catch_termination()
-        try:
-            with _signals_deferred(self._signals):
-                fd, self.tmp = tempfile.mkstemp(
-                    dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
-                )
-                self.file = os.fdopen(fd, "wb")
-        except BaseException:
-            self.discard()
-            raise
-
-    def _open_file(self) -> BinaryIO:
-        if self.file is None or self.tmp is None:
-            raise ValueError("the temporary file is gone (committed or discarded)")
-        return self.file
-
-    def write(self, data: memoryview, /) -> int:
-        return self._open_file().write(data)
-
-    def fileno(self) -> int:
-        """The temporary file's descriptor (the body writer overlaps writes to real files)."""
-        return self._open_file().fileno()
-
-    def commit(self) -> None:
-        try:
-            file = self._open_file()
-            file.flush()
-            if self.durable:
-                os.fsync(file.fileno())
-            file.close()
-            assert self.tmp is not None
-            _commit_temp(self.tmp, self.target, self.overwrite)
-            self.tmp = None
-        except BaseException:
-            self._remove_temp()
-            raise
-        finally:
-            _restore_signals(self._signals)
-
-    def discard(self) -> None:
-        try:
-            self._remove_temp()
-        finally:
-            _restore_signals(self._signals)
-
-    def _remove_temp(self) -> None:
-        with _signals_deferred(self._signals):
-            if self.file is not None:
-                with contextlib.suppress(OSError):  # a failed flush must not keep the file
-                    self.file.close()
-            if self.tmp is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.tmp)
-                self.tmp = None
-
-    def __enter__(self) -> _AtomicFile:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
-
-
 def decrypt_to_path(
     src: BinarySource,
     path: str | os.PathLike[str],
@@ -528,126 +351,6 @@ def decrypt_bytes(
     return out
 
 
-# --- rewrap (FORMAT.md §8) -----------------------------------------------------------------
-
-
-def check_rewrap(header: Header, new_suite: Suite, *, allow_downgrade: bool = False) -> None:
-    """FORMAT.md §8: what a rewrap may not do, decided from the header alone.
-
-    - a SHA-256 package (KDF 0x00) cannot enter the CNSA 2.0 suite: the body keeps its hash
-      family, so that takes a re-encryption (:func:`reencrypt_stream`);
-    - a lower-ranked suite (mlkem768 < xwing < mlkem1024) is a downgrade, refused unless
-      ``allow_downgrade``.
-    """
-    if new_suite is Suite.MLKEM1024 and header.kdf is not Kdf.HKDF_SHA384:
-        raise ReencryptionRequiredError(
-            f"cannot rewrap a {header.kdf.label} package into suite {new_suite.value} "
-            f"(it needs {Kdf.HKDF_SHA384.label}): re-encrypt it instead"
-        )
-    check_downgrade(header.suite, new_suite, allow_downgrade=allow_downgrade)
-
-
-def check_downgrade(old: Suite, new: Suite, *, allow_downgrade: bool = False) -> None:
-    """Raise DowngradeError if ``new`` ranks below ``old`` and that was not asked for."""
-    if new.rank < old.rank and not allow_downgrade:
-        raise DowngradeError(old.value, new.value)
-
-
-def rewrap_header(
-    header_bytes: bytes,
-    old: SecretKey,
-    new: PublicKey,
-    *,
-    allow_downgrade: bool = False,
-    _wrap: WrapFunction = hpke_wrap,
-) -> bytes:
-    """A new header for ``new`` carrying the same data key; the body stays byte for byte.
-
-    ``header_bytes`` may hold more than the header (e.g. the first KiB of the package); only
-    the header is read. The rules of :func:`check_rewrap` come first (DowngradeError,
-    ReencryptionRequiredError); then the old header is fully verified before anything is
-    rewrapped. The package's KDF (and so the body and its key schedule) never changes.
-    """
-    header = parse_header(header_bytes)
-    check_rewrap(header, new.suite, allow_downgrade=allow_downgrade)
-    data_key, keys = open_header(header, old)
-    return _wrap_into(header, keys, data_key, new, _wrap).to_bytes()
-
-
-def rewrap_stream(
-    src: BinarySource,
-    dst: Sink,
-    old: SecretKey,
-    new: PublicKey,
-    *,
-    allow_downgrade: bool = False,
-    chunk_size: int = 1 << 20,
-) -> Header:
-    """Copy a package from ``src`` to ``dst`` with a rewrapped header; the body is copied."""
-    _, raw = read_header_from(src)
-    new_raw = rewrap_header(raw, old, new, allow_downgrade=allow_downgrade)
-    stream.write_all(dst, memoryview(new_raw))
-    buf = bytearray(chunk_size)
-    view = memoryview(buf)
-    body = stream.as_source(src)
-    while True:
-        n = body.readinto(view)
-        if not n:
-            break
-        stream.write_all(dst, view[:n])
-    return parse_header(new_raw)
-
-
-def reencrypt_stream(
-    src: BinarySource,
-    dst: Sink,
-    identity: SecretKey,
-    recipient: PublicKey,
-    *,
-    allow_downgrade: bool = False,
-    expected_context: Mapping[str, str] | None = None,
-    expected_document_id: str | bytes | None = None,
-    progress: ProgressCallback | None = None,
-    _randomness: Randomness | None = None,
-    _wrap: WrapFunction = hpke_wrap,
-) -> EncryptResult:
-    """Decrypt a package and encrypt its plaintext again for ``recipient``, streaming.
-
-    The new package has a FRESH data key, salt and nonce prefix, the key schedule of the
-    new suite (KDF byte, §1), and the same document id, context and segment size. Each
-    segment is re-encrypted as soon as it verified, in constant memory, so plaintext is
-    never stored; but the package is authentic only if this returns: on any exception the
-    caller MUST discard everything written to ``dst``. The downgrade guard applies as for
-    a rewrap; moving a SHA-256 package into the CNSA 2.0 suite is exactly this path.
-    """
-    header = read_header_from(src)[0]
-    check_downgrade(header.suite, recipient.suite, allow_downgrade=allow_downgrade)
-    _, old_keys = open_header(
-        header,
-        identity,
-        expected_context=expected_context,
-        expected_document_id=expected_document_id,
-    )
-    new_header_, new_keys = _seal_header(
-        recipient,
-        context=header.context,
-        document_id=header.document_id,
-        segment_size=header.segment_size,
-        randomness=_randomness or Randomness.fresh(),
-        wrap=_wrap,
-    )
-    raw = new_header_.to_bytes()
-    stream.write_all(dst, memoryview(raw))
-    sealer = stream.SegmentEncryptor(
-        dst, new_keys.body_key, new_header_.nonce_prefix, new_header_.segment_size
-    )
-    stream.decrypt_body(
-        src, sealer, old_keys.body_key, header.nonce_prefix, header.segment_size, progress=progress
-    )
-    plain, body = sealer.finish()
-    return EncryptResult(header=new_header_, plaintext_size=plain, package_size=len(raw) + body)
-
-
 def describe(header: Header) -> dict[str, object]:
     """A JSON-ready summary of a header (for inspect and logs; holds no secrets)."""
     return {
@@ -671,3 +374,13 @@ def _text_or_hex(raw: bytes) -> str:
     except UnicodeDecodeError:
         return "hex:" + raw.hex()
     return text if text.isprintable() else "hex:" + raw.hex()
+
+
+# Re-exported under their old names; imported last because reencrypt builds on the above.
+from pqfile.crypto.reencrypt import (  # noqa: E402
+    check_downgrade,
+    check_rewrap,
+    reencrypt_stream,
+    rewrap_header,
+    rewrap_stream,
+)

@@ -21,7 +21,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from pqfile.crypto.kem import (
@@ -252,6 +251,8 @@ def _write_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISREG(os.lstat(path).st_mode):  # never replace a device, FIFO, link...
             raise FileExistsError(errno.EEXIST, "exists and is not a regular file", str(path))
+    import tempfile  # here: the file commands start faster without it
+
     fd_tmp, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd_tmp, "wb") as f:

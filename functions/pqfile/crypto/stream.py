@@ -14,7 +14,6 @@ Other sinks (an S3 multipart writer, a BytesIO) are written in the caller's thre
 
 from __future__ import annotations
 
-import queue
 import signal
 import struct
 import threading
@@ -111,6 +110,8 @@ class _WriteBehind:
     _DEPTH = 3
 
     def __init__(self, dst: Sink, size: int) -> None:
+        import queue  # here: only a multi-segment body to an OS file needs it
+
         self._dst = dst
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         for _ in range(self._DEPTH):
@@ -196,11 +197,13 @@ def encrypt_body(
     src = as_source(src)
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
-    current = bytearray(segment_size)
-    ahead = bytearray(segment_size)
-    cur_view, ahead_view = memoryview(current), memoryview(ahead)
-    behind = _WriteBehind(dst, segment_size + TAG_SIZE) if _is_os_file(dst) else None
-    out_view = memoryview(bytearray(segment_size + TAG_SIZE)) if behind is None else None
+    cur_view = memoryview(bytearray(segment_size))
+    # Allocated only for a body of more than one segment: a small input (the CLI's 1 MiB,
+    # a batch of small files) pays for neither the look-ahead buffer nor a writer thread.
+    ahead_view: memoryview | None = None
+    overlap = _is_os_file(dst)
+    behind: _WriteBehind | None = None
+    out_view: memoryview | None = None
 
     counter = start_counter
     plain_total = 0
@@ -211,12 +214,18 @@ def encrypt_body(
             last = filled < segment_size
             ahead_filled = 0
             if not last:
+                if ahead_view is None:
+                    ahead_view = memoryview(bytearray(segment_size))
                 ahead_filled = _fill(src, ahead_view)
                 last = ahead_filled == 0
             if counter >= MAX_SEGMENTS:
                 raise LimitExceededError("input exceeds the maximum number of segments")
             segment_nonce(nonce, counter, last)
             n_out = filled + TAG_SIZE
+            if behind is None and overlap and not last:
+                behind = _WriteBehind(dst, segment_size + TAG_SIZE)
+            if behind is None and out_view is None:
+                out_view = memoryview(bytearray(segment_size + TAG_SIZE))
             out = behind.acquire() if behind is not None else out_view
             assert out is not None
             aead.encrypt_into(nonce, cur_view[:filled], None, out[:n_out])
@@ -234,6 +243,7 @@ def encrypt_body(
                     behind = None
                 return plain_total, body_total
             counter += 1
+            assert ahead_view is not None
             cur_view, ahead_view = ahead_view, cur_view
             filled = ahead_filled
     finally:
@@ -260,11 +270,11 @@ def decrypt_body(
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
     wire = segment_size + TAG_SIZE
-    current = bytearray(wire)
-    ahead = bytearray(wire)
-    cur_view, ahead_view = memoryview(current), memoryview(ahead)
-    behind = _WriteBehind(dst, segment_size) if _is_os_file(dst) else None
-    out_view = memoryview(bytearray(segment_size)) if behind is None else None
+    cur_view = memoryview(bytearray(wire))
+    ahead_view: memoryview | None = None  # as in encrypt_body: only for a second segment
+    overlap = _is_os_file(dst)
+    behind: _WriteBehind | None = None
+    out_view: memoryview | None = None
 
     counter = start_counter
     plain_total = 0
@@ -276,6 +286,8 @@ def decrypt_body(
             last = filled < wire
             ahead_filled = 0
             if not last:
+                if ahead_view is None:
+                    ahead_view = memoryview(bytearray(wire))
                 ahead_filled = _fill(src, ahead_view)
                 last = ahead_filled == 0
             if counter >= MAX_SEGMENTS:
@@ -284,6 +296,10 @@ def decrypt_body(
                 raise DecryptionError()  # an empty final segment only for an empty plaintext
             segment_nonce(nonce, counter, last)
             n_plain = filled - TAG_SIZE
+            if behind is None and overlap and not last:
+                behind = _WriteBehind(dst, segment_size)
+            if behind is None and out_view is None:
+                out_view = memoryview(bytearray(segment_size))
             out = behind.acquire() if behind is not None else out_view
             assert out is not None
             try:
@@ -304,6 +320,7 @@ def decrypt_body(
                     behind = None
                 return plain_total
             counter += 1
+            assert ahead_view is not None
             cur_view, ahead_view = ahead_view, cur_view
             filled = ahead_filled
     finally:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from pqfile import wiring
 from pqfile.handlers._runtime import count, entry_point, logger
 from pqfile.usecases.ingest import encrypt_document
@@ -23,6 +21,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         request.key_id,
         request.content_type,
     )
-    count("BytesEncrypted", request.source.size or 0, MetricUnit.Bytes)
+    count("BytesEncrypted", request.source.size or 0, "Bytes")
     logger.info("encrypted", extra={"document_id": request.document_id, "size": written.size})
     return {"encrypted": asdict(written)}

@@ -1,0 +1,205 @@
+"""Output files that appear only when complete: a temporary file next to the target,
+renamed at the end and removed on every failure (including SIGTERM and SIGHUP).
+
+:func:`write_atomically` is re-exported by :mod:`pqfile.crypto.envelope` under the same name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["NOT_A_REGULAR_FILE", "WriteInterrupted", "write_atomically"]
+
+NOT_A_REGULAR_FILE = "exists and is not a regular file; refusing to replace it"
+
+
+class WriteInterrupted(KeyboardInterrupt):
+    """A termination signal (SIGTERM, SIGHUP) arrived while an output file was being
+    written; the temporary file is gone. A KeyboardInterrupt, so callers treat it as one."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
+# Signals whose default action would kill the process with the temporary file in place.
+_TERMINATING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise WriteInterrupted(signum)
+
+
+def _catch_termination() -> dict[int, signal.Handlers]:
+    """Turn SIGTERM/SIGHUP into WriteInterrupted while a temporary file exists, so the
+    ``finally`` that removes it runs. Only signals left at their default action are taken
+    (an application's own handler, or SIG_IGN under nohup, stays), and only in the main
+    thread, the one Python delivers signals to; returns what to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    taken: dict[int, signal.Handlers] = {}
+    for signum in _TERMINATING_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _raise_interrupted)
+            taken[signum] = signal.SIG_DFL
+    return taken
+
+
+def _restore_signals(taken: dict[int, signal.Handlers]) -> None:
+    for signum, handler in taken.items():
+        signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _signals_deferred(taken: dict[int, signal.Handlers]) -> Iterator[None]:
+    """Hold the taken signals back while a file is created or removed, so the exception
+    cannot fall between creating the file and recording its name. A signal that arrived
+    meanwhile raises when they are unblocked (pthread_sigmask runs the handlers)."""
+    if not taken:
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, taken)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _check_replaceable(target: Path) -> None:
+    """``overwrite`` replaces a regular file only: never a directory, device, FIFO, socket
+    or symlink (checked without following it)."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise FileExistsError(errno.EEXIST, NOT_A_REGULAR_FILE, str(target))
+
+
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_temp(target: Path) -> tuple[int, str]:
+    """A new file ``.<name>.<random>.partial`` beside ``target``, mode 0600 (what
+    ``tempfile.mkstemp`` does, without importing tempfile and random: CLI start-up)."""
+    for _ in range(100):
+        name = str(target.parent / f".{target.name}.{os.urandom(6).hex()}.partial")
+        try:
+            return os.open(name, _TEMP_FLAGS, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))
+
+
+def _commit_temp(tmp: str, target: Path, overwrite: bool) -> None:
+    if overwrite:
+        _check_replaceable(target)  # again: the target may have changed while we wrote
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # atomic and refuses to clobber (FileExistsError)
+    finally:
+        os.unlink(tmp)
+
+
+def write_atomically(
+    target: str | os.PathLike[str], *, overwrite: bool = False, durable: bool = False
+) -> _AtomicFile:
+    """A file object that appears at ``target`` (mode 0600) only when committed.
+
+    ``overwrite`` replaces an existing regular file, nothing else (FileExistsError).
+    ``durable`` fsyncs before the rename (slower; off by default, as for ``cp``).
+    The temporary file is removed on every failure, including KeyboardInterrupt and, in
+    the main thread, SIGTERM and SIGHUP (raised as :class:`WriteInterrupted` meanwhile).
+    """
+    return _AtomicFile(Path(target), overwrite, durable)
+
+
+class _AtomicFile:
+    """Temporary file next to the target; ``commit`` renames it, ``discard`` removes it.
+
+    Either one ends its life (use it as a context manager): both remove the temporary
+    file if it is still there and restore the signal handlers taken at creation.
+    """
+
+    def __init__(self, target: Path, overwrite: bool, durable: bool = False) -> None:
+        self.target = target
+        self.overwrite = overwrite
+        self.durable = durable
+        if overwrite:
+            _check_replaceable(target)
+        elif os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
+        self.tmp: str | None = None
+        self.file: BinaryIO | None = None
+        self._signals = _catch_termination()
+        try:
+            with _signals_deferred(self._signals):
+                fd, self.tmp = _create_temp(target)
+                self.file = os.fdopen(fd, "wb")
+        except BaseException:
+            self.discard()
+            raise
+
+    def _open_file(self) -> BinaryIO:
+        if self.file is None or self.tmp is None:
+            raise ValueError("the temporary file is gone (committed or discarded)")
+        return self.file
+
+    def write(self, data: memoryview, /) -> int:
+        return self._open_file().write(data)
+
+    def fileno(self) -> int:
+        """The temporary file's descriptor (the body writer overlaps writes to real files)."""
+        return self._open_file().fileno()
+
+    def commit(self) -> None:
+        try:
+            file = self._open_file()
+            file.flush()
+            if self.durable:
+                os.fsync(file.fileno())
+            file.close()
+            assert self.tmp is not None
+            _commit_temp(self.tmp, self.target, self.overwrite)
+            self.tmp = None
+        except BaseException:
+            self._remove_temp()
+            raise
+        finally:
+            _restore_signals(self._signals)
+
+    def discard(self) -> None:
+        try:
+            self._remove_temp()
+        finally:
+            _restore_signals(self._signals)
+
+    def _remove_temp(self) -> None:
+        with _signals_deferred(self._signals):
+            if self.file is not None:
+                with contextlib.suppress(OSError):  # a failed flush must not keep the file
+                    self.file.close()
+            if self.tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.tmp)
+                self.tmp = None
+
+    def __enter__(self) -> _AtomicFile:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()

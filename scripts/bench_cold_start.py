@@ -1,0 +1,147 @@
+"""Handler cold init (issue 15 item 1; the "Handler cold init" section of BENCHMARKS.md).
+
+For every module in pqfile/handlers, in a fresh process each time: the CPU time (user +
+system, from the child's rusage; the wall time on a shared 2-core machine mostly measures
+the other tenants) of the whole child (interpreter start included, as Lambda's Init
+Duration) that imports the
+handler module and creates its S3 and KMS clients (pqfile.adapters.aws, as the adapters
+do), as deployed: tracing on (no AWS_ENDPOINT_URL), the environment of docs/CONTRACTS.md.
+The baseline child runs `import boto3` plus one client. Baseline and handlers are
+interleaved round by round in one run; medians; the target is <= 1.2x for every handler.
+
+A second figure per handler, "first call", adds what the first invocation builds before
+the use case runs (Powertools logger, metrics and tracer with the X-Ray SDK): it is not in
+the target (it happens once per environment, after init) and is shown so nothing hides.
+
+Run: `python scripts/bench_cold_start.py [--quick] [--no-write]` (also `make bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchutil import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+HEADING = "## Handler cold init"
+TARGET = 1.2
+
+BASELINE = "import boto3\nboto3.session.Session().client('s3', region_name='eu-west-1')\n"
+HANDLER = (
+    "import importlib\n"
+    "importlib.import_module('pqfile.handlers.{name}')\n"
+    "from pqfile.adapters.aws import client\n"
+    "client('s3')\n"
+    "client('kms')\n"
+)
+FIRST_CALL = HANDLER + (
+    "from pqfile.handlers import _runtime\n"
+    "_runtime.prepare()\n"
+)
+
+
+def handlers() -> list[str]:
+    folder = ROOT / "functions" / "pqfile" / "handlers"
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+
+
+def deployed_env(cache: Path) -> dict[str, str]:
+    """As terraform/lambda.tf sets it on AWS (tracing on: no endpoint), with dummy
+    credentials (nothing is called) and byte-compiled modules, as in the zip."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "PQFILE_", "POWERTOOLS_"))
+           and k != "PYTHONDONTWRITEBYTECODE"}  # fmt: skip
+    env.update(
+        AWS_REGION="eu-west-1",
+        AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+        AWS_SECRET_ACCESS_KEY="secret",
+        AWS_LAMBDA_FUNCTION_NAME="pqfile-bench",
+        AWS_XRAY_CONTEXT_MISSING="IGNORE_ERROR",
+        POWERTOOLS_SERVICE_NAME="pqfile",
+        POWERTOOLS_METRICS_NAMESPACE="PQFile",
+        PQFILE_ENCRYPTED_BUCKET="bench-encrypted",
+        PQFILE_KMS_KEY_ID="alias/bench",
+        PQFILE_DATABASE_URL="postgresql://bench@127.0.0.1:1/pqfile?sslmode=disable",
+        PYTHONPYCACHEPREFIX=str(cache),
+    )
+    return env
+
+
+def wall(code: str, env: dict[str, str]) -> float:
+    """The child's CPU time (user + system), from its own rusage: on a shared machine the
+    wall time mostly measures the other tenants; init is CPU-bound (imports, models)."""
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds instead of 9")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    rounds = 3 if args.quick else 9
+    names = handlers()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="pqfile-bench-cold-") as tmp:
+        env = deployed_env(Path(tmp) / "pycache")
+        codes = {"(baseline)": BASELINE}
+        for name in names:
+            codes[name] = HANDLER.format(name=name)
+            codes[name + " first call"] = FIRST_CALL.format(name=name)
+        for code in codes.values():  # compile every module once, untimed
+            wall(code, env)
+        times: dict[str, list[float]] = {k: [] for k in codes}
+        for _ in range(rounds):
+            for key, code in codes.items():
+                times[key].append(wall(code, env))
+    load_after = os.getloadavg()[0]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base = med["(baseline)"]
+    rows, met = [], True
+    for name in names:
+        ratio = med[name] / base
+        met = met and ratio <= TARGET
+        first = med[name + " first call"]
+        rows.append(f"| {name} | {med[name] * 1000:.0f} ms | {ratio:.2f}x | "
+                    f"{'yes' if ratio <= TARGET else 'no'} | {first * 1000:.0f} ms | "
+                    f"{first / base:.2f}x |")  # fmt: skip
+    body = f"""Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by
+`python scripts/bench_cold_start.py{" --quick" if args.quick else ""}` (also in `make
+bench`); {len(os.sched_getaffinity(0))} cores, Python {sys.version.split()[0]}; load average
+(1 min) {load_before:.2f} before and {load_after:.2f} after (a shared machine: absolute
+figures vary a lot between runs; the ratios come from one interleaved run).
+
+Each figure is the median CPU time (user + system, the child's rusage; wall time here
+measures the other tenants as much) of {rounds} fresh processes (interpreter start included)
+with the deployed environment (tracing on, no endpoint, dummy credentials, modules
+byte-compiled). Init = import the handler module and create its S3 and KMS clients.
+Baseline = `import boto3` plus one S3 client: {base * 1000:.0f} ms. "First call" adds what
+the first invocation builds once (`_runtime.prepare()`: Powertools logger, metrics and the
+X-Ray tracer); it is shown, not targeted.
+
+| handler | init | ratio | <= {TARGET}x | init + first call | ratio |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+    print(body)
+    if not args.no_write:
+        write_section(BENCHMARKS_MD, HEADING, body)
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
