@@ -76,25 +76,34 @@ def progress_wanted(total: int | None, *, stream: IO[str] | None = None) -> bool
 
 
 @contextmanager
-def progress_bar(total: int | None, description: str) -> Iterator[Callable[[int], None] | None]:
-    """Yields an ``advance(n_bytes)`` callback, or None when no bar should be drawn."""
-    if not progress_wanted(total):
+def progress_bar(
+    total: int | None, description: str, *, files: bool = False
+) -> Iterator[Callable[[int], None] | None]:
+    """Yields an ``advance(n)`` callback, or None when no bar should be drawn (stderr is not
+    a terminal). ``n`` counts bytes (drawn only from PROGRESS_THRESHOLD on), or with
+    ``files`` whole files (always drawn on a terminal)."""
+    if not progress_wanted(None if files else total):
         yield None
         return
     from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
+        MofNCompleteColumn,
         Progress,
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
 
+    counts = (
+        (MofNCompleteColumn(),)
+        if files
+        else (DownloadColumn(binary_units=True), TransferSpeedColumn())
+    )
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        *counts,
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,

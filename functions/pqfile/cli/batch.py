@@ -20,9 +20,9 @@ import argparse
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -242,33 +242,13 @@ def run(
     return [r for chunk in ordered if chunk is not None for r in chunk]
 
 
-@contextmanager
-def _file_progress(total: int, description: str) -> Iterator[Callable[[int], None] | None]:
+def _file_progress(
+    total: int, description: str
+) -> AbstractContextManager[Callable[[int], None] | None]:
     """A bar counting files, on stderr when it is a terminal; silence otherwise."""
-    try:
-        interactive = sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        interactive = False
-    if not interactive:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from pqfile.cli._output import progress_bar
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-
-        def advance(n: int) -> None:
-            bar.update(task, advance=n)
-
-        yield advance
+    return progress_bar(total, description, files=True)
 
 
 def command(args: argparse.Namespace, mode: Mode, job: Job) -> int:

@@ -126,6 +126,23 @@ class AuditRepository:
         return int(rows[0][0]), bytes(rows[0][1])
 
 
+def audit_rows(s: Runner, batch_size: int) -> Iterator[AuditRow]:
+    """Every audit row in ``seq`` order, read in batches inside the caller's transaction
+    ``s`` (one snapshot when the caller opened it REPEATABLE READ)."""
+    after = -1
+    while True:
+        chunk = s.run(
+            f"SELECT {_AUDIT_COLUMNS} FROM access_logs WHERE seq > :after ORDER BY seq LIMIT :n",
+            after=after,
+            n=batch_size,
+        )
+        for r in chunk:
+            yield _audit_row(r)
+        if len(chunk) < batch_size:
+            return
+        after = int(chunk[-1][0])
+
+
 class PostgresAuditLog(AuditRepository):
     """The audit trail on a Database; rows are appended only via ``audit_append()``."""
 
@@ -147,22 +164,10 @@ class PostgresAuditLog(AuditRepository):
             head = (int(head_rows[0][0]), bytes(head_rows[0][1]))
 
             def rows() -> Iterator[AuditRow]:
-                after = -1
-                while True:
-                    chunk = s.run(
-                        f"SELECT {_AUDIT_COLUMNS} FROM access_logs WHERE seq > :after "
-                        "ORDER BY seq LIMIT :n",
-                        after=after,
-                        n=batch_size,
-                    )
-                    for r in chunk:
-                        row = _audit_row(r)
-                        if leaves is not None:
-                            leaves.append((row.row_hash, row.occurred_at))
-                        yield row
-                    if len(chunk) < batch_size:
-                        return
-                    after = int(chunk[-1][0])
+                for row in audit_rows(s, batch_size):
+                    if leaves is not None:
+                        leaves.append((row.row_hash, row.occurred_at))
+                    yield row
 
             return verify_rows(rows(), head, anchors)
 

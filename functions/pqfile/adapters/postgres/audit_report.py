@@ -5,14 +5,13 @@ both verified (pqfile.keys.audit_chain.verify_rows) and fed to the report builde
 """
 
 # SQL text only interpolates the audit adapter's constant column list; values are bound.
-# ruff: noqa: S608
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
 
-from pqfile.adapters.postgres.audit import _AUDIT_COLUMNS, _audit_row
+from pqfile.adapters.postgres.audit import audit_rows
 from pqfile.adapters.postgres.connection import Database
 from pqfile.keys.audit_chain import AuditRow, verify_rows
 from pqfile.usecases.audit_report import MAX_LISTED, AuditReport, DigestStatus, ReportBuilder
@@ -39,21 +38,9 @@ def read_report(
         head = (int(head_rows[0][0]), bytes(head_rows[0][1]))
 
         def rows() -> Iterator[AuditRow]:
-            after = -1
-            while True:
-                chunk = s.run(
-                    f"SELECT {_AUDIT_COLUMNS} FROM access_logs WHERE seq > :after "
-                    "ORDER BY seq LIMIT :n",
-                    after=after,
-                    n=batch_size,
-                )
-                for r in chunk:
-                    row = _audit_row(r)
-                    builder.add(row)
-                    yield row
-                if len(chunk) < batch_size:
-                    return
-                after = int(chunk[-1][0])
+            for row in audit_rows(s, batch_size):
+                builder.add(row)
+                yield row
 
         stream = rows()
         chain = verify_rows(stream, head)
