@@ -127,6 +127,10 @@ class ConnectionParams:
     sslrootcert: str | None = None
     timeout: float | None = 10.0
     application_name: str = "pqfile"
+    #: False behind an RDS Proxy (``?statements=unnamed``): a named prepared statement is
+    #: session state that pins the client to one pooled connection; the unnamed statement
+    #: of the extended protocol is not (docs/OPERATIONS.md "Capacity").
+    named_statements: bool = True
 
     def __repr__(self) -> str:  # never show the password
         return (
@@ -159,6 +163,9 @@ def parse_database_url(url: str) -> ConnectionParams:
     sslmode = query.get("sslmode") or default_sslmode(parts.hostname, query.get("host"))
     if sslmode not in {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}:
         raise ValueError(f"unsupported sslmode {sslmode!r}")
+    statements = query.get("statements", "named")
+    if statements not in {"named", "unnamed"}:
+        raise ValueError(f"unsupported statements {statements!r} (named or unnamed)")
     unix_dir = query.get("host")
     port = parts.port or int(query.get("port", "5432"))
     timeout = float(query["connect_timeout"]) if "connect_timeout" in query else 10.0
@@ -173,6 +180,7 @@ def parse_database_url(url: str) -> ConnectionParams:
         sslrootcert=query.get("sslrootcert"),
         timeout=timeout,
         application_name=query.get("application_name", "pqfile"),
+        named_statements=statements == "named",
     )
 
 
@@ -195,7 +203,7 @@ def ssl_context_for(params: ConnectionParams) -> ssl.SSLContext | bool | None:
 
 def connect(params: ConnectionParams) -> pg8000.native.Connection:
     try:
-        return pg8000.native.Connection(
+        conn = pg8000.native.Connection(
             user=params.user,
             host=params.host,
             port=params.port,
@@ -208,6 +216,8 @@ def connect(params: ConnectionParams) -> pg8000.native.Connection:
         )
     except (pg8000.native.DatabaseError, pg8000.native.InterfaceError, OSError) as exc:
         raise _translate(exc) from None
+    conn.pqfile_named_statements = params.named_statements  # read by Session
+    return conn
 
 
 def connect_url(url: str) -> pg8000.native.Connection:
@@ -268,6 +278,7 @@ def _with_iam_token(params: ConnectionParams, region: str) -> ConnectionParams:
         sslrootcert=params.sslrootcert,
         timeout=params.timeout,
         application_name=params.application_name,
+        named_statements=params.named_statements,
     )
 
 
@@ -283,9 +294,14 @@ class Session:
     def __init__(self, conn: pg8000.native.Connection) -> None:
         self.conn = conn
         self._prepared: dict[str, Any] = {}
+        self._named = bool(getattr(conn, "pqfile_named_statements", True))
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
-        """A parameterised statement, prepared once per connection (one round trip)."""
+        """A parameterised statement, prepared once per connection (one round trip); behind
+        an RDS Proxy (``?statements=unnamed``) pg8000's unnamed statement instead, which
+        parses on every call but does not pin the connection."""
+        if not self._named:
+            return cast(list[list[Any]], self.conn.run(sql, **params) or [])
         stmt = self._prepared.get(sql)
         if stmt is None:
             stmt = self.conn.prepare(sql)
