@@ -116,7 +116,9 @@ class LoadResult:
                 " + ".join(f"{o}/{r}" for o, r in k) or "(none)": n
                 for k, n in self.rows_per_document.items()
             },
-            "rows_outside_documents": {f"{o}/{r}": n for (o, r), n in self.rows_outside_documents.items()},
+            "rows_outside_documents": {
+                f"{o}/{r}": n for (o, r), n in self.rows_outside_documents.items()
+            },
             "chain_ok": self.chain_ok,
             "chain_rows": self.chain_rows,
             "missing": self.missing[:10],
