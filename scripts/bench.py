@@ -12,6 +12,7 @@ Sections:
   db        - scripts/bench_db.py ("Key pool and audit"), run if present.
   pipeline  - scripts/bench_pipeline.py ("Pipeline" and "Retrieve"), run if present.
   rewrap    - scripts/bench_rewrap.py ("Rewrap": documents/s, bytes moved per document).
+  load      - scripts/bench_load.py ("Load": 200 uploads at once on the local stack).
 
 Every file measurement runs in its own child process; peak RSS is that child's
 ``ru_maxrss`` (``os.wait4``). Files are generated once into ``bench-data/`` (git-ignored)
@@ -61,7 +62,8 @@ rewrite this file unless `--write` is given). Each section is rewritten only by 
 script: "Crypto core" and "Suites" (`--only suites`, under a minute) by `scripts/bench.py`,
 "Key pool and audit" by `scripts/bench_db.py`,
 "Pipeline" and "Retrieve" by `scripts/bench_pipeline.py` (`--only retrieve` runs the
-retrieve section alone, in about a minute). Figures are for the machine named in each
+retrieve section alone, in about a minute), "Load" by `scripts/bench_load.py` (200 uploads
+at once, `--only load`). Figures are for the machine named in each
 section; rerun them on yours.
 """
 
@@ -1032,7 +1034,7 @@ def run_other(script: str, quick: bool, write: bool) -> bool | None:
     return subprocess.run(argv, cwd=ROOT).returncode == 0
 
 
-SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap")
+SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap", "load")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1077,7 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         suites_section(args, command)
         summary.append("suites: measured (no targets; ratios to xwing)")
     others = (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py"),
-              ("rewrap", "bench_rewrap.py"))  # fmt: skip
+              ("rewrap", "bench_rewrap.py"), ("load", "bench_load.py"))  # fmt: skip
     for section, script in others:
         if section in only:
             result = run_other(script, args.quick, args.write)
