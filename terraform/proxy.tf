@@ -232,13 +232,14 @@ variable "rds_proxy_max_connections_percent" {
 # (rds_proxy_max_connections_percent) only by transactions in flight. Functions off the
 # ingest path get fixed values. var.lambda_reserved_concurrency overrides any of them.
 locals {
-  capacity_step_seconds = {
-    fetch          = 0.15
-    select_key     = 0.08
-    encrypt        = 0.35
-    store          = 0.25
-    audit          = 0.08
-    record_failure = 0.1
+  # Milliseconds (integers: 0.15 x 100 x 2 in floating point is 30.000000000000004).
+  capacity_step_ms = {
+    fetch          = 150
+    select_key     = 80
+    encrypt        = 350
+    store          = 250
+    audit          = 80
+    record_failure = 100
   }
   capacity_fixed = {
     retrieve        = 50
@@ -254,7 +255,7 @@ locals {
     shred           = 5
   }
   reserved_concurrency = merge(
-    { for k, s in local.capacity_step_seconds : k => max(2, ceil(var.capacity_documents_per_second * s * var.capacity_headroom)) },
+    { for k, ms in local.capacity_step_ms : k => max(2, ceil(var.capacity_documents_per_second * ms * var.capacity_headroom / 1000)) },
     local.capacity_fixed,
     var.lambda_reserved_concurrency,
   )
