@@ -166,7 +166,8 @@ def _body(result: Any, stray: int, steps: dict[str, float], when: str, args: Any
         f"folder, {result.in_flight} PutObject calls in flight; S3 -> EventBridge -> Step "
         "Functions starts one ingest execution each. Documents/s is the documents stored "
         "divided by the time from the first PutObject to the last document stored; "
-        "latency from each PutObject call to its row's `stored_at`. Driver: tests/integration/load.py (CI runs it with 50 uploads in "
+        "latency from each PutObject call to its row's `stored_at`. Driver: "
+        "tests/integration/load.py (CI runs it with 50 uploads in "
         "tests/integration/test_load.py).",
         "",
         "| uploads | in flight | stored | first upload to last stored (s) | documents/s "
