@@ -150,6 +150,8 @@ def _body(result: Any, stray: int, steps: dict[str, float], when: str, args: Any
         command += f" --count {args.count}"
     if args.in_flight != 16:
         command += f" --in-flight {args.in_flight}"
+    if args.timeout != 600.0:
+        command += f" --timeout {args.timeout:g}"
     rows = "; ".join(f"{k}: {v}" for k, v in d["rows_per_document"].items())
     outside = "; ".join(f"{k}: {v}" for k, v in d["rows_outside_documents"].items()) or "none"
     step_text = " / ".join(f"{steps.get(s, 0.0):.1f}" for s in STEPS)
