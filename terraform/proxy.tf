@@ -6,8 +6,8 @@
 # those onto a pool of at most max_connections_percent of the instance's max_connections.
 # The pinned provider (5.100) has no IAM-to-database mode for the proxy, so the proxy logs in
 # to PostgreSQL with one Secrets Manager secret (user name and password) per database role;
-# those roles then authenticate with a password, not rds_iam (docs/OPERATIONS.md
-# "Capacity"). The migrate function keeps its direct connection with the master secret
+# those roles then authenticate with a password, not rds_iam: the migrate function sets
+# them (invocations.tf; docs/OPERATIONS.md "Capacity"). The migrate function keeps its direct connection with the master secret
 # (migrations take advisory locks, which would pin a proxy connection anyway).
 
 locals {
@@ -33,7 +33,7 @@ locals {
 
 # One login per database role for the proxy. The password is generated once (AWS's own
 # generator; no random provider offline) and never rewritten by a later plan; the migrate
-# function sets it on the role (docs/OPERATIONS.md "Capacity", "Not done").
+# function (invocations.tf, proxy_logins) sets it on the role and revokes rds_iam.
 data "aws_secretsmanager_random_password" "proxy_user" {
   for_each = local.proxy_database_users
 
@@ -63,6 +63,27 @@ resource "aws_secretsmanager_secret_version" "proxy_user" {
   lifecycle {
     ignore_changes = [secret_string]
   }
+}
+
+# The migrate function (invocations.tf) sets each role's password from its secret.
+locals {
+  proxy_login_secrets = { for u in local.proxy_database_users : u => aws_secretsmanager_secret.proxy_user[u].arn }
+}
+
+resource "aws_iam_role_policy" "migrate_proxy_logins" {
+  count = local.use_rds_proxy ? 1 : 0
+
+  name = "set-proxy-logins"
+  role = aws_iam_role.function[local.migrate_function].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid      = "ReadProxyLogins"
+      Effect   = "Allow"
+      Action   = ["secretsmanager:GetSecretValue"]
+      Resource = [for s in aws_secretsmanager_secret.proxy_user : s.arn]
+    }]
+  })
 }
 
 data "aws_iam_policy_document" "rds_proxy" {
