@@ -37,7 +37,8 @@ resource "aws_lambda_invocation" "migrate" {
   # CREATE_ONLY (the default): invoked when created or replaced, never on destroy.
   triggers = {
     migrations = local.migrations_checksum
-    logins     = jsonencode(local.proxy_login_secrets)
+    # The roles only (known at plan time): a secret's ARN changes only with the secret.
+    logins = join(",", sort(local.proxy_database_users))
   }
 
   lifecycle {

@@ -296,7 +296,9 @@ def test_prod_apply_migrates_then_fills_the_pool_inside_the_vpc(
     invocations = {r["name"]: r["values"] for r in _resources(prod_plan, "aws_lambda_invocation")}
     assert set(invocations) == {"migrate", "pool_fill"}
     checksum = _migrations_checksum()
-    assert invocations["migrate"]["triggers"] == {"migrations": checksum}
+    assert invocations["migrate"]["triggers"]["migrations"] == checksum
+    # With the RDS Proxy it also sets the proxy's logins (proxy.tf), again when they change.
+    assert "pqfile_fetch" in invocations["migrate"]["triggers"]["logins"].split(",")
     assert invocations["pool_fill"]["triggers"]["migrations"] == checksum
     config = {
         r["address"]: r
