@@ -18,6 +18,7 @@ Sections:
               floor, 1,000 files of 100 KiB in batch mode against age in a shell loop).
   cold      - scripts/bench_cold_start.py ("Handler cold init": each handler's import and
               clients in fresh processes, as ratios to a bare boto3 client).
+  load      - scripts/bench_load.py ("Load": 200 uploads at once on the local stack).
 
 Every file measurement runs in its own child process; peak RSS is that child's
 ``ru_maxrss`` (``os.wait4``). Files are generated once into ``bench-data/`` (git-ignored)
@@ -69,7 +70,8 @@ script: "Crypto core" and "Suites" (`--only suites`, under a minute) by `scripts
 "Pipeline" and "Retrieve" by `scripts/bench_pipeline.py` (`--only retrieve` runs the
 retrieve section alone, in about a minute), "CLI latency and batch" by
 `scripts/bench_cli.py` (`--only cli`), "Handler cold init" by `scripts/bench_cold_start.py`
-(`--only cold`). Figures are for the machine named in each
+(`--only cold`), "Load" by `scripts/bench_load.py` (200 uploads at once, `--only load`).
+Figures are for the machine named in each
 section; rerun them on yours.
 """
 
@@ -1040,7 +1042,7 @@ def run_other(script: str, quick: bool, write: bool) -> bool | None:
     return subprocess.run(argv, cwd=ROOT).returncode == 0
 
 
-SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap", "ingest", "cli", "cold")
+SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap", "ingest", "cli", "cold", "load")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1086,7 +1088,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary.append("suites: measured (no targets; ratios to xwing)")
     others = (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py"),
               ("rewrap", "bench_rewrap.py"), ("ingest", "bench_ingest_parallel.py"),
-              ("cli", "bench_cli.py"), ("cold", "bench_cold_start.py"))  # fmt: skip
+              ("cli", "bench_cli.py"), ("cold", "bench_cold_start.py"),
+              ("load", "bench_load.py"))  # fmt: skip
     for section, script in others:
         if section in only:
             result = run_other(script, args.quick, args.write)

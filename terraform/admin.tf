@@ -21,7 +21,7 @@ locals {
 
   # The admin function's second database login (its read-only commands).
   admin_auditor_url = local.database_iam ? {
-    PQFILE_AUDITOR_DATABASE_URL = "postgresql://${var.admin_auditor_database_user}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_tls_parameters}"
+    PQFILE_AUDITOR_DATABASE_URL = "postgresql://${var.admin_auditor_database_user}@${local.database_endpoint}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_url_parameters}"
     } : local.has_database_url && var.database_url_per_role ? {
     PQFILE_AUDITOR_DATABASE_URL = replace(var.database_url, "/^([a-z]+://)(?:[^@/]*@)?/", "$${1}${var.admin_auditor_database_user}@")
     } : local.has_database_url ? {
@@ -52,7 +52,7 @@ resource "aws_iam_role_policy" "admin_auditor_login" {
       Sid      = "ConnectAsAuditor"
       Effect   = "Allow"
       Action   = ["rds-db:connect"]
-      Resource = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${aws_db_instance.this[0].resource_id}/${var.admin_auditor_database_user}"]
+      Resource = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${local.database_connect_id}/${var.admin_auditor_database_user}"]
     }]
   })
 }

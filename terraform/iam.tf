@@ -135,7 +135,7 @@ data "aws_iam_policy_document" "function" {
     content {
       sid       = "ConnectAsOwnDatabaseRole"
       actions   = ["rds-db:connect"]
-      resources = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${aws_db_instance.this[0].resource_id}/${statement.value}"]
+      resources = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${local.database_connect_id}/${statement.value}"]
     }
   }
 

@@ -31,11 +31,14 @@ locals {
 
 resource "aws_lambda_invocation" "migrate" {
   function_name = aws_lambda_function.this[local.migrate_function].function_name
-  input         = jsonencode({})
+  # With the RDS Proxy (proxy.tf): the roles get the proxy's passwords, leave rds_iam.
+  input = jsonencode(local.use_rds_proxy ? { proxy_logins = local.proxy_login_secrets } : {})
 
   # CREATE_ONLY (the default): invoked when created or replaced, never on destroy.
   triggers = {
     migrations = local.migrations_checksum
+    # The roles only (known at plan time): a secret's ARN changes only with the secret.
+    logins = join(",", sort(local.proxy_database_users))
   }
 
   lifecycle {
@@ -54,6 +57,8 @@ resource "aws_lambda_invocation" "migrate" {
     aws_vpc_security_group_egress_rule.lambda,
     aws_vpc_security_group_ingress_rule.from_lambda,
     aws_iam_role_policy_attachment.function_vpc,
+    aws_iam_role_policy.migrate_proxy_logins,
+    aws_secretsmanager_secret_version.proxy_user,
   ]
 }
 

@@ -107,7 +107,7 @@ locals {
       contains(local.secret_functions, k) ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
       local.is_local ? {} : { PQFILE_MIGRATIONS_DIR = local.lambda_migrations_dir },
       ) : local.database_iam ? {
-      PQFILE_DATABASE_URL      = "postgresql://${local.function_database_user[k]}@${aws_db_instance.this[0].address}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_tls_parameters}"
+      PQFILE_DATABASE_URL      = "postgresql://${local.function_database_user[k]}@${local.database_endpoint}:${aws_db_instance.this[0].port}/${aws_db_instance.this[0].db_name}?${local.database_url_parameters}"
       PQFILE_DATABASE_IAM_AUTH = "1"
       } : local.has_database_url && var.database_url_per_role ? {
       PQFILE_DATABASE_URL = replace(var.database_url, "/^([a-z]+://)(?:[^@/]*@)?/", "$${1}${local.function_database_user[k]}@")
@@ -182,8 +182,9 @@ resource "aws_lambda_function" "this" {
   architectures = ["arm64"]
   memory_size   = lookup(var.lambda_memory_mb, each.key, 512)
   timeout       = lookup(var.lambda_timeout_seconds, each.key, 60)
-  # Caps concurrent database connections and the blast radius of a runaway loop.
-  reserved_concurrent_executions = lookup(var.lambda_reserved_concurrency, each.key, 5)
+  # The capacity model (proxy.tf, docs/OPERATIONS.md "Capacity"): sized for the sustained
+  # rate, capped so a runaway loop cannot take the account's concurrency.
+  reserved_concurrent_executions = lookup(local.reserved_concurrency, each.key, 5)
 
   filename         = var.lambda_package_path
   source_code_hash = filebase64sha256(var.lambda_package_path)

@@ -109,9 +109,9 @@ variable "lambda_timeout_seconds" {
 }
 
 variable "lambda_reserved_concurrency" {
-  description = "Reserved concurrency of each function (map keyed by function; missing keys use 5). Caps the load on the database."
+  description = "Reserved concurrency overrides (map keyed by function); the others come from the capacity model in proxy.tf (docs/OPERATIONS.md \"Capacity\")."
   type        = map(number)
-  default     = { encrypt = 20, fetch = 20, store = 20, select_key = 20, audit = 20, migrate = 1 }
+  default     = {}
 
   validation {
     condition     = alltrue([for v in values(var.lambda_reserved_concurrency) : v >= 1 && v <= 1000])

@@ -8,7 +8,7 @@ cheap. Tests replace them with fakes (``pipeline.override(fake)``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -272,6 +272,26 @@ def run_migrations() -> list[str]:
 
     with Database.from_env() as db:
         return migrate(db)
+
+
+def set_proxy_logins(secrets: Mapping[str, str]) -> list[str]:
+    """The RDS Proxy's logins (terraform/proxy.tf): each role (key) gets the password of
+    its Secrets Manager secret (value: the ARN, JSON ``username`` / ``password``) and
+    leaves rds_iam. The migrate function only, with the owner's credentials."""
+    import json
+
+    from pqfile.adapters.aws import client
+    from pqfile.adapters.postgres.connection import Database
+    from pqfile.adapters.postgres.logins import set_role_logins
+
+    passwords: dict[str, str] = {}
+    for role, arn in secrets.items():
+        login = json.loads(client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+        if login.get("username") != role or not login.get("password"):
+            raise ValueError(f"the secret for {role!r} names another user or has no password")
+        passwords[role] = str(login["password"])
+    with Database.from_env() as db:
+        return set_role_logins(db, passwords)
 
 
 #: The ingest functions' dependencies.

@@ -4,10 +4,13 @@ answers the names it applied, and nothing on a second run."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -43,3 +46,46 @@ def test_applies_the_shipped_migrations_once(
     with Database.from_url(url) as db:
         roles = {r[0] for r in db.run("SELECT rolname FROM pg_roles")}
     assert set(FUNCTION_ROLES.values()) <= roles
+
+
+def test_sets_the_proxy_logins_from_their_secrets(
+    make_database: Callable[[], str],
+    custody_kms: tuple[Any, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``proxy_logins`` (terraform/invocations.tf, the RDS Proxy) each role gets its
+    secret's password, stored as a SCRAM verifier (never the password itself)."""
+    import boto3
+
+    from pqfile.adapters import aws
+
+    url = make_database()
+    monkeypatch.setenv("PQFILE_DATABASE_URL", url)
+    monkeypatch.setenv("PQFILE_MIGRATIONS_DIR", str(MIGRATIONS))
+    endpoint = custody_kms[0].meta.endpoint_url
+    secrets = boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    role = FUNCTION_ROLES["store"]
+    arn = secrets.create_secret(
+        Name=f"pqfile-proxy-{uuid.uuid4().hex[:8]}/{role}",
+        SecretString=json.dumps({"username": role, "password": "proxy-password-1"}),
+    )["ARN"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    aws.reset_clients()
+    try:
+        answer = migrate.handler({"proxy_logins": {role: arn}}, CONTEXT)
+        assert answer["proxy_logins"] == [role] and answer["applied"]
+        with Database.from_url(url) as db:
+            (stored,) = db.run("SELECT rolpassword FROM pg_authid WHERE rolname = :r", r=role)[0]
+        assert str(stored).startswith("SCRAM-SHA-256$4096:")
+        assert "proxy-password-1" not in str(stored)
+        with pytest.raises(ValueError, match="proxy_logins"):
+            migrate.handler({"proxy_logins": {role: ""}}, CONTEXT)
+    finally:
+        aws.reset_clients()

@@ -114,8 +114,12 @@ def test_function_zip_holds_the_package_migrations_and_ca_bundle_only(
     assert sorted(n.removeprefix("sql/migrations/") for n in names if n.startswith("sql/")) == (
         migrations
     )
-    # The bundle, byte for byte, where database_ssl_root_cert points (/var/task/ + this).
-    assert bundle == ca_bundle.read_bytes()
+    # The bundle, byte for byte, where database_ssl_root_cert points (/var/task/ + this),
+    # then the Amazon root CAs an RDS Proxy endpoint chains to (terraform/proxy.tf).
+    assert bundle.startswith(ca_bundle.read_bytes().rstrip(b"\n") + b"\n")
+    assert bundle.endswith((REPO_ROOT / "scripts" / "amazon-root-cas.pem").read_bytes())
+    subjects = {c.subject.rfc4514_string() for c in x509.load_pem_x509_certificates(bundle)}
+    assert {f"CN=Amazon Root CA {i},O=Amazon,C=US" for i in (1, 2, 3, 4)} <= subjects
     variables = (REPO_ROOT / "terraform" / "variables.tf").read_text()
     assert f'default     = "/var/task/{ZIP_CA_BUNDLE}"' in variables
     assert all(

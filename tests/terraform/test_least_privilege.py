@@ -251,8 +251,24 @@ def test_no_function_but_migrate_carries_the_master_credentials(stack: Stack) ->
     assert _functions_whose_role_allows(stack, "secretsmanager:GetSecretValue", secret) == {MIGRATE}
 
 
+def _connect_id(stack: Stack) -> str:
+    """What rds-db:connect names: the RDS Proxy's id (prx-..., the last part of its ARN):
+    dev and prod connect through the proxy (proxy.tf, enable_rds_proxy's default)."""
+    return str(stack.one("aws_db_proxy", "this", "0")["arn"]).split(":")[6]
+
+
+def test_functions_connect_through_the_proxy_with_unnamed_statements(stack: Stack) -> None:
+    endpoint = stack.one("aws_db_proxy", "this", "0")["endpoint"]
+    for key in stack.functions:
+        if key == MIGRATE:
+            continue
+        url = urlsplit(stack.environment_of(key)["PQFILE_DATABASE_URL"])
+        assert url.hostname == endpoint, key
+        assert parse_qs(url.query)["statements"] == ["unnamed"], key
+
+
 def test_each_function_may_connect_as_its_own_database_role_only(stack: Stack) -> None:
-    resource_id = stack.one("aws_db_instance", "this", "0")["resource_id"]
+    resource_id = _connect_id(stack)
     assert stack.one("aws_db_instance", "this", "0")["iam_database_authentication_enabled"]
     for key in stack.functions:
         statements = _allowed(stack.role_policy(key), "rds-db:connect")
@@ -268,7 +284,7 @@ def test_each_function_may_connect_as_its_own_database_role_only(stack: Stack) -
 def test_the_admin_function_logs_in_as_operator_and_auditor_and_touches_nothing_else(
     stack: Stack,
 ) -> None:
-    resource_id = stack.one("aws_db_instance", "this", "0")["resource_id"]
+    resource_id = _connect_id(stack)
     extra = json.loads(stack.one("aws_iam_role_policy", "admin_auditor_login", "0")["policy"])
     assert extra["Statement"] == [{
         "Sid": "ConnectAsAuditor", "Effect": "Allow", "Action": ["rds-db:connect"],

@@ -95,6 +95,7 @@ def prod_plan(tf_workspace: Workspace, aws_emulator: Any, function_zip: Path) ->
 
 
 def test_local_plan_creates_the_core_stack(local_plan: dict[str, Any]) -> None:
+    assert "aws_db_proxy" not in _types(local_plan)  # the emulator has no RDS Proxy
     assert OUTPUTS <= set(local_plan["planned_values"]["outputs"])
     types = _types(local_plan)
     assert {
@@ -165,6 +166,21 @@ def test_prod_plan_is_production_grade(prod_plan: dict[str, Any]) -> None:
     }
     assert {"s3", "kms", "states", "secretsmanager", "logs"} <= endpoints
     assert not types & {"aws_nat_gateway", "aws_internet_gateway", "aws_eip"}
+    # The RDS Proxy (issue 16): IAM from the functions, TLS; reserved concurrency from the
+    # capacity model (100 documents/s, headroom 2; docs/OPERATIONS.md "Capacity").
+    assert {"aws_db_proxy", "aws_db_proxy_default_target_group", "aws_db_proxy_target"} <= types
+    (proxy,) = _resources(prod_plan, "aws_db_proxy")
+    assert proxy["values"]["require_tls"] and proxy["values"]["auth"]
+    assert {a["iam_auth"] for a in proxy["values"]["auth"]} == {"REQUIRED"}
+    reserved = {
+        f["values"]["function_name"].removeprefix("pqfile-prod-"): f["values"][
+            "reserved_concurrent_executions"
+        ]
+        for f in _resources(prod_plan, "aws_lambda_function")
+    }
+    assert {k: reserved[k] for k in ("fetch", "select-key", "encrypt", "store", "audit")} == {
+        "fetch": 30, "select-key": 16, "encrypt": 70, "store": 50, "audit": 16}  # fmt: skip
+    assert sum(reserved.values()) <= 900  # AWS keeps 100 of the default 1,000 unreserved
     for function in _resources(prod_plan, "aws_lambda_function"):
         values = function["values"]
         assert values["architectures"] == ["arm64"]
@@ -283,7 +299,9 @@ def test_prod_apply_migrates_then_fills_the_pool_inside_the_vpc(
     invocations = {r["name"]: r["values"] for r in _resources(prod_plan, "aws_lambda_invocation")}
     assert set(invocations) == {"migrate", "pool_fill"}
     checksum = _migrations_checksum()
-    assert invocations["migrate"]["triggers"] == {"migrations": checksum}
+    assert invocations["migrate"]["triggers"]["migrations"] == checksum
+    # With the RDS Proxy it also sets the proxy's logins (proxy.tf), again when they change.
+    assert "pqfile_fetch" in invocations["migrate"]["triggers"]["logins"].split(",")
     assert invocations["pool_fill"]["triggers"]["migrations"] == checksum
     config = {
         r["address"]: r

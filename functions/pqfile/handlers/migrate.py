@@ -8,6 +8,10 @@ applied (empty when the schema is current). Terraform invokes it when the migrat
 (terraform/invocations.tf; docs/OPERATIONS.md, "First deploy, hands off"); an exception
 fails that apply with its type and message. No workflow or schedule calls it.
 
+With the RDS Proxy (terraform/proxy.tf) the event carries ``proxy_logins``, role -> the
+ARN of the Secrets Manager secret the proxy logs in with: each role then gets that
+password (sent as a SCRAM verifier) and leaves ``rds_iam`` (docs/OPERATIONS.md "Capacity").
+
 Environment: the database variables and ``PQFILE_MIGRATIONS_DIR`` (the migrations shipped
 in the function zip by scripts/build_lambda).
 """
@@ -22,6 +26,15 @@ from pqfile.handlers._runtime import entry_point, logger
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    logins = (event or {}).get("proxy_logins") or {}
+    if not isinstance(logins, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in logins.items()
+    ):
+        raise ValueError("proxy_logins must map role names to secret ARNs")
     applied = wiring.run_migrations()
     logger.info("migrations applied", extra={"applied": applied})
-    return {"applied": applied}
+    answer: dict[str, Any] = {"applied": applied}
+    if logins:
+        answer["proxy_logins"] = wiring.set_proxy_logins(logins)
+        logger.info("proxy logins set", extra={"roles": answer["proxy_logins"]})
+    return answer

@@ -129,6 +129,10 @@ class ConnectionParams:
     sslrootcert: str | None = None
     timeout: float | None = 10.0
     application_name: str = "pqfile"
+    #: False behind an RDS Proxy (``?statements=unnamed``): a named prepared statement is
+    #: session state that pins the client to one pooled connection; the unnamed statement
+    #: of the extended protocol is not (docs/OPERATIONS.md "Capacity").
+    named_statements: bool = True
 
     def __repr__(self) -> str:  # never show the password
         return (
@@ -161,6 +165,9 @@ def parse_database_url(url: str) -> ConnectionParams:
     sslmode = query.get("sslmode") or default_sslmode(parts.hostname, query.get("host"))
     if sslmode not in {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}:
         raise ValueError(f"unsupported sslmode {sslmode!r}")
+    statements = query.get("statements", "named")
+    if statements not in {"named", "unnamed"}:
+        raise ValueError(f"unsupported statements {statements!r} (named or unnamed)")
     unix_dir = query.get("host")
     port = parts.port or int(query.get("port", "5432"))
     timeout = float(query["connect_timeout"]) if "connect_timeout" in query else 10.0
@@ -175,6 +182,7 @@ def parse_database_url(url: str) -> ConnectionParams:
         sslrootcert=query.get("sslrootcert"),
         timeout=timeout,
         application_name=query.get("application_name", "pqfile"),
+        named_statements=statements == "named",
     )
 
 
@@ -197,7 +205,7 @@ def ssl_context_for(params: ConnectionParams) -> ssl.SSLContext | bool | None:
 
 def connect(params: ConnectionParams) -> pg8000.native.Connection:
     try:
-        return pg8000.native.Connection(
+        conn = pg8000.native.Connection(
             user=params.user,
             host=params.host,
             port=params.port,
@@ -210,6 +218,8 @@ def connect(params: ConnectionParams) -> pg8000.native.Connection:
         )
     except (pg8000.native.DatabaseError, pg8000.native.InterfaceError, OSError) as exc:
         raise _translate(exc) from None
+    conn.pqfile_named_statements = params.named_statements  # read by Session
+    return conn
 
 
 def connect_url(url: str) -> pg8000.native.Connection:
@@ -270,6 +280,7 @@ def _with_iam_token(params: ConnectionParams, region: str) -> ConnectionParams:
         sslrootcert=params.sslrootcert,
         timeout=params.timeout,
         application_name=params.application_name,
+        named_statements=params.named_statements,
     )
 
 
@@ -360,13 +371,16 @@ class Session:
         self.conn = conn
         self._prepared: dict[str, Any] = {}
         self._names: dict[str, str] = {}
+        self._named = bool(getattr(conn, "pqfile_named_statements", True))
 
     def _user(self) -> str | None:
         user = getattr(self.conn, "user", None)
         return user.decode("utf-8", "replace") if isinstance(user, bytes) else user
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
-        """A parameterised statement, prepared once per connection (one round trip)."""
+        """A parameterised statement, prepared once per connection (one round trip); behind
+        an RDS Proxy (``?statements=unnamed``) pg8000's unnamed statement instead, which
+        parses on every call but does not pin the connection."""
         if _XRAY_MODULE in sys.modules:
             name = self._names.get(sql) or self._names.setdefault(sql, statement_name(sql))
             with traced(name, self._user()):
@@ -374,6 +388,8 @@ class Session:
         return self._run(sql, params)
 
     def _run(self, sql: str, params: dict[str, Any]) -> list[list[Any]]:
+        if not self._named:
+            return cast(list[list[Any]], self.conn.run(sql, **params) or [])
         stmt = self._prepared.get(sql)
         if stmt is None:
             stmt = self.conn.prepare(sql)
