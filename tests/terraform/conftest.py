@@ -1,6 +1,7 @@
 """Fixtures of the Terraform checks: a working copy of terraform/ initialised once per
-session (offline provider mirror when the machine has one), the function zip, and an
-emulator of its own per test module that deploys the stack."""
+session (offline provider mirror when the machine has one), the function zip, an emulator
+of its own per test module that deploys the stack, and the slow deployments of every
+selected module started together in the background (tests/terraform/background.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 from devstack import terraform as tf
 from devstack.emulator import Emulator, start_emulator
+
+from tests.terraform.background import Deployments
 
 REPO_ROOT = tf.REPO_ROOT
 
@@ -82,3 +85,26 @@ def own_emulator() -> Iterator[Emulator]:
         yield emulator
     finally:
         emulator.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_deployments(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployments]:
+    """Every selected module's registered deployment, started at the first test here."""
+    deployments = Deployments()
+    modules = {getattr(item.module, "__name__", "") for item in request.session.items
+               if getattr(item, "module", None)}  # fmt: skip
+    names = Deployments.registered_for(modules)
+    if names:
+        require_tool("terraform")
+        zip_path: Path = request.getfixturevalue("function_zip")
+        deployments.start(names, lambda name: tmp_path_factory.mktemp(f"bg-{name}"), zip_path)
+    try:
+        yield deployments
+    finally:
+        deployments.close()
+        took = ", ".join(f"{n} {s:.0f} s" for n, s in sorted(deployments.seconds().items()))
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if took and reporter is not None:
+            reporter.write_line(f"background deployments: {took}")
