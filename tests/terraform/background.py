@@ -109,10 +109,15 @@ class Deployments:
         self._closed = False
 
     @staticmethod
-    def registered_for(modules: Iterable[str]) -> list[str]:
-        """The registered deployments of these test modules (by module name)."""
-        wanted = set(modules)
-        return sorted(name for name, entry in _REGISTRY.items() if entry.module in wanted)
+    def registered_for(modules: Iterable[str] | None) -> list[str]:
+        """The registered deployments of these test modules (by module name; None: all)."""
+        wanted = None if modules is None else set(modules)
+        return sorted(n for n, e in _REGISTRY.items() if wanted is None or e.module in wanted)
+
+    @staticmethod
+    def module_of(name: str) -> str:
+        """The test module that registered the deployment `name`."""
+        return _REGISTRY[name].module
 
     def start(self, names: list[str], make_workdir: Callable[[str], Path], zip_path: Path) -> None:
         ports = _distinct_free_ports(len(names))

@@ -87,6 +87,21 @@ def own_emulator() -> Iterator[Emulator]:
         emulator.stop()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Within tests/terraform/, the modules that wait for a background deployment run last,
+    so the others (builds, plans, static checks) run while the deployments go on."""
+    here = Path(__file__).resolve().parent
+    deploying = {Deployments.module_of(name) for name in Deployments.registered_for(None)}
+    positions = [i for i, item in enumerate(items) if here in item.path.resolve().parents]
+    block = [items[i] for i in positions]
+    waits = [getattr(getattr(item, "module", None), "__name__", "") in deploying for item in block]
+    ordered = [it for it, w in zip(block, waits, strict=True) if not w] + [
+        it for it, w in zip(block, waits, strict=True) if w
+    ]
+    for i, item in zip(positions, ordered, strict=True):
+        items[i] = item
+
+
 @pytest.fixture(scope="session", autouse=True)
 def background_deployments(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
