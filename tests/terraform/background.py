@@ -9,16 +9,18 @@ an emulator (and whatever else it starts) of its own; a module fixture then wait
 own with `Deployments.result(name)`. A new deployment needs only its decorated function:
 nothing here lists them.
 
-A deployment's function gets a `Launch` (a fresh work folder, the function zip, a loopback
-port kept free for its emulator, and `keep` to register what must be stopped at the end of
-the session) and returns what its tests read. Its exception is raised again in the tests
+A deployment's function gets a `Launch` (a fresh work folder, the function zip, and
+`start_emulator`, `start_postgres` for servers of its own, stopped at the end of the
+session) and returns what its tests read. Its exception is raised again in the tests
 that wait for it, so a failed deployment fails them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,9 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from devstack.emulator import Emulator, start_emulator
+from devstack.postgres import PostgresHandle, start_postgres
+
 #: How long a test waits for its deployment before failing (the deployments' own timeouts
 #: are shorter: each terraform run is interrupted after at most 900 s).
 WAIT_SECONDS = 1800.0
+#: How long one emulator may take to answer. They start one at a time (importing moto is
+#: the CPU-heavy part of a deployment's start), each within this.
+EMULATOR_START_SECONDS = 120.0
+
+_STARTING = threading.Lock()
 
 
 class Stoppable(Protocol):
@@ -53,6 +63,26 @@ class Launch:
         """Stop `resource` (an emulator, a PostgreSQL) when the test session ends."""
         self._keep(resource)
         return resource
+
+    def start_emulator(self) -> Emulator:
+        """An emulator of this deployment's own on its port, stopped when the session ends.
+
+        One starts at a time: five started together on a busy 2-core machine missed their
+        start timeout (each imports moto and its patches)."""
+        with _STARTING:
+            emulator = start_emulator(
+                port=self.port,
+                log_path=self.workdir / "emulator.log",
+                timeout=EMULATOR_START_SECONDS,
+            )
+        return self.keep(emulator)
+
+    def start_postgres(self) -> PostgresHandle:
+        """A PostgreSQL server of this deployment's own, stopped when the session ends."""
+        base = Path(tempfile.mkdtemp(prefix=f"pqfile-tfpg-{os.getpid()}-", dir="/tmp"))
+        with _STARTING:
+            handle = start_postgres(base)
+        return self.keep(handle)
 
 
 Deploy = Callable[[Launch], Any]

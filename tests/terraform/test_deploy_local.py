@@ -12,17 +12,15 @@ failing one, about 40 s on top of the first apply's ~2 minutes.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from devstack import terraform as tf
-from devstack.emulator import Emulator, start_emulator
-from devstack.postgres import replace_url, start_postgres
+from devstack.emulator import Emulator
+from devstack.postgres import replace_url
 
 from tests.fixtures.postgres import FUNCTION_ROLES, OPERATOR
 from tests.terraform.background import Deployments, Launch, deployment
@@ -45,11 +43,8 @@ class FirstDeploy:
 def first_deploy(launch: Launch) -> FirstDeploy:
     """The apply from nothing, in the background (tests/terraform/background.py)."""
     # A server of its own: "all roles exist" must not be satisfied by other tests' databases.
-    base = Path(tempfile.mkdtemp(prefix=f"pqfile-tfpg-{os.getpid()}-", dir="/tmp"))
-    postgres = launch.keep(start_postgres(base))
-    emulator = launch.keep(
-        start_emulator(port=launch.port, log_path=launch.workdir / "emulator.log")
-    )
+    postgres = launch.start_postgres()
+    emulator = launch.start_emulator()
     from pqfile.adapters.postgres.connection import connect_url
 
     conn = connect_url(postgres.url)

@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 from devstack import terraform as tf
-from devstack.emulator import start_emulator
 
 from tests.terraform.background import Deployments, Launch, deployment
 from tests.terraform.conftest import require_tool
@@ -53,9 +52,7 @@ class Redeploys:
 def deploys_in_a_row(launch: Launch) -> Redeploys:
     """The three deploys, in the background (tests/terraform/background.py) on an emulator
     of their own; the test checks what they saw."""
-    emulator = launch.keep(
-        start_emulator(port=launch.port, log_path=launch.workdir / "emulator.log")
-    )
+    emulator = launch.start_emulator()
     work = launch.workdir
     state = {"endpoint_url": emulator.endpoint_url, "database_url": DATABASE_URL}
     root = tf.working_copy(work, backend_path=work / "terraform.tfstate")

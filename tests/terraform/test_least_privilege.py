@@ -40,7 +40,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from devstack import terraform as tf
-from devstack.emulator import start_emulator
 
 from tests.fixtures.postgres import AUDITOR, FUNCTION_ROLES, OPERATOR
 from tests.terraform.background import Deployments, Launch, deployment
@@ -139,7 +138,7 @@ def _apply_targets(environment: str, launch: Launch) -> Stack:
     own (in the background: tests/terraform/background.py); its state, read."""
     workdir = launch.workdir
     root = tf.working_copy(workdir, backend_path=workdir / "terraform.tfstate")
-    emulator = start_emulator(port=launch.port, log_path=workdir / "emulator.log")
+    emulator = launch.start_emulator()
     try:
         # The committed settings; only the SDK is pointed at the emulator.
         env = tf.terraform_env(

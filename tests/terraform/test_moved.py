@@ -29,7 +29,6 @@ from typing import Any
 
 import pytest
 from devstack import terraform as tf
-from devstack.emulator import start_emulator
 
 from tests.terraform.background import Deployments, Launch, deployment
 from tests.terraform.conftest import REPO_ROOT, require_tool
@@ -121,7 +120,7 @@ def deploy_old_and_plan_new(launch: Launch) -> dict[str, Any]:
     work = launch.workdir
     state = work / "terraform.tfstate"
     old_root = _pre_refactor_tree(work / "old", state)
-    emulator = launch.keep(start_emulator(port=launch.port, log_path=work / "emulator.log"))
+    emulator = launch.start_emulator()
     env = tf.terraform_env(work, local=True)
     variables = tf.local_vars(
         {"endpoint_url": emulator.endpoint_url, "database_url": DATABASE_URL}, launch.function_zip
