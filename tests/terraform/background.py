@@ -22,7 +22,6 @@ import os
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +113,6 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     value: Any = None
     error: BaseException | None = None
-    seconds: float = 0.0
 
 
 def _distinct_free_ports(count: int) -> list[int]:
@@ -175,10 +173,6 @@ class Deployments:
             raise RuntimeError(f"background deployment {name!r} failed") from job.error
         return job.value
 
-    def seconds(self) -> dict[str, float]:
-        """How long each finished deployment took (for the session's summary)."""
-        return {name: job.seconds for name, job in self._jobs.items() if job.done.is_set()}
-
     def close(self) -> None:
         """Stop everything the deployments kept (a deployment still running fails then)."""
         with self._lock:
@@ -199,11 +193,9 @@ class Deployments:
 
     @staticmethod
     def _run(deploy: Deploy, launch: Launch, job: _Job) -> None:
-        started = time.monotonic()
         try:
             job.value = deploy(launch)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting test
             job.error = exc
         finally:
-            job.seconds = time.monotonic() - started
             job.done.set()

@@ -119,7 +119,3 @@ def background_deployments(
         yield deployments
     finally:
         deployments.close()
-        took = ", ".join(f"{n} {s:.0f} s" for n, s in sorted(deployments.seconds().items()))
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if took and reporter is not None:
-            reporter.write_line(f"background deployments: {took}")
