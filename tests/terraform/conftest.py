@@ -1,6 +1,7 @@
 """Fixtures of the Terraform checks: a working copy of terraform/ initialised once per
-session (offline provider mirror when the machine has one), the function zip, and an
-emulator of its own per test module that deploys the stack."""
+session (offline provider mirror when the machine has one), the function zip, an emulator
+of its own per test module that deploys the stack, and the slow deployments of every
+selected module started together in the background (tests/terraform/background.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 from devstack import terraform as tf
 from devstack.emulator import Emulator, start_emulator
+
+from tests.terraform.background import Deployments
 
 REPO_ROOT = tf.REPO_ROOT
 
@@ -82,3 +85,37 @@ def own_emulator() -> Iterator[Emulator]:
         yield emulator
     finally:
         emulator.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Within tests/terraform/, the modules that wait for a background deployment run last,
+    so the others (builds, plans, static checks) run while the deployments go on."""
+    here = Path(__file__).resolve().parent
+    deploying = {Deployments.module_of(name) for name in Deployments.registered_for(None)}
+    positions = [i for i, item in enumerate(items) if here in item.path.resolve().parents]
+    block = [items[i] for i in positions]
+    waits = [getattr(getattr(item, "module", None), "__name__", "") in deploying for item in block]
+    ordered = [it for it, w in zip(block, waits, strict=True) if not w] + [
+        it for it, w in zip(block, waits, strict=True) if w
+    ]
+    for i, item in zip(positions, ordered, strict=True):
+        items[i] = item
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_deployments(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployments]:
+    """Every selected module's registered deployment, started at the first test here."""
+    deployments = Deployments()
+    modules = {getattr(item.module, "__name__", "") for item in request.session.items
+               if getattr(item, "module", None)}  # fmt: skip
+    names = Deployments.registered_for(modules)
+    if names:
+        require_tool("terraform")
+        zip_path: Path = request.getfixturevalue("function_zip")
+        deployments.start(names, lambda name: tmp_path_factory.mktemp(f"bg-{name}"), zip_path)
+    try:
+        yield deployments
+    finally:
+        deployments.close()

@@ -2,7 +2,8 @@
 `make deploy-local` runs) and the resulting stack is the one the pipeline expects.
 
 One apply from nothing (an emulator and a PostgreSQL server of this module's own, an empty
-database) serves every test here, including the hands-off first deploy of
+database; started in the background with the other modules' deployments) serves every
+test here, including the hands-off first deploy of
 terraform/invocations.tf: the apply alone migrates the database and fills the key pool.
 That check costs this module one more apply (the unchanged-migrations one) and a targeted
 failing one, about 40 s on top of the first apply's ~2 minutes.
@@ -11,19 +12,18 @@ failing one, about 40 s on top of the first apply's ~2 minutes.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from devstack import terraform as tf
 from devstack.emulator import Emulator
-from devstack.postgres import PostgresHandle, replace_url, start_postgres
+from devstack.postgres import replace_url
 
 from tests.fixtures.postgres import AUDIT_WRITER, FUNCTION_ROLES, OPERATOR
+from tests.terraform.background import Deployments, Launch, deployment
 from tests.terraform.conftest import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -31,44 +31,62 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 DATABASE_NAME = "pqfile"
 
 
-@pytest.fixture(scope="module")
-def fresh_postgres() -> Iterator[PostgresHandle]:
+@dataclass(frozen=True)
+class FirstDeploy:
+    emulator: Emulator
+    database_url: str
+    local_state: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+@deployment("deploy_local")
+def first_deploy(launch: Launch) -> FirstDeploy:
+    """The apply from nothing, in the background (tests/terraform/background.py)."""
     # A server of its own: "all roles exist" must not be satisfied by other tests' databases.
-    base = Path(tempfile.mkdtemp(prefix=f"pqfile-tfpg-{os.getpid()}-", dir="/tmp"))
-    handle = start_postgres(base)
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def database_url(fresh_postgres: PostgresHandle) -> str:
+    postgres = launch.start_postgres()
+    emulator = launch.start_emulator()
     from pqfile.adapters.postgres.connection import connect_url
 
-    conn = connect_url(fresh_postgres.url)
+    conn = connect_url(postgres.url)
     try:
         conn.run(f'CREATE DATABASE "{DATABASE_NAME}"')
     finally:
         conn.close()
-    return replace_url(fresh_postgres.url, database=DATABASE_NAME)
-
-
-@pytest.fixture(scope="module")
-def local_state(
-    own_emulator: Emulator, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
-    return {
-        "endpoint_url": own_emulator.endpoint_url,
+    database_url = replace_url(postgres.url, database=DATABASE_NAME)
+    local_state = {
+        "endpoint_url": emulator.endpoint_url,
         "database_url": database_url,
-        "devstack_dir": str(tmp_path_factory.mktemp("devstack")),
+        "devstack_dir": str(launch.workdir / "devstack"),
     }
+    return FirstDeploy(emulator, database_url, local_state, tf.deploy_local(local_state))
 
 
 @pytest.fixture(scope="module")
-def deployed(local_state: dict[str, Any]) -> dict[str, Any]:
+def first(background_deployments: Deployments) -> FirstDeploy:
     require_tool("terraform")
-    return tf.deploy_local(local_state)
+    result = background_deployments.result("deploy_local")
+    assert isinstance(result, FirstDeploy)
+    return result
+
+
+@pytest.fixture(scope="module")
+def own_emulator(first: FirstDeploy) -> Emulator:
+    return first.emulator
+
+
+@pytest.fixture(scope="module")
+def database_url(first: FirstDeploy) -> str:
+    return first.database_url
+
+
+@pytest.fixture(scope="module")
+def local_state(first: FirstDeploy) -> dict[str, Any]:
+    return first.local_state
+
+
+@pytest.fixture(scope="module")
+def deployed(first: FirstDeploy) -> dict[str, Any]:
+    return first.outputs
 
 
 def _query(url: str, sql: str) -> list[list[Any]]:

@@ -1,12 +1,12 @@
 """What Terraform enforces for issue 9, read from the rendered dev and prod stacks.
 
-Each configuration (envs/dev.tfvars, envs/prod.tfvars, as committed) is applied onto an
-emulator of its own (one each: the emulator's RDS loses an instance when a second stack
-creates its own), limited with -target to what is checked here (the functions and their
-role policies, the key policies, the bucket policies, the alarms, and what they depend on:
-the emulator lacks some AWS managed policies and S3 access logging), so every ARN in the
-policies and every environment variable is rendered. `terraform show -json` of that state
-is then read as AWS would get it:
+Each configuration (envs/dev.tfvars, envs/prod.tfvars, as committed) is applied, in the
+background with the other modules' deployments, onto an emulator of its own (one each: the
+emulator's RDS loses an instance when a second stack creates its own), limited with -target
+to what is checked here (the functions and their role policies, the key policies, the
+bucket policies, the alarms, and what they depend on: the emulator lacks some AWS managed
+policies and S3 access logging), so every ARN in the policies and every environment
+variable is rendered. `terraform show -json` of that state is then read as AWS would get it:
 
 - credentials: no function's environment or role policy names the RDS-managed master secret
   or carries a password, with one named exception, the migrate function; every other
@@ -35,15 +35,14 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from devstack import terraform as tf
-from devstack.emulator import start_emulator
 
 from tests.fixtures.postgres import AUDITOR, FUNCTION_ROLES, OPERATOR
+from tests.terraform.background import Deployments, Launch, deployment
 from tests.terraform.conftest import require_tool
 
 pytestmark = pytest.mark.integration
@@ -135,17 +134,12 @@ class Stack:
         return dict(json.loads(self.all("aws_s3_bucket_policy", "this")[bucket]["policy"]))
 
 
-@pytest.fixture(scope="module", params=ENVIRONMENTS)
-def stack(
-    request: pytest.FixtureRequest,
-    function_zip: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Stack:
-    require_tool("terraform")
-    environment = str(request.param)
-    workdir = tmp_path_factory.mktemp(f"terraform-{environment}")
+def _apply_targets(environment: str, launch: Launch) -> Stack:
+    """Apply the committed `environment` settings, limited to TARGETS, on an emulator of its
+    own (in the background: tests/terraform/background.py); its state, read."""
+    workdir = launch.workdir
     root = tf.working_copy(workdir, backend_path=workdir / "terraform.tfstate")
-    emulator = start_emulator(log_path=workdir / "emulator.log")
+    emulator = launch.start_emulator()
     try:
         # The committed settings; only the SDK is pointed at the emulator.
         env = tf.terraform_env(
@@ -160,9 +154,9 @@ def stack(
                 "-input=false",
                 "-no-color",
                 f"-var-file=envs/{environment}.tfvars",
-                f"-var=lambda_package_path={function_zip}",
+                f"-var=lambda_package_path={launch.function_zip}",
                 # Any zip stands in for the layer: the emulator does not run it.
-                f"-var=lambda_layer_path={function_zip}",
+                f"-var=lambda_layer_path={launch.function_zip}",
                 *(f"-target={t}" for t in TARGETS),
             ],
             env,
@@ -172,6 +166,24 @@ def stack(
     finally:
         emulator.stop()
     return Stack(environment, json.loads(shown.stdout))
+
+
+@deployment("least_privilege-dev")
+def dev_stack(launch: Launch) -> Stack:
+    return _apply_targets("dev", launch)
+
+
+@deployment("least_privilege-prod")
+def prod_stack(launch: Launch) -> Stack:
+    return _apply_targets("prod", launch)
+
+
+@pytest.fixture(scope="module", params=ENVIRONMENTS)
+def stack(request: pytest.FixtureRequest, background_deployments: Deployments) -> Stack:
+    require_tool("terraform")
+    result = background_deployments.result(f"least_privilege-{request.param}")
+    assert isinstance(result, Stack) and result.environment == request.param
+    return result
 
 
 # --- policy reading --------------------------------------------------------------------------

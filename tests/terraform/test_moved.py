@@ -4,7 +4,8 @@ destroys and recreates nothing.
 The tree as it was before (commit PRE_REFACTOR, read from git history) is deployed onto a
 fresh emulator, with envs/local.tfvars plus the alarms, and then, targeted, the VPC with its
 endpoints and security groups, the log bucket, and the database's security group and log
-groups (the parts of prod the emulator serves). Today's tree then plans from that state: no
+groups (the parts of prod the emulator serves), in the background with the other modules'
+deployments. Today's tree then plans from that state: no
 resource is deleted or replaced, and every `moved` block of terraform/moved.tf took effect
 (but the trail role's: the emulator serves no CloudTrail). About 3.5 minutes.
 
@@ -28,8 +29,8 @@ from typing import Any
 
 import pytest
 from devstack import terraform as tf
-from devstack.emulator import Emulator
 
+from tests.terraform.background import Deployments, Launch, deployment
 from tests.terraform.conftest import REPO_ROOT, require_tool
 
 pytestmark = pytest.mark.integration
@@ -77,9 +78,8 @@ def _git(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([git, "-C", str(REPO_ROOT), *args], capture_output=True, check=check)
 
 
-def _pre_refactor_tree(dest: Path, state: Path) -> Path:
-    """terraform/ and statemachines/ at PRE_REFACTOR under `dest`, with a local backend
-    at `state`; the root to run in. Skips (fails under CI) without the commit."""
+def _require_pre_refactor_commit() -> None:
+    """Skip (fail under CI) without the commit."""
     if _git(
         "rev-parse", "--verify", "--quiet", f"{PRE_REFACTOR}^{{commit}}", check=False
     ).returncode:
@@ -87,6 +87,12 @@ def _pre_refactor_tree(dest: Path, state: Path) -> Path:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+def _pre_refactor_tree(dest: Path, state: Path) -> Path:
+    """terraform/ and statemachines/ at PRE_REFACTOR under `dest`, with a local backend
+    at `state`; the root to run in. Skips (fails under CI) without the commit."""
+    _require_pre_refactor_commit()
     archive = _git("archive", "--format=tar", PRE_REFACTOR, "terraform", "statemachines")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(dest, filter="data")
@@ -107,18 +113,17 @@ def _is_or_within(address: str, source: str) -> bool:
     return address == source or (address.startswith(source + "[") and not source.endswith("]"))
 
 
-@pytest.fixture(scope="module")
-def plan_from_old_state(
-    own_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, function_zip: Path
-) -> dict[str, Any]:
-    """`terraform show -json` of today's plan against a deployment of the old tree."""
-    require_tool("terraform")
-    work = tmp_path_factory.mktemp("moved")
+@deployment("moved")
+def deploy_old_and_plan_new(launch: Launch) -> dict[str, Any]:
+    """`terraform show -json` of today's plan against a deployment of the old tree (in the
+    background: tests/terraform/background.py), on an emulator of its own."""
+    work = launch.workdir
     state = work / "terraform.tfstate"
     old_root = _pre_refactor_tree(work / "old", state)
+    emulator = launch.start_emulator()
     env = tf.terraform_env(work, local=True)
     variables = tf.local_vars(
-        {"endpoint_url": own_emulator.endpoint_url, "database_url": DATABASE_URL}, function_zip
+        {"endpoint_url": emulator.endpoint_url, "database_url": DATABASE_URL}, launch.function_zip
     )
     apply = ["apply", "-input=false", "-no-color", "-auto-approve", *variables]
     tf.init(old_root, env)
@@ -136,6 +141,13 @@ def plan_from_old_state(
     )
     shown = tf.run(new_root, ["show", "-json", "moved.tfplan"], env)
     return dict(json.loads(shown.stdout))
+
+
+@pytest.fixture(scope="module")
+def plan_from_old_state(background_deployments: Deployments) -> dict[str, Any]:
+    require_tool("terraform")
+    _require_pre_refactor_commit()
+    return dict(background_deployments.result("moved"))
 
 
 def test_nothing_is_destroyed_or_replaced(plan_from_old_state: dict[str, Any]) -> None:
