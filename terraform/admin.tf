@@ -3,9 +3,11 @@
 # on AWS"). It verifies the caller's identity proof exactly as retrieve does (the caller's
 # own signed sts:GetCallerIdentity, sent to the one configured STS endpoint: no IAM
 # permission of its own), requires an `operate` access rule for the verified principal and
-# audits every request. Its role holds no S3, no KMS key use beyond the data key through
-# services (shared statement), no invoke, no events: only its two database logins,
-# pqfile_operator for changes and pqfile_auditor for reads (docs/KEYS.md, "Roles and grants").
+# audits every request under that principal. Its role holds no S3, no KMS key use beyond the
+# data key through services (shared statement), no invoke: its two database logins,
+# pqfile_admin_function (its own role, sql/migrations/0018: changes and its audit rows, the
+# verified principal as actor) and pqfile_auditor for reads (docs/KEYS.md, "Roles and
+# grants", "The admin function's actor").
 
 locals {
   admin_function = "admin"
@@ -30,7 +32,7 @@ locals {
 }
 
 variable "admin_auditor_database_user" {
-  description = "Database role the admin function's read-only commands (keys status, access list, audit verify/tail, keys rotate --dry-run) connect as; changes use database_users.admin (pqfile_operator)."
+  description = "Database role the admin function's read-only commands (keys status, access list, audit verify/tail, keys rotate --dry-run) connect as; changes use database_users.admin (pqfile_admin_function)."
   type        = string
   default     = "pqfile_auditor"
 

@@ -602,7 +602,7 @@ variable "database_users" {
     shred           = "pqfile_shred"     # key_shred only (sql/migrations/0013)
     audit_verify    = "pqfile_auditor"   # read-only
     documents       = "pqfile_documents" # status and list through 0017's functions only
-    admin           = "pqfile_operator"  # changes; its reads connect as admin_auditor_database_user
+    admin           = "pqfile_admin_function" # changes and its audit rows (0018); reads as admin_auditor_database_user
   }
 
   validation {

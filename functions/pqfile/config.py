@@ -191,7 +191,7 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "retrieve: connect and read timeout of the one STS request per proof (1-30)"),
     Variable("PQFILE_AUDITOR_DATABASE_URL", "admin.auditor_database_url", "(none)",
              "admin: the URL of the `pqfile_auditor` role its read-only commands run as "
-             "(`PQFILE_DATABASE_URL` is `pqfile_operator`'s); with IAM authentication its "
+             "(`PQFILE_DATABASE_URL` is `pqfile_admin_function`'s); with IAM authentication its "
              "user is the role and there is no password"),
     Variable("PQFILE_ADMIN_FUNCTION", "cli.admin_function", "(none)",
              "CLI: the admin function operator commands invoke with `--stack` (name or ARN; "

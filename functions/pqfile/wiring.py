@@ -222,8 +222,9 @@ def _build_audit_reader() -> PostgresAuditLog:
 
 
 def _build_admin() -> Admin:
-    """The admin function: the identity verifier, and the operator's and the auditor's
-    connections (PQFILE_DATABASE_URL, PQFILE_AUDITOR_DATABASE_URL), opened on first use."""
+    """The admin function: the identity verifier, and the connections of its own role
+    (``pqfile_admin_function``, PQFILE_DATABASE_URL) and of the auditor
+    (PQFILE_AUDITOR_DATABASE_URL), opened on first use."""
     import dataclasses
 
     from pqfile.adapters.postgres.connection import Database

@@ -37,6 +37,8 @@ class FakeBackend:
         self.audits: list[dict[str, Any]] = []
         self.ran: list[tuple[str, dict[str, object], str]] = []
         self.fail: PQFileError | None = None
+        self.bound: str | None = None
+        self.bindings: list[str] = []
 
     def allow(self, principal: str, operation: str = "operate") -> None:
         self.rules.append(AccessRule(len(self.rules) + 1, principal, "ops", None, operation,
@@ -45,7 +47,15 @@ class FakeBackend:
     def operate_rules(self) -> list[AccessRule]:
         return [r for r in self.rules if r.operation == "operate"]
 
+    def begin(self, principal: str, request_id: str | None) -> None:
+        self.bound = principal
+        self.bindings.append(principal)
+
+    def end(self) -> None:
+        self.bound = None
+
     def run(self, request: AdminRequest, *, actor: str, request_id: str | None) -> dict[str, Any]:
+        assert self.bound == actor  # the database acts only for the bound principal
         if self.fail is not None:
             raise self.fail
         self.ran.append((request.command, dict(request.args), actor))
@@ -55,6 +65,8 @@ class FakeBackend:
         self, outcome: str, *, actor: str | None, request_id: str | None,
         details: Mapping[str, Any],
     ) -> None:  # fmt: skip
+        if outcome != "refused":
+            assert self.bound == actor  # admin_audit: success/failure name the bound principal
         self.audits.append({"outcome": outcome, "actor": actor, "request_id": request_id,
                             "details": dict(details)})  # fmt: skip
 
@@ -196,13 +208,14 @@ def test_a_failing_command_is_audited_as_failure(setup: Any) -> None:
         admin(a, _payload(ALICE, "keys.revoke", {"key_id": KEY, "reason": "r", "mode": "now"}))
     [row] = backend.audits
     assert row["outcome"] == "failure" and row["details"]["reason"] == "PQFileError"
-    assert row["details"]["db_role"] == "operator"
+    assert row["details"]["db_role"] == "admin"
+    assert backend.bindings == [ALICE] and backend.bound is None  # bound, then released
 
 
 def test_each_command_maps_to_the_least_role() -> None:
     reads = {n for n, c in COMMANDS.items() if c.role == "auditor"}
     assert reads == {"keys.status", "keys.rotate", "access.list", "audit.verify", "audit.tail"}
-    assert {n for n, c in COMMANDS.items() if c.role == "operator"} == {
+    assert {n for n, c in COMMANDS.items() if c.role == "admin"} == {
         "keys.revoke", "keys.request", "access.grant", "access.revoke"}  # fmt: skip
 
 

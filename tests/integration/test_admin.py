@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pqfile.cli import main
-from tests.fixtures.postgres import AUDITOR, OPERATOR, role_url
+from tests.fixtures.postgres import ADMIN_FUNCTION, AUDITOR, OPERATOR, role_url
 from tests.integration.pipeline_stack import AUDIENCE, deploy_admin
 
 pytestmark = pytest.mark.integration
@@ -110,12 +110,13 @@ def test_without_an_operate_rule_alice_is_refused_and_audited(stack: Admin) -> N
     other, _ = stack.invoke(stack.payload("bob", "access.list"))
     assert (other["errorType"], other["errorMessage"]) == (body["errorType"], body["errorMessage"])
     alice_row, bob_row = stack.admin_rows()[-2:]
-    assert alice_row["outcome"] == "refused" and alice_row["actor"] == OPERATOR
+    # The verified principal is the actor (0018), not the role and not a claim.
+    assert alice_row["outcome"] == "refused" and alice_row["actor"] == stack.arn("alice")
     assert alice_row["details"]["principal"] == stack.arn("alice")
-    assert alice_row["details"]["claimed_by"] == stack.arn("alice")
+    assert "claimed_by" not in alice_row["details"]
     assert (alice_row["details"]["reason"], alice_row["details"]["command"]) == (
         "not_allowed", "keys.status")  # fmt: skip
-    assert bob_row["details"]["principal"] == stack.arn("bob")
+    assert bob_row["details"]["principal"] == stack.arn("bob") == bob_row["actor"]
 
 
 def test_a_retrieve_rule_is_not_an_operator_rule(stack: Admin) -> None:
@@ -159,10 +160,13 @@ def test_with_the_rule_keys_status_and_access_list_match_the_direct_path(
     assert [r["details"]["command"] for r in rows[-3:-1]] == ["keys.status", "keys.status"]
     # six commands through the function above, then audit verify: all read as the auditor
     assert {(r["outcome"], r["details"]["db_role"]) for r in rows[-7:]} == {("success", "auditor")}
-    assert rows[-1]["details"]["principal"] == stack.arn("alice")
+    assert rows[-1]["details"]["principal"] == stack.arn("alice") == rows[-1]["actor"]
+    [[db_role]] = stack.sql("SELECT db_role FROM access_logs WHERE operation = 'admin.command' "
+                            "ORDER BY seq DESC LIMIT 1")  # fmt: skip
+    assert db_role == ADMIN_FUNCTION
 
 
-def test_access_grant_through_the_function_runs_as_the_operator(
+def test_access_grant_through_the_function_is_audited_under_the_verified_principal(
     stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
@@ -175,12 +179,16 @@ def test_access_grant_through_the_function_runs_as_the_operator(
     assert answer["result"] == "granted" and answer["tenant"] == "acme"
     [[principal, created_by]] = stack.sql(
         "SELECT principal, created_by FROM access_rules WHERE rule_id = :r", r=answer["rule_id"])
-    assert (principal, created_by) == (stack.arn("bob"), OPERATOR)
-    [[actor, details]] = stack.sql(
-        "SELECT actor, details FROM access_logs "
+    assert (principal, created_by) == (stack.arn("bob"), stack.arn("alice"))
+    [[actor, details, db_role]] = stack.sql(
+        "SELECT actor, details, db_role FROM access_logs "
         "WHERE operation = 'access.grant' ORDER BY seq DESC LIMIT 1")  # fmt: skip
-    assert actor == OPERATOR and json.loads(details)["claimed_by"] == stack.arn("alice")
-    assert stack.admin_rows()[-1]["details"]["db_role"] == "operator"
+    assert (actor, db_role) == (stack.arn("alice"), ADMIN_FUNCTION)
+    assert "claimed_by" not in json.loads(details)
+    last = stack.admin_rows()[-1]
+    assert (last["actor"], last["details"]["db_role"]) == (stack.arn("alice"), "admin")
+    # The binding ends with the request: the role alone acts for nobody.
+    assert stack.sql("SELECT count(*) FROM admin_bindings") == [[0]]
 
 
 def test_a_forged_or_replayed_proof_is_refused(stack: Admin) -> None:
@@ -233,5 +241,6 @@ def test_a_failing_operator_command_is_one_line_and_audited_as_failure(
     assert err.startswith("pqfile: error: KeyNotFoundError: ") and err.count("\n") == 1
     row = stack.admin_rows()[-1]
     assert (row["outcome"], row["details"]["command"], row["details"]["db_role"]) == (
-        "failure", "keys.revoke", "operator")  # fmt: skip
+        "failure", "keys.revoke", "admin")  # fmt: skip
+    assert row["actor"] == stack.arn("alice")
     assert row["details"]["reason"] == "KeyNotFoundError"

@@ -23,7 +23,7 @@ from devstack import terraform as tf
 from devstack.emulator import Emulator
 from devstack.postgres import PostgresHandle, replace_url, start_postgres
 
-from tests.fixtures.postgres import FUNCTION_ROLES, OPERATOR
+from tests.fixtures.postgres import ADMIN_FUNCTION, FUNCTION_ROLES, OPERATOR
 from tests.terraform.conftest import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -115,8 +115,8 @@ def test_functions_point_at_the_emulator_and_the_database(
 ) -> None:
     lam = own_emulator.client("lambda")
     # Each function connects as its own database role (database_url_per_role locally).
-    # One role per function (sql/migrations/0010); admin's changes run as the operator.
-    roles = {**FUNCTION_ROLES, "admin": OPERATOR}
+    # One role per function (sql/migrations/0010); admin's changes run as its own (0018).
+    roles = {**FUNCTION_ROLES, "admin": ADMIN_FUNCTION}
     # The migrate function connects as the URL's own user (the database owner locally).
     assert set(deployed["function_names"]) == set(roles) | {"migrate"}
     for key, name in deployed["function_names"].items():
@@ -182,7 +182,7 @@ def test_the_first_apply_migrates_the_database_to_the_latest_version(
 def test_the_first_apply_creates_every_database_role(
     deployed: dict[str, Any], database_url: str
 ) -> None:
-    expected = set(FUNCTION_ROLES.values()) | {OPERATOR}
+    expected = set(FUNCTION_ROLES.values()) | {OPERATOR, ADMIN_FUNCTION}
     rows = _query(database_url, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'pqfile_%'")
     assert expected <= {name for (name,) in rows}
     # The grants came with them (sql/migrations/0010; docs/KEYS.md, "Roles and grants").

@@ -43,7 +43,7 @@ import pytest
 from devstack import terraform as tf
 from devstack.emulator import start_emulator
 
-from tests.fixtures.postgres import AUDITOR, FUNCTION_ROLES, OPERATOR
+from tests.fixtures.postgres import ADMIN_FUNCTION, AUDITOR, FUNCTION_ROLES
 from tests.terraform.conftest import require_tool
 
 pytestmark = pytest.mark.integration
@@ -59,9 +59,9 @@ TARGETS = (
     "module.metric_alarms",
 )
 MIGRATE = "migrate"
-#: The admin function (terraform/admin.tf): pqfile_operator, and pqfile_auditor for reads.
+#: The admin function (terraform/admin.tf): its own role (0018), and pqfile_auditor for reads.
 ADMIN = "admin"
-ROLES = {**FUNCTION_ROLES, ADMIN: OPERATOR}
+ROLES = {**FUNCTION_ROLES, ADMIN: ADMIN_FUNCTION}
 CA_BUNDLE = "/var/task/certs/rds-global-bundle.pem"
 
 SEED_ENCRYPTERS = {"rotate_maintain"}

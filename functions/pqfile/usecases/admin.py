@@ -20,8 +20,12 @@ rule too: 0011 knows no auditor operation, and an audit reader sees every actor 
 document id, which is an operator's view (docs/KEYS.md, "Roles and grants").
 
 Which database role runs a command: read-only commands (``keys.status``, ``access.list``,
-``audit.verify``, ``audit.tail``) as ``pqfile_auditor``; changes as ``pqfile_operator``
-(:data:`COMMANDS`).
+``audit.verify``, ``audit.tail``, ``keys.rotate`` with ``dry_run``) as ``pqfile_auditor``;
+changes as the function's own ``pqfile_admin_function`` (:data:`COMMANDS`). Once the
+caller is authorized, the backend binds the verified principal to its admin session
+(:meth:`OperatorBackend.begin`): from then on the database names that principal as the
+actor of every audit row the request writes, the command's own rows included
+(sql/migrations/0018; docs/KEYS.md, "The admin function's actor").
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ MAX_PRINCIPAL = 1000
 MAX_ANCHORS = 16
 MAX_TAIL = 1000
 
-DbRole = Literal["operator", "auditor"]
+DbRole = Literal["admin", "auditor"]
 _KEY_ID = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -142,12 +146,12 @@ _POLICY: dict[str, Callable[[str, object], object]] = {
 COMMANDS: Mapping[str, Command] = {
     "keys.status": Command("auditor", {}, _POLICY),
     "keys.revoke": Command(
-        "operator",
+        "admin",
         {"key_id": _key_id, "reason": _text()},
         {"mode": _choice("pending", "now", "compromised", "shred"), "yes_destroy_documents": _flag},
     ),
     "keys.request": Command(
-        "operator",
+        "admin",
         {"key_id": _key_id, "reason": _text()},
         {"kind": _choice("revoke", "compromise", "shred")},
     ),
@@ -163,8 +167,8 @@ COMMANDS: Mapping[str, Command] = {
             **_POLICY,
         },
     ),
-    "access.grant": Command("operator", _RULE_ARGS, _RULE_OPTIONAL),
-    "access.revoke": Command("operator", _RULE_ARGS, _RULE_OPTIONAL),
+    "access.grant": Command("admin", _RULE_ARGS, _RULE_OPTIONAL),
+    "access.revoke": Command("admin", _RULE_ARGS, _RULE_OPTIONAL),
     "access.list": Command("auditor", {}, {}),
     "audit.verify": Command("auditor", {}, {"anchors": _anchors}),
     "audit.tail": Command("auditor", {}, {"limit": _int(0, MAX_TAIL)}),
@@ -245,6 +249,14 @@ class OperatorBackend(Protocol):
         """Every ``operate`` rule (read as pqfile_auditor)."""
         ...
 
+    def begin(self, principal: str, request_id: str | None) -> None:
+        """Bind the verified, authorized principal: the actor of every row from now on."""
+        ...
+
+    def end(self) -> None:
+        """Drop the binding (the request is done)."""
+        ...
+
     def run(self, request: AdminRequest, *, actor: str, request_id: str | None) -> dict[str, Any]:
         """Run one validated command as its role; the answer is JSON-ready."""
         ...
@@ -306,13 +318,17 @@ def admin(a: Admin, payload: Any, *, request_id: str | None = None) -> dict[str,
         a.backend.audit("refused", actor=principal, request_id=request_id,
                         details={**details, "reason": "not_allowed"})  # fmt: skip
         raise AdminRefusedError(NOT_ALLOWED_MESSAGE)
+    a.backend.begin(principal, request_id)
     try:
-        result = a.backend.run(request, actor=principal, request_id=request_id)
-    except PQFileError as exc:
-        a.backend.audit("failure", actor=principal, request_id=request_id,
-                        details={**details, "reason": type(exc).__name__,
-                                 "db_role": request.role})  # fmt: skip
-        raise
-    a.backend.audit("success", actor=principal, request_id=request_id,
-                    details={**details, "db_role": request.role})  # fmt: skip
+        try:
+            result = a.backend.run(request, actor=principal, request_id=request_id)
+        except PQFileError as exc:
+            a.backend.audit("failure", actor=principal, request_id=request_id,
+                            details={**details, "reason": type(exc).__name__,
+                                     "db_role": request.role})  # fmt: skip
+            raise
+        a.backend.audit("success", actor=principal, request_id=request_id,
+                        details={**details, "db_role": request.role})  # fmt: skip
+    finally:
+        a.backend.end()
     return {"command": request.command, "principal": principal, "result": result}

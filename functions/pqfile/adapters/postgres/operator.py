@@ -1,7 +1,10 @@
 """The admin function's database side (pqfile.usecases.admin.OperatorBackend): each
-command on the connection of the role it needs, ``pqfile_operator`` for changes and
-``pqfile_auditor`` for reads (docs/KEYS.md, "Roles and grants"). The answers are the JSON
-the direct CLI path prints with ``--json`` (pqfile.cli.keys, access, audit).
+command on the connection of the role it needs, ``pqfile_admin_function`` for changes and
+the function's own audit rows, ``pqfile_auditor`` for reads (docs/KEYS.md, "Roles and
+grants", "The admin function's actor"). Before acting for a verified principal the admin
+session binds it (``admin_begin``, migration 0018): the database then names it as the
+actor of every audit row the session writes. The answers are the JSON the direct CLI path
+prints with ``--json`` (pqfile.cli.keys, access, audit).
 """
 
 from __future__ import annotations
@@ -13,11 +16,17 @@ from typing import Any
 
 from pqfile.adapters.kms import UnconfiguredSeedProtector
 from pqfile.adapters.postgres.access import PostgresAccessRules
-from pqfile.adapters.postgres.audit import PostgresAuditLog, append_audit
+from pqfile.adapters.postgres.audit import PostgresAuditLog
 from pqfile.adapters.postgres.connection import Database
 from pqfile.adapters.postgres.keystore import PostgresKeyStore
 from pqfile.config import ShredSettings
 from pqfile.errors import PQFileError
+from pqfile.keys.audit_chain import (
+    MAX_REQUEST_ID_CHARS,
+    bounded_details,
+    bounded_text,
+    canonical_details,
+)
 from pqfile.keys.model import KeyStatus, RequestKind
 from pqfile.keys.policy import PoolPolicy
 from pqfile.keys.rotation_runs import check_suite_move
@@ -55,11 +64,16 @@ def policy_from(args: Mapping[str, Any]) -> PoolPolicy:
     )  # fmt: skip
 
 
-class PostgresOperatorBackend:
-    """Two connection handles, opened on first use: the operator's and the auditor's."""
+_AUDIT_SQL = (
+    "SELECT admin_audit(:operation, :outcome, :principal, :key_id, :request_id, :details)"
+)
 
-    def __init__(self, operator: Callable[[], Database], auditor: Callable[[], Database]) -> None:
-        self._open = {"operator": operator, "auditor": auditor}
+
+class PostgresOperatorBackend:
+    """Two connection handles, opened on first use: the admin role's and the auditor's."""
+
+    def __init__(self, admin: Callable[[], Database], auditor: Callable[[], Database]) -> None:
+        self._open = {"admin": admin, "auditor": auditor}
         self._dbs: dict[str, Database] = {}
 
     def _db(self, role: str) -> Database:
@@ -71,14 +85,25 @@ class PostgresOperatorBackend:
         rules = PostgresAccessRules(self._db("auditor")).list()
         return [r for r in rules if r.operation == AccessOperation.OPERATE.value]
 
+    def begin(self, principal: str, request_id: str | None) -> None:
+        self._db("admin").run("SELECT admin_begin(:p, :r)", p=principal,
+                              r=bounded_text(request_id, MAX_REQUEST_ID_CHARS))  # fmt: skip
+
+    def end(self) -> None:
+        self._db("admin").run("SELECT admin_end()")
+
     def audit(
         self, outcome: str, *, actor: str | None, request_id: str | None,
-        details: Mapping[str, Any],
+        details: Mapping[str, Any], operation: str = OP_ADMIN, key_id: str | None = None,
     ) -> None:  # fmt: skip
-        # As pqfile_operator, a person's role: the database records it as the actor and
-        # keeps the verified principal as claimed_by (and in details.principal).
-        append_audit(self._db("operator"), operation=OP_ADMIN, outcome=outcome, actor=actor,
-                     request_id=request_id, details=dict(details))  # fmt: skip
+        # Refused: the principal (or None before a proof was verified); otherwise the
+        # principal bound by begin(), which the database checks.
+        self._db("admin").run(
+            _AUDIT_SQL, operation=operation, outcome=outcome,
+            principal=None if actor is None else actor[:1000], key_id=key_id,
+            request_id=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+            details=canonical_details(bounded_details(dict(details))),
+        )  # fmt: skip
 
     def run(self, request: AdminRequest, *, actor: str, request_id: str | None) -> dict[str, Any]:
         db = self._db(request.role)
