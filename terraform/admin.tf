@@ -4,7 +4,9 @@
 # own signed sts:GetCallerIdentity, sent to the one configured STS endpoint: no IAM
 # permission of its own), requires an `operate` access rule for the verified principal and
 # audits every request under that principal. Its role holds no S3, no KMS key use beyond the
-# data key through services (shared statement), no invoke: its two database logins,
+# data key through services (shared statement), no invoke; it may start and describe
+# rotate-keys (`keys rotate`) and put `PQFile Key Revoked` (`keys revoke --now`;
+# eventbridge.tf); its two database logins,
 # pqfile_admin_function (its own role, sql/migrations/0018: changes and its audit rows, the
 # verified principal as actor) and pqfile_auditor for reads (docs/KEYS.md, "Roles and
 # grants", "The admin function's actor").
@@ -20,6 +22,10 @@ locals {
       attestation = "none"
     }
   }
+
+  # rotate-keys, named rather than referenced: the workflow invokes functions of the same
+  # for_each resource, so a reference from the functions' environment would be a cycle.
+  admin_rotation_arn = "arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${local.rotate_keys_name}"
 
   # The admin function's second database login (its read-only commands).
   admin_auditor_url = local.database_iam ? {
@@ -56,6 +62,29 @@ resource "aws_iam_role_policy" "admin_auditor_login" {
       Action   = ["rds-db:connect"]
       Resource = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${aws_db_instance.this[0].resource_id}/${var.admin_auditor_database_user}"]
     }]
+  })
+}
+
+# `pqfile keys rotate --stack`: start rotate-keys and follow that execution, nothing else.
+resource "aws_iam_role_policy" "admin_rotation" {
+  name = "pqfile-admin-rotation"
+  role = aws_iam_role.function[local.admin_function].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "StartRotation"
+        Effect   = "Allow"
+        Action   = ["states:StartExecution"]
+        Resource = [aws_sfn_state_machine.workflow["rotate-keys"].arn]
+      },
+      {
+        Sid      = "FollowRotation"
+        Effect   = "Allow"
+        Action   = ["states:DescribeExecution"]
+        Resource = ["arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.rotate_keys_name}:*"]
+      },
+    ]
   })
 }
 

@@ -205,9 +205,11 @@ resource "aws_lambda_function" "this" {
         PQFILE_PROOF_MAX_AGE_SECONDS = "300"
         PQFILE_STS_TIMEOUT_SECONDS   = "5"
       } : {},
-      # The admin function's read-only commands run as the auditor (admin.tf).
+      # The admin function's read-only commands run as the auditor; `keys rotate` starts
+      # rotate-keys (admin.tf).
       each.key == local.admin_function ? {
-        PQFILE_AUDITOR_DATABASE_URL = lookup(local.admin_auditor_url, "PQFILE_AUDITOR_DATABASE_URL", "")
+        PQFILE_AUDITOR_DATABASE_URL   = lookup(local.admin_auditor_url, "PQFILE_AUDITOR_DATABASE_URL", "")
+        PQFILE_ROTATION_STATE_MACHINE = local.admin_rotation_arn
       } : {},
     )
   }

@@ -171,8 +171,8 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "CLI: the tenant `pqfile upload` writes under (`uploads/<tenant>/`) without "
              "`--tenant`"),
     Variable("PQFILE_ROTATION_STATE_MACHINE", "cli.rotation_state_machine", "(none)",
-             "CLI: the rotate-keys state machine `pqfile keys rotate` starts (ARN; Terraform "
-             "output `rotation_state_machine_arn`)"),
+             "CLI and admin: the rotate-keys state machine `pqfile keys rotate` starts (ARN; "
+             "Terraform output `rotation_state_machine_arn`; set on the admin function)"),
     Variable("PQFILE_BACKUP_RETENTION_DAYS", "shred.backup_retention_days", "14",
              "shred, `pqfile keys revoke --shred`: days database backups keep a shredded "
              "key's wrapped seed (Terraform `db_backup_retention_days`): shredding is "

@@ -278,9 +278,11 @@ def test_the_admin_function_logs_in_as_operator_and_auditor_and_touches_nothing_
     assert urlsplit(variables["PQFILE_AUDITOR_DATABASE_URL"]).password is None
     assert variables["PQFILE_AUDIENCE"] and "PQFILE_ATTESTATION_KEY_ID" not in variables
     actions = {a for st in stack.role_policy(ADMIN)["Statement"] for a in _list(st["Action"])}
-    # Logs, its failure queue, the data key through services, its own login: nothing else
-    # (no S3, no seed or attestation key, no invoke, no events, no states).
-    assert not {a for a in actions if a.split(":")[0] in {"s3", "lambda", "events", "states"}}
+    # Logs, its failure queue, the data key through services, its own login, Key Revoked
+    # events: nothing else (no S3, no seed or attestation key, no invoke; rotate-keys only
+    # through aws_iam_role_policy.admin_rotation).
+    assert {a for a in actions if a.split(":")[0] in {"s3", "lambda", "events", "states"}} == {
+        "events:PutEvents"}  # fmt: skip
     assert not {a for a in actions if a.startswith("kms:") and a not in {
         "kms:Decrypt", "kms:GenerateDataKey"}}  # fmt: skip
 
