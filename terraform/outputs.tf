@@ -77,3 +77,12 @@ output "operator_policy_arn" {
   description = "The IAM policy that lets a principal invoke the admin function (it also needs an operate access rule)."
   value       = aws_iam_policy.operator.arn
 }
+
+output "key_pool_policy" {
+  description = "The key pool policy the functions run with (PQFILE_POOL_TARGET, PQFILE_POOL_FLOOR, PQFILE_KEY_MAX_AGE_DAYS): `pqfile keys status` judges \"below floor\" by it."
+  value = {
+    target       = var.key_pool_target
+    floor        = var.key_pool_floor
+    max_age_days = var.key_max_age_days
+  }
+}
