@@ -409,7 +409,10 @@ def deploy_pipeline(
     return stack
 
 
-def deploy_admin(emulator: Any, role_arn: str, db_url: str, sts: LocalSts) -> str:
+def deploy_admin(
+    emulator: Any, role_arn: str, db_url: str, sts: LocalSts,
+    extra_env: dict[str, str] | None = None,
+) -> str:  # fmt: skip
     """The admin function alone (what Terraform's ``admin`` function is), created the way
     deploy_pipeline creates retrieve: it verifies proofs against the local STS and connects
     as pqfile_admin_function (PQFILE_DATABASE_URL) and pqfile_auditor
@@ -432,6 +435,7 @@ def deploy_admin(emulator: Any, role_arn: str, db_url: str, sts: LocalSts) -> st
                 "PQFILE_AUDIENCE": AUDIENCE,
                 "PQFILE_DATABASE_URL": role_url(db_url, ADMIN_FUNCTION),
                 "PQFILE_AUDITOR_DATABASE_URL": role_url(db_url, AUDITOR),
+                **(extra_env or {}),
             }
         },
     )
