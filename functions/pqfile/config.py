@@ -121,7 +121,8 @@ ENVIRONMENT: tuple[Variable, ...] = (
              str(DEFAULT_REWRAP_CONCURRENCY),
              f"rotate: rewrap child executions at once (1-{MAX_REWRAP_CONCURRENCY})"),
     Variable("PQFILE_EVENT_BUS", "events.bus", "default",
-             "store, record_failure, rotate_finish, shred, `pqfile keys revoke --now`: where "
+             "store, record_failure, rotate_finish, shred, admin, `pqfile keys revoke --now`: "
+             "where "
              "completion events go (docs/CONTRACTS.md, \"Completion events\"): `default` (the "
              "account's default EventBridge bus) or `off` (no events)"),
     Variable("AWS_ENDPOINT_URL", "aws.endpoint_url", "(AWS)",
