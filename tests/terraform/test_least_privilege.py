@@ -22,7 +22,7 @@ is then read as AWS would get it:
   to all but retrieve, deletions under encrypted/ to all but the shred role; store may delete
   only under uploads/;
 - alarms: the audit verification alarm treats missing data as breaching;
-- completion events (issue 13): only store, record_failure, rotate_finish and shred may
+- completion events (issue 13): only store, record_failure, rotate_finish, shred and admin may
   PutEvents, on the default bus only, as source `pqfile` with the service's detail types;
   the other functions have events switched off;
 - rotate-keys (issue 12): its distributed Map may start executions of its own state machine
@@ -70,7 +70,7 @@ MAC_GENERATORS = {"rotate_maintain"}
 MAC_VERIFIERS = {"select_key", "encrypt", "rotate_plan", "rotate_rewrap", "rotate_finish"}
 UPLOAD_READERS = {"fetch", "encrypt", "store"}
 RETRIEVAL_READERS = {"retrieve"}
-EVENT_PUBLISHERS = {"store", "record_failure", "rotate_finish", "shred"}
+EVENT_PUBLISHERS = {"store", "record_failure", "rotate_finish", "shred", "admin"}
 EVENT_TYPES = ("PQFile Document Encrypted", "PQFile Document Failed", "PQFile Key Revoked")
 
 
