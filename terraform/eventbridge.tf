@@ -5,8 +5,9 @@
 
 locals {
   # Who announces what: store (Document Encrypted), record_failure (Document Failed),
-  # rotate_finish and shred (Key Revoked: a pending revocation or shred completed).
-  event_functions = toset(["store", "record_failure", "rotate_finish", "shred"])
+  # rotate_finish and shred (Key Revoked: a pending revocation or shred completed), admin
+  # (Key Revoked: `pqfile keys revoke --now --stack`).
+  event_functions = toset(["store", "record_failure", "rotate_finish", "shred", "admin"])
   event_bus_arn   = "arn:${local.partition}:events:${local.region}:${local.account_id}:event-bus/default"
   event_types     = ["PQFile Document Encrypted", "PQFile Document Failed", "PQFile Key Revoked"]
 }

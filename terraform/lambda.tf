@@ -223,9 +223,11 @@ resource "aws_lambda_function" "this" {
         PQFILE_DIGEST_KEY_ARN           = aws_kms_key.audit_digests.arn
         PQFILE_DIGEST_SIGNING_ALGORITHM = local.digest_signing_algorithm
       } : {},
-      # The admin function's read-only commands run as the auditor (admin.tf).
+      # The admin function's read-only commands run as the auditor; `keys rotate` starts
+      # rotate-keys (admin.tf).
       each.key == local.admin_function ? {
-        PQFILE_AUDITOR_DATABASE_URL = lookup(local.admin_auditor_url, "PQFILE_AUDITOR_DATABASE_URL", "")
+        PQFILE_AUDITOR_DATABASE_URL   = lookup(local.admin_auditor_url, "PQFILE_AUDITOR_DATABASE_URL", "")
+        PQFILE_ROTATION_STATE_MACHINE = local.admin_rotation_arn
       } : {},
     )
   }

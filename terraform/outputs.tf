@@ -92,3 +92,12 @@ output "audit_digest_function_name" {
   description = "The scheduled digest-signing function."
   value       = aws_lambda_function.this["audit_digest"].function_name
 }
+
+output "key_pool_policy" {
+  description = "The key pool policy the functions run with (PQFILE_POOL_TARGET, PQFILE_POOL_FLOOR, PQFILE_KEY_MAX_AGE_DAYS): `pqfile keys status` judges \"below floor\" by it."
+  value = {
+    target       = var.key_pool_target
+    floor        = var.key_pool_floor
+    max_age_days = var.key_max_age_days
+  }
+}

@@ -599,11 +599,11 @@ variable "database_users" {
     rotate_rewrap   = "pqfile_rewrap"
     rotate_finish   = "pqfile_rewrap"
     rotate_failure  = "pqfile_rewrap"
-    shred           = "pqfile_shred"     # key_shred only (sql/migrations/0013)
-    audit_verify    = "pqfile_auditor"   # read-only
-    audit_digest    = "pqfile_auditor"   # read-only (signs with KMS, writes the digest bucket)
-    documents       = "pqfile_documents" # status and list through 0017's functions only
-    admin           = "pqfile_operator"  # changes; its reads connect as admin_auditor_database_user
+    shred           = "pqfile_shred"          # key_shred only (sql/migrations/0013)
+    audit_verify    = "pqfile_auditor"        # read-only
+    audit_digest    = "pqfile_auditor"        # read-only (signs with KMS, writes the digest bucket)
+    documents       = "pqfile_documents"      # status and list through 0017's functions only
+    admin           = "pqfile_admin_function" # changes and its audit rows (0018); reads as admin_auditor_database_user
   }
 
   validation {

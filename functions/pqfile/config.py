@@ -126,7 +126,8 @@ ENVIRONMENT: tuple[Variable, ...] = (
              str(DEFAULT_REWRAP_CONCURRENCY),
              f"rotate: rewrap child executions at once (1-{MAX_REWRAP_CONCURRENCY})"),
     Variable("PQFILE_EVENT_BUS", "events.bus", "default",
-             "store, record_failure, rotate_finish, shred, `pqfile keys revoke --now`: where "
+             "store, record_failure, rotate_finish, shred, admin, `pqfile keys revoke --now`: "
+             "where "
              "completion events go (docs/CONTRACTS.md, \"Completion events\"): `default` (the "
              "account's default EventBridge bus) or `off` (no events)"),
     Variable("AWS_ENDPOINT_URL", "aws.endpoint_url", "(AWS)",
@@ -176,8 +177,8 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "CLI: the tenant `pqfile upload` writes under (`uploads/<tenant>/`) without "
              "`--tenant`"),
     Variable("PQFILE_ROTATION_STATE_MACHINE", "cli.rotation_state_machine", "(none)",
-             "CLI: the rotate-keys state machine `pqfile keys rotate` starts (ARN; Terraform "
-             "output `rotation_state_machine_arn`)"),
+             "CLI and admin: the rotate-keys state machine `pqfile keys rotate` starts (ARN; "
+             "Terraform output `rotation_state_machine_arn`; set on the admin function)"),
     Variable("PQFILE_BACKUP_RETENTION_DAYS", "shred.backup_retention_days", "14",
              "shred, `pqfile keys revoke --shred`: days database backups keep a shredded "
              "key's wrapped seed (Terraform `db_backup_retention_days`): shredding is "
@@ -196,7 +197,7 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "retrieve: connect and read timeout of the one STS request per proof (1-30)"),
     Variable("PQFILE_AUDITOR_DATABASE_URL", "admin.auditor_database_url", "(none)",
              "admin: the URL of the `pqfile_auditor` role its read-only commands run as "
-             "(`PQFILE_DATABASE_URL` is `pqfile_operator`'s); with IAM authentication its "
+             "(`PQFILE_DATABASE_URL` is `pqfile_admin_function`'s); with IAM authentication its "
              "user is the role and there is no password"),
     Variable("PQFILE_DIGEST_BUCKET", "audit_digest.bucket", "(none)",
              "audit_digest: the Object Lock bucket signed tree heads are written to "

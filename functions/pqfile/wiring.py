@@ -243,14 +243,23 @@ def _build_audit_digester() -> AuditDigester:
 
 
 def _build_admin() -> Admin:
-    """The admin function: the identity verifier, and the operator's and the auditor's
-    connections (PQFILE_DATABASE_URL, PQFILE_AUDITOR_DATABASE_URL), opened on first use."""
+    """The admin function: the identity verifier, and the connections of its own role
+    (``pqfile_admin_function``, PQFILE_DATABASE_URL) and of the auditor
+    (PQFILE_AUDITOR_DATABASE_URL), opened on first use."""
     import dataclasses
 
+    from pqfile.adapters.eventbridge import EventBridgePublisher
     from pqfile.adapters.postgres.connection import Database
     from pqfile.adapters.postgres.operator import PostgresOperatorBackend
+    from pqfile.adapters.stepfunctions import StepFunctionsWorkflow
     from pqfile.adapters.sts_identity import StsCallerIdentityVerifier
-    from pqfile.config import AdminSettings, ConfigurationError, DatabaseSettings
+    from pqfile.config import (
+        AdminSettings,
+        CliSettings,
+        ConfigurationError,
+        DatabaseSettings,
+        EventSettings,
+    )
     from pqfile.usecases.admin import Admin
 
     verifier = StsCallerIdentityVerifier.from_settings()
@@ -261,7 +270,13 @@ def _build_admin() -> Admin:
     def auditor() -> Database:
         return Database.from_env(dataclasses.replace(DatabaseSettings.from_env(), url=auditor_url))
 
-    return Admin(backend=PostgresOperatorBackend(Database.from_env, auditor), identity=verifier)
+    policy = PoolSettings.from_env().policy  # the deployment's: `keys status` judges its floor
+    backend = PostgresOperatorBackend(Database.from_env, auditor, policy=policy)
+    bus = EventSettings.from_env().bus
+    machine = CliSettings.from_env().rotation_state_machine
+    return Admin(backend=backend, identity=verifier,
+                 events=EventBridgePublisher(bus=bus) if bus else None,
+                 rotation=StepFunctionsWorkflow(machine) if machine else None)  # fmt: skip
 
 
 def run_migrations() -> list[str]:

@@ -37,6 +37,9 @@ class FakeBackend:
         self.audits: list[dict[str, Any]] = []
         self.ran: list[tuple[str, dict[str, object], str]] = []
         self.fail: PQFileError | None = None
+        self.bound: str | None = None
+        self.bindings: list[str] = []
+        self.answer: dict[str, Any] = {"ok": True}
 
     def allow(self, principal: str, operation: str = "operate") -> None:
         self.rules.append(AccessRule(len(self.rules) + 1, principal, "ops", None, operation,
@@ -45,18 +48,28 @@ class FakeBackend:
     def operate_rules(self) -> list[AccessRule]:
         return [r for r in self.rules if r.operation == "operate"]
 
+    def begin(self, principal: str, request_id: str | None) -> None:
+        self.bound = principal
+        self.bindings.append(principal)
+
+    def end(self) -> None:
+        self.bound = None
+
     def run(self, request: AdminRequest, *, actor: str, request_id: str | None) -> dict[str, Any]:
+        assert self.bound == actor  # the database acts only for the bound principal
         if self.fail is not None:
             raise self.fail
         self.ran.append((request.command, dict(request.args), actor))
-        return {"ok": True}
+        return dict(self.answer)
 
     def audit(
         self, outcome: str, *, actor: str | None, request_id: str | None,
-        details: Mapping[str, Any],
+        details: Mapping[str, Any], operation: str = "admin.command",
     ) -> None:  # fmt: skip
+        if outcome != "refused":
+            assert self.bound == actor  # admin_audit: success/failure name the bound principal
         self.audits.append({"outcome": outcome, "actor": actor, "request_id": request_id,
-                            "details": dict(details)})  # fmt: skip
+                            "details": dict(details), "operation": operation})  # fmt: skip
 
 
 def _payload(principal: str, command: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -196,15 +209,16 @@ def test_a_failing_command_is_audited_as_failure(setup: Any) -> None:
         admin(a, _payload(ALICE, "keys.revoke", {"key_id": KEY, "reason": "r", "mode": "now"}))
     [row] = backend.audits
     assert row["outcome"] == "failure" and row["details"]["reason"] == "PQFileError"
-    assert row["details"]["db_role"] == "operator"
+    assert row["details"]["db_role"] == "admin"
+    assert backend.bindings == [ALICE] and backend.bound is None  # bound, then released
 
 
 def test_each_command_maps_to_the_least_role() -> None:
     reads = {n for n, c in COMMANDS.items() if c.role == "auditor"}
-    assert reads == {"keys.status", "keys.rotate", "access.list", "audit.verify", "audit.tail",
-                     "audit.prove", "audit.report"}  # fmt: skip
-    assert {n for n, c in COMMANDS.items() if c.role == "operator"} == {
-        "keys.revoke", "keys.request", "access.grant", "access.revoke"}  # fmt: skip
+    assert reads == {"keys.status", "keys.rotate", "keys.rotate.follow", "access.list",
+                     "audit.verify", "audit.tail", "audit.prove", "audit.report"}  # fmt: skip
+    assert {n for n, c in COMMANDS.items() if c.role == "admin"} == {
+        "keys.revoke", "keys.request", "keys.rotate.start", "access.grant", "access.revoke"}
 
 
 def test_admin_and_retrieve_proofs_never_share_a_hash() -> None:
@@ -249,3 +263,108 @@ def test_the_canonical_admin_request_vectors_of_contracts(
     payload: dict[str, Any], digest: str
 ) -> None:
     assert admin_request_sha256(payload) == digest
+
+
+MACHINE = f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:pqfile-local-rotate-keys"
+
+
+class FakeWorkflow:
+    state_machine_arn = MACHINE
+
+    def __init__(self) -> None:
+        self.started: list[dict[str, Any]] = []
+        self.fail = False
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        if self.fail:
+            raise PQFileError("AccessDeniedException")
+        self.started.append(payload)
+        return MACHINE.replace(":stateMachine:", ":execution:") + ":" + name
+
+    def describe(self, execution_arn: str) -> Any:
+        from pqfile.adapters.stepfunctions import Execution
+
+        return Execution(execution_arn, "SUCCEEDED", output={"shred": {}})
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    def publish(self, events: list[Any]) -> int:
+        self.published.extend(events)
+        return 0
+
+
+def test_keys_rotate_start_queues_then_starts_and_audits_under_the_principal(
+    setup: Any,
+) -> None:
+    a, backend, verifier = setup
+    workflow = FakeWorkflow()
+    a = Admin(backend=backend, identity=verifier, rotation=workflow)
+    backend.allow(ALICE)
+    answer = admin(a, _payload(ALICE, "keys.rotate.start", {"to_suite": "mlkem1024"}))
+    assert backend.ran == [("keys.rotate.start", {"to_suite": "mlkem1024"}, ALICE)]
+    assert workflow.started == [{"requested_by": ALICE}]
+    started, done = backend.audits
+    assert started["operation"] == "key.rotation_workflow_started"
+    assert (started["outcome"], started["actor"]) == ("success", ALICE)
+    assert started["request_id"] == answer["result"]["execution"]["arn"]
+    assert (done["operation"], done["outcome"]) == ("admin.command", "success")
+
+
+def test_keys_rotate_start_refused_without_a_state_machine_changes_nothing(
+    setup: Any,
+) -> None:
+    a, backend, _ = setup
+    backend.allow(ALICE)
+    with pytest.raises(PQFileError, match="no rotate-keys state machine"):
+        admin(a, _payload(ALICE, "keys.rotate.start"))
+    assert backend.ran == []
+    assert backend.audits[-1]["outcome"] == "failure"
+
+
+def test_a_failed_start_is_audited_as_the_direct_path_does(setup: Any) -> None:
+    a, backend, verifier = setup
+    workflow = FakeWorkflow()
+    workflow.fail = True
+    a = Admin(backend=backend, identity=verifier, rotation=workflow)
+    backend.allow(ALICE)
+    with pytest.raises(PQFileError):
+        admin(a, _payload(ALICE, "keys.rotate.start"))
+    started, done = backend.audits
+    assert (started["operation"], started["outcome"]) == ("key.rotation_workflow_started",
+                                                          "failure")  # fmt: skip
+    assert started["details"]["error"] == "AccessDeniedException"
+    assert (done["operation"], done["outcome"]) == ("admin.command", "failure")
+
+
+def test_keys_rotate_follow_reads_only_this_deployments_executions(setup: Any) -> None:
+    a, backend, verifier = setup
+    a = Admin(backend=backend, identity=verifier, rotation=FakeWorkflow())
+    backend.allow(ALICE)
+    mine = MACHINE.replace(":stateMachine:", ":execution:") + ":pqfile-rotate-1"
+    answer = admin(a, _payload(ALICE, "keys.rotate.follow", {"execution_arn": mine}))
+    assert answer["result"]["execution"]["status"] == "SUCCEEDED"
+    assert answer["result"]["execution"]["done"] is True
+    other = mine.replace("pqfile-local-rotate-keys", "someone-elses")
+    with pytest.raises(InvalidEventError, match="not an execution of rotate-keys"):
+        admin(a, _payload(ALICE, "keys.rotate.follow", {"execution_arn": other}))
+
+
+def test_revoke_now_announces_key_revoked_and_pending_does_not(setup: Any) -> None:
+    a, backend, verifier = setup
+    events = FakeEvents()
+    a = Admin(backend=backend, identity=verifier, events=events)
+    backend.allow(ALICE)
+    backend.answer = {"key_id": KEY, "suite": "xwing", "status": "revoked",
+                      "revoked_at": "2026-11-29 23:00:00+00:00"}  # fmt: skip
+    answer = admin(a, _payload(ALICE, "keys.revoke",
+                                {"key_id": KEY, "reason": "r", "mode": "now"}))  # fmt: skip
+    assert answer["events_not_delivered"] == 0
+    [event] = events.published
+    assert event.detail_type.value == "PQFile Key Revoked"
+    assert event.detail["key_id"] == KEY and event.detail["mode"] == "now"
+    assert "reason" not in event.detail
+    admin(a, _payload(ALICE, "keys.revoke", {"key_id": KEY, "reason": "r"}))
+    assert len(events.published) == 1

@@ -24,7 +24,7 @@ from typing import Any
 
 from tests.fixtures.emulator import placeholder_zip
 from tests.fixtures.local_sts import LocalSts
-from tests.fixtures.postgres import AUDITOR, FUNCTION_ROLES, OPERATOR, role_url
+from tests.fixtures.postgres import ADMIN_FUNCTION, AUDITOR, FUNCTION_ROLES, OPERATOR, role_url
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachines" / "ingest.asl.json"
@@ -409,10 +409,14 @@ def deploy_pipeline(
     return stack
 
 
-def deploy_admin(emulator: Any, role_arn: str, db_url: str, sts: LocalSts) -> str:
+def deploy_admin(
+    emulator: Any, role_arn: str, db_url: str, sts: LocalSts,
+    extra_env: dict[str, str] | None = None,
+) -> str:  # fmt: skip
     """The admin function alone (what Terraform's ``admin`` function is), created the way
     deploy_pipeline creates retrieve: it verifies proofs against the local STS and connects
-    as pqfile_operator (PQFILE_DATABASE_URL) and pqfile_auditor (PQFILE_AUDITOR_DATABASE_URL).
+    as pqfile_admin_function (PQFILE_DATABASE_URL) and pqfile_auditor
+    (PQFILE_AUDITOR_DATABASE_URL).
     One function, no buckets or workflow: the operator commands need only the database."""
     name = f"pqfile-admin-{uuid.uuid4().hex[:8]}"
     emulator.client("lambda").create_function(
@@ -429,8 +433,9 @@ def deploy_admin(emulator: Any, role_arn: str, db_url: str, sts: LocalSts) -> st
                 "POWERTOOLS_METRICS_NAMESPACE": "PQFile",
                 "PQFILE_STS_ENDPOINT_URL": sts.endpoint_url,
                 "PQFILE_AUDIENCE": AUDIENCE,
-                "PQFILE_DATABASE_URL": role_url(db_url, OPERATOR),
+                "PQFILE_DATABASE_URL": role_url(db_url, ADMIN_FUNCTION),
                 "PQFILE_AUDITOR_DATABASE_URL": role_url(db_url, AUDITOR),
+                **(extra_env or {}),
             }
         },
     )

@@ -8,20 +8,33 @@ from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pqfile.cli import main
-from tests.fixtures.postgres import AUDITOR, OPERATOR, role_url
+from tests.fixtures.postgres import ADMIN_FUNCTION, AUDITOR, MAINTAIN, OPERATOR, role_url
 from tests.integration.pipeline_stack import AUDIENCE, deploy_admin
 
 pytestmark = pytest.mark.integration
 
 
+#: The deployment's pool policy the function runs with (and the stack's output says): a
+#: floor of 0, so no suite is "below floor", where the CLI's old default (80) said so.
+POOL_ENV = {"PQFILE_POOL_TARGET": "2", "PQFILE_POOL_FLOOR": "0"}
+#: A one-state rotate-keys stand-in: the function starts and describes it (no workflow here).
+PASS_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+
+
 class Admin:
-    def __init__(self, emulator: Any, function: str, db_url: str, sts: Any) -> None:
+    def __init__(
+        self, emulator: Any, function: str, db_url: str, sts: Any, machine: str = ""
+    ) -> None:
         self.emulator, self.function, self.db_url, self.sts = emulator, function, db_url, sts
+        self.machine = machine
 
     def arn(self, user: str) -> str:
         return str(self.sts.users[user].arn)
@@ -78,8 +91,12 @@ class Admin:
 def stack(
     aws_emulator: Any, emulator_role_arn: str, migrated_db_url: str, local_sts: Any
 ) -> Admin:
-    function = deploy_admin(aws_emulator, emulator_role_arn, migrated_db_url, local_sts)
-    return Admin(aws_emulator, function, migrated_db_url, local_sts)
+    machine = aws_emulator.client("stepfunctions").create_state_machine(
+        name=f"pqfile-rotate-keys-{uuid.uuid4().hex[:8]}", roleArn=emulator_role_arn,
+        definition=json.dumps(PASS_MACHINE))["stateMachineArn"]  # fmt: skip
+    function = deploy_admin(aws_emulator, emulator_role_arn, migrated_db_url, local_sts,
+                            {**POOL_ENV, "PQFILE_ROTATION_STATE_MACHINE": machine})  # fmt: skip
+    return Admin(aws_emulator, function, migrated_db_url, local_sts, machine)
 
 
 def _as_user(monkeypatch: pytest.MonkeyPatch, stack: Admin, user: str, tmp_path: Any) -> None:
@@ -95,7 +112,13 @@ def _as_user(monkeypatch: pytest.MonkeyPatch, stack: Admin, user: str, tmp_path:
     monkeypatch.setenv("PQFILE_AUDIENCE", AUDIENCE)
     monkeypatch.setenv("PQFILE_STS_ENDPOINT_URL", stack.sts.endpoint_url)
     monkeypatch.setenv("PQFILE_ADMIN_FUNCTION", stack.function)
-    monkeypatch.setenv("PQFILE_STACK", str(tmp_path))
+    # The stack's outputs (a file of `terraform output -json`): the direct path reads the
+    # deployment's pool policy from it, the function from its environment.
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"key_pool_policy": {"value": {
+        "target": int(POOL_ENV["PQFILE_POOL_TARGET"]),
+        "floor": int(POOL_ENV["PQFILE_POOL_FLOOR"])}}}))  # fmt: skip
+    monkeypatch.setenv("PQFILE_STACK", str(outputs))
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -110,12 +133,13 @@ def test_without_an_operate_rule_alice_is_refused_and_audited(stack: Admin) -> N
     other, _ = stack.invoke(stack.payload("bob", "access.list"))
     assert (other["errorType"], other["errorMessage"]) == (body["errorType"], body["errorMessage"])
     alice_row, bob_row = stack.admin_rows()[-2:]
-    assert alice_row["outcome"] == "refused" and alice_row["actor"] == OPERATOR
+    # The verified principal is the actor (0018), not the role and not a claim.
+    assert alice_row["outcome"] == "refused" and alice_row["actor"] == stack.arn("alice")
     assert alice_row["details"]["principal"] == stack.arn("alice")
-    assert alice_row["details"]["claimed_by"] == stack.arn("alice")
+    assert "claimed_by" not in alice_row["details"]
     assert (alice_row["details"]["reason"], alice_row["details"]["command"]) == (
         "not_allowed", "keys.status")  # fmt: skip
-    assert bob_row["details"]["principal"] == stack.arn("bob")
+    assert bob_row["details"]["principal"] == stack.arn("bob") == bob_row["actor"]
 
 
 def test_a_retrieve_rule_is_not_an_operator_rule(stack: Admin) -> None:
@@ -148,6 +172,8 @@ def test_with_the_rule_keys_status_and_access_list_match_the_direct_path(
         assert via[0] == straight[0] == 0, (via, straight)
         assert _no_ages(via[1]) == _no_ages(straight[1])
         assert via[1].strip()
+        # The deployment's floor (0), not the CLI's old default (80), on both paths.
+        assert "(below floor)" not in via[1] and '"floor_active": 80' not in via[1]
     # The function's verify ran before its own success row was appended: one row less.
     via, straight = _cli(capsys, "audit", "verify"), _cli(capsys, "audit", "verify", *direct)
     counted = [re.fullmatch(r"audit chain OK: (\d+) rows, head \d+ [0-9a-f]{64}\n", out)
@@ -159,10 +185,13 @@ def test_with_the_rule_keys_status_and_access_list_match_the_direct_path(
     assert [r["details"]["command"] for r in rows[-3:-1]] == ["keys.status", "keys.status"]
     # six commands through the function above, then audit verify: all read as the auditor
     assert {(r["outcome"], r["details"]["db_role"]) for r in rows[-7:]} == {("success", "auditor")}
-    assert rows[-1]["details"]["principal"] == stack.arn("alice")
+    assert rows[-1]["details"]["principal"] == stack.arn("alice") == rows[-1]["actor"]
+    [[db_role]] = stack.sql("SELECT db_role FROM access_logs WHERE operation = 'admin.command' "
+                            "ORDER BY seq DESC LIMIT 1")  # fmt: skip
+    assert db_role == ADMIN_FUNCTION
 
 
-def test_access_grant_through_the_function_runs_as_the_operator(
+def test_access_grant_through_the_function_is_audited_under_the_verified_principal(
     stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
@@ -175,12 +204,16 @@ def test_access_grant_through_the_function_runs_as_the_operator(
     assert answer["result"] == "granted" and answer["tenant"] == "acme"
     [[principal, created_by]] = stack.sql(
         "SELECT principal, created_by FROM access_rules WHERE rule_id = :r", r=answer["rule_id"])
-    assert (principal, created_by) == (stack.arn("bob"), OPERATOR)
-    [[actor, details]] = stack.sql(
-        "SELECT actor, details FROM access_logs "
+    assert (principal, created_by) == (stack.arn("bob"), stack.arn("alice"))
+    [[actor, details, db_role]] = stack.sql(
+        "SELECT actor, details, db_role FROM access_logs "
         "WHERE operation = 'access.grant' ORDER BY seq DESC LIMIT 1")  # fmt: skip
-    assert actor == OPERATOR and json.loads(details)["claimed_by"] == stack.arn("alice")
-    assert stack.admin_rows()[-1]["details"]["db_role"] == "operator"
+    assert (actor, db_role) == (stack.arn("alice"), ADMIN_FUNCTION)
+    assert "claimed_by" not in json.loads(details)
+    last = stack.admin_rows()[-1]
+    assert (last["actor"], last["details"]["db_role"]) == (stack.arn("alice"), "admin")
+    # The binding ends with the request: the role alone acts for nobody.
+    assert stack.sql("SELECT count(*) FROM admin_bindings") == [[0]]
 
 
 def test_a_forged_or_replayed_proof_is_refused(stack: Admin) -> None:
@@ -233,7 +266,8 @@ def test_a_failing_operator_command_is_one_line_and_audited_as_failure(
     assert err.startswith("pqfile: error: KeyNotFoundError: ") and err.count("\n") == 1
     row = stack.admin_rows()[-1]
     assert (row["outcome"], row["details"]["command"], row["details"]["db_role"]) == (
-        "failure", "keys.revoke", "operator")  # fmt: skip
+        "failure", "keys.revoke", "admin")  # fmt: skip
+    assert row["actor"] == stack.arn("alice")
     assert row["details"]["reason"] == "KeyNotFoundError"
 
 
@@ -289,3 +323,115 @@ def test_audit_report_through_the_function_matches_the_direct_path(
     page = tmp_path / "report.html"
     assert _cli(capsys, *period, "--out", str(page))[0] == 0
     assert "Who decrypted what, and when" in page.read_text("utf-8")
+
+
+class EventQueue:
+    """An SQS queue every `pqfile` event on the emulator's default bus is routed to."""
+
+    def __init__(self, emulator: Any) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        self.sqs = emulator.client("sqs")
+        self.url = self.sqs.create_queue(QueueName=f"pqfile-admin-events-{suffix}")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]  # fmt: skip
+        events = emulator.client("events")
+        rule = f"pqfile-admin-events-{suffix}"
+        events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["pqfile"]}))
+        events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": arn}])
+
+    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict:
+        deadline, seen = time.monotonic() + timeout, []
+        while time.monotonic() < deadline:
+            answer = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10,
+                                              WaitTimeSeconds=1)  # fmt: skip
+            for message in answer.get("Messages", []):
+                body = json.loads(message["Body"])
+                if match(body):
+                    return dict(body)
+                seen.append(body)
+        raise AssertionError(f"no such event; seen: {seen}")
+
+
+def _new_key(stack: Admin) -> str:
+    """One active, attested xwing key, made as the maintain function makes them (KMS on the
+    emulator)."""
+    from pqfile.adapters.kms import KmsSeedProtector
+    from pqfile.adapters.kms_mac import KmsKeyAttestor
+    from pqfile.adapters.postgres import Database, PostgresKeyStore
+
+    kms = stack.emulator.client("kms")
+    seeds = kms.create_key(Description="pqfile admin test seeds")["KeyMetadata"]["KeyId"]
+    mac = kms.create_key(Description="pqfile admin test attestation", KeySpec="HMAC_256",
+                         KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]  # fmt: skip
+    db = Database.from_url(role_url(stack.db_url, MAINTAIN))
+    try:
+        store = PostgresKeyStore(db, KmsSeedProtector(kms, seeds),
+                                 attestor=KmsKeyAttestor(kms, mac))  # fmt: skip
+        (key,) = store.create_keys("xwing", 1)
+    finally:
+        db.close()
+    return str(key.key_id)
+
+
+def test_revoke_now_through_the_function_publishes_key_revoked(
+    stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    key_id = _new_key(stack)
+    queue = EventQueue(stack.emulator)
+    stack.grant_operate("alice")
+    _as_user(monkeypatch, stack, "alice", tmp_path)
+    reason = "incident 4711: laptop of j.doe stolen"
+    code, out, err = _cli(capsys, "keys", "revoke", key_id, "--now", "--reason", reason,
+                          "--json")  # fmt: skip
+    assert code == 0, err
+    assert "not delivered" not in err
+    assert json.loads(out)["status"] == "revoked"
+    event = queue.wait_for(lambda e: e["detail-type"] == "PQFile Key Revoked"
+                           and e["detail"]["key_id"] == key_id)  # fmt: skip
+    assert (event["source"], event["detail"]["mode"], event["detail"]["suite"]) == (
+        "pqfile", "now", "xwing")  # fmt: skip
+    assert reason not in json.dumps(event)
+    [[actor, db_role]] = stack.sql(
+        "SELECT actor, db_role FROM access_logs WHERE operation = 'key.revoke' "
+        "AND key_id = :k", k=key_id)  # fmt: skip
+    assert (actor, db_role) == (stack.arn("alice"), ADMIN_FUNCTION)
+
+
+def test_rotate_through_the_function_queues_starts_and_follows_rotate_keys(
+    stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    key_id = _new_key(stack)
+    stack.grant_operate("alice")
+    _as_user(monkeypatch, stack, "alice", tmp_path)
+    code, out, err = _cli(capsys, "keys", "rotate", "--key", key_id, "--to-suite", "mlkem1024",
+                          "--poll-seconds", "0.2", "--json")  # fmt: skip
+    assert code == 0, (out, err)
+    report = json.loads(out)
+    assert report["queued"] == [key_id] and report["to_suite"] == "mlkem1024"
+    assert report["execution"]["status"] == "SUCCEEDED"
+    assert report["execution"]["arn"].startswith(
+        stack.machine.replace(":stateMachine:", ":execution:"))  # fmt: skip
+    [run] = [r for r in report["runs"] if r["old_key_id"] == key_id]
+    assert run["status"] == "queued"  # the stand-in workflow runs nothing
+    # Queued as the direct path queues: the key and the run, under alice's name.
+    [[status]] = stack.sql("SELECT status FROM encryption_keys WHERE id = :k", k=key_id)
+    assert status == "rotation_queued"
+    rows = stack.sql(
+        "SELECT operation, outcome, actor, request_id FROM access_logs WHERE operation IN "
+        "('key.rotation_queued', 'key.rotation_target', 'key.rotation_workflow_started') "
+        "ORDER BY seq DESC LIMIT 3")  # fmt: skip
+    assert {r[0] for r in rows} == {"key.rotation_queued", "key.rotation_target",
+                                    "key.rotation_workflow_started"}  # fmt: skip
+    assert {r[2] for r in rows} == {stack.arn("alice")}
+    started = next(r for r in rows if r[0] == "key.rotation_workflow_started")
+    assert (started[1], started[3]) == ("success", report["execution"]["arn"])
+    execution = stack.emulator.client("stepfunctions").describe_execution(
+        executionArn=report["execution"]["arn"])  # fmt: skip
+    assert json.loads(execution["input"]) == {"requested_by": stack.arn("alice")}
+    # Following is read-only, each look audited under alice.
+    follows = [r for r in stack.admin_rows() if r["details"].get("command") ==
+               "keys.rotate.follow"]  # fmt: skip
+    assert follows and {(r["actor"], r["details"]["db_role"]) for r in follows} == {
+        (stack.arn("alice"), "auditor")}  # fmt: skip

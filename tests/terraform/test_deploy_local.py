@@ -22,7 +22,7 @@ from devstack import terraform as tf
 from devstack.emulator import Emulator
 from devstack.postgres import replace_url
 
-from tests.fixtures.postgres import AUDIT_WRITER, FUNCTION_ROLES, OPERATOR
+from tests.fixtures.postgres import ADMIN_FUNCTION, AUDIT_WRITER, FUNCTION_ROLES, OPERATOR
 from tests.terraform.background import Deployments, Launch, deployment
 from tests.terraform.conftest import require_tool
 
@@ -133,8 +133,8 @@ def test_functions_point_at_the_emulator_and_the_database(
 ) -> None:
     lam = own_emulator.client("lambda")
     # Each function connects as its own database role (database_url_per_role locally).
-    # One role per function (sql/migrations/0010); admin's changes run as the operator.
-    roles = {**FUNCTION_ROLES, "admin": OPERATOR}
+    # One role per function (sql/migrations/0010); admin's changes run as its own (0018).
+    roles = {**FUNCTION_ROLES, "admin": ADMIN_FUNCTION}
     # The migrate function connects as the URL's own user (the database owner locally).
     assert set(deployed["function_names"]) == set(roles) | {"migrate"}
     for key, name in deployed["function_names"].items():
@@ -234,7 +234,7 @@ def test_the_first_apply_migrates_the_database_to_the_latest_version(
 def test_the_first_apply_creates_every_database_role(
     deployed: dict[str, Any], database_url: str
 ) -> None:
-    expected = set(FUNCTION_ROLES.values()) | {OPERATOR}
+    expected = set(FUNCTION_ROLES.values()) | {OPERATOR, ADMIN_FUNCTION}
     rows = _query(database_url, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'pqfile_%'")
     assert expected <= {name for (name,) in rows}
     # The grants came with them (sql/migrations/0010; docs/KEYS.md, "Roles and grants").

@@ -22,7 +22,7 @@ variable is rendered. `terraform show -json` of that state is then read as AWS w
   to all but retrieve, deletions under encrypted/ to all but the shred role; store may delete
   only under uploads/;
 - alarms: the audit verification alarm treats missing data as breaching;
-- completion events (issue 13): only store, record_failure, rotate_finish and shred may
+- completion events (issue 13): only store, record_failure, rotate_finish, shred and admin may
   PutEvents, on the default bus only, as source `pqfile` with the service's detail types;
   the other functions have events switched off;
 - rotate-keys (issue 12): its distributed Map may start executions of its own state machine
@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from devstack import terraform as tf
 
-from tests.fixtures.postgres import AUDITOR, FUNCTION_ROLES, OPERATOR
+from tests.fixtures.postgres import ADMIN_FUNCTION, AUDITOR, FUNCTION_ROLES
 from tests.terraform.background import Deployments, Launch, deployment
 from tests.terraform.conftest import require_tool
 
@@ -59,9 +59,9 @@ TARGETS = (
     "module.metric_alarms",
 )
 MIGRATE = "migrate"
-#: The admin function (terraform/admin.tf): pqfile_operator, and pqfile_auditor for reads.
+#: The admin function (terraform/admin.tf): its own role (0018), and pqfile_auditor for reads.
 ADMIN = "admin"
-ROLES = {**FUNCTION_ROLES, ADMIN: OPERATOR}
+ROLES = {**FUNCTION_ROLES, ADMIN: ADMIN_FUNCTION}
 CA_BUNDLE = "/var/task/certs/rds-global-bundle.pem"
 
 SEED_ENCRYPTERS = {"rotate_maintain"}
@@ -70,7 +70,7 @@ MAC_GENERATORS = {"rotate_maintain"}
 MAC_VERIFIERS = {"select_key", "encrypt", "rotate_plan", "rotate_rewrap", "rotate_finish"}
 UPLOAD_READERS = {"fetch", "encrypt", "store"}
 RETRIEVAL_READERS = {"retrieve"}
-EVENT_PUBLISHERS = {"store", "record_failure", "rotate_finish", "shred"}
+EVENT_PUBLISHERS = {"store", "record_failure", "rotate_finish", "shred", "admin"}
 EVENT_TYPES = ("PQFile Document Encrypted", "PQFile Document Failed", "PQFile Key Revoked")
 
 
@@ -307,9 +307,11 @@ def test_the_admin_function_logs_in_as_operator_and_auditor_and_touches_nothing_
     assert urlsplit(variables["PQFILE_AUDITOR_DATABASE_URL"]).password is None
     assert variables["PQFILE_AUDIENCE"] and "PQFILE_ATTESTATION_KEY_ID" not in variables
     actions = {a for st in stack.role_policy(ADMIN)["Statement"] for a in _list(st["Action"])}
-    # Logs, its failure queue, the data key through services, its own login: nothing else
-    # (no S3, no seed or attestation key, no invoke, no events, no states).
-    assert not {a for a in actions if a.split(":")[0] in {"s3", "lambda", "events", "states"}}
+    # Logs, its failure queue, the data key through services, its own login, Key Revoked
+    # events: nothing else (no S3, no seed or attestation key, no invoke; rotate-keys only
+    # through aws_iam_role_policy.admin_rotation).
+    assert {a for a in actions if a.split(":")[0] in {"s3", "lambda", "events", "states"}} == {
+        "events:PutEvents"}  # fmt: skip
     assert not {a for a in actions if a.startswith("kms:") and a not in {
         "kms:Decrypt", "kms:GenerateDataKey"}}  # fmt: skip
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pqfile import wiring
 from pqfile.errors import PQFileError
-from pqfile.handlers._runtime import count, entry_point, logger, request_id
+from pqfile.handlers._runtime import count, count_lost_events, entry_point, logger, request_id
 from pqfile.usecases.admin import admin
 
 
@@ -26,5 +26,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.warning("admin refused", extra={"reason": type(exc).__name__})
         raise
     count("AdminCommands")
+    count_lost_events(int(result.get("events_not_delivered", 0)))
     logger.info("admin", extra={"command": result["command"], "principal": result["principal"]})
     return result

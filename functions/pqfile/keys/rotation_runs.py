@@ -42,10 +42,6 @@ MAX_TARGET_KEYS = 32
 
 #: Suites in order of strength (``Suite.rank``, FORMAT.md §8): a move down is a downgrade.
 SUITE_STRENGTH: dict[str, int] = {s.value: s.rank for s in Suite}
-#: The hash family of each suite's key schedule (FORMAT.md §1, the KDF byte). A rewrap keeps
-#: the data key, the body and the package's KDF; a package enters the CNSA suite (SHA-384)
-#: only with a SHA-384 key schedule, so a SHA-256 package moving there is re-encrypted.
-HASH_FAMILY: dict[str, str] = {"mlkem768": "sha256", "xwing": "sha256", "mlkem1024": "sha384"}
 
 
 class SuiteMoveRefusedError(PQFileError):

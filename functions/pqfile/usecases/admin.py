@@ -20,25 +20,36 @@ rule too: 0011 knows no auditor operation, and an audit reader sees every actor 
 document id, which is an operator's view (docs/KEYS.md, "Roles and grants").
 
 Which database role runs a command: read-only commands (``keys.status``, ``access.list``,
-``audit.verify``, ``audit.tail``, ``audit.prove``, ``audit.report``) as ``pqfile_auditor``;
-changes as ``pqfile_operator`` (:data:`COMMANDS`).
+``audit.verify``, ``audit.tail``, ``audit.prove``, ``audit.report``, ``keys.rotate`` with
+``dry_run``) as ``pqfile_auditor``;
+changes as the function's own ``pqfile_admin_function`` (:data:`COMMANDS`). Once the
+caller is authorized, the backend binds the verified principal to its admin session
+(:meth:`OperatorBackend.begin`): from then on the database names that principal as the
+actor of every audit row the request writes, the command's own rows included
+(sql/migrations/0018; docs/KEYS.md, "The admin function's actor").
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pqfile.auth import PROOF_FIELD, IdentityProofError, ProofRefusal
 from pqfile.errors import InvalidEventError, PQFileError, TransientError
-from pqfile.ports import AccessOperation, AccessRule, CallerIdentityVerifier
+from pqfile.ports import AccessOperation, AccessRule, CallerIdentityVerifier, EventPublisher
+from pqfile.usecases.notices import RevocationMode, announce, key_revoked
 
 #: The audit operation of every admin request.
 OP_ADMIN = "admin.command"
+#: Audited when `keys rotate` starts (or fails to start) the rotate-keys workflow.
+OP_WORKFLOW_STARTED = "key.rotation_workflow_started"
+MAX_RUN_IDS = 100
 #: Top-level payload fields; anything else is refused.
 PAYLOAD_FIELDS = frozenset(("command", "args", PROOF_FIELD))
 #: The one answer to a caller without an operator rule.
@@ -48,7 +59,7 @@ MAX_PRINCIPAL = 1000
 MAX_ANCHORS = 16
 MAX_TAIL = 1000
 
-DbRole = Literal["operator", "auditor"]
+DbRole = Literal["admin", "auditor"]
 _KEY_ID = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -127,6 +138,20 @@ def _anchors(name: str, value: object) -> object:
     return value
 
 
+def _execution_arn(name: str, value: object) -> object:
+    if not isinstance(value, str) or not value.startswith("arn:") or len(value) > 2048:
+        raise InvalidArgument(f"args.{name} must be an execution ARN")
+    return _text(2048)(name, value)
+
+
+def _run_ids(name: str, value: object) -> object:
+    if not isinstance(value, list) or len(value) > MAX_RUN_IDS:
+        raise InvalidArgument(f"args.{name} must be a list of at most {MAX_RUN_IDS} run ids")
+    for item in value:
+        _int(1, 2**63 - 1)(name, item)
+    return value
+
+
 @dataclass(frozen=True)
 class Command:
     """One whitelisted command: the database role it runs as and its arguments."""
@@ -150,33 +175,36 @@ _POLICY: dict[str, Callable[[str, object], object]] = {
     "max_age_days": _int(1, 3650),
 }
 
+_ROTATE_ARGS: dict[str, Callable[[str, object], object]] = {
+    "key": _key_id,
+    "to_suite": _choice("mlkem768", "xwing", "mlkem1024"),
+    "allow_downgrade": _flag,
+    **_POLICY,
+}
+
 #: Every command the admin function runs, the role it connects as, and its arguments.
 COMMANDS: Mapping[str, Command] = {
     "keys.status": Command("auditor", {}, _POLICY),
     "keys.revoke": Command(
-        "operator",
+        "admin",
         {"key_id": _key_id, "reason": _text()},
         {"mode": _choice("pending", "now", "compromised", "shred"), "yes_destroy_documents": _flag},
     ),
     "keys.request": Command(
-        "operator",
+        "admin",
         {"key_id": _key_id, "reason": _text()},
         {"kind": _choice("revoke", "compromise", "shred")},
     ),
-    # The plan only (``--dry-run``): queueing and following the workflow stay with the
-    # direct path for now (docs/OPERATIONS.md).
-    "keys.rotate": Command(
-        "auditor",
-        {"dry_run": _choice(True)},
-        {
-            "key": _key_id,
-            "to_suite": _choice("mlkem768", "xwing", "mlkem1024"),
-            "allow_downgrade": _flag,
-            **_POLICY,
-        },
+    # The plan only (``--dry-run``), read-only.
+    "keys.rotate": Command("auditor", {"dry_run": _choice(True)}, _ROTATE_ARGS),
+    # Queue the plan and start rotate-keys (audited ``key.rotation_workflow_started``).
+    "keys.rotate.start": Command("admin", {}, _ROTATE_ARGS),
+    # One look at that execution and its runs, read-only (the CLI follows it with these).
+    "keys.rotate.follow": Command(
+        "auditor", {"execution_arn": _execution_arn}, {"run_ids": _run_ids}
     ),
-    "access.grant": Command("operator", _RULE_ARGS, _RULE_OPTIONAL),
-    "access.revoke": Command("operator", _RULE_ARGS, _RULE_OPTIONAL),
+    "access.grant": Command("admin", _RULE_ARGS, _RULE_OPTIONAL),
+    "access.revoke": Command("admin", _RULE_ARGS, _RULE_OPTIONAL),
     "access.list": Command("auditor", {}, {}),
     "audit.verify": Command("auditor", {}, {"anchors": _anchors}),
     "audit.tail": Command("auditor", {}, {"limit": _int(0, MAX_TAIL)}),
@@ -262,6 +290,14 @@ class OperatorBackend(Protocol):
         """Every ``operate`` rule (read as pqfile_auditor)."""
         ...
 
+    def begin(self, principal: str, request_id: str | None) -> None:
+        """Bind the verified, authorized principal: the actor of every row from now on."""
+        ...
+
+    def end(self) -> None:
+        """Drop the binding (the request is done)."""
+        ...
+
     def run(self, request: AdminRequest, *, actor: str, request_id: str | None) -> dict[str, Any]:
         """Run one validated command as its role; the answer is JSON-ready."""
         ...
@@ -273,15 +309,30 @@ class OperatorBackend(Protocol):
         actor: str | None,
         request_id: str | None,
         details: Mapping[str, Any],
+        operation: str = OP_ADMIN,
     ) -> None:
-        """Append one ``admin.command`` row."""
+        """Append one ``admin.command`` row (or ``key.rotation_workflow_started``)."""
         ...
+
+
+class RotationWorkflow(Protocol):
+    """The rotate-keys state machine (adapters/stepfunctions.StepFunctionsWorkflow)."""
+
+    state_machine_arn: str
+
+    def start(self, name: str, payload: dict[str, Any]) -> str: ...
+
+    def describe(self, execution_arn: str) -> Any: ...
 
 
 @dataclass(frozen=True)
 class Admin:
     backend: OperatorBackend
     identity: CallerIdentityVerifier
+    #: `PQFile Key Revoked` for ``keys.revoke`` with ``mode: now`` (as the direct path).
+    events: EventPublisher | None = None
+    #: rotate-keys, for ``keys.rotate.start`` / ``keys.rotate.follow``; None: refused.
+    rotation: RotationWorkflow | None = None
 
 
 def admin(a: Admin, payload: Any, *, request_id: str | None = None) -> dict[str, Any]:
@@ -323,13 +374,91 @@ def admin(a: Admin, payload: Any, *, request_id: str | None = None) -> dict[str,
         a.backend.audit("refused", actor=principal, request_id=request_id,
                         details={**details, "reason": "not_allowed"})  # fmt: skip
         raise AdminRefusedError(NOT_ALLOWED_MESSAGE)
+    extra: dict[str, Any] = {}
+    a.backend.begin(principal, request_id)
     try:
-        result = a.backend.run(request, actor=principal, request_id=request_id)
+        try:
+            result = _run(a, request, principal, request_id, extra)
+        except PQFileError as exc:
+            a.backend.audit("failure", actor=principal, request_id=request_id,
+                            details={**details, "reason": type(exc).__name__,
+                                     "db_role": request.role})  # fmt: skip
+            raise
+        a.backend.audit("success", actor=principal, request_id=request_id,
+                        details={**details, "db_role": request.role})  # fmt: skip
+    finally:
+        a.backend.end()
+    return {"command": request.command, "principal": principal, "result": result, **extra}
+
+
+def _run(
+    a: Admin, request: AdminRequest, principal: str, request_id: str | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The command, and what it needs beyond the database: the workflow, the event."""
+    if request.command.startswith("keys.rotate."):
+        if a.rotation is None:
+            raise PQFileError("this admin function has no rotate-keys state machine "
+                              "(PQFILE_ROTATION_STATE_MACHINE)")  # fmt: skip
+        if request.command == "keys.rotate.follow":
+            return _follow(a, a.rotation, request, principal, request_id)
+        return _start(a, a.rotation, request, principal, request_id)
+    result = a.backend.run(request, actor=principal, request_id=request_id)
+    if request.command == "keys.revoke" and request.args.get("mode") == "now":
+        extra["events_not_delivered"] = _announce_revoked(a, result)
+    return result
+
+
+def _start(
+    a: Admin, workflow: RotationWorkflow, request: AdminRequest, principal: str,
+    request_id: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Queue as the direct path does (the backend), then start rotate-keys, audited either
+    way under the principal (the direct path's ``key.rotation_workflow_started`` row)."""
+    report = a.backend.run(request, actor=principal, request_id=request_id)
+    details: dict[str, Any] = {"queued": report.get("queued", []),
+                               "to_suite": report.get("to_suite"),
+                               "state_machine": workflow.state_machine_arn}  # fmt: skip
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    name = f"pqfile-rotate-{stamp}-{uuid.uuid4().hex[:8]}"
+    try:
+        arn = workflow.start(name, {"requested_by": principal})
     except PQFileError as exc:
         a.backend.audit("failure", actor=principal, request_id=request_id,
-                        details={**details, "reason": type(exc).__name__,
-                                 "db_role": request.role})  # fmt: skip
+                        operation=OP_WORKFLOW_STARTED,
+                        details={**details, "error": str(exc)[:200]})  # fmt: skip
         raise
-    a.backend.audit("success", actor=principal, request_id=request_id,
-                    details={**details, "db_role": request.role})  # fmt: skip
-    return {"command": request.command, "principal": principal, "result": result}
+    a.backend.audit("success", actor=principal, request_id=arn, operation=OP_WORKFLOW_STARTED,
+                    details=details)  # fmt: skip
+    return {**report, "execution": {"arn": arn}}
+
+
+def _follow(
+    a: Admin, workflow: RotationWorkflow, request: AdminRequest, principal: str,
+    request_id: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """An execution of this deployment's rotate-keys only, and the runs' rows."""
+    arn = str(request.args["execution_arn"])
+    prefix = workflow.state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":"
+    if not arn.startswith(prefix):
+        raise InvalidArgument("args.execution_arn is not an execution of rotate-keys")
+    execution = workflow.describe(arn)
+    runs = a.backend.run(request, actor=principal, request_id=request_id)
+    return {"execution": {"arn": arn, "status": execution.status, "error": execution.error,
+                          "done": bool(execution.done), "output": execution.output},
+            **runs}  # fmt: skip
+
+
+def _announce_revoked(a: Admin, result: Mapping[str, Any]) -> int:
+    """`PQFile Key Revoked` for a revocation made at once; the undelivered count."""
+    if a.events is None:
+        return 0
+    raw = result.get("revoked_at")
+    try:
+        at = dt.datetime.fromisoformat(str(raw)) if raw else None
+    except ValueError:
+        at = None
+    suite = result.get("suite")
+    event = key_revoked(key_id=str(result["key_id"]), mode=RevocationMode.NOW, at=at,
+                        suite=None if suite is None else str(suite))  # fmt: skip
+    return announce(a.events, event)

@@ -1,11 +1,15 @@
 """The admin function's database side (pqfile.usecases.admin.OperatorBackend): each
-command on the connection of the role it needs, ``pqfile_operator`` for changes and
-``pqfile_auditor`` for reads (docs/KEYS.md, "Roles and grants"). The answers are the JSON
-the direct CLI path prints with ``--json`` (pqfile.cli.keys, access, audit).
+command on the connection of the role it needs, ``pqfile_admin_function`` for changes and
+the function's own audit rows, ``pqfile_auditor`` for reads (docs/KEYS.md, "Roles and
+grants", "The admin function's actor"). Before acting for a verified principal the admin
+session binds it (``admin_begin``, migration 0018): the database then names it as the
+actor of every audit row the session writes. The answers are the JSON the direct CLI path
+prints with ``--json`` (pqfile.cli.keys, access, audit).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping
@@ -13,11 +17,17 @@ from typing import Any
 
 from pqfile.adapters.kms import UnconfiguredSeedProtector
 from pqfile.adapters.postgres.access import PostgresAccessRules
-from pqfile.adapters.postgres.audit import PostgresAuditLog, append_audit
+from pqfile.adapters.postgres.audit import PostgresAuditLog
 from pqfile.adapters.postgres.connection import Database
 from pqfile.adapters.postgres.keystore import PostgresKeyStore
 from pqfile.config import ShredSettings
 from pqfile.errors import PQFileError
+from pqfile.keys.audit_chain import (
+    MAX_REQUEST_ID_CHARS,
+    bounded_details,
+    bounded_text,
+    canonical_details,
+)
 from pqfile.keys.model import KeyStatus, RequestKind
 from pqfile.keys.policy import PoolPolicy
 from pqfile.keys.rotation_runs import check_suite_move
@@ -45,21 +55,33 @@ def rule_dict(r: AccessRule) -> dict[str, Any]:
             "created_by": r.created_by, "created_at": r.created_at.isoformat()}  # fmt: skip
 
 
-def policy_from(args: Mapping[str, Any]) -> PoolPolicy:
-    target = int(args.get("target", DEFAULT_POLICY.target_active))
-    return PoolPolicy(
+def policy_from(args: Mapping[str, Any], base: PoolPolicy = DEFAULT_POLICY) -> PoolPolicy:
+    """The deployment's pool policy (``base``), with what the request overrides."""
+    target = int(args.get("target", base.target_active))
+    return dataclasses.replace(
+        base,
         target_active=target,
-        floor_active=min(int(args.get("floor", DEFAULT_POLICY.floor_active)), target),
-        max_age=dt.timedelta(days=float(args.get("max_age_days",
-                                                 DEFAULT_POLICY.max_age.days))),
+        floor_active=min(int(args.get("floor", base.floor_active)), target),
+        max_age=dt.timedelta(days=float(args["max_age_days"])) if "max_age_days" in args
+        else base.max_age,
     )  # fmt: skip
 
 
-class PostgresOperatorBackend:
-    """Two connection handles, opened on first use: the operator's and the auditor's."""
+_AUDIT_SQL = (
+    "SELECT admin_audit(:operation, :outcome, :principal, :key_id, :request_id, :details)"
+)
 
-    def __init__(self, operator: Callable[[], Database], auditor: Callable[[], Database]) -> None:
-        self._open = {"operator": operator, "auditor": auditor}
+
+class PostgresOperatorBackend:
+    """Two connection handles, opened on first use: the admin role's and the auditor's."""
+
+    def __init__(
+        self, admin: Callable[[], Database], auditor: Callable[[], Database],
+        policy: PoolPolicy = DEFAULT_POLICY,
+    ) -> None:  # fmt: skip
+        self._open = {"admin": admin, "auditor": auditor}
+        #: The deployment's pool policy (PQFILE_POOL_*): `keys status` judges its floor.
+        self.policy = policy
         self._dbs: dict[str, Database] = {}
 
     def _db(self, role: str) -> Database:
@@ -71,14 +93,25 @@ class PostgresOperatorBackend:
         rules = PostgresAccessRules(self._db("auditor")).list()
         return [r for r in rules if r.operation == AccessOperation.OPERATE.value]
 
+    def begin(self, principal: str, request_id: str | None) -> None:
+        self._db("admin").run("SELECT admin_begin(:p, :r)", p=principal,
+                              r=bounded_text(request_id, MAX_REQUEST_ID_CHARS))  # fmt: skip
+
+    def end(self) -> None:
+        self._db("admin").run("SELECT admin_end()")
+
     def audit(
         self, outcome: str, *, actor: str | None, request_id: str | None,
-        details: Mapping[str, Any],
+        details: Mapping[str, Any], operation: str = OP_ADMIN,
     ) -> None:  # fmt: skip
-        # As pqfile_operator, a person's role: the database records it as the actor and
-        # keeps the verified principal as claimed_by (and in details.principal).
-        append_audit(self._db("operator"), operation=OP_ADMIN, outcome=outcome, actor=actor,
-                     request_id=request_id, details=dict(details))  # fmt: skip
+        # Refused: the principal (or None before a proof was verified); otherwise the
+        # principal bound by begin(), which the database checks.
+        self._db("admin").run(
+            _AUDIT_SQL, operation=operation, outcome=outcome,
+            principal=None if actor is None else actor[:1000], key_id=None,
+            request_id=bounded_text(request_id, MAX_REQUEST_ID_CHARS),
+            details=canonical_details(bounded_details(dict(details))),
+        )  # fmt: skip
 
     def run(self, request: AdminRequest, *, actor: str, request_id: str | None) -> dict[str, Any]:
         db = self._db(request.role)
@@ -88,6 +121,14 @@ class PostgresOperatorBackend:
             return json_object(self._store(db, args, actor).status_summary())
         if name == "keys.rotate":
             return json_object(self._rotate_plan(db, args, actor))
+        if name == "keys.rotate.start":
+            return json_object(self._rotate_start(db, args, actor, request_id))
+        if name == "keys.rotate.follow":
+            from pqfile.adapters.postgres.keys import rotation_overview
+
+            ids = sorted({int(i) for i in args.get("run_ids", [])})  # type: ignore[attr-defined]
+            return json_object({"open_runs": rotation_overview(db),
+                                "runs": rotation_overview(db, ids) if ids else []})  # fmt: skip
         if name == "keys.revoke":
             return json_object(self._revoke(db, args, actor, request_id))
         if name == "keys.request":
@@ -137,11 +178,32 @@ class PostgresOperatorBackend:
                                max_listed=ADMIN_MAX_LISTED).as_dict()  # fmt: skip
         raise PQFileError(f"no handler for {name}")  # unreachable: COMMANDS is the whitelist
 
-    @staticmethod
-    def _store(db: Database, args: Mapping[str, Any], actor: str) -> PostgresKeyStore:
+    def _store(self, db: Database, args: Mapping[str, Any], actor: str) -> PostgresKeyStore:
         # No KMS: none of the admin commands wraps, unwraps or attests a seed.
         return PostgresKeyStore(db, UnconfiguredSeedProtector(), attestor=None,
-                                policy=policy_from(args), actor=actor)  # fmt: skip
+                                policy=policy_from(args, self.policy), actor=actor)  # fmt: skip
+
+    def _rotate_start(
+        self, db: Database, args: Mapping[str, Any], actor: str, request_id: str | None
+    ) -> dict[str, Any]:
+        """Queue the plan as `pqfile keys rotate` does (rotation_queue, then the run's
+        target); the workflow is started by the use case."""
+        from pqfile.adapters.postgres.keys import PostgresKeyRepository, rotation_overview
+
+        report = self._rotate_plan(db, args, actor)
+        to_suite = report["to_suite"]
+        keys = PostgresKeyRepository(db)
+        run_ids = {int(r["rotation_id"]) for r in report["open_runs"]}
+        for item in report["queue"]:
+            run_id = keys.queue_rotation_now(item["key_id"], item["reason"], to_suite=to_suite,
+                                             actor=actor, request_id=request_id)  # fmt: skip
+            run_ids.add(run_id)
+            if to_suite and rotation_overview(db, [run_id])[0]["status"] == "queued":
+                keys.set_rotation_target(run_id, to_suite,
+                                         allow_downgrade=report["allow_downgrade"],
+                                         actor=actor, request_id=request_id)  # fmt: skip
+        return {**report, "dry_run": False, "queued": [i["key_id"] for i in report["queue"]],
+                "run_ids": sorted(run_ids)}  # fmt: skip
 
     def _rotate_plan(self, db: Database, args: Mapping[str, Any], actor: str) -> dict[str, Any]:
         from pqfile.adapters.postgres.keys import rotation_overview
