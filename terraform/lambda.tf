@@ -132,6 +132,7 @@ locals {
       PQFILE_SEGMENT_SIZE          = tostring(var.segment_size_bytes)
       PQFILE_PART_SIZE             = tostring(var.part_size_bytes)
       PQFILE_MAX_DOCUMENT_SIZE     = tostring(var.max_document_size_bytes)
+      PQFILE_INGEST_WORKERS        = tostring(var.ingest_workers)
       PQFILE_INLINE_LIMIT          = tostring(var.inline_limit_bytes)
       PQFILE_PRESIGN_SECONDS       = tostring(var.presign_seconds)
       PQFILE_RETRIEVALS_KMS_KEY_ID = aws_kms_key.this["data"].arn

@@ -204,6 +204,17 @@ variable "max_document_size_bytes" {
   }
 }
 
+variable "ingest_workers" {
+  description = "Worker threads the encrypt function uses for the parts of one multi-part upload (1: the sequential stream; docs/DESIGN.md, \"Parallel ingest\"). The parts wait mostly on S3, so two overlap well even at the default 1,024 MB (about 0.58 vCPU); memory is about workers x (part size + 2 segments)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.ingest_workers >= 1 && var.ingest_workers <= 64 && floor(var.ingest_workers) == var.ingest_workers
+    error_message = "ingest_workers is a whole number from 1 to 64."
+  }
+}
+
 variable "inline_limit_bytes" {
   description = "Largest plaintext retrieve returns inline; larger ones go through a presigned URL."
   type        = number
