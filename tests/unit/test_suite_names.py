@@ -1,0 +1,22 @@
+"""pqfile.crypto.suite_names mirrors kem.Suite, and config does not load cryptography."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from pqfile.crypto.kem import Suite
+from pqfile.crypto.suite_names import SuiteName
+
+
+def test_suite_names_mirror_kem_suites() -> None:
+    assert [(s.name, s.value) for s in SuiteName] == [(s.name, s.value) for s in Suite]
+
+
+def test_config_imports_without_cryptography() -> None:
+    code = (
+        "import sys, pqfile.config\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('cryptography'))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
