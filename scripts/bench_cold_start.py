@@ -13,7 +13,12 @@ A second figure per handler, "first call", adds what the first invocation builds
 the use case runs (Powertools logger, metrics and tracer with the X-Ray SDK): it is not in
 the target (it happens once per environment, after init) and is shown so nothing hides.
 
-Run: `python scripts/bench_cold_start.py [--quick] [--no-write]` (also `make bench`).
+`--before DIR` (the `functions` folder of an earlier checkout, e.g. from `git archive`)
+adds each handler's init with that code first on PYTHONPATH to the same interleaved
+rounds, for a before/after ratio measured in one run.
+
+Run: `python scripts/bench_cold_start.py [--quick] [--no-write] [--before DIR]` (also
+`make bench`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ FIRST_CALL = HANDLER + (
 )
 
 
+BEFORE_NOTE = """ "Before" columns: the
+same init with the earlier code given by `--before`, in the same interleaved rounds."""
+
+
 def handlers() -> list[str]:
     folder = ROOT / "functions" / "pqfile" / "handlers"
     return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
@@ -77,7 +86,7 @@ def deployed_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def wall(code: str, env: dict[str, str]) -> float:
+def cpu(code: str, env: dict[str, str]) -> float:
     """The child's CPU time (user + system), from its own rusage: on a shared machine the
     wall time mostly measures the other tenants; init is CPU-bound (imports, models)."""
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
@@ -92,22 +101,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 9")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
+    parser.add_argument("--before", type=Path, help="an earlier checkout's functions folder")
     args = parser.parse_args(argv)
+    before = args.before.resolve() if args.before else None
     rounds = 3 if args.quick else 9
     names = handlers()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pqfile-bench-cold-") as tmp:
         env = deployed_env(Path(tmp) / "pycache")
-        codes = {"(baseline)": BASELINE}
+        old_env = env
+        if before is not None:
+            old_env = {**env, "PYTHONPATH": str(before),
+                       "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache-before")}  # fmt: skip
+        codes: dict[str, tuple[str, dict[str, str]]] = {"(baseline)": (BASELINE, env)}
         for name in names:
-            codes[name] = HANDLER.format(name=name)
-            codes[name + " first call"] = FIRST_CALL.format(name=name)
-        for code in codes.values():  # compile every module once, untimed
-            wall(code, env)
+            codes[name] = (HANDLER.format(name=name), env)
+            codes[name + " first call"] = (FIRST_CALL.format(name=name), env)
+            if before is not None:
+                codes[name + " before"] = (HANDLER.format(name=name), old_env)
+        for code, code_env in codes.values():  # compile every module once, untimed
+            cpu(code, code_env)
         times: dict[str, list[float]] = {k: [] for k in codes}
         for _ in range(rounds):
-            for key, code in codes.items():
-                times[key].append(wall(code, env))
+            for key, (code, code_env) in codes.items():
+                times[key].append(cpu(code, code_env))
     load_after = os.getloadavg()[0]
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med["(baseline)"]
@@ -116,11 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = med[name] / base
         met = met and ratio <= TARGET
         first = med[name + " first call"]
+        old = med.get(name + " before")
+        was = f" | {old * 1000:.0f} ms | {old / base:.2f}x" if old is not None else ""
         rows.append(f"| {name} | {med[name] * 1000:.0f} ms | {ratio:.2f}x | "
                     f"{'yes' if ratio <= TARGET else 'no'} | {first * 1000:.0f} ms | "
-                    f"{first / base:.2f}x |")  # fmt: skip
+                    f"{first / base:.2f}x{was} |")  # fmt: skip
+    flags = (" --quick" if args.quick else "") + (" --before DIR" if before else "")
+    head_before = " init, before | ratio, before |" if before else ""
     body = f"""Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by
-`python scripts/bench_cold_start.py{" --quick" if args.quick else ""}` (also in `make
+`python scripts/bench_cold_start.py{flags}` (also in `make
 bench`); {len(os.sched_getaffinity(0))} cores, Python {sys.version.split()[0]}; load average
 (1 min) {load_before:.2f} before and {load_after:.2f} after (a shared machine: absolute
 figures vary a lot between runs; the ratios come from one interleaved run).
@@ -131,10 +152,10 @@ with the deployed environment (tracing on, no endpoint, dummy credentials, modul
 byte-compiled). Init = import the handler module and create its S3 and KMS clients.
 Baseline = `import boto3` plus one S3 client: {base * 1000:.0f} ms. "First call" adds what
 the first invocation builds once (`_runtime.prepare()`: Powertools logger, metrics and the
-X-Ray tracer); it is shown, not targeted.
+X-Ray tracer); it is shown, not targeted.{BEFORE_NOTE if before else ""}
 
-| handler | init | ratio | <= {TARGET}x | init + first call | ratio |
-|---|---|---|---|---|---|
+| handler | init | ratio | <= {TARGET}x | init + first call | ratio |{head_before}
+|---|---|---|---|---|---|{"---|---|" if before else ""}
 {chr(10).join(rows)}
 """
     print(body)

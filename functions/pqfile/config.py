@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pqfile.crypto.kem import Suite
+from pqfile.crypto.suite_names import SuiteName as Suite
 from pqfile.errors import PQFileError
 from pqfile.keys.policy import PoolPolicy
 

@@ -14,17 +14,16 @@ Other sinks (an S3 multipart writer, a BytesIO) are written in the caller's thre
 
 from __future__ import annotations
 
-import signal
 import struct
-import threading
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from pqfile.errors import DecryptionError, LimitExceededError
 from pqfile.format.header import MAX_SEGMENTS, NONCE_PREFIX_SIZE, TAG_SIZE
+
+# pyca's AEAD, threading and signal are imported where they are used (issue 15): a handler
+# or CLI command that imports this module without encrypting a body pays for none of them,
+# and a one-segment body (the CLI's 1 MiB) never starts the writer thread.
 
 _COUNTER = struct.Struct(">IB")  # counter (4) || last flag (1), after the 7-byte prefix
 NONCE_SIZE = 12
@@ -99,9 +98,7 @@ def _is_os_file(dst: object) -> bool:
     return True
 
 
-_CALLER_SIGNALS = {
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-}
+_CALLER_SIGNAL_NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 class _WriteBehind:
@@ -110,7 +107,9 @@ class _WriteBehind:
     _DEPTH = 3
 
     def __init__(self, dst: Sink, size: int) -> None:
-        import queue  # here: only a multi-segment body to an OS file needs it
+        import queue  # here: only a multi-segment body to an OS file needs these
+        import signal
+        import threading
 
         self._dst = dst
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
@@ -123,7 +122,8 @@ class _WriteBehind:
         # The writer inherits a mask blocking SIGINT/SIGTERM/SIGHUP, so the kernel delivers
         # them to the caller's thread: one blocked in read() then gets EINTR and raises at
         # once (KeyboardInterrupt, envelope.WriteInterrupted) instead of after its next input.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _CALLER_SIGNALS)
+        caller_signals = {getattr(signal, n) for n in _CALLER_SIGNAL_NAMES if hasattr(signal, n)}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, caller_signals)
         try:
             self._thread.start()
         except BaseException:
@@ -195,6 +195,8 @@ def encrypt_body(
     ``start_counter`` exists for tests of the counter arithmetic near its limit.
     """
     src = as_source(src)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
     cur_view = memoryview(bytearray(segment_size))
@@ -267,6 +269,9 @@ def decrypt_body(
     discard what was written so far (the final-segment check comes last).
     """
     src = as_source(src)
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
     wire = segment_size + TAG_SIZE
@@ -340,6 +345,8 @@ class SegmentEncryptor:
 
     def __init__(self, dst: Sink, body_key: bytes, nonce_prefix: bytes, segment_size: int) -> None:
         self._dst = dst
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(body_key)
         self._nonce = new_nonce(nonce_prefix)
         self._segment_size = segment_size
@@ -393,6 +400,8 @@ def encrypt_body_into(
     segment_size: int,
 ) -> None:
     """In-memory fast path: ``out`` is exactly body_size(len(plaintext)) bytes."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
     count = segment_count(len(plaintext), segment_size)
@@ -412,6 +421,9 @@ def decrypt_body_into(
     segment_size: int,
 ) -> None:
     """In-memory fast path: ``out`` is exactly plaintext_size(len(body)) bytes."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
     wire = segment_size + TAG_SIZE
