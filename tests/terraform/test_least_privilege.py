@@ -501,13 +501,17 @@ def test_packages_can_be_deleted_only_by_the_shred_role(stack: Stack) -> None:
 # --- alarms ----------------------------------------------------------------------------------
 
 
-def test_the_audit_verification_alarm_fails_closed(stack: Stack) -> None:
+def test_the_audit_alarms_fail_closed(stack: Stack) -> None:
     alarms = {a["alarm_name"]: a for a in stack.all("aws_cloudwatch_metric_alarm").values()}
     name = f"pqfile-{stack.environment}-audit-verification-failed"
     assert alarms[name]["treat_missing_data"] == "breaching"
+    # The scheduled digest signer fails closed too: no digest for two hours is an alarm.
+    digest = f"pqfile-{stack.environment}-audit-digest-failed"
+    assert alarms[digest]["treat_missing_data"] == "breaching"
+    assert alarms[digest]["period"] == 7200
     # Every other alarm watches a metric that is absent when all is quiet (no errors, no
     # executions, an unused suite, an empty queue): missing data is not an incident there.
-    others = {a["treat_missing_data"] for n, a in alarms.items() if n != name}
+    others = {a["treat_missing_data"] for n, a in alarms.items() if n not in (name, digest)}
     assert others == {"notBreaching"}
 
 
