@@ -297,7 +297,7 @@ def test_prove_through_the_admin_backend_as_the_auditor(history: tuple[str, Sign
 
     url, signer = history
     backend = PostgresOperatorBackend(
-        operator=lambda: pytest.fail("audit.prove must not connect as pqfile_operator"),
+        admin=lambda: pytest.fail("audit.prove must not connect as pqfile_admin_function"),
         auditor=lambda: Database.from_url(role_url(url, AUDITOR)),
     )
     request = AdminRequest.from_payload({"command": "audit.prove",

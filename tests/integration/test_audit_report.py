@@ -269,7 +269,7 @@ def test_the_admin_command_builds_the_same_model_as_the_auditor(history_url: str
     from pqfile.usecases.admin import AdminRequest
     from pqfile.usecases.audit_report import AuditReport
 
-    backend = PostgresOperatorBackend(operator=lambda: Database.from_url(history_url),
+    backend = PostgresOperatorBackend(admin=lambda: Database.from_url(history_url),
                                       auditor=lambda: Database.from_url(history_url))  # fmt: skip
     request = AdminRequest.from_payload({"command": "audit.report", "args": {
         "since": "2026-03-01T00:00:00+00:00", "until": "2026-03-21T00:00:00+00:00"}})
