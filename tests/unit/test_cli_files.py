@@ -351,6 +351,14 @@ def test_library_refuses_non_regular_targets_and_cleans_up(keys: Path, tmp_path:
 # --- interrupted writes leave nothing ------------------------------------------------------
 
 
+def _default_signals() -> None:
+    """The child starts with SIGINT and SIGTERM at their defaults, as from a terminal. A test
+    run started in the background of a non-interactive shell inherits SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler: the interrupt would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("command", ["decrypt", "encrypt"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_signal_mid_write_leaves_no_temporary_file(
@@ -370,7 +378,8 @@ def test_signal_mid_write_leaves_no_temporary_file(
     else:
         data, argv = plain, ["encrypt", "-r", keys / "xwing.pub", "--segment-size", "64K"]
     proc = subprocess.Popen([*PQFILE, *map(str, argv), "--out", "out.bin"], cwd=tmp_path,
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_signals)  # fmt: skip
     assert proc.stdin is not None and proc.stderr is not None
     half = len(data) // 2
     proc.stdin.write(data[:half])
