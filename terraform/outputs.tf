@@ -99,5 +99,6 @@ output "key_pool_policy" {
     target       = var.key_pool_target
     floor        = var.key_pool_floor
     max_age_days = var.key_max_age_days
+    suites       = local.pool_suites
   }
 }

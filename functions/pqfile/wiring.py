@@ -270,8 +270,9 @@ def _build_admin() -> Admin:
     def auditor() -> Database:
         return Database.from_env(dataclasses.replace(DatabaseSettings.from_env(), url=auditor_url))
 
-    policy = PoolSettings.from_env().policy  # the deployment's: `keys status` judges its floor
-    backend = PostgresOperatorBackend(Database.from_env, auditor, policy=policy)
+    pool = PoolSettings.from_env()  # the deployment's: `keys status` judges its floor
+    backend = PostgresOperatorBackend(Database.from_env, auditor, policy=pool.policy,
+                                      kept_suites=pool.suites)  # fmt: skip
     bus = EventSettings.from_env().bus
     machine = CliSettings.from_env().rotation_state_machine
     return Admin(backend=backend, identity=verifier,

@@ -232,3 +232,16 @@ def test_an_operator_request_stops_the_key_and_the_workflow_completes_it() -> No
         store.request(_b.key_id, "revoke", " ")
     with pytest.raises(ValueError):
         store.request(_b.key_id, "delete-everything", "why not")
+
+
+def test_only_the_suites_the_deployment_keeps_can_be_below_floor() -> None:
+    pool = _pool(target_active=4, floor_active=2)
+    pool.refill(kem.Suite.XWING)
+    every = pool.status_summary()["suites"]
+    assert every["mlkem768"]["below_floor"] and every["mlkem768"]["kept"]
+    kept = pool.status_summary(kept_suites=["xwing"])["suites"]
+    assert not kept["xwing"]["below_floor"] and kept["xwing"]["kept"]
+    assert not kept["mlkem768"]["below_floor"] and not kept["mlkem768"]["kept"]
+    assert not kept["mlkem1024"]["kept"]
+    empty = pool.status_summary(kept_suites=["xwing", "mlkem1024"])["suites"]
+    assert empty["mlkem1024"]["below_floor"] and empty["mlkem1024"]["kept"]

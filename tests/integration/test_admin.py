@@ -117,7 +117,8 @@ def _as_user(monkeypatch: pytest.MonkeyPatch, stack: Admin, user: str, tmp_path:
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"key_pool_policy": {"value": {
         "target": int(POOL_ENV["PQFILE_POOL_TARGET"]),
-        "floor": int(POOL_ENV["PQFILE_POOL_FLOOR"])}}}))  # fmt: skip
+        "floor": int(POOL_ENV["PQFILE_POOL_FLOOR"]),
+        "suites": ["xwing"]}}}))  # fmt: skip  # what the function keeps: its default suite
     monkeypatch.setenv("PQFILE_STACK", str(outputs))
 
 
@@ -174,6 +175,10 @@ def test_with_the_rule_keys_status_and_access_list_match_the_direct_path(
         assert via[1].strip()
         # The deployment's floor (0), not the CLI's old default (80), on both paths.
         assert "(below floor)" not in via[1] and '"floor_active": 80' not in via[1]
+    # A suite the deployment does not keep is not "below floor", on both paths.
+    for out in (_cli(capsys, "keys", "status")[1], _cli(capsys, "keys", "status", *direct)[1]):
+        line = next(x for x in out.splitlines() if x.startswith("mlkem1024"))
+        assert line.endswith("(not kept by this deployment)"), out
     # The function's verify ran before its own success row was appended: one row less.
     via, straight = _cli(capsys, "audit", "verify"), _cli(capsys, "audit", "verify", *direct)
     counted = [re.fullmatch(r"audit chain OK: (\d+) rows, head \d+ [0-9a-f]{64}\n", out)

@@ -25,7 +25,7 @@ from typing import Any
 
 from pqfile.cli._admin_client import add_stack_options, run_admin, via_function
 from pqfile.cli.db import add_database_option, command_group, open_database, print_json
-from pqfile.cli.keys_common import policy_args, policy_options
+from pqfile.cli.keys_common import deployment_suites, policy_args, policy_options
 from pqfile.cli.keys_common import store as _store
 from pqfile.cli.keys_revoke import revoke as _revoke
 from pqfile.cli.keys_rotate import rotate as _rotate
@@ -160,7 +160,7 @@ def _status(args: argparse.Namespace) -> int:
     else:
         db = open_database(args)
         try:
-            summary = _store(db, args).status_summary()
+            summary = _store(db, args).status_summary(kept_suites=deployment_suites(args))
         finally:
             db.close()
     if args.json:
@@ -177,6 +177,8 @@ def _status(args: argparse.Namespace) -> int:
         usage = entry["usage"]
         ratio = "-" if usage["max_over_min"] is None else f"{usage['max_over_min']:.2f}"
         flag = "  (below floor)" if entry["below_floor"] else ""
+        if not entry.get("kept", True):
+            flag = "  (not kept by this deployment)"
         print(
             f"{suite:<10} {counts['active']:>7} {counts['rotation_queued']:>7} "
             f"{counts['expired']:>8} {counts['revoked']:>8} {age_text:>14} "

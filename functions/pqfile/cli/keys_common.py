@@ -60,6 +60,21 @@ def deployment_policy(args: argparse.Namespace) -> PoolPolicy:
         raise ConfigurationError(f"the stack's output {POLICY_OUTPUT!r} is malformed") from None
 
 
+def deployment_suites(args: argparse.Namespace) -> list[str] | None:
+    """The suites the deployment keeps at its target: the stack's ``key_pool_policy``
+    output (``suites``), else None (unknown: every suite is judged against the floor)."""
+    from pqfile.cli import _stack
+
+    try:
+        stack = _stack.discover(args, required=False)
+        out = stack.outputs.get(POLICY_OUTPUT)
+    except ConfigurationError:
+        out = None
+    if isinstance(out, dict) and isinstance(out.get("suites"), list):
+        return [str(s) for s in out["suites"]]
+    return None
+
+
 def policy(args: argparse.Namespace) -> PoolPolicy:
     """The deployment's policy with the options given on the command line."""
     base = deployment_policy(args)

@@ -17,7 +17,7 @@ recorded as itself, a person as the database user with the claim as ``claimed_by
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pqfile.crypto import kem
@@ -446,8 +446,10 @@ class KeyPool:
 
     # -- reporting --
 
-    def status_summary(self) -> dict[str, Any]:
-        """Counts per suite and status, oldest active key age, usage spread of active keys."""
+    def status_summary(self, kept_suites: Collection[str] | None = None) -> dict[str, Any]:
+        """Counts per suite and status, oldest active key age, usage spread of active keys.
+        ``kept_suites``: the suites the deployment keeps at its target (None: every suite);
+        only those can be "below floor", the others are marked ``kept: false``."""
         rows = self.storage.keys.status_counts()
         usage_rows = self.storage.keys.active_usage()
 
@@ -469,7 +471,9 @@ class KeyPool:
                 "total": spread.total_usage,
                 "max_over_min": round(spread.ratio, 3) if spread.ratio is not None else None,
             }
-            entry["below_floor"] = entry["counts"]["active"] < self.policy.floor_active
+            kept = kept_suites is None or suite in kept_suites
+            entry["kept"] = kept
+            entry["below_floor"] = kept and entry["counts"]["active"] < self.policy.floor_active
         return {
             "rotations": _run_counts(self.storage.rotations.run_counts()),
             "policy": {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -203,6 +203,6 @@ class RotationKeyStore(Protocol):
         it (the workflow never starts one); return the ids completed."""
         ...
 
-    def status_summary(self) -> Mapping[str, Any]:
+    def status_summary(self, kept_suites: Collection[str] | None = None) -> Mapping[str, Any]:
         """Counts per suite and status: ``{"suites": {suite: {"counts": {status: n}}}}``."""
         ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pqfile.adapters.kms import UnconfiguredSeedProtector
@@ -77,11 +77,13 @@ class PostgresOperatorBackend:
 
     def __init__(
         self, admin: Callable[[], Database], auditor: Callable[[], Database],
-        policy: PoolPolicy = DEFAULT_POLICY,
+        policy: PoolPolicy = DEFAULT_POLICY, kept_suites: Sequence[str] | None = None,
     ) -> None:  # fmt: skip
         self._open = {"admin": admin, "auditor": auditor}
         #: The deployment's pool policy (PQFILE_POOL_*): `keys status` judges its floor.
         self.policy = policy
+        #: The suites the deployment keeps at its target (PoolSettings.suites).
+        self.kept_suites = kept_suites
         self._dbs: dict[str, Database] = {}
 
     def _db(self, role: str) -> Database:
@@ -118,7 +120,8 @@ class PostgresOperatorBackend:
         args = request.args
         name = request.command
         if name == "keys.status":
-            return json_object(self._store(db, args, actor).status_summary())
+            store = self._store(db, args, actor)
+            return json_object(store.status_summary(kept_suites=self.kept_suites))
         if name == "keys.rotate":
             return json_object(self._rotate_plan(db, args, actor))
         if name == "keys.rotate.start":
