@@ -8,7 +8,13 @@ here): it is the whole surface between the workflows and the outside world.
 
 from __future__ import annotations
 
-from pqfile.ports.access import AccessOperation, AccessPolicy, AccessRule
+from pqfile.ports.access import (
+    AccessOperation,
+    AccessPolicy,
+    AccessRule,
+    RecipientDirectory,
+    RecipientKey,
+)
 from pqfile.ports.audit_digests import AuditLeafSource, AuditLeaves, DigestSigner, DigestStore
 from pqfile.ports.events import EVENT_SOURCE, EventPublisher, EventType, ServiceEvent
 from pqfile.ports.identity import (
@@ -90,6 +96,8 @@ __all__ = [
     "PackageVersion",
     "PackageVersions",
     "PartedUpload",
+    "RecipientDirectory",
+    "RecipientKey",
     "RotationKeyStore",
     "RotationRepository",
     "RotationRunView",

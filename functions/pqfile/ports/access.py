@@ -35,3 +35,25 @@ class AccessPolicy(Protocol):
         """Deny by default: True only when a rule for ``operation`` names the document or
         its tenant and its principal (pattern) matches ``principal``."""
         ...
+
+
+@dataclass(frozen=True)
+class RecipientKey:
+    """A reader's registered public key (``recipient_keys``, sql/migrations/0020): sealed
+    retrieval re-wraps a document's data key to it. ``suite`` is a crypto.kem.Suite value;
+    ``public_key`` the raw encoded key (FORMAT.md §1 "Suites"); ``fingerprint`` the
+    SHA-256 hex of ``public_key``, the recipient key id the audit records."""
+
+    recipient_id: int
+    suite: str
+    public_key: bytes
+    fingerprint: str
+    #: The operator allowed re-wrapping documents of a stronger suite to this key.
+    allow_weaker: bool
+
+
+class RecipientDirectory(Protocol):
+    def recipient_for(self, principal: str, document_id: str) -> RecipientKey | None:
+        """The caller's active recipient key, only when an access rule lets this exact
+        principal retrieve this document; None otherwise (no key, revoked, or not allowed)."""
+        ...

@@ -13,7 +13,11 @@
 The names below are re-exported for callers that import them from the package.
 """
 
-from pqfile.adapters.postgres.access import PostgresAccessPolicy, PostgresAccessRules
+from pqfile.adapters.postgres.access import (
+    PostgresAccessPolicy,
+    PostgresAccessRules,
+    PostgresRecipientDirectory,
+)
 from pqfile.adapters.postgres.audit import AuditRepository, PostgresAuditLog, append_audit
 from pqfile.adapters.postgres.connection import (
     AuditRefusedError,
@@ -62,6 +66,7 @@ __all__ = [
     "PostgresAccessPolicy",
     "PostgresAccessRules",
     "PostgresAuditLog",
+    "PostgresRecipientDirectory",
     "PostgresDocumentRepository",
     "PostgresKeyRepository",
     "PostgresKeyStorage",

@@ -13,7 +13,7 @@ from typing import Any
 
 from pqfile.adapters.postgres.connection import Database
 from pqfile.keys.audit_chain import MAX_REQUEST_ID_CHARS, bounded_text
-from pqfile.ports import AccessOperation, AccessRule
+from pqfile.ports import AccessOperation, AccessRule, RecipientKey
 
 _RULE_COLUMNS = "rule_id, principal, tenant, document_id, operation, created_by, created_at"
 
@@ -44,6 +44,32 @@ class PostgresAccessPolicy:
             o=AccessOperation(operation).value,
         )
         return rows[0][0] is True
+
+
+class PostgresRecipientDirectory:
+    """ports.RecipientDirectory for the retrieve function (EXECUTE on recipient_for only,
+    sql/migrations/0020)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def recipient_for(self, principal: str, document_id: str) -> RecipientKey | None:
+        rows = self._db.run(
+            "SELECT recipient_id, suite, public_key, fingerprint, allow_weaker "
+            "FROM recipient_for(:p, :d)",
+            p=principal[:1000],
+            d=document_id[:128],
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return RecipientKey(
+            recipient_id=int(r[0]),
+            suite=r[1],
+            public_key=bytes(r[2]),
+            fingerprint=r[3],
+            allow_weaker=r[4] is True,
+        )
 
 
 class PostgresAccessRules:
