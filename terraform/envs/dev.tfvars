@@ -27,3 +27,7 @@ log_retention_days       = 30
 lambda_reserved_concurrency = { encrypt = 5, fetch = 5, store = 5, select_key = 5, audit = 5, migrate = 1 }
 
 alarm_email_addresses = []
+
+# Retrieve: plaintext deliveries (inline, URL) stay on in dev for readers without a
+# recipient key; sealed delivery is the default for readers with one.
+retrieve_plaintext_delivery = true
