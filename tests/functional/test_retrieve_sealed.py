@@ -272,3 +272,33 @@ def test_the_sealed_url_lifetime_is_its_own_setting() -> None:
     doc = _ingest(r, b"y" * 10)
     answer = _ask(r, {"document_id": doc})
     assert answer["body"]["expires_in"] == 2 and answer["body"]["url"].endswith("expires=2")
+
+
+@pytest.mark.parametrize("where", ["mac", "stanza", "document_id"])
+def test_a_tampered_stored_header_is_refused_opaquely_and_audited(where: str) -> None:
+    r, recipients = _world()
+    recipients.register(ALICE, kem.generate(kem.Suite.XWING).public_key())
+    doc = _ingest(r, os.urandom(3000))
+    record = r.pipeline.documents.get(doc)
+    assert record is not None and record.encrypted_key is not None
+    entry = r.pipeline.blobs.objects[(ENCRYPTED, record.encrypted_key)][-1]  # type: ignore[attr-defined]
+    data = bytearray(entry["data"])
+    header = parse_header(bytes(data[:MAX_HEADER_SIZE]))
+    at = {"mac": header.size - 1, "stanza": header.size - 60, "document_id": 88}[where]
+    data[at] ^= 0x01
+    entry["data"] = bytes(data)
+    with pytest.raises((DecryptionError, WrongKeyError)) as refused:
+        _ask(r, {"document_id": doc})
+    assert "sealed" not in str(refused.value)
+    attempt, row = _rows(r)
+    assert (attempt["outcome"], row["outcome"]) == ("attempt", "refused")
+    assert row["details"]["reason"] in {"DecryptionError", "WrongKeyError"}
+
+
+def test_a_row_without_a_plaintext_size_gets_the_size_the_body_encodes() -> None:
+    r, recipients = _world()
+    recipients.register(ALICE, kem.generate(kem.Suite.XWING).public_key())
+    doc = _ingest(r, os.urandom(200_000))
+    documents = r.pipeline.documents
+    documents.rows[doc] = dataclasses.replace(documents.rows[doc], plaintext_size=None)  # type: ignore[attr-defined]
+    assert _ask(r, {"document_id": doc})["size"] == 200_000

@@ -24,6 +24,7 @@ from typing import Any
 from pqfile.config import RetrieveSettings
 from pqfile.crypto.kem import SecretKey, Suite, public_key_from_bytes
 from pqfile.crypto.keyschedule import Kdf
+from pqfile.crypto.ranged import plaintext_size_of_body
 from pqfile.crypto.reencrypt import check_rewrap, rewrap_header
 from pqfile.errors import (
     DecryptionError,
@@ -136,7 +137,10 @@ def deliver_sealed(
     return {
         "document_id": record.document_id,
         "delivery": "sealed",
-        "size": record.plaintext_size,
+        # The index's size; rows without one: what the body's length encodes (FORMAT.md §6).
+        "size": record.plaintext_size
+        if record.plaintext_size is not None
+        else plaintext_size_of_body(body_length, header.segment_size),
         "content_type": _content_type(header),
         "recipient": {"fingerprint": reader.fingerprint, "suite": suite.value},
         "header_base64": base64.b64encode(new_header).decode("ascii"),
