@@ -201,9 +201,10 @@ def _body(results: list[dict[str, Any]], when: str, command: str) -> str:
         f"{'met' if cpu_met else 'NOT met'} (worst {worst_cpu:.1f} ms); at most 1 MiB "
         f"moved by the function: {'met' if bytes_met else 'NOT met'} ({worst_read:,} bytes "
         "read, the one ranged GET of at most `MAX_HEADER_SIZE`, and no writes); the same "
-        f"whatever the size: {'yes' if same else 'NO'} (1 MiB and 200 MiB read the same "
-        "bytes). The body never passes through the function: the reader fetches it from "
-        "S3 with the presigned URL.",
+        f"whatever the size: {'yes' if same else 'NO'} ("
+        + " and ".join(f"{r['size'] // MIB} MiB" for r in results)
+        + f" read {'the same' if same else 'different'} bytes). The body never passes "
+        "through the function: the reader fetches it from S3 with the presigned URL.",
     ]
     return "\n".join(lines)
 
