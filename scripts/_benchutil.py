@@ -18,15 +18,24 @@ _TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal"
     "Action": "sts:AssumeRole"}]}  # fmt: skip
 
 
+#: In a section, what follows this line is written by people and kept when the benchmark
+#: rewrites the section above it.
+NOTES_MARKER = "<!-- notes below are kept when the section is rewritten -->"
+
+
 def write_section(path: Path, heading: str, body: str) -> None:
     """Replace the ``heading`` section of a BENCHMARKS.md (up to the next ``## ``), or
-    append it; the file is created with a ``# Benchmarks`` title if it is missing."""
+    append it; the file is created with a ``# Benchmarks`` title if it is missing. Notes
+    after :data:`NOTES_MARKER` in the old section are kept after the new body."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     section = f"{heading}\n\n{body.strip()}\n"
     if heading in text:
         before, rest = text.split(heading, 1)
         nxt = rest.find("\n## ")
         after = rest[nxt + 1 :] if nxt >= 0 else ""
+        old = rest[: nxt + 1] if nxt >= 0 else rest
+        if NOTES_MARKER in old:
+            section += "\n" + NOTES_MARKER + old.split(NOTES_MARKER, 1)[1].rstrip() + "\n"
         text = before + section + ("\n" + after if after else "")
     else:
         text = text.rstrip() + "\n\n" + section
