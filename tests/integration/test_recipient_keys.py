@@ -21,7 +21,6 @@ from pqfile.adapters.postgres import (
     Database,
     DatabaseError,
     InvariantError,
-    PermissionDeniedError,
     PostgresAccessRules,
     PostgresDocumentRepository,
     PostgresRecipientDirectory,
@@ -74,7 +73,9 @@ def operator(migrated_db_url: str) -> Iterator[Database]:
 def _rows(db: Database, principal: str, operation: str) -> list[dict[str, Any]]:
     rows = db.run(
         "SELECT actor, db_role, details FROM access_logs WHERE operation = :o "
-        "AND details::jsonb ->> 'principal' = :p ORDER BY seq", o=operation, p=principal)  # fmt: skip
+        "AND details::jsonb ->> 'principal' = :p ORDER BY seq",
+        o=operation, p=principal,
+    )  # fmt: skip
     return [{"actor": r[0], "db_role": r[1], "details": json.loads(r[2])} for r in rows]
 
 
@@ -169,14 +170,16 @@ def test_no_other_role_can_plant_or_retire_a_key(migrated_db_url: str, role: str
     """An attacker with any other role's credentials (retrieve's included) cannot register a
     key for someone else, revoke theirs, or write the table."""
     victim, key = _reader(), _key()
-    owner = Database.from_url(migrated_db_url)
+    owner, operator = Database.from_url(migrated_db_url), Database.from_url(
+        role_url(migrated_db_url, OPERATOR))  # fmt: skip
     try:
-        PostgresRecipientKeys(Database.from_url(role_url(migrated_db_url, OPERATOR))).register(
-            victim, key, allow_weaker=False, actor=None)  # fmt: skip
-        [[victim_id]] = owner.run("SELECT recipient_id FROM recipient_keys "
-                                  "WHERE principal = :p AND revoked_at IS NULL", p=victim)  # fmt: skip
+        PostgresRecipientKeys(operator).register(victim, key, allow_weaker=False, actor=None)
+        [[victim_id]] = owner.run(
+            "SELECT recipient_id FROM recipient_keys "
+            "WHERE principal = :p AND revoked_at IS NULL", p=victim)  # fmt: skip
     finally:
         owner.close()
+        operator.close()
     mine = _key().raw
     conn = connect_url(role_url(migrated_db_url, role))
     try:
