@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,11 @@ def test_reregistering_is_idempotent_and_a_new_key_replaces_the_old(operator: Da
     assert [e.recipient_id for e in keys.list() if e.principal == reader] == [three.recipient_id]
     audit = [r["details"] for r in _rows(operator, reader, "access.recipient_add")]
     assert [(d["created"], d.get("replaced")) for d in audit] == [
-        (True, None), (False, None), (True, one.recipient_id), (True, two.recipient_id)]
+        (True, None),
+        (False, None),
+        (True, one.recipient_id),
+        (True, two.recipient_id),
+    ]
 
 
 def test_revoke_retires_the_key_and_pq005_when_none(operator: Database) -> None:
@@ -435,3 +440,38 @@ def test_cli_bad_input_is_one_line_and_changes_nothing(
     assert not [e for e in json.loads(out) if e["principal"] == reader]
     code, out, _ = _cli(capsys, "access", "list", "--json", "--database-url", as_operator)
     assert not [r for r in json.loads(out) if r["principal"] == reader]
+
+
+def test_a_racing_first_registration_gets_a_clear_refusal(migrated_db_url: str) -> None:
+    """Two first registrations for one principal: the second waits on the first's index
+    entry, then gets PQ004 with a one-line reason, not a bare unique violation."""
+    reader = _reader()
+    first = connect_url(role_url(migrated_db_url, OPERATOR))
+    second = connect_url(role_url(migrated_db_url, OPERATOR))
+    try:
+        first.run("BEGIN")
+        first.run(REGISTER_SQL, p=reader, s="xwing", k=_key().raw)
+        second.run("BEGIN")
+        outcome: list[BaseException | None] = []
+
+        def register_second() -> None:
+            try:
+                second.run(REGISTER_SQL, p=reader, s="xwing", k=_key().raw)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 (inspected below)
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=register_second)
+        waiter.start()
+        waiter.join(1.0)
+        assert waiter.is_alive(), "the second registration should wait for the first"
+        first.run("COMMIT")
+        waiter.join(10.0)
+        (exc,) = outcome
+        assert isinstance(exc, pg8000.native.DatabaseError)
+        assert exc.args[0]["C"] == "PQ004"
+        assert "another registration for this principal won" in exc.args[0]["M"]
+        second.run("ROLLBACK")
+    finally:
+        first.close()
+        second.close()
