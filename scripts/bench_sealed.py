@@ -35,7 +35,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from _benchutil import write_section  # noqa: E402
+from _benchutil import bench_role, bench_services, write_section  # noqa: E402
 
 HEADING = "## Sealed retrieval"
 MIB = 1024 * 1024
@@ -88,7 +87,7 @@ class _Verified:
 
 
 def _big_file(work: Path, size: int) -> Path:
-    path = work / f"doc-{size}.bin"
+    path = work / f"big-{size}.bin"  # removed by bench_services on the way out
     with path.open("wb") as f:
         for _ in range(size // MIB):
             f.write(os.urandom(MIB))
@@ -219,27 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [MIB, (8 if args.quick else 200) * MIB]
     runs = 10 if args.quick else args.runs
 
-    from devstack.emulator import REPO_ROOT, start_emulator
-    from devstack.postgres import start_postgres
     from tests.integration.pipeline_stack import deploy_pipeline
 
-    from pqfile.adapters.postgres import Database, migrate
     from pqfile.crypto import kem
 
-    work = Path(tempfile.mkdtemp(prefix="pqfile-bench-sealed-"))
-    pg = start_postgres(Path("/tmp") / f"pqbs-{os.getpid()}")
-    emulator = start_emulator(code_paths=[REPO_ROOT / "functions"], log_path=work / "emulator.log")
     results: list[dict[str, Any]] = []
-    try:
-        db = Database.from_url(pg.url)
-        migrate(db)
-        db.close()
-        iam = emulator.client("iam")
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
-            "Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-            "Action": "sts:AssumeRole"}]}  # fmt: skip
-        role = iam.create_role(RoleName="bench", AssumeRolePolicyDocument=json.dumps(trust))
-        stack = deploy_pipeline(emulator, role["Role"]["Arn"], pg.url, keys=1)
+    with bench_services("sealed") as (work, pg, emulator):
+        stack = deploy_pipeline(emulator, bench_role(emulator), pg.url, keys=1)
         stack.grant(READER, tenant="a")
         reader = kem.generate(kem.Suite.XWING)
         stack.sql("SELECT recipient_register(:p, 'xwing', :k, false, 'bench', NULL)",
@@ -251,16 +236,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ingesting {size // MIB} MiB ...", flush=True)
             path = _big_file(work, size)
             up = stack.upload(key, path)
-            path.unlink()
             execution = stack.wait_for_upload(key, up["version_id"], timeout=1800)
             if execution["status"] != "SUCCEEDED":
                 raise RuntimeError(stack.explain(execution["executionArn"]))
             (doc,) = stack.documents_for(key)
             print(f"  {runs} sealed retrieves ...", flush=True)
             results.append(_measure(r, counting, doc["document_id"], runs))
-    finally:
-        emulator.stop()
-        pg.stop()
 
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     command = "python scripts/bench_sealed.py" + (" --quick" if args.quick else "")
