@@ -186,7 +186,7 @@ def _check_suites(header: Header, suite: Suite, *, allow_weaker: bool) -> None:
             suite.value,
             f"this document is stored under {header.suite.value}; your recipient key is "
             f"{suite.value}, a weaker suite: register a {header.suite.value} key, or ask an "
-            "operator to register yours with allow_weaker",
+            "operator to register yours with --allow-weaker-suite",
         ) from None
 
 
