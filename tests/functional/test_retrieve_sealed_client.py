@@ -42,6 +42,7 @@ class Served:
     """What the loopback server serves and how it misbehaves; what it saw."""
 
     blob: bytes = b""
+    path: Path | None = None  # served instead of blob, 1 MiB at a time (a large package)
     mode: str = "ok"  # ok | 403 | truncate | short | ignore-range | flip-body
     requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -53,6 +54,9 @@ def server() -> Iterator[tuple[Served, str]]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             served.requests.append({"path": self.path, "range": self.headers.get("Range", "")})
+            if served.path is not None:
+                self._send_file(served.path)
+                return
             if served.mode == "403":
                 body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message>"
                 self.send_response(403)
@@ -83,6 +87,21 @@ def server() -> Iterator[tuple[Served, str]]:
                 self.close_connection = True
                 return
             self.wfile.write(part)
+
+        def _send_file(self, path: Path) -> None:
+            a, _, b = self.headers["Range"].removeprefix("bytes=").partition("-")
+            first, last = int(a), int(b)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {first}-{last}/{path.stat().st_size}")
+            self.send_header("Content-Length", str(last - first + 1))
+            self.end_headers()
+            with path.open("rb") as f:
+                f.seek(first)
+                left = last - first + 1
+                while left:
+                    chunk = f.read(min(left, 1 << 20))
+                    self.wfile.write(chunk)
+                    left -= len(chunk)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -527,3 +546,51 @@ def test_a_script_sees_only_the_json_line_and_no_progress(
     (line,) = proc.stdout.splitlines()
     assert json.loads(line)["sha256"] == hashlib.sha256(data).hexdigest()
     assert out.read_bytes() == data
+
+
+def test_a_large_document_streams_through_bounded_memory(
+    tmp_path: Path, keys: Keys, server: tuple[Served, str],
+    fake_function: dict[str, Any], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """64 MiB in 1 MiB segments, kept sealed and decrypted: the command's Python heap (and
+    the loopback server's, in the same process) peaks at a few segments, not the document."""
+    import io
+    import tracemalloc
+
+    mib = 1 << 20
+    size = 64 * mib
+    pattern = hashlib.sha256(b"pattern").digest() * (mib // 32)  # 1 MiB, not all zeros
+    stored = tmp_path / "stored.pqf"
+    with stored.open("wb") as f:
+        src = io.BytesIO(pattern * (size // mib))
+        envelope.encrypt_stream(src, f, keys.service.public_key(), document_id=DOC_ID,
+                                segment_size=mib)  # fmt: skip
+        del src
+    with stored.open("rb") as f:
+        head = f.read(16 * 1024)
+    old = parse_header(head).size
+    served, url = server
+    served.path = stored
+    fake_function["answer"] = {
+        "document_id": DOC_ID, "delivery": "sealed", "size": size,
+        "recipient": {"fingerprint": _fingerprint(keys.reader), "suite": "xwing"},
+        "header_base64": base64.b64encode(
+            envelope.rewrap_header(head, keys.service, keys.reader.public_key())).decode(),
+        "body": {"url": url, "offset": old, "length": stored.stat().st_size - old},
+    }  # fmt: skip
+    out, kept = tmp_path / "got.bin", tmp_path / "kept.pqf"
+    tracemalloc.start()
+    try:
+        code, stdout, err = _retrieve(capsys, "-i", str(keys.reader_sec), "--out", str(out),
+                                      "--keep-sealed", str(kept), "--json")  # fmt: skip
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 0, err
+    expected = hashlib.sha256()
+    for _ in range(size // mib):
+        expected.update(pattern)
+    assert json.loads(stdout)["sha256"] == expected.hexdigest()
+    assert out.stat().st_size == size
+    assert kept.stat().st_size == stored.stat().st_size  # same header length within a suite
+    assert peak < 12 * mib, f"peak {peak / mib:.1f} MiB for a {size // mib} MiB document"
