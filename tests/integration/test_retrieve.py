@@ -867,7 +867,7 @@ def test_the_cli_retrieves_sealed_with_identity_and_keeps_the_sealed_package(
     byte-identical, nothing under retrievals/, the kept package opens with the reader's key
     only; without --identity, or with another key, one-line errors and no file."""
     from pqfile.cli import main
-    from pqfile.crypto import envelope, keyfiles, kem
+    from pqfile.crypto import envelope, kem, keyfiles
 
     data = os.urandom(3 * 1024 * 1024 + 17)  # several segments
     doc = _ingest(stack, "uploads/a/r-cli-sealed.bin", data)
