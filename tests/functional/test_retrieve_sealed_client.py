@@ -43,7 +43,8 @@ class Served:
 
     blob: bytes = b""
     path: Path | None = None  # served instead of blob, 1 MiB at a time (a large package)
-    mode: str = "ok"  # ok | 403 | truncate | short | ignore-range | flip-body
+    mode: str = "ok"  # ok | 403 | truncate | short | ignore-range | flip-body | stall
+    release: threading.Event = field(default_factory=threading.Event)  # ends a stall
     requests: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -81,6 +82,11 @@ def server() -> Iterator[tuple[Served, str]]:
                 part = part[: len(part) // 2]
             self.send_header("Content-Length", str(len(part)))
             self.end_headers()
+            if served.mode == "stall":  # half the body, then nothing until released
+                self.wfile.write(part[: len(part) // 2])
+                self.wfile.flush()
+                served.release.wait(30)
+                return
             if served.mode == "truncate":  # promises them all, then the connection drops
                 self.wfile.write(part[: len(part) // 2])
                 self.wfile.flush()
@@ -594,3 +600,80 @@ def test_a_large_document_streams_through_bounded_memory(
     assert out.stat().st_size == size
     assert kept.stat().st_size == stored.stat().st_size  # same header length within a suite
     assert peak < 12 * mib, f"peak {peak / mib:.1f} MiB for a {size // mib} MiB document"
+
+
+@pytest.mark.parametrize(("stored_suite", "reader_suite"), [
+    (Suite.XWING, Suite.MLKEM768),  # a downgrade the reader's key was registered for
+    (Suite.MLKEM1024, Suite.MLKEM1024),  # CNSA 2.0: HKDF-SHA384, 48-byte MAC
+    (Suite.MLKEM768, Suite.XWING),
+])  # fmt: skip
+def test_a_cross_suite_header_has_its_own_length_and_the_body_its_offset(
+    stored_suite: Suite, reader_suite: Suite, tmp_path: Path, server: tuple[Served, str],
+    fake_function: dict[str, Any], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    served, url = server
+    service, reader = generate(stored_suite), generate(reader_suite)
+    sec = tmp_path / "keys" / "reader.sec"
+    sec.parent.mkdir()
+    keyfiles.write_secret_key(sec, reader)
+    data = os.urandom(2 * SEGMENT + 9)
+    stored = bytes(envelope.encrypt_bytes(data, service.public_key(), document_id=DOC_ID,
+                                          segment_size=SEGMENT))  # fmt: skip
+    old = parse_header(stored).size
+    new_header = envelope.rewrap_header(stored, service, reader.public_key(),
+                                        allow_downgrade=True)  # fmt: skip
+    assert (len(new_header) != old) == (stored_suite is not reader_suite)
+    served.blob = stored
+    fake_function["answer"] = {
+        "document_id": DOC_ID, "delivery": "sealed", "size": len(data),
+        "recipient": {"fingerprint": _fingerprint(reader), "suite": reader_suite.value},
+        "header_base64": base64.b64encode(new_header).decode(),
+        "body": {"url": url, "offset": old, "length": len(stored) - old},
+    }  # fmt: skip
+    out, kept = tmp_path / "got.bin", tmp_path / "kept.pqf"
+    code, _, err = _retrieve(capsys, "-i", str(sec), "--out", str(out), "--keep-sealed",
+                             str(kept))  # fmt: skip
+    assert code == 0, err
+    assert out.read_bytes() == data
+    assert kept.read_bytes() == new_header + stored[old:]
+    assert envelope.read_header(kept.read_bytes()).suite is reader_suite
+
+
+def test_sigterm_mid_body_leaves_neither_file(
+    tmp_path: Path, keys: Keys, server: tuple[Served, str],
+) -> None:  # fmt: skip
+    """The body stalls halfway, SIGTERM lands while both temporary files are open: exit 143,
+    and neither --out nor --keep-sealed (nor a temporary) is left."""
+    import signal
+    import time
+
+    served, url = server
+    data = os.urandom(256 * SEGMENT)
+    served.blob, answer, _ = _stored_and_answer(data, keys, url)
+    served.mode = "stall"
+    out, kept = tmp_path / "got.bin", tmp_path / "kept.pqf"
+    env = {**os.environ, "PQFILE_DEVSTACK_DIR": str(tmp_path / "no-stack")}
+    env.pop("PQFILE_STACK", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, json.dumps(answer), "retrieve", DOC_ID,
+         "-i", str(keys.reader_sec), "--out", str(out), "--keep-sealed", str(kept), *_FLAGS],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            partial = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+            if len(partial) == 2 and min(p.stat().st_size for p in partial) > 64 * SEGMENT:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the body never reached both temporary files")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        served.release.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "pqfile: interrupted"
+    assert _files(tmp_path) == []
