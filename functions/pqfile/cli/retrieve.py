@@ -46,7 +46,8 @@ def register(subparsers: Any) -> None:
         "retrieve",
         help="read a document through the retrieve function (with an identity proof)",
         description="Invoke the retrieve function as yourself and write the document to a "
-        "file, checking its SHA-256.",
+        "file: with --identity sealed to your registered key and decrypted here (every "
+        "segment verified), else the deployment's plaintext delivery (its SHA-256 checked).",
     )
     p.add_argument("document_id", nargs="?", metavar="DOCUMENT_ID")
     p.add_argument(
@@ -95,7 +96,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--profile", help="the AWS profile to sign and invoke with")
     _stack.add_arguments(p)
     p.add_argument(
-        "--force", action="store_true", help="overwrite --out if it is an existing regular file"
+        "--force",
+        action="store_true",
+        help="overwrite --out (and --keep-sealed) if it is an existing regular file",
     )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_retrieve)
