@@ -1,5 +1,5 @@
 -- 0020: readers' own recipient keys, for sealed retrieval (issue 18; docs/KEYS.md,
--- "Recipient keys"; docs/OPERATIONS.md, "Sealed retrieval").
+-- "Recipient keys"; docs/OPERATIONS.md, "Retrieval").
 --
 -- A reader (one exact principal ARN, never a pattern) registers one post-quantum public key.
 -- A sealed retrieve re-wraps the stored package's data key to it (FORMAT.md §8), so the body
