@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pqfile.config import RETRIEVALS_PREFIX
@@ -21,56 +22,76 @@ from pqfile.ports import DocumentRecord
 from pqfile.usecases.common import HashingWriter, Pipeline
 from pqfile.usecases.ingest import CONTENT_TYPE_CONTEXT
 
-__all__ = ["deliver_plaintext"]
+__all__ = ["deliver", "deliver_plaintext"]
 
 
 def deliver_plaintext(p: Pipeline, record: DocumentRecord, identity: Any) -> dict[str, Any]:
-    s = p.settings.retrieve
     bucket = record.encrypted_bucket or p.settings.storage.encrypted_bucket
     assert record.encrypted_key is not None
-    size = record.plaintext_size
     src = p.blobs.open_read(bucket, record.encrypted_key, record.encrypted_version_id)
     try:
-        if size is not None and size <= s.inline_limit:
-            buffer = io.BytesIO()
-            sink = HashingWriter(buffer, limit=s.inline_limit)
-            content_type = _decrypt(p, src, sink, identity, record.document_id)
-            return {
-                "document_id": record.document_id,
-                "delivery": "inline",
-                "size": sink.count,
-                "content_type": content_type,
-                "sha256": sink.sha256.hexdigest(),
-                "content_base64": base64.b64encode(buffer.getvalue()).decode("ascii"),
-            }
-        key = f"{RETRIEVALS_PREFIX}{record.document_id}/{uuid.uuid4().hex}"
-        writer = p.blobs.open_write(
-            bucket,
-            key,
-            content_type="application/octet-stream",
-            kms_key_id=s.retrievals_kms_key_id or "",
+        return deliver(
+            p,
+            record,
+            record.plaintext_size,
+            {"document_id": record.document_id},
+            lambda sink: _decrypt(p, src, sink, identity, record.document_id),
         )
-        try:
-            sink = HashingWriter(writer)
-            content_type = _decrypt(p, src, sink, identity, record.document_id)
-            copy = writer.complete()
-        except BaseException:
-            writer.abort()
-            raise
-        url = p.blobs.presign_get(bucket, key, copy.version_id, s.presign_seconds)
-        return {
-            "document_id": record.document_id,
-            "delivery": "url",
-            "size": sink.count,
-            "content_type": content_type,
-            "sha256": sink.sha256.hexdigest(),
-            "url": url,
-            "expires_in": s.presign_seconds,
-            "bucket": bucket,
-            "key": key,
-        }
     finally:
         src.close()
+
+
+def deliver(
+    p: Pipeline,
+    record: DocumentRecord,
+    size: int | None,
+    answer: dict[str, Any],
+    decrypt_into: Callable[[HashingWriter], str | None],
+) -> dict[str, Any]:
+    """Deliver what ``decrypt_into(sink)`` writes (``size`` bytes, if known): inline up to
+    the inline limit, else into a multipart copy under ``retrievals/`` completed only after
+    ``decrypt_into`` returned (every segment verified) and handed out as a presigned GET.
+    ``decrypt_into`` may return the content type, which then goes into the answer."""
+    s = p.settings.retrieve
+    bucket = record.encrypted_bucket or p.settings.storage.encrypted_bucket
+    if size is not None and size <= s.inline_limit:
+        buffer = io.BytesIO()
+        sink = HashingWriter(buffer, limit=s.inline_limit)
+        content_type = decrypt_into(sink)
+        return {
+            **answer,
+            **({"content_type": content_type} if content_type else {}),
+            "delivery": "inline",
+            "size": sink.count,
+            "sha256": sink.sha256.hexdigest(),
+            "content_base64": base64.b64encode(buffer.getvalue()).decode("ascii"),
+        }
+    key = f"{RETRIEVALS_PREFIX}{record.document_id}/{uuid.uuid4().hex}"
+    writer = p.blobs.open_write(
+        bucket,
+        key,
+        content_type="application/octet-stream",
+        kms_key_id=s.retrievals_kms_key_id or "",
+    )
+    try:
+        sink = HashingWriter(writer)
+        content_type = decrypt_into(sink)
+        copy = writer.complete()
+    except BaseException:
+        writer.abort()
+        raise
+    url = p.blobs.presign_get(bucket, key, copy.version_id, s.presign_seconds)
+    return {
+        **answer,
+        **({"content_type": content_type} if content_type else {}),
+        "delivery": "url",
+        "size": sink.count,
+        "sha256": sink.sha256.hexdigest(),
+        "url": url,
+        "expires_in": s.presign_seconds,
+        "bucket": bucket,
+        "key": key,
+    }
 
 
 def _decrypt(p: Pipeline, src: Any, sink: HashingWriter, identity: Any, document_id: str) -> str:
