@@ -195,7 +195,7 @@ def encrypt_body(
     ``start_counter`` exists for tests of the counter arithmetic near its limit.
     """
     src = as_source(src)
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from pqfile.crypto._pyca import AESGCM
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
@@ -269,8 +269,7 @@ def decrypt_body(
     discard what was written so far (the final-segment check comes last).
     """
     src = as_source(src)
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from pqfile.crypto._pyca import AESGCM, InvalidTag
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
@@ -345,7 +344,7 @@ class SegmentEncryptor:
 
     def __init__(self, dst: Sink, body_key: bytes, nonce_prefix: bytes, segment_size: int) -> None:
         self._dst = dst
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from pqfile.crypto._pyca import AESGCM
 
         self._aead = AESGCM(body_key)
         self._nonce = new_nonce(nonce_prefix)
@@ -400,7 +399,7 @@ def encrypt_body_into(
     segment_size: int,
 ) -> None:
     """In-memory fast path: ``out`` is exactly body_size(len(plaintext)) bytes."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from pqfile.crypto._pyca import AESGCM
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
@@ -421,8 +420,7 @@ def decrypt_body_into(
     segment_size: int,
 ) -> None:
     """In-memory fast path: ``out`` is exactly plaintext_size(len(body)) bytes."""
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from pqfile.crypto._pyca import AESGCM, InvalidTag
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
