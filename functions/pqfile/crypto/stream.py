@@ -14,6 +14,7 @@ Other sinks (an S3 multipart writer, a BytesIO) are written in the caller's thre
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from typing import Protocol, cast
@@ -96,6 +97,20 @@ def _is_os_file(dst: object) -> bool:
     except (OSError, ValueError):  # io.UnsupportedOperation is an OSError
         return False
     return True
+
+
+def _read_sequentially(src: object) -> None:
+    """Tell the kernel ``src`` (an OS file) is read once, front to back: a larger read-ahead
+    window, so the next segment is in the page cache before it is asked for. Harmless for
+    pipes and other objects (nothing happens)."""
+    fileno = getattr(src, "fileno", None)
+    advise = getattr(os, "posix_fadvise", None)
+    if fileno is None or advise is None:
+        return
+    try:
+        advise(fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    except (OSError, ValueError):  # a pipe (ESPIPE), a closed or fileno-less object
+        pass
 
 
 _CALLER_SIGNAL_NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -199,6 +214,7 @@ def encrypt_body(
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
+    _read_sequentially(src)
     cur_view = memoryview(bytearray(segment_size))
     # Allocated only for a body of more than one segment: a small input (the CLI's 1 MiB,
     # a batch of small files) pays for neither the look-ahead buffer nor a writer thread.
@@ -274,6 +290,7 @@ def decrypt_body(
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
     wire = segment_size + TAG_SIZE
+    _read_sequentially(src)
     cur_view = memoryview(bytearray(wire))
     ahead_view: memoryview | None = None  # as in encrypt_body: only for a second segment
     overlap = _is_os_file(dst)
