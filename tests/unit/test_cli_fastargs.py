@@ -131,3 +131,27 @@ def test_encrypt_and_decrypt_load_only_the_crypto_core(tmp_path: Path) -> None:
     assert (tmp_path / "p.out").read_bytes() == data
     # --json output too (json is loaded only to print it).
     assert _lean_run([*dec[:-2], "--json", "-f"], tmp_path) == "LOADED:"
+
+
+def test_only_the_process_own_command_freezes_what_it_loaded(tmp_path: Path) -> None:
+    """From sys.argv (the console script) the loaded modules are frozen out of the cycle
+    collector; main(argv) called by a program leaves its collector alone."""
+    secret = generate()
+    keyfiles.write_public_key(tmp_path / "k.pub", secret.public_key())
+    (tmp_path / "p").write_bytes(b"x" * 10)
+    code = (
+        "import gc, sys\n"
+        "from pqfile.cli import main\n"
+        "args = ['encrypt', '-r', 'k.pub', '--in', 'p', '--out', 'p.pqf', '-f']\n"
+        "if sys.argv[1] == 'own':\n"
+        "    sys.argv = ['pqfile', *args]\n"
+        "    rc = main()\n"
+        "else:\n"
+        "    rc = main(args)\n"
+        "print(rc, gc.isenabled(), gc.get_freeze_count() > 0)\n"
+    )
+    for mode, frozen in (("own", "True"), ("called", "False")):
+        proc = subprocess.run([sys.executable, "-c", code, mode], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split()[-3:] == ["0", "True", frozen]

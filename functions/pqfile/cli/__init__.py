@@ -83,9 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if given[:1] in (["encrypt"], ["decrypt"]):
         import gc
 
-        # The common one-file forms, without argparse. The crypto core loads meanwhile, with
-        # the cycle collector paused: some twenty collections of fresh module objects, none
-        # of them garbage, cost ~3 ms of a ~60 ms command (issue 15).
+        # The common one-file forms, without argparse. The crypto core loads meanwhile with
+        # the cycle collector paused (some twenty collections of fresh module objects, none
+        # of them garbage). As the process's own command (argv from sys.argv), what loaded
+        # then lives until exit: gc.freeze() keeps every later collection, the full one at
+        # interpreter exit included, from walking it again. Together ~6 ms of a ~50 ms
+        # command (issue 15; BENCHMARKS.md "CLI latency and batch").
         collecting = gc.isenabled()
         gc.disable()
         try:
@@ -93,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             args = _fastargs.parse(given)
         finally:
+            if argv is None:
+                gc.freeze()
             if collecting:
                 gc.enable()
     if args is None:

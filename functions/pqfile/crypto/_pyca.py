@@ -32,6 +32,7 @@ __all__ = [
     "HashAlgorithm",
     "InvalidTag",
     "digest",
+    "hkdf_expand_verify",
     "hmac_digest",
     "hmac_verify",
     "hpke",
