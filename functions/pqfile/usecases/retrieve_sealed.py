@@ -8,6 +8,11 @@ read nor decrypted and nothing is written to S3: the answer carries the new head
 presigned GET of the stored package's exact version, with the offset where its body starts.
 ``new header || body`` is a package only the reader's secret key opens.
 
+With a ``range`` (sealed ranged reads) the answer is the same plus ``range``: the covering
+segments and where they sit in the stored object (:func:`range_section`, crypto/ranged.py),
+computed from the body's length and the header's segment size; the reader fetches and
+decrypts only those. The body is still never read here.
+
 What the function still sees is the data key, in memory, for the rewrap
 (docs/THREAT-MODEL.md, "Sealed delivery").
 
