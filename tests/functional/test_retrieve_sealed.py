@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import io
 import os
 from typing import Any
 
@@ -171,14 +172,18 @@ def test_without_a_key_the_fallback_when_allowed_and_a_clear_refusal_when_not() 
     with pytest.raises(DeliveryRefusedError, match="pqfile access recipient add") as refused:
         _ask(off, {"document_id": doc})
     assert refused.value.reason == "no_recipient_key"
-    for asked in ({"delivery": "inline"}, {"delivery": "url"}, {"range": "bytes=0-9"}):
+    for asked in ({"delivery": "inline"}, {"delivery": "url"},
+                  {"delivery": "inline", "range": "bytes=0-9"}):  # fmt: skip
         with pytest.raises(DeliveryRefusedError, match="plaintext delivery is disabled"):
             _ask(off, {"document_id": doc, **asked})
+    # a range asks for no delivery: the same row as a whole document (sealed or refused)
+    with pytest.raises(DeliveryRefusedError, match="no recipient key is registered for you"):
+        _ask(off, {"document_id": doc, "range": "bytes=0-9"})
     rows = _rows(off)
     # refused before any attempt row: nothing was decrypted
     assert [(x["outcome"], x["details"]["reason"]) for x in rows] == [
         ("refused", "no_recipient_key")
-    ] + [("refused", "plaintext_delivery_disabled")] * 3
+    ] + [("refused", "plaintext_delivery_disabled")] * 3 + [("refused", "no_recipient_key")]
     assert rows[1]["details"]["requested"] == {"document_id": doc, "delivery": "inline"}
     assert all(x["actor"] == ALICE and x["document_id"] == doc for x in rows)
 
@@ -190,18 +195,18 @@ def test_a_reader_with_a_key_still_gets_plaintext_when_asking_for_it_and_allowed
     doc = _ingest(r, data)
     answer = _ask(r, {"document_id": doc, "delivery": "inline"})
     assert answer["delivery"] == "inline" and base64.b64decode(answer["content_base64"]) == data
-    ranged = _ask(r, {"document_id": doc, "range": "bytes=0-9"})
+    ranged = _ask(r, {"document_id": doc, "range": "bytes=0-9", "delivery": "inline"})
     assert base64.b64decode(ranged["content_base64"]) == data[:10]
     assert recipients.asked == []  # plaintext asked: the directory is not consulted
 
 
-def test_bad_delivery_values_and_sealed_ranges_are_refused_before_the_proof() -> None:
+def test_bad_delivery_values_are_refused_before_the_proof() -> None:
     r, _ = _world()
     doc = _ingest(r, b"x" * 100)
     for payload, message in (
         ({"document_id": doc, "delivery": "zip"}, "delivery must be"),
         ({"document_id": doc, "delivery": 1}, "delivery must be"),
-        ({"document_id": doc, "delivery": "sealed", "range": "bytes=0-1"}, "whole package"),
+        ({"document_id": doc, "delivery": "sealed", "range": "bytes=1-0"}, "ends before"),
     ):
         with pytest.raises(InvalidEventError, match=message):
             retrieve(r, {**payload, "identity_proof": None})
@@ -302,3 +307,81 @@ def test_a_row_without_a_plaintext_size_gets_the_size_the_body_encodes() -> None
     documents = r.pipeline.documents
     documents.rows[doc] = dataclasses.replace(documents.rows[doc], plaintext_size=None)  # type: ignore[attr-defined]
     assert _ask(r, {"document_id": doc})["size"] == 200_000
+
+
+# --- sealed ranged reads: the answer names the covering segments, the body is never read ---
+
+
+def _decrypt_range(
+    r: Retrieval, answer: dict[str, Any], doc: str, reader: kem.SecretKey, spec: str
+) -> bytes:
+    """What the client does with a ranged sealed answer: open the new header, take
+    ``body_length`` bytes at ``body_offset`` of the stored object, decrypt only those."""
+    from pqfile.crypto.ranged import decrypt_span, parse_byte_range, segment_span
+
+    record = r.pipeline.documents.get(doc)
+    assert record is not None and record.encrypted_key is not None
+    stored = r.pipeline.blobs.data(ENCRYPTED, record.encrypted_key, record.encrypted_version_id)  # type: ignore[attr-defined]
+    header = parse_header(base64.b64decode(answer["header_base64"]))
+    _, keys = envelope.open_header(header, reader, expected_document_id=doc)
+    wanted = parse_byte_range(spec, answer["size"])
+    span = segment_span(wanted, header.segment_size)
+    section = answer["range"]
+    at, n = section["body_offset"], section["body_length"]
+    assert (at, n) == (answer["body"]["offset"] + span.body_offset, span.body_length)
+    out = io.BytesIO()
+    decrypt_span(io.BytesIO(stored[at : at + n]), out, keys.body_key, header.nonce_prefix,
+                 wanted, span)  # fmt: skip
+    return out.getvalue()
+
+
+def test_a_sealed_range_names_its_segments_and_reads_only_the_header() -> None:
+    r, recipients = _world(segment_size=1024)
+    reader = kem.generate(kem.Suite.XWING)
+    recipients.register(ALICE, reader.public_key())
+    data = os.urandom(10 * 1024 + 5)
+    doc = _ingest(r, data)
+    blobs = r.pipeline.blobs
+    before = {k: len(v) for k, v in blobs.objects.items()}  # type: ignore[attr-defined]
+    n = len(data)
+    cases = (
+        ("bytes=0-0", 0, 0, slice(0, 1)),
+        ("bytes=1023-1024", 0, 1, slice(1023, 1025)),
+        ("bytes=2048-2050", 2, 2, slice(2048, 2051)),
+        ("bytes=-1", 10, 10, slice(n - 1, n)),
+        ("bytes=10000-", 9, 10, slice(10000, n)),
+        ("bytes=5-99999", 0, 10, slice(5, n)),
+    )
+    for spec, first, last, part in cases:
+        want = data[part]
+        blobs.range_reads.clear()  # type: ignore[attr-defined]
+        # sealed is the default for a caller with a key; asking for it is the same
+        for asked in ({}, {"delivery": "sealed"}):
+            answer = _ask(r, {"document_id": doc, "range": spec, **asked})
+            assert answer["delivery"] == "sealed" and answer["size"] == len(data)
+            section = answer["range"]
+            assert section["requested"] == spec
+            assert section["segments"] == {"first": first, "last": last}, spec
+            assert section["content_range"] == f"bytes {part.start}-{part.stop - 1}/{n}"
+            assert _decrypt_range(r, answer, doc, reader, spec) == want, spec
+            attempt, success = _rows(r)[-2:]
+            assert attempt["details"]["requested"] == {"document_id": doc, "range": spec, **asked}
+            assert success["details"]["range"] == section["content_range"]
+            assert success["details"]["segments"] == section["segments"]
+            assert success["details"]["delivery"] == "sealed"
+        assert all(start == 0 for _, start, _ in blobs.range_reads)  # type: ignore[attr-defined]
+    assert {k: len(v) for k, v in blobs.objects.items()} == before  # type: ignore[attr-defined]
+
+
+def test_an_unsatisfiable_sealed_range_is_refused_and_audited() -> None:
+    r, recipients = _world()
+    recipients.register(ALICE, kem.generate(kem.Suite.XWING).public_key())
+    doc = _ingest(r, os.urandom(3000))
+    empty = _ingest(r, b"", key="uploads/a/empty.bin")
+    for d, spec, size in ((doc, "bytes=3000-", 3000), (empty, "bytes=0-", 0),
+                          (empty, "bytes=-5", 0), (doc, "bytes=-0", 3000)):  # fmt: skip
+        with pytest.raises(InvalidEventError, match=f"not satisfiable: the document has {size} "):
+            _ask(r, {"document_id": d, "range": spec})
+        row = _rows(r)[-1]
+        assert (row["outcome"], row["details"]["reason"]) == ("refused", "RangeNotSatisfiableError")
+        assert row["details"]["requested"] == {"document_id": d, "range": spec}

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hashlib
 import http.server
+import io
 import json
 import os
 import subprocess
@@ -46,6 +47,7 @@ class Served:
     mode: str = "ok"  # ok | 403 | truncate | short | ignore-range | flip-body | stall
     release: threading.Event = field(default_factory=threading.Event)  # ends a stall
     requests: list[dict[str, str]] = field(default_factory=list)
+    sent: int = 0  # body bytes written to the client (what S3 would have moved)
 
 
 @pytest.fixture
@@ -92,6 +94,7 @@ def server() -> Iterator[tuple[Served, str]]:
                 self.wfile.flush()
                 self.close_connection = True
                 return
+            served.sent += len(part)  # counted first: the client may finish before we return
             self.wfile.write(part)
 
         def _send_file(self, path: Path) -> None:
@@ -106,6 +109,7 @@ def server() -> Iterator[tuple[Served, str]]:
                 left = last - first + 1
                 while left:
                     chunk = f.read(min(left, 1 << 20))
+                    served.sent += len(chunk)
                     self.wfile.write(chunk)
                     left -= len(chunk)
 
@@ -444,8 +448,14 @@ def test_asking_sealed_and_getting_plaintext_is_refused(
      "sealed delivery is decrypted with your secret key: --identity ME.sec (or only "
      "--keep-sealed OUT.pqf to keep it encrypted)"),
     (["-i", "K"], "name where to write: --out FILE and/or --keep-sealed OUT.pqf"),
-    (["-i", "K", "--out", "o", "--range", "bytes=0-9"],
-     "--range is not available with sealed delivery"),
+    (["-i", "K", "--keep-sealed", "k.pqf", "--range", "bytes=0-9"],
+     "--keep-sealed keeps a whole package, and a range of one is not a package: use --range "
+     "with --identity ME.sec --out FILE"),
+    (["-i", "K", "--out", "o", "--keep-sealed", "k.pqf", "--range", "bytes=0-9"],
+     "--keep-sealed keeps a whole package, and a range of one is not a package: use --range "
+     "with --identity ME.sec --out FILE"),
+    (["-i", "K", "--out", "o", "--range", "bytes=9-0"],
+     "--range: range ends before it starts"),
     (["-i", "K", "--out", "same", "--keep-sealed", "same"],
      "--out and --keep-sealed must be different files"),
 ])  # fmt: skip
@@ -677,3 +687,252 @@ def test_sigterm_mid_body_leaves_neither_file(
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert err.strip().splitlines()[-1] == "pqfile: interrupted"
     assert _files(tmp_path) == []
+
+
+# --- sealed ranged reads: only the covering segments are fetched and decrypted here --------
+
+RANGE_DOC = 10 * SEGMENT + 5  # 11 segments, the last one 5 bytes
+
+
+def _ranged(
+    data: bytes, keys: Keys, url: str, spec: str
+) -> tuple[bytes, dict[str, Any]]:
+    """(the stored package, the sealed answer with ``range`` as the function builds it)."""
+    from pqfile.usecases.retrieve_sealed import range_section
+
+    stored, answer, _ = _stored_and_answer(data, keys, url)
+    header = parse_header(stored)
+    answer["range"] = range_section(header, len(stored) - header.size, spec)
+    return stored, answer
+
+
+_EDGES = [  # (range, the bytes it names of a RANGE_DOC-byte document, covering segments)
+    ("bytes=0-0", slice(0, 1), (0, 0)),  # the first byte
+    ("bytes=10244-10244", slice(10244, 10245), (10, 10)),  # the last byte
+    ("bytes=-1", slice(10244, 10245), (10, 10)),  # ... as a suffix
+    ("bytes=2050-2060", slice(2050, 2061), (2, 2)),  # inside one segment
+    ("bytes=1000-1100", slice(1000, 1101), (0, 1)),  # straddling two
+    ("bytes=-2000", slice(RANGE_DOC - 2000, RANGE_DOC), (8, 10)),  # suffix
+    ("bytes=5000-", slice(5000, RANGE_DOC), (4, 10)),  # open, to the end
+    ("bytes=9000-99999", slice(9000, RANGE_DOC), (8, 10)),  # past the end: cut
+    ("bytes=0-", slice(0, RANGE_DOC), (0, 10)),  # all of it
+]
+
+
+@pytest.mark.parametrize(("spec", "part", "segments"), _EDGES, ids=[e[0] for e in _EDGES])
+def test_a_sealed_range_fetches_only_its_segments_and_writes_exactly_its_bytes(
+    spec: str, part: slice, segments: tuple[int, int],
+    tmp_path: Path, keys: Keys, server: tuple[Served, str],
+    fake_function: dict[str, Any], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    served, url = server
+    data = os.urandom(RANGE_DOC)
+    served.blob, fake_function["answer"] = _ranged(data, keys, url, spec)
+    out = tmp_path / "got.bin"
+    code, stdout, err = _retrieve(capsys, "-i", str(keys.reader_sec), "--range", spec,
+                                  "--out", str(out), "--json")  # fmt: skip
+    assert code == 0, err
+    want = data[part]
+    assert out.read_bytes() == want
+    assert fake_function["request"] == {"document_id": DOC_ID, "delivery": "sealed",
+                                        "range": spec}  # fmt: skip
+    summary = json.loads(stdout)
+    first, last = segments
+    wire = SEGMENT + 16
+    section = fake_function["answer"]["range"]
+    assert (summary["segments"]["first"], summary["segments"]["last"]) == segments
+    assert summary["size"] == len(want) and summary["document_size"] == RANGE_DOC
+    assert summary["sha256"] == hashlib.sha256(want).hexdigest()
+    assert summary["range"] == f"bytes {part.start}-{part.stop - 1}/{RANGE_DOC}"
+    # one GET, of exactly the covering segments
+    end = section["body_offset"] + section["body_length"] - 1
+    assert served.requests == [{"path": served.requests[0]["path"],
+                                "range": f"bytes={section['body_offset']}-{end}"}]  # fmt: skip
+    assert section["body_offset"] == parse_header(served.blob).size + first * wire
+    assert served.sent == summary["received"] == section["body_length"]
+    assert served.sent <= (last - first + 1) * wire
+    assert _files(tmp_path) == ["got.bin"]
+
+
+def test_a_sealed_range_in_human_output_names_the_range_and_what_was_fetched(
+    tmp_path: Path, keys: Keys, server: tuple[Served, str],
+    fake_function: dict[str, Any], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    served, url = server
+    data = os.urandom(RANGE_DOC)
+    served.blob, fake_function["answer"] = _ranged(data, keys, url, "bytes=1000-1100")
+    out = tmp_path / "got.bin"
+    code, stdout, err = _retrieve(capsys, "-i", str(keys.reader_sec), "--range",
+                                  "bytes=1000-1100", "--out", str(out))  # fmt: skip
+    assert code == 0 and stdout == ""
+    assert err.startswith(f"wrote {out}: bytes 1000-1100/{RANGE_DOC} (101 bytes), sha256 ")
+    assert "segments 0-1 verified" in err and "audit receipt: row 41" in err
+
+
+def _zero_byte_answer(s: Served, a: dict[str, Any]) -> None:
+    """A function that answers a range of an empty document instead of refusing it."""
+    a.update(size=0)
+    a["body"].update(length=16)
+    a["range"].update(content_range="bytes 0-0/0", body_length=16)
+
+
+def _no_range(s: Served, a: dict[str, Any]) -> None:
+    a.pop("range")
+
+
+#: (name, what goes wrong, the one error line's start, whether the body was fetched)
+RANGE_FAILURES: list[tuple[str, str, Callable[[Served, dict[str, Any]], None], str, bool]] = [
+    ("tampered segment in range", "bytes=9216-9300",
+     lambda s, a: setattr(s, "mode", "flip-body"),
+     "pqfile: error: decryption failed: package is not authentic", True),
+    ("truncated body", "bytes=1000-3000", lambda s, a: setattr(s, "mode", "truncate"),
+     "pqfile: error: the body ended after ", True),
+    ("body ends early", "bytes=1000-3000", lambda s, a: setattr(s, "mode", "short"),
+     "pqfile: error: the body ended after ", True),
+    ("stored package cut", "bytes=5000-", lambda s, a: setattr(s, "blob", s.blob[:-21]),
+     "pqfile: error: the body ended after 6240 of 6261 bytes (truncated)", True),
+    ("range ignored", "bytes=1000-1100", lambda s, a: setattr(s, "mode", "ignore-range"),
+     "pqfile: error: the body URL ignored the Range header (HTTP 200, the whole object)", True),
+    ("expired URL", "bytes=0-9", lambda s, a: setattr(s, "mode", "403"),
+     "pqfile: error: the body URL was refused (HTTP 403): it has expired", True),
+    ("unsatisfiable", "bytes=20000-",
+     lambda s, a: a.update(range={**a["range"], "requested": "bytes=20000-"}),
+     f"pqfile: error: range not satisfiable: the document has {RANGE_DOC} bytes", False),
+    ("0-byte document", "bytes=0-", _zero_byte_answer,
+     "pqfile: error: range not satisfiable: the document has 0 bytes", False),
+    ("another range answered", "bytes=0-9",
+     lambda s, a: a["range"].update(requested="bytes=0-"),
+     "pqfile: error: the answer is for range 'bytes=0-', not the 'bytes=0-9' asked", False),
+    ("offset lies", "bytes=2050-2060",
+     lambda s, a: a["range"].update(body_offset=a["range"]["body_offset"] + 1040),
+     "pqfile: error: the answer's range (bytes 2050-2060/10245, segments 2-2) is not what", False),
+    ("segments lie", "bytes=2050-2060",
+     lambda s, a: a["range"].update(segments={"first": 1, "last": 2}),
+     "pqfile: error: the answer's range (bytes 2050-2060/10245, segments 1-2) is not what", False),
+    ("no range", "bytes=0-9", _no_range,
+     "pqfile: error: the sealed answer carries no range for --range", False),
+    ("header MAC", "bytes=0-9", lambda s, a: _tamper_header(a, -1),
+     "pqfile: error: the sealed header is not authentic for --identity: nothing written", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "spec", "spoil", "error", "fetched"), RANGE_FAILURES,
+                         ids=[f[0] for f in RANGE_FAILURES])  # fmt: skip
+def test_a_spoilt_sealed_range_is_one_line_and_leaves_no_file(
+    name: str, spec: str, spoil: Callable[[Served, dict[str, Any]], None], error: str,
+    fetched: bool, tmp_path: Path, keys: Keys, server: tuple[Served, str],
+    fake_function: dict[str, Any], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    served, url = server
+    data = os.urandom(RANGE_DOC)
+    ok_spec = "bytes=0-" if name == "unsatisfiable" else spec  # the function would refuse it
+    served.blob, fake_function["answer"] = _ranged(data, keys, url, ok_spec)
+    spoil(served, fake_function["answer"])
+    out = tmp_path / "got.bin"
+    code, stdout, err = _retrieve(capsys, "-i", str(keys.reader_sec), "--range", spec,
+                                  "--out", str(out))  # fmt: skip
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(error), lines
+    assert stdout == ""
+    assert _files(tmp_path) == []  # no file, no temporary
+    assert bool(served.requests) is fetched
+
+
+def test_a_tampered_segment_outside_the_range_is_never_fetched(
+    tmp_path: Path, keys: Keys, server: tuple[Served, str],
+    fake_function: dict[str, Any], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    served, url = server
+    data = os.urandom(RANGE_DOC)
+    served.blob, fake_function["answer"] = _ranged(data, keys, url, "bytes=0-99")
+    served.mode = "flip-body"  # segment 9 of 11
+    out = tmp_path / "got.bin"
+    code, _, err = _retrieve(capsys, "-i", str(keys.reader_sec), "--range", "bytes=0-99",
+                             "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    assert out.read_bytes() == data[:100]
+
+
+def test_a_sealed_range_without_identity_says_what_to_do(
+    tmp_path: Path, keys: Keys, server: tuple[Served, str],
+    fake_function: dict[str, Any], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    served, url = server
+    served.blob, fake_function["answer"] = _ranged(os.urandom(100), keys, url, "bytes=0-9")
+    code, _, err = _retrieve(capsys, "--range", "bytes=0-9", "--out", str(tmp_path / "o"))
+    assert code == 1
+    assert fake_function["request"] == {"document_id": DOC_ID, "range": "bytes=0-9"}
+    assert err.strip().endswith("a range is decrypted here, retrieve with --identity "
+                                "YOUR.sec --out FILE")  # fmt: skip
+    assert served.requests == [] and _files(tmp_path) == []
+
+
+class _Pattern(io.RawIOBase):
+    """``size`` bytes of a pattern whose period (1 MiB + 7) is no multiple of a segment, so
+    a slice taken from the wrong segment or offset never matches."""
+
+    PERIOD = (1 << 20) + 7
+    BLOCK = hashlib.shake_256(b"pattern").digest(PERIOD)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        at = self.pos % self.PERIOD
+        n = min(len(buffer), self.size - self.pos, self.PERIOD - at)
+        buffer[:n] = self.BLOCK[at : at + n]
+        self.pos += n
+        return n
+
+    @classmethod
+    def slice(cls, first: int, length: int) -> bytes:
+        src = cls(first + length)
+        src.pos = first
+        out = bytearray()
+        while chunk := src.read(length - len(out)):
+            out += chunk
+        return bytes(out)
+
+
+def test_a_1_mib_range_of_a_200_mib_document_moves_at_most_3_mib(
+    tmp_path: Path, keys: Keys, server: tuple[Served, str],
+    fake_function: dict[str, Any], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Issue 15's target, on the reader's side: the bytes the loopback "S3" sent for a
+    sealed 1 MiB range, unaligned (so it straddles two 1 MiB segments)."""
+    from pqfile.usecases.retrieve_sealed import range_section
+
+    mib = 1 << 20
+    size = 200 * mib
+    stored = tmp_path / "stored.pqf"
+    with stored.open("wb") as f:
+        envelope.encrypt_stream(_Pattern(size), f, keys.service.public_key(),
+                                document_id=DOC_ID, segment_size=mib)  # fmt: skip
+    with stored.open("rb") as f:
+        head = f.read(16 * 1024)
+    header = parse_header(head)
+    first = 137 * mib + 12345
+    spec = f"bytes={first}-{first + mib - 1}"
+    served, url = server
+    served.path = stored
+    body_length = stored.stat().st_size - header.size
+    fake_function["answer"] = {
+        "document_id": DOC_ID, "delivery": "sealed", "size": size,
+        "recipient": {"fingerprint": _fingerprint(keys.reader), "suite": "xwing"},
+        "header_base64": base64.b64encode(
+            envelope.rewrap_header(head, keys.service, keys.reader.public_key())).decode(),
+        "body": {"url": url, "offset": header.size, "length": body_length},
+        "range": range_section(header, body_length, spec),
+    }  # fmt: skip
+    out = tmp_path / "got.bin"
+    code, stdout, err = _retrieve(capsys, "-i", str(keys.reader_sec), "--range", spec,
+                                  "--out", str(out), "--json")  # fmt: skip
+    assert code == 0, err
+    assert out.read_bytes() == _Pattern.slice(first, mib)
+    assert served.sent == json.loads(stdout)["received"] == 2 * (mib + 16)
+    assert served.sent <= 3 * mib, f"{served.sent} bytes moved for a 1 MiB range"

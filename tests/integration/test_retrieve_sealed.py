@@ -304,3 +304,41 @@ def test_the_downgrade_guard_and_the_suite_mismatch(stack: PipelineStack) -> Non
     assert error is None and answer["recipient"]["suite"] == "mlkem1024", answer
     assert len(envelope.decrypt_bytes(_spliced(answer), strong)) == 4096
     _revoke_key(stack, "alice")
+
+
+def test_a_sealed_range_through_the_function_with_plaintext_off(
+    stack: PipelineStack, plaintext_off: None, tmp_path: Path
+) -> None:
+    """As prod (plaintext delivery off): a range comes back sealed with the covering
+    segments named, the reader's client (cli/retrieve_sealed.receive_range) fetches only
+    those from the emulator's S3 and decrypts them; audited with the range."""
+    from pqfile.cli.retrieve_sealed import SealedAnswer, receive_range
+
+    reader = _register(stack, "alice")
+    data = os.urandom(2 * MIB + 4321)  # three 1 MiB segments, the last short
+    doc = _ingest(stack, "uploads/a/sealed-range.bin", data)
+    before = _retrievals(stack)
+    for spec, part, segments in (
+        ("bytes=1048000-1049000", slice(1048000, 1049001), (0, 1)),  # straddling two
+        ("bytes=-100", slice(len(data) - 100, len(data)), (2, 2)),  # the final one, as final
+    ):
+        asked = {"document_id": doc["document_id"], "range": spec}
+        answer, error = stack.retrieve(asked)
+        assert error is None and answer["delivery"] == "sealed", answer
+        section = answer["range"]
+        assert (section["segments"]["first"], section["segments"]["last"]) == segments
+        out = tmp_path / f"range-{segments[0]}.bin"
+        result = receive_range(SealedAnswer.parse(answer), answer, reader, spec, out=out)
+        assert out.read_bytes() == data[part]
+        assert result.received == section["body_length"] <= 2 * (MIB + 16)
+        attempt, success = _decrypts(stack, doc["document_id"])[-2:]
+        assert attempt["details"]["requested"] == asked
+        assert (success["outcome"], success["details"]["delivery"]) == ("success", "sealed")
+        assert success["details"]["range"] == section["content_range"]
+    assert _retrievals(stack) == before  # nothing written under retrievals/
+    refused, error = stack.retrieve({"document_id": doc["document_id"], "range": "bytes=9999999-"})
+    assert error and refused["errorType"] == "RangeNotSatisfiableError", refused
+    row = _decrypts(stack, doc["document_id"])[-1]
+    assert (row["outcome"], row["details"]["reason"]) == ("refused", "RangeNotSatisfiableError")
+    assert row["details"]["requested"]["range"] == "bytes=9999999-"
+    _revoke_key(stack, "alice")

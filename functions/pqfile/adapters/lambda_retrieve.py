@@ -122,6 +122,12 @@ class RangeReader:
         self.count += n
         return n
 
+    def read(self, size: int, /) -> bytes:
+        """Up to ``size`` bytes (b"" once all ``length`` were read); the same errors."""
+        buffer = bytearray(max(0, min(size, self.length - self.count)))
+        n = self.readinto(memoryview(buffer)) if buffer else 0
+        return bytes(buffer[:n])
+
     def discard(self) -> None:
         """Read and drop all ``length`` bytes."""
         view = memoryview(bytearray(min(self.length, _CHUNK) or 1))
@@ -130,12 +136,16 @@ class RangeReader:
 
 
 @contextlib.contextmanager
-def open_range(url: str, offset: int, length: int) -> Iterator[RangeReader]:
+def open_range(
+    url: str, offset: int, length: int, *, partial_only: bool = False
+) -> Iterator[RangeReader]:
     """GET bytes ``offset .. offset+length-1`` of a presigned URL (a sealed delivery's body).
 
     Sends ``Range: bytes=A-B``. A 206 must start at ``offset``; a server that ignores the
-    range (200) has the first ``offset`` bytes skipped. HTTP 403 is an expired or foreign
-    URL, 416 a stored object shorter than the answer says: one-line StorageErrors.
+    range (200) has the first ``offset`` bytes skipped, unless ``partial_only`` (a ranged
+    read, which must not move the whole object): then it is a StorageError. HTTP 403 is an
+    expired or foreign URL, 416 a stored object shorter than the answer says: one-line
+    StorageErrors.
     """
     _check_url(url)
     if offset < 0 or length <= 0:
@@ -166,6 +176,11 @@ def open_range(url: str, offset: int, length: int) -> Iterator[RangeReader]:
                 raise StorageError(
                     f"the body URL answered another range ({content_range[:80]!r})"
                 )
+        elif resp.status == 200 and partial_only:
+            raise StorageError(
+                "the body URL ignored the Range header (HTTP 200, the whole object): "
+                "a ranged read fetches only its segments; nothing written"
+            )
         elif resp.status == 200:  # the range was ignored: skip to the body
             RangeReader(resp, offset).discard()
         else:

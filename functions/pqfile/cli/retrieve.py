@@ -6,7 +6,9 @@ standard chain, or ``--profile``; see `pqfile auth proof`).
 
 - With ``--identity ME.sec`` it asks for sealed delivery: the package re-wrapped to your
   registered key, decrypted and verified here (cli/retrieve_sealed.py); ``--keep-sealed
-  OUT.pqf`` keeps that package as it is, with or instead of ``--out``.
+  OUT.pqf`` keeps that package as it is, with or instead of ``--out``. With ``--range``
+  only the segments covering the range are fetched (one ranged GET), authenticated and
+  decrypted here, and only the range's bytes written (not with ``--keep-sealed``).
 - Without it, the deployment's plaintext delivery: inline, or a URL it follows (a progress
   bar on terminals), checking the answer's SHA-256 against the bytes written.
 
@@ -60,7 +62,8 @@ def register(subparsers: Any) -> None:
         "--range",
         metavar="bytes=A-B",
         help="only these bytes (RFC 9110: bytes=A-B, bytes=A- or bytes=-N): only the segments "
-        "covering them are read and authenticated",
+        "covering them are read and authenticated (with --identity: fetched and decrypted "
+        "here; not with --keep-sealed)",
     )
     p.add_argument("--out", "-o", help="where to write the document")
     p.add_argument(
@@ -142,8 +145,11 @@ def delivery_of(args: argparse.Namespace) -> str | None:
                 "sealed delivery is decrypted with your secret key: --identity ME.sec "
                 "(or only --keep-sealed OUT.pqf to keep it encrypted)"
             )
-        if getattr(args, "range", None) is not None:
-            raise ConfigurationError("--range is not available with sealed delivery")
+        if keep is not None and getattr(args, "range", None) is not None:
+            raise ConfigurationError(
+                "--keep-sealed keeps a whole package, and a range of one is not a package: "
+                "use --range with --identity ME.sec --out FILE"
+            )
         if keep is not None and out is not None and os.path.abspath(keep) == os.path.abspath(out):
             raise ConfigurationError("--out and --keep-sealed must be different files")
         return "sealed"
@@ -159,7 +165,7 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
         from pqfile.crypto.ranged import check_range_text
 
         try:
-            ranged = {"range": check_range_text(args.range)}
+            ranged["range"] = check_range_text(args.range)
         except PQFileError as exc:
             raise ConfigurationError(f"--range: {exc}") from None
     if args.document_id and not args.source:

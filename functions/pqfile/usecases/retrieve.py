@@ -144,8 +144,9 @@ class RetrieveRequest:
     caller_details: Mapping[str, str] | None = None
     #: The upload's name (``source``), when the request names the document by it.
     source: UploadName | None = None
-    #: One RFC 9110 byte range (``bytes=A-B``, ``bytes=A-``, ``bytes=-N``): only those
-    #: bytes are decrypted and delivered (usecases/retrieve_range.py); None: the document.
+    #: One RFC 9110 byte range (``bytes=A-B``, ``bytes=A-``, ``bytes=-N``): plaintext
+    #: delivery decrypts and delivers only those bytes (usecases/retrieve_range.py), sealed
+    #: delivery names the segments covering them (usecases/retrieve_sealed.py); None: all.
     range: str | None = None
     #: ``delivery`` as asked ("sealed", "inline", "url"); None: the default.
     delivery: str | None = None
@@ -168,7 +169,7 @@ class RetrieveRequest:
         if unknown:
             raise InvalidEventError(f"unknown payload field(s): {', '.join(unknown[:5])}")
         named = cls._naming(payload, claimed_by, request_id, caller, caller_details)
-        delivery = check_delivery(payload.get("delivery"), payload.get("range"))
+        delivery = check_delivery(payload.get("delivery"))
         named = replace(named, delivery=delivery)
         if payload.get("range") is not None:
             return replace(named, range=check_range_text(payload["range"]))
@@ -219,7 +220,7 @@ def _check_caps(payload: Mapping[str, Any]) -> None:
         UploadName.from_payload(payload["source"])
     if payload.get("range") is not None:
         check_range_text(payload["range"])
-    check_delivery(payload.get("delivery"), payload.get("range"))
+    check_delivery(payload.get("delivery"))
 
 
 def _check_text(name: str, value: object, cap: int) -> None:
@@ -333,8 +334,7 @@ def retrieve(
         raise DocumentNotFoundError(NOT_FOUND_MESSAGE)
     try:
         reader = choose_recipient(r.recipients, p.settings.retrieve, caller.principal_arn,
-                                  record.document_id, delivery=req.delivery,
-                                  ranged=req.range is not None)  # fmt: skip
+                                  record.document_id, delivery=req.delivery)  # fmt: skip
     except DeliveryRefusedError as exc:
         _refused(p, req.caller, request_id,
                  {"reason": exc.reason, "requested": _requested(req), **details},
@@ -403,7 +403,7 @@ def _decrypt_audited(
     try:
         identity = p.keys.load_decryption_key(record.key_id or "")
         if reader is not None:
-            result = deliver_sealed(p, record, identity, reader)
+            result = deliver_sealed(p, record, identity, reader, req.range)
         elif req.range is not None:
             result = deliver_range(p, record, identity, req.range)
         else:
@@ -455,8 +455,12 @@ def receipt(seq: int) -> dict[str, Any]:
 
 def _success_details(result: Mapping[str, Any]) -> dict[str, Any]:
     details = {"delivery": result["delivery"], "size": result["size"]}
-    if "range" in result:  # a ranged read: what was delivered, as Content-Range says it
-        details["range"] = result["range"]
+    ranged = result.get("range")  # a ranged read: what was delivered, as Content-Range says
+    if isinstance(ranged, Mapping):  # sealed: the reader decrypts the covering segments
+        details["range"] = ranged["content_range"]
+        details["segments"] = dict(ranged["segments"])
+    elif ranged is not None:
+        details["range"] = ranged
     return details
 
 

@@ -8,6 +8,11 @@ read nor decrypted and nothing is written to S3: the answer carries the new head
 presigned GET of the stored package's exact version, with the offset where its body starts.
 ``new header || body`` is a package only the reader's secret key opens.
 
+With a ``range`` (sealed ranged reads) the answer is the same plus ``range``: the covering
+segments and where they sit in the stored object (:func:`range_section`, crypto/ranged.py),
+computed from the body's length and the header's segment size; the reader fetches and
+decrypts only those. The body is still never read here.
+
 What the function still sees is the data key, in memory, for the rewrap
 (docs/THREAT-MODEL.md, "Sealed delivery").
 
@@ -24,7 +29,7 @@ from typing import Any
 from pqfile.config import RetrieveSettings
 from pqfile.crypto.kem import SecretKey, Suite, public_key_from_bytes
 from pqfile.crypto.keyschedule import Kdf
-from pqfile.crypto.ranged import plaintext_size_of_body
+from pqfile.crypto.ranged import parse_byte_range, plaintext_size_of_body, segment_span
 from pqfile.crypto.reencrypt import check_rewrap, rewrap_header
 from pqfile.errors import (
     DecryptionError,
@@ -43,6 +48,7 @@ __all__ = [
     "check_delivery",
     "choose_recipient",
     "deliver_sealed",
+    "range_section",
     "refusal_reason",
     "sealed_audit_details",
 ]
@@ -59,16 +65,13 @@ PLAINTEXT_DISABLED = (
 )
 
 
-def check_delivery(delivery: object, range_text: object) -> str | None:
-    """The request's ``delivery`` (None: not asked), checked before the proof."""
+def check_delivery(delivery: object) -> str | None:
+    """The request's ``delivery`` (None: not asked), checked before the proof; any of them
+    goes with a ``range`` (a sealed one answers which segments cover it)."""
     if delivery is None:
         return None
     if delivery not in DELIVERIES:
         raise InvalidEventError('delivery must be "sealed", "inline" or "url"')
-    if delivery == "sealed" and range_text is not None:
-        raise InvalidEventError(
-            'a sealed delivery is the whole package: ask a range without "delivery": "sealed"'
-        )
     return str(delivery)
 
 
@@ -79,12 +82,12 @@ def choose_recipient(
     document_id: str,
     *,
     delivery: str | None,
-    ranged: bool,
 ) -> RecipientKey | None:
     """The reader's key for a sealed delivery, or None for a plaintext one; raises
     DeliveryRefusedError (``no_recipient_key``, ``plaintext_delivery_disabled``) when the
-    request can be served neither way (the table in docs/OPERATIONS.md, "Retrieval")."""
-    if delivery == "sealed" or (delivery is None and not ranged):
+    request can be served neither way (the table in docs/OPERATIONS.md, "Retrieval"; a
+    ranged request follows it like any other)."""
+    if delivery in ("sealed", None):
         reader = recipients.recipient_for(principal, document_id) if recipients else None
         if reader is not None:
             return reader
@@ -106,14 +109,21 @@ def refusal_reason(exc: Exception) -> str:
 
 
 def deliver_sealed(
-    p: Pipeline, record: DocumentRecord, identity: SecretKey, reader: RecipientKey
+    p: Pipeline,
+    record: DocumentRecord,
+    identity: SecretKey,
+    reader: RecipientKey,
+    range_text: str | None = None,
 ) -> dict[str, Any]:
-    """The sealed answer for ``reader``: the re-wrapped header and where the body is.
+    """The sealed answer for ``reader``: the re-wrapped header and where the body is; with
+    ``range_text``, also which segments cover that range and where they are (the reader
+    fetches and decrypts only those: cli/retrieve_sealed.py).
 
     Raises DowngradeError (the reader's suite ranks below the package's and the key was not
     registered with ``allow_weaker``), ReencryptionRequiredError (an HKDF-SHA256 package to
     an mlkem1024 key), KeyFormatError (the registered key fails the public key checks), or
-    the opaque DecryptionError / WrongKeyError when the stored header does not verify.
+    the opaque DecryptionError / WrongKeyError when the stored header does not verify;
+    RangeNotSatisfiableError for a range past the end (or of an empty document).
     """
     bucket = record.encrypted_bucket or p.settings.storage.encrypted_bucket
     key = record.encrypted_key
@@ -127,6 +137,7 @@ def deliver_sealed(
     body_length = info.size - header.size
     if body_length <= 0:
         raise DecryptionError()
+    ranged = range_section(header, body_length, range_text) if range_text else None
     suite = Suite(reader.suite)
     _check_suites(header, suite, allow_weaker=reader.allow_weaker)
     public = public_key_from_bytes(suite, reader.public_key)
@@ -134,7 +145,7 @@ def deliver_sealed(
         raw[: header.size], identity, public, allow_downgrade=reader.allow_weaker
     )
     seconds = p.settings.retrieve.sealed_presign_seconds
-    return {
+    answer: dict[str, Any] = {
         "document_id": record.document_id,
         "delivery": "sealed",
         # The index's size; rows without one: what the body's length encodes (FORMAT.md §6).
@@ -151,6 +162,28 @@ def deliver_sealed(
             "expires_in": seconds,
         },
     }
+    if ranged is not None:
+        answer["range"] = ranged
+    return answer
+
+
+def range_section(header: Header, body_length: int, range_text: str) -> dict[str, Any]:
+    """The ``range`` of a sealed answer: the range as asked and as delivered (Content-Range,
+    against the size the body's length encodes, never the index's: the final segment's
+    last flag authenticates it), the covering segments and where they sit in the stored
+    object (``body_offset`` from its first byte, ``body_length`` wire bytes). Raises
+    RangeNotSatisfiableError (or the opaque DecryptionError for a body no package has)."""
+    size = plaintext_size_of_body(body_length, header.segment_size)
+    wanted = parse_byte_range(range_text, size)
+    span = segment_span(wanted, header.segment_size)
+    return {
+        "requested": range_text,
+        "content_range": wanted.content_range,
+        "segments": {"first": span.first_segment, "last": span.last_segment},
+        "body_offset": header.size + span.body_offset,
+        "body_length": span.body_length,
+    }
+
 
 
 def sealed_audit_details(reader: RecipientKey) -> dict[str, Any]:
