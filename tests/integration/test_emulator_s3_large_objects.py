@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
 from devstack.moto_patches import s3_large_objects
 
 pytestmark = pytest.mark.integration
@@ -53,7 +52,7 @@ def _peak_rss(pid: int) -> Iterator[dict[str, int]]:
 
 
 def _part(n: int, size: int) -> bytes:
-    return random.Random(n).randbytes(size)  # noqa: S311 - test data, reproducible per part
+    return random.Random(n).randbytes(size)
 
 
 def test_big_object_completes_and_reads_in_bounded_memory(aws_emulator) -> None:
@@ -62,7 +61,7 @@ def test_big_object_completes_and_reads_in_bounded_memory(aws_emulator) -> None:
     bytes read back are the bytes uploaded."""
     s3 = aws_emulator.client("s3")
     pid = aws_emulator.pid
-    bucket = "large-" + random.randbytes(4).hex()  # noqa: S311
+    bucket = "large-" + random.randbytes(4).hex()
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     part_size, count = 32 * MIB, 16
@@ -177,7 +176,7 @@ def test_completion_errors_are_moto_errors(sizes: list[int], order: list[Any], e
 
 def test_small_objects_keep_motos_path_and_missing_keys_their_error(aws_emulator) -> None:
     s3 = aws_emulator.client("s3")
-    bucket = "small-" + random.randbytes(4).hex()  # noqa: S311
+    bucket = "small-" + random.randbytes(4).hex()
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="s", Body=b"tiny")
     assert s3.get_object(Bucket=bucket, Key="s")["Body"].read() == b"tiny"
