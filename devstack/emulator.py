@@ -23,7 +23,10 @@ per change, each with its own check of the moto internal it touches:
   rule receives no events;
 - `s3_bucket_policies`: does not enforce S3 bucket policies (moto denies under any
   conditional Deny statement);
-- `s3_lifecycle_sizes`: keeps lifecycle filters' ObjectSizeGreaterThan/LessThan.
+- `s3_lifecycle_sizes`: keeps lifecycle filters' ObjectSizeGreaterThan/LessThan;
+- `s3_ranged_get`: a ranged GetObject reads only the requested bytes;
+- `s3_large_objects`: CompleteMultipartUpload joins the parts on disk and a full GetObject
+  streams the object's file, so big objects never sit in the server's memory.
 
 Not emulated: scheduled rules never fire (start those executions yourself), EventBridge
 retry policies, Lambda concurrency limits and IAM authorisation.

@@ -27,6 +27,7 @@ from devstack.moto_patches import (
     lambda_handlers,
     s3_bucket_policies,
     s3_eventbridge_readback,
+    s3_large_objects,
     s3_lifecycle_sizes,
     s3_presign_expiry,
     s3_ranged_get,
@@ -73,6 +74,7 @@ ALL: tuple[MotoPatch, ...] = (
     s3_bucket_policies,
     s3_lifecycle_sizes,
     s3_ranged_get,
+    s3_large_objects,
     s3_presign_expiry,
 )
 
