@@ -102,3 +102,57 @@ def bench_role(emulator: Any) -> str:
         RoleName="bench", AssumeRolePolicyDocument=json.dumps(_TRUST)
     )
     return str(role["Role"]["Arn"])
+
+
+class _CountingBody:
+    """A GetObject body that counts what is read from it."""
+
+    def __init__(self, body: Any, counter: CountingS3) -> None:
+        self._body, self._counter = body, counter
+
+    def read(self, *args: Any) -> bytes:
+        data: bytes = self._body.read(*args)
+        self._counter.consumed += len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._body, name)
+
+
+class CountingS3:
+    """An S3 client that counts the object bytes moved through this process: ``received``
+    (the ContentLength of every GetObject: what S3 sends), ``consumed`` (what was read from
+    those bodies), ``written`` (PutObject and UploadPart bodies), and the calls (``gets``,
+    ``writes``: every call that creates or changes an object)."""
+
+    WRITES = ("put_object", "create_multipart_upload", "upload_part", "copy_object",
+              "upload_part_copy", "complete_multipart_upload")  # fmt: skip
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.reset()
+
+    def reset(self) -> None:
+        self.received = self.consumed = self.written = self.gets = self.writes = 0
+
+    def get_object(self, **kwargs: Any) -> Any:
+        resp = self._client.get_object(**kwargs)
+        self.received += int(resp["ContentLength"])
+        self.gets += 1
+        resp["Body"] = _CountingBody(resp["Body"], self)
+        return resp
+
+    def put_object(self, **kwargs: Any) -> Any:
+        self.writes += 1
+        self.written += len(kwargs.get("Body") or b"")
+        return self._client.put_object(**kwargs)
+
+    def upload_part(self, **kwargs: Any) -> Any:
+        self.writes += 1
+        self.written += len(kwargs.get("Body") or b"")
+        return self._client.upload_part(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.WRITES:
+            self.writes += 1
+        return getattr(self._client, name)

@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from _benchutil import bench_role, bench_services, write_section  # noqa: E402
+from _benchutil import CountingS3, bench_role, bench_services, write_section  # noqa: E402
 
 HEADING = "## Parallel ingest and ranged reads"
 MIB = 1024 * 1024
@@ -92,24 +92,6 @@ def _ingest(stack: Any, key: str, path: Path, workers: int) -> dict[str, Any]:
     }
 
 
-class _CountingS3:
-    """An S3 client that counts the object bytes GetObject returns."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.read = 0
-        self.gets = 0
-
-    def get_object(self, **kwargs: Any) -> Any:
-        resp = self._client.get_object(**kwargs)
-        self.read += int(resp["ContentLength"])
-        self.gets += 1
-        return resp
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
 def _ranged(stack: Any, doc: dict[str, Any], size: int) -> dict[str, Any]:
     import base64
 
@@ -119,7 +101,7 @@ def _ranged(stack: Any, doc: dict[str, Any], size: int) -> dict[str, Any]:
     from pqfile.usecases.common import Pipeline
     from pqfile.usecases.retrieve_range import deliver_range
 
-    counting = _CountingS3(stack.client("s3"))
+    counting = CountingS3(stack.client("s3"))
     p = Pipeline(
         settings=Settings.from_values(encrypted_bucket=stack.encrypted),
         blobs=S3BlobStore(counting),  # type: ignore[arg-type]
@@ -137,7 +119,7 @@ def _ranged(stack: Any, doc: dict[str, Any], size: int) -> dict[str, Any]:
     answer = deliver_range(p, record, secret, f"bytes={first}-{first + MIB - 1}")
     seconds = time.perf_counter() - started
     assert len(base64.b64decode(answer["content_base64"])) == MIB
-    return {"read": counting.read, "gets": counting.gets, "ms": seconds * 1000}
+    return {"read": counting.received, "gets": counting.gets, "ms": seconds * 1000}
 
 
 def _body(rows: list[dict[str, Any]], ranged: dict[str, Any], size: int, when: str,

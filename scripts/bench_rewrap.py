@@ -40,54 +40,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from _benchutil import bench_role, bench_services, write_section  # noqa: E402
+from _benchutil import CountingS3, bench_role, bench_services, write_section  # noqa: E402
 
 HEADING = "## Rewrap"
 MIB = 1024 * 1024
 TARGET_BYTES = 12 * MIB
-
-
-class CountingBody:
-    """A GetObject body that counts what is read from it."""
-
-    def __init__(self, body: Any, counter: CountingS3) -> None:
-        self._body, self._counter = body, counter
-
-    def read(self, *args: Any) -> bytes:
-        data: bytes = self._body.read(*args)
-        self._counter.read += len(data)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._body, name)
-
-
-class CountingS3:
-    """An S3 client that counts the object bytes passing through this process."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.read = 0
-        self.written = 0
-
-    def reset(self) -> None:
-        self.read = self.written = 0
-
-    def get_object(self, **kwargs: Any) -> Any:
-        resp = self._client.get_object(**kwargs)
-        resp["Body"] = CountingBody(resp["Body"], self)
-        return resp
-
-    def put_object(self, **kwargs: Any) -> Any:
-        self.written += len(kwargs.get("Body") or b"")
-        return self._client.put_object(**kwargs)
-
-    def upload_part(self, **kwargs: Any) -> Any:
-        self.written += len(kwargs.get("Body") or b"")
-        return self._client.upload_part(**kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
 
 
 def _human(size: int) -> str:
@@ -198,7 +155,7 @@ def _measure(
                 peaks.append(tracemalloc.get_traced_memory()[1])
                 tracemalloc.stop()
                 parts.append(packages.last_peak_buffer)
-            moved.append(counting.read + counting.written)
+            moved.append(counting.consumed + counting.written)
             if result.outcome != expected:
                 raise RuntimeError(f"{item['document_id']}: {result.outcome}")
         rot.finish_rotation(r, run.rotation_id)

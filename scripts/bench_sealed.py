@@ -50,37 +50,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from _benchutil import bench_role, bench_services, write_section  # noqa: E402
+from _benchutil import CountingS3, bench_role, bench_services, write_section  # noqa: E402
 
 HEADING = "## Sealed retrieval"
 MIB = 1024 * 1024
 TARGET_CPU_MS = 30.0
 TARGET_BYTES = MIB
 READER = "arn:aws:iam::123456789012:user/bench-reader"
-
-
-class _CountingS3:
-    """An S3 client that counts the object bytes GetObject returns and every write."""
-
-    WRITES = ("put_object", "create_multipart_upload", "upload_part", "copy_object",
-              "upload_part_copy", "complete_multipart_upload")  # fmt: skip
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.read = 0
-        self.gets = 0
-        self.writes = 0
-
-    def get_object(self, **kwargs: Any) -> Any:
-        resp = self._client.get_object(**kwargs)
-        self.read += int(resp["ContentLength"])
-        self.gets += 1
-        return resp
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self.WRITES:
-            self.writes += 1
-        return getattr(self._client, name)
 
 
 class _Verified:
@@ -103,7 +79,7 @@ def _big_file(work: Path, size: int) -> Path:
     return path
 
 
-def _retrieval(stack: Any, counting: _CountingS3) -> Any:
+def _retrieval(stack: Any, counting: CountingS3) -> Any:
     from pqfile.adapters.cipher import CryptoCipher
     from pqfile.adapters.kms import KmsSeedProtector
     from pqfile.adapters.postgres import (
@@ -134,7 +110,7 @@ def _retrieval(stack: Any, counting: _CountingS3) -> Any:
 
 
 def _measure(
-    r: Any, counting: _CountingS3, document_id: str, runs: int, range_text: str | None = None
+    r: Any, counting: CountingS3, document_id: str, runs: int, range_text: str | None = None
 ) -> dict[str, Any]:
     from pqfile.usecases.retrieve import retrieve
 
@@ -143,7 +119,7 @@ def _measure(
         payload["range"] = range_text
     rows = []
     for i in range(runs + 3):
-        read, gets, writes = counting.read, counting.gets, counting.writes
+        read, gets, writes = counting.received, counting.gets, counting.writes
         cpu, wall = time.process_time(), time.perf_counter()
         answer = retrieve(r, payload, request_id=f"bench-{i}")
         cpu_ms = (time.process_time() - cpu) * 1000
@@ -151,7 +127,7 @@ def _measure(
         if answer["delivery"] != "sealed":
             raise RuntimeError(f"not sealed: {answer['delivery']}")
         if i >= 3:  # after the warm-up
-            rows.append((cpu_ms, wall_ms, counting.read - read, counting.gets - gets,
+            rows.append((cpu_ms, wall_ms, counting.received - read, counting.gets - gets,
                          counting.writes - writes, len(json.dumps(answer))))  # fmt: skip
     cpus, walls = sorted(x[0] for x in rows), sorted(x[1] for x in rows)
     return {
@@ -290,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         reader = kem.generate(kem.Suite.XWING)
         stack.sql("SELECT recipient_register(:p, 'xwing', :k, false, 'bench', NULL)",
                   p=READER, k=reader.public_key().raw)  # fmt: skip
-        counting = _CountingS3(stack.client("s3"))
+        counting = CountingS3(stack.client("s3"))
         r = _retrieval(stack, counting)
         for size in sizes:
             key = f"uploads/a/bench-sealed-{size}.bin"
