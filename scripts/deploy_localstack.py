@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Deploy PQFile to LocalStack with tflocal: `make deploy-localstack`.
+
+    docker compose up -d                       # LocalStack on :4566, PostgreSQL on :5432
+    make deploy-localstack                     # this script: build, tflocal init + apply
+    .venv/bin/python scripts/deploy_localstack.py --destroy
+
+Builds the function zip and a dependencies layer for this machine's architecture (what
+LocalStack runs the functions on), installs tflocal (terraform-local, pinned in
+devstack/localstack/constraints.txt) into .venv-localstack/, and applies terraform/ with
+envs/localstack.tfvars from a working copy under .devstack/localstack/ (local state file).
+The same code deploys LocalStack on the host in `make test-localstack`
+(devstack/localstack/deploy.py). Prints the Terraform outputs (`--json`: as JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devstack.localstack import LocalStackError
+from devstack.localstack import deploy as ls_deploy
+
+#: docker-compose.yml's PostgreSQL as LocalStack's Lambda containers reach it.
+DEFAULT_DATABASE_URL = "postgresql://pqfile:pqfile@postgres:5432/pqfile"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--endpoint", default=ls_deploy.DEFAULT_ENDPOINT,
+                        help=f"LocalStack's gateway (default {ls_deploy.DEFAULT_ENDPOINT})")
+    parser.add_argument("--database-url",
+                        default=os.environ.get("PQFILE_LOCALSTACK_DATABASE_URL")
+                        or DEFAULT_DATABASE_URL,
+                        help="the database as the functions reach it (default "
+                        "$PQFILE_LOCALSTACK_DATABASE_URL, else docker-compose.yml's)")
+    parser.add_argument("--workdir", type=Path, default=ls_deploy.WORKDIR,
+                        help="working copy and state file (default .devstack/localstack)")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra terraform variable (repeatable)")
+    parser.add_argument("--destroy", action="store_true", help="tflocal destroy instead")
+    parser.add_argument("--json", action="store_true", help="outputs as JSON")
+    args = parser.parse_args(argv)
+    echo = None if args.json else print
+    try:
+        if args.destroy:
+            ls_deploy.destroy(args.endpoint, args.database_url, args.workdir, echo=echo)
+            return 0
+        outputs = ls_deploy.deploy(args.endpoint, args.database_url, args.workdir, echo=echo,
+                                   extra_vars=[f"-var={v}" for v in args.var])
+    except (ls_deploy.DeployError, LocalStackError) as exc:
+        print(f"error: {str(exc).strip()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted (terraform stopped; its state file is kept)", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(outputs, indent=2, sort_keys=True))
+    else:
+        for name in sorted(outputs):
+            print(f"{name} = {json.dumps(outputs[name])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
