@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devstack.localstack import LocalStackError
 from devstack.localstack import deploy as ls_deploy
 
-#: docker-compose.yml's PostgreSQL as LocalStack's Lambda containers reach it.
-DEFAULT_DATABASE_URL = "postgresql://pqfile:pqfile@postgres:5432/pqfile"
+#: The Docker path's settings (docker-compose.yml), given after envs/localstack.tfvars.
+DOCKER_TFVARS = "envs/docker.tfvars"
+TERRAFORM_ROOT = Path(__file__).resolve().parent.parent / "terraform"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,10 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint", default=ls_deploy.DEFAULT_ENDPOINT,
                         help=f"LocalStack's gateway (default {ls_deploy.DEFAULT_ENDPOINT})")
     parser.add_argument("--database-url",
-                        default=os.environ.get("PQFILE_LOCALSTACK_DATABASE_URL")
-                        or DEFAULT_DATABASE_URL,
+                        default=os.environ.get("PQFILE_LOCALSTACK_DATABASE_URL"),
                         help="the database as the functions reach it (default "
-                        "$PQFILE_LOCALSTACK_DATABASE_URL, else docker-compose.yml's)")
+                        f"$PQFILE_LOCALSTACK_DATABASE_URL, else {DOCKER_TFVARS}'s)")
+    parser.add_argument("--var-file", action="append", default=None, metavar="PATH",
+                        help="terraform var files after envs/localstack.tfvars, relative to "
+                        f"terraform/ (repeatable; default {DOCKER_TFVARS}, the Docker path)")
     parser.add_argument("--workdir", type=Path, default=ls_deploy.WORKDIR,
                         help="working copy and state file (default .devstack/localstack)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
@@ -47,12 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="outputs as JSON")
     args = parser.parse_args(argv)
     echo = None if args.json else print
+    var_files = args.var_file
+    if var_files is None:
+        var_files = [DOCKER_TFVARS] if (TERRAFORM_ROOT / DOCKER_TFVARS).exists() else []
+    extra = [f"-var={v}" for v in args.var]
     try:
         if args.destroy:
-            ls_deploy.destroy(args.endpoint, args.database_url, args.workdir, echo=echo)
+            ls_deploy.destroy(args.endpoint, args.database_url, args.workdir, echo=echo,
+                              extra_vars=extra, var_files=var_files)
             return 0
         outputs = ls_deploy.deploy(args.endpoint, args.database_url, args.workdir, echo=echo,
-                                   extra_vars=[f"-var={v}" for v in args.var])
+                                   extra_vars=extra, var_files=var_files)
     except (ls_deploy.DeployError, LocalStackError) as exc:
         print(f"error: {str(exc).strip()}", file=sys.stderr)
         return 1

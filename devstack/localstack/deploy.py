@@ -37,6 +37,9 @@ TFVARS = "envs/localstack.tfvars"
 BACKEND_OVERRIDE = "zz_local_backend_override.tf"
 APPLY_TIMEOUT_SECONDS = 900.0
 STOP_GRACE_SECONDS = 30.0
+#: Terraform's default is 10; LocalStack answers each call quickly, the functions' zips
+#: take their time: more at once halves the apply here.
+PARALLELISM = 30
 #: Docker's LocalStack (docker-compose.yml) and the database its functions reach.
 DEFAULT_ENDPOINT = "http://127.0.0.1:4566"
 
@@ -126,25 +129,36 @@ def tflocal(
     return output
 
 
-def _vars(endpoint: str, database_url: str, package: Path, layer: Path, arch: str) -> list[str]:
-    return [
+def _vars(
+    endpoint: str, database_url: str | None, package: Path, layer: Path, arch: str,
+    var_files: Sequence[str],
+) -> list[str]:
+    """envs/localstack.tfvars, what this deploy decides, then ``var_files`` (later wins)."""
+    args = [
         f"-var-file={TFVARS}",
         f"-var=local_endpoint={endpoint.rstrip('/')}",
-        f"-var=database_url={database_url}",
         f"-var=lambda_package_path={package}",
         f"-var=lambda_layer_path={layer}",
         f"-var=lambda_architecture={arch}",
     ]
+    if database_url:
+        args.append(f"-var=database_url={database_url}")
+    return args + [f"-var-file={path}" for path in var_files]
 
 
 def deploy(
     endpoint: str,
-    database_url: str,
+    database_url: str | None,
     workdir: Path = WORKDIR,
     echo: Callable[[str], None] | None = None,
     extra_vars: Sequence[str] = (),
+    var_files: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Build, ``tflocal init`` and ``tflocal apply``; return ``{output: value}``."""
+    """Build, ``tflocal init`` and ``tflocal apply``; return ``{output: value}``.
+
+    ``database_url`` as the functions reach the database (None: a var file gives it);
+    ``var_files`` (relative to terraform/) after envs/localstack.tfvars, e.g. the Docker
+    path's envs/docker.tfvars; ``extra_vars`` are further ``-var=...`` arguments."""
     arch = host_architecture()
     package, layer = build_packages(workdir / "lambda", arch)
     root = working_copy(workdir)
@@ -152,8 +166,8 @@ def deploy(
     tflocal(root, ["init", "-input=false", "-no-color", "-reconfigure"], env, echo=echo)
     tflocal(
         root,
-        ["apply", "-input=false", "-no-color", "-auto-approve",
-         *_vars(endpoint, database_url, package, layer, arch), *extra_vars],
+        ["apply", f"-parallelism={PARALLELISM}", "-input=false", "-no-color", "-auto-approve",
+         *_vars(endpoint, database_url, package, layer, arch, var_files), *extra_vars],
         env, echo=echo,
     )
     raw = tflocal(root, ["output", "-json", "-no-color"], env)
@@ -164,9 +178,11 @@ def deploy(
 
 def destroy(
     endpoint: str,
-    database_url: str,
+    database_url: str | None,
     workdir: Path = WORKDIR,
     echo: Callable[[str], None] | None = None,
+    extra_vars: Sequence[str] = (),
+    var_files: Sequence[str] = (),
 ) -> None:
     """``tflocal destroy`` of what ``deploy`` created (nothing to do without a state file)."""
     if not (workdir / "terraform.tfstate").exists():
@@ -180,7 +196,7 @@ def destroy(
     env = tflocal_env(workdir, endpoint)
     tflocal(
         root,
-        ["destroy", "-input=false", "-no-color", "-auto-approve",
-         *_vars(endpoint, database_url, package, layer, arch)],
+        ["destroy", f"-parallelism={PARALLELISM}", "-input=false", "-no-color", "-auto-approve",
+         *_vars(endpoint, database_url, package, layer, arch, var_files), *extra_vars],
         env, echo=echo,
     )
