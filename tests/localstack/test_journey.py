@@ -190,6 +190,20 @@ def test_upload_is_ingested_and_retrieved_byte_identical(deployment: Deployment)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def test_functions_use_the_endpoint_localstack_injects(deployment: Deployment) -> None:
+    """terraform/lambda.tf gives no AWS_ENDPOINT_URL with local_emulator = "localstack" (a
+    hard-coded 127.0.0.1 would point a Lambda container at itself); the functions declare
+    the machine's architecture, whose wheels the layer holds."""
+    lam = deployment.client("lambda")
+    name = deployment.outputs["retrieve_function_name"]
+    config = lam.get_function_configuration(FunctionName=name)
+    variables = config.get("Environment", {}).get("Variables", {})
+    assert "AWS_ENDPOINT_URL" not in variables, variables.get("AWS_ENDPOINT_URL")
+    assert variables.get("AWS_XRAY_SDK_ENABLED") == "false"
+    assert config["Architectures"] == [ls_deploy.host_architecture()]
+    assert len(config.get("Layers", [])) == 1, "the dependencies layer is missing"
+
+
 def test_tflocal_destroy_removes_the_stack(deployment: Deployment) -> None:
     names = {deployment.outputs["uploads_bucket_name"], deployment.outputs["encrypted_bucket_name"],
              deployment.outputs["audit_digest_bucket_name"]}
