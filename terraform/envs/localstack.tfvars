@@ -3,7 +3,7 @@
 # `make test-localstack`: LocalStack on the host, devstack/localstack). The script passes
 # local_endpoint, database_url, lambda_package_path, lambda_layer_path and
 # lambda_architecture (the machine's: LocalStack runs the functions on it).
-environment    = "local"
+environment    = "localstack"
 region         = "us-east-1"
 local_endpoint = "http://127.0.0.1:4566"
 # LocalStack injects AWS_ENDPOINT_URL into every function itself (terraform/lambda.tf).
