@@ -124,6 +124,8 @@ def tflocal(
                 proc.wait()
             raise
     output = "".join(lines)
+    # The whole output beside the state file: what took long, what failed.
+    (root.parent / f"tflocal-{args[0]}.log").write_text(output)
     if proc.returncode != 0:
         raise DeployError(f"tflocal {args[0]} failed ({proc.returncode}):\n{output[-8000:]}")
     return output
