@@ -19,6 +19,8 @@ import argparse
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,6 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     if var_files is None:
         var_files = [DOCKER_TFVARS] if (TERRAFORM_ROOT / DOCKER_TFVARS).exists() else []
     extra = [f"-var={v}" for v in args.var]
+    if not args.endpoint.startswith(("http://", "https://")):
+        print(f"error: --endpoint must be an http(s) URL, not {args.endpoint!r}", file=sys.stderr)
+        return 2
+    if not args.database_url and not var_files:
+        print("error: no database for the functions: give --database-url (or "
+              "PQFILE_LOCALSTACK_DATABASE_URL), or a --var-file that sets database_url",
+              file=sys.stderr)
+        return 2
+    try:
+        with urllib.request.urlopen(f"{args.endpoint.rstrip('/')}/_localstack/health",
+                                    timeout=10):
+            pass
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"error: LocalStack does not answer at {args.endpoint} ({exc}): start it first "
+              "(`docker compose up -d --wait`)", file=sys.stderr)
+        return 1
     try:
         if args.destroy:
             ls_deploy.destroy(args.endpoint, args.database_url, args.workdir, echo=echo,
