@@ -9,16 +9,26 @@ BENCHMARKS.md).
    ratios are shown. `--before DIR` (the `functions` folder of an earlier checkout, e.g.
    from `git archive`) adds that code's commands to the same interleaved rounds, run as
    `python -m pqfile` with DIR first on PYTHONPATH, for a before/after ratio.
+   Two more floors put the ratio in context: "pyca alone" is a few lines that do the same
+   work with nothing but pyca/cryptography (read the PEM key, one X-Wing HPKE seal or
+   open, AES-256-GCM over the 1 MiB, write the output), what any pqfile built on pyca
+   must pay; and the "installed" rows run the same commands from a plain virtual
+   environment where pqfile is on a path entry, as a wheel installs it: the development
+   venv's editable install imports pathlib, re and urllib in every interpreter start
+   (its import finder), which inflates its `python -c pass` floor.
 2. Batch mode: 1,000 files of 100 KiB, `pqfile encrypt --out-dir` and `decrypt --out-dir`
    (files/s), against age 1.1.1 in a shell loop (one process per file) when `age` is on
    PATH; target >= 2x age's files/s.
 3. The library's `decrypt_stream` (and `encrypt_stream`) into a plain file against `cp`
    on one file (1 GiB; `--stream-mib`), interleaved, `sync` (untimed) before each; the
-   library is timed inside its child (as in bench.py), `cp` as a whole child; target
-   <= 1.5x `cp` (issue 15 item 3).
+   library is timed inside its child (as in bench.py), `cp` as a whole child; wall and
+   CPU time (the library's CPU covers its writer thread); target <= 1.5x `cp` (issue 15
+   item 3). The files live on /dev/shm when it exists (`--stream-dir`): on this machine's
+   disk, writes to never-written blocks cost several times more than to freed ones, so a
+   disk run measures block allocation order more than the tools (shared/ENVIRONMENT.md).
 
-Run: `python scripts/bench_cli.py [--quick] [--no-write] [--before DIR] [--stream-mib N]`
-(also `make bench`).
+Run: `python scripts/bench_cli.py [--quick] [--no-write] [--before DIR] [--stream-mib N]
+[--stream-dir DIR] [--skip-batch] [--skip-stream]` (also `make bench`).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
@@ -74,9 +85,57 @@ def _timed(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[floa
     return elapsed, usage.ru_utime + usage.ru_stime
 
 
+PYCA_ALONE = """
+import binascii, os, sys
+from cryptography.hazmat.bindings._rust import openssl as o
+from cryptography.hazmat.primitives import hashes
+op, key, src, dst = sys.argv[1:5]
+der = binascii.a2b_base64(b"".join(open(key, "rb").read().splitlines()[1:-1]))
+suite = o.hpke.Suite(o.hpke.KEM.MLKEM768_X25519, o.hpke.KDF.HKDF_SHA256, o.hpke.AEAD.AES_256_GCM)
+data = open(src, "rb").read()
+if op == "encrypt":  # X-Wing public key = ML-KEM-768 ek || X25519 (the last 1216 DER bytes)
+    raw = der[-1216:]
+    pk = o.hpke.MLKEM768X25519PublicKey(o.mlkem.from_mlkem768_public_bytes(raw[:1184]),
+                                        o.x25519.from_public_bytes(raw[1184:]))
+    dk = os.urandom(32)
+    out = suite.encrypt(dk, pk, info=b"i") + o.aead.AESGCM(dk).encrypt(bytes(12), data, None)
+else:  # X-Wing secret key = a 32-byte seed, expanded by SHAKE256 (as kem.SecretKey does)
+    h = o.hashes.Hash(hashes.SHAKE256(96))
+    h.update(der[-32:])
+    seed = h.finalize()
+    sk = o.hpke.MLKEM768X25519PrivateKey(o.mlkem.from_mlkem768_seed_bytes(seed[:64]),
+                                         o.x25519.from_private_bytes(seed[64:]))
+    dk = suite.decrypt(data[:1168], sk, info=b"i")
+    out = o.aead.AESGCM(dk).decrypt(bytes(12), data[1168:], None)
+fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, out)
+os.close(fd)
+"""
+
+
+def installed_venv(work: Path) -> Path:
+    """A plain venv in which pqfile and its dependencies are on a path entry (what a wheel
+    install gives; no editable finder in site); returns its `pqfile` script."""
+    venv = work / "installed"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    ours = sysconfig.get_paths()["purelib"]
+    (Path(purelib) / "pqfile-bench.pth").write_text(f"{ROOT / 'functions'}\n{ours}\n")
+    script = venv / "bin" / "pqfile"
+    template = Path(_pqfile()[0]).read_text().splitlines()[1:]
+    script.write_text("\n".join([f"#!{python}", *template]) + "\n")
+    script.chmod(0o755)
+    return script
+
+
 def latency(work: Path, runs: int, before: Path | None) -> dict[str, tuple[float, float]]:
-    """Medians of (wall, CPU) per command; keys floor, encrypt, decrypt (and, with
-    ``before``, "encrypt before" and "decrypt before")."""
+    """Medians of (wall, CPU) per command; keys floor, "pyca alone encrypt|decrypt",
+    encrypt, decrypt, the "installed ..." ones (and, with ``before``, "encrypt before" and
+    "decrypt before")."""
     pq = _pqfile()
     src = work / "m1"
     src.write_bytes(os.urandom(MiB))
@@ -87,11 +146,25 @@ def latency(work: Path, runs: int, before: Path | None) -> dict[str, tuple[float
     dec = [*pq, "decrypt", "-i", str(sec), "--in", str(work / "m1.pqf"),
            "--out", str(work / "m1.out"), "-f"]  # fmt: skip
     floor = [sys.executable, "-c", "pass"]
+    alone = [sys.executable, "-c", PYCA_ALONE]
+    sealed, opened = str(work / "a.sealed"), str(work / "a.out")
+    subprocess.run([*alone, "encrypt", str(pub), str(src), sealed], check=True, env=ENV)
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
         "floor": (floor, ENV),
+        "pyca alone encrypt": ([*alone, "encrypt", str(pub), str(src), sealed], ENV),
+        "pyca alone decrypt": ([*alone, "decrypt", str(sec), sealed, opened], ENV),
         "encrypt": (enc, ENV),
         "decrypt": (dec, ENV),
     }
+    if len(pq) == 1:  # an installed script: compare with a plain (non-editable) install
+        inst = installed_venv(work)
+        python = str(inst.with_name("python"))
+        commands["installed floor"] = ([python, "-c", "pass"], ENV)
+        for op in ("encrypt", "decrypt"):
+            key = f"pyca alone {op}"
+            commands[f"installed {key}"] = ([python, *commands[key][0][1:]], ENV)
+        commands["installed encrypt"] = ([str(inst), *enc[1:]], ENV)
+        commands["installed decrypt"] = ([str(inst), *dec[1:]], ENV)
     if before is not None:
         old_env = {**ENV, "PYTHONPATH": str(before)}
         old_env["PYTHONPYCACHEPREFIX"] = ENV["PYTHONPYCACHEPREFIX"] + "-before"
@@ -111,23 +184,28 @@ def latency(work: Path, runs: int, before: Path | None) -> dict[str, tuple[float
 
 
 STREAM_CHILD = """
-import sys, time
+import resource, sys, time
 from pqfile.crypto import envelope, keyfiles
 op, key, src, dst = sys.argv[1:5]
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
 with open(src, "rb") as fin, open(dst, "wb") as fout:
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu()
     if op == "decrypt":
         envelope.decrypt_stream(fin, fout, keyfiles.load_secret_key(key))
     else:
         envelope.encrypt_stream(fin, fout, keyfiles.load_public_key(key))
-    elapsed = time.perf_counter() - start
-print(elapsed)
+    elapsed, cpu_used = time.perf_counter() - start, cpu() - cpu_start
+print(elapsed, cpu_used)
 """
 
 
-def stream_vs_cp(work: Path, mib: int, runs: int, before: Path | None) -> dict[str, float]:
-    """Medians (s): cp of the plaintext, library encrypt_stream and decrypt_stream (and
-    "decrypt_stream before" with ``before``)."""
+def stream_vs_cp(
+    work: Path, mib: int, runs: int, before: Path | None
+) -> dict[str, tuple[float, float]]:
+    """Medians of (wall, CPU) seconds: cp of the plaintext, library encrypt_stream and
+    decrypt_stream (and "decrypt_stream before" with ``before``)."""
     pub, sec = work / "k.pub", work / "k.sec"
     plain, package = work / "big.bin", work / "big.pqf"
     with plain.open("wb") as f:
@@ -137,13 +215,16 @@ def stream_vs_cp(work: Path, mib: int, runs: int, before: Path | None) -> dict[s
 
     old_env = {**ENV, "PYTHONPATH": str(before)} if before is not None else ENV
 
-    def library(op: str, key: Path, src: Path, dst: Path, env: dict[str, str] = ENV) -> float:
+    def library(
+        op: str, key: Path, src: Path, dst: Path, env: dict[str, str] = ENV
+    ) -> tuple[float, float]:
         argv = [sys.executable, "-c", STREAM_CHILD, op, str(key), str(src), str(dst)]
         out = subprocess.run(argv, check=True, capture_output=True, env=env, text=True)
-        return float(out.stdout.strip())
+        wall, cpu = out.stdout.split()
+        return float(wall), float(cpu)
 
-    def copy(src: Path, dst: Path) -> float:
-        return _wall([cp, str(src), str(dst)])
+    def copy(src: Path, dst: Path) -> tuple[float, float]:
+        return _timed([cp, str(src), str(dst)])
 
     library("encrypt", pub, plain, package)  # the package, and a warm page cache
     steps = {
@@ -155,7 +236,7 @@ def stream_vs_cp(work: Path, mib: int, runs: int, before: Path | None) -> dict[s
         steps["decrypt_stream before"] = lambda: library(
             "decrypt", sec, package, work / "big.dec", old_env
         )
-    times: dict[str, list[float]] = {k: [] for k in steps}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in steps}
     for _ in range(runs):
         for key, step in steps.items():
             for out in ("big.cp", "big.enc", "big.dec"):
@@ -165,7 +246,10 @@ def stream_vs_cp(work: Path, mib: int, runs: int, before: Path | None) -> dict[s
     assert (work / "big.dec").stat().st_size == plain.stat().st_size
     for out in ("big.bin", "big.pqf", "big.cp", "big.enc", "big.dec"):
         (work / out).unlink(missing_ok=True)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {
+        k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+        for k, v in times.items()
+    }
 
 
 def batch(work: Path, count: int, size: int) -> dict[str, float | None]:
@@ -220,16 +304,86 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
+def _latency_rows(lat: dict[str, tuple[float, float]]) -> tuple[list[str], list[bool]]:
+    """Table rows against the floor of the interpreter each command ran on; checks for
+    the two development-venv commands (the target's definition)."""
+    rows, checks = [], []
+    labels = [
+        ("pyca alone encrypt", "pyca alone, encrypt work", "floor"),
+        ("pyca alone decrypt", "pyca alone, decrypt work", "floor"),
+        ("encrypt", "`pqfile encrypt` 1 MiB", "floor"),
+        ("decrypt", "`pqfile decrypt` 1 MiB", "floor"),
+        ("encrypt before", "encrypt, before", "floor"),
+        ("decrypt before", "decrypt, before", "floor"),
+        ("installed pyca alone encrypt", "installed: pyca alone, encrypt", "installed floor"),
+        ("installed pyca alone decrypt", "installed: pyca alone, decrypt", "installed floor"),
+        ("installed encrypt", "installed: `pqfile encrypt`", "installed floor"),
+        ("installed decrypt", "installed: `pqfile decrypt`", "installed floor"),
+    ]
+    for key, label, floor_key in labels:
+        if key not in lat:
+            continue
+        (w, c), (fw, fc) = lat[key], lat[floor_key]
+        rw, rc = w / fw, c / fc
+        if key in ("encrypt", "decrypt"):
+            checks.append(rw <= TARGET_FLOOR_RATIO)
+        ok_w, ok_c = _yes(rw <= TARGET_FLOOR_RATIO), _yes(rc <= TARGET_FLOOR_RATIO)
+        rows.append(f"| {label} | {w * 1000:.1f} ms | {rw:.2f}x | {ok_w} "
+                    f"| {c * 1000:.1f} ms | {rc:.2f}x | {ok_c} |")  # fmt: skip
+    return rows, checks
+
+
+def _verdict(
+    lat: dict[str, tuple[float, float]], strm: dict[str, tuple[float, float]] | None
+) -> str:
+    """What the figures say about the targets, computed from this run."""
+    lines = ["", "What this run says:", ""]
+    worst = max(lat[op][0] / lat["floor"][0] for op in ("encrypt", "decrypt"))
+    worst_cpu = max(lat[op][1] / lat["floor"][1] for op in ("encrypt", "decrypt"))
+    alone = max(lat[f"pyca alone {op}"][1] for op in ("encrypt", "decrypt")) / lat["floor"][1]
+    lines.append(
+        f"- `pqfile encrypt`/`decrypt` 1 MiB: at most {worst:.2f}x the floor in wall time and "
+        f"{worst_cpu:.2f}x in CPU time (target {TARGET_FLOOR_RATIO:.0f}x: "
+        f"{'met' if worst <= TARGET_FLOOR_RATIO else 'not met'} in wall time, "
+        f"{'met' if worst_cpu <= TARGET_FLOOR_RATIO else 'not met'} in CPU time). The same "
+        f"work with pyca alone costs {alone:.2f}x in CPU time: pqfile's own share is the "
+        f"difference."
+    )
+    if "installed floor" in lat:
+        inst_floor = lat["installed floor"][1]
+        inst_alone = max(lat[f"installed pyca alone {op}"][1] for op in ("encrypt", "decrypt"))
+        inst = max(lat[f"installed {op}"][1] for op in ("encrypt", "decrypt"))
+        lines.append(
+            f"- In a plain install the floor is {inst_floor * 1000:.1f} ms CPU (no editable "
+            f"finder in site), and pyca alone already costs {inst_alone / inst_floor:.2f}x it "
+            f"(pqfile {inst / inst_floor:.2f}x): with pyca/cryptography for all cryptography, "
+            f"{TARGET_FLOOR_RATIO:.0f}x of that floor is out of reach for any implementation."
+        )
+    if strm is not None:
+        ratio = strm["decrypt_stream"][0] / strm["cp"][0]
+        lines.append(
+            f"- Library `decrypt_stream`: {ratio:.2f}x `cp` in wall time (target "
+            f"{TARGET_CP_RATIO}x: {'met' if ratio <= TARGET_CP_RATIO else 'not met'}); in CPU "
+            f"time {strm['decrypt_stream'][1] / strm['cp'][1]:.2f}x, the AEAD and the copy out "
+            f"of the page cache that `cp` (in-kernel) does not pay, run on its own threads."
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs, 200 files")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
     parser.add_argument("--before", type=Path, help="an earlier checkout's functions folder")
     parser.add_argument("--stream-mib", type=int, default=1024, help="size of the cp comparison")
-    parser.add_argument("--skip-batch", action="store_true", help="latency and stream only")
+    shm = Path("/dev/shm")
+    parser.add_argument("--stream-dir", type=Path, default=shm if shm.is_dir() else None,
+                        help="where the cp comparison's files go (default /dev/shm)")  # fmt: skip
+    parser.add_argument("--skip-batch", action="store_true", help="no batch measurement")
+    parser.add_argument("--skip-stream", action="store_true", help="no cp comparison")
     args = parser.parse_args(argv)
     runs, count = (5, 200) if args.quick else (21, 1000)
-    stream_runs = 3 if args.quick else 5
+    stream_runs = 3 if args.quick else 7
     before = args.before.resolve() if args.before else None
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pqfile-bench-cli-") as tmp:
@@ -237,22 +391,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         lat = latency(work, runs, before)
         bat = None if args.skip_batch else batch(work, count, 100 * KiB)
-        strm = stream_vs_cp(work, args.stream_mib, stream_runs, before)
+        strm: dict[str, tuple[float, float]] | None = None
+        if not args.skip_stream:
+            with tempfile.TemporaryDirectory(prefix="pqfile-bench-cp-", dir=args.stream_dir) as d:
+                for name in ("k.pub", "k.sec"):
+                    shutil.copy(work / name, Path(d) / name)
+                strm = stream_vs_cp(Path(d), args.stream_mib, stream_runs, before)
     load_after = os.getloadavg()[0]
-    rows = []
-    checks = []
+    rows, checks = _latency_rows(lat)
     floor_wall, floor_cpu = lat["floor"]
-    for op in ("encrypt", "decrypt"):
-        for label, key in ((f"`pqfile {op}` 1 MiB", op), (f"{op}, before", f"{op} before")):
-            if key not in lat:
-                continue
-            w, c = lat[key]
-            rw, rc = w / floor_wall, c / floor_cpu
-            if key == op:
-                checks.append(rw <= TARGET_FLOOR_RATIO)
-            ok_w, ok_c = _yes(rw <= TARGET_FLOOR_RATIO), _yes(rc <= TARGET_FLOOR_RATIO)
-            rows.append(f"| {label} | {w * 1000:.1f} ms | {rw:.2f}x | {ok_w} "
-                        f"| {c * 1000:.1f} ms | {rc:.2f}x | {ok_c} |")  # fmt: skip
     brows = []
     for op in ("encrypt", "decrypt") if bat is not None else ():
         assert bat is not None
@@ -266,17 +413,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         brows.append(f"| {op} | {ours:.0f} | {theirs:.0f} | {ratio:.2f}x | >= 2x | "
                      f"{_yes(ratio >= TARGET_AGE_RATIO)} |")  # fmt: skip
     srows = []
-    for key in strm:
-        ratio = strm[key] / strm["cp"]
+    for key, (wall, cpu) in (strm or {}).items():
+        ratio, cpu_ratio = wall / strm["cp"][0], cpu / strm["cp"][1]  # type: ignore[index]
         if key == "decrypt_stream":
             checks.append(ratio <= TARGET_CP_RATIO)
-        srows.append(f"| {key} | {strm[key]:.3f} s | {args.stream_mib / strm[key]:.0f} MiB/s | "
-                     f"{ratio:.2f}x |")  # fmt: skip
+        srows.append(f"| {key} | {wall:.3f} s | {args.stream_mib / wall:.0f} MiB/s | "
+                     f"{ratio:.2f}x | {cpu:.3f} s | {cpu_ratio:.2f}x |")  # fmt: skip
     cores = len(os.sched_getaffinity(0))
     t = f"{TARGET_FLOOR_RATIO:.0f}"
     flags = "".join([" --quick" if args.quick else "", " --before DIR" if before else "",
                      f" --stream-mib {args.stream_mib}" if args.stream_mib != 1024 else "",
-                     " --skip-batch" if args.skip_batch else ""])  # fmt: skip
+                     " --skip-batch" if args.skip_batch else "",
+                     " --skip-stream" if args.skip_stream else ""])  # fmt: skip
     batch_text = (f"""
 Batch: {count} files of 100 KiB (random), `pqfile encrypt -r PUB --out-dir DIR FILE...`
 and `pqfile decrypt -i SEC --out-dir DIR FILE...` (a process pool on every core, atomic
@@ -286,6 +434,22 @@ per-file outputs), against age in a bash loop, one process per file, files/s:
 |---|---|---|---|---|---|
 {chr(10).join(brows)}
 """ if bat is not None else "\nBatch: not run in this measurement (`--skip-batch`).\n")  # fmt: skip
+    where = args.stream_dir or Path(tempfile.gettempdir())
+    stream_text = (f"""
+Library streaming against `cp`, {args.stream_mib} MiB of random data in `{where}`, median of
+{stream_runs} interleaved rounds, sync(2) untimed before each step: the library's
+`decrypt_stream` / `encrypt_stream` from an open file into a plain `open(path, "wb")` file,
+timed inside its child (CPU: every thread of the child, its write-behind thread included);
+`cp` (kernel `copy_file_range`) as a whole child. Target: decrypt <= {TARGET_CP_RATIO}x `cp`
+(wall).
+
+| step | wall | throughput | / cp | CPU | / cp CPU |
+|---|---|---|---|---|---|
+{chr(10).join(srows)}
+""" if strm is not None else "\nLibrary streaming against `cp`: not run.\n")  # fmt: skip
+    inst = lat.get("installed floor")
+    inst_text = (f" Installed floor (a plain venv, no editable finder): {inst[0] * 1000:.1f} ms "
+                 f"wall, {inst[1] * 1000:.1f} ms CPU." if inst else "")  # fmt: skip
     body = f"""Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by
 `python scripts/bench_cli.py{flags}` (also in `make bench`);
 {cores} cores, Python {sys.version.split()[0]}; load average (1 min) {load_before:.2f}
@@ -296,25 +460,21 @@ Latency: the whole process (start, imports, key file, 1 MiB, atomic output; modu
 byte-compiled, as installed), median of {runs} runs interleaved with the floor
 `python -c pass` of the same interpreter: wall time, and CPU time (user + system, the
 child's rusage; on a loaded shared machine the wall time measures the other tenants as
-much). Floor: {floor_wall * 1000:.1f} ms wall, {floor_cpu * 1000:.1f} ms CPU. "before" rows
-run the code given by `--before` in the same rounds. The file commands import only
-`pqfile.cli.files` and the crypto core (no boto3, pg8000, rich or service modules;
-`tests/unit/test_cli_batch.py::test_file_commands_import_no_service_modules` checks it).
+much). Floor: {floor_wall * 1000:.1f} ms wall, {floor_cpu * 1000:.1f} ms CPU.{inst_text}
+"pyca alone" runs the same work with pyca/cryptography and nothing else (the PEM key,
+one X-Wing HPKE seal or open, AES-256-GCM over 1 MiB, the output file): the cost of any
+pqfile built on pyca. "before" rows run the code given by `--before` in the same rounds.
+"installed" rows run from a plain venv with pqfile on a path entry, as a wheel installs
+it, against that venv's own floor. The file commands import only `pqfile.cli.files` and
+the crypto core (`tests/unit/test_cli_fastargs.py` checks it: no argparse, dataclasses,
+hashlib, pyca's OpenSSL backend or cipher modules, boto3, pg8000, rich or service
+modules).
 
 | command | wall | / floor | <= {t}x | CPU | / floor | <= {t}x |
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-{batch_text}
-Library streaming against `cp`, {args.stream_mib} MiB of random data, median of
-{stream_runs} interleaved rounds, sync(2) untimed before each step: the library's
-`decrypt_stream` / `encrypt_stream` from an open file into a plain `open(path, "wb")` file,
-timed inside its child; `cp` (kernel `copy_file_range`) as a whole child. Target: decrypt
-<= {TARGET_CP_RATIO}x `cp`.
-
-| step | time | throughput | / cp |
-|---|---|---|---|
-{chr(10).join(srows)}
-"""
+{batch_text}{stream_text}"""
+    body += _verdict(lat, strm)
     print(body)
     if not args.no_write:
         write_section(BENCHMARKS_MD, HEADING, body)

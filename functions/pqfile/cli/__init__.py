@@ -6,13 +6,15 @@ Errors print one line to stderr: ``pqfile: error: <reason>``.
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pqfile import __version__
 from pqfile.errors import PQFileError
+
+if TYPE_CHECKING:  # argparse is imported only when a parser is built
+    import argparse
 
 # Sub-command modules; each defines register(subparsers) -> None and sets
 # `func` (args -> int exit code) on every parser it adds.
@@ -55,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _build_parser(modules: Sequence[str]) -> argparse.ArgumentParser:
+    import argparse
+    import importlib
+
     parser = argparse.ArgumentParser(
         prog="pqfile",
         description="Post-quantum document encryption (PQF v1).",
@@ -73,10 +78,33 @@ def _build_parser(modules: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    modules = _modules_for(argv)
-    parser = build_parser() if modules is _COMMAND_MODULES else _build_parser(modules)
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    args: Any = None
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] in (["encrypt"], ["decrypt"]):
+        import gc
+
+        # The common one-file forms, without argparse. The crypto core loads meanwhile with
+        # the cycle collector paused (some twenty collections of fresh module objects, none
+        # of them garbage). As the process's own command (argv from sys.argv), what loaded
+        # then lives until exit: gc.freeze() keeps every later collection, the full one at
+        # interpreter exit included, from walking it again. Together ~6 ms of a ~50 ms
+        # command (issue 15; BENCHMARKS.md "CLI latency and batch").
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            from pqfile.cli import _fastargs
+
+            args = _fastargs.parse(given)
+        finally:
+            if argv is None:
+                gc.freeze()
+            if collecting:
+                gc.enable()
+    if args is None:
+        modules = _modules_for(argv)
+        parser = build_parser() if modules is _COMMAND_MODULES else _build_parser(modules)
+        args = parser.parse_args(argv)
+    func: Callable[[Any], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
         return 2

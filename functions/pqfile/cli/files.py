@@ -9,19 +9,21 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import stat
 import sys
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pqfile.cli._output import human_size, print_fields, print_json, printable, progress_bar
 from pqfile.crypto import envelope, keyfiles, stream
 from pqfile.crypto.kem import DEFAULT_SUITE, Suite, generate
 from pqfile.errors import LimitExceededError, PQFileError
 from pqfile.format.header import MIN_SEGMENT_SIZE, Header
+
+if TYPE_CHECKING:  # argparse is loaded only when a parser is built (cli/_fastargs.py)
+    import argparse
 
 # Decrypting to stdout spools this much in memory, then in an unlinked temporary file.
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -71,7 +73,7 @@ def register(subparsers: Any) -> None:
     )
     _io_options(enc)
     enc.add_argument("--json", action="store_true", help="print a JSON summary (needs --out)")
-    enc.set_defaults(func=_encrypt)
+    enc.set_defaults(func=encrypt_command)
 
     dec = subparsers.add_parser("decrypt", help="decrypt a package with a secret key")
     dec.add_argument("--identity", "-i", required=True, metavar="SEC", help="secret key file")
@@ -89,7 +91,7 @@ def register(subparsers: Any) -> None:
     )
     _io_options(dec)
     dec.add_argument("--json", action="store_true", help="print a JSON summary (needs --out)")
-    dec.set_defaults(func=_decrypt)
+    dec.set_defaults(func=decrypt_command)
 
     insp = subparsers.add_parser("inspect", help="show a package's header (needs no key)")
     insp.add_argument("file", metavar="FILE")
@@ -115,14 +117,21 @@ def _batch_wanted(args: argparse.Namespace) -> bool:
     return args.out_dir is not None
 
 
-def _size(text: str) -> int:
+def parse_size(text: str) -> int:
+    """``--segment-size``: bytes, or with a K/M (KiB, MiB) suffix; ValueError otherwise."""
     units = {"k": 1024, "m": 1024 * 1024}
     t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if t and t[-1] in units:
+        return int(t[:-1]) * units[t[-1]]
+    return int(t)
+
+
+def _size(text: str) -> int:
     try:
-        if t and t[-1] in units:
-            return int(t[:-1]) * units[t[-1]]
-        return int(t)
+        return parse_size(text)
     except ValueError:
+        import argparse
+
         raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
 
 
@@ -252,7 +261,7 @@ def _refuse_terminal(out: str | None, what: str) -> None:
         raise CommandError(f"refusing to write {what} to a terminal; use --out or a pipe")
 
 
-def _encrypt(args: argparse.Namespace) -> int:
+def encrypt_command(args: argparse.Namespace) -> int:
     context = _context_pairs(args.context, "--context")
     if args.segment_size < MIN_SEGMENT_SIZE:
         raise LimitExceededError(f"segment size must be at least {MIN_SEGMENT_SIZE} bytes")
@@ -310,7 +319,7 @@ def _encrypt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decrypt(args: argparse.Namespace) -> int:
+def decrypt_command(args: argparse.Namespace) -> int:
     expected = (
         _context_pairs(args.expect_context, "--expect-context") if args.expect_context else None
     )

@@ -11,7 +11,6 @@ import errno
 import os
 import signal
 import stat
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -45,12 +44,14 @@ def _catch_termination() -> dict[int, signal.Handlers]:
     ``finally`` that removes it runs. Only signals left at their default action are taken
     (an application's own handler, or SIG_IGN under nohup, stays), and only in the main
     thread, the one Python delivers signals to; returns what to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
     taken: dict[int, signal.Handlers] = {}
     for signum in _TERMINATING_SIGNALS:
         if signal.getsignal(signum) is signal.SIG_DFL:
-            signal.signal(signum, _raise_interrupted)
+            try:
+                signal.signal(signum, _raise_interrupted)
+            except ValueError:  # not the main thread (checked so, without loading threading)
+                _restore_signals(taken)
+                return {}
             taken[signum] = signal.SIG_DFL
     return taken
 

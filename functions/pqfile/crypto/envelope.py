@@ -21,22 +21,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from pqfile.crypto import stream
 from pqfile.crypto.atomic import NOT_A_REGULAR_FILE, WriteInterrupted, write_atomically
 from pqfile.crypto.kem import PublicKey, SecretKey
-from pqfile.crypto.keyschedule import (
-    BodyKeys,
-    Kdf,
-    constant_time_equal,
-    derive_body_keys,
-    header_mac,
-)
+from pqfile.crypto.keyschedule import BodyKeys, Kdf, derive_body_keys, header_mac, open_body_keys
 from pqfile.crypto.stream import ProgressCallback, Sink
 from pqfile.crypto.wrap import WrapFunction, hpke_info, hpke_unwrap, hpke_wrap
 from pqfile.errors import DecryptionError, WrongKeyError
+from pqfile.format._frozen import Frozen
 from pqfile.format.header import (
     DATA_KEY_SIZE,
     DEFAULT_SEGMENT_SIZE,
@@ -84,24 +78,33 @@ class BinarySource(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class Randomness:
+class Randomness(Frozen):
     """The per-package random values; fixed only by tests and the vector generator."""
 
-    data_key: bytes = field(repr=False)
-    salt: bytes = field(repr=False)
-    nonce_prefix: bytes = field(repr=False)
+    _fields = ("data_key", "salt", "nonce_prefix")
+    __slots__ = _fields
+    _hidden = frozenset(_fields)
+    data_key: bytes
+    salt: bytes
+    nonce_prefix: bytes
+
+    def __init__(self, data_key: bytes, salt: bytes, nonce_prefix: bytes) -> None:
+        self._init(data_key, salt, nonce_prefix)
 
     @classmethod
     def fresh(cls) -> Randomness:
         return cls(os.urandom(DATA_KEY_SIZE), os.urandom(SALT_SIZE), os.urandom(NONCE_PREFIX_SIZE))
 
 
-@dataclass(frozen=True)
-class EncryptResult:
+class EncryptResult(Frozen):
+    _fields = ("header", "plaintext_size", "package_size")
+    __slots__ = _fields
     header: Header
     plaintext_size: int
     package_size: int
+
+    def __init__(self, header: Header, plaintext_size: int, package_size: int) -> None:
+        self._init(header, plaintext_size, package_size)
 
     @property
     def header_size(self) -> int:
@@ -116,10 +119,14 @@ class EncryptResult:
         return stream.segment_count(self.plaintext_size, self.header.segment_size)
 
 
-@dataclass(frozen=True)
-class DecryptResult:
+class DecryptResult(Frozen):
+    _fields = ("header", "plaintext_size")
+    __slots__ = _fields
     header: Header
     plaintext_size: int
+
+    def __init__(self, header: Header, plaintext_size: int) -> None:
+        self._init(header, plaintext_size)
 
 
 # --- header sealing and opening ------------------------------------------------------------
@@ -189,17 +196,17 @@ def open_header(
         raise WrongKeyError(header.key_id, public.key_id)
     info = hpke_info(header.core_bytes(), header.key_id_bytes, header.kdf)
     data_key = hpke_unwrap(header.enc, header.wrapped_key, identity, info)
-    keys = derive_body_keys(data_key, header.salt, header.kdf)
-    ok = constant_time_equal(keys.commitment, header.commitment)
-    mac = header_mac(keys.mac_key, header.mac_input(), header.kdf)
-    ok &= constant_time_equal(mac, header.mac)
+    opened = open_body_keys(
+        data_key, header.salt, header.kdf, header.commitment, header.mac_input(), header.mac
+    )
+    ok = opened is not None
     if expected_context is not None:
         ok &= encode_context(expected_context) == header.context_bytes
     if expected_document_id is not None:
         ok &= document_id_bytes(expected_document_id) == header.document_id
-    if not ok:
+    if not ok or opened is None:
         raise DecryptionError()
-    return data_key, keys
+    return data_key, opened
 
 
 # --- streaming ------------------------------------------------------------------------------

@@ -18,14 +18,12 @@ Inputs are checked by exact length, and encapsulation keys by the FIPS 203 modul
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
-from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import hashes, hpke
-from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
-
+from pqfile.crypto import _pyca
+from pqfile.crypto._pyca import hpke, mlkem, x25519
 from pqfile.errors import KeyFormatError, UnsupportedSuiteError
+from pqfile.format._frozen import Frozen
 
 # FIPS 203 ML-KEM-768 parameters.
 MLKEM768_EK_SIZE = 1184
@@ -131,19 +129,23 @@ def _check_mlkem_ek(ek: bytes, k: int = _MLKEM768_K) -> None:
 _MLKEMPrivate = mlkem.MLKEM768PrivateKey | mlkem.MLKEM1024PrivateKey
 
 
-@dataclass(frozen=True)
-class PublicKey:
+class PublicKey(Frozen):
     """A recipient's public key. Build it with :func:`public_key_from_bytes`."""
 
+    _fields = ("suite", "raw")
+    __slots__ = _fields
     suite: Suite
     raw: bytes
+
+    def __init__(self, suite: Suite, raw: bytes) -> None:
+        self._init(suite, raw)
 
     @property
     def key_id_bytes(self) -> bytes:
         """First 16 bytes of SHA-256(label || wire id || raw public key)."""
-        digest = hashlib.sha256(
-            _KEY_ID_LABEL + self.suite.wire_id.to_bytes(2, "big") + self.raw
-        ).digest()
+        digest = _pyca.digest(
+            _pyca.SHA256(), _KEY_ID_LABEL + self.suite.wire_id.to_bytes(2, "big") + self.raw
+        )
         return digest[:KEY_ID_SIZE]
 
     @property
@@ -155,35 +157,38 @@ class PublicKey:
     ) -> mlkem.MLKEM768PublicKey | mlkem.MLKEM1024PublicKey | hpke.MLKEM768X25519PublicKey:
         """The object pyca's ``hpke.Suite.encrypt`` accepts."""
         if self.suite is Suite.MLKEM768:
-            return mlkem.MLKEM768PublicKey.from_public_bytes(self.raw)
+            return _pyca.mlkem768_public(self.raw)
         if self.suite is Suite.MLKEM1024:
-            return mlkem.MLKEM1024PublicKey.from_public_bytes(self.raw)
+            return _pyca.mlkem1024_public(self.raw)
         return hpke.MLKEM768X25519PublicKey(
-            mlkem.MLKEM768PublicKey.from_public_bytes(self.raw[:MLKEM768_EK_SIZE]),
-            x25519.X25519PublicKey.from_public_bytes(self.raw[MLKEM768_EK_SIZE:]),
+            _pyca.mlkem768_public(self.raw[:MLKEM768_EK_SIZE]),
+            _pyca.x25519_public(self.raw[MLKEM768_EK_SIZE:]),
         )
 
 
-@dataclass(frozen=True)
-class SecretKey:
+class SecretKey(Frozen):
     """A secret key, held as its seed. ``repr`` never shows the seed."""
 
+    _fields = ("suite", "seed")
+    __slots__ = _fields
+    _hidden = frozenset({"seed"})
     suite: Suite
-    seed: bytes = field(repr=False)
+    seed: bytes
+
+    def __init__(self, suite: Suite, seed: bytes) -> None:
+        self._init(suite, seed)
 
     def _components(self) -> tuple[_MLKEMPrivate, x25519.X25519PrivateKey | None]:
         if self.suite is Suite.MLKEM768:
-            return mlkem.MLKEM768PrivateKey.from_seed_bytes(self.seed), None
+            return _pyca.mlkem768_from_seed(self.seed), None
         if self.suite is Suite.MLKEM1024:
-            return mlkem.MLKEM1024PrivateKey.from_seed_bytes(self.seed), None
+            return _pyca.mlkem1024_from_seed(self.seed), None
         # draft-connolly-cfrg-xwing-kem: expanded = SHAKE256(seed, 96 bytes); ML-KEM-768
         # KeyGen_internal(d = expanded[0:32], z = expanded[32:64]); sk_X = expanded[64:96].
-        shake = hashes.Hash(hashes.SHAKE256(96))
-        shake.update(self.seed)
-        expanded = shake.finalize()
+        expanded = _pyca.shake256(self.seed, 96)
         return (
-            mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64]),
-            x25519.X25519PrivateKey.from_private_bytes(expanded[64:96]),
+            _pyca.mlkem768_from_seed(expanded[:64]),
+            _pyca.x25519_private(expanded[64:96]),
         )
 
     def to_pyca(self) -> _MLKEMPrivate | hpke.MLKEM768X25519PrivateKey:
@@ -252,9 +257,9 @@ def _check_x25519_not_low_order(point: bytes) -> None:
     the curve or its twist), whatever its encoding (RFC 7748 masks bit 255 and reduces mod
     p). OpenSSL raises on that all-zero result, as it would later during encapsulation.
     """
-    ephemeral = x25519.X25519PrivateKey.generate()
+    ephemeral = _pyca.x25519_generate()
     try:
-        ephemeral.exchange(x25519.X25519PublicKey.from_public_bytes(point))
+        ephemeral.exchange(_pyca.x25519_public(point))
     except ValueError:
         raise KeyFormatError(
             "invalid xwing public key: its X25519 half is a low-order point"

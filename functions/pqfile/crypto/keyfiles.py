@@ -15,7 +15,6 @@ KeyFormatError.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import contextlib
 import errno
@@ -168,7 +167,7 @@ def secret_key_from_der(der: bytes) -> SecretKey:
 
 
 def _pem(label: str, der: bytes) -> bytes:
-    b64 = base64.b64encode(der).decode("ascii")
+    b64 = binascii.b2a_base64(der, newline=False).decode("ascii")
     lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
     return (f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n").encode(
         "ascii"
@@ -217,7 +216,7 @@ def _unpem(data: bytes, label: str) -> bytes:
     else:
         raise KeyFormatError(f"PEM {label!r} block has no END line")
     try:
-        return base64.b64decode(bytes(body), validate=True)
+        return binascii.a2b_base64(bytes(body), strict_mode=True)  # base64.b64decode's check
     except (binascii.Error, ValueError):
         raise KeyFormatError("PEM body is not valid base64") from None
 

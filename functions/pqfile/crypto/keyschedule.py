@@ -9,15 +9,11 @@ with the same hash, so its length (32 or 48 bytes) follows from the fixed part.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
-from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-
+from pqfile.crypto import _pyca
 from pqfile.crypto.kem import Suite
 from pqfile.errors import MalformedPackageError
+from pqfile.format._frozen import Frozen
 
 BODY_LABEL = b"pqfile/v1/body"
 COMMIT_LABEL = b"pqfile/v1/commit"
@@ -39,7 +35,7 @@ class Kdf(enum.Enum):
 
     @property
     def hash_name(self) -> str:
-        """The hashlib name of the hash (``sha256``, ``sha384``)."""
+        """The name of the hash (``sha256``, ``sha384``)."""
         return _HASH_NAMES[self]
 
     @property
@@ -53,10 +49,10 @@ class Kdf(enum.Enum):
 
     def hash(self, data: bytes) -> bytes:
         """The plain hash of ``data`` (the core-header hash in the HPKE ``info``, §4)."""
-        return hashlib.new(self.hash_name, data).digest()
+        return _pyca.digest(self.pyca_hash(), data)
 
-    def pyca_hash(self) -> hashes.HashAlgorithm:
-        return hashes.SHA384() if self is Kdf.HKDF_SHA384 else hashes.SHA256()
+    def pyca_hash(self) -> _pyca.HashAlgorithm:
+        return _pyca.SHA384() if self is Kdf.HKDF_SHA384 else _pyca.SHA256()
 
     @classmethod
     def from_wire_id(cls, kdf_id: int) -> Kdf:
@@ -76,17 +72,26 @@ _DIGEST_SIZES = {Kdf.HKDF_SHA256: 32, Kdf.HKDF_SHA384: 48}
 MAX_MAC_SIZE = max(_DIGEST_SIZES.values())
 
 
-@dataclass(frozen=True)
-class BodyKeys:
+class BodyKeys(Frozen):
     """The three keys derived from the data key and the per-package salt."""
 
-    body_key: bytes = field(repr=False)
-    commitment: bytes = field(repr=False)
-    mac_key: bytes = field(repr=False)
+    _fields = ("body_key", "commitment", "mac_key")
+    __slots__ = _fields
+    _hidden = frozenset(_fields)
+    body_key: bytes
+    commitment: bytes
+    mac_key: bytes
+
+    def __init__(self, body_key: bytes, commitment: bytes, mac_key: bytes) -> None:
+        self._init(body_key, commitment, mac_key)
 
 
 def _expand(kdf: Kdf, prk: bytes, label: bytes, length: int) -> bytes:
-    return HKDFExpand(kdf.pyca_hash(), length, label).derive(prk)
+    return _pyca.HKDFExpand(kdf.pyca_hash(), length, label).derive(prk)
+
+
+def _extract(kdf: Kdf, salt: bytes, data_key: bytes) -> bytes:
+    return _pyca.hmac_digest(kdf.pyca_hash(), salt, data_key)  # RFC 5869 HKDF-Extract
 
 
 def derive_body_keys(data_key: bytes, salt: bytes, kdf: Kdf) -> BodyKeys:
@@ -95,7 +100,7 @@ def derive_body_keys(data_key: bytes, salt: bytes, kdf: Kdf) -> BodyKeys:
     The body key and the commitment are 32 bytes with either hash; the MAC key is as long
     as the hash output (32 for SHA-256, 48 for SHA-384, RFC 2104's recommended key length).
     """
-    prk = hmac.new(salt, data_key, kdf.hash_name).digest()  # RFC 5869 HKDF-Extract
+    prk = _extract(kdf, salt, data_key)
     return BodyKeys(
         body_key=_expand(kdf, prk, BODY_LABEL, BODY_KEY_SIZE),
         commitment=_expand(kdf, prk, COMMIT_LABEL, COMMITMENT_SIZE),
@@ -105,8 +110,25 @@ def derive_body_keys(data_key: bytes, salt: bytes, kdf: Kdf) -> BodyKeys:
 
 def header_mac(mac_key: bytes, mac_input: bytes, kdf: Kdf) -> bytes:
     """FORMAT.md §7: HMAC with the package's hash over every header byte before the MAC."""
-    return hmac.new(mac_key, mac_input, kdf.hash_name).digest()
+    return _pyca.hmac_digest(kdf.pyca_hash(), mac_key, mac_input)
+
+
+def open_body_keys(
+    data_key: bytes, salt: bytes, kdf: Kdf, commitment: bytes, mac_input: bytes, mac: bytes
+) -> BodyKeys | None:
+    """FORMAT.md §10 step 8: the body keys if both the key commitment (§5) and the header
+    MAC (§7) match, else None. Both are always checked, each compared in constant time by
+    pyca (``verify``), so neither the result nor the time says which one failed."""
+    prk = _extract(kdf, salt, data_key)
+    ok = _pyca.hkdf_expand_verify(kdf.pyca_hash(), prk, COMMIT_LABEL, commitment)
+    mac_key = _expand(kdf, prk, HEADER_MAC_LABEL, kdf.digest_size)
+    ok &= _pyca.hmac_verify(kdf.pyca_hash(), mac_key, mac_input, mac)
+    keys = BodyKeys(_expand(kdf, prk, BODY_LABEL, BODY_KEY_SIZE), commitment, mac_key)
+    return keys if ok else None
 
 
 def constant_time_equal(a: bytes, b: bytes) -> bool:
+    """Constant-time comparison (for callers outside the header path)."""
+    import hmac  # here: loading it also loads the interpreter's own OpenSSL (CLI start-up)
+
     return hmac.compare_digest(a, b)

@@ -14,12 +14,16 @@ Other sinks (an S3 multipart writer, a BytesIO) are written in the caller's thre
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from pqfile.errors import DecryptionError, LimitExceededError
 from pqfile.format.header import MAX_SEGMENTS, NONCE_PREFIX_SIZE, TAG_SIZE
+
+if TYPE_CHECKING:
+    import threading
 
 # pyca's AEAD, threading and signal are imported where they are used (issue 15): a handler
 # or CLI command that imports this module without encrypting a body pays for none of them,
@@ -98,7 +102,39 @@ def _is_os_file(dst: object) -> bool:
     return True
 
 
+def _read_sequentially(src: object) -> None:
+    """Tell the kernel ``src`` (an OS file) is read once, front to back: a larger read-ahead
+    window, so the next segment is in the page cache before it is asked for. Harmless for
+    pipes and other objects (nothing happens)."""
+    fileno = getattr(src, "fileno", None)
+    advise = getattr(os, "posix_fadvise", None)
+    if fileno is None or advise is None:
+        return
+    try:
+        advise(fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    except (OSError, ValueError):  # a pipe (ESPIPE), a closed or fileno-less object
+        pass
+
+
 _CALLER_SIGNAL_NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _start_with_signals_blocked(thread: threading.Thread) -> None:
+    """Start ``thread`` with SIGINT/SIGTERM/SIGHUP blocked in it, so the kernel delivers
+    them to the caller's thread: one blocked in read() then gets EINTR and raises at once
+    (KeyboardInterrupt, envelope.WriteInterrupted) instead of after its next input. Raises
+    what a handler raised for a signal that came meanwhile; the thread may then be running
+    (``thread.ident`` is set) and the caller must stop it."""
+    import signal
+
+    caller_signals = {getattr(signal, n) for n in _CALLER_SIGNAL_NAMES if hasattr(signal, n)}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, caller_signals)
+    try:
+        thread.start()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        raise
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # runs a pending handler
 
 
 class _WriteBehind:
@@ -108,7 +144,6 @@ class _WriteBehind:
 
     def __init__(self, dst: Sink, size: int) -> None:
         import queue  # here: only a multi-segment body to an OS file needs these
-        import signal
         import threading
 
         self._dst = dst
@@ -119,20 +154,11 @@ class _WriteBehind:
         self._error: BaseException | None = None
         self._current = bytearray()
         self._thread = threading.Thread(target=self._run, name="pqfile-write-behind", daemon=True)
-        # The writer inherits a mask blocking SIGINT/SIGTERM/SIGHUP, so the kernel delivers
-        # them to the caller's thread: one blocked in read() then gets EINTR and raises at
-        # once (KeyboardInterrupt, envelope.WriteInterrupted) instead of after its next input.
-        caller_signals = {getattr(signal, n) for n in _CALLER_SIGNAL_NAMES if hasattr(signal, n)}
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, caller_signals)
         try:
-            self._thread.start()
+            _start_with_signals_blocked(self._thread)
         except BaseException:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-            raise
-        try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # runs a pending handler
-        except BaseException:
-            self.close(raise_errors=False)  # nobody will feed this writer: stop it
+            if self._thread.ident is not None:
+                self.close(raise_errors=False)  # nobody will feed this writer: stop it
             raise
 
     def _run(self) -> None:
@@ -172,6 +198,83 @@ class _WriteBehind:
             self._raise_pending()
 
 
+class _ReadAhead:
+    """Segments of a regular file read in order by one background thread into a ring of
+    buffers, so the copy out of the page cache overlaps the AEAD (and the writer).
+
+    Only for regular files: a read there never waits for a writer at the other end, so
+    :meth:`close` can always join the thread. The thread stops after the first short read
+    (the end of the input): the caller asks for a next buffer only after a full one.
+    """
+
+    _DEPTH = 3
+
+    def __init__(self, src: Source, size: int) -> None:
+        import queue
+        import threading
+
+        self._src = src
+        self._free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+        for _ in range(self._DEPTH):
+            self._free.put(bytearray(size))
+        self._ready: queue.SimpleQueue[tuple[bytearray, int, BaseException | None]] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="pqfile-read-ahead", daemon=True)
+        try:
+            _start_with_signals_blocked(self._thread)
+        except BaseException:
+            if self._thread.ident is not None:
+                self.close()
+            raise
+
+    def _run(self) -> None:
+        while True:
+            buffer = self._free.get()
+            if buffer is None:
+                return
+            try:
+                filled = _fill(self._src, memoryview(buffer))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._ready.put((buffer, 0, exc))
+                return
+            self._ready.put((buffer, filled, None))
+            if filled < len(buffer):
+                return
+
+    def next(self) -> tuple[bytearray, int]:
+        """The next buffer and how many bytes of it were read; raises a read error."""
+        buffer, filled, error = self._ready.get()
+        if error is not None:
+            raise error
+        return buffer, filled
+
+    def release(self, buffer: bytearray) -> None:
+        self._free.put(buffer)
+
+    def close(self) -> None:
+        """Stop the reader (at once if it waits for a buffer, else after its read)."""
+        self._free.put(None)
+        self._thread.join()
+
+
+def _regular_file_remaining(src: object) -> int | None:
+    """Bytes left to read in ``src`` if it is a regular file (by fstat and its position)."""
+    import stat
+
+    fileno, tell = getattr(src, "fileno", None), getattr(src, "tell", None)
+    if fileno is None or tell is None:
+        return None
+    try:
+        st = os.fstat(fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        position = tell()
+    except (OSError, ValueError):
+        return None
+    return max(0, st.st_size - position) if isinstance(position, int) else None
+
+
 def write_all(dst: Sink, view: memoryview) -> None:
     written = dst.write(view)
     # Buffered writers write everything; raw ones may not, so loop on a short count.
@@ -195,10 +298,11 @@ def encrypt_body(
     ``start_counter`` exists for tests of the counter arithmetic near its limit.
     """
     src = as_source(src)
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from pqfile.crypto._pyca import AESGCM
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
+    _read_sequentially(src)
     cur_view = memoryview(bytearray(segment_size))
     # Allocated only for a body of more than one segment: a small input (the CLI's 1 MiB,
     # a batch of small files) pays for neither the look-ahead buffer nor a writer thread.
@@ -269,31 +373,52 @@ def decrypt_body(
     discard what was written so far (the final-segment check comes last).
     """
     src = as_source(src)
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from pqfile.crypto._pyca import AESGCM, InvalidTag
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
     wire = segment_size + TAG_SIZE
-    cur_view = memoryview(bytearray(wire))
-    ahead_view: memoryview | None = None  # as in encrypt_body: only for a second segment
+    _read_sequentially(src)
+    # A regular-file source of more than one segment is read ahead by a second thread
+    # (with the write-behind, three stages overlap; issue 15: decrypt_stream against cp).
+    remaining = _regular_file_remaining(src)
+    ahead_reader = _ReadAhead(src, wire) if remaining is not None and remaining > wire else None
     overlap = _is_os_file(dst)
     behind: _WriteBehind | None = None
     out_view: memoryview | None = None
+    cur_buffer: bytearray | None = None
+    ahead_buffer: bytearray | None = None
+    ahead_view: memoryview | None = None  # as in encrypt_body: only for a second segment
+
+    def first() -> tuple[memoryview, int]:
+        nonlocal cur_buffer
+        if ahead_reader is None:
+            view = memoryview(bytearray(wire))
+            return view, _fill(src, view)
+        cur_buffer, n = ahead_reader.next()
+        return memoryview(cur_buffer), n
+
+    def following() -> tuple[memoryview, int]:
+        nonlocal ahead_view, ahead_buffer
+        if ahead_reader is None:
+            if ahead_view is None:
+                ahead_view = memoryview(bytearray(wire))
+            return ahead_view, _fill(src, ahead_view)
+        ahead_buffer, n = ahead_reader.next()
+        return memoryview(ahead_buffer), n
 
     counter = start_counter
     plain_total = 0
     try:
-        filled = _fill(src, cur_view)
+        cur_view, filled = first()
         while True:
             if filled < TAG_SIZE:
                 raise DecryptionError()  # truncated (or empty) body
             last = filled < wire
             ahead_filled = 0
+            next_view: memoryview | None = None
             if not last:
-                if ahead_view is None:
-                    ahead_view = memoryview(bytearray(wire))
-                ahead_filled = _fill(src, ahead_view)
+                next_view, ahead_filled = following()
                 last = ahead_filled == 0
             if counter >= MAX_SEGMENTS:
                 raise DecryptionError()
@@ -325,12 +450,20 @@ def decrypt_body(
                     behind = None
                 return plain_total
             counter += 1
-            assert ahead_view is not None
-            cur_view, ahead_view = ahead_view, cur_view
+            assert next_view is not None
+            if ahead_reader is not None:
+                assert cur_buffer is not None
+                ahead_reader.release(cur_buffer)  # decrypted: the reader may refill it
+                cur_buffer = ahead_buffer
+                cur_view = next_view
+            else:
+                cur_view, ahead_view = next_view, cur_view
             filled = ahead_filled
     finally:
         if behind is not None:  # an exception above: stop the writer, keep that exception
             behind.close(raise_errors=False)
+        if ahead_reader is not None:
+            ahead_reader.close()
 
 
 class SegmentEncryptor:
@@ -345,7 +478,7 @@ class SegmentEncryptor:
 
     def __init__(self, dst: Sink, body_key: bytes, nonce_prefix: bytes, segment_size: int) -> None:
         self._dst = dst
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from pqfile.crypto._pyca import AESGCM
 
         self._aead = AESGCM(body_key)
         self._nonce = new_nonce(nonce_prefix)
@@ -400,7 +533,7 @@ def encrypt_body_into(
     segment_size: int,
 ) -> None:
     """In-memory fast path: ``out`` is exactly body_size(len(plaintext)) bytes."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from pqfile.crypto._pyca import AESGCM
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
@@ -421,8 +554,7 @@ def decrypt_body_into(
     segment_size: int,
 ) -> None:
     """In-memory fast path: ``out`` is exactly plaintext_size(len(body)) bytes."""
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from pqfile.crypto._pyca import AESGCM, InvalidTag
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)

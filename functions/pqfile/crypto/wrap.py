@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hpke
-
+from pqfile.crypto._pyca import InvalidTag, hpke
 from pqfile.crypto.kem import PublicKey, SecretKey, Suite
 from pqfile.crypto.keyschedule import Kdf
 from pqfile.errors import DecryptionError

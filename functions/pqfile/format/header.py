@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pqfile.crypto.kem import KEY_ID_SIZE, Suite
@@ -22,6 +21,7 @@ from pqfile.errors import (
     UnsupportedSuiteError,
     UnsupportedVersionError,
 )
+from pqfile.format._frozen import Frozen
 
 MAGIC = b"\x89PQF"
 VERSION = 1
@@ -163,22 +163,69 @@ def check_segment_size(segment_size: int) -> None:
 # --- the header ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(Frozen):
     """A parsed PQF v1 header. ``context`` is the decoded map, ``context_bytes`` the wire form."""
 
+    _fields = (
+        "suite",
+        "kdf",
+        "segment_size",
+        "salt",
+        "nonce_prefix",
+        "commitment",
+        "document_id",
+        "context_bytes",
+        "key_id_bytes",
+        "enc",
+        "wrapped_key",
+        "mac",
+    )
+    __slots__ = _fields
+    _hidden = frozenset(
+        {"salt", "nonce_prefix", "commitment", "context_bytes", "enc", "wrapped_key", "mac"}
+    )
     suite: Suite
     kdf: Kdf  # FORMAT.md §1 byte 55: the key-schedule hash, fixed at encryption
     segment_size: int
-    salt: bytes = field(repr=False)
-    nonce_prefix: bytes = field(repr=False)
-    commitment: bytes = field(repr=False)
+    salt: bytes
+    nonce_prefix: bytes
+    commitment: bytes
     document_id: bytes
-    context_bytes: bytes = field(repr=False)
+    context_bytes: bytes
     key_id_bytes: bytes
-    enc: bytes = field(repr=False)
-    wrapped_key: bytes = field(repr=False)
-    mac: bytes = field(repr=False)
+    enc: bytes
+    wrapped_key: bytes
+    mac: bytes
+
+    def __init__(
+        self,
+        suite: Suite,
+        kdf: Kdf,
+        segment_size: int,
+        salt: bytes,
+        nonce_prefix: bytes,
+        commitment: bytes,
+        document_id: bytes,
+        context_bytes: bytes,
+        key_id_bytes: bytes,
+        enc: bytes,
+        wrapped_key: bytes,
+        mac: bytes,
+    ) -> None:
+        self._init(
+            suite,
+            kdf,
+            segment_size,
+            salt,
+            nonce_prefix,
+            commitment,
+            document_id,
+            context_bytes,
+            key_id_bytes,
+            enc,
+            wrapped_key,
+            mac,
+        )
 
     @property
     def version(self) -> int:
@@ -233,12 +280,36 @@ class Header:
     def with_stanza(
         self, suite: Suite, key_id_bytes: bytes, enc: bytes, wrapped_key: bytes
     ) -> Header:
-        return replace(
-            self, suite=suite, key_id_bytes=key_id_bytes, enc=enc, wrapped_key=wrapped_key
+        return Header(
+            suite,
+            self.kdf,
+            self.segment_size,
+            self.salt,
+            self.nonce_prefix,
+            self.commitment,
+            self.document_id,
+            self.context_bytes,
+            key_id_bytes,
+            enc,
+            wrapped_key,
+            self.mac,
         )
 
     def with_mac(self, mac: bytes) -> Header:
-        return replace(self, mac=mac)
+        return Header(
+            self.suite,
+            self.kdf,
+            self.segment_size,
+            self.salt,
+            self.nonce_prefix,
+            self.commitment,
+            self.document_id,
+            self.context_bytes,
+            self.key_id_bytes,
+            self.enc,
+            self.wrapped_key,
+            mac,
+        )
 
     def check(self) -> None:
         """Exact lengths and limits of every field (the writer calls this too)."""

@@ -10,18 +10,15 @@ a 1 MiB range of a 1 MiB-segment package reads at most two segments, about 2 MiB
 The retrieve use case (usecases/retrieve.py) calls :func:`deliver_range` for a request with
 a range, after the same proof, access rule and attempt row as any retrieve; the proof
 covers ``range`` (auth/canonical.py), so a proof for one range does not serve another.
-Delivery is the same as a whole document's: inline up to the inline limit, else a
-multipart copy under ``retrievals/`` completed only after every covering segment verified.
+Delivery is the same as a whole document's (usecases/retrieve_plaintext.deliver): inline up
+to the inline limit, else a multipart copy under ``retrievals/`` completed only after every
+covering segment verified.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import uuid
 from typing import Any
 
-from pqfile.config import RETRIEVALS_PREFIX
 from pqfile.crypto.envelope import open_header
 from pqfile.crypto.kem import SecretKey
 from pqfile.crypto.ranged import (
@@ -35,6 +32,7 @@ from pqfile.format.header import MAX_HEADER_SIZE, Header, read_header_from
 from pqfile.ports import DocumentRecord
 from pqfile.usecases.common import HashingWriter, Pipeline
 from pqfile.usecases.ingest_steps import CONTENT_TYPE_CONTEXT
+from pqfile.usecases.retrieve_plaintext import deliver
 
 __all__ = ["deliver_range"]
 
@@ -45,7 +43,6 @@ def deliver_range(
     """Decrypt the bytes ``range_text`` names and deliver them; raises DecryptionError
     (opaque) when anything read fails to verify, InvalidRangeError or
     RangeNotSatisfiableError for the range."""
-    s = p.settings.retrieve
     bucket = record.encrypted_bucket or p.settings.storage.encrypted_bucket
     key = record.encrypted_key
     assert key is not None
@@ -80,42 +77,7 @@ def deliver_range(
         "range": wanted.content_range,
         "content_type": content_type,
     }
-    if wanted.length <= s.inline_limit:
-        buffer = io.BytesIO()
-        sink = HashingWriter(buffer, limit=s.inline_limit)
-        decrypt_into(sink)
-        return {
-            **answer,
-            "delivery": "inline",
-            "size": sink.count,
-            "sha256": sink.sha256.hexdigest(),
-            "content_base64": base64.b64encode(buffer.getvalue()).decode("ascii"),
-        }
-    copy_key = f"{RETRIEVALS_PREFIX}{record.document_id}/{uuid.uuid4().hex}"
-    writer = p.blobs.open_write(
-        bucket,
-        copy_key,
-        content_type="application/octet-stream",
-        kms_key_id=s.retrievals_kms_key_id or "",
-    )
-    try:
-        sink = HashingWriter(writer)
-        decrypt_into(sink)
-        copy = writer.complete()
-    except BaseException:
-        writer.abort()
-        raise
-    url = p.blobs.presign_get(bucket, copy_key, copy.version_id, s.presign_seconds)
-    return {
-        **answer,
-        "delivery": "url",
-        "size": sink.count,
-        "sha256": sink.sha256.hexdigest(),
-        "url": url,
-        "expires_in": s.presign_seconds,
-        "bucket": bucket,
-        "key": copy_key,
-    }
+    return deliver(p, record, wanted.length, answer, decrypt_into)
 
 
 def _content_type(header: Header) -> str:

@@ -1,0 +1,110 @@
+"""crypto/_pyca.py reaches pyca's Rust classes directly (issue 15: CLI start-up). These
+tests hold it to pyca's public API: the same classes, objects the public ABCs accept, the
+same bytes, and the same refusals; a pyca release that moves these names fails here."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+import pytest
+from cryptography.hazmat.primitives import hashes, hpke
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+from pqfile.crypto import _pyca
+from pqfile.crypto.kem import Suite, generate
+
+
+def test_aliases_are_pycas_public_classes() -> None:
+    assert _pyca.AESGCM is AESGCM
+    assert _pyca.HKDFExpand is HKDFExpand
+    assert _pyca.hpke.Suite is hpke.Suite
+    assert _pyca.hpke.MLKEM768X25519PublicKey is hpke.MLKEM768X25519PublicKey
+
+
+def test_mlkem_keys_equal_the_public_constructors() -> None:
+    seed = os.urandom(64)
+    ours = _pyca.mlkem768_from_seed(seed)
+    theirs = mlkem.MLKEM768PrivateKey.from_seed_bytes(seed)
+    assert isinstance(ours, mlkem.MLKEM768PrivateKey)
+    raw = theirs.public_key().public_bytes_raw()
+    assert ours.public_key().public_bytes_raw() == raw
+    pub = _pyca.mlkem768_public(raw)
+    assert isinstance(pub, mlkem.MLKEM768PublicKey)
+    assert pub == mlkem.MLKEM768PublicKey.from_public_bytes(raw)
+    ss, ct = pub.encapsulate()
+    assert theirs.decapsulate(ct) == ss
+
+    big = _pyca.mlkem1024_from_seed(seed)
+    assert isinstance(big, mlkem.MLKEM1024PrivateKey)
+    raw1024 = mlkem.MLKEM1024PrivateKey.from_seed_bytes(seed).public_key().public_bytes_raw()
+    assert big.public_key().public_bytes_raw() == raw1024
+    assert isinstance(_pyca.mlkem1024_public(raw1024), mlkem.MLKEM1024PublicKey)
+    with pytest.raises(ValueError):
+        _pyca.mlkem768_public(raw[:-1])
+
+
+def test_x25519_keys_equal_the_public_constructors() -> None:
+    raw = os.urandom(32)
+    ours = _pyca.x25519_private(raw)
+    theirs = x25519.X25519PrivateKey.from_private_bytes(raw)
+    assert isinstance(ours, x25519.X25519PrivateKey)
+    public = theirs.public_key().public_bytes_raw()
+    assert ours.public_key().public_bytes_raw() == public
+    peer = _pyca.x25519_generate()
+    assert isinstance(peer, x25519.X25519PrivateKey)
+    assert peer.exchange(_pyca.x25519_public(public)) == theirs.exchange(peer.public_key())
+    with pytest.raises(ValueError):
+        _pyca.x25519_public(public[:31])
+
+
+def test_hpke_seals_to_our_objects_and_opens_with_them() -> None:
+    secret = generate(Suite.XWING)
+    suite = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+    sealed = suite.encrypt(b"k" * 32, secret.public_key().to_pyca(), info=b"i")
+    assert suite.decrypt(sealed, secret.to_pyca(), info=b"i") == b"k" * 32
+
+
+def test_hashes_and_hmac_equal_the_standard_library() -> None:
+    data, key = os.urandom(1000), os.urandom(40)
+    assert _pyca.digest(_pyca.SHA256(), data) == hashlib.sha256(data).digest()
+    assert _pyca.digest(_pyca.SHA384(), data) == hashlib.sha384(data).digest()
+    assert _pyca.shake256(data, 96) == hashlib.shake_256(data).digest(96)
+    for algorithm, name in ((_pyca.SHA256(), "sha256"), (_pyca.SHA384(), "sha384")):
+        mac = hmac.new(key, data, name).digest()
+        assert _pyca.hmac_digest(algorithm, key, data) == mac
+        assert _pyca.hmac_verify(algorithm, key, data, mac)
+        assert not _pyca.hmac_verify(algorithm, key, data, mac[:-1] + bytes([mac[-1] ^ 1]))
+        assert not _pyca.hmac_verify(algorithm, key, data, mac[:-1])
+
+
+def test_hkdf_expand_verify() -> None:
+    prk = os.urandom(32)
+    okm = HKDFExpand(hashes.SHA256(), 32, b"label").derive(prk)
+    assert _pyca.hkdf_expand_verify(_pyca.SHA256(), prk, b"label", okm)
+    assert not _pyca.hkdf_expand_verify(_pyca.SHA256(), prk, b"label", bytes(32))
+    assert not _pyca.hkdf_expand_verify(_pyca.SHA256(), prk, b"other", okm)
+
+
+def test_support_checks_follow_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ML-KEM support, or in FIPS mode for X25519, the same refusal pyca gives."""
+
+    class NoMlkem:
+        CRYPTOGRAPHY_IS_AWSLC = False
+        CRYPTOGRAPHY_IS_BORINGSSL = False
+        CRYPTOGRAPHY_OPENSSL_350_OR_GREATER = False
+
+        @staticmethod
+        def is_fips_enabled() -> bool:
+            return True
+
+    monkeypatch.setattr(_pyca, "_rust", NoMlkem)
+    with pytest.raises(_pyca.UnsupportedAlgorithm):
+        _pyca.mlkem768_public(bytes(1184))
+    with pytest.raises(_pyca.UnsupportedAlgorithm):
+        _pyca.mlkem1024_from_seed(bytes(64))
+    with pytest.raises(_pyca.UnsupportedAlgorithm):
+        _pyca.x25519_generate()
