@@ -6,10 +6,12 @@ throwaway PostgreSQL, and the deploy users run (devstack/localstack/deploy.py: t
 init + apply of terraform/ with envs/localstack.tfvars). Then: an upload under
 uploads/<tenant>/ -> EventBridge -> Step Functions -> the handlers -> PostgreSQL; the
 plaintext gone from the upload bucket; an operator grants an IAM user of LocalStack the
-tenant; `pqfile retrieve` as that user (an identity proof, then the retrieve function)
-gives the upload back byte for byte; `pqfile audit verify` is OK; `tflocal destroy` leaves
-none of the stack's buckets. Every process started here is stopped, however the module
-ends (LocalStack with a kill timeout, devstack/localstack.LocalStackServer.stop).
+tenant and registers the public key of a pair the user made (`pqfile keygen`); `pqfile
+retrieve --identity` as that user (an identity proof, then the retrieve function, the
+answer sealed to the user's key) gives the upload back byte for byte; `pqfile audit
+verify` is OK; `tflocal destroy` leaves none of the stack's buckets. Every process
+started here is stopped, however the module ends (LocalStack with a kill timeout,
+devstack/localstack.LocalStackServer.stop).
 """
 
 from __future__ import annotations
@@ -169,6 +171,12 @@ def test_upload_is_ingested_and_retrieved_byte_identical(deployment: Deployment)
     db = {"PQFILE_DATABASE_URL": deployment.database_url}
     granted = _pqfile(["access", "grant", "--principal", user["Arn"], "--tenant", TENANT], db)
     assert granted.returncode == 0, granted.stdout + granted.stderr
+    # Sealed delivery: the reader's own key pair, its public key registered by an operator.
+    public, secret = deployment.workdir / "reader.pub", deployment.workdir / "reader.sec"
+    made = _pqfile(["keygen", "--public", str(public), "--secret", str(secret)], {})
+    assert made.returncode == 0, made.stdout + made.stderr
+    added = _pqfile(["access", "recipient", "add", "--principal", user["Arn"], str(public)], db)
+    assert added.returncode == 0, added.stdout + added.stderr
 
     out = deployment.workdir / "retrieved.bin"
     caller = {
@@ -180,7 +188,9 @@ def test_upload_is_ingested_and_retrieved_byte_identical(deployment: Deployment)
         "PQFILE_AUDIENCE": str(outputs["audience"]),
         "PQFILE_RETRIEVE_FUNCTION": str(outputs["retrieve_function_name"]),
     }
-    retrieved = _pqfile(["retrieve", document_id, "--out", str(out), "--json"], caller)
+    retrieved = _pqfile(
+        ["retrieve", document_id, "--identity", str(secret), "--out", str(out), "--json"], caller
+    )
     assert retrieved.returncode == 0, retrieved.stdout + retrieved.stderr
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest(), (
         "the retrieved document differs from the upload"
