@@ -49,6 +49,17 @@ demo: venv
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
+.PHONY: deploy-localstack test-localstack
+# LocalStack (issue 17). deploy-localstack: against LocalStack in Docker (`docker compose up`;
+# docs/OPERATIONS.md): builds the zip and layer, tflocal init + apply. test-localstack:
+# LocalStack on the host (its own virtualenv, .venv-localstack/), the deploy, the demo's
+# journey, tflocal destroy (tests/localstack/).
+deploy-localstack: venv
+	$(PY) scripts/deploy_localstack.py $(DEPLOY_ARGS)
+
+test-localstack: venv
+	PQFILE_LOCALSTACK_TESTS=1 $(PY) -m pytest tests/localstack -p no:cacheprovider -q $(PYTEST_ARGS)
+
 .PHONY: lambda checkov
 # The Lambda artefacts Terraform deploys (build/lambda/), and checkov in its own venv.
 lambda: venv

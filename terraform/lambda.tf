@@ -152,8 +152,11 @@ locals {
     },
     local.has_database_url ? { PQFILE_DATABASE_URL = var.database_url } : {},
     local.database_connection,
-    # Locally: the emulator's endpoint, and no X-Ray daemon (the SDK stays silent).
-    local.is_local ? { AWS_ENDPOINT_URL = var.local_endpoint, AWS_XRAY_SDK_ENABLED = "false" } : {},
+    # Locally: no X-Ray daemon (the SDK stays silent), and the emulator's endpoint: moto's
+    # given here; LocalStack injects its own into every function (its gateway as the
+    # function's environment reaches it), which a value here would override.
+    local.is_local ? { AWS_XRAY_SDK_ENABLED = "false" } : {},
+    local.is_local && var.local_emulator == "moto" ? { AWS_ENDPOINT_URL = var.local_endpoint } : {},
   )
 
   layer_arns = var.lambda_layer_path == "" ? [] : [aws_lambda_layer_version.deps[0].arn]
@@ -163,11 +166,11 @@ resource "aws_lambda_layer_version" "deps" {
   count = var.lambda_layer_path == "" ? 0 : 1
 
   layer_name               = "${local.name}-deps"
-  description              = "PQFile runtime dependencies (manylinux aarch64 wheels)"
+  description              = "PQFile runtime dependencies (manylinux ${var.lambda_architecture == "arm64" ? "aarch64" : "x86_64"} wheels)"
   filename                 = var.lambda_layer_path
   source_code_hash         = filebase64sha256(var.lambda_layer_path)
   compatible_runtimes      = [var.lambda_runtime]
-  compatible_architectures = ["arm64"]
+  compatible_architectures = [var.lambda_architecture]
 }
 
 resource "aws_lambda_function" "this" {
@@ -180,7 +183,7 @@ resource "aws_lambda_function" "this" {
   role          = aws_iam_role.function[each.key].arn
   handler       = each.value.handler
   runtime       = var.lambda_runtime
-  architectures = ["arm64"]
+  architectures = [var.lambda_architecture]
   memory_size   = lookup(var.lambda_memory_mb, each.key, 512)
   timeout       = lookup(var.lambda_timeout_seconds, each.key, 60)
   # The capacity model (proxy.tf, docs/OPERATIONS.md "Capacity"): sized for the sustained

@@ -50,6 +50,17 @@ variable "local_endpoint" {
   }
 }
 
+variable "local_emulator" {
+  description = "Which local emulator local_endpoint names: \"moto\" (the devstack; every function gets AWS_ENDPOINT_URL = local_endpoint) or \"localstack\" (LocalStack injects AWS_ENDPOINT_URL itself, pointing where its Lambdas reach it: a hard-coded 127.0.0.1 would point a Lambda container back at itself). Ignored without local_endpoint."
+  type        = string
+  default     = "moto"
+
+  validation {
+    condition     = contains(["moto", "localstack"], var.local_emulator)
+    error_message = "local_emulator must be moto or localstack."
+  }
+}
+
 # ---------------------------------------------------------------------------------------
 # Lambda packages (built by scripts/build_lambda, never by Terraform)
 # ---------------------------------------------------------------------------------------
@@ -72,6 +83,17 @@ variable "lambda_layer_path" {
   validation {
     condition     = var.lambda_layer_path == "" || can(regex("\\.zip$", var.lambda_layer_path))
     error_message = "lambda_layer_path must be empty or name a .zip file."
+  }
+}
+
+variable "lambda_architecture" {
+  description = "Instruction set of the functions and their layer: arm64 on AWS (Graviton); LocalStack runs the machine's own (x86_64 on an x86-64 host: scripts/build_lambda --architecture)."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be arm64 or x86_64."
   }
 }
 
