@@ -208,6 +208,8 @@ resource "aws_lambda_function" "this" {
       local.function_environment,
       contains(local.secret_functions, each.key) ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
       local.function_database[each.key],
+      # database_role_passwords (proxy.tf): the login secrets of the function's roles.
+      lookup(local.function_login_environment, each.key, {}),
       local.function_attestation[each.key],
       # Completion events: on for the functions allowed to put them (eventbridge.tf).
       { PQFILE_EVENT_BUS = contains(local.event_functions, each.key) ? "default" : "off" },
