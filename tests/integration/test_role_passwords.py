@@ -75,8 +75,13 @@ def logins(
         pytest.skip("needs the throwaway cluster (PQFILE_DATABASE_URL names another server)")
     url = make_database()
     endpoint = custody_kms[0].meta.endpoint_url
-    secrets = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    secrets = boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     prefix = f"pqfile-{uuid.uuid4().hex[:8]}/database"
     arns = {
         role: secrets.create_secret(
@@ -136,8 +141,10 @@ def test_with_its_secret_each_role_logs_in_as_itself(logins: tuple[str, dict[str
         assert _current_user(Database.from_env(settings)) == role
     # How a function reads it: PQFILE_DATABASE_PASSWORD_SECRET_ARN beside its URL.
     settings = DatabaseSettings.from_env(
-        {"PQFILE_DATABASE_URL": role_url(url, STORE),
-         "PQFILE_DATABASE_PASSWORD_SECRET_ARN": arns[STORE]}  # fmt: skip
+        {
+            "PQFILE_DATABASE_URL": role_url(url, STORE),
+            "PQFILE_DATABASE_PASSWORD_SECRET_ARN": arns[STORE],
+        }
     )
     assert _current_user(Database.from_env(settings)) == STORE
 
