@@ -1,7 +1,7 @@
 """database_role_passwords (terraform/proxy.tf): the Docker path's password logins, statically.
 
 No apply (CI has no room for another deployment): one plan of the local root with the
-variables of `make deploy-local` plus the Docker path's database settings, against the
+variables of `make deploy-local` plus terraform/envs/docker.tfvars, against the
 emulator (which also answers the password generator's GetRandomPassword). The login itself
 is tested against PostgreSQL in tests/integration/test_role_passwords.py.
 """
@@ -22,21 +22,25 @@ from tests.terraform.conftest import Workspace
 
 pytestmark = pytest.mark.integration
 
-#: What docker-compose.yml's functions use: the postgres service inside the Docker network.
+#: What docker-compose.yml's functions use (envs/docker.tfvars): the postgres service
+#: inside the Docker network.
 DOCKER_DATABASE_URL = "postgresql://pqfile:pqfile@postgres:5432/pqfile?sslmode=disable"
+DOCKER = ("-var-file=envs/docker.tfvars",)
 #: Every function but migrate, which keeps the owner's URL.
 FUNCTIONS = sorted({*FUNCTION_ROLES, "admin"})
 
 
 def _args(emulator: Any, zip_path: Path, *extra: str) -> tuple[dict[str, str], list[str]]:
     env = tf.terraform_env(Path(tempfile.gettempdir()), local=True)
-    state = {"endpoint_url": emulator.endpoint_url, "database_url": DOCKER_DATABASE_URL}
+    # The moto stack's URL first: envs/docker.tfvars, given after it, must replace it.
+    state = {"endpoint_url": emulator.endpoint_url,
+             "database_url": "postgresql://pqfile@127.0.0.1:5432/pqfile"}  # fmt: skip
     return env, [*tf.local_vars(state, zip_path), *extra]
 
 
 @pytest.fixture(scope="module")
 def docker_plan(tf_workspace: Workspace, aws_emulator: Any, function_zip: Path) -> dict[str, Any]:
-    env, args = _args(aws_emulator, function_zip, "-var=database_role_passwords=true")
+    env, args = _args(aws_emulator, function_zip, *DOCKER)
     plan = "role-passwords.tfplan"
     proc = tf_workspace.run("plan", "-input=false", "-no-color", f"-out={plan}", *args,
                             env=env, check=False)  # fmt: skip
@@ -87,7 +91,7 @@ def test_each_function_reads_only_its_own_role_login(
     assert sorted(policies) == FUNCTIONS  # one per function, none for migrate
     assert {p["after"]["name"] for p in policies.values()} == {"read-own-database-login"}
     # The functions' environment is unknown in the plan (it names ARNs): ask for its names.
-    env, args = _args(aws_emulator, function_zip, "-var=database_role_passwords=true")
+    env, args = _args(aws_emulator, function_zip, *DOCKER)
     values = _console(tf_workspace, args, env, (
         "jsonencode({secrets = {for k, v in local.function_login_environment : k => keys(v)}, "
         "readers = {for k, v in local.function_login_secrets : k => length(v)}, "
@@ -112,8 +116,7 @@ def test_each_function_reads_only_its_own_role_login(
 def test_role_passwords_need_per_role_urls(
     tf_workspace: Workspace, aws_emulator: Any, function_zip: Path
 ) -> None:
-    env, args = _args(aws_emulator, function_zip, "-var=database_role_passwords=true",
-                      "-var=database_url_per_role=false")  # fmt: skip
+    env, args = _args(aws_emulator, function_zip, *DOCKER, "-var=database_url_per_role=false")
     proc = tf_workspace.run("plan", "-input=false", "-no-color", *args, env=env, check=False)
     assert proc.returncode == 1
     assert "needs database_url_per_role" in " ".join(proc.stderr.split()), proc.stderr[-2000:]
