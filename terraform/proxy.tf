@@ -51,10 +51,12 @@ resource "aws_secretsmanager_secret" "proxy_user" {
   #checkov:skip=CKV2_AWS_57:A rotation must change the database role's password in the same step (docs/OPERATIONS.md "Capacity", the proxy's logins); no rotation function is deployed yet.
   for_each = local.login_database_users
 
-  name                    = "${local.name}/database/${each.key}"
-  description             = local.use_rds_proxy ? "PQFile: the RDS Proxy's login as database role ${each.key}" : "PQFile: the login of database role ${each.key}"
-  kms_key_id              = aws_kms_key.this["data"].arn
-  recovery_window_in_days = 7
+  name        = "${local.name}/database/${each.key}"
+  description = local.use_rds_proxy ? "PQFile: the RDS Proxy's login as database role ${each.key}" : "PQFile: the login of database role ${each.key}"
+  kms_key_id  = aws_kms_key.this["data"].arn
+  # Locally deleted at once, so a destroy and a new apply on the same emulator can reuse
+  # the name (a secret waiting out its recovery window keeps it).
+  recovery_window_in_days = local.is_local ? 0 : 7
 }
 
 resource "aws_secretsmanager_secret_version" "proxy_user" {

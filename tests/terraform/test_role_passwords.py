@@ -61,7 +61,10 @@ def test_each_role_gets_a_login_secret_the_migrate_function_sets(
     docker_plan: dict[str, Any],
 ) -> None:
     roles = set(FUNCTION_ROLES.values()) | {ADMIN_FUNCTION, AUDITOR}
-    assert set(_changes(docker_plan, "aws_secretsmanager_secret", "proxy_user")) == roles
+    secrets = _changes(docker_plan, "aws_secretsmanager_secret", "proxy_user")
+    assert set(secrets) == roles
+    # Deleted at once on destroy: a new apply on the same LocalStack reuses the names.
+    assert {s["after"]["recovery_window_in_days"] for s in secrets.values()} == {0}
     assert set(_changes(docker_plan, "aws_secretsmanager_secret_version", "proxy_user")) == roles
     assert "aws_db_proxy" not in {r["type"] for r in docker_plan["resource_changes"]}
     # The migrate function may read them all (it sets the verifiers) ...
