@@ -1,4 +1,6 @@
 # RDS Proxy in front of the database (enable_rds_proxy; AWS only: the emulator has none).
+# Its per-role login secrets also serve database_role_passwords, without a proxy (LocalStack
+# in Docker, whose postgres requires passwords; docs/OPERATIONS.md "Database logins").
 #
 # Functions connect to the proxy, not to the instance: each Lambda instance holds one client
 # connection (a 15-minute IAM token for its own database role, TLS verified against the
