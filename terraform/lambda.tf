@@ -113,6 +113,12 @@ locals {
       PQFILE_DATABASE_URL = replace(var.database_url, "/^([a-z]+://)(?:[^@/]*@)?/", "$${1}${local.function_database_user[k]}@")
     } : {}
   }
+  # database_role_passwords (proxy.tf): the login secrets of each function's roles
+  # (pqfile.config.DatabaseSettings, AdminSettings).
+  function_login_environment = { for k, u in local.function_database_user : k => merge(
+    { PQFILE_DATABASE_PASSWORD_SECRET_ARN = aws_secretsmanager_secret.proxy_user[u].arn },
+    k == local.admin_function ? { PQFILE_AUDITOR_DATABASE_PASSWORD_SECRET_ARN = aws_secretsmanager_secret.proxy_user[var.admin_auditor_database_user].arn } : {},
+  ) if local.use_role_passwords && u != "" }
   # The key-attestation HMAC key, only on the functions that generate or verify attestations.
   function_attestation = {
     for k, f in local.functions : k => f.attestation == "none" ? {} : { PQFILE_ATTESTATION_KEY_ID = aws_kms_key.attestation.arn }

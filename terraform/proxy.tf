@@ -79,18 +79,14 @@ resource "aws_secretsmanager_secret_version" "proxy_user" {
 locals {
   login_secrets = { for u in local.login_database_users : u => aws_secretsmanager_secret.proxy_user[u].arn }
   # database_role_passwords: the login secrets each function reads (its own role's; the
-  # admin function's auditor login too). Behind the proxy, functions use IAM tokens instead.
+  # admin function's auditor login too; lambda.tf passes them). Behind the proxy, functions
+  # use IAM tokens instead.
   function_login_secrets = local.use_role_passwords ? {
     for k, u in local.function_database_user : k => tolist(concat(
       [aws_secretsmanager_secret.proxy_user[u].arn],
       k == local.admin_function ? [aws_secretsmanager_secret.proxy_user[var.admin_auditor_database_user].arn] : [],
     )) if u != ""
   } : {}
-  # ... and where each function finds them (lambda.tf; pqfile.config.DatabaseSettings).
-  function_login_environment = { for k, u in local.function_database_user : k => merge(
-    { PQFILE_DATABASE_PASSWORD_SECRET_ARN = aws_secretsmanager_secret.proxy_user[u].arn },
-    k == local.admin_function ? { PQFILE_AUDITOR_DATABASE_PASSWORD_SECRET_ARN = aws_secretsmanager_secret.proxy_user[var.admin_auditor_database_user].arn } : {},
-  ) if local.use_role_passwords && u != "" }
 }
 
 # database_role_passwords: each function may read its own role's login secret, nothing more
