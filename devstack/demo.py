@@ -4,8 +4,10 @@ Shows the key pool the deploy filled (terraform/invocations.tf invokes the rotat
 MaintainPool function after the migrations; the ingest pipeline never creates keys),
 uploads a sample document to the uploads bucket, follows the ingest execution that
 EventBridge starts, shows the package with `pqfile inspect`, grants the demo user (alice
-of the local STS) the tenant ``demo``, retrieves it as alice with `pqfile retrieve` (an
-identity proof, then the retrieve Lambda; SHA-256 compared), shows that bob gets the
+of the local STS) the tenant ``demo`` and registers her own key pair (`pqfile keygen`,
+`pqfile access recipient add`), retrieves it as alice with `pqfile retrieve --identity`
+(an identity proof, then the retrieve Lambda answers sealed to her key; decrypted and
+verified on her side, SHA-256 compared with the upload), shows that bob gets the
 not-found answer, and prints the audit trail (`pqfile audit tail`, `pqfile audit verify`).
 """
 
@@ -162,33 +164,13 @@ def run(state: Mapping[str, Any], *, timeout: float = 180.0) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     alice, bob = users["alice"], users.get("bob")
-    _say("4. access", "deny by default: an operator grants alice the tenant `demo`")
-    _pqfile(["access", "grant", "--principal", alice["arn"], "--tenant", "demo"], db)
-    _pqfile(["access", "list"], db)
-
-    _say("5. retrieve", "pqfile retrieve as alice: an identity proof, then lambda invoke")
-    env = {
-        "AWS_ACCESS_KEY_ID": alice["access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": alice["secret_access_key"],
-        "AWS_ENDPOINT_URL": str(state["endpoint_url"]),
-        "AWS_REGION": str(state.get("region") or "us-east-1"),
-        "PQFILE_STS_ENDPOINT_URL": str(state["sts_endpoint_url"]),
-        "PQFILE_AUDIENCE": str(outputs.get("audience") or "pqfile-local"),
-        "PQFILE_RETRIEVE_FUNCTION": outputs["retrieve_function_name"],
-    }
     with tempfile.TemporaryDirectory(prefix="pqfile-demo-") as tmp:
-        out = Path(tmp) / "board minutes.txt"
-        status = _pqfile(["retrieve", document_id, "--out", str(out), "--json"], env=env)
-        if status != 0:
-            print("error: retrieve refused", file=sys.stderr)
-            return 1
-        got = out.read_bytes()
-    same = hashlib.sha256(got).hexdigest() == digest
-    print(f"   byte-identical to the upload: {'yes' if same else 'NO'}")
+        same = _access_and_retrieve(state, outputs, document_id, digest, alice, Path(tmp))
+    if same is None:
+        return 1
     if bob:
         _say("6. not allowed", "bob asks for the same document: the not-found answer")
-        env.update(AWS_ACCESS_KEY_ID=bob["access_key_id"],
-                   AWS_SECRET_ACCESS_KEY=bob["secret_access_key"])  # fmt: skip
+        env = _caller_env(state, outputs, bob)
         with tempfile.TemporaryDirectory(prefix="pqfile-demo-") as tmp:
             _pqfile(["retrieve", document_id, "--out", str(Path(tmp) / "x")], env=env)
 
@@ -196,3 +178,54 @@ def run(state: Mapping[str, Any], *, timeout: float = 180.0) -> int:
     _pqfile(["audit", "tail", "-n", "8"], db)
     _pqfile(["audit", "verify"], db)
     return 0 if same else 1
+
+
+def _caller_env(
+    state: Mapping[str, Any], outputs: Mapping[str, Any], user: Mapping[str, Any]
+) -> dict[str, str]:
+    """`pqfile retrieve` as ``user`` of the local STS, against the local stack."""
+    return {
+        "AWS_ACCESS_KEY_ID": user["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": user["secret_access_key"],
+        "AWS_ENDPOINT_URL": str(state["endpoint_url"]),
+        "AWS_REGION": str(state.get("region") or "us-east-1"),
+        "PQFILE_STS_ENDPOINT_URL": str(state["sts_endpoint_url"]),
+        "PQFILE_AUDIENCE": str(outputs.get("audience") or "pqfile-local"),
+        "PQFILE_RETRIEVE_FUNCTION": outputs["retrieve_function_name"],
+    }
+
+
+def _access_and_retrieve(
+    state: Mapping[str, Any],
+    outputs: Mapping[str, Any],
+    document_id: str,
+    digest: str,
+    alice: Mapping[str, Any],
+    tmp: Path,
+) -> bool | None:
+    """Steps 4 and 5: alice's rule and key, then the sealed retrieve. True when the
+    document came back byte-identical; None when a step failed outright."""
+    db = state.get("database_url")
+    public, secret = tmp / "alice.pub", tmp / "alice.sec"
+    _say("4. access", "deny by default: an operator grants alice the tenant `demo`, and "
+         "registers the public key alice made for herself")  # fmt: skip
+    _pqfile(["keygen", "--public", str(public), "--secret", str(secret)])
+    _pqfile(["access", "grant", "--principal", alice["arn"], "--tenant", "demo"], db)
+    if _pqfile(["access", "recipient", "add", "--principal", alice["arn"], str(public)], db):
+        print("error: registering alice's key failed", file=sys.stderr)
+        return None
+    _pqfile(["access", "list"], db)
+
+    _say("5. retrieve", "pqfile retrieve as alice: an identity proof, then lambda invoke; the "
+         "document comes back sealed to her key and is decrypted on her side")  # fmt: skip
+    env = _caller_env(state, outputs, alice)
+    out, kept = tmp / "board minutes.txt", tmp / "board minutes.pqf"
+    status = _pqfile(["retrieve", document_id, "--identity", str(secret), "--out", str(out),
+                      "--keep-sealed", str(kept), "--json"], env=env)  # fmt: skip
+    if status != 0:
+        print("error: retrieve refused", file=sys.stderr)
+        return None
+    _pqfile(["inspect", str(kept)])  # the kept package names alice's key id, not the pool's
+    same = hashlib.sha256(out.read_bytes()).hexdigest() == digest
+    print(f"   byte-identical to the upload: {'yes' if same else 'NO'}")
+    return same

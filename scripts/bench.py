@@ -19,6 +19,8 @@ Sections:
   cold      - scripts/bench_cold_start.py ("Handler cold init": each handler's import and
               clients in fresh processes, as ratios to a bare boto3 client).
   load      - scripts/bench_load.py ("Load": 200 uploads at once on the local stack).
+  sealed    - scripts/bench_sealed.py ("Sealed retrieval": the retrieve use case's CPU time
+              and the S3 bytes it moves for a sealed delivery of 1 MiB and 200 MiB).
 
 Every file measurement runs in its own child process; peak RSS is that child's
 ``ru_maxrss`` (``os.wait4``). Files are generated once into ``bench-data/`` (git-ignored)
@@ -70,7 +72,8 @@ script: "Crypto core" and "Suites" (`--only suites`, under a minute) by `scripts
 "Pipeline" and "Retrieve" by `scripts/bench_pipeline.py` (`--only retrieve` runs the
 retrieve section alone, in about a minute), "CLI latency and batch" by
 `scripts/bench_cli.py` (`--only cli`), "Handler cold init" by `scripts/bench_cold_start.py`
-(`--only cold`), "Load" by `scripts/bench_load.py` (200 uploads at once, `--only load`).
+(`--only cold`), "Load" by `scripts/bench_load.py` (200 uploads at once, `--only load`),
+"Sealed retrieval" by `scripts/bench_sealed.py` (`--only sealed`).
 Figures are for the machine named in each
 section; rerun them on yours.
 """
@@ -1042,7 +1045,9 @@ def run_other(script: str, quick: bool, write: bool) -> bool | None:
     return subprocess.run(argv, cwd=ROOT).returncode == 0
 
 
-SECTIONS = ("crypto", "suites", "db", "pipeline", "rewrap", "ingest", "cli", "cold", "load")
+SECTIONS = (
+    "crypto", "suites", "db", "pipeline", "rewrap", "ingest", "cli", "cold", "load", "sealed",
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1089,7 +1094,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     others = (("db", "bench_db.py"), ("pipeline", "bench_pipeline.py"),
               ("rewrap", "bench_rewrap.py"), ("ingest", "bench_ingest_parallel.py"),
               ("cli", "bench_cli.py"), ("cold", "bench_cold_start.py"),
-              ("load", "bench_load.py"))  # fmt: skip
+              ("load", "bench_load.py"), ("sealed", "bench_sealed.py"))  # fmt: skip
     for section, script in others:
         if section in only:
             result = run_other(script, args.quick, args.write)

@@ -20,11 +20,9 @@ Writes the "Parallel ingest and ranged reads" section of BENCHMARKS.md unless --
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from _benchutil import write_section  # noqa: E402
+from _benchutil import bench_role, bench_services, write_section  # noqa: E402
 
 HEADING = "## Parallel ingest and ranged reads"
 MIB = 1024 * 1024
@@ -200,26 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size = (64 if args.quick else args.size_mib) * MIB
 
-    from devstack.emulator import REPO_ROOT, start_emulator
-    from devstack.postgres import start_postgres
     from tests.integration.pipeline_stack import deploy_pipeline
 
-    from pqfile.adapters.postgres import Database, migrate
-
-    work = Path(tempfile.mkdtemp(prefix="pqfile-bench-ingest-"))
-    pg = start_postgres(Path("/tmp") / f"pqbi-{os.getpid()}")
-    emulator = start_emulator(code_paths=[REPO_ROOT / "functions"], log_path=work / "emulator.log")
     rows: list[dict[str, Any]] = []
-    try:
-        db = Database.from_url(pg.url)
-        migrate(db)
-        db.close()
-        iam = emulator.client("iam")
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
-            "Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-            "Action": "sts:AssumeRole"}]}  # fmt: skip
-        role = iam.create_role(RoleName="bench", AssumeRolePolicyDocument=json.dumps(trust))
-        stack = deploy_pipeline(emulator, role["Role"]["Arn"], pg.url, keys=1)
+    with bench_services("ingest") as (work, pg, emulator):
+        stack = deploy_pipeline(emulator, bench_role(emulator), pg.url, keys=1)
         path = _big_file(work, size)
         for workers in (1, args.workers):
             print(f"ingesting {size // MIB} MiB with {workers} worker(s) ...", flush=True)
@@ -227,11 +210,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  EncryptDocument {row['encrypt_s']:.1f} s", flush=True)
             rows.append(row)
         ranged = _ranged(stack, rows[-1]["doc"], size)
-    finally:
-        emulator.stop()
-        pg.stop()
-        for big in work.glob("big-*.bin"):
-            big.unlink()
 
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     command = "python scripts/bench_ingest_parallel.py" + (

@@ -43,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from _benchutil import write_section  # noqa: E402
+from _benchutil import compute_by_step, write_section  # noqa: E402
 
 HEADING = "## Pipeline"
 STEPS = ("FetchDocument", "SelectKey", "EncryptDocument", "StoreDocument", "WriteAudit")
@@ -60,25 +60,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _compute_by_step(stack: Any, execution_arn: str) -> dict[str, float]:
-    """compute_ms of each Task, from the Lambda results recorded in the history."""
-    out: dict[str, float] = {}
-    current = None
-    for ev in stack.history(execution_arn):
-        entered = ev.get("stateEnteredEventDetails")
-        if entered:
-            current = entered["name"]
-        details = ev.get("taskSucceededEventDetails") or ev.get(
-            "lambdaFunctionSucceededEventDetails"
-        )
-        if details and current in STEPS:
-            try:
-                result = json.loads(details.get("output") or "{}")
-            except ValueError:
-                continue
-            payload = result.get("Payload", result)
-            if isinstance(payload, dict) and "compute_ms" in payload:
-                out[current] = float(payload["compute_ms"])
-    return out
+    return compute_by_step(stack, execution_arn, STEPS)
 
 
 def _measure(stack: Any, size: int, runs: int, warmup: int) -> dict[str, Any]:

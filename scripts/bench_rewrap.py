@@ -32,7 +32,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from _benchutil import write_section  # noqa: E402
+from _benchutil import bench_role, bench_services, write_section  # noqa: E402
 
 HEADING = "## Rewrap"
 MIB = 1024 * 1024
@@ -279,27 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
 
-    from devstack.emulator import REPO_ROOT, start_emulator
-    from devstack.postgres import start_postgres
     from tests.integration.pipeline_stack import deploy_pipeline
 
-    from pqfile.adapters.postgres import Database, migrate
-
     plan = [(1024, 10), (200 * MIB, 1)] if args.quick else [(1024, 50), (200 * MIB, 3)]
-    work = Path(tempfile.mkdtemp(prefix="pqfile-bench-rewrap-"))
-    pg = start_postgres(Path("/tmp") / f"pqbr-{os.getpid()}")
-    emulator = start_emulator(code_paths=[REPO_ROOT / "functions"], log_path=work / "emulator.log")
     results: list[dict[str, Any]] = []
-    try:
-        db = Database.from_url(pg.url)
-        migrate(db)
-        db.close()
-        iam = emulator.client("iam")
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
-            "Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-            "Action": "sts:AssumeRole"}]}  # fmt: skip
-        role = iam.create_role(RoleName="bench", AssumeRolePolicyDocument=json.dumps(trust))
-        stack = deploy_pipeline(emulator, role["Role"]["Arn"], pg.url, keys=1)
+    with bench_services("rewrap") as (work, pg, emulator):
+        stack = deploy_pipeline(emulator, bench_role(emulator), pg.url, keys=1)
         for mode in ("rewrap", "reencrypt"):
             for size, count in plan:
                 r = _measure(stack, pg.url, size, count, work, mode)
@@ -310,11 +294,6 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 results.append(r)
-    finally:
-        emulator.stop()
-        pg.stop()
-        for path in work.glob("big-*.bin"):
-            path.unlink()
 
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     command = "python scripts/bench_rewrap.py" + (" --quick" if args.quick else "")

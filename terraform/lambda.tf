@@ -226,6 +226,11 @@ resource "aws_lambda_function" "this" {
         PQFILE_PROOF_MAX_AGE_SECONDS = "300"
         PQFILE_STS_TIMEOUT_SECONDS   = "5"
       } : {},
+      # Retrieve's deliveries (docs/OPERATIONS.md, "Retrieval"): plaintext only where allowed.
+      each.key == "retrieve" ? {
+        PQFILE_PLAINTEXT_DELIVERY     = tostring(var.retrieve_plaintext_delivery)
+        PQFILE_SEALED_PRESIGN_SECONDS = tostring(var.sealed_presign_seconds)
+      } : {},
       # The digest-signing function's key and bucket (audit_digests.tf).
       each.key == local.digest_function ? {
         PQFILE_DIGEST_BUCKET            = aws_s3_bucket.audit_digests.id

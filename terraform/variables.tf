@@ -237,6 +237,23 @@ variable "presign_seconds" {
   }
 }
 
+variable "retrieve_plaintext_delivery" {
+  description = "Serve plaintext retrieve deliveries (inline base64, or a decrypted copy under retrievals/ by presigned URL) to readers without a recipient key. Off: sealed delivery only (docs/OPERATIONS.md, \"Retrieval\"). Off by default and in prod."
+  type        = bool
+  default     = false
+}
+
+variable "sealed_presign_seconds" {
+  description = "Lifetime of the presigned GET of the stored package in a sealed retrieve delivery, seconds."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.sealed_presign_seconds >= 1 && var.sealed_presign_seconds <= 3600
+    error_message = "sealed_presign_seconds must be between 1 and 3600."
+  }
+}
+
 variable "key_pool_target" {
   description = "Active keys per suite the pool is refilled to."
   type        = number

@@ -28,6 +28,7 @@ from devstack.moto_patches import (
     s3_bucket_policies,
     s3_eventbridge_readback,
     s3_lifecycle_sizes,
+    s3_presign_expiry,
     s3_ranged_get,
     stepfunctions_api,
     stepfunctions_execution,
@@ -72,6 +73,7 @@ ALL: tuple[MotoPatch, ...] = (
     s3_bucket_policies,
     s3_lifecycle_sizes,
     s3_ranged_get,
+    s3_presign_expiry,
 )
 
 

@@ -102,6 +102,13 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PQFILE_RETRIEVALS_KMS_KEY_ID", "retrieve.retrievals_kms_key_id",
              "(the bucket's default)", "retrieve: KMS key of the temporary retrieval copies "
              "(SSE-KMS)"),
+    Variable("PQFILE_PLAINTEXT_DELIVERY", "retrieve.plaintext_delivery", "false",
+             "retrieve: serve plaintext deliveries (inline, url) at all (`true`/`false`; "
+             "Terraform `retrieve_plaintext_delivery`); off, a reader needs a recipient key "
+             "(sealed delivery, docs/OPERATIONS.md \"Retrieval\")"),
+    Variable("PQFILE_SEALED_PRESIGN_SECONDS", "retrieve.sealed_presign_seconds", "300",
+             "retrieve: lifetime of the presigned GET of the stored package in a sealed "
+             "delivery (1-3600)"),
     Variable("PQFILE_KMS_KEY_ID", "kms.key_id", "(none)",
              "KMS key (id, ARN or alias) that wraps key seeds"),
     Variable("PQFILE_ATTESTATION_KEY_ID", "kms.attestation_key_id", "(none)",
@@ -244,6 +251,18 @@ def _int(
     if value < minimum or (maximum is not None and value > maximum):
         raise ConfigurationError(f"{name}={value} is out of range")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """``true``/``false`` (also 1/0, yes/no); anything else is a ConfigurationError."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes"}:
+        return True
+    if raw in {"0", "false", "no"}:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {raw[:20]!r}")
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
@@ -401,6 +420,10 @@ class RetrieveSettings:
     presign_seconds: int = 300
     #: Optional KMS key for retrieval copies; None means the bucket's SSE-KMS default key.
     retrievals_kms_key_id: str | None = None
+    #: Whether plaintext deliveries (inline, url) are served; off: sealed delivery only.
+    plaintext_delivery: bool = False
+    #: Lifetime of the presigned GET of the stored package in a sealed delivery, seconds.
+    sealed_presign_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RetrieveSettings:
@@ -413,6 +436,10 @@ class RetrieveSettings:
             inline_limit=inline_limit,
             presign_seconds=_int(e, "PQFILE_PRESIGN_SECONDS", cls.presign_seconds, 1, 3600),
             retrievals_kms_key_id=e.get("PQFILE_RETRIEVALS_KMS_KEY_ID") or None,
+            plaintext_delivery=_flag(e, "PQFILE_PLAINTEXT_DELIVERY", cls.plaintext_delivery),
+            sealed_presign_seconds=_int(
+                e, "PQFILE_SEALED_PRESIGN_SECONDS", cls.sealed_presign_seconds, 1, 3600
+            ),
         )
 
 

@@ -72,9 +72,10 @@ class DowngradeError(RewrapRefusedError):
     ``pqfile rewrap --allow-downgrade``).
     """
 
-    def __init__(self, from_suite: str, to_suite: str) -> None:
+    def __init__(self, from_suite: str, to_suite: str, message: str | None = None) -> None:
         super().__init__(
-            f"refusing to downgrade a package from suite {from_suite} to {to_suite} "
+            message
+            or f"refusing to downgrade a package from suite {from_suite} to {to_suite} "
             "(allow it explicitly to proceed)"
         )
         self.from_suite = from_suite
@@ -139,6 +140,16 @@ class OutsideTenantError(InvalidEventError):
 
 class DocumentNotFoundError(PQFileError):
     """No such document (or the uploaded object no longer exists)."""
+
+
+class DeliveryRefusedError(PQFileError):
+    """Retrieve will not deliver the way asked (docs/OPERATIONS.md, "Retrieval"): no recipient
+    key for a sealed delivery, or plaintext delivery switched off. ``reason`` is the audit's
+    ``details.reason``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class TransientError(PQFileError):

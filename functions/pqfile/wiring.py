@@ -144,9 +144,10 @@ def _build_pipeline() -> Pipeline:
 
 
 def _build_retrieval() -> Retrieval:
-    """Retrieve: the pipeline's adapters, the access rules on the same connection handle,
-    and the identity verifier (built once: its settings fail closed without an audience)."""
-    from pqfile.adapters.postgres import PostgresAccessPolicy
+    """Retrieve: the pipeline's adapters, the access rules and the readers' recipient keys on
+    the same connection handle, and the identity verifier (built once: its settings fail
+    closed without an audience)."""
+    from pqfile.adapters.postgres import PostgresAccessPolicy, PostgresRecipientDirectory
     from pqfile.adapters.sts_identity import StsCallerIdentityVerifier
     from pqfile.usecases.retrieve import Retrieval
 
@@ -157,6 +158,7 @@ def _build_retrieval() -> Retrieval:
         pipeline=_pipeline_on(settings, stores),
         access=PostgresAccessPolicy(stores.db),
         identity=verifier,
+        recipients=PostgresRecipientDirectory(stores.db),
     )
 
 

@@ -1,5 +1,5 @@
 -- 0020: readers' own recipient keys, for sealed retrieval (issue 18; docs/KEYS.md,
--- "Recipient keys"; docs/OPERATIONS.md, "Sealed retrieval").
+-- "Recipient keys"; docs/OPERATIONS.md, "Retrieval").
 --
 -- A reader (one exact principal ARN, never a pattern) registers one post-quantum public key.
 -- A sealed retrieve re-wraps the stored package's data key to it (FORMAT.md §8), so the body
@@ -95,9 +95,13 @@ BEGIN
             INSERT INTO recipient_keys (principal, suite, public_key, allow_weaker, created_by)
             VALUES (p_principal, p_suite, p_public_key, p_allow_weaker, v_author)
             RETURNING recipient_id INTO v_id;
-        EXCEPTION WHEN check_violation THEN
-            RAISE EXCEPTION 'the public key has the wrong size for suite %', p_suite
-                USING ERRCODE = 'PQ004';
+        EXCEPTION
+            WHEN check_violation THEN
+                RAISE EXCEPTION 'the public key has the wrong size for suite %', p_suite
+                    USING ERRCODE = 'PQ004';
+            WHEN unique_violation THEN  -- a concurrent first registration won
+                RAISE EXCEPTION 'another registration for this principal won; try again'
+                    USING ERRCODE = 'PQ004';
         END;
         v_created := true;
     END IF;

@@ -24,6 +24,13 @@ force_destroy_buckets    = true
 kms_deletion_window_days = 7
 log_retention_days       = 30
 
-lambda_reserved_concurrency = { encrypt = 5, fetch = 5, store = 5, select_key = 5, audit = 5, migrate = 1 }
+# A small account: the ingest functions' reserved concurrency comes from the capacity model
+# sized for 10 documents/s (fetch 3, select_key 2, encrypt 7, store 5, audit 2,
+# record_failure 2; docs/OPERATIONS.md "Capacity"), not from per-function overrides.
+capacity_documents_per_second = 10
 
 alarm_email_addresses = []
+
+# Retrieve: plaintext deliveries (inline, URL) stay on in dev for readers without a
+# recipient key; sealed delivery is the default for readers with one.
+retrieve_plaintext_delivery = true

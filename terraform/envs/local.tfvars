@@ -34,3 +34,7 @@ database_ssl_root_cert = ""
 # A small pool: the demo fills it with the rotate-keys MaintainPool function before uploading.
 key_pool_target = 10
 key_pool_floor  = 5
+
+# Retrieve: plaintext deliveries (inline, URL) stay on locally, so the tour works for a
+# reader without a recipient key; sealed delivery is still the default for one with a key.
+retrieve_plaintext_delivery = true

@@ -51,3 +51,7 @@ tags = {
   CostCenter         = "security-platform"
   DataClassification = "confidential"
 }
+
+# Retrieve: sealed delivery only; no plaintext leaves the function (docs/OPERATIONS.md,
+# "Retrieval"). Every reader registers a recipient key.
+retrieve_plaintext_delivery = false

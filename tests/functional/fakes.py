@@ -907,7 +907,9 @@ class FakeRotationKeys(KeyPool):
 
 
 def make_pipeline(**settings: Any) -> Pipeline:
-    values = {"uploads_bucket": UPLOADS, "encrypted_bucket": ENCRYPTED, "segment_size": 64 * 1024}
+    # Plaintext delivery on, as today's tests expect (the deployed default is off).
+    values = {"uploads_bucket": UPLOADS, "encrypted_bucket": ENCRYPTED, "segment_size": 64 * 1024,
+              "plaintext_delivery": True}  # fmt: skip
     values.update(settings)
     documents, audit = FakeDocuments(), FakeAudit()
     return Pipeline(

@@ -6,6 +6,7 @@ tests/integration/test_admin.py."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -216,9 +217,11 @@ def test_a_failing_command_is_audited_as_failure(setup: Any) -> None:
 def test_each_command_maps_to_the_least_role() -> None:
     reads = {n for n, c in COMMANDS.items() if c.role == "auditor"}
     assert reads == {"keys.status", "keys.rotate", "keys.rotate.follow", "access.list",
-                     "audit.verify", "audit.tail", "audit.prove", "audit.report"}  # fmt: skip
+                     "access.recipient_list", "audit.verify", "audit.tail", "audit.prove",
+                     "audit.report"}  # fmt: skip
     assert {n for n, c in COMMANDS.items() if c.role == "admin"} == {
-        "keys.revoke", "keys.request", "keys.rotate.start", "access.grant", "access.revoke"}
+        "keys.revoke", "keys.request", "keys.rotate.start", "access.grant", "access.revoke",
+        "access.recipient_add", "access.recipient_revoke"}  # fmt: skip
 
 
 def test_admin_and_retrieve_proofs_never_share_a_hash() -> None:
@@ -368,3 +371,66 @@ def test_revoke_now_announces_key_revoked_and_pending_does_not(setup: Any) -> No
     assert "reason" not in event.detail
     admin(a, _payload(ALICE, "keys.revoke", {"key_id": KEY, "reason": "r"}))
     assert len(events.published) == 1
+
+
+def _recipient_pem() -> str:
+    from pqfile.crypto.kem import generate
+    from pqfile.crypto.keyfiles import public_key_to_pem
+
+    return public_key_to_pem(generate().public_key()).decode()
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        ("access.recipient_add", {"principal": f"arn:aws:iam::{ACCOUNT}:user/*",
+                                  "public_key": "PEM"}, "not a pattern"),
+        ("access.recipient_add", {"principal": "alice", "public_key": "PEM"}, "principal ARN"),
+        ("access.recipient_add", {"principal": BOB, "public_key": "-----BEGIN PUBLIC KEY-----"},
+         "args.public_key"),
+        ("access.recipient_add", {"principal": BOB, "public_key": "A" * 5000},
+         "at most 4096 characters"),
+        ("access.recipient_add", {"principal": BOB, "public_key": 7}, "args.public_key"),
+        ("access.recipient_add", {"principal": BOB, "public_key": "PEM", "allow_weaker": "yes"},
+         "true or false"),
+        ("access.recipient_revoke", {"principal": f"arn:aws:iam::{ACCOUNT}:role/r-*"},
+         "not a pattern"),
+        ("access.grant", {"principal": f"arn:aws:iam::{ACCOUNT}:role/r-*", "tenant": "acme",
+                          "recipient_public_key": "PEM"}, "not a pattern"),
+        ("access.grant", {"principal": BOB, "tenant": "acme", "operation": "operate",
+                          "recipient_public_key": "PEM"}, "retrieve rule"),
+        ("access.grant", {"principal": BOB, "tenant": "acme", "allow_weaker": True},
+         "goes with args.recipient_public_key"),
+        ("access.revoke", {"principal": BOB, "tenant": "acme", "recipient_public_key": "PEM"},
+         "unknown argument"),
+    ],
+)  # fmt: skip
+def test_recipient_arguments_are_checked_before_anything_runs(
+    setup: Any, command: str, args: dict[str, Any], message: str
+) -> None:
+    a, backend, _ = setup
+    backend.allow(ALICE)
+    pem = _recipient_pem()
+    args = {k: pem if v == "PEM" else v for k, v in args.items()}
+    with pytest.raises(InvalidEventError, match=message):
+        admin(a, _payload(ALICE, command, args))
+    assert backend.ran == []
+    [row] = backend.audits
+    assert (row["outcome"], row["details"]["reason"]) == ("refused", "invalid_request")
+    assert "BEGIN PUBLIC KEY" not in json.dumps(row)  # the key is named, never echoed
+
+
+def test_recipient_commands_run_with_the_checked_key(setup: Any) -> None:
+    a, backend, _ = setup
+    backend.allow(ALICE)
+    pem = _recipient_pem()
+    admin(a, _payload(ALICE, "access.recipient_add",
+                      {"principal": BOB, "public_key": pem, "allow_weaker": True}))  # fmt: skip
+    admin(a, _payload(ALICE, "access.grant", {"principal": BOB, "document_id": "d1",
+                                              "recipient_public_key": pem}))  # fmt: skip
+    admin(a, _payload(ALICE, "access.recipient_revoke", {"principal": BOB}))
+    admin(a, _payload(ALICE, "access.recipient_list", {}))
+    assert [(c, actor) for c, _, actor in backend.ran] == [
+        ("access.recipient_add", ALICE), ("access.grant", ALICE),
+        ("access.recipient_revoke", ALICE), ("access.recipient_list", ALICE)]  # fmt: skip
+    assert backend.ran[0][1] == {"principal": BOB, "public_key": pem, "allow_weaker": True}

@@ -338,6 +338,9 @@ def deploy_pipeline(
         "PQFILE_SUITE_BY_PREFIX": json.dumps(suite_by_prefix or {}),
         "POWERTOOLS_SERVICE_NAME": "pqfile",
         "POWERTOOLS_METRICS_NAMESPACE": "PQFile",
+        # As envs/local.tfvars (retrieve_plaintext_delivery): readers without a key get
+        # plaintext; tests of sealed delivery switch it off with set_env.
+        "PQFILE_PLAINTEXT_DELIVERY": "true",
     }
     lam = emulator.client("lambda")
     functions: dict[str, str] = {}

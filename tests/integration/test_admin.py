@@ -440,3 +440,68 @@ def test_rotate_through_the_function_queues_starts_and_follows_rotate_keys(
                "keys.rotate.follow"]  # fmt: skip
     assert follows and {(r["actor"], r["details"]["db_role"]) for r in follows} == {
         (stack.arn("alice"), "auditor")}  # fmt: skip
+
+
+def test_recipient_keys_through_the_function_name_the_verified_principal(
+    stack: Admin, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """`pqfile access recipient add|list|revoke` and `access grant --recipient` with
+    --stack: the function checks the key again, registers it as pqfile_admin_function under
+    alice's verified name, and answers what the direct path prints."""
+    import hashlib
+
+    from pqfile.crypto.kem import Suite, generate
+    from pqfile.crypto.keyfiles import public_key_to_pem
+
+    stack.grant_operate("alice")
+    _as_user(monkeypatch, stack, "alice", tmp_path)
+    bob = stack.arn("bob")
+    first, second = generate(Suite.MLKEM768).public_key(), generate().public_key()
+    (tmp_path / "first.pem").write_bytes(public_key_to_pem(first))
+    (tmp_path / "second.pem").write_bytes(public_key_to_pem(second))
+    code, out, err = _cli(capsys, "access", "recipient", "add", "--principal", bob,
+                          str(tmp_path / "first.pem"), "--json")  # fmt: skip
+    assert code == 0, err
+    added = json.loads(out)
+    assert (added["suite"], added["created"]) == ("mlkem768", True)
+    assert added["fingerprint"] == hashlib.sha256(first.raw).hexdigest()
+    [[created_by]] = stack.sql("SELECT created_by FROM recipient_keys WHERE recipient_id = :r",
+                               r=added["recipient_id"])  # fmt: skip
+    assert created_by == stack.arn("alice")
+    [[actor, db_role, details]] = stack.sql(
+        "SELECT actor, db_role, details FROM access_logs "
+        "WHERE operation = 'access.recipient_add' ORDER BY seq DESC LIMIT 1")  # fmt: skip
+    assert (actor, db_role) == (stack.arn("alice"), ADMIN_FUNCTION)
+    assert json.loads(details)["fingerprint"] == added["fingerprint"]
+    assert stack.admin_rows()[-1]["details"]["command"] == "access.recipient_add"
+    # The rule and a new key in one request: the old key is retired.
+    code, out, err = _cli(capsys, "access", "grant", "--principal", bob, "--tenant", "acme",
+                          "--recipient", str(tmp_path / "second.pem"), "--json")  # fmt: skip
+    assert code == 0, err
+    granted = json.loads(out)
+    assert granted["recipient"]["replaced"] == added["recipient_id"]
+    assert granted["result"] == "granted" and granted["operation"] == "retrieve"
+    direct = ("--database-url", role_url(stack.db_url, AUDITOR))
+    for argv in (("access", "recipient", "list", "--json"),
+                 ("access", "recipient", "list", "--all")):  # fmt: skip
+        via, straight = _cli(capsys, *argv), _cli(capsys, *argv, *direct)
+        assert via[0] == straight[0] == 0 and via[1] == straight[1], (via, straight)
+        assert bob in via[1]
+    code, out, err = _cli(capsys, "access", "recipient", "revoke", "--principal", bob, "--json")
+    assert code == 0, err
+    assert json.loads(out)["recipient_id"] == granted["recipient"]["recipient_id"]
+    code, out, err = _cli(capsys, "access", "recipient", "revoke", "--principal", bob)
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    row = stack.admin_rows()[-1]
+    assert (row["outcome"], row["details"]["command"]) == ("failure", "access.recipient_revoke")
+    # A key that fails the checks never reaches the database: refused, audited, named only.
+    bad = public_key_to_pem(second).decode().replace("A", "B", 40)
+    body, error = stack.invoke(stack.payload("alice", "access.recipient_add",
+                                             {"principal": bob, "public_key": bad}))  # fmt: skip
+    assert error and body["errorType"] == "InvalidArgument"  # an InvalidEventError
+    assert "args.public_key" in body["errorMessage"] and bad not in body["errorMessage"]
+    assert stack.admin_rows()[-1]["details"]["reason"] == "invalid_request"
+    assert stack.sql("SELECT count(*) FROM recipient_keys WHERE principal = :p "
+                     "AND revoked_at IS NULL", p=bob) == [[0]]  # fmt: skip
+    assert stack.sql("SELECT count(*) FROM admin_bindings") == [[0]]

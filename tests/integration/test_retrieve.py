@@ -854,3 +854,66 @@ def test_the_cli_retrieves_a_range(
                  str(tmp_path / "x")]) == 1  # fmt: skip
     err = capsys.readouterr().err
     assert "--range" in err and "Traceback" not in err
+
+
+# -- pqfile retrieve --identity: sealed delivery through the real function (issue 18) -------
+
+
+def test_the_cli_retrieves_sealed_with_identity_and_keeps_the_sealed_package(
+    stack: PipelineStack, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    """The tour's step: a reader key registered for alice, then `pqfile retrieve --identity`
+    through the retrieve function (sealed answer, presigned body on the emulator's S3):
+    byte-identical, nothing under retrievals/, the kept package opens with the reader's key
+    only; without --identity, or with another key, one-line errors and no file."""
+    from pqfile.cli import main
+    from pqfile.crypto import envelope, kem, keyfiles
+
+    data = os.urandom(3 * 1024 * 1024 + 17)  # several segments
+    doc = _ingest(stack, "uploads/a/r-cli-sealed.bin", data)
+    reader = kem.generate(kem.Suite.XWING)
+    sec, other = tmp_path / "me.sec", tmp_path / "other.sec"
+    keyfiles.write_secret_key(sec, reader)
+    keyfiles.write_secret_key(other, kem.generate(kem.Suite.XWING))
+    arn = _arn(stack, "alice")
+    stack.sql("SELECT recipient_register(:p, 'xwing', :k, false, 'tests', NULL)",
+              p=arn, k=reader.public_key().raw)  # fmt: skip
+    try:
+        _as_user(monkeypatch, stack, "alice")
+        _local_stack_state(stack, tmp_path, monkeypatch)  # as in the tour: the stack found
+        before = len(stack.versions(stack.encrypted, "retrievals/"))
+        out, kept = tmp_path / "got.bin", tmp_path / "kept.pqf"
+        source = f"s3://{stack.uploads}/{doc['source_key']}"
+        assert main(["retrieve", "--source", source, "--identity", str(sec), "--out", str(out),
+                     "--keep-sealed", str(kept), "--json"]) == 0  # fmt: skip
+        summary = json.loads(capsys.readouterr().out)
+        assert out.read_bytes() == data
+        assert (summary["delivery"], summary["size"]) == ("sealed", len(data))
+        assert summary["sha256"] == hashlib.sha256(data).hexdigest()
+        assert summary["recipient"]["fingerprint"] == hashlib.sha256(
+            reader.public_key().raw).hexdigest()  # fmt: skip
+        assert summary["receipt"]["audit_seq"] == _decrypts(stack, doc["document_id"])[-1]["seq"]
+        package = kept.read_bytes()
+        assert envelope.decrypt_bytes(package, reader, expected_document_id=doc["document_id"]) \
+            == data  # fmt: skip
+        service = stack.keystore().load_decryption_key(doc["key_id"])
+        with pytest.raises(Exception) as refused:
+            envelope.decrypt_bytes(package, service)
+        assert type(refused.value).__name__ == "WrongKeyError"
+        assert len(stack.versions(stack.encrypted, "retrievals/")) == before
+        # alice has a key now: without --identity the answer is sealed, and she is told how
+        plain = tmp_path / "plain.bin"
+        assert main(["retrieve", doc["document_id"], "--out", str(plain)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["pqfile: error: the function answered with sealed delivery (a recipient "
+                       "key is registered for you): retrieve with --identity YOUR.sec, or "
+                       "--keep-sealed OUT.pqf"], err  # fmt: skip
+        assert main(["retrieve", doc["document_id"], "--identity", str(other),
+                     "--out", str(plain)]) == 1  # fmt: skip
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("pqfile: error: the document was sealed to the key with ")
+        assert not plain.exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            ["devstack", "got.bin", "kept.pqf", "me.sec", "other.sec"])  # fmt: skip
+    finally:  # the module's other tests read as alice without a key
+        stack.sql("SELECT recipient_revoke(:p, 'tests', NULL)", p=arn)

@@ -59,3 +59,12 @@ def test_every_alarm_links_to_a_runbook_that_exists() -> None:
             linked |= set(re.findall(r"docs/OPERATIONS\.md#([a-z0-9-]+)", text))
     assert len(linked) >= 6, linked
     assert linked <= anchors, f"runbooks missing from docs/OPERATIONS.md: {linked - anchors}"
+
+
+def test_dev_sizes_ingest_through_the_capacity_model() -> None:
+    """dev.tfvars sets the model's rate, and overrides no ingest function's concurrency (an
+    override would silently detach it from the model, docs/OPERATIONS.md "Capacity")."""
+    text = (REPO_ROOT / "terraform" / "envs" / "dev.tfvars").read_text(encoding="utf-8")
+    settings = [line.split("#")[0].strip() for line in text.splitlines()]
+    assert "capacity_documents_per_second = 10" in settings
+    assert not any(line.startswith("lambda_reserved_concurrency") for line in settings)

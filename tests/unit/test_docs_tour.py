@@ -78,13 +78,21 @@ TOUR_COMMANDS = _tour_commands()
 
 
 def test_the_tour_has_its_steps() -> None:
-    """Grant, upload, follow (status, list), retrieve (by id and by source), rotate, audit."""
+    """A reader key (keygen, registered), grant, upload, follow (status, list), retrieve
+    (by id and by source, sealed to the reader's key), rotate, audit."""
     argvs = [argv for _, argv in TOUR_COMMANDS]
-    steps = (["access", "grant"], ["upload"], ["documents", "status"], ["documents", "list"],
-             ["retrieve"], ["keys", "rotate"], ["audit", "verify"])  # fmt: skip
+    steps = (["keygen"], ["access", "grant"], ["access", "recipient", "add"], ["upload"],
+             ["documents", "status"], ["documents", "list"], ["retrieve"], ["keys", "rotate"],
+             ["audit", "verify"])  # fmt: skip
     for step in steps:
         assert any(argv[: len(step)] == step for argv in argvs), f"no `pqfile {' '.join(step)}`"
     assert any("--source" in argv for argv in argvs if argv[0] == "retrieve")
+    seat = _section("docs/OPERATIONS.md", "## From a user's seat")
+    retrieves = [argv[1:] for line in _shell_lines(seat) for argv in _pqfile_commands(line)
+                 if argv[1] == "retrieve"]  # fmt: skip
+    assert retrieves and all("--identity" in argv for argv in retrieves), (
+        "the user's tour retrieves sealed (issue 18)"
+    )
 
 
 @pytest.mark.parametrize(("where", "argv"), TOUR_COMMANDS, ids=[w for w, _ in TOUR_COMMANDS])

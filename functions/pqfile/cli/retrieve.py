@@ -2,13 +2,19 @@
 (docs/OPERATIONS.md, "Retrieval").
 
 It invokes the function with a fresh identity proof made from your AWS credentials (the
-standard chain, or ``--profile``; see `pqfile auth proof`), follows the URL delivery of a
-large document (a progress bar on terminals), and checks the answer's SHA-256 against the
-bytes written. The file appears only once it is complete and checked, through the same
-atomic writer as ``pqfile decrypt`` (``envelope.write_atomically``): ``--out`` must be
-absent, or an existing regular file with ``--force`` (a symlink, directory, device, FIFO or
-socket is refused even then, and never followed), and the temporary file is removed on
-every failure, SIGTERM and SIGHUP included (exit 128 + the signal number).
+standard chain, or ``--profile``; see `pqfile auth proof`).
+
+- With ``--identity ME.sec`` it asks for sealed delivery: the package re-wrapped to your
+  registered key, decrypted and verified here (cli/retrieve_sealed.py); ``--keep-sealed
+  OUT.pqf`` keeps that package as it is, with or instead of ``--out``.
+- Without it, the deployment's plaintext delivery: inline, or a URL it follows (a progress
+  bar on terminals), checking the answer's SHA-256 against the bytes written.
+
+The file appears only once it is complete and checked, through the same atomic writer as
+``pqfile decrypt`` (``envelope.write_atomically``): ``--out`` must be absent, or an
+existing regular file with ``--force`` (a symlink, directory, device, FIFO or socket is
+refused even then, and never followed), and the temporary file is removed on every
+failure, SIGTERM and SIGHUP included (exit 128 + the signal number).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import base64
 import binascii
 import hashlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -39,7 +46,8 @@ def register(subparsers: Any) -> None:
         "retrieve",
         help="read a document through the retrieve function (with an identity proof)",
         description="Invoke the retrieve function as yourself and write the document to a "
-        "file, checking its SHA-256.",
+        "file: with --identity sealed to your registered key and decrypted here (every "
+        "segment verified), else the deployment's plaintext delivery (its SHA-256 checked).",
     )
     p.add_argument("document_id", nargs="?", metavar="DOCUMENT_ID")
     p.add_argument(
@@ -54,7 +62,25 @@ def register(subparsers: Any) -> None:
         help="only these bytes (RFC 9110: bytes=A-B, bytes=A- or bytes=-N): only the segments "
         "covering them are read and authenticated",
     )
-    p.add_argument("--out", "-o", required=True, help="where to write the document")
+    p.add_argument("--out", "-o", help="where to write the document")
+    p.add_argument(
+        "--identity",
+        "-i",
+        metavar="SEC",
+        help="your secret key file (its public key registered with `pqfile access recipient "
+        "add`): ask for sealed delivery and decrypt here",
+    )
+    p.add_argument(
+        "--keep-sealed",
+        metavar="OUT.pqf",
+        help="also (or instead of --out) keep the package sealed to your key, undecrypted",
+    )
+    p.add_argument(
+        "--delivery",
+        choices=("sealed", "inline", "url"),
+        help="force a delivery (default: sealed with --identity or --keep-sealed, else the "
+        "function's choice)",
+    )
     p.add_argument(
         "--function-name",
         help="the retrieve function (default: PQFILE_RETRIEVE_FUNCTION)",
@@ -70,7 +96,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--profile", help="the AWS profile to sign and invoke with")
     _stack.add_arguments(p)
     p.add_argument(
-        "--force", action="store_true", help="overwrite --out if it is an existing regular file"
+        "--force",
+        action="store_true",
+        help="overwrite --out (and --keep-sealed) if it is an existing regular file",
     )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_retrieve)
@@ -95,8 +123,38 @@ def source_of(url: str) -> dict[str, str]:
     return source
 
 
+def delivery_of(args: argparse.Namespace) -> str | None:
+    """The ``delivery`` to ask for (None: the function chooses), refusing combinations that
+    cannot work before anything is invoked."""
+    identity = getattr(args, "identity", None)
+    keep = getattr(args, "keep_sealed", None)
+    wanted = getattr(args, "delivery", None)
+    out = getattr(args, "out", None)
+    if out is None and keep is None:
+        raise ConfigurationError("name where to write: --out FILE and/or --keep-sealed OUT.pqf")
+    if (identity or keep) and wanted in ("inline", "url"):
+        raise ConfigurationError(
+            f"--delivery {wanted} is plaintext: --identity and --keep-sealed are for sealed"
+        )
+    if identity or keep or wanted == "sealed":
+        if out is not None and not identity:
+            raise ConfigurationError(
+                "sealed delivery is decrypted with your secret key: --identity ME.sec "
+                "(or only --keep-sealed OUT.pqf to keep it encrypted)"
+            )
+        if getattr(args, "range", None) is not None:
+            raise ConfigurationError("--range is not available with sealed delivery")
+        if keep is not None and out is not None and os.path.abspath(keep) == os.path.abspath(out):
+            raise ConfigurationError("--out and --keep-sealed must be different files")
+        return "sealed"
+    return wanted
+
+
 def _request(args: argparse.Namespace) -> dict[str, Any]:
     ranged: dict[str, Any] = {}
+    delivery = delivery_of(args)
+    if delivery is not None:
+        ranged["delivery"] = delivery
     if getattr(args, "range", None) is not None:
         from pqfile.crypto.ranged import check_range_text
 
@@ -120,8 +178,15 @@ def _retrieve(args: argparse.Namespace) -> int:
     from pqfile.config import IdentitySettings
 
     request = _request(args)
+    identity = None
     with _file_errors():  # the rules of `pqfile decrypt --out`, checked before any call
-        _check_new(args.out, args.force)
+        for path in (args.out, args.keep_sealed):
+            if path is not None:
+                _check_new(path, args.force)
+        if args.identity is not None:
+            from pqfile.crypto import keyfiles
+
+            identity = keyfiles.load_secret_key(args.identity)
     # Flags and environment variables first, then the stack's outputs (cli/_stack.py).
     cli = CliSettings.from_env()
     stack = _stack.discover(args, required=False)
@@ -165,6 +230,13 @@ def _retrieve(args: argparse.Namespace) -> int:
         kind = str(body.get("errorType", "Error"))[:100]
         message = str(body.get("errorMessage", "")).splitlines()[0][:300] if body else ""
         raise RetrieveRefusedError(f"{kind}: {message}")
+    if body.get("delivery") == "sealed" or request.get("delivery") == "sealed":
+        from pqfile.cli.retrieve_sealed import write_sealed
+
+        return write_sealed(args, body, identity)
+    if args.out is None:
+        raise RetrieveRefusedError(f"the function answered delivery {body.get('delivery')!r}, "
+                                   "not sealed: nothing kept")  # fmt: skip
     with _file_errors():
         written = _write(args.out, body, overwrite=args.force)
     summary = {

@@ -5,10 +5,14 @@ Payload: ``{"document_id": "..."}``, ``{"bucket": "...", "key": "..."}`` (the en
 package's location) or ``{"source": {"bucket", "key", "version_id"?}}`` (the upload's name:
 ``uploads/<tenant>/...``; without a version id the newest stored document), with
 ``"identity_proof"`` (``pqfile auth proof``; docs/CONTRACTS.md, "Caller identity proofs")
-and optionally ``"requested_by"`` (kept as the audit detail ``claimed_by``, never the
-actor; see pqfile.usecases.retrieve.claimed_name). Refusals raise: the invoke answers with
+and optionally ``"delivery"`` (``sealed``, the default for a caller with a recipient key:
+the header re-wrapped to that key and a presigned GET of the still-encrypted body;
+``inline``/``url``: plaintext, where the deployment allows it) and ``"requested_by"`` (kept
+as the audit detail ``claimed_by``, never the actor; see
+pqfile.usecases.retrieve.claimed_name). Refusals raise: the invoke answers with
 ``errorType`` (IdentityProofError, DocumentNotFoundError for both "no such document" and
-"not allowed", KeyNotUsableError, DecryptionError, ...).
+"not allowed", DeliveryRefusedError, DowngradeError, KeyNotUsableError, DecryptionError,
+...).
 """
 
 from __future__ import annotations

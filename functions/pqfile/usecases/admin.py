@@ -20,8 +20,8 @@ rule too: 0011 knows no auditor operation, and an audit reader sees every actor 
 document id, which is an operator's view (docs/KEYS.md, "Roles and grants").
 
 Which database role runs a command: read-only commands (``keys.status``, ``access.list``,
-``audit.verify``, ``audit.tail``, ``audit.prove``, ``audit.report``, ``keys.rotate`` with
-``dry_run``) as ``pqfile_auditor``;
+``access.recipient_list``, ``audit.verify``, ``audit.tail``, ``audit.prove``,
+``audit.report``, ``keys.rotate`` with ``dry_run``) as ``pqfile_auditor``;
 changes as the function's own ``pqfile_admin_function`` (:data:`COMMANDS`). Once the
 caller is authorized, the backend binds the verified principal to its admin session
 (:meth:`OperatorBackend.begin`): from then on the database names that principal as the
@@ -41,9 +41,15 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pqfile.auth import PROOF_FIELD, IdentityProofError, ProofRefusal
-from pqfile.errors import InvalidEventError, PQFileError, TransientError
+from pqfile.errors import InvalidEventError, KeyFormatError, PQFileError, TransientError
 from pqfile.ports import AccessOperation, AccessRule, CallerIdentityVerifier, EventPublisher
 from pqfile.usecases.notices import RevocationMode, announce, key_revoked
+from pqfile.usecases.recipients import (
+    MAX_RECIPIENT_PEM,
+    RecipientPrincipalError,
+    exact_principal,
+    recipient_key_from_pem,
+)
 
 #: The audit operation of every admin request.
 OP_ADMIN = "admin.command"
@@ -152,6 +158,30 @@ def _run_ids(name: str, value: object) -> object:
     return value
 
 
+def _recipient_principal(name: str, value: object) -> object:
+    """One exact principal ARN (a recipient key is one reader's, never a pattern's)."""
+    _text(MAX_PRINCIPAL)(name, value)
+    try:
+        exact_principal(str(value))
+    except RecipientPrincipalError as exc:
+        raise InvalidArgument(f"args.{name}: {exc}") from None
+    return value
+
+
+def _public_key_pem(name: str, value: object) -> object:
+    """A PEM public key of a supported suite, fully checked here (crypto.keyfiles) before
+    the database sees it; the message names the flaw, never the input."""
+    if not isinstance(value, str) or not value or len(value) > MAX_RECIPIENT_PEM:
+        raise InvalidArgument(
+            f"args.{name} must be a PEM public key of at most {MAX_RECIPIENT_PEM} characters"
+        )
+    try:
+        recipient_key_from_pem(value)
+    except KeyFormatError as exc:
+        raise InvalidArgument(f"args.{name}: {exc}") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Command:
     """One whitelisted command: the database role it runs as and its arguments."""
@@ -168,6 +198,10 @@ _RULE_OPTIONAL: dict[str, Callable[[str, object], object]] = {
     "tenant": _text(63),
     "document_id": _text(128),
     "operation": _choice(*(op.value for op in AccessOperation)),
+}
+_GRANT_RECIPIENT: dict[str, Callable[[str, object], object]] = {
+    "recipient_public_key": _public_key_pem,
+    "allow_weaker": _flag,
 }
 _POLICY: dict[str, Callable[[str, object], object]] = {
     "target": _int(1, 10_000),
@@ -203,9 +237,18 @@ COMMANDS: Mapping[str, Command] = {
     "keys.rotate.follow": Command(
         "auditor", {"execution_arn": _execution_arn}, {"run_ids": _run_ids}
     ),
-    "access.grant": Command("admin", _RULE_ARGS, _RULE_OPTIONAL),
+    # With ``recipient_public_key``: the rule and the reader's key in one transaction.
+    "access.grant": Command("admin", _RULE_ARGS, {**_RULE_OPTIONAL, **_GRANT_RECIPIENT}),
     "access.revoke": Command("admin", _RULE_ARGS, _RULE_OPTIONAL),
     "access.list": Command("auditor", {}, {}),
+    # Readers' recipient keys for sealed retrieval (sql/migrations/0020).
+    "access.recipient_add": Command(
+        "admin",
+        {"principal": _recipient_principal, "public_key": _public_key_pem},
+        {"allow_weaker": _flag},
+    ),
+    "access.recipient_revoke": Command("admin", {"principal": _recipient_principal}, {}),
+    "access.recipient_list": Command("auditor", {}, {"include_revoked": _flag}),
     "audit.verify": Command("auditor", {}, {"anchors": _anchors}),
     "audit.tail": Command("auditor", {}, {"limit": _int(0, MAX_TAIL)}),
     # A row's inclusion proof (pqfile audit prove): the row and sibling hashes only.
@@ -247,9 +290,15 @@ class AdminRequest:
         for name, check in spec.optional.items():
             if raw.get(name) is not None:
                 args[name] = check(name, raw[name])
-        if command.startswith("access.") and command != "access.list":
+        if command in ("access.grant", "access.revoke"):
             if (args.get("tenant") is None) == (args.get("document_id") is None):
                 raise InvalidEventError(f"{command} needs args.tenant or args.document_id")
+        if command == "access.grant" and "recipient_public_key" in args:
+            if args.get("operation", AccessOperation.RETRIEVE.value) != "retrieve":
+                raise InvalidArgument("args.recipient_public_key goes with a retrieve rule")
+            _recipient_principal("principal", args["principal"])
+        elif "allow_weaker" in args and command == "access.grant":
+            raise InvalidArgument("args.allow_weaker goes with args.recipient_public_key")
         return cls(command, args)
 
 

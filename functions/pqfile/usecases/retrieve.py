@@ -5,7 +5,10 @@ What: a document id; a ``bucket`` and ``key`` naming the encrypted package
 the upload it was ingested from (``uploads/<tenant>/...``: that version's document, or
 without ``version_id`` the newest stored document for that key).
 
-Delivery (docs/OPERATIONS.md, "Retrieval"):
+Delivery (docs/OPERATIONS.md, "Retrieval"): ``sealed`` (usecases/retrieve_sealed.py: the
+header re-wrapped to the reader's registered key, the body by a presigned GET, never
+decrypted) by default when the caller has a recipient key; else, if the deployment allows
+plaintext delivery:
 
 - documents up to ``inline_limit`` (4 MiB by default) come back inline as base64, which keeps
   the response under Lambda's 6 MB cap;
@@ -30,9 +33,6 @@ failure aborts it. Memory stays bounded by the inline limit plus one part.
 
 from __future__ import annotations
 
-import base64
-import io
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -44,10 +44,9 @@ from pqfile.auth import (
     ProofRefusal,
     retrieve_request_sha256,
 )
-from pqfile.config import RETRIEVALS_PREFIX
 from pqfile.crypto.ranged import check_range_text
 from pqfile.errors import (
-    DecryptionError,
+    DeliveryRefusedError,
     DocumentNotFoundError,
     InvalidEventError,
     PQFileError,
@@ -60,10 +59,20 @@ from pqfile.ports import (
     CallerIdentityVerifier,
     DocumentRecord,
     DocumentStatus,
+    RecipientDirectory,
+    RecipientKey,
 )
-from pqfile.usecases.common import HashingWriter, Pipeline
-from pqfile.usecases.ingest import CONTENT_TYPE_CONTEXT, OP_DECRYPT
+from pqfile.usecases.common import Pipeline
+from pqfile.usecases.ingest import OP_DECRYPT
+from pqfile.usecases.retrieve_plaintext import deliver_plaintext
 from pqfile.usecases.retrieve_range import deliver_range
+from pqfile.usecases.retrieve_sealed import (
+    check_delivery,
+    choose_recipient,
+    deliver_sealed,
+    refusal_reason,
+    sealed_audit_details,
+)
 
 #: Every top-level payload field retrieve understands (the canonical request's fields, the
 #: proof, a declared name); anything else is refused.
@@ -88,6 +97,8 @@ class Retrieval:
     pipeline: Pipeline
     access: AccessPolicy
     identity: CallerIdentityVerifier
+    #: Readers' registered keys (sealed delivery); None: nobody has one.
+    recipients: RecipientDirectory | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,8 @@ class RetrieveRequest:
     #: One RFC 9110 byte range (``bytes=A-B``, ``bytes=A-``, ``bytes=-N``): only those
     #: bytes are decrypted and delivered (usecases/retrieve_range.py); None: the document.
     range: str | None = None
+    #: ``delivery`` as asked ("sealed", "inline", "url"); None: the default.
+    delivery: str | None = None
 
     @classmethod
     def from_payload(
@@ -155,6 +168,8 @@ class RetrieveRequest:
         if unknown:
             raise InvalidEventError(f"unknown payload field(s): {', '.join(unknown[:5])}")
         named = cls._naming(payload, claimed_by, request_id, caller, caller_details)
+        delivery = check_delivery(payload.get("delivery"), payload.get("range"))
+        named = replace(named, delivery=delivery)
         if payload.get("range") is not None:
             return replace(named, range=check_range_text(payload["range"]))
         return named
@@ -204,6 +219,7 @@ def _check_caps(payload: Mapping[str, Any]) -> None:
         UploadName.from_payload(payload["source"])
     if payload.get("range") is not None:
         check_range_text(payload["range"])
+    check_delivery(payload.get("delivery"), payload.get("range"))
 
 
 def _check_text(name: str, value: object, cap: int) -> None:
@@ -315,7 +331,16 @@ def retrieve(
                  {"reason": "not_allowed", "requested": _requested(req), **details},
                  document_id=record.document_id)  # fmt: skip
         raise DocumentNotFoundError(NOT_FOUND_MESSAGE)
-    return _decrypt_audited(p, req, record)
+    try:
+        reader = choose_recipient(r.recipients, p.settings.retrieve, caller.principal_arn,
+                                  record.document_id, delivery=req.delivery,
+                                  ranged=req.range is not None)  # fmt: skip
+    except DeliveryRefusedError as exc:
+        _refused(p, req.caller, request_id,
+                 {"reason": exc.reason, "requested": _requested(req), **details},
+                 document_id=record.document_id)  # fmt: skip
+        raise
+    return _decrypt_audited(p, req, record, reader)
 
 
 def _refused(
@@ -361,9 +386,11 @@ def retrieve_document(p: Pipeline, req: RetrieveRequest) -> dict[str, Any]:
     return _decrypt_audited(p, req, record)
 
 
-def _decrypt_audited(p: Pipeline, req: RetrieveRequest, record: DocumentRecord) -> dict[str, Any]:
+def _decrypt_audited(
+    p: Pipeline, req: RetrieveRequest, record: DocumentRecord, reader: RecipientKey | None = None
+) -> dict[str, Any]:
     """Attempt row (committed before anything is decrypted: if it cannot be written, nothing
-    is), then KMS, S3 and decryption, then the outcome row."""
+    is), then KMS, S3 and decryption (or the rewrap to ``reader``), then the outcome row."""
     p.audit.append(
         operation=OP_DECRYPT,
         outcome=AuditOutcome.ATTEMPT,
@@ -375,10 +402,12 @@ def _decrypt_audited(p: Pipeline, req: RetrieveRequest, record: DocumentRecord) 
     )
     try:
         identity = p.keys.load_decryption_key(record.key_id or "")
-        if req.range is not None:
+        if reader is not None:
+            result = deliver_sealed(p, record, identity, reader)
+        elif req.range is not None:
             result = deliver_range(p, record, identity, req.range)
         else:
-            result = _deliver(p, record, identity)
+            result = deliver_plaintext(p, record, identity)
     except PQFileError as exc:
         p.audit.append(
             operation=OP_DECRYPT,
@@ -387,7 +416,7 @@ def _decrypt_audited(p: Pipeline, req: RetrieveRequest, record: DocumentRecord) 
             document_id=record.document_id,
             key_id=record.key_id,
             request_id=req.request_id,
-            details=_with_claim({"reason": type(exc).__name__, "requested": _requested(req)}, req),
+            details=_with_claim({"reason": refusal_reason(exc), "requested": _requested(req)}, req),
         )
         raise
     try:
@@ -398,7 +427,10 @@ def _decrypt_audited(p: Pipeline, req: RetrieveRequest, record: DocumentRecord) 
             document_id=record.document_id,
             key_id=record.key_id,
             request_id=req.request_id,
-            details=_with_claim(_success_details(result), req),
+            details=_with_claim(
+                {**_success_details(result), **(sealed_audit_details(reader) if reader else {})},
+                req,
+            ),
         )
     except BaseException:
         if result["delivery"] == "url":
@@ -429,7 +461,9 @@ def _success_details(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _requested(req: RetrieveRequest) -> dict[str, Any]:
-    asked = {"range": req.range} if req.range is not None else {}
+    asked: dict[str, Any] = {"range": req.range} if req.range is not None else {}
+    if req.delivery is not None:
+        asked["delivery"] = req.delivery
     if req.document_id:
         return {"document_id": req.document_id, **asked}
     if req.source is not None:
@@ -455,68 +489,3 @@ def _lookup(p: Pipeline, req: RetrieveRequest) -> DocumentRecord | None:
     if not record.key_id:
         return None
     return record
-
-
-def _deliver(p: Pipeline, record: DocumentRecord, identity: Any) -> dict[str, Any]:
-    s = p.settings.retrieve
-    bucket = record.encrypted_bucket or p.settings.storage.encrypted_bucket
-    assert record.encrypted_key is not None
-    size = record.plaintext_size
-    src = p.blobs.open_read(bucket, record.encrypted_key, record.encrypted_version_id)
-    try:
-        if size is not None and size <= s.inline_limit:
-            buffer = io.BytesIO()
-            sink = HashingWriter(buffer, limit=s.inline_limit)
-            content_type = _decrypt(p, src, sink, identity, record.document_id)
-            return {
-                "document_id": record.document_id,
-                "delivery": "inline",
-                "size": sink.count,
-                "content_type": content_type,
-                "sha256": sink.sha256.hexdigest(),
-                "content_base64": base64.b64encode(buffer.getvalue()).decode("ascii"),
-            }
-        key = f"{RETRIEVALS_PREFIX}{record.document_id}/{uuid.uuid4().hex}"
-        writer = p.blobs.open_write(
-            bucket,
-            key,
-            content_type="application/octet-stream",
-            kms_key_id=s.retrievals_kms_key_id or "",
-        )
-        try:
-            sink = HashingWriter(writer)
-            content_type = _decrypt(p, src, sink, identity, record.document_id)
-            copy = writer.complete()
-        except BaseException:
-            writer.abort()
-            raise
-        url = p.blobs.presign_get(bucket, key, copy.version_id, s.presign_seconds)
-        return {
-            "document_id": record.document_id,
-            "delivery": "url",
-            "size": sink.count,
-            "content_type": content_type,
-            "sha256": sink.sha256.hexdigest(),
-            "url": url,
-            "expires_in": s.presign_seconds,
-            "bucket": bucket,
-            "key": key,
-        }
-    finally:
-        src.close()
-
-
-def _decrypt(p: Pipeline, src: Any, sink: HashingWriter, identity: Any, document_id: str) -> str:
-    """Decrypt into ``sink``; return the content type the package's context records."""
-    try:
-        result = p.cipher.decrypt_stream(src, sink, identity, document_id=document_id)
-    except OverflowError:
-        # More plaintext than the index recorded: treat as not authentic.
-        raise DecryptionError() from None
-    header = getattr(result, "header", None)
-    context = getattr(header, "context", None)
-    if isinstance(context, dict):
-        content_type = context.get(CONTENT_TYPE_CONTEXT)
-        if isinstance(content_type, str) and content_type:
-            return content_type
-    return "application/octet-stream"

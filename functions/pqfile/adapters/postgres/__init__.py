@@ -6,7 +6,8 @@
 - :mod:`.rotations`: ``key_rotations`` (ports.RotationRepository).
 - :mod:`.audit`: ``access_logs`` (ports.AuditLog) and chain verification.
 - :mod:`.documents`: ``documents`` (ports.DocumentRepository).
-- :mod:`.access`: ``access_rules`` (ports.AccessPolicy; grant, revoke, list).
+- :mod:`.access`: ``access_rules`` (ports.AccessPolicy; grant, revoke, list) and
+  ``recipient_keys`` (ports.RecipientDirectory; register, revoke, list).
 - :mod:`.keystore`: the key storage unit of work, and ``PostgresKeyStore``: the domain's
   :class:`pqfile.keys.pool.KeyPool` wired to it.
 
@@ -17,6 +18,7 @@ from pqfile.adapters.postgres.access import (
     PostgresAccessPolicy,
     PostgresAccessRules,
     PostgresRecipientDirectory,
+    PostgresRecipientKeys,
 )
 from pqfile.adapters.postgres.audit import AuditRepository, PostgresAuditLog, append_audit
 from pqfile.adapters.postgres.connection import (
@@ -71,6 +73,7 @@ __all__ = [
     "PostgresKeyStorage",
     "PostgresKeyStore",
     "PostgresRecipientDirectory",
+    "PostgresRecipientKeys",
     "PostgresRotationRepository",
     "RotationRun",
     "Runner",

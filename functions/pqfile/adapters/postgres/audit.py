@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from pqfile.adapters.postgres.audit_leaves import row_hashes
 from pqfile.adapters.postgres.connection import Database, Runner
 from pqfile.errors import AuditProofError
 from pqfile.keys.audit_chain import (
@@ -184,21 +185,5 @@ class PostgresAuditLog(AuditRepository):
             row = _audit_row(found[0])
             if tree_size is None:
                 tree_size = int(s.run("SELECT seq FROM audit_chain_head WHERE singleton")[0][0])
-            hashes: list[bytes] = []
-            while len(hashes) < tree_size:
-                chunk = s.run(
-                    "SELECT seq, row_hash FROM access_logs WHERE seq > :after AND seq <= :upto "
-                    "ORDER BY seq LIMIT :n",
-                    after=len(hashes),
-                    upto=tree_size,
-                    n=batch_size,
-                )
-                for r in chunk:
-                    if int(r[0]) != len(hashes) + 1:
-                        raise AuditProofError(f"audit row {len(hashes) + 1} is missing")
-                    hashes.append(bytes(r[1]))
-                if not chunk:
-                    raise AuditProofError(
-                        f"the table has {len(hashes)} rows, not the {tree_size} to prove against"
-                    )
+            hashes = row_hashes(s, tree_size, batch_size, AuditProofError)
         return inclusion_receipt(row, AuditTree(hashes), tree_size)

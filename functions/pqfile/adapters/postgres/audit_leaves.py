@@ -8,9 +8,36 @@ the head row's lock); a gap is refused rather than signed over. Runs as ``pqfile
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from pqfile.adapters.postgres.connection import Database
 from pqfile.errors import AuditDigestError
 from pqfile.ports.audit_digests import AuditLeaves
+
+
+def row_hashes(
+    s: Any, upto: int, batch_size: int, refuse: Callable[[str], Exception]
+) -> list[bytes]:
+    """``row_hash`` of rows 1..``upto`` in ``seq`` order, read in batches in the session
+    ``s`` (one snapshot); a missing row, or fewer rows than ``upto``, raises ``refuse(why)``
+    (a gap is refused, never hashed over)."""
+    hashes: list[bytes] = []
+    while len(hashes) < upto:
+        chunk = s.run(
+            "SELECT seq, row_hash FROM access_logs WHERE seq > :after AND seq <= :upto "
+            "ORDER BY seq LIMIT :n",
+            after=len(hashes),
+            upto=upto,
+            n=batch_size,
+        )
+        if not chunk:
+            raise refuse(f"the audit head is row {upto} but only {len(hashes)} rows were read")
+        for seq, row_hash in chunk:
+            if int(seq) != len(hashes) + 1:
+                raise refuse(f"audit row {len(hashes) + 1} is missing (next is {int(seq)})")
+            hashes.append(bytes(row_hash))
+    return hashes
 
 
 class PostgresAuditLeaves:
@@ -23,29 +50,7 @@ class PostgresAuditLeaves:
     def leaves(self, since_seq: int) -> AuditLeaves:
         with self._db.transaction("REPEATABLE READ READ ONLY") as s:
             head = int(s.run("SELECT seq FROM audit_chain_head WHERE singleton")[0][0])
-            hashes: list[bytes] = []
-            after = 0
-            while after < head:
-                chunk = s.run(
-                    "SELECT seq, row_hash FROM access_logs WHERE seq > :after AND seq <= :head "
-                    "ORDER BY seq LIMIT :n",
-                    after=after,
-                    head=head,
-                    n=self._batch_size,
-                )
-                if not chunk:
-                    break
-                for seq, row_hash in chunk:
-                    if int(seq) != len(hashes) + 1:
-                        raise AuditDigestError(
-                            f"audit row {len(hashes) + 1} is missing (next is {int(seq)})"
-                        )
-                    hashes.append(bytes(row_hash))
-                after = int(chunk[-1][0])
-            if len(hashes) != head:
-                raise AuditDigestError(
-                    f"the audit head is row {head} but only {len(hashes)} rows were read"
-                )
+            hashes = row_hashes(s, head, self._batch_size, AuditDigestError)
             # The time range is the occurred_at of rows since_seq + 1 and head (docs/KEYS.md,
             # "Signed tree heads"); audit_append() stamps rows under the head's lock, in order.
             times = {

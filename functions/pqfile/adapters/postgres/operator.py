@@ -16,7 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pqfile.adapters.kms import UnconfiguredSeedProtector
-from pqfile.adapters.postgres.access import PostgresAccessRules
+from pqfile.adapters.postgres.access import (
+    PostgresAccessRules,
+    PostgresRecipientKeys,
+    recipient_change_dict,
+    recipient_entry_dict,
+)
 from pqfile.adapters.postgres.audit import PostgresAuditLog
 from pqfile.adapters.postgres.connection import Database
 from pqfile.adapters.postgres.keystore import PostgresKeyStore
@@ -142,6 +147,8 @@ class PostgresOperatorBackend:
             return {"request": rid, "key_id": args["key_id"], "kind": kind, "status": "pending"}
         if name == "access.list":
             return {"rules": [rule_dict(r) for r in PostgresAccessRules(db).list()]}
+        if name.startswith("access.recipient_") or "recipient_public_key" in args:
+            return self._recipients(db, args, name, actor, request_id)
         if name in ("access.grant", "access.revoke"):
             rules = PostgresAccessRules(db)
             change = rules.grant if name == "access.grant" else rules.revoke
@@ -180,6 +187,39 @@ class PostgresOperatorBackend:
                                until=parse_bound(str(args["until"])),
                                max_listed=ADMIN_MAX_LISTED).as_dict()  # fmt: skip
         raise PQFileError(f"no handler for {name}")  # unreachable: COMMANDS is the whitelist
+
+    def _recipients(
+        self, db: Database, args: Mapping[str, Any], name: str, actor: str,
+        request_id: str | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Readers' recipient keys (0020): the answers `pqfile access recipient ...` and
+        `access grant --recipient` print with --json on the direct path."""
+        from pqfile.usecases.recipients import recipient_key_from_pem
+
+        keys = PostgresRecipientKeys(db)
+        principal = str(args.get("principal", ""))
+        if name == "access.recipient_list":
+            listed = keys.list(include_revoked=bool(args.get("include_revoked", False)))
+            return {"recipients": [recipient_entry_dict(e) for e in listed]}
+        if name == "access.recipient_revoke":
+            recipient_id = keys.revoke(principal, actor=actor, request_id=request_id)
+            return {"recipient_id": recipient_id, "result": "revoked", "principal": principal}
+        allow_weaker = bool(args.get("allow_weaker", False))
+        if name == "access.recipient_add":
+            key = recipient_key_from_pem(str(args["public_key"]))
+            change = keys.register(principal, key, allow_weaker=allow_weaker, actor=actor,
+                                   request_id=request_id)  # fmt: skip
+            return recipient_change_dict(change)
+        # access.grant with the reader's key: both in one transaction
+        key = recipient_key_from_pem(str(args["recipient_public_key"]))
+        rule_id, change = keys.grant_with_key(
+            principal, key, tenant=_opt(args, "tenant"), document_id=_opt(args, "document_id"),
+            allow_weaker=allow_weaker, actor=actor, request_id=request_id,
+        )  # fmt: skip
+        return {"rule_id": rule_id, "result": "granted", "principal": principal,
+                "tenant": _opt(args, "tenant"), "document_id": _opt(args, "document_id"),
+                "operation": AccessOperation.RETRIEVE.value,
+                "recipient": recipient_change_dict(change)}  # fmt: skip
 
     def _store(self, db: Database, args: Mapping[str, Any], actor: str) -> PostgresKeyStore:
         # No KMS: none of the admin commands wraps, unwraps or attests a seed.
