@@ -31,14 +31,15 @@ locals {
 
 resource "aws_lambda_invocation" "migrate" {
   function_name = aws_lambda_function.this[local.migrate_function].function_name
-  # With the RDS Proxy (proxy.tf): the roles get the proxy's passwords, leave rds_iam.
-  input = jsonencode(local.use_rds_proxy ? { proxy_logins = local.proxy_login_secrets } : {})
+  # Password logins (proxy.tf: the RDS Proxy, or database_role_passwords): the roles get
+  # their secrets' passwords and leave rds_iam.
+  input = jsonencode(length(local.login_secrets) > 0 ? { role_logins = local.login_secrets } : {})
 
   # CREATE_ONLY (the default): invoked when created or replaced, never on destroy.
   triggers = {
     migrations = local.migrations_checksum
     # The roles only (known at plan time): a secret's ARN changes only with the secret.
-    logins = join(",", sort(local.proxy_database_users))
+    logins = join(",", sort(local.login_database_users))
   }
 
   lifecycle {

@@ -113,6 +113,12 @@ locals {
       PQFILE_DATABASE_URL = replace(var.database_url, "/^([a-z]+://)(?:[^@/]*@)?/", "$${1}${local.function_database_user[k]}@")
     } : {}
   }
+  # database_role_passwords (proxy.tf): the login secrets of each function's roles
+  # (pqfile.config.DatabaseSettings, AdminSettings).
+  function_login_environment = { for k, u in local.function_database_user : k => merge(
+    { PQFILE_DATABASE_PASSWORD_SECRET_ARN = aws_secretsmanager_secret.proxy_user[u].arn },
+    k == local.admin_function ? { PQFILE_AUDITOR_DATABASE_PASSWORD_SECRET_ARN = aws_secretsmanager_secret.proxy_user[var.admin_auditor_database_user].arn } : {},
+  ) if local.use_role_passwords && u != "" }
   # The key-attestation HMAC key, only on the functions that generate or verify attestations.
   function_attestation = {
     for k, f in local.functions : k => f.attestation == "none" ? {} : { PQFILE_ATTESTATION_KEY_ID = aws_kms_key.attestation.arn }
@@ -211,6 +217,8 @@ resource "aws_lambda_function" "this" {
       local.function_environment,
       contains(local.secret_functions, each.key) ? { PQFILE_DATABASE_SECRET_ARN = local.database_secret_arn } : {},
       local.function_database[each.key],
+      # database_role_passwords (proxy.tf): the login secrets of the function's roles.
+      lookup(local.function_login_environment, each.key, {}),
       local.function_attestation[each.key],
       # Completion events: on for the functions allowed to put them (eventbridge.tf).
       { PQFILE_EVENT_BUS = contains(local.event_functions, each.key) ? "default" : "off" },

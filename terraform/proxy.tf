@@ -1,4 +1,6 @@
 # RDS Proxy in front of the database (enable_rds_proxy; AWS only: the emulator has none).
+# Its per-role login secrets also serve database_role_passwords, without a proxy (LocalStack
+# in Docker, whose postgres requires passwords; docs/OPERATIONS.md "Database logins").
 #
 # Functions connect to the proxy, not to the instance: each Lambda instance holds one client
 # connection (a 15-minute IAM token for its own database role, TLS verified against the
@@ -12,11 +14,16 @@
 
 locals {
   use_rds_proxy = var.create_database && var.enable_rds_proxy
+  # database_role_passwords (LocalStack in Docker): no proxy, but the same per-role secrets;
+  # each function reads its own role's password (lambda.tf) and logs in with SCRAM.
+  # (Whether database_url is set is no secret: nonsensitive lets the roles key for_each.)
+  use_role_passwords = !local.use_rds_proxy && nonsensitive(local.has_database_url) && var.database_url_per_role && var.database_role_passwords
   # Every role a function logs in as: each function's own, and the admin function's auditor.
-  proxy_database_users = local.use_rds_proxy ? toset(concat(
+  login_database_users = local.use_rds_proxy || local.use_role_passwords ? toset(concat(
     [for k, u in local.function_database_user : u if u != ""],
     [var.admin_auditor_database_user],
   )) : toset([])
+  proxy_database_users = local.use_rds_proxy ? local.login_database_users : toset([])
   # Where functions connect (lambda.tf, admin.tf) and what rds-db:connect names (iam.tf).
   database_endpoint = local.use_rds_proxy ? aws_db_proxy.this[0].endpoint : (
     var.create_database ? aws_db_instance.this[0].address : ""
@@ -31,11 +38,12 @@ locals {
   )
 }
 
-# One login per database role for the proxy. The password is generated once (AWS's own
-# generator; no random provider offline) and never rewritten by a later plan; the migrate
-# function (invocations.tf, proxy_logins) sets it on the role and revokes rds_iam.
+# One login per database role, for the proxy or (database_role_passwords) for the functions
+# themselves. The password is generated once (AWS's own generator; no random provider
+# offline) and never rewritten by a later plan; the migrate function (invocations.tf,
+# role_logins) sets it on the role and revokes rds_iam where that role exists.
 data "aws_secretsmanager_random_password" "proxy_user" {
-  for_each = local.proxy_database_users
+  for_each = local.login_database_users
 
   password_length     = 40
   exclude_punctuation = true
@@ -43,16 +51,18 @@ data "aws_secretsmanager_random_password" "proxy_user" {
 
 resource "aws_secretsmanager_secret" "proxy_user" {
   #checkov:skip=CKV2_AWS_57:A rotation must change the database role's password in the same step (docs/OPERATIONS.md "Capacity", the proxy's logins); no rotation function is deployed yet.
-  for_each = local.proxy_database_users
+  for_each = local.login_database_users
 
-  name                    = "${local.name}/database/${each.key}"
-  description             = "PQFile: the RDS Proxy's login as database role ${each.key}"
-  kms_key_id              = aws_kms_key.this["data"].arn
-  recovery_window_in_days = 7
+  name        = "${local.name}/database/${each.key}"
+  description = local.use_rds_proxy ? "PQFile: the RDS Proxy's login as database role ${each.key}" : "PQFile: the login of database role ${each.key}"
+  kms_key_id  = aws_kms_key.this["data"].arn
+  # Locally deleted at once, so a destroy and a new apply on the same emulator can reuse
+  # the name (a secret waiting out its recovery window keeps it).
+  recovery_window_in_days = local.is_local ? 0 : 7
 }
 
 resource "aws_secretsmanager_secret_version" "proxy_user" {
-  for_each = local.proxy_database_users
+  for_each = local.login_database_users
 
   secret_id = aws_secretsmanager_secret.proxy_user[each.key].id
   secret_string = jsonencode({
@@ -67,11 +77,38 @@ resource "aws_secretsmanager_secret_version" "proxy_user" {
 
 # The migrate function (invocations.tf) sets each role's password from its secret.
 locals {
-  proxy_login_secrets = { for u in local.proxy_database_users : u => aws_secretsmanager_secret.proxy_user[u].arn }
+  login_secrets = { for u in local.login_database_users : u => aws_secretsmanager_secret.proxy_user[u].arn }
+  # database_role_passwords: the login secrets each function reads (its own role's; the
+  # admin function's auditor login too; lambda.tf passes them). Behind the proxy, functions
+  # use IAM tokens instead.
+  function_login_secrets = local.use_role_passwords ? {
+    for k, u in local.function_database_user : k => tolist(concat(
+      [aws_secretsmanager_secret.proxy_user[u].arn],
+      k == local.admin_function ? [aws_secretsmanager_secret.proxy_user[var.admin_auditor_database_user].arn] : [],
+    )) if u != ""
+  } : {}
+}
+
+# database_role_passwords: each function may read its own role's login secret, nothing more
+# (the data key's Decrypt through Secrets Manager is in iam.tf's shared statement).
+resource "aws_iam_role_policy" "role_login" {
+  for_each = toset(keys(local.function_login_secrets))
+
+  name = "read-own-database-login"
+  role = aws_iam_role.function[each.key].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid      = "ReadOwnDatabaseLogin"
+      Effect   = "Allow"
+      Action   = ["secretsmanager:GetSecretValue"]
+      Resource = local.function_login_secrets[each.key]
+    }]
+  })
 }
 
 resource "aws_iam_role_policy" "migrate_proxy_logins" {
-  count = local.use_rds_proxy ? 1 : 0
+  count = length(local.login_database_users) > 0 ? 1 : 0
 
   name = "set-proxy-logins"
   role = aws_iam_role.function[local.migrate_function].id

@@ -582,9 +582,20 @@ variable "database_url" {
 }
 
 variable "database_url_per_role" {
-  description = "With database_url: each function connects as its own database role (database_users) by putting that role in the URL's user part (any user and password in database_url are dropped). For servers that trust local connections, as the local stack's throwaway cluster does (the roles of sql/migrations/0001_roles.sql can log in)."
+  description = "With database_url: each function connects as its own database role (database_users) by putting that role in the URL's user part (any user and password in database_url are dropped). Without database_role_passwords, for servers that trust local connections, as the local stack's throwaway cluster does (the roles of sql/migrations/0001_roles.sql can log in)."
   type        = bool
   default     = false
+}
+
+variable "database_role_passwords" {
+  description = "With database_url_per_role: each database role gets a generated password in its own Secrets Manager secret (proxy.tf), set by the migrate function as a SCRAM verifier; each function reads its own role's secret at connect time. For servers that require passwords on network connections, as the postgres image of docker-compose.yml does (LocalStack in Docker; docs/OPERATIONS.md \"Database logins\")."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.database_role_passwords || var.database_url_per_role
+    error_message = "database_role_passwords needs database_url_per_role = true (the passwords are those of the functions' own roles)."
+  }
 }
 
 variable "database_secret_arn" {

@@ -152,6 +152,11 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "without `sslmode`: `verify-full`, `disable` for a loopback host or Unix socket"),
     Variable("PQFILE_DATABASE_SECRET_ARN", "database.secret_arn", "(none)",
              "Secrets Manager secret with the RDS credentials (AWS without IAM authentication)"),
+    Variable("PQFILE_DATABASE_PASSWORD_SECRET_ARN", "database.password_secret_arn", "(none)",
+             "Secrets Manager secret (JSON `username`, `password`) holding the password of "
+             "the URL's role, read at each connect (`database_role_passwords`: LocalStack in "
+             "Docker, where the postgres image refuses logins without a password); its "
+             "`username` must be that role"),
     Variable("PQFILE_DATABASE_HOST", "database.host", "localhost",
              "the database host when the secret does not carry it (AWS)"),
     Variable("PQFILE_DATABASE_PORT", "database.port", "5432",
@@ -206,6 +211,10 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "admin: the URL of the `pqfile_auditor` role its read-only commands run as "
              "(`PQFILE_DATABASE_URL` is `pqfile_admin_function`'s); with IAM authentication its "
              "user is the role and there is no password"),
+    Variable("PQFILE_AUDITOR_DATABASE_PASSWORD_SECRET_ARN",
+             "admin.auditor_password_secret_arn", "(none)",
+             "admin: the secret holding the password of the `pqfile_auditor` login "
+             "(`database_role_passwords`; as `PQFILE_DATABASE_PASSWORD_SECRET_ARN`)"),
     Variable("PQFILE_DIGEST_BUCKET", "audit_digest.bucket", "(none)",
              "audit_digest: the Object Lock bucket signed tree heads are written to "
              "(`digests/<tree size>.json`; docs/OPERATIONS.md, \"Audit digests\")"),
@@ -535,6 +544,8 @@ class DatabaseSettings:
     iam_auth: bool = False
     migrations_dir: str | None = None
     region: str = "us-east-1"
+    #: The URL's role's password, from this Secrets Manager secret (LocalStack in Docker).
+    password_secret_arn: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DatabaseSettings:
@@ -550,6 +561,7 @@ class DatabaseSettings:
             iam_auth=e.get("PQFILE_DATABASE_IAM_AUTH", "").strip().lower() in {"1", "true", "yes"},
             migrations_dir=_text(e, "PQFILE_MIGRATIONS_DIR"),
             region=AwsSettings.from_env(e).region,
+            password_secret_arn=_text(e, "PQFILE_DATABASE_PASSWORD_SECRET_ARN"),
         )
 
 
@@ -657,10 +669,16 @@ class AdminSettings:
     """The admin function (pqfile.usecases.admin): the auditor role's connection."""
 
     auditor_database_url: str | None = None
+    #: The auditor login's password secret (``database_role_passwords``), else None.
+    auditor_password_secret_arn: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AdminSettings:
-        return cls(auditor_database_url=_text(_environ(env), "PQFILE_AUDITOR_DATABASE_URL"))
+        e = _environ(env)
+        return cls(
+            auditor_database_url=_text(e, "PQFILE_AUDITOR_DATABASE_URL"),
+            auditor_password_secret_arn=_text(e, "PQFILE_AUDITOR_DATABASE_PASSWORD_SECRET_ARN"),
+        )
 
 
 #: The signing algorithm of each key spec the digest key may have (terraform/audit_digests.tf).

@@ -265,12 +265,16 @@ def _build_admin() -> Admin:
     from pqfile.usecases.admin import Admin
 
     verifier = StsCallerIdentityVerifier.from_settings()
-    auditor_url = AdminSettings.from_env().auditor_database_url
+    admin = AdminSettings.from_env()
+    auditor_url = admin.auditor_database_url
     if auditor_url is None:
         raise ConfigurationError("PQFILE_AUDITOR_DATABASE_URL is not set")
 
     def auditor() -> Database:
-        return Database.from_env(dataclasses.replace(DatabaseSettings.from_env(), url=auditor_url))
+        # The auditor's own password secret, never the admin role's (database_role_passwords).
+        return Database.from_env(dataclasses.replace(
+            DatabaseSettings.from_env(), url=auditor_url,
+            password_secret_arn=admin.auditor_password_secret_arn))  # fmt: skip
 
     pool = PoolSettings.from_env()  # the deployment's: `keys status` judges its floor
     backend = PostgresOperatorBackend(Database.from_env, auditor, policy=pool.policy,
@@ -292,22 +296,15 @@ def run_migrations() -> list[str]:
         return migrate(db)
 
 
-def set_proxy_logins(secrets: Mapping[str, str]) -> list[str]:
-    """The RDS Proxy's logins (terraform/proxy.tf): each role (key) gets the password of
-    its Secrets Manager secret (value: the ARN, JSON ``username`` / ``password``) and
-    leaves rds_iam. The migrate function only, with the owner's credentials."""
-    import json
-
-    from pqfile.adapters.aws import client
-    from pqfile.adapters.postgres.connection import Database
+def set_login_passwords(secrets: Mapping[str, str]) -> list[str]:
+    """The roles' password logins (terraform/proxy.tf: the RDS Proxy's, or
+    ``database_role_passwords``'): each role (key) gets the password of its Secrets Manager
+    secret (value: the ARN, JSON ``username`` / ``password``) and leaves rds_iam. The
+    migrate function only, with the owner's credentials."""
+    from pqfile.adapters.postgres.connection import Database, role_password
     from pqfile.adapters.postgres.logins import set_role_logins
 
-    passwords: dict[str, str] = {}
-    for role, arn in secrets.items():
-        login = json.loads(client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-        if login.get("username") != role or not login.get("password"):
-            raise ValueError(f"the secret for {role!r} names another user or has no password")
-        passwords[role] = str(login["password"])
+    passwords = {role: role_password(arn, role) for role, arn in secrets.items()}
     with Database.from_env() as db:
         return set_role_logins(db, passwords)
 

@@ -48,13 +48,14 @@ def test_applies_the_shipped_migrations_once(
     assert set(FUNCTION_ROLES.values()) <= roles
 
 
-def test_sets_the_proxy_logins_from_their_secrets(
+def test_sets_the_role_logins_from_their_secrets(
     make_database: Callable[[], str],
     custody_kms: tuple[Any, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With ``proxy_logins`` (terraform/invocations.tf, the RDS Proxy) each role gets its
-    secret's password, stored as a SCRAM verifier (never the password itself)."""
+    """With ``role_logins`` (terraform/invocations.tf: the RDS Proxy, or
+    database_role_passwords) each role gets its secret's password, stored as a SCRAM
+    verifier (never the password itself)."""
     import boto3
 
     from pqfile.adapters import aws
@@ -79,13 +80,13 @@ def test_sets_the_proxy_logins_from_their_secrets(
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     aws.reset_clients()
     try:
-        answer = migrate.handler({"proxy_logins": {role: arn}}, CONTEXT)
-        assert answer["proxy_logins"] == [role] and answer["applied"]
+        answer = migrate.handler({"role_logins": {role: arn}}, CONTEXT)
+        assert answer["role_logins"] == [role] and answer["applied"]
         with Database.from_url(url) as db:
             (stored,) = db.run("SELECT rolpassword FROM pg_authid WHERE rolname = :r", r=role)[0]
         assert str(stored).startswith("SCRAM-SHA-256$4096:")
         assert "proxy-password-1" not in str(stored)
-        with pytest.raises(ValueError, match="proxy_logins"):
-            migrate.handler({"proxy_logins": {role: ""}}, CONTEXT)
+        with pytest.raises(ValueError, match="role_logins"):
+            migrate.handler({"role_logins": {role: ""}}, CONTEXT)
     finally:
         aws.reset_clients()

@@ -8,9 +8,11 @@ applied (empty when the schema is current). Terraform invokes it when the migrat
 (terraform/invocations.tf; docs/OPERATIONS.md, "First deploy, hands off"); an exception
 fails that apply with its type and message. No workflow or schedule calls it.
 
-With the RDS Proxy (terraform/proxy.tf) the event carries ``proxy_logins``, role -> the
-ARN of the Secrets Manager secret the proxy logs in with: each role then gets that
-password (sent as a SCRAM verifier) and leaves ``rds_iam`` (docs/OPERATIONS.md "Capacity").
+With password logins (terraform/proxy.tf: the RDS Proxy, or ``database_role_passwords``
+for LocalStack in Docker) the event carries ``role_logins``, role -> the ARN of that role's
+login secret in Secrets Manager: each role then gets that password (sent as a SCRAM
+verifier) and leaves ``rds_iam`` where it exists (docs/OPERATIONS.md "Capacity",
+"Database logins").
 
 Environment: the database variables and ``PQFILE_MIGRATIONS_DIR`` (the migrations shipped
 in the function zip by scripts/build_lambda).
@@ -26,15 +28,15 @@ from pqfile.handlers._runtime import entry_point, logger
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    logins = (event or {}).get("proxy_logins") or {}
+    logins = (event or {}).get("role_logins") or {}
     if not isinstance(logins, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and v for k, v in logins.items()
     ):
-        raise ValueError("proxy_logins must map role names to secret ARNs")
+        raise ValueError("role_logins must map role names to secret ARNs")
     applied = wiring.run_migrations()
     logger.info("migrations applied", extra={"applied": applied})
     answer: dict[str, Any] = {"applied": applied}
     if logins:
-        answer["proxy_logins"] = wiring.set_proxy_logins(logins)
-        logger.info("proxy logins set", extra={"roles": answer["proxy_logins"]})
+        answer["role_logins"] = wiring.set_login_passwords(logins)
+        logger.info("role logins set", extra={"roles": answer["role_logins"]})
     return answer

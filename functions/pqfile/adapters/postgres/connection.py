@@ -4,7 +4,9 @@
   prepared statements cached per connection; ``transaction()`` is a context manager.
   ``PQFILE_DATABASE_URL`` (``postgresql://user:pass@host:port/db?sslmode=verify-full``),
   else ``PQFILE_DATABASE_SECRET_ARN`` (Secrets Manager JSON), with
-  ``PQFILE_DATABASE_IAM_AUTH=1`` for an RDS IAM token instead of a password.
+  ``PQFILE_DATABASE_IAM_AUTH=1`` for an RDS IAM token instead of a password, or
+  ``PQFILE_DATABASE_PASSWORD_SECRET_ARN`` for the URL's role's password from its own secret
+  (``database_role_passwords``: LocalStack in Docker; docs/OPERATIONS.md "Database logins").
 - ``Runner``: what the repositories run statements on, a ``Database`` (each statement
   commits on its own) or a ``Session`` inside ``Database.transaction()``.
 
@@ -23,6 +25,7 @@ message is kept: its DETAIL may quote row values.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import re
@@ -216,10 +219,28 @@ def connect(params: ConnectionParams) -> pg8000.native.Connection:
             timeout=params.timeout,
             application_name=params.application_name,
         )
-    except (pg8000.native.DatabaseError, pg8000.native.InterfaceError, OSError) as exc:
+    except pg8000.native.InterfaceError as exc:
+        if params.password is None and "no password" in str(exc):
+            raise _no_password(params.user) from None
         raise _translate(exc) from None
+    except (pg8000.native.DatabaseError, OSError) as exc:
+        raise _translate(exc) from None
+    except AttributeError:
+        # pg8000 answers a SCRAM challenge without a password with an AttributeError.
+        if params.password is not None:
+            raise
+        raise _no_password(params.user) from None
     conn.pqfile_named_statements = params.named_statements  # read by Session
     return conn
+
+
+def _no_password(role: str) -> DatabaseError:
+    """Not transient: retrying cannot help until the role's password is configured."""
+    return DatabaseError(
+        f"database login refused: the server wants a password for role {role!r} and none "
+        "is configured (PQFILE_DATABASE_PASSWORD_SECRET_ARN)",
+        "28P01",
+    )
 
 
 def connect_url(url: str) -> pg8000.native.Connection:
@@ -239,6 +260,10 @@ def params_from_env(
         params = parse_database_url(s.url) if s.url else _params_from_secret(s)
         if s.iam_auth:
             params = _with_iam_token(params, s.region)
+        elif s.password_secret_arn:
+            params = dataclasses.replace(
+                params, password=role_password(s.password_secret_arn, params.user)
+            )
         return params
 
     return build
@@ -261,6 +286,25 @@ def _params_from_secret(s: DatabaseSettings) -> ConnectionParams:
         sslmode=s.sslmode,
         sslrootcert=s.sslrootcert,
     )
+
+
+def role_password(secret_arn: str, role: str) -> str:
+    """The password of ``role`` from its login secret (JSON ``username``, ``password``; the
+    secrets of terraform/proxy.tf). A secret that names another role is refused: a function
+    must never log in as a role it was not given."""
+    from pqfile.adapters.aws import client
+
+    try:
+        raw = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+        login = json.loads(raw)
+    except (BotoCoreError, ClientError, KeyError, ValueError) as exc:
+        raise TransientError(f"database login secret unavailable: {type(exc).__name__}") from None
+    if not isinstance(login, dict) or login.get("username") != role:
+        raise PQFileError(f"the login secret of database role {role!r} names another role")
+    password = login.get("password")
+    if not isinstance(password, str) or not password:
+        raise PQFileError(f"the login secret of database role {role!r} holds no password")
+    return password
 
 
 def _with_iam_token(params: ConnectionParams, region: str) -> ConnectionParams:

@@ -1,6 +1,13 @@
-"""Password logins for the RDS Proxy (terraform/proxy.tf): the proxy logs in to PostgreSQL
-as each function's role with a password from Secrets Manager, so on AWS those roles get that
-password and leave ``rds_iam`` (whose members may log in with IAM tokens only).
+"""Password logins (terraform/proxy.tf): one Secrets Manager secret per database role.
+
+- The RDS Proxy logs in to PostgreSQL as each function's role with that password, so on AWS
+  those roles get it and leave ``rds_iam`` (whose members may log in with IAM tokens only).
+- ``database_role_passwords`` (LocalStack in Docker, no proxy): the postgres image refuses
+  network logins without a password, so each function reads its role's password from the
+  same kind of secret (``PQFILE_DATABASE_PASSWORD_SECRET_ARN``, connection.py) and logs in
+  with SCRAM-SHA-256.
+
+The migrate function sets them (``role_logins``), after the migrations that create the roles.
 
 The password never reaches the server or its logs in clear: ``ALTER ROLE ... PASSWORD``
 is sent a SCRAM-SHA-256 verifier (RFC 5802 / RFC 7677, PostgreSQL's stored form
