@@ -226,6 +226,7 @@ resource "aws_lambda_function" "this" {
       contains(local.proof_functions, each.key) ? {
         PQFILE_AUDIENCE              = local.audience
         PQFILE_STS_ENDPOINT_URL      = var.sts_endpoint_url
+        PQFILE_STS_PLAIN_HTTP_HOST   = var.sts_plain_http_host
         PQFILE_PROOF_MAX_AGE_SECONDS = "300"
         PQFILE_STS_TIMEOUT_SECONDS   = "5"
       } : {},

@@ -27,6 +27,17 @@ variable "sts_endpoint_url" {
   }
 }
 
+variable "sts_plain_http_host" {
+  description = "One host name besides loopback that sts_endpoint_url may reach over plain http (PQFILE_STS_PLAIN_HTTP_HOST): an emulator on a private network, `localstack` on the Docker path (envs/docker.tfvars). Empty everywhere else; refused outside the local environments."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.sts_plain_http_host == "" || (can(regex("^[a-z0-9-]{1,63}$", var.sts_plain_http_host)) && contains(["local", "localstack", "docker"], var.environment))
+    error_message = "sts_plain_http_host must be empty, or one lower-case host name label in the local, localstack or docker environment."
+  }
+}
+
 variable "tenants" {
   description = "Tenants to make example IAM policies for: uploaders (s3:PutObject on uploads/<tenant>/*) and readers (lambda:InvokeFunction on retrieve)."
   type        = list(string)

@@ -199,6 +199,11 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "`https://sts.<region>.amazonaws.com`",
              "retrieve, `pqfile auth proof`: the one STS endpoint identity proofs are made for "
              "and sent to (https; http only to a loopback host, the local stack)"),
+    Variable("PQFILE_STS_PLAIN_HTTP_HOST", "identity.sts_plain_http_host", "(none)",
+             "retrieve, documents, admin, the CLI: one host name besides loopback that the "
+             "STS endpoint may reach over plain http (an emulator on a private network: "
+             "`localstack` on the Docker path; Terraform `sts_plain_http_host`, local "
+             "environments only)"),
     Variable("PQFILE_AUDIENCE", "identity.audience", "(none)",
              "retrieve, `pqfile auth proof`: the name of this deployment that a proof's "
              "signed `x-pqfile-audience` header must carry; retrieve refuses every proof "
@@ -330,7 +335,7 @@ def _suite_by_prefix(name: str, raw: str | None) -> tuple[tuple[str, str], ...]:
         if prefix.startswith(UPLOADS_PREFIX):
             raise ConfigurationError(
                 f"{name}: prefixes are relative to {UPLOADS_PREFIX} "
-                f"(write {prefix[len(UPLOADS_PREFIX):]!r}, not {prefix!r})"
+                f"(write {prefix[len(UPLOADS_PREFIX) :]!r}, not {prefix!r})"
             )
         if not _SUITE_PREFIX.fullmatch(prefix):
             raise ConfigurationError(
@@ -633,6 +638,8 @@ class IdentitySettings:
     timeout_seconds: int = 5
     #: Whether PQFILE_STS_ENDPOINT_URL was set (the CLI then prefers it to a stack's).
     sts_endpoint_configured: bool = field(default=False, compare=False)
+    #: A host besides loopback the endpoint may reach over plain http (local emulators).
+    sts_plain_http_host: str | None = None
 
     @classmethod
     def from_env(
@@ -645,8 +652,15 @@ class IdentitySettings:
         e = _environ(env)
         region = region or AwsSettings.from_env(e).region
         raw = _text(e, "PQFILE_STS_ENDPOINT_URL") or default_endpoint_url(region)
+        plain_http_host = _text(e, "PQFILE_STS_PLAIN_HTTP_HOST")
+        if plain_http_host is not None and not re.fullmatch(r"[a-z0-9-]{1,63}", plain_http_host):
+            raise ConfigurationError(
+                "PQFILE_STS_PLAIN_HTTP_HOST must be one lower-case host name label"
+            )
         try:
-            endpoint = StsEndpoint.parse(raw, default_region=region)
+            endpoint = StsEndpoint.parse(
+                raw, default_region=region, plain_http_host=plain_http_host
+            )
         except ValueError as exc:
             raise ConfigurationError(f"PQFILE_STS_ENDPOINT_URL: {exc}") from None
         audience = _text(e, "PQFILE_AUDIENCE")
@@ -661,6 +675,7 @@ class IdentitySettings:
             max_age_seconds=_int(e, "PQFILE_PROOF_MAX_AGE_SECONDS", cls.max_age_seconds, 1, 900),
             timeout_seconds=_int(e, "PQFILE_STS_TIMEOUT_SECONDS", cls.timeout_seconds, 1, 30),
             sts_endpoint_configured=_text(e, "PQFILE_STS_ENDPOINT_URL") is not None,
+            sts_plain_http_host=plain_http_host,
         )
 
 

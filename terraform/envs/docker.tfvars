@@ -15,3 +15,11 @@ database_url_per_role = true
 # gets a generated password in its own Secrets Manager secret, which the migrate function
 # sets as a SCRAM verifier and each function reads at connect time (terraform/proxy.tf).
 database_role_passwords = true
+
+# Identity proofs: inside the network the functions reach LocalStack's STS as
+# http://localstack:4566, which is not loopback; this one host is allowed plain http
+# (PQFILE_STS_PLAIN_HTTP_HOST, local environments only). Operators export
+# PQFILE_STS_ENDPOINT_URL=http://localstack:4566 and PQFILE_STS_PLAIN_HTTP_HOST=localstack
+# so the CLI signs its proofs for the same URL (it never connects to it).
+sts_endpoint_url    = "http://localstack:4566"
+sts_plain_http_host = "localstack"

@@ -68,3 +68,19 @@ def test_dev_sizes_ingest_through_the_capacity_model() -> None:
     settings = [line.split("#")[0].strip() for line in text.splitlines()]
     assert "capacity_documents_per_second = 10" in settings
     assert not any(line.startswith("lambda_reserved_concurrency") for line in settings)
+
+
+def test_plain_http_sts_is_opted_into_only_by_the_docker_path() -> None:
+    """sts_plain_http_host is set in envs/docker.tfvars alone, to the compose service that
+    sts_endpoint_url names; the variable refuses it outside the local environments."""
+    envs = REPO_ROOT / "terraform" / "envs"
+    for path in envs.glob("*.tfvars"):
+        text = path.read_text(encoding="utf-8")
+        settings = [line.split("#")[0].strip() for line in text.splitlines()]
+        named = any(line.startswith("sts_plain_http_host") for line in settings)
+        assert named == (path.name == "docker.tfvars"), path.name
+    docker = (envs / "docker.tfvars").read_text(encoding="utf-8")
+    assert 'sts_endpoint_url    = "http://localstack:4566"' in docker
+    assert 'sts_plain_http_host = "localstack"' in docker
+    tenants = (REPO_ROOT / "terraform" / "tenants.tf").read_text(encoding="utf-8")
+    assert 'contains(["local", "localstack", "docker"], var.environment)' in tenants

@@ -189,10 +189,28 @@ def test_identity_settings_from_the_environment() -> None:
     assert s == IdentitySettings("http://127.0.0.1:4599/", "eu-west-1", "pqfile-local", 60, 2)
 
 
+def test_identity_settings_allow_plain_http_to_the_one_named_host() -> None:
+    s = IdentitySettings.from_env(
+        {
+            "PQFILE_STS_ENDPOINT_URL": "http://localstack:4566",
+            "PQFILE_STS_PLAIN_HTTP_HOST": "localstack",
+        }
+    )
+    assert s.sts_endpoint_url == "http://localstack:4566/"
+    assert s.sts_plain_http_host == "localstack"
+
+
 @pytest.mark.parametrize(
     "env",
     [
         {"PQFILE_STS_ENDPOINT_URL": "http://sts.example.com"},
+        {"PQFILE_STS_ENDPOINT_URL": "http://localstack:4566"},
+        {
+            "PQFILE_STS_ENDPOINT_URL": "http://sts.example.com",
+            "PQFILE_STS_PLAIN_HTTP_HOST": "localstack",
+        },
+        {"PQFILE_STS_PLAIN_HTTP_HOST": "local.stack"},
+        {"PQFILE_STS_PLAIN_HTTP_HOST": "LocalStack"},
         {"PQFILE_STS_ENDPOINT_URL": "https://a@sts.example.com"},
         {"PQFILE_AUDIENCE": "has spaces"},
         {"PQFILE_PROOF_MAX_AGE_SECONDS": "0"},

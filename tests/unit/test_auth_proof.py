@@ -146,6 +146,25 @@ def test_a_local_http_endpoint_is_allowed_when_configured() -> None:
     assert sent.url == "http://127.0.0.1:4599/"
 
 
+def test_plain_http_to_a_named_emulator_host_only_when_opted_in() -> None:
+    """The Docker path: LocalStack is http://localstack:4566 on a private network. Plain
+    http to it is refused unless that exact host is PQFILE_STS_PLAIN_HTTP_HOST; any other
+    non-loopback host stays refused."""
+    with pytest.raises(ValueError, match="plain http"):
+        StsEndpoint.parse("http://localstack:4566", default_region="us-east-1")
+    with pytest.raises(ValueError, match="plain http"):
+        StsEndpoint.parse(
+            "http://attacker:4566", default_region="us-east-1", plain_http_host="localstack"
+        )
+    named = StsEndpoint.parse(
+        "http://localstack:4566", default_region="us-east-1", plain_http_host="localstack"
+    )
+    policy = ProofPolicy(endpoint=named, audience="pqfile-test")
+    p = proof(endpoint=named)
+    assert p["headers"]["Host"] == "localstack:4566"
+    assert validate_proof(p, policy, request_sha256=SHA, now=NOW).url == "http://localstack:4566/"
+
+
 # --- forgeries, refused before anything is sent ----------------------------------------------
 
 

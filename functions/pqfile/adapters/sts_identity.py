@@ -95,7 +95,9 @@ class StsCallerIdentityVerifier:
         s = settings or IdentitySettings.from_env()
         if not s.audience:
             raise ConfigurationError("PQFILE_AUDIENCE is not set")
-        endpoint = StsEndpoint.parse(s.sts_endpoint_url, default_region=s.sts_region)
+        endpoint = StsEndpoint.parse(
+            s.sts_endpoint_url, default_region=s.sts_region, plain_http_host=s.sts_plain_http_host
+        )
         policy = ProofPolicy(
             endpoint=endpoint,
             audience=s.audience,

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 #: ``sts.<region>.amazonaws.com`` (``.com.cn`` in China), FIPS variants included.
-_REGIONAL_HOST = re.compile(
-    r"sts(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com(?:\.cn)?"
-)
+_REGIONAL_HOST = re.compile(r"sts(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com(?:\.cn)?")
 _GLOBAL_HOST = "sts.amazonaws.com"
 _HOST_CHARS = re.compile(r"[a-z0-9.-]{1,253}|\[[0-9a-f:.]{2,45}\]")
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -47,9 +45,13 @@ class StsEndpoint:
     region: str
 
     @classmethod
-    def parse(cls, url: str, *, default_region: str) -> StsEndpoint:
-        """Raise ValueError unless ``url`` is an https URL, or http to a loopback host, with
-        no user info, query or fragment and an empty or ``/`` path."""
+    def parse(
+        cls, url: str, *, default_region: str, plain_http_host: str | None = None
+    ) -> StsEndpoint:
+        """Raise ValueError unless ``url`` is an https URL, or http to a loopback host (or to
+        ``plain_http_host``, an emulator's name on a private network the deployment opted
+        into: PQFILE_STS_PLAIN_HTTP_HOST), with no user info, query or fragment and an
+        empty or ``/`` path."""
         if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
             raise ValueError("the STS endpoint URL has characters a URL cannot have")
         parts = urlsplit(url)
@@ -63,7 +65,7 @@ class StsEndpoint:
             host = f"[{host}]"
         if not _HOST_CHARS.fullmatch(host):
             raise ValueError("the STS endpoint URL has no valid host")
-        if scheme == "http" and not is_loopback(host):
+        if scheme == "http" and not is_loopback(host) and host != (plain_http_host or "").lower():
             raise ValueError("plain http is allowed only for a loopback (local) STS endpoint")
         try:
             port = parts.port or _DEFAULT_PORTS[scheme]

@@ -72,7 +72,11 @@ def invoke_admin(
 
     target = _target(args)
     try:
-        endpoint = StsEndpoint.parse(target.sts_endpoint_url or "", default_region=target.region)
+        endpoint = StsEndpoint.parse(
+            target.sts_endpoint_url or "",
+            default_region=target.region,
+            plain_http_host=target.plain_http_host,
+        )
     except ValueError as exc:
         raise ConfigurationError(f"STS endpoint: {exc}") from None
     request = {"command": command, "args": {k: v for k, v in command_args.items()

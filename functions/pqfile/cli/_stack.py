@@ -218,6 +218,8 @@ class ProofTarget:
     sts_endpoint_url: str | None
     region: str
     endpoint_url: str | None
+    #: PQFILE_STS_PLAIN_HTTP_HOST: a non-loopback host STS may be reached on over http.
+    plain_http_host: str | None = None
 
 
 def proof_target(stack: Stack, output: str, *, region: str | None = None) -> ProofTarget:
@@ -238,4 +240,7 @@ def proof_target(stack: Stack, output: str, *, region: str | None = None) -> Pro
         stack.sts_endpoint_url if stack.kind == "local" else None
     )  # fmt: skip
     endpoint = aws.endpoint_url or (stack.endpoint_url if stack.kind == "local" else None)
-    return ProofTarget(function, audience, sts or identity.sts_endpoint_url, region, endpoint)
+    return ProofTarget(
+        function, audience, sts or identity.sts_endpoint_url, region, endpoint,
+        identity.sts_plain_http_host,
+    )  # fmt: skip

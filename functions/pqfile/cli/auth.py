@@ -35,9 +35,7 @@ def register(subparsers: Any) -> None:
         help="instead of an id: where it was uploaded, s3://BUCKET/uploads/TENANT/NAME"
         "[?versionId=V] (the payload's source field)",
     )
-    proof.add_argument(
-        "--audience", help="the deployment's audience (default: PQFILE_AUDIENCE)"
-    )
+    proof.add_argument("--audience", help="the deployment's audience (default: PQFILE_AUDIENCE)")
     proof.add_argument(
         "--region", help="the STS region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)"
     )
@@ -103,12 +101,11 @@ def _proof(args: argparse.Namespace) -> int:
     local_sts = stack.sts_endpoint_url if stack.kind == "local" else None
     sts_url = args.endpoint_url or (None if settings.sts_endpoint_configured else local_sts)
     try:
-        if sts_url:
-            endpoint = StsEndpoint.parse(sts_url, default_region=region)
-        else:
-            endpoint = StsEndpoint.parse(
-                settings.sts_endpoint_url, default_region=settings.sts_region
-            )
+        endpoint = StsEndpoint.parse(
+            sts_url or settings.sts_endpoint_url,
+            default_region=region if sts_url else settings.sts_region,
+            plain_http_host=settings.sts_plain_http_host,
+        )
     except ValueError as exc:
         raise ConfigurationError(f"--endpoint-url: {exc}") from None
     credentials = default_credentials(profile=args.profile, region=region)

@@ -54,7 +54,11 @@ def _invoke(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any]
 
     target = _stack.proof_target(_stack.discover(args), "documents_function_name")
     try:
-        sts = StsEndpoint.parse(target.sts_endpoint_url or "", default_region=target.region)
+        sts = StsEndpoint.parse(
+            target.sts_endpoint_url or "",
+            default_region=target.region,
+            plain_http_host=target.plain_http_host,
+        )
     except ValueError as exc:
         raise ConfigurationError(f"STS endpoint: {exc}") from None
     answer = invoke_with_proof(

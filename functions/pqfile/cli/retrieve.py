@@ -219,10 +219,10 @@ def _retrieve(args: argparse.Namespace) -> int:
         else None
     )
     try:
-        endpoint = (
-            StsEndpoint.parse(sts_url, default_region=region)
-            if sts_url
-            else StsEndpoint.parse(settings.sts_endpoint_url, default_region=settings.sts_region)
+        endpoint = StsEndpoint.parse(
+            sts_url or settings.sts_endpoint_url,
+            default_region=region if sts_url else settings.sts_region,
+            plain_http_host=settings.sts_plain_http_host,
         )
     except ValueError as exc:
         raise ConfigurationError(f"--endpoint-url: {exc}") from None
