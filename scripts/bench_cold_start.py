@@ -125,11 +125,12 @@ def cpu(code: str, env: dict[str, str]) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 9")
+    parser.add_argument("--rounds", type=int, help="rounds (fresh processes per figure)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
     parser.add_argument("--before", type=Path, help="an earlier checkout's functions folder")
     args = parser.parse_args(argv)
     before = args.before.resolve() if args.before else None
-    rounds = 3 if args.quick else 9
+    rounds = args.rounds or (3 if args.quick else 9)
     names = handlers()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pqfile-bench-cold-") as tmp:
@@ -165,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{first / base:.2f}x{was} |")  # fmt: skip
     ratios = [med[name] / base for name in names]
     low, high = min(ratios), max(ratios)
-    flags = (" --quick" if args.quick else "") + (" --before DIR" if before else "")
+    flags = (" --quick" if args.quick else "") + (f" --rounds {args.rounds}" if args.rounds else "")
+    flags += " --before DIR" if before else ""
     head_before = " init, before | ratio, before |" if before else ""
     body = f"""Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by
 `python scripts/bench_cold_start.py{flags}` (also in `make

@@ -198,8 +198,9 @@ def reseed_after_restore() -> None:
     - Python's ``random`` module (botocore's retry jitter), if loaded.
 
     Not reachable from Python: the OpenSSL that pyca/cryptography links statically into
-    its own module. It offers no reseed call, so functions that generate keys, nonces or
-    encapsulations with pyca never use SnapStart (terraform/snapstart.tf)."""
+    its own module. It offers no reseed call, so functions that encapsulate with pyca never
+    use SnapStart (terraform/snapstart.tf); keys, data keys, salts and nonce prefixes come
+    from os.urandom, the kernel."""
     import ssl
     import sys
 
