@@ -3,14 +3,23 @@
 # snapshot, and are called through the alias `live` (the ingest state machine uses the alias
 # ARN: an unqualified ARN runs $LATEST, which never uses SnapStart).
 #
-# Only functions that generate no keys, nonces or HPKE encapsulations are listed: OpenSSL's
-# generator state is inside the snapshot, and tests/unit/test_fork_restore.py shows only
-# that a fork() reseeds it, not that a restore does. encrypt, the rotation functions, admin
-# and the pool's refill stay off; so do the functions users invoke by name (retrieve,
-# documents, admin) and the scheduled or one-off ones (audit_verify, migrate).
+# Every environment restored from one snapshot resumes the same memory with the same pid,
+# and OpenSSL notices a new process only by its pid. tests/unit/test_fork_restore.py models
+# that (pid namespaces): two restores repeat pyca's HPKE encapsulations, while what comes
+# from the kernel (os.urandom: data keys, salts, nonce prefixes, key seeds) differs. The
+# handlers' after-restore hook (handlers/_runtime.reseed_after_restore) reseeds the
+# runtime's OpenSSL (TLS) and `random`; nothing from Python reseeds the OpenSSL inside pyca.
+#
+# So only functions that draw nothing from pyca's generator are candidates: fetch,
+# select_key, store, audit and record_failure (their randomness is TLS and the database
+# login's nonce, both restore-safe with the hook). Never: encrypt (encapsulates to a pool
+# key), rotate_rewrap (encapsulates), admin, retrieve (sealed retrieval encapsulates to the
+# caller) - tests/terraform/test_snapstart_static.py keeps them out. The rest gain nothing:
+# documents is invoked by name ($LATEST), the other rotation steps, shred, migrate,
+# audit_verify and audit_digest run rarely.
 
 variable "lambda_snapstart" {
-  description = "Turn on Lambda SnapStart (published versions, alias `live`) for the ingest steps that use no randomness (docs/OPERATIONS.md, \"SnapStart\"). Not on the local stack."
+  description = "Turn on Lambda SnapStart (published versions, alias `live`) for the ingest steps that draw no randomness from pyca (docs/OPERATIONS.md, \"SnapStart\"). Not on the local stack."
   type        = bool
   default     = false
 }

@@ -1,8 +1,9 @@
 """The composition root: the one place that picks adapters for the ports.
 
 Each function's dependencies are built once per process (one Lambda execution environment)
-on first use, under a lock, and reused by every warm invocation; importing a handler stays
-cheap. Tests replace them with fakes (``pipeline.override(fake)``).
+on first use, under a lock, and reused by every warm invocation. Importing this module loads
+no settings, use case or adapter (issue 15, cold init): each builder imports what it needs.
+Tests replace them with fakes (``pipeline.override(fake)``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from pqfile.config import PoolSettings, Settings
-from pqfile.usecases.common import Pipeline
-
 if TYPE_CHECKING:
     from pqfile.adapters.postgres import (
         Database,
@@ -22,10 +20,12 @@ if TYPE_CHECKING:
         PostgresDocumentRepository,
         PostgresKeyStore,
     )
+    from pqfile.config import Settings
     from pqfile.keys.policy import PoolPolicy
     from pqfile.ports import EventPublisher, KeyAttestor, SeedProtector
     from pqfile.usecases.admin import Admin
     from pqfile.usecases.audit_digest import AuditDigester
+    from pqfile.usecases.common import Pipeline
     from pqfile.usecases.documents_query import DocumentsQuery
     from pqfile.usecases.retrieve import Retrieval
     from pqfile.usecases.rotation import Rotation
@@ -125,6 +125,7 @@ def _events(settings: Settings) -> EventPublisher:
 def _pipeline_on(settings: Settings, stores: _Stores) -> Pipeline:
     from pqfile.adapters.cipher import CryptoCipher
     from pqfile.adapters.s3 import S3BlobStore
+    from pqfile.usecases.common import Pipeline
 
     return Pipeline(
         settings=settings,
@@ -139,6 +140,8 @@ def _pipeline_on(settings: Settings, stores: _Stores) -> Pipeline:
 
 def _build_pipeline() -> Pipeline:
     """Ingest: S3, PostgreSQL, KMS (where a key is configured), pqfile.crypto."""
+    from pqfile.config import Settings
+
     settings = Settings.from_env()
     return _pipeline_on(settings, _postgres(_seed_protector(settings), _attestor(settings)))
 
@@ -149,6 +152,7 @@ def _build_retrieval() -> Retrieval:
     closed without an audience)."""
     from pqfile.adapters.postgres import PostgresAccessPolicy, PostgresRecipientDirectory
     from pqfile.adapters.sts_identity import StsCallerIdentityVerifier
+    from pqfile.config import Settings
     from pqfile.usecases.retrieve import Retrieval
 
     settings = Settings.from_env()
@@ -180,6 +184,7 @@ def _build_rotation() -> Rotation:
     """The rotate-keys workflow: the key store with its pool policy, S3 for rewraps."""
     from pqfile.adapters.s3_manifest import S3ManifestStore
     from pqfile.adapters.s3_rewrap import S3PackageStore
+    from pqfile.config import PoolSettings, Settings
     from pqfile.usecases.rotation import Rotation
 
     settings = Settings.from_env()
@@ -206,7 +211,7 @@ def _build_shredding() -> Shredding:
     from pqfile.adapters.postgres.connection import Database
     from pqfile.adapters.postgres.keys import PostgresShredRepository
     from pqfile.adapters.s3_versions import S3PackageVersions
-    from pqfile.config import ShredSettings
+    from pqfile.config import Settings, ShredSettings
     from pqfile.usecases.shred import Shredding
 
     return Shredding(
@@ -261,6 +266,7 @@ def _build_admin() -> Admin:
         ConfigurationError,
         DatabaseSettings,
         EventSettings,
+        PoolSettings,
     )
     from pqfile.usecases.admin import Admin
 

@@ -1,12 +1,17 @@
-"""Handler modules import without Powertools or the X-Ray SDK (issue 15: cold init); the
-first invocation builds them (handlers/_runtime.prepare), with tracing on as on AWS."""
+"""Handler modules import without Powertools, the X-Ray SDK, their use case, the settings or
+pyca (issue 15: cold init); the first invocation builds them (handlers/_runtime.prepare and
+the imports in the handler's body), with tracing on as on AWS, or a SnapStart function's
+before-snapshot hook does (_runtime.preload)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import pqfile.handlers
 
@@ -70,3 +75,99 @@ def test_first_invocation_builds_the_tools_with_tracing_on() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "OK"
+
+
+# What a handler module may load at import (issue 15, cold init target 1): neither its use
+# case nor the settings, ports or pyca. The use case comes on the first invocation, or before
+# a SnapStart snapshot (_runtime.preload).
+DEFERRED = ("cryptography", "pqfile.usecases", "pqfile.config", "pqfile.ports", "pqfile.crypto",
+            "pqfile.keys", "pqfile.adapters")  # fmt: skip
+
+
+def _run(code: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, env=env or _deployed_env(), timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", HANDLERS)
+def test_handler_import_defers_use_case_settings_and_pyca(name: str) -> None:
+    code = (
+        "import sys\n"
+        f"import pqfile.handlers.{name}\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({DEFERRED!r})))\n"
+    )
+    assert _run(code) == "[]"
+
+
+def test_ports_load_no_pyca() -> None:
+    """pqfile.ports (every use case imports it) names SignedDigest for typing only."""
+    code = (
+        "import sys, pqfile.ports, pqfile.keys.audit_digest, pqfile.config\n"
+        "print(sorted(m for m in sys.modules if m.startswith('cryptography')))\n"
+    )
+    assert _run(code) == "[]"
+
+
+def _body_imports(tree: ast.Module) -> set[str]:
+    """The pqfile modules imported inside the functions of a handler module."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("pqfile"):
+                    found.add(inner.module or "")
+    return found
+
+
+def _preloaded(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Name) and node.value.func.id == "preload"):
+            names.update(a.value for a in node.value.args
+                         if isinstance(a, ast.Constant) and isinstance(a.value, str))
+    return names  # fmt: skip
+
+
+@pytest.mark.parametrize("name", HANDLERS)
+def test_preload_names_every_module_the_handler_imports_late(name: str) -> None:
+    path = Path(pqfile.handlers.__file__).parent / f"{name}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    missing = _body_imports(tree) - _preloaded(tree)
+    assert not missing, f"{name}: preload(...) misses {sorted(missing)}"
+
+
+_FAKE_HOOKS = (
+    "import sys, types\n"
+    "hooks = types.ModuleType('snapshot_restore_py')\n"
+    "hooks.before, hooks.after = [], []\n"
+    "hooks.register_before_snapshot = hooks.before.append\n"
+    "hooks.register_after_restore = hooks.after.append\n"
+    "sys.modules['snapshot_restore_py'] = hooks\n"
+)
+
+
+def test_snapstart_hooks_preload_before_the_snapshot_and_reseed_after_restore() -> None:
+    """With the runtime's SnapStart library present (faked here: only Lambda has it), a
+    handler registers a before-snapshot hook that loads its use case and the Powertools
+    objects, and _runtime registers the reseeding after-restore hook."""
+    code = _FAKE_HOOKS + (
+        "import pqfile.handlers.store as store\n"
+        "from pqfile.handlers import _runtime\n"
+        "assert 'pqfile.usecases.ingest' not in sys.modules\n"
+        "assert hooks.after == [_runtime.reseed_after_restore], hooks.after\n"
+        "assert len(hooks.before) == 1, hooks.before\n"
+        "hooks.before[0]()\n"
+        "assert {'pqfile.usecases.ingest', 'pqfile.usecases.ingest_steps'} <= set(sys.modules)\n"
+        "assert _runtime._tools is not None and 'aws_xray_sdk.core' in sys.modules\n"
+        "import random, ssl\n"
+        "state = random.getstate()\n"
+        "hooks.after[0]()\n"
+        "assert random.getstate() != state\n"
+        "print('OK')\n"
+    )
+    assert _run(code) == "OK"

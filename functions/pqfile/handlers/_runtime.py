@@ -1,24 +1,25 @@
-"""What every handler shares: the Powertools objects and the :func:`entry_point` decorator.
+"""What every handler shares: the Powertools objects, the :func:`entry_point` decorator, and
+the SnapStart runtime hooks (:func:`preload`, :func:`reseed_after_restore`).
 
 The adapters a handler's use case needs come from the composition root, pqfile.wiring.
+Handler modules import their use case on the first invocation (issue 15, cold init), and
+name it with :func:`preload` so that a SnapStart function imports it before its snapshot.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from pqfile.config import ObservabilitySettings
-
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics, Tracer
 
-_OBSERVABILITY = ObservabilitySettings.from_env()
-SERVICE = _OBSERVABILITY.service
 NAMESPACE = "PQFile"
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -29,6 +30,7 @@ class Tools:
     logger: Logger
     tracer: Tracer
     metrics: Metrics
+    service: str
 
 
 _tools: Tools | None = None
@@ -47,14 +49,19 @@ def prepare() -> Tools:
             if _tools is None:
                 from aws_lambda_powertools import Logger, Metrics, Tracer
 
+                from pqfile.config import ObservabilitySettings
+
+                observability = ObservabilitySettings.from_env()
+                service = observability.service
                 # The X-Ray daemon exists only on AWS; elsewhere Powertools' settings decide.
                 tracer = Tracer(
-                    service=SERVICE, disabled=True if not _OBSERVABILITY.tracing else None
+                    service=service, disabled=True if not observability.tracing else None
                 )
                 _tools = Tools(
-                    logger=Logger(service=SERVICE),
+                    logger=Logger(service=service),
                     tracer=tracer,
-                    metrics=Metrics(namespace=NAMESPACE, service=SERVICE),
+                    metrics=Metrics(namespace=NAMESPACE, service=service),
+                    service=service,
                 )
             tools = _tools
     return tools
@@ -121,7 +128,7 @@ def publish_pool_size(suite: str, active: int) -> None:
         unit=MetricUnit.Count,
         value=active,
         namespace=NAMESPACE,
-        default_dimensions={"service": SERVICE},
+        default_dimensions={"service": prepare().service},
     ) as metric:
         metric.add_dimension(name="suite", value=suite)
 
@@ -138,10 +145,69 @@ def count_lost_events(lost: int) -> None:
         unit=MetricUnit.Count,
         value=lost,
         namespace=NAMESPACE,
-        default_dimensions={"service": SERVICE},
+        default_dimensions={"service": prepare().service},
     ):
         pass
 
 
 def request_id(context: Any) -> str | None:
     return getattr(context, "aws_request_id", None)
+
+
+# SnapStart (docs/OPERATIONS.md, "SnapStart"). Lambda runs the hooks of the Snapshot Restore
+# for Python library (`snapshot_restore_py`, part of the managed Python runtimes; absent
+# here and in tests, where nothing is ever snapshotted): before-snapshot hooks once, in the
+# initialisation that Lambda snapshots; after-restore hooks in every restored environment.
+
+
+def _register(hook_name: str, hook: Callable[[], None]) -> bool:
+    """Register ``hook`` with the runtime's SnapStart library; False where it is absent."""
+    try:
+        hooks = importlib.import_module("snapshot_restore_py")
+    except ImportError:
+        return False
+    getattr(hooks, hook_name)(hook)
+    return True
+
+
+def preload(*modules: str) -> None:
+    """Name the modules a handler imports on its first invocation. A function without
+    SnapStart pays for them on that invocation, after init (issue 15: cold init); a SnapStart
+    function imports them before its snapshot, with the Powertools objects, so a restore
+    starts with them loaded. tests/unit/test_handler_lazy_imports.py checks every handler's
+    list against the imports in its body."""
+
+    def load() -> None:
+        for module in modules:
+            importlib.import_module(module)
+        prepare()
+
+    _register("register_before_snapshot", load)
+
+
+def reseed_after_restore() -> None:
+    """What a restored environment must redraw (AWS: "Handling uniqueness with Lambda
+    SnapStart"): every restore resumes the same memory with the same process id, and
+    OpenSSL notices a new process only by its id (tests/unit/test_fork_restore.py shows two
+    same-pid restores repeating each other's output). Reseeded here from the kernel, which
+    Lambda reseeds on restore:
+
+    - the runtime's OpenSSL, which Python's ``ssl`` uses for TLS (S3, KMS, the database):
+      ``RAND_add`` reseeds its primary generator with fresh entropy plus these bytes, and
+      the per-thread generators reseed from it on their next draw;
+    - Python's ``random`` module (botocore's retry jitter), if loaded.
+
+    Not reachable from Python: the OpenSSL that pyca/cryptography links statically into
+    its own module. It offers no reseed call, so functions that encapsulate with pyca never
+    use SnapStart (terraform/snapstart.tf); keys, data keys, salts and nonce prefixes come
+    from os.urandom, the kernel."""
+    import ssl
+    import sys
+
+    ssl.RAND_add(os.urandom(48), 48.0)
+    rng = sys.modules.get("random")
+    if rng is not None:
+        rng.seed()
+
+
+_register("register_after_restore", reseed_after_restore)

@@ -13,12 +13,23 @@ from typing import Any
 
 from pqfile import wiring
 from pqfile.errors import PQFileError
-from pqfile.handlers._runtime import count, count_lost_events, entry_point, logger, request_id
-from pqfile.usecases.admin import admin
+from pqfile.handlers._runtime import (
+    count,
+    count_lost_events,
+    entry_point,
+    logger,
+    preload,
+    request_id,
+)
+
+# Imported on the first invocation, or before a SnapStart snapshot (_runtime.preload).
+preload("pqfile.usecases.admin")
 
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.admin import admin
+
     try:
         result = admin(wiring.admin(), event, request_id=request_id(context))
     except PQFileError as exc:

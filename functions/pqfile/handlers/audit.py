@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from pqfile import wiring
-from pqfile.handlers._runtime import entry_point
-from pqfile.usecases.ingest import audit_ingest
-from pqfile.usecases.ingest_steps import AuditRequest
+from pqfile.handlers._runtime import entry_point, preload
+
+# Imported on the first invocation, or before a SnapStart snapshot (_runtime.preload).
+preload("pqfile.usecases.ingest", "pqfile.usecases.ingest_steps")
 
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.ingest import audit_ingest
+    from pqfile.usecases.ingest_steps import AuditRequest
+
     request = AuditRequest.from_event(event)
     seq = audit_ingest(
         wiring.pipeline(),

@@ -14,12 +14,16 @@ from typing import Any
 
 from pqfile import wiring
 from pqfile.errors import PQFileError
-from pqfile.handlers._runtime import count, entry_point, logger, request_id
-from pqfile.usecases.documents_query import claimed_name, query_documents
+from pqfile.handlers._runtime import count, entry_point, logger, preload, request_id
+
+# Imported on the first invocation, or before a SnapStart snapshot (_runtime.preload).
+preload("pqfile.usecases.documents_query")
 
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.documents_query import claimed_name, query_documents
+
     claimed_by = claimed_name(event if isinstance(event, dict) else None)
     try:
         answer = query_documents(

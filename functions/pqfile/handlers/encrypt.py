@@ -6,13 +6,17 @@ from dataclasses import asdict
 from typing import Any
 
 from pqfile import wiring
-from pqfile.handlers._runtime import count, entry_point, logger
-from pqfile.usecases.ingest import encrypt_document
-from pqfile.usecases.ingest_steps import EncryptRequest
+from pqfile.handlers._runtime import count, entry_point, logger, preload
+
+# Imported on the first invocation, or before a SnapStart snapshot (_runtime.preload).
+preload("pqfile.usecases.ingest", "pqfile.usecases.ingest_steps")
 
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.ingest import encrypt_document
+    from pqfile.usecases.ingest_steps import EncryptRequest
+
     request = EncryptRequest.from_event(event)
     written = encrypt_document(
         wiring.pipeline(),

@@ -21,11 +21,12 @@ from typing import Any
 
 from pqfile import wiring
 from pqfile.errors import PQFileError
-from pqfile.handlers._runtime import count, entry_point, logger, request_id
-from pqfile.usecases.retrieve import claimed_name, retrieve
+from pqfile.handlers._runtime import count, entry_point, logger, preload, request_id
 
 
 def _claimed_by(event: Any, context: Any) -> str | None:
+    from pqfile.usecases.retrieve import claimed_name
+
     client_context = getattr(context, "client_context", None)
     custom = getattr(client_context, "custom", None) if client_context is not None else None
     identity = getattr(context, "identity", None)
@@ -37,8 +38,14 @@ def _claimed_by(event: Any, context: Any) -> str | None:
     )
 
 
+# Imported on the first invocation, or before a SnapStart snapshot (_runtime.preload).
+preload("pqfile.usecases.retrieve")
+
+
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.retrieve import retrieve
+
     claimed_by = _claimed_by(event, context)
     try:
         result = retrieve(

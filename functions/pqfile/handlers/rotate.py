@@ -25,27 +25,19 @@ from pqfile.handlers._runtime import (
     count_lost_events,
     entry_point,
     logger,
+    preload,
     publish_pool_size,
     request_id,
 )
-from pqfile.usecases.rotation import (
-    finish_rotation,
-    maintain_pool,
-    plan_rewrap,
-    record_rotation_failure,
-    rewrap_document,
-)
-from pqfile.usecases.rotation_steps import (
-    PlanRequest,
-    RewrapOutcome,
-    RewrapRequest,
-    RotationFailure,
-    RotationRequest,
-)
+
+# Imported on the first invocation, or before a SnapStart snapshot (_runtime.preload).
+preload("pqfile.usecases.rotation", "pqfile.usecases.rotation_steps")
 
 
 @entry_point
 def maintain_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.rotation import maintain_pool
+
     result = maintain_pool(wiring.rotation(), request_id=request_id(context))
     # KeyPoolActiveKeys per maintained suite, after the refill (the key-pool-low alarm).
     for suite, active in result.active.items():
@@ -65,6 +57,9 @@ def maintain_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @entry_point
 def plan_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.rotation import plan_rewrap
+    from pqfile.usecases.rotation_steps import PlanRequest
+
     request = PlanRequest.from_event(event)
     result = plan_rewrap(
         wiring.rotation(), request.rotation_id, after=request.after, request_id=request_id(context)
@@ -83,6 +78,9 @@ def plan_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @entry_point
 def rewrap_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.rotation import rewrap_document
+    from pqfile.usecases.rotation_steps import RewrapOutcome, RewrapRequest
+
     request = RewrapRequest.from_event(event)
     result = rewrap_document(
         wiring.rotation(),
@@ -101,6 +99,9 @@ def rewrap_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @entry_point
 def finish_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.rotation import finish_rotation
+    from pqfile.usecases.rotation_steps import RotationRequest
+
     request = RotationRequest.from_event(event)
     result = finish_rotation(wiring.rotation(), request.rotation_id, request_id=request_id(context))
     count("KeysExpired")
@@ -112,6 +113,9 @@ def finish_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @entry_point
 def failure_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The Catch path: audit the failed step (error type only, never its message)."""
+    from pqfile.usecases.rotation import record_rotation_failure
+    from pqfile.usecases.rotation_steps import RotationFailure
+
     failure = RotationFailure.from_event(event)
     record_rotation_failure(wiring.rotation(), failure)
     count("RotationFailures")

@@ -11,13 +11,17 @@ from typing import Any
 
 from pqfile import wiring
 from pqfile.errors import NoActiveKeyError
-from pqfile.handlers._runtime import entry_point, logger, publish_pool_size
-from pqfile.usecases.ingest import select_key, suite_wanted
-from pqfile.usecases.ingest_steps import SelectKeyRequest
+from pqfile.handlers._runtime import entry_point, logger, preload, publish_pool_size
+
+# Imported on the first invocation, or before a SnapStart snapshot (_runtime.preload).
+preload("pqfile.usecases.ingest", "pqfile.usecases.ingest_steps")
 
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.ingest import select_key, suite_wanted
+    from pqfile.usecases.ingest_steps import SelectKeyRequest
+
     request = SelectKeyRequest.from_event(event)
     p = wiring.pipeline()
     try:

@@ -17,13 +17,18 @@ from pqfile.handlers._runtime import (
     count_lost_events,
     entry_point,
     logger,
+    preload,
     request_id,
 )
-from pqfile.usecases.shred import shred_pending
+
+# Imported on the first invocation, or before a SnapStart snapshot (_runtime.preload).
+preload("pqfile.usecases.shred")
 
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.shred import shred_pending
+
     report = shred_pending(wiring.shredding(), request_id=request_id(context))
     for done in report.shredded:
         count("KeysShredded")

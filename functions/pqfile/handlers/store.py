@@ -6,13 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from pqfile import wiring
-from pqfile.handlers._runtime import count, count_lost_events, entry_point, logger
-from pqfile.usecases.ingest import store_document
-from pqfile.usecases.ingest_steps import StoreOutcome, StoreRequest
+from pqfile.handlers._runtime import count, count_lost_events, entry_point, logger, preload
+
+# Imported on the first invocation, or before a SnapStart snapshot (_runtime.preload).
+preload("pqfile.usecases.ingest", "pqfile.usecases.ingest_steps")
 
 
 @entry_point
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from pqfile.usecases.ingest import store_document
+    from pqfile.usecases.ingest_steps import StoreOutcome, StoreRequest
+
     request = StoreRequest.from_event(event)
     result = store_document(
         wiring.pipeline(), request.document_id, request.source, request.encrypted

@@ -34,10 +34,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, mldsa
-
 from pqfile.errors import AuditDigestError, AuditProofError
 from pqfile.keys.audit_chain import AuditRow, compute_hash
 from pqfile.keys.audit_tree import MAX_PROOF_HASHES, AuditTree, verify_consistency, verify_inclusion
@@ -257,6 +253,9 @@ def digest_hash(encoded: bytes) -> bytes:
 
 def public_key_der(data: bytes) -> bytes:
     """A public key given as PEM or DER (SubjectPublicKeyInfo) -> DER."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             key = serialization.load_pem_public_key(data)
@@ -280,6 +279,12 @@ def verify_signature(
     signature. ``ML_DSA_SHAKE_256``: KMS ML-DSA (FIPS 204) over the message as is, with an
     empty context.
     """
+    # pyca on first use: the functions that import this module (retrieve's receipts, the
+    # digest writer) sign nothing at import, and their cold init should not load it.
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, mldsa
+
     try:
         key = serialization.load_der_public_key(public_key_der)
     except (ValueError, TypeError, UnsupportedAlgorithm):

@@ -13,8 +13,10 @@ import datetime as dt
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pqfile.keys.model import KeyRecord, KeyStatus
+if TYPE_CHECKING:
+    from pqfile.keys.model import KeyRecord
 
 
 class RotationReason(enum.Enum):
@@ -54,6 +56,8 @@ class PoolPolicy:
 
     def rotation_reason(self, key: KeyRecord, now: dt.datetime) -> RotationReason | None:
         """Why an active key must be queued for rotation now, or None."""
+        from pqfile.keys.model import KeyStatus  # not at import: config loads this module
+
         if key.status is not KeyStatus.ACTIVE:
             return None
         if now >= key.rotate_after:

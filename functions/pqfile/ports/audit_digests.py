@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pqfile.keys.audit_digest import SignedDigest
+if TYPE_CHECKING:  # not at import: it loads cryptography (issue 15, cold init)
+    from pqfile.keys.audit_digest import SignedDigest
 
 
 @dataclass(frozen=True)
