@@ -195,7 +195,9 @@ def run(
     then `subprocess.TimeoutExpired` is raised. A kill right away would leave resources it
     had just created out of the state, and the next apply would try to create them again.
     """
-    terraform = shutil.which("terraform")
+    # Found on the PATH of ``env`` (the one terraform runs with), never the process's own:
+    # a test may run a stand-in terraform while other threads run the real one.
+    terraform = shutil.which("terraform", path=env.get("PATH", os.defpath))
     if terraform is None:
         raise TerraformError("terraform is not on PATH")
     command = [terraform, f"-chdir={root}", *args]
@@ -299,7 +301,7 @@ def _apply_with_progress(
     root: Path, args: Sequence[str], env: Mapping[str, str], progress: Callable[[int], None]
 ) -> None:
     """`terraform apply`, calling ``progress(resources done)`` as resources complete."""
-    terraform = shutil.which("terraform")
+    terraform = shutil.which("terraform", path=env.get("PATH", os.defpath))
     if terraform is None:
         raise TerraformError("terraform is not on PATH")
     done = 0

@@ -95,7 +95,7 @@ def test_deploys_in_a_row_survive_an_apply_that_stopped_after_a_create(
 
 
 def test_a_timed_out_terraform_is_interrupted_so_it_can_write_its_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     # How an apply "stops hard": devstack.terraform.run used to SIGKILL terraform on timeout,
     # which loses the resources created in its last seconds. Now terraform gets SIGINT first.
@@ -113,11 +113,13 @@ def test_a_timed_out_terraform_is_interrupted_so_it_can_write_its_state(
         "time.sleep(60)\n"
     )
     fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    # The stand-in is on the PATH terraform runs with, not the process's: the background
+    # deployments' threads run the real terraform meanwhile (tests/terraform/background.py).
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
 
     started = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired) as raised:
-        tf.run(tmp_path, ["apply"], dict(os.environ), timeout=2)
+        tf.run(tmp_path, ["apply"], env, timeout=2)
     assert time.monotonic() - started < 20
     assert interrupted.read_text() == "state written"
     assert "applying" in str(raised.value.stdout)
