@@ -1,4 +1,4 @@
-"""X-Ray subsegments for database calls (pqfile.adapters.postgres.connection.traced) on real
+"""X-Ray subsegments for database calls (pqfile.adapters.postgres.tracing.traced) on real
 PostgreSQL, recorded by aws_xray_sdk's own in-process recorder with sampling forced on and
 an emitter that keeps what it would send (no daemon, no mock of the database): every
 statement appears, named for what it runs, with no SQL text, parameter or error message.
