@@ -41,145 +41,30 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pqfile.auth import PROOF_FIELD, IdentityProofError, ProofRefusal
-from pqfile.errors import InvalidEventError, KeyFormatError, PQFileError, TransientError
+from pqfile.errors import InvalidEventError, PQFileError, TransientError
 from pqfile.ports import AccessOperation, AccessRule, CallerIdentityVerifier, EventPublisher
-from pqfile.usecases.notices import RevocationMode, announce, key_revoked
-from pqfile.usecases.recipients import (
-    MAX_RECIPIENT_PEM,
-    RecipientPrincipalError,
-    exact_principal,
-    recipient_key_from_pem,
+from pqfile.usecases import admin_args as arg
+from pqfile.usecases.admin_args import (
+    MAX_PRINCIPAL,
+    InvalidArgument,
 )
+from pqfile.usecases.notices import RevocationMode, announce, key_revoked
 
 #: The audit operation of every admin request.
 OP_ADMIN = "admin.command"
 #: Audited when `keys rotate` starts (or fails to start) the rotate-keys workflow.
 OP_WORKFLOW_STARTED = "key.rotation_workflow_started"
-MAX_RUN_IDS = 100
 #: Top-level payload fields; anything else is refused.
 PAYLOAD_FIELDS = frozenset(("command", "args", PROOF_FIELD))
 #: The one answer to a caller without an operator rule.
 NOT_ALLOWED_MESSAGE = "not allowed: this command needs an operate access rule"
-MAX_TEXT = 256
-MAX_PRINCIPAL = 1000
-MAX_ANCHORS = 16
 MAX_TAIL = 1000
 
 DbRole = Literal["admin", "auditor"]
-_KEY_ID = re.compile(r"[0-9a-f]{32}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-class InvalidArgument(InvalidEventError):
-    """An argument outside its command's schema (named, never echoed)."""
 
 
 class AdminRefusedError(PQFileError):
     """The verified caller has no ``operate`` rule (deny by default)."""
-
-
-def _text(cap: int = MAX_TEXT) -> Callable[[str, object], object]:
-    def check(name: str, value: object) -> object:
-        if not isinstance(value, str) or not value or len(value) > cap:
-            raise InvalidArgument(f"args.{name} must be a string of 1 to {cap} characters")
-        if not value.isprintable():
-            raise InvalidArgument(f"args.{name} holds control characters")
-        return value
-
-    return check
-
-
-def _key_id(name: str, value: object) -> object:
-    if not isinstance(value, str) or not _KEY_ID.fullmatch(value):
-        raise InvalidArgument(f"args.{name} must be a key id (32 lower-case hex digits)")
-    return value
-
-
-def _choice(*options: object) -> Callable[[str, object], object]:
-    def check(name: str, value: object) -> object:
-        if value not in options or isinstance(value, bool) != isinstance(options[0], bool):
-            shown = ", ".join(json.dumps(o) for o in options)
-            raise InvalidArgument(f"args.{name} must be one of {shown}")
-        return value
-
-    return check
-
-
-def _flag(name: str, value: object) -> object:
-    if not isinstance(value, bool):
-        raise InvalidArgument(f"args.{name} must be true or false")
-    return value
-
-
-def _int(low: int, high: int) -> Callable[[str, object], object]:
-    def check(name: str, value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise InvalidArgument(f"args.{name} must be an integer from {low} to {high}")
-        return value
-
-    return check
-
-
-def _moment(name: str, value: object) -> object:
-    from pqfile.usecases.audit_report import parse_bound
-
-    if not isinstance(value, str) or len(value) > 40:
-        raise InvalidArgument(f"args.{name} must be an ISO 8601 date-time")
-    try:
-        parse_bound(value)
-    except ValueError:
-        raise InvalidArgument(f"args.{name} must be an ISO 8601 date-time") from None
-    return value
-
-
-def _anchors(name: str, value: object) -> object:
-    if not isinstance(value, list) or len(value) > MAX_ANCHORS:
-        raise InvalidArgument(f"args.{name} must be a list of at most {MAX_ANCHORS} anchors")
-    for item in value:
-        if not (isinstance(item, str) and ":" in item):
-            raise InvalidArgument(f"args.{name} holds SEQ:HASH strings")
-        seq, _, digest = item.partition(":")
-        if not seq.isdigit() or len(seq) > 19 or not _HEX64.fullmatch(digest):
-            raise InvalidArgument(f"args.{name} holds SEQ:HASH strings (64 hex digits)")
-    return value
-
-
-def _execution_arn(name: str, value: object) -> object:
-    if not isinstance(value, str) or not value.startswith("arn:") or len(value) > 2048:
-        raise InvalidArgument(f"args.{name} must be an execution ARN")
-    return _text(2048)(name, value)
-
-
-def _run_ids(name: str, value: object) -> object:
-    if not isinstance(value, list) or len(value) > MAX_RUN_IDS:
-        raise InvalidArgument(f"args.{name} must be a list of at most {MAX_RUN_IDS} run ids")
-    for item in value:
-        _int(1, 2**63 - 1)(name, item)
-    return value
-
-
-def _recipient_principal(name: str, value: object) -> object:
-    """One exact principal ARN (a recipient key is one reader's, never a pattern's)."""
-    _text(MAX_PRINCIPAL)(name, value)
-    try:
-        exact_principal(str(value))
-    except RecipientPrincipalError as exc:
-        raise InvalidArgument(f"args.{name}: {exc}") from None
-    return value
-
-
-def _public_key_pem(name: str, value: object) -> object:
-    """A PEM public key of a supported suite, fully checked here (crypto.keyfiles) before
-    the database sees it; the message names the flaw, never the input."""
-    if not isinstance(value, str) or not value or len(value) > MAX_RECIPIENT_PEM:
-        raise InvalidArgument(
-            f"args.{name} must be a PEM public key of at most {MAX_RECIPIENT_PEM} characters"
-        )
-    try:
-        recipient_key_from_pem(value)
-    except KeyFormatError as exc:
-        raise InvalidArgument(f"args.{name}: {exc}") from None
-    return value
 
 
 @dataclass(frozen=True)
@@ -192,27 +77,27 @@ class Command:
 
 
 _RULE_ARGS: dict[str, Callable[[str, object], object]] = {
-    "principal": _text(MAX_PRINCIPAL),
+    "principal": arg.text(MAX_PRINCIPAL),
 }
 _RULE_OPTIONAL: dict[str, Callable[[str, object], object]] = {
-    "tenant": _text(63),
-    "document_id": _text(128),
-    "operation": _choice(*(op.value for op in AccessOperation)),
+    "tenant": arg.text(63),
+    "document_id": arg.text(128),
+    "operation": arg.choice(*(op.value for op in AccessOperation)),
 }
 _GRANT_RECIPIENT: dict[str, Callable[[str, object], object]] = {
-    "recipient_public_key": _public_key_pem,
-    "allow_weaker": _flag,
+    "recipient_public_key": arg.public_key_pem,
+    "allow_weaker": arg.flag,
 }
 _POLICY: dict[str, Callable[[str, object], object]] = {
-    "target": _int(1, 10_000),
-    "floor": _int(0, 10_000),
-    "max_age_days": _int(1, 3650),
+    "target": arg.int_range(1, 10_000),
+    "floor": arg.int_range(0, 10_000),
+    "max_age_days": arg.int_range(1, 3650),
 }
 
 _ROTATE_ARGS: dict[str, Callable[[str, object], object]] = {
-    "key": _key_id,
-    "to_suite": _choice("mlkem768", "xwing", "mlkem1024"),
-    "allow_downgrade": _flag,
+    "key": arg.key_id,
+    "to_suite": arg.choice("mlkem768", "xwing", "mlkem1024"),
+    "allow_downgrade": arg.flag,
     **_POLICY,
 }
 
@@ -221,21 +106,24 @@ COMMANDS: Mapping[str, Command] = {
     "keys.status": Command("auditor", {}, _POLICY),
     "keys.revoke": Command(
         "admin",
-        {"key_id": _key_id, "reason": _text()},
-        {"mode": _choice("pending", "now", "compromised", "shred"), "yes_destroy_documents": _flag},
+        {"key_id": arg.key_id, "reason": arg.text()},
+        {
+            "mode": arg.choice("pending", "now", "compromised", "shred"),
+            "yes_destroy_documents": arg.flag,
+        },
     ),
     "keys.request": Command(
         "admin",
-        {"key_id": _key_id, "reason": _text()},
-        {"kind": _choice("revoke", "compromise", "shred")},
+        {"key_id": arg.key_id, "reason": arg.text()},
+        {"kind": arg.choice("revoke", "compromise", "shred")},
     ),
     # The plan only (``--dry-run``), read-only.
-    "keys.rotate": Command("auditor", {"dry_run": _choice(True)}, _ROTATE_ARGS),
+    "keys.rotate": Command("auditor", {"dry_run": arg.choice(True)}, _ROTATE_ARGS),
     # Queue the plan and start rotate-keys (audited ``key.rotation_workflow_started``).
     "keys.rotate.start": Command("admin", {}, _ROTATE_ARGS),
     # One look at that execution and its runs, read-only (the CLI follows it with these).
     "keys.rotate.follow": Command(
-        "auditor", {"execution_arn": _execution_arn}, {"run_ids": _run_ids}
+        "auditor", {"execution_arn": arg.execution_arn}, {"run_ids": arg.run_ids}
     ),
     # With ``recipient_public_key``: the rule and the reader's key in one transaction.
     "access.grant": Command("admin", _RULE_ARGS, {**_RULE_OPTIONAL, **_GRANT_RECIPIENT}),
@@ -244,18 +132,18 @@ COMMANDS: Mapping[str, Command] = {
     # Readers' recipient keys for sealed retrieval (sql/migrations/0020).
     "access.recipient_add": Command(
         "admin",
-        {"principal": _recipient_principal, "public_key": _public_key_pem},
-        {"allow_weaker": _flag},
+        {"principal": arg.recipient_principal, "public_key": arg.public_key_pem},
+        {"allow_weaker": arg.flag},
     ),
-    "access.recipient_revoke": Command("admin", {"principal": _recipient_principal}, {}),
-    "access.recipient_list": Command("auditor", {}, {"include_revoked": _flag}),
-    "audit.verify": Command("auditor", {}, {"anchors": _anchors}),
-    "audit.tail": Command("auditor", {}, {"limit": _int(0, MAX_TAIL)}),
+    "access.recipient_revoke": Command("admin", {"principal": arg.recipient_principal}, {}),
+    "access.recipient_list": Command("auditor", {}, {"include_revoked": arg.flag}),
+    "audit.verify": Command("auditor", {}, {"anchors": arg.anchors}),
+    "audit.tail": Command("auditor", {}, {"limit": arg.int_range(0, MAX_TAIL)}),
     # A row's inclusion proof (pqfile audit prove): the row and sibling hashes only.
     "audit.prove": Command(
-        "auditor", {"seq": _int(1, 2**63 - 1)}, {"tree_size": _int(1, 2**63 - 1)}
+        "auditor", {"seq": arg.int_range(1, 2**63 - 1)}, {"tree_size": arg.int_range(1, 2**63 - 1)}
     ),
-    "audit.report": Command("auditor", {"since": _moment, "until": _moment}, {}),
+    "audit.report": Command("auditor", {"since": arg.moment, "until": arg.moment}, {}),
 }
 
 
@@ -296,7 +184,7 @@ class AdminRequest:
         if command == "access.grant" and "recipient_public_key" in args:
             if args.get("operation", AccessOperation.RETRIEVE.value) != "retrieve":
                 raise InvalidArgument("args.recipient_public_key goes with a retrieve rule")
-            _recipient_principal("principal", args["principal"])
+            arg.recipient_principal("principal", args["principal"])
         elif "allow_weaker" in args and command == "access.grant":
             raise InvalidArgument("args.allow_weaker goes with args.recipient_public_key")
         return cls(command, args)
