@@ -28,9 +28,9 @@ from pqfile.handlers import audit_digest
 from pqfile.keys.audit_digest import (
     GENESIS_DIGEST_HASH,
     SignedDigest,
-    check_digests,
     object_key,
 )
+from pqfile.keys.audit_digest_check import check_digests
 from pqfile.keys.audit_tree import AuditTree, verify_consistency
 from pqfile.usecases.audit_digest import AuditDigester
 from tests.fixtures.postgres import AUDIT_WRITER, AUDITOR, role_url
@@ -224,14 +224,13 @@ def test_a_retry_after_the_write_leaves_the_digest_as_it_was(
         def latest(self) -> SignedDigest | None:
             return None
 
-    signer = KmsDigestSigner(
-        digests.emulator.client("kms"), digests.key_arn, "ML_DSA_SHAKE_256"
-    )
+    signer = KmsDigestSigner(digests.emulator.client("kms"), digests.key_arn, "ML_DSA_SHAKE_256")
     auditor = Database.from_url(role_url(digests.db_url, AUDITOR))
     try:
         outcome = AuditDigester(
-            PostgresAuditLeaves(auditor), signer, StaleStore(digests.bucket,
-                                                             digests.emulator.client("s3")),
+            PostgresAuditLeaves(auditor),
+            signer,
+            StaleStore(digests.bucket, digests.emulator.client("s3")),
         ).run()
     finally:
         auditor.close()

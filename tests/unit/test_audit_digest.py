@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, mldsa
 
 from pqfile.errors import AuditDigestError
 from pqfile.keys import audit_digest as d
+from pqfile.keys import audit_digest_check as dc
 
 KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 T0 = dt.datetime(2026, 11, 29, 22, 0, 0, 123456, tzinfo=dt.UTC)
@@ -277,27 +278,27 @@ def _history(sizes: list[int], total: int) -> tuple[list[bytes], list[dt.datetim
     return row_hashes, times, key, objects
 
 
-def _kinds(report: d.DigestsReport) -> list[tuple[str, int | None]]:
+def _kinds(report: dc.DigestsReport) -> list[tuple[str, int | None]]:
     return [(p.kind, p.tree_size) for p in report.problems]
 
 
 def test_check_digests_intact_beyond_times_and_malformed() -> None:
     rows, times, key, objects = _history([4, 9, 12], 14)
     public = der(key.public_key())
-    report = d.check_digests(rows, times, objects, public)
+    report = dc.check_digests(rows, times, objects, public)
     assert report.ok and (report.digests, report.latest_tree_size, report.unsigned_rows) == (
         3,
         12,
         2,
     )
     # Rows deleted from the end: the last digest signed more than the table has.
-    assert _kinds(d.check_digests(rows[:10], times[:10], objects, public)) == [("beyond", 12)]
+    assert _kinds(dc.check_digests(rows[:10], times[:10], objects, public)) == [("beyond", 12)]
     # A timestamp changed (and the hash with it, by someone recomputing) shows as a root
     # change; a timestamp alone differing from the digest's range is "times".
     moved = list(times)
     moved[4] = moved[4] + dt.timedelta(hours=1)
-    assert _kinds(d.check_digests(rows, moved, objects, public)) == [("times", 9)]
-    report = d.check_digests(rows, times, [*objects, ("junk", b"{}")], public)
+    assert _kinds(dc.check_digests(rows, moved, objects, public)) == [("times", 9)]
+    report = dc.check_digests(rows, times, [*objects, ("junk", b"{}")], public)
     assert _kinds(report) == [("malformed", None)] and report.digests == 3
 
 
@@ -306,7 +307,7 @@ def test_check_digests_fork_and_rewritten_row() -> None:
     public = der(key.public_key())
     other_rows = list(rows)
     other_rows[6] = hashlib.sha256(b"rewritten").digest()
-    assert _kinds(d.check_digests(other_rows, times, objects, public)) == [("root", 9)]
+    assert _kinds(dc.check_digests(other_rows, times, objects, public)) == [("root", 9)]
     # Another digest of size 9 with another root, properly signed and linked: a fork.
     _, _, _, forked = _history([4, 9], 9)
     forged = d.SignedDigest.from_json(forked[1][1])
@@ -317,7 +318,7 @@ def test_check_digests_fork_and_rewritten_row() -> None:
     encoded = d.encode(again)
     fork = d.SignedDigest(encoded, key.sign(encoded, ec.ECDSA(hashes.SHA384())),
                           d.ECDSA_SHA_384, KEY_ARN)  # fmt: skip
-    kinds = _kinds(d.check_digests(rows, times, [*objects, ("fork", fork.to_json())], public))
+    kinds = _kinds(dc.check_digests(rows, times, [*objects, ("fork", fork.to_json())], public))
     assert ("fork", 9) in kinds and ("root", 9) in kinds
 
 

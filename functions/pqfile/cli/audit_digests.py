@@ -16,9 +16,9 @@ from pqfile.keys.audit_digest import (
     InclusionReceipt,
     SignedDigest,
     TreeHead,
-    check_digests,
     public_key_der,
 )
+from pqfile.keys.audit_digest_check import check_digests
 
 #: An S3 source: s3://bucket/prefix (the prefix may be empty).
 S3_SCHEME = "s3://"

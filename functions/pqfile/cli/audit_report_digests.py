@@ -15,7 +15,8 @@ from pqfile.cli._admin_client import via_function
 from pqfile.cli.audit_digests import check_pairing, load_digests, load_public_key
 from pqfile.cli.db import open_database
 from pqfile.errors import AuditDigestError, PQFileError
-from pqfile.keys.audit_digest import SignedDigest, check_digests
+from pqfile.keys.audit_digest import SignedDigest
+from pqfile.keys.audit_digest_check import check_digests
 from pqfile.usecases.audit_report import DigestStatus
 
 

@@ -159,7 +159,7 @@ class PostgresAuditLog(AuditRepository):
     ) -> ChainReport:
         """Recompute every hash from a consistent snapshot; name the first broken row.
         ``leaves`` collects each row's (row_hash, occurred_at) read, for the tree checks
-        against the signed digests (pqfile.keys.audit_digest.check_digests)."""
+        against the signed digests (pqfile.keys.audit_digest_check.check_digests)."""
         with self._db.transaction("REPEATABLE READ READ ONLY") as s:
             head_rows = s.run("SELECT seq, row_hash FROM audit_chain_head WHERE singleton")
             head = (int(head_rows[0][0]), bytes(head_rows[0][1]))
