@@ -114,3 +114,12 @@ def progress_bar(
             bar.update(task, advance=n)
 
         yield advance
+
+
+def print_receipt(answer: Mapping[str, object]) -> None:
+    """The retrieve answer's audit receipt, for people (stderr): the row to prove later."""
+    receipt = answer.get("receipt")
+    if isinstance(receipt, Mapping) and "audit_seq" in receipt:
+        print(f"audit receipt: row {receipt['audit_seq']} (pqfile audit prove "
+              f"{receipt['audit_seq']} once the next signed digest covers it)",
+              file=sys.stderr)  # fmt: skip

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pqfile.cli import _stack
-from pqfile.cli._output import human_size, progress_bar
+from pqfile.cli._output import human_size, print_receipt, progress_bar
 from pqfile.cli.files import _check_new, _file_errors
 from pqfile.config import AwsSettings, CliSettings, ConfigurationError
 from pqfile.crypto import envelope
@@ -261,11 +261,7 @@ def _retrieve(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {args.out}: {human_size(written)}, sha256 {body.get('sha256')} (checked)",
               file=sys.stderr)  # fmt: skip
-        receipt = body.get("receipt")
-        if isinstance(receipt, dict) and "audit_seq" in receipt:
-            print(f"audit receipt: row {receipt['audit_seq']} (pqfile audit prove "
-                  f"{receipt['audit_seq']} once the next signed digest covers it)",
-                  file=sys.stderr)  # fmt: skip
+        print_receipt(body)
     return 0
 
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pqfile.cli._output import progress_bar
+from pqfile.cli._output import print_receipt, progress_bar
 from pqfile.crypto import envelope, stream
 from pqfile.crypto.kem import PublicKey, SecretKey
 from pqfile.crypto.keyschedule import BodyKeys
@@ -403,11 +403,7 @@ def _write_range(args: Any, body: Mapping[str, Any], identity: SecretKey | None)
           f"{result.sha256} (decrypted here: segments {result.first_segment}-"
           f"{result.last_segment} verified, {human_size(result.received)} fetched)",
           file=sys.stderr)  # fmt: skip
-    receipt = body.get("receipt")
-    if isinstance(receipt, Mapping) and "audit_seq" in receipt:
-        print(f"audit receipt: row {receipt['audit_seq']} (pqfile audit prove "
-              f"{receipt['audit_seq']} once the next signed digest covers it)",
-              file=sys.stderr)  # fmt: skip
+    print_receipt(body)
     return 0
 
 
@@ -462,9 +458,5 @@ def write_sealed(args: Any, body: Mapping[str, Any], identity: SecretKey | None)
         print(f"kept {args.keep_sealed}: {human_size(result.package_size)}, sealed to key "
               f"{answer.header.key_id} ({answer.suite}); checked: {result.verified}",
               file=sys.stderr)  # fmt: skip
-    receipt = body.get("receipt")
-    if isinstance(receipt, Mapping) and "audit_seq" in receipt:
-        print(f"audit receipt: row {receipt['audit_seq']} (pqfile audit prove "
-              f"{receipt['audit_seq']} once the next signed digest covers it)",
-              file=sys.stderr)  # fmt: skip
+    print_receipt(body)
     return 0
