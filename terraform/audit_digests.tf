@@ -67,7 +67,7 @@ locals {
     }
   }
 
-  # The signing algorithm of each key spec (functions/pqfile/config.py DIGEST_ALGORITHMS).
+  # The signing algorithm of each key spec (pqfile.config DIGEST_ALGORITHMS).
   digest_signing_algorithm = { ECC_NIST_P384 = "ECDSA_SHA_384", ML_DSA_65 = "ML_DSA_SHAKE_256" }[var.audit_digest_key_spec]
   digest_prefix            = "digests/"
 }

@@ -127,7 +127,7 @@ locals {
   # The suites whose key pools are maintained: the default, the mapped ones, rotation_suites.
   pool_suites = distinct(concat([var.default_suite], values(var.suite_by_prefix), var.rotation_suites))
 
-  # Every variable the handlers read (functions/pqfile/config.py).
+  # Every variable the handlers read (functions/pqfile/config/).
   function_environment = merge(
     {
       PQFILE_KMS_KEY_ID            = aws_kms_key.this["seeds"].arn
@@ -143,7 +143,7 @@ locals {
       PQFILE_PRESIGN_SECONDS       = tostring(var.presign_seconds)
       PQFILE_RETRIEVALS_KMS_KEY_ID = aws_kms_key.this["data"].arn
       # Key pool policy (functions/pqfile/handlers/rotate.py: MaintainPool refills to it).
-      # Every suite ingest may select from is kept full (config.py adds them again).
+      # Every suite ingest may select from is kept full (pqfile.config adds them again).
       PQFILE_ROTATION_SUITES       = join(",", local.pool_suites)
       PQFILE_POOL_TARGET           = tostring(var.key_pool_target)
       PQFILE_POOL_FLOOR            = tostring(var.key_pool_floor)

@@ -11,7 +11,7 @@ locals {
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.name
 
-  # Object prefixes the pipeline owns (functions/pqfile/config.py).
+  # Object prefixes the pipeline owns (functions/pqfile/config/).
   uploads_prefix   = "uploads/"
   encrypted_prefix = "encrypted/"
   # record_failure tags the upload it failed on (functions/pqfile/usecases/ingest.py).

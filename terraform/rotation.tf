@@ -5,7 +5,7 @@
 
 locals {
   # PlanRewrap writes one JSON manifest per batch here, in the encrypted bucket; the
-  # workflow's distributed Map reads it (functions/pqfile/config.py ROTATION_MANIFESTS_PREFIX).
+  # workflow's distributed Map reads it (pqfile.config ROTATION_MANIFESTS_PREFIX).
   rotation_manifests_prefix = "rotation-manifests/"
 
   rotation_functions = {

@@ -228,5 +228,28 @@ def test_only_config_reads_the_environment() -> None:
         for path in PACKAGE.rglob("*.py")
         if _reads_environment(path)
     }
-    assert "config.py" in readers, "the scan must see config.py's own reads"
-    assert readers == {"config.py"}
+    assert "config/_base.py" in readers, "the scan must see config/_base.py's own reads"
+    assert readers == {"config/_base.py"}
+
+
+def test_every_exported_name_resolves_to_its_module() -> None:
+    """pqfile.config loads its settings modules on first use: every name it exports
+    resolves, to the same object its module holds, and nothing else does."""
+    import importlib
+
+    import pqfile.config as config
+
+    assert set(config.__all__) <= set(dir(config))
+    for name in config.__all__:
+        value = getattr(config, name)
+        module = config._LAZY.get(name)
+        if module is not None:
+            assert value is getattr(importlib.import_module(f"pqfile.config.{module}"), name)
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchSetting'"):
+        _ = config.NoSuchSetting
+    # Every settings class of the package is exported (a new one cannot be forgotten).
+    for module in set(config._LAZY.values()):
+        loaded = importlib.import_module(f"pqfile.config.{module}")
+        for name, value in vars(loaded).items():
+            if isinstance(value, type) and value.__module__ == loaded.__name__:
+                assert name in config.__all__, f"pqfile.config.{module}.{name} is not exported"

@@ -13,7 +13,7 @@ from tests.terraform.conftest import REPO_ROOT
 LAMBDA_TF = REPO_ROOT / "terraform" / "lambda.tf"
 PACKAGE = REPO_ROOT / "functions" / "pqfile"
 # The code a function runs: handlers, use cases, adapters and the settings module.
-LAMBDA_CODE = ["handlers", "usecases", "adapters", "config.py"]
+LAMBDA_CODE = ["handlers", "usecases", "adapters", "config"]
 # Read by the code above, but only on paths no function takes.
 NOT_FOR_FUNCTIONS = {
     "PQFILE_ACTOR": "names the operator in CLI audit rows; functions audit as themselves",

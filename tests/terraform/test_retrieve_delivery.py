@@ -1,6 +1,6 @@
 """The plaintext delivery switch (docs/OPERATIONS.md, "Retrieval"): a typed Terraform
 variable, off by default and in prod, on locally and in dev, reaching the retrieve function
-alone as PQFILE_PLAINTEXT_DELIVERY, which config.py reads. Static: no apply."""
+alone as PQFILE_PLAINTEXT_DELIVERY, which pqfile.config reads. Static: no apply."""
 
 from __future__ import annotations
 

@@ -106,10 +106,25 @@ def test_handler_import_defers_use_case_settings_and_pyca(name: str) -> None:
 def test_ports_load_no_pyca() -> None:
     """pqfile.ports (every use case imports it) names SignedDigest for typing only."""
     code = (
-        "import sys, pqfile.ports, pqfile.keys.audit_digest, pqfile.config\n"
+        "import sys, pqfile.ports, pqfile.keys.audit_digest\n"
+        "from pqfile.config import ENVIRONMENT, IdentitySettings, PoolSettings, Settings\n"
         "print(sorted(m for m in sys.modules if m.startswith('cryptography')))\n"
     )
     assert _run(code) == "[]"
+
+
+def test_client_factory_loads_only_the_aws_settings() -> None:
+    """Every function builds its S3 and KMS clients at cold start (pqfile.adapters.aws): of
+    the settings that loads the constants and AwsSettings, not the other concerns' classes,
+    the variable registry or the key pool's policy (pqfile.config loads per module)."""
+    code = (
+        "import sys\n"
+        "from pqfile.adapters.aws import client\n"
+        "client('s3')\n"
+        "client('kms')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pqfile.config', 'pqfile.keys'))))\n"
+    )
+    assert _run(code) == "['pqfile.config', 'pqfile.config._base', 'pqfile.config.aws']"
 
 
 def _body_imports(tree: ast.Module) -> set[str]:

@@ -1,6 +1,6 @@
 """The architecture, enforced: pure layers never import infrastructure libraries.
 
-format/, crypto/, keys/, usecases/, ports/, config.py and errors.py must not import boto3,
+format/, crypto/, keys/, usecases/, ports/, config/ and errors.py must not import boto3,
 botocore, pg8000 or Powertools. handlers/ may use Powertools, but reach AWS only through
 adapters/ (via pqfile.wiring): no boto3, botocore or boto3 type stubs there either. The
 stubs (mypy_boto3_*) appear only in adapters/, under TYPE_CHECKING.
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "functions" / "pqfile"
-PURE = ["format", "crypto", "keys", "usecases", "ports", "config.py", "errors.py"]
+PURE = ["format", "crypto", "keys", "usecases", "ports", "config", "errors.py"]
 FORBIDDEN = ("boto3", "botocore", "pg8000", "aws_lambda_powertools", "aws_xray_sdk")
 #: No AWS SDK (nor its type stubs) outside adapters/.
-AWS_FREE = ["handlers", "usecases", "keys", "crypto", "format", "ports", "config.py"]
+AWS_FREE = ["handlers", "usecases", "keys", "crypto", "format", "ports", "config"]
 AWS_SDK = ("boto3", "botocore", "mypy_boto3_")
 
 
