@@ -6,6 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
+import sysconfig
 import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -21,6 +24,24 @@ _TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal"
 #: In a section, what follows this line is written by people and kept when the benchmark
 #: rewrites the section above it.
 NOTES_MARKER = "<!-- notes below are kept when the section is rewritten -->"
+
+
+def plain_venv(work: Path, name: str = "installed") -> Path:
+    """A virtual environment under ``work`` in which ``functions/`` and this venv's
+    dependencies are plain path entries, as a wheel install or a Lambda zip plus layer give
+    them: no editable-install finder runs at interpreter start (the development venv's
+    imports pathlib, re and urllib before anything else). Returns its ``python``."""
+    venv = work / name
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    functions = Path(__file__).resolve().parents[1] / "functions"
+    ours = sysconfig.get_paths()["purelib"]
+    (Path(purelib) / "pqfile-bench.pth").write_text(f"{functions}\n{ours}\n")
+    return python
 
 
 def write_section(path: Path, heading: str, body: str) -> None:

@@ -6,9 +6,13 @@ the other tenants) of the whole child (interpreter start included, as Lambda's I
 Duration; it ends with os._exit(0), since the interpreter's teardown is no part of Init)
 that imports the
 handler module and creates its S3 and KMS clients (pqfile.adapters.aws, as the adapters
-do), as deployed: tracing on (no AWS_ENDPOINT_URL), the environment of docs/CONTRACTS.md.
-The baseline child runs `import boto3` plus one client. Baseline and handlers are
-interleaved round by round in one run; medians; the target is <= 1.2x for every handler.
+do), as deployed: tracing on (no AWS_ENDPOINT_URL), the environment of docs/CONTRACTS.md,
+in a plain venv with the code and its dependencies on path entries (as the zip and the
+layer are on Lambda; the development venv's editable finder would add its own imports to
+every child, the baseline's included). The baseline child runs `import boto3` plus one
+client. In every round each handler's children run right after a baseline child of their
+own; a ratio is the median over the rounds of child / that baseline (a pair shares the
+other tenants' load of the moment); the target is <= 1.2x for every handler.
 
 A second figure per handler, "first call", adds what the first invocation loads before
 the use case runs (the use case's modules, which handlers import in their body, and the
@@ -37,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _benchutil import write_section
+from _benchutil import plain_venv, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -79,11 +83,13 @@ use cases, adapters, pyca, Powertools or the X-Ray SDK
 (`tests/unit/test_handler_lazy_imports.py` pins it). Its use case is imported in the
 handler's body on the first invocation (a SnapStart function imports it before its
 snapshot: docs/OPERATIONS.md, "SnapStart"). What the init column still holds above the
-baseline: `pqfile.config` (about 25 ms: its frozen dataclasses, loaded by
-`pqfile.adapters.aws` to read the endpoint and region), the second (KMS) client (about
-12 ms) and the handler's own modules (about 7 ms); `python -X importtime`, in-process
-`time.process_time`. The first call moves the use case's import cost (about 100 to 250 ms,
-pyca and the dataclass-heavy ports and use cases) after init; it is not removed."""
+baseline: the second (KMS) client (about 12 ms), the handler's own modules with `wiring` and
+`_runtime` (about 7 ms) and, since `pqfile.config` became a package whose modules load on
+first use, only its constants and `AwsSettings` (about 1-2 ms, against about 16-25 ms when
+the client factory loaded all fifteen settings dataclasses, the variable registry and the
+pool policy); `python -X importtime`, in-process `time.process_time`. The first call moves
+the use case's import cost (about 100 to 250 ms, pyca and the dataclass-heavy ports and use
+cases) after init; it is not removed."""
 
 BEFORE_NOTE = """ "Before" columns: the
 same init with the earlier code given by `--before`, in the same interleaved rounds."""
@@ -116,10 +122,10 @@ def deployed_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def cpu(code: str, env: dict[str, str]) -> float:
+def cpu(python: Path, code: str, env: dict[str, str]) -> float:
     """The child's CPU time (user + system), from its own rusage: on a shared machine the
     wall time mostly measures the other tenants; init is CPU-bound (imports, models)."""
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    proc = subprocess.Popen([str(python), "-c", code], env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
@@ -139,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = handlers()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pqfile-bench-cold-") as tmp:
+        python = plain_venv(Path(tmp))  # as a zip and a layer: no editable finder
         env = deployed_env(Path(tmp) / "pycache")
         old_env = env
         if before is not None:
@@ -151,25 +158,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             if before is not None:
                 codes[name + " before"] = (HANDLER.format(name=name) + END, old_env)
         for code, code_env in codes.values():  # compile every module once, untimed
-            cpu(code, code_env)
+            cpu(python, code, code_env)
         times: dict[str, list[float]] = {k: [] for k in codes}
+        # Each figure is divided by the baseline measured just before it, in the same round:
+        # the other tenants' load changes over seconds, and a pair taken together shares it.
+        pairs: dict[str, list[float]] = {k: [] for k in codes if k != "(baseline)"}
         for _ in range(rounds):
-            for key, (code, code_env) in codes.items():
-                times[key].append(cpu(code, code_env))
+            for name in names:
+                baseline = cpu(python, BASELINE, env)
+                times["(baseline)"].append(baseline)
+                for key in (k for k in pairs if k == name or k.startswith(name + " ")):
+                    code, code_env = codes[key]
+                    times[key].append(cpu(python, code, code_env))
+                    pairs[key].append(times[key][-1] / baseline)
     load_after = os.getloadavg()[0]
     med = {k: statistics.median(v) for k, v in times.items()}
+    paired = {k: statistics.median(v) for k, v in pairs.items()}
     base = med["(baseline)"]
     rows, met = [], True
     for name in names:
-        ratio = med[name] / base
+        ratio = paired[name]
         met = met and ratio <= TARGET
         first = med[name + " first call"]
         old = med.get(name + " before")
-        was = f" | {old * 1000:.0f} ms | {old / base:.2f}x" if old is not None else ""
+        was = f" | {old * 1000:.0f} ms | {paired[name + ' before']:.2f}x" if old else ""
         rows.append(f"| {name} | {med[name] * 1000:.0f} ms | {ratio:.2f}x | "
                     f"{'yes' if ratio <= TARGET else 'no'} | {first * 1000:.0f} ms | "
-                    f"{first / base:.2f}x{was} |")  # fmt: skip
-    ratios = [med[name] / base for name in names]
+                    f"{paired[name + ' first call']:.2f}x{was} |")  # fmt: skip
+    ratios = [paired[name] for name in names]
     low, high = min(ratios), max(ratios)
     flags = (" --quick" if args.quick else "") + (f" --rounds {args.rounds}" if args.rounds else "")
     flags += " --before DIR" if before else ""
@@ -178,16 +194,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 `python scripts/bench_cold_start.py{flags}` (also in `make
 bench`); {len(os.sched_getaffinity(0))} cores, Python {sys.version.split()[0]}; load average
 (1 min) {load_before:.2f} before and {load_after:.2f} after (a shared machine: absolute
-figures vary a lot between runs; the ratios come from one interleaved run).
+figures vary a lot between runs; the ratios come from pairs taken together in one run).
 
-Each figure is the median CPU time (user + system, the child's rusage; wall time here
+Each time is the median CPU time (user + system, the child's rusage; wall time here
 measures the other tenants as much) of {rounds} fresh processes (interpreter start included;
 each child ends with `os._exit(0)` once init is done, as Lambda's Init Duration ends there:
 the interpreter's teardown, 80-150 ms of CPU here and more for more modules, is not part of
 a cold start; runs before 2026-11-30 03:00 UTC included it) with the deployed environment
-(tracing on, no endpoint, dummy credentials, modules
-byte-compiled). Init = import the handler module and create its S3 and KMS clients.
-Baseline = `import boto3` plus one S3 client: {base * 1000:.0f} ms. "First call" adds what
+(tracing on, no endpoint, dummy credentials, modules byte-compiled) in a plain venv where
+the code and its dependencies are path entries, as a Lambda zip and layer provide them (no
+editable-install finder at start; runs before 2026-11-30 05:00 UTC used the development
+venv). Init = import the handler module and create its S3 and KMS clients. Baseline =
+`import boto3` plus one S3 client: {base * 1000:.0f} ms. Each ratio is the median over the
+rounds of a child's time divided by the baseline child run just before it in the same round
+(each handler has its own baseline child every round; before 2026-11-30 05:00 UTC the
+ratios were of medians). "First call" adds what
 the first invocation loads once: the handler's use case (imported in the handler's body;
 `_runtime.preload` names it) and `_runtime.prepare()` (Powertools logger, metrics and the
 X-Ray tracer); it is shown, not targeted.{BEFORE_NOTE if before else ""}
