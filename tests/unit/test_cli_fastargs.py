@@ -116,7 +116,7 @@ LEAN = (
     "rc = main(sys.argv[1:])\n"
     "heavy = ('argparse', 'dataclasses', 'inspect', 'hashlib', 'hmac', 'threading', 'queue',\n"
     "         'tempfile', 'shutil', 'gettext', 'locale', 'pqfile.config', 'pqfile.cli.batch',\n"
-    "         'pathlib', 'urllib.parse', 'ipaddress', 'fnmatch',\n"
+    "         'pathlib', 'urllib.parse', 'ipaddress', 'fnmatch', 'signal',\n"
     "         'cryptography.hazmat.backends.openssl.backend')\n"
     "tops = ('boto3', 'botocore', 'pg8000', 'rich', 'aws_lambda_powertools')\n"
     f"pyca_own = {PYCA_OWN!r}\n"
