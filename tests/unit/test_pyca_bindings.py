@@ -163,3 +163,18 @@ def test_pycas_rust_imports_its_python_modules_for_x_wing_keys_and_hashes() -> N
         "typing",
     } <= set(loaded["x-wing key"])
     assert loaded["hash refusal"] == ["Expected instance of hashes.HashAlgorithm."]
+
+
+@pytest.mark.parametrize("suite", list(Suite), ids=lambda s: s.value)
+def test_with_pyca_is_public_key_and_to_pyca_from_one_expansion(suite: Suite) -> None:
+    secret = generate(suite)
+    public, pyca_secret = secret.with_pyca()
+    assert public == secret.public_key()
+    assert type(pyca_secret) is type(secret.to_pyca())
+    hpke_suite = hpke.Suite(
+        {Suite.XWING: hpke.KEM.MLKEM768_X25519, Suite.MLKEM768: hpke.KEM.MLKEM768,
+         Suite.MLKEM1024: hpke.KEM.MLKEM1024}[suite],
+        hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM,
+    )  # fmt: skip
+    sealed = hpke_suite.encrypt(b"k" * 32, public.to_pyca(), info=b"i")
+    assert hpke_suite.decrypt(sealed, pyca_secret, info=b"i") == b"k" * 32
