@@ -108,3 +108,73 @@ def test_support_checks_follow_the_backend(monkeypatch: pytest.MonkeyPatch) -> N
         _pyca.mlkem1024_from_seed(bytes(64))
     with pytest.raises(_pyca.UnsupportedAlgorithm):
         _pyca.x25519_generate()
+
+
+
+# Which of pyca's Python modules (and `typing`) each step makes pyca's Rust code import.
+PYCA_LOADS = """
+import json, sys
+from cryptography.hazmat.bindings._rust import openssl as o
+loaded = {}
+def step(name, before):
+    loaded[name] = sorted(m for m in set(sys.modules) - before
+                          if m.startswith("cryptography.") or m == "typing")
+before = set(sys.modules)
+mlkem_key = o.mlkem.from_mlkem768_seed_bytes(bytes(64))
+x25519_key = o.x25519.from_private_bytes(bytes(32))
+step("rust keys", before)
+before = set(sys.modules)
+o.hpke.MLKEM768X25519PrivateKey(mlkem_key, x25519_key)
+step("x-wing key", before)
+class NotAHash:
+    name, digest_size, block_size = "sha256", 32, 64
+try:
+    o.hashes.Hash(NotAHash())
+except TypeError as exc:
+    loaded["hash refusal"] = [str(exc)]
+print(json.dumps(loaded))
+"""
+
+
+def test_pycas_rust_imports_its_python_modules_for_x_wing_keys_and_hashes() -> None:
+    """Why `pqfile encrypt`/`decrypt` load pyca's ML-KEM, X25519 and hash modules (and with
+    them `typing`, about a third of the command) although crypto/_pyca.py binds the Rust
+    classes: the Rust constructor of the X-Wing key (``hpke.MLKEM768X25519PublicKey`` /
+    ``PrivateKey``, which every seal and open needs) checks its parts against the Python
+    ML-KEM and X25519 classes and imports them, and Hash/HMAC/HKDF check their algorithm
+    against ``hashes.HashAlgorithm`` (issue 15, BENCHMARKS.md "CLI latency and batch"). If a
+    pyca release stops doing so, this fails: those modules can then leave the file
+    commands' path (tests/unit/test_cli_fastargs.py PYCA_OWN)."""
+    import json
+    import subprocess
+    import sys
+
+    path = os.pathsep.join(p for p in sys.path if p)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", PYCA_LOADS], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout)
+    assert loaded["rust keys"] == []
+    assert {
+        "cryptography.hazmat.primitives.asymmetric.mlkem",
+        "cryptography.hazmat.primitives.asymmetric.x25519",
+        "typing",
+    } <= set(loaded["x-wing key"])
+    assert loaded["hash refusal"] == ["Expected instance of hashes.HashAlgorithm."]
+
+
+@pytest.mark.parametrize("suite", list(Suite), ids=lambda s: s.value)
+def test_with_pyca_is_public_key_and_to_pyca_from_one_expansion(suite: Suite) -> None:
+    secret = generate(suite)
+    public, pyca_secret = secret.with_pyca()
+    assert public == secret.public_key()
+    assert type(pyca_secret) is type(secret.to_pyca())
+    hpke_suite = hpke.Suite(
+        {Suite.XWING: hpke.KEM.MLKEM768_X25519, Suite.MLKEM768: hpke.KEM.MLKEM768,
+         Suite.MLKEM1024: hpke.KEM.MLKEM1024}[suite],
+        hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM,
+    )  # fmt: skip
+    sealed = hpke_suite.encrypt(b"k" * 32, public.to_pyca(), info=b"i")
+    assert hpke_suite.decrypt(sealed, pyca_secret, info=b"i") == b"k" * 32

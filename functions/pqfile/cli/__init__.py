@@ -80,6 +80,7 @@ def _build_parser(modules: Sequence[str]) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args: Any = None
     given = list(sys.argv[1:] if argv is None else argv)
+    fast = False
     if given[:1] in (["encrypt"], ["decrypt"]):
         import gc
 
@@ -95,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pqfile.cli import _fastargs
 
             args = _fastargs.parse(given)
+            fast = args is not None
         finally:
             if argv is None:
                 gc.freeze()
@@ -109,13 +111,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return func(args)
+        rc = func(args)
     except PQFileError as exc:
         print(f"pqfile: error: {exc}", file=sys.stderr)
-        return 1
+        rc = 1
     except KeyboardInterrupt as exc:  # SIGINT; SIGTERM/SIGHUP while writing a file
         print("pqfile: interrupted", file=sys.stderr)
-        return 128 + getattr(exc, "signum", 2)
+        rc = 128 + getattr(exc, "signum", 2)
+    if fast and argv is None:
+        _exit_now(rc)
+    return rc
+
+
+def _exit_now(rc: int) -> None:
+    """End the process's own one-file command without interpreter finalization.
+
+    The command is over: its output is committed (or removed) and its files are closed.
+    What finalization would still do is tear down the hundred modules the command loaded,
+    pyca's among them, about 5 ms of a ~40 ms command (issue 15; BENCHMARKS.md "CLI
+    latency and batch"). The standard streams are flushed first; if that fails (a closed
+    pipe), a thread is still alive or an atexit handler is registered, the interpreter
+    exits as usual (and reports a failed flush as it always does).
+    """
+    import atexit
+
+    threading = sys.modules.get("threading")
+    if atexit._ncallbacks() or (threading is not None and threading.active_count() > 1):
+        return
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        return
+    import os
+
+    os._exit(rc)
 
 
 if __name__ == "__main__":  # pragma: no cover

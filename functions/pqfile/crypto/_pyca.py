@@ -12,6 +12,11 @@ Rust objects are reached directly, with the same support checks
 back is exactly what the public API returns (``tests/unit/test_pyca_bindings.py`` checks it
 against that API, so a pyca upgrade that moves these names fails there first).
 
+pyca's Python modules for ML-KEM, X25519 and hashes (with ``cryptography.utils`` and
+``typing``) load anyway on the file commands: pyca's Rust code imports them itself when it
+builds an X-Wing HPKE key and when a hash checks its algorithm (that test pins it too), so
+importing them here for the type names costs those commands nothing.
+
 The hash and HMAC of the header MAC, the key id and the HPKE info also come from pyca
 (rather than ``hashlib``/``hmac``, which would load a second OpenSSL library).
 """

@@ -9,13 +9,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import stat
 from collections.abc import Iterator
-from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-__all__ = ["NOT_A_REGULAR_FILE", "WriteInterrupted", "write_atomically"]
+if TYPE_CHECKING:
+    import signal
+else:
+    try:  # the C module that `signal` wraps: the same calls, with plain ints where `signal`
+        import _signal as signal  # builds IntEnums on import (~0.5 ms of CLI start-up)
+    except ImportError:  # pragma: no cover (an interpreter without it)
+        import signal
+
+__all__ = ["NOT_A_REGULAR_FILE", "WriteInterrupted", "split_target", "write_atomically"]
 
 NOT_A_REGULAR_FILE = "exists and is not a regular file; refusing to replace it"
 
@@ -46,7 +52,7 @@ def _catch_termination() -> dict[int, signal.Handlers]:
     thread, the one Python delivers signals to; returns what to restore."""
     taken: dict[int, signal.Handlers] = {}
     for signum in _TERMINATING_SIGNALS:
-        if signal.getsignal(signum) is signal.SIG_DFL:
+        if signal.getsignal(signum) == signal.SIG_DFL:
             try:
                 signal.signal(signum, _raise_interrupted)
             except ValueError:  # not the main thread (checked so, without loading threading)
@@ -76,7 +82,17 @@ def _signals_deferred(taken: dict[int, signal.Handlers]) -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _check_replaceable(target: Path) -> None:
+def split_target(target: str | os.PathLike[str]) -> tuple[str, str, str]:
+    """(path, folder, name) of an output path, as ``pathlib`` reads it (trailing slashes
+    dropped; the folder of a bare name is ``.``) without importing pathlib, which loads
+    ``urllib.parse`` and ``ipaddress`` (CLI start-up, issue 15)."""
+    path = os.fspath(target)
+    path = path.rstrip("/") or path
+    folder, name = os.path.split(path)
+    return path, folder or ".", name
+
+
+def _check_replaceable(target: str) -> None:
     """``overwrite`` replaces a regular file only: never a directory, device, FIFO, socket
     or symlink (checked without following it)."""
     try:
@@ -84,25 +100,26 @@ def _check_replaceable(target: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISREG(st.st_mode):
-        raise FileExistsError(errno.EEXIST, NOT_A_REGULAR_FILE, str(target))
+        raise FileExistsError(errno.EEXIST, NOT_A_REGULAR_FILE, target)
 
 
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def _create_temp(target: Path) -> tuple[int, str]:
+def _create_temp(target: str) -> tuple[int, str]:
     """A new file ``.<name>.<random>.partial`` beside ``target``, mode 0600 (what
     ``tempfile.mkstemp`` does, without importing tempfile and random: CLI start-up)."""
+    _, folder, base = split_target(target)
     for _ in range(100):
-        name = str(target.parent / f".{target.name}.{os.urandom(6).hex()}.partial")
+        name = os.path.join(folder, f".{base}.{os.urandom(6).hex()}.partial")
         try:
             return os.open(name, _TEMP_FLAGS, 0o600), name
         except FileExistsError:
             continue
-    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
 
 
-def _commit_temp(tmp: str, target: Path, overwrite: bool) -> None:
+def _commit_temp(tmp: str, target: str, overwrite: bool) -> None:
     if overwrite:
         _check_replaceable(target)  # again: the target may have changed while we wrote
         os.replace(tmp, target)
@@ -123,7 +140,7 @@ def write_atomically(
     The temporary file is removed on every failure, including KeyboardInterrupt and, in
     the main thread, SIGTERM and SIGHUP (raised as :class:`WriteInterrupted` meanwhile).
     """
-    return _AtomicFile(Path(target), overwrite, durable)
+    return _AtomicFile(split_target(target)[0], overwrite, durable)
 
 
 class _AtomicFile:
@@ -133,14 +150,14 @@ class _AtomicFile:
     file if it is still there and restore the signal handlers taken at creation.
     """
 
-    def __init__(self, target: Path, overwrite: bool, durable: bool = False) -> None:
+    def __init__(self, target: str, overwrite: bool, durable: bool = False) -> None:
         self.target = target
         self.overwrite = overwrite
         self.durable = durable
         if overwrite:
             _check_replaceable(target)
         elif os.path.lexists(target):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
         self.tmp: str | None = None
         self.file: BinaryIO | None = None
         self._signals = _catch_termination()

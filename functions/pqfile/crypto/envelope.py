@@ -184,7 +184,7 @@ def open_header(
 
     Returns (data key, body keys). Raises WrongKeyError or the opaque DecryptionError.
     """
-    public = identity.public_key()
+    public, pyca_identity = identity.with_pyca()
     if header.suite is not identity.suite:  # §10 step 7: the recipient is (suite, key id)
         raise WrongKeyError(
             header.key_id,
@@ -195,7 +195,7 @@ def open_header(
     if header.key_id_bytes != public.key_id_bytes:
         raise WrongKeyError(header.key_id, public.key_id)
     info = hpke_info(header.core_bytes(), header.key_id_bytes, header.kdf)
-    data_key = hpke_unwrap(header.enc, header.wrapped_key, identity, info)
+    data_key = hpke_unwrap(header.enc, header.wrapped_key, identity, info, pyca_identity)
     opened = open_body_keys(
         data_key, header.salt, header.kdf, header.commitment, header.mac_input(), header.mac
     )

@@ -127,6 +127,8 @@ def _check_mlkem_ek(ek: bytes, k: int = _MLKEM768_K) -> None:
 
 
 _MLKEMPrivate = mlkem.MLKEM768PrivateKey | mlkem.MLKEM1024PrivateKey
+# What pyca's hpke.Suite.decrypt takes for a secret key of each suite.
+PycaSecretKey = _MLKEMPrivate | hpke.MLKEM768X25519PrivateKey
 
 
 class PublicKey(Frozen):
@@ -191,9 +193,18 @@ class SecretKey(Frozen):
             _pyca.x25519_private(expanded[64:96]),
         )
 
-    def to_pyca(self) -> _MLKEMPrivate | hpke.MLKEM768X25519PrivateKey:
+    def to_pyca(self) -> PycaSecretKey:
         """The object pyca's ``hpke.Suite.decrypt`` accepts."""
+        return self._to_pyca(*self._components())
+
+    def with_pyca(self) -> tuple[PublicKey, PycaSecretKey]:
+        """(:meth:`public_key`, :meth:`to_pyca`) from one key expansion: opening a package
+        needs both, and each expands the seed (SHAKE256, ML-KEM KeyGen, X25519)."""
         mlkem_key, x_key = self._components()
+        return self._public_key(mlkem_key, x_key), self._to_pyca(mlkem_key, x_key)
+
+    @staticmethod
+    def _to_pyca(mlkem_key: _MLKEMPrivate, x_key: x25519.X25519PrivateKey | None) -> PycaSecretKey:
         if x_key is None:
             return mlkem_key
         if not isinstance(mlkem_key, mlkem.MLKEM768PrivateKey):  # pragma: no cover - X-Wing
@@ -205,7 +216,11 @@ class SecretKey(Frozen):
         return self._components()
 
     def public_key(self) -> PublicKey:
-        mlkem_key, x_key = self._components()
+        return self._public_key(*self._components())
+
+    def _public_key(
+        self, mlkem_key: _MLKEMPrivate, x_key: x25519.X25519PrivateKey | None
+    ) -> PublicKey:
         raw = mlkem_key.public_key().public_bytes_raw()
         if x_key is not None:
             raw += x_key.public_key().public_bytes_raw()

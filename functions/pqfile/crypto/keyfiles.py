@@ -20,8 +20,8 @@ import contextlib
 import errno
 import os
 import stat
-from pathlib import Path
 
+from pqfile.crypto.atomic import split_target
 from pqfile.crypto.kem import (
     PublicKey,
     SecretKey,
@@ -240,7 +240,8 @@ def secret_key_from_pem(data: bytes) -> SecretKey:
 # --- files ----------------------------------------------------------------------------------
 
 
-def _write_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
+def _write_file(target: str | os.PathLike[str], data: bytes, mode: int, overwrite: bool) -> None:
+    path, folder, name = split_target(target)
     if not overwrite:
         # O_EXCL: never follow or replace an existing file; the mode applies at creation.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -249,10 +250,10 @@ def _write_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
         return
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISREG(os.lstat(path).st_mode):  # never replace a device, FIFO, link...
-            raise FileExistsError(errno.EEXIST, "exists and is not a regular file", str(path))
+            raise FileExistsError(errno.EEXIST, "exists and is not a regular file", path)
     import tempfile  # here: the file commands start faster without it
 
-    fd_tmp, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd_tmp, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(fd_tmp, "wb") as f:
             f.write(data)
@@ -268,14 +269,14 @@ def write_public_key(
     path: str | os.PathLike[str], key: PublicKey, *, overwrite: bool = False
 ) -> None:
     """Write a PEM public key (mode 0644)."""
-    _write_file(Path(path), public_key_to_pem(key), 0o644, overwrite)
+    _write_file(path, public_key_to_pem(key), 0o644, overwrite)
 
 
 def write_secret_key(
     path: str | os.PathLike[str], key: SecretKey, *, overwrite: bool = False
 ) -> None:
     """Write a PEM PKCS#8 secret key, created with mode 0600."""
-    _write_file(Path(path), secret_key_to_pem(key), 0o600, overwrite)
+    _write_file(path, secret_key_to_pem(key), 0o600, overwrite)
 
 
 def _read_key_file(path: str | os.PathLike[str]) -> bytes:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import cache
 
 from pqfile.crypto._pyca import InvalidTag, hpke
-from pqfile.crypto.kem import PublicKey, SecretKey, Suite
+from pqfile.crypto.kem import PublicKey, PycaSecretKey, SecretKey, Suite
 from pqfile.crypto.keyschedule import Kdf
 from pqfile.errors import DecryptionError
 from pqfile.format.header import DATA_KEY_SIZE, WRAPPED_KEY_SIZE
@@ -56,10 +56,18 @@ def hpke_wrap(data_key: bytes, recipient: PublicKey, info: bytes) -> tuple[bytes
     return enc, wrapped
 
 
-def hpke_unwrap(enc: bytes, wrapped: bytes, identity: SecretKey, info: bytes) -> bytes:
-    """Open the data key; any failure is the opaque DecryptionError."""
+def hpke_unwrap(
+    enc: bytes,
+    wrapped: bytes,
+    identity: SecretKey,
+    info: bytes,
+    pyca_identity: PycaSecretKey | None = None,
+) -> bytes:
+    """Open the data key; any failure is the opaque DecryptionError. ``pyca_identity`` is
+    ``identity.to_pyca()`` when the caller has it already (SecretKey.with_pyca)."""
+    key = identity.to_pyca() if pyca_identity is None else pyca_identity
     try:
-        data_key = hpke_suite(identity.suite).decrypt(enc + wrapped, identity.to_pyca(), info=info)
+        data_key = hpke_suite(identity.suite).decrypt(enc + wrapped, key, info=info)
     except (InvalidTag, ValueError):
         raise DecryptionError() from None
     if len(data_key) != DATA_KEY_SIZE:
