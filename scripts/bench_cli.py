@@ -43,14 +43,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _benchutil import write_section
+from _benchutil import plain_venv, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -132,16 +131,8 @@ os._exit(0)
 def installed_venv(work: Path) -> Path:
     """A plain venv in which pqfile and its dependencies are on a path entry (what a wheel
     install gives; no editable finder in site); returns its `pqfile` script."""
-    venv = work / "installed"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    ours = sysconfig.get_paths()["purelib"]
-    (Path(purelib) / "pqfile-bench.pth").write_text(f"{ROOT / 'functions'}\n{ours}\n")
-    script = venv / "bin" / "pqfile"
+    python = plain_venv(work)
+    script = python.with_name("pqfile")
     template = Path(_pqfile()[0]).read_text().splitlines()[1:]
     script.write_text("\n".join([f"#!{python}", *template]) + "\n")
     script.chmod(0o755)
