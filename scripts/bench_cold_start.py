@@ -111,6 +111,11 @@ def deployed_env(cache: Path) -> dict[str, str]:
         AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
         AWS_SECRET_ACCESS_KEY="secret",
         AWS_LAMBDA_FUNCTION_NAME="pqfile-bench",
+        # Set by Lambda in every function: the X-Ray SDK then samples locally (Lambda made
+        # the decision) instead of building a botocore client for the daemon's centralized
+        # sampling, which would add 100-300 ms to the first call that Lambda never pays.
+        LAMBDA_TASK_ROOT=str(ROOT / "functions"),
+        AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:2000",
         AWS_XRAY_CONTEXT_MISSING="IGNORE_ERROR",
         POWERTOOLS_SERVICE_NAME="pqfile",
         POWERTOOLS_METRICS_NAMESPACE="PQFile",
