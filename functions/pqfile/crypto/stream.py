@@ -1,8 +1,9 @@
 """STREAM body: AES-256-GCM per segment (docs/FORMAT.md section 6).
 
 Constant memory: preallocated buffers (two input segments for the one-segment look-ahead
-that finds the final segment, and the output segments), ``readinto`` and pyca's
-``encrypt_into``/``decrypt_into``; no per-segment allocation or concatenation.
+that finds the final segment, three when a regular-file source is read ahead by a second
+thread, and the output segments), ``readinto`` and pyca's ``encrypt_into``/``decrypt_into``;
+no per-segment allocation or concatenation.
 
 When the sink is an operating-system file (it has a working ``fileno()``), output
 segments are written by one background thread (crypto/stream_io.py) from a ring of three
