@@ -962,30 +962,14 @@ def machine_info(suite: str, info: dict[str, str]) -> str:
 
 
 def write_section(body: str) -> None:
-    """Rewrite the section; notes after ``_benchutil.NOTES_MARKER`` in the old one are kept."""
+    """Rewrite this section of BENCHMARKS.md (created with its header if missing); notes
+    after ``_benchutil.NOTES_MARKER`` in the old section are kept."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _benchutil import NOTES_MARKER
+    from _benchutil import write_section as write_named_section
 
-    section = f"{SECTION_TITLE}\n\n{body.rstrip()}\n"
-    if BENCHMARKS_MD.exists():
-        text = BENCHMARKS_MD.read_text()
-    else:
-        text = HEADER
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION_TITLE), None)
-    if start is None:
-        text = text.rstrip() + "\n\n" + section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        old_section = "".join(lines[start:end])
-        if NOTES_MARKER in old_section:
-            notes = old_section.split(NOTES_MARKER, 1)[1].rstrip()
-            section += "\n" + NOTES_MARKER + notes + "\n"
-        tail = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    BENCHMARKS_MD.write_text(text)
+    if not BENCHMARKS_MD.exists():
+        BENCHMARKS_MD.write_text(HEADER)
+    write_named_section(BENCHMARKS_MD, SECTION_TITLE, body)
 
 
 def crypto_section(args: argparse.Namespace, command: str) -> bool:
