@@ -962,22 +962,14 @@ def machine_info(suite: str, info: dict[str, str]) -> str:
 
 
 def write_section(body: str) -> None:
-    section = f"{SECTION_TITLE}\n\n{body.rstrip()}\n"
-    if BENCHMARKS_MD.exists():
-        text = BENCHMARKS_MD.read_text()
-    else:
-        text = HEADER
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION_TITLE), None)
-    if start is None:
-        text = text.rstrip() + "\n\n" + section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        tail = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    BENCHMARKS_MD.write_text(text)
+    """Rewrite this section of BENCHMARKS.md (created with its header if missing); notes
+    after ``_benchutil.NOTES_MARKER`` in the old section are kept."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _benchutil import write_section as write_named_section
+
+    if not BENCHMARKS_MD.exists():
+        BENCHMARKS_MD.write_text(HEADER)
+    write_named_section(BENCHMARKS_MD, SECTION_TITLE, body)
 
 
 def crypto_section(args: argparse.Namespace, command: str) -> bool:
@@ -1023,7 +1015,7 @@ def crypto_section(args: argparse.Namespace, command: str) -> bool:
     )
     if args.quick:
         body = "**Quick run (small files): not the reference figures.**\n\n" + body
-    if args.write or not args.quick:
+    if not args.no_write and (args.write or not args.quick):
         write_section(body)
         print(f"\nwrote the '{SECTION_TITLE[3:]}' section of {BENCHMARKS_MD.relative_to(ROOT)}")
     return all(ok is not False for _, ok, _ in checks)
@@ -1064,6 +1056,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--write", action="store_true", help="rewrite BENCHMARKS.md even with --quick"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the crypto section, leave BENCHMARKS.md"
     )
     parser.add_argument("--runs", type=int, default=30, help="in-memory runs (default 30)")
     parser.add_argument(

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from pqfile.crypto import envelope
+from pqfile.crypto import envelope, stream
 from pqfile.crypto.kem import SecretKey, generate
 from pqfile.errors import DecryptionError
 
@@ -111,3 +113,153 @@ def test_truncated_file_is_refused(key: SecretKey, tmp_path: Path) -> None:
     with _TracedFile(path) as src, pytest.raises(DecryptionError):
         envelope.decrypt_stream(src, io.BytesIO(), key)
     assert _no_reader_left()
+
+
+# --- encrypt_body: the same read-ahead for regular-file plaintext sources ----------------
+
+BODY_KEY = bytes(range(32))
+PREFIX = b"\x07" * 7
+
+
+def _plain_file(tmp_path: Path, size: int) -> tuple[Path, bytes]:
+    data = os.urandom(size)
+    path = tmp_path / "plain.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+def _expected_body(data: bytes) -> bytes:
+    """The body from the in-memory path (no threads), for the same key and nonce prefix."""
+    out = bytearray(stream.body_size(len(data), SEGMENT))
+    stream.encrypt_body_into(memoryview(data), memoryview(out), BODY_KEY, PREFIX, SEGMENT)
+    return bytes(out)
+
+
+def _no_pqfile_thread_left() -> bool:
+    return not any(t.name.startswith("pqfile-") for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("size", [SEGMENT + 1, 2 * SEGMENT, 7 * SEGMENT + 5, 8 * SEGMENT])
+def test_encrypt_file_source_is_read_ahead_byte_identical(tmp_path: Path, size: int) -> None:
+    path, data = _plain_file(tmp_path, size)
+    sink = io.BytesIO()
+    with _TracedFile(path) as src:
+        plain, body = stream.encrypt_body(src, sink, BODY_KEY, PREFIX, SEGMENT)
+        assert src.tell() == size  # left at the end, as before
+    assert sink.getvalue() == _expected_body(data)
+    assert (plain, body) == (size, len(sink.getvalue()))
+    assert "pqfile-read-ahead" in src.readers
+    assert threading.current_thread().name not in src.readers  # all reads in the reader
+    assert _no_pqfile_thread_left()
+
+
+def test_encrypt_to_os_file_with_both_threads_is_byte_identical(tmp_path: Path) -> None:
+    path, data = _plain_file(tmp_path, 9 * SEGMENT + 77)
+    out_path = tmp_path / "body"
+    with _TracedFile(path) as src, out_path.open("wb") as out:
+        stream.encrypt_body(src, out, BODY_KEY, PREFIX, SEGMENT)
+    assert out_path.read_bytes() == _expected_body(data)
+    assert "pqfile-read-ahead" in src.readers
+    assert _no_pqfile_thread_left()
+
+
+@pytest.mark.parametrize("size", [0, 1, SEGMENT])
+def test_encrypt_one_segment_starts_no_reader(tmp_path: Path, size: int) -> None:
+    path, data = _plain_file(tmp_path, size)
+    sink = io.BytesIO()
+    with _TracedFile(path) as src:
+        stream.encrypt_body(src, sink, BODY_KEY, PREFIX, SEGMENT)
+    assert sink.getvalue() == _expected_body(data)
+    assert src.readers <= {threading.current_thread().name}
+
+
+def test_encrypt_non_file_sources_are_read_in_the_caller(tmp_path: Path) -> None:
+    data = os.urandom(5 * SEGMENT)
+    src = io.BytesIO(data)
+    seen: set[str] = set()
+    original = src.readinto
+
+    def readinto(b):  # type: ignore[no-untyped-def]
+        seen.add(threading.current_thread().name)
+        return original(b)
+
+    src.readinto = readinto  # type: ignore[method-assign]
+    sink = io.BytesIO()
+    stream.encrypt_body(src, sink, BODY_KEY, PREFIX, SEGMENT)
+    assert sink.getvalue() == _expected_body(data)
+    assert seen == {threading.current_thread().name}
+
+
+class _SlowSink(io.BytesIO):
+    """Records, at each segment written, how many reads the source had done."""
+
+    def __init__(self, src: _TracedFile) -> None:
+        super().__init__()
+        self.src = src
+        self.leads: list[int] = []
+
+    def write(self, b):  # type: ignore[no-untyped-def, override]
+        self.leads.append(self.src.reads - len(self.leads))
+        time.sleep(0.005)  # a slow disk: an unbounded reader would race ahead
+        return super().write(b)
+
+
+def test_encrypt_read_ahead_stays_bounded(tmp_path: Path) -> None:
+    path, data = _plain_file(tmp_path, 20 * SEGMENT)
+    with _TracedFile(path) as src:
+        sink = _SlowSink(src)
+        stream.encrypt_body(src, sink, BODY_KEY, PREFIX, SEGMENT)
+    assert sink.getvalue() == _expected_body(data)
+    # At segment k's write the reader holds at most k, k+1 (the look-ahead) and k+2: the
+    # ring has three buffers, refilled only once a segment is encrypted.
+    assert max(sink.leads) <= 3
+    assert max(sink.leads) >= 2  # it did read ahead while the sink was slow
+    assert _no_pqfile_thread_left()
+
+
+@pytest.mark.parametrize("to_os_file", [False, True])
+def test_encrypt_read_error_in_the_background_reaches_the_caller(
+    tmp_path: Path, to_os_file: bool
+) -> None:
+    path, _ = _plain_file(tmp_path, 8 * SEGMENT)
+    out_path = tmp_path / "body"
+    with _TracedFile(path, fail_at=4) as src, out_path.open("wb") as out:
+        sink = out if to_os_file else io.BytesIO()
+        with pytest.raises(OSError, match="Input/output error"):
+            stream.encrypt_body(src, sink, BODY_KEY, PREFIX, SEGMENT)
+    assert "pqfile-read-ahead" in src.readers
+    assert _no_pqfile_thread_left()
+
+
+class _Terminated(Exception):
+    pass
+
+
+def test_encrypt_sigterm_mid_body_leaves_no_thread(tmp_path: Path) -> None:
+    """A real SIGTERM (its handler raises, as the CLI's does) lands in the caller's thread
+    (the reader and writer block it) and stops both threads before it propagates."""
+    path, _ = _plain_file(tmp_path, 30 * SEGMENT)
+    out_path = tmp_path / "body"
+    handled: list[str] = []
+
+    def on_term(signum: int, frame: object) -> None:
+        handled.append(threading.current_thread().name)
+        raise _Terminated
+
+    calls: list[int] = []
+
+    def progress(n: int) -> None:
+        calls.append(n)
+        if len(calls) == 3:  # segment 3 is encrypted: the reader and writer are busy
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with _TracedFile(path) as src, out_path.open("wb") as out:
+            with pytest.raises(_Terminated):
+                stream.encrypt_body(src, out, BODY_KEY, PREFIX, SEGMENT, progress=progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert handled == [threading.current_thread().name]
+    assert "pqfile-read-ahead" in src.readers
+    assert _no_pqfile_thread_left()

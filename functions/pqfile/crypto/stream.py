@@ -1,8 +1,9 @@
 """STREAM body: AES-256-GCM per segment (docs/FORMAT.md section 6).
 
 Constant memory: preallocated buffers (two input segments for the one-segment look-ahead
-that finds the final segment, and the output segments), ``readinto`` and pyca's
-``encrypt_into``/``decrypt_into``; no per-segment allocation or concatenation.
+that finds the final segment, three when a regular-file source is read ahead by a second
+thread, and the output segments), ``readinto`` and pyca's ``encrypt_into``/``decrypt_into``;
+no per-segment allocation or concatenation.
 
 When the sink is an operating-system file (it has a working ``fileno()``), output
 segments are written by one background thread (crypto/stream_io.py) from a ring of three
@@ -115,13 +116,27 @@ def encrypt_body(
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
-    from pqfile.crypto.stream_io import WriteBehind, is_os_file, read_sequentially
+    from pqfile.crypto.stream_io import (
+        ReadAhead,
+        WriteBehind,
+        is_os_file,
+        read_sequentially,
+        regular_file_remaining,
+    )
 
     read_sequentially(src)
-    cur_view = memoryview(bytearray(segment_size))
-    # Allocated only for a body of more than one segment: a small input (the CLI's 1 MiB,
-    # a batch of small files) pays for neither the look-ahead buffer nor a writer thread.
+    # A regular-file source of more than one segment is read ahead by a second thread, as
+    # in decrypt_body (issue 15: encrypt_stream against cp on disk): the page-cache copy of
+    # segment i+2 overlaps the AEAD of segment i and the write-behind of segment i-1.
+    remaining = regular_file_remaining(src)
+    several = remaining is not None and remaining > segment_size
+    reader = ReadAhead(src, segment_size) if several else None
+    # The in-thread path allocates its look-ahead buffer only for a body of more than one
+    # segment: a small input (the CLI's 1 MiB, a batch of small files) pays for neither it
+    # nor a writer thread.
     ahead_view: memoryview | None = None
+    cur_buffer: bytearray | None = None  # with the reader: the ring buffers held here
+    ahead_buffer: bytearray | None = None
     overlap = is_os_file(dst)
     behind: WriteBehind | None = None
     out_view: memoryview | None = None
@@ -130,14 +145,24 @@ def encrypt_body(
     plain_total = 0
     body_total = 0
     try:
-        filled = _fill(src, cur_view)
+        cur_view: memoryview
+        if reader is None:
+            cur_view = memoryview(bytearray(segment_size))
+            filled = _fill(src, cur_view)
+        else:
+            cur_buffer, filled = reader.next()
+            cur_view = memoryview(cur_buffer)
         while True:
             last = filled < segment_size
             ahead_filled = 0
             if not last:
-                if ahead_view is None:
-                    ahead_view = memoryview(bytearray(segment_size))
-                ahead_filled = _fill(src, ahead_view)
+                if reader is not None:
+                    ahead_buffer, ahead_filled = reader.next()
+                    ahead_view = memoryview(ahead_buffer)
+                else:
+                    if ahead_view is None:
+                        ahead_view = memoryview(bytearray(segment_size))
+                    ahead_filled = _fill(src, ahead_view)
                 last = ahead_filled == 0
             if counter >= MAX_SEGMENTS:
                 raise LimitExceededError("input exceeds the maximum number of segments")
@@ -165,11 +190,18 @@ def encrypt_body(
                 return plain_total, body_total
             counter += 1
             assert ahead_view is not None
-            cur_view, ahead_view = ahead_view, cur_view
+            if reader is not None:
+                assert cur_buffer is not None
+                reader.release(cur_buffer)  # encrypted: the reader may refill it
+                cur_buffer, cur_view = ahead_buffer, ahead_view
+            else:
+                cur_view, ahead_view = ahead_view, cur_view
             filled = ahead_filled
     finally:
         if behind is not None:  # an exception above: stop the writer, keep that exception
             behind.close(raise_errors=False)
+        if reader is not None:
+            reader.close()
 
 
 def decrypt_body(
