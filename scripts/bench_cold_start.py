@@ -88,8 +88,8 @@ baseline: the second (KMS) client (about 12 ms), the handler's own modules with 
 first use, only its constants and `AwsSettings` (about 1-2 ms, against about 16-25 ms when
 the client factory loaded all fifteen settings dataclasses, the variable registry and the
 pool policy); `python -X importtime`, in-process `time.process_time`. The first call moves
-the use case's import cost (about 100 to 250 ms, pyca and the dataclass-heavy ports and use
-cases) after init; it is not removed."""
+the import of the use case (pyca, ports, use cases) and of Powertools and the X-Ray SDK
+(about 60 to 150 ms here) after init; it is not removed."""
 
 BEFORE_NOTE = """ "Before" columns: the
 same init with the earlier code given by `--before`, in the same interleaved rounds."""
