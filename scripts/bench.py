@@ -919,7 +919,7 @@ def suites_section(args: argparse.Namespace, command: str) -> bool:
     )
     if args.quick:
         body = "**Quick run: not the reference figures.**\n\n" + body
-    if args.write or not args.quick:
+    if not args.no_write and (args.write or not args.quick):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from _benchutil import write_section as write_named_section
 
@@ -1058,7 +1058,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--write", action="store_true", help="rewrite BENCHMARKS.md even with --quick"
     )
     parser.add_argument(
-        "--no-write", action="store_true", help="print the crypto section, leave BENCHMARKS.md"
+        "--no-write",
+        action="store_true",
+        help="print the crypto and suites sections, leave BENCHMARKS.md",
     )
     parser.add_argument("--runs", type=int, default=30, help="in-memory runs (default 30)")
     parser.add_argument(
