@@ -116,21 +116,12 @@ def encrypt_body(
 
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
-    from pqfile.crypto.stream_io import (
-        ReadAhead,
-        WriteBehind,
-        is_os_file,
-        read_sequentially,
-        regular_file_remaining,
-    )
+    from pqfile.crypto.stream_io import WriteBehind, is_os_file, read_ahead
 
-    read_sequentially(src)
     # A regular-file source of more than one segment is read ahead by a second thread, as
     # in decrypt_body (issue 15: encrypt_stream against cp on disk): the page-cache copy of
     # segment i+2 overlaps the AEAD of segment i and the write-behind of segment i-1.
-    remaining = regular_file_remaining(src)
-    several = remaining is not None and remaining > segment_size
-    reader = ReadAhead(src, segment_size) if several else None
+    reader = read_ahead(src, segment_size)
     # The in-thread path allocates its look-ahead buffer only for a body of more than one
     # segment: a small input (the CLI's 1 MiB, a batch of small files) pays for neither it
     # nor a writer thread.
@@ -225,19 +216,11 @@ def decrypt_body(
     aead = AESGCM(body_key)
     nonce = new_nonce(nonce_prefix)
     wire = segment_size + TAG_SIZE
-    from pqfile.crypto.stream_io import (
-        ReadAhead,
-        WriteBehind,
-        is_os_file,
-        read_sequentially,
-        regular_file_remaining,
-    )
+    from pqfile.crypto.stream_io import WriteBehind, is_os_file, read_ahead
 
-    read_sequentially(src)
     # A regular-file source of more than one segment is read ahead by a second thread
     # (with the write-behind, three stages overlap; issue 15: decrypt_stream against cp).
-    remaining = regular_file_remaining(src)
-    ahead_reader = ReadAhead(src, wire) if remaining is not None and remaining > wire else None
+    ahead_reader = read_ahead(src, wire)
     overlap = is_os_file(dst)
     behind: WriteBehind | None = None
     out_view: memoryview | None = None

@@ -15,7 +15,14 @@ from pqfile.crypto.stream import Sink, Source, _fill, write_all
 if TYPE_CHECKING:
     import threading
 
-__all__ = ["ReadAhead", "WriteBehind", "is_os_file", "read_sequentially", "regular_file_remaining"]
+__all__ = [
+    "ReadAhead",
+    "WriteBehind",
+    "is_os_file",
+    "read_ahead",
+    "read_sequentially",
+    "regular_file_remaining",
+]
 
 
 def is_os_file(dst: object) -> bool:
@@ -200,3 +207,13 @@ def regular_file_remaining(src: object) -> int | None:
     except (OSError, ValueError):
         return None
     return max(0, st.st_size - position) if isinstance(position, int) else None
+
+
+def read_ahead(src: Source, size: int) -> ReadAhead | None:
+    """Prepare ``src`` for the body loops of crypto/stream.py: mark it read sequentially,
+    and when it is a regular file with more than one ``size`` segment left, start a
+    :class:`ReadAhead` of ``size`` buffers (the caller closes it); else None (the caller
+    reads in its own thread)."""
+    read_sequentially(src)
+    remaining = regular_file_remaining(src)
+    return ReadAhead(src, size) if remaining is not None and remaining > size else None
